@@ -1,0 +1,90 @@
+/*
+ * core/scenario.h — a run's whole configuration, parsed from an INI file.
+ *
+ * fp_scenario_load() reads the file with inih, applies `--set section.key=value`
+ * overrides, validates every value and fills a plain struct. Nothing is
+ * silently ignored: an unknown section or key, a malformed value or a key that
+ * does not apply to the chosen dataset/model is an error whose message names
+ * the file, the line, the key and what is allowed.
+ *
+ * fp_scenario_canonical() renders the effective configuration (file, then
+ * overrides, then defaults) back as INI text: that text is what the run store
+ * keeps, and loading it again gives the same struct.
+ */
+#ifndef FP_SCENARIO_H
+#define FP_SCENARIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+enum fp_dataset_kind { FP_DATA_FMNIST = 1, FP_DATA_SYNTHETIC, FP_DATA_QUADRATIC };
+enum fp_partition_kind {
+    FP_PART_IID = 1,
+    FP_PART_SHARDS,    /* each client holds `shards` classes */
+    FP_PART_DIRICHLET, /* per-class proportions ~ Dir(alpha) */
+    FP_PART_SORTED,    /* stable sort by label, N contiguous blocks; no RNG */
+    FP_PART_NATURAL    /* the dataset defines each client's data (synthetic, quadratic) */
+};
+enum fp_model_kind { FP_MODEL_LOGREG = 1, FP_MODEL_MLP, FP_MODEL_QUADRATIC };
+enum fp_algo_kind { FP_ALGO_FEDAVG = 1, FP_ALGO_SCAFFOLD };
+
+#define FP_SCENARIO_STR 256
+
+struct fp_scenario {
+    /* [run] */
+    char name[FP_SCENARIO_STR];
+    uint64_t seed;
+    uint32_t rounds;
+    uint32_t eval_every; /* evaluate on the test set every this many rounds (and the last) */
+
+    /* [data] */
+    enum fp_dataset_kind dataset;
+    char data_path[FP_SCENARIO_STR]; /* directory with the four IDX .gz files */
+    uint32_t clients;                /* N */
+    enum fp_partition_kind partition;
+    uint32_t shards;          /* classes per client for FP_PART_SHARDS */
+    double dirichlet_alpha;   /* for FP_PART_DIRICHLET */
+    double synth_alpha;       /* synthetic(alpha, beta) of LEAF/FedProx */
+    double synth_beta;
+    uint32_t dim;             /* feature dimension (synthetic) or d (quadratic) */
+    double quad_noise;        /* stddev of gradient noise for quadratic, 0 = exact */
+
+    /* [model] */
+    enum fp_model_kind model;
+    uint32_t hidden;                 /* MLP hidden width */
+    char init_path[FP_SCENARIO_STR]; /* warm start: raw float32 file of d values; "" = random */
+
+    /* [algorithm] */
+    enum fp_algo_kind algorithm;
+    uint32_t local_steps; /* K */
+    uint32_t batch;       /* B */
+    double lr_local;      /* eta_l */
+    double lr_global;     /* eta_g */
+
+    /* [participation] */
+    uint32_t sample; /* S clients per round, uniform without replacement */
+};
+
+/* Fills sc with every default. */
+void fp_scenario_defaults(struct fp_scenario *sc);
+
+/* Loads path, then applies overrides[0..n) ("section.key=value"). On error
+ * returns a negative code and err->msg names the file, line and key. */
+int fp_scenario_load(struct fp_scenario *sc, const char *path, const char *const *overrides,
+                     size_t n_overrides, struct fp_error *err);
+
+/* Same, from text in memory; `origin` names it in error messages. */
+int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char *origin,
+                            const char *const *overrides, size_t n_overrides,
+                            struct fp_error *err);
+
+/* The effective configuration as INI text. Caller frees. NULL on ENOMEM. */
+char *fp_scenario_canonical(const struct fp_scenario *sc);
+
+const char *fp_algo_name(enum fp_algo_kind a);
+const char *fp_dataset_name(enum fp_dataset_kind d);
+const char *fp_model_name(enum fp_model_kind m);
+
+#endif

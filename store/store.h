@@ -1,0 +1,95 @@
+/*
+ * store/store.h — the SQLite run store.
+ *
+ * One file holds many runs (WAL mode, so `fedpress runs` / sqlite3 can read
+ * while a simulation writes). Tables: runs, rounds, client_rounds,
+ * checkpoints; the schema is documented in docs/store.md. A round's metrics
+ * (its `rounds` row and all its `client_rounds` rows) commit in one
+ * transaction: after a crash the store holds the whole round or none of it.
+ *
+ * Ownership: fp_store_open() returns a handle the caller closes with
+ * fp_store_close(). Strings returned inside fp_store_run_info are owned by
+ * the struct and freed by fp_store_run_info_free().
+ */
+#ifndef FP_STORE_H
+#define FP_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+
+struct fp_store;
+
+struct fp_run_meta {
+    const char *name;
+    const char *algorithm;
+    const char *dataset;
+    const char *scenario; /* canonical INI text of the effective configuration */
+    uint64_t seed;
+    uint32_t rounds;      /* planned */
+    uint32_t clients;     /* N */
+    uint32_t sample;      /* S */
+    uint64_t d;           /* parameter count */
+    uint32_t threads;
+};
+
+struct fp_client_round {
+    uint32_t client;
+    double train_loss;     /* mean minibatch loss over the client's local steps */
+    uint64_t uplink_bytes; /* encoded size of what it sent */
+    uint64_t downlink_bytes;
+    uint32_t examples;     /* examples the client holds */
+};
+
+struct fp_round {
+    uint32_t round; /* 1-based */
+    double train_loss;      /* mean over participants */
+    double test_loss;       /* NaN when not evaluated this round -> NULL */
+    double test_accuracy;   /* NaN -> NULL */
+    uint64_t uplink_bytes;  /* sum over participants */
+    uint64_t downlink_bytes;
+    uint32_t participants;
+    double wall_ms;         /* wall-clock time of the round (not deterministic) */
+    const struct fp_client_round *clients; /* [participants], ascending client id */
+};
+
+enum fp_run_status { FP_RUN_RUNNING = 0, FP_RUN_COMPLETED, FP_RUN_INTERRUPTED, FP_RUN_FAILED };
+
+int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err);
+void fp_store_close(struct fp_store *s);
+
+/* Inserts a runs row with status 'running'; *run_id receives its id. */
+int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64_t *run_id,
+                       struct fp_error *err);
+/* One transaction: the rounds row and its client_rounds rows. */
+int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_round *r,
+                          struct fp_error *err);
+/* Sets status, finished_at, final metrics, and the SHA-256 (hex) of the final
+ * model; stores the model (raw little-endian float32) as a checkpoint row.
+ * model may be NULL (then no checkpoint and model_sha256 stays NULL). */
+int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
+                        const float *model, size_t d, uint32_t round_done,
+                        struct fp_error *err);
+
+/* Listing and reading back (for `fedpress runs` / `fedpress metrics`). */
+struct fp_run_info {
+    int64_t id;
+    char *name, *algorithm, *dataset, *status, *model_sha256, *started_at;
+    uint32_t rounds_planned, rounds_done;
+    double final_accuracy; /* NaN if none */
+    uint64_t uplink_bytes; /* total */
+};
+/* Calls cb for every run in id order; stops early if cb returns nonzero. */
+int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r),
+                       void *u, struct fp_error *err);
+/* Calls cb for every round of run_id in order (clients == NULL, participants set). */
+int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
+                         int (*cb)(void *u, const struct fp_round *r), void *u,
+                         struct fp_error *err);
+/* FP_ENOTFOUND if the run does not exist. */
+int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err);
+
+const char *fp_run_status_name(enum fp_run_status st);
+
+#endif

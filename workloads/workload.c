@@ -1,0 +1,1 @@
+/* placeholder until written */ extern int fp__placeholder_workloads_workload;
