@@ -1,1 +1,393 @@
-int main(void) { return 0; }
+/*
+ * cli/main.c — the fedpress command: sim, runs, metrics.
+ *
+ * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
+ * 130 interrupted by a signal (the run is marked 'interrupted' in the store).
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "../core/scenario.h"
+#include "../sim/sim.h"
+#include "../store/store.h"
+
+#define FP_EXIT_RUNTIME 1
+#define FP_EXIT_USAGE 2
+#define FP_EXIT_INTERRUPTED 130
+
+static volatile sig_atomic_t fp__stop;
+
+static void fp__on_signal(int sig)
+{
+    (void)sig;
+    fp__stop = 1;
+}
+
+static const char fp__usage[] =
+    "usage: fedpress <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  sim FILE.ini [--set section.key=value ...] [--threads N] [--store PATH]\n"
+    "               [--model-out PATH] [--quiet]\n"
+    "      run the scenario in FILE.ini; --set overrides any key of the file (repeatable);\n"
+    "      --threads trains that many clients at once (default 1; results are identical\n"
+    "      at any thread count); --store is the SQLite run store (default runs.db);\n"
+    "      --model-out writes the final model as raw little-endian float32;\n"
+    "      --quiet drops the per-round progress lines (the summary stays).\n"
+    "      Ctrl-C stops after the current round and marks the run 'interrupted'.\n"
+    "  runs [--store PATH]\n"
+    "      list the runs in the store: id, name, algorithm, rounds, final accuracy,\n"
+    "      uplink bytes, status\n"
+    "  metrics RUN [--store PATH] [--format table|csv|json]\n"
+    "      print the per-round metrics of run RUN (an id from `fedpress runs`)\n"
+    "  help       this text\n"
+    "  version    the version\n"
+    "\n"
+    "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
+
+static int fp__usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "fedpress: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(run 'fedpress help' for usage)\n");
+    return FP_EXIT_USAGE;
+}
+
+/* "--opt value" or "--opt=value"; returns the value and advances *i, or NULL. */
+static const char *fp__optval(int argc, char **argv, int *i, const char *opt)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n))
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static int fp__is_opt(const char *arg, const char *opt)
+{
+    size_t n = strlen(opt);
+    return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+static int fp__open_store(struct fp_store **st, const char *path)
+{
+    struct fp_error err = {0};
+    if (fp_store_open(st, path, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int fp__cmd_sim(int argc, char **argv)
+{
+    const char *file = NULL, *store_path = "runs.db", *model_out = NULL;
+    const char **sets = calloc((size_t)argc, sizeof *sets);
+    size_t nsets = 0;
+    unsigned long threads = 1;
+    int quiet = 0, rc = FP_EXIT_USAGE;
+    if (!sets)
+        return FP_EXIT_RUNTIME;
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(fp__usage, stdout);
+            free(sets);
+            return 0;
+        } else if (fp__is_opt(argv[i], "--set")) {
+            if (!(v = fp__optval(argc, argv, &i, "--set")))
+                goto missing;
+            sets[nsets++] = v;
+        } else if (fp__is_opt(argv[i], "--threads")) {
+            char *end;
+            if (!(v = fp__optval(argc, argv, &i, "--threads")))
+                goto missing;
+            threads = strtoul(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || threads < 1 || threads > 256) {
+                rc = fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
+                goto out;
+            }
+        } else if (fp__is_opt(argv[i], "--store")) {
+            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
+                goto missing;
+        } else if (fp__is_opt(argv[i], "--model-out")) {
+            if (!(model_out = fp__optval(argc, argv, &i, "--model-out")))
+                goto missing;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+            quiet = 1;
+        } else if (argv[i][0] == '-') {
+            rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
+            goto out;
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            rc = fp__usage_error("sim: more than one scenario file given ('%s')", argv[i]);
+            goto out;
+        }
+    }
+    if (!file) {
+        rc = fp__usage_error("sim: %s", "no scenario file given");
+        goto out;
+    }
+
+    struct fp_error err = {0};
+    struct fp_scenario sc;
+    if (fp_scenario_load(&sc, file, sets, nsets, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        rc = FP_EXIT_USAGE;
+        goto out;
+    }
+    struct fp_store *store;
+    if (fp__open_store(&store, store_path)) {
+        rc = FP_EXIT_RUNTIME;
+        goto out;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fp__on_signal;
+    sa.sa_flags = (int)SA_RESETHAND; /* a second Ctrl-C kills at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    struct fp_sim_options opt = {.threads = (unsigned)threads,
+                                 .progress = quiet ? NULL : stderr,
+                                 .stop = &fp__stop,
+                                 .model_out = model_out};
+    struct fp_sim_result res;
+    if (!quiet)
+        fprintf(stderr, "[%s] %s on %s: %u clients, %u per round, %u rounds, %lu thread%s, store %s\n",
+                sc.name, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset), sc.clients,
+                sc.sample, sc.rounds, threads, threads == 1 ? "" : "s", store_path);
+    if (fp_sim_run(&sc, store, &opt, &res, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        if (res.run_id >= 0)
+            fprintf(stderr, "fedpress: run %lld marked 'failed' in %s\n", (long long)res.run_id,
+                    store_path);
+        fp_store_close(store);
+        rc = FP_EXIT_RUNTIME;
+        goto out;
+    }
+    fp_store_close(store);
+    printf("run %lld '%s' %s: %u/%u rounds, %s %s, test_loss %.4f, test_accuracy %.4f, "
+           "uplink %.1f MB, downlink %.1f MB, %.1f s\nmodel sha256 %s\n",
+           (long long)res.run_id, sc.name, res.interrupted ? "interrupted" : "completed",
+           res.rounds_done, sc.rounds, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset),
+           res.test_loss, res.test_accuracy, res.uplink_bytes / 1e6, res.downlink_bytes / 1e6,
+           res.seconds, res.model_sha256);
+    rc = res.interrupted ? FP_EXIT_INTERRUPTED : 0;
+    goto out;
+missing:
+    rc = fp__usage_error("sim: option '%s' needs a value", argv[argc - 1]);
+out:
+    free(sets);
+    return rc;
+}
+
+/* ---- runs ---- */
+
+static int fp__print_run(void *u, const struct fp_run_info *r)
+{
+    (void)u;
+    char acc[16];
+    if (isnan(r->final_accuracy))
+        snprintf(acc, sizeof acc, "-");
+    else
+        snprintf(acc, sizeof acc, "%.4f", r->final_accuracy);
+    printf("%5lld  %-24s  %-10s  %5u/%-5u  %9s  %14llu  %s\n", (long long)r->id, r->name,
+           r->algorithm, r->rounds_done, r->rounds_planned, acc,
+           (unsigned long long)r->uplink_bytes, r->status);
+    return 0;
+}
+
+static int fp__cmd_runs(int argc, char **argv)
+{
+    const char *store_path = "runs.db";
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(fp__usage, stdout);
+            return 0;
+        } else if (fp__is_opt(argv[i], "--store")) {
+            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
+                return fp__usage_error("runs: option '%s' needs a value", "--store");
+        } else {
+            return fp__usage_error("runs: unexpected argument '%s'", argv[i]);
+        }
+    }
+    struct fp_store *store;
+    if (fp__open_store(&store, store_path))
+        return FP_EXIT_RUNTIME;
+    printf("%5s  %-24s  %-10s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm", "rounds",
+           "final_acc", "uplink_bytes", "status");
+    struct fp_error err = {0};
+    int rc = fp_store_list_runs(store, fp__print_run, NULL, &err);
+    if (rc)
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    fp_store_close(store);
+    return rc ? FP_EXIT_RUNTIME : 0;
+}
+
+/* ---- metrics ---- */
+
+enum fp__fmt { FMT_TABLE, FMT_CSV, FMT_JSON };
+struct fp__metrics_ctx {
+    enum fp__fmt fmt;
+    int first;
+};
+
+/* NaN (not evaluated) prints as empty (csv), null (json) or '-' (table). */
+static void fp__num(enum fp__fmt f, double v, const char *cfmt, int width)
+{
+    if (isnan(v)) {
+        if (f == FMT_JSON)
+            printf("null");
+        else if (f == FMT_TABLE)
+            printf("%*s", width, "-");
+        return;
+    }
+    if (f == FMT_TABLE)
+        printf("%*.*f", width, 6, v);
+    else
+        printf(cfmt, v);
+}
+
+static int fp__print_round(void *u, const struct fp_round *r)
+{
+    struct fp__metrics_ctx *m = u;
+    switch (m->fmt) {
+    case FMT_TABLE:
+        printf("%6u  ", r->round);
+        fp__num(m->fmt, r->train_loss, "%.9g", 11);
+        printf("  ");
+        fp__num(m->fmt, r->test_loss, "%.9g", 11);
+        printf("  ");
+        fp__num(m->fmt, r->test_accuracy, "%.9g", 13);
+        printf("  %14llu  %14llu  %12u  %9.1f\n", (unsigned long long)r->uplink_bytes,
+               (unsigned long long)r->downlink_bytes, r->participants, r->wall_ms);
+        break;
+    case FMT_CSV:
+        printf("%u,", r->round);
+        fp__num(m->fmt, r->train_loss, "%.9g", 0);
+        printf(",");
+        fp__num(m->fmt, r->test_loss, "%.9g", 0);
+        printf(",");
+        fp__num(m->fmt, r->test_accuracy, "%.9g", 0);
+        printf(",%llu,%llu,%u,%.3f\n", (unsigned long long)r->uplink_bytes,
+               (unsigned long long)r->downlink_bytes, r->participants, r->wall_ms);
+        break;
+    case FMT_JSON:
+        printf("%s\n  {\"round\": %u, \"train_loss\": ", m->first ? "" : ",", r->round);
+        fp__num(m->fmt, r->train_loss, "%.9g", 0);
+        printf(", \"test_loss\": ");
+        fp__num(m->fmt, r->test_loss, "%.9g", 0);
+        printf(", \"test_accuracy\": ");
+        fp__num(m->fmt, r->test_accuracy, "%.9g", 0);
+        printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"participants\": %u, "
+               "\"wall_ms\": %.3f}",
+               (unsigned long long)r->uplink_bytes, (unsigned long long)r->downlink_bytes,
+               r->participants, r->wall_ms);
+        break;
+    }
+    m->first = 0;
+    return 0;
+}
+
+static int fp__cmd_metrics(int argc, char **argv)
+{
+    const char *store_path = "runs.db", *run = NULL;
+    struct fp__metrics_ctx m = {FMT_TABLE, 1};
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(fp__usage, stdout);
+            return 0;
+        } else if (fp__is_opt(argv[i], "--store")) {
+            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
+                return fp__usage_error("metrics: option '%s' needs a value", "--store");
+        } else if (fp__is_opt(argv[i], "--format")) {
+            if (!(v = fp__optval(argc, argv, &i, "--format")))
+                return fp__usage_error("metrics: option '%s' needs a value", "--format");
+            if (!strcmp(v, "table"))
+                m.fmt = FMT_TABLE;
+            else if (!strcmp(v, "csv"))
+                m.fmt = FMT_CSV;
+            else if (!strcmp(v, "json"))
+                m.fmt = FMT_JSON;
+            else
+                return fp__usage_error("metrics: --format '%s': expected table, csv or json", v);
+        } else if (argv[i][0] == '-') {
+            return fp__usage_error("metrics: unknown option '%s'", argv[i]);
+        } else if (!run) {
+            run = argv[i];
+        } else {
+            return fp__usage_error("metrics: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!run)
+        return fp__usage_error("metrics: %s", "no run id given (see 'fedpress runs')");
+    char *end;
+    long long id = strtoll(run, &end, 10);
+    if (*run == '\0' || *end != '\0' || id < 1)
+        return fp__usage_error("metrics: run '%s': expected a run id (see 'fedpress runs')", run);
+
+    struct fp_store *store;
+    if (fp__open_store(&store, store_path))
+        return FP_EXIT_RUNTIME;
+    struct fp_error err = {0};
+    int rc = fp_store_run_exists(store, id, &err);
+    if (rc) {
+        if (rc == FP_ENOTFOUND)
+            fprintf(stderr, "fedpress: no run %lld in %s (see 'fedpress runs --store %s')\n", id,
+                    store_path, store_path);
+        else
+            fprintf(stderr, "fedpress: %s\n", err.msg);
+        fp_store_close(store);
+        return FP_EXIT_RUNTIME;
+    }
+    if (m.fmt == FMT_TABLE)
+        printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss",
+               "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes", "participants",
+               "wall_ms");
+    else if (m.fmt == FMT_CSV)
+        printf("round,train_loss,test_loss,test_accuracy,uplink_bytes,downlink_bytes,"
+               "participants,wall_ms\n");
+    else
+        printf("[");
+    rc = fp_store_list_rounds(store, id, fp__print_round, &m, &err);
+    if (m.fmt == FMT_JSON)
+        printf("%s]\n", m.first ? "" : "\n");
+    if (rc)
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    fp_store_close(store);
+    return rc ? FP_EXIT_RUNTIME : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(fp__usage, stderr);
+        return FP_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "sim"))
+        return fp__cmd_sim(argc, argv);
+    if (!strcmp(cmd, "runs"))
+        return fp__cmd_runs(argc, argv);
+    if (!strcmp(cmd, "metrics"))
+        return fp__cmd_metrics(argc, argv);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(fp__usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("fedpress 0.1.0\n");
+        return 0;
+    }
+    return fp__usage_error("unknown command '%s'", cmd);
+}

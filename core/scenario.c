@@ -1,1 +1,598 @@
-/* placeholder until written */ extern int fp__placeholder_core_scenario;
+/*
+ * core/scenario.c — scenario INI parsing and validation.
+ *
+ * inih does the tokenising; every key goes through one table (fp__keys) that
+ * knows its section, how to parse it, what is allowed, and which datasets or
+ * models it applies to. We feed inih through our own line reader so that we
+ * know the line of every key (Debian's inih is built without
+ * INI_HANDLER_LINENO) and can reject unknown sections, which inih never
+ * reports to the handler when they hold no keys.
+ */
+#include "scenario.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FP__DEFAULT_FMNIST_PATH "/usr/share/datasets/fashion-mnist"
+
+enum fp__key {
+    K_RUN_NAME, K_RUN_SEED, K_RUN_ROUNDS, K_RUN_EVAL_EVERY,
+    K_DATA_DATASET, K_DATA_PATH, K_DATA_CLIENTS, K_DATA_PARTITION, K_DATA_ALPHA, K_DATA_BETA,
+    K_DATA_DIM, K_DATA_NOISE,
+    K_MODEL_KIND, K_MODEL_HIDDEN, K_MODEL_INIT,
+    K_ALGO_NAME, K_ALGO_LOCAL_STEPS, K_ALGO_BATCH, K_ALGO_LR_LOCAL, K_ALGO_LR_GLOBAL,
+    K_PART_SAMPLE,
+    K_COUNT
+};
+
+struct fp__keydef {
+    const char *section, *name;
+    const char *allowed; /* shown in errors */
+};
+
+static const struct fp__keydef fp__keys[K_COUNT] = {
+    [K_RUN_NAME] = {"run", "name", "a name of 1 to 255 characters"},
+    [K_RUN_SEED] = {"run", "seed", "an integer in [0, 2^64)"},
+    [K_RUN_ROUNDS] = {"run", "rounds", "an integer in [1, 10000000]"},
+    [K_RUN_EVAL_EVERY] = {"run", "eval_every", "an integer in [1, 10000000]"},
+    [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
+    [K_DATA_PATH] = {"data", "path", "a directory holding the four Fashion-MNIST IDX .gz files"},
+    [K_DATA_CLIENTS] = {"data", "clients", "an integer in [1, 1000000]"},
+    [K_DATA_PARTITION] = {"data", "partition",
+                          "one of iid, shards:K (K classes per client), dirichlet:ALPHA "
+                          "(ALPHA > 0), sorted"},
+    [K_DATA_ALPHA] = {"data", "alpha", "a number >= 0 (synthetic(alpha, beta))"},
+    [K_DATA_BETA] = {"data", "beta", "a number >= 0 (synthetic(alpha, beta))"},
+    [K_DATA_DIM] = {"data", "dim", "an integer in [1, 100000000]"},
+    [K_DATA_NOISE] = {"data", "noise", "a number >= 0 (gradient noise stddev)"},
+    [K_MODEL_KIND] = {"model", "kind", "one of logreg, mlp, quadratic"},
+    [K_MODEL_HIDDEN] = {"model", "hidden", "an integer in [1, 100000]"},
+    [K_MODEL_INIT] = {"model", "init", "a path to a raw float32 file of exactly d values"},
+    [K_ALGO_NAME] = {"algorithm", "name", "one of fedavg, scaffold"},
+    [K_ALGO_LOCAL_STEPS] = {"algorithm", "local_steps", "an integer in [1, 1000000]"},
+    [K_ALGO_BATCH] = {"algorithm", "batch", "an integer in [1, 10000000]"},
+    [K_ALGO_LR_LOCAL] = {"algorithm", "lr_local", "a number > 0"},
+    [K_ALGO_LR_GLOBAL] = {"algorithm", "lr_global", "a number > 0"},
+    [K_PART_SAMPLE] = {"participation", "sample", "'all' or an integer in [1, clients]"},
+};
+
+static const char *const fp__sections[] = {"run", "data", "model", "algorithm", "participation"};
+#define FP__NSECTIONS (sizeof fp__sections / sizeof fp__sections[0])
+
+struct fp__parse {
+    struct fp_scenario *sc;
+    struct fp_error *err;
+    const char *origin;
+    const char *text, *pos; /* reader state over the in-memory text */
+    int line;               /* line the reader handed to inih last */
+    int failed;
+    int key_line[K_COUNT]; /* 0 = not set; -1 = set by --set */
+    bool sample_all;
+};
+
+/* ---- value parsers: return 0 or -1 (the caller reports) ---- */
+
+static int fp__parse_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (*v == '\0' || *v == '-' || *v == '+')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end != '\0' || x < lo || x > hi)
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int fp__parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    uint64_t x;
+    if (fp__parse_u64(v, lo, hi, &x))
+        return -1;
+    *out = (uint32_t)x;
+    return 0;
+}
+
+static int fp__parse_double(const char *v, double lo, bool lo_open, double *out)
+{
+    if (*v == '\0')
+        return -1;
+    errno = 0;
+    char *end;
+    double x = strtod(v, &end);
+    if (errno || *end != '\0' || !isfinite(x) || x < lo || (lo_open && x == lo))
+        return -1;
+    *out = x;
+    return 0;
+}
+
+static int fp__parse_str(const char *v, size_t min, char *dst)
+{
+    size_t n = strlen(v);
+    if (n < min || n >= FP_SCENARIO_STR)
+        return -1;
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+static void fp__where(const struct fp__parse *p, int line, char *buf, size_t n)
+{
+    if (line > 0)
+        snprintf(buf, n, "%s:%d", p->origin, line);
+    else if (line < 0)
+        snprintf(buf, n, "--set");
+    else
+        snprintf(buf, n, "%s", p->origin);
+}
+
+static int fp__fail(struct fp__parse *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fp__fail(struct fp__parse *p, int line, const char *fmt, ...)
+{
+    if (p->failed)
+        return 0; /* keep the first error: it is the one the user should fix first */
+    char where[FP_SCENARIO_STR + 32], what[768];
+    fp__where(p, line, where, sizeof where);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    fp_error_set(p->err, FP_EINVAL, "%s: %s", where, what);
+    p->failed = 1;
+    return 0;
+}
+
+static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
+{
+    struct fp_scenario *sc = p->sc;
+    switch (k) {
+    case K_RUN_NAME:
+        return fp__parse_str(v, 1, sc->name);
+    case K_RUN_SEED:
+        return fp__parse_u64(v, 0, UINT64_MAX, &sc->seed);
+    case K_RUN_ROUNDS:
+        return fp__parse_u32(v, 1, 10000000, &sc->rounds);
+    case K_RUN_EVAL_EVERY:
+        return fp__parse_u32(v, 1, 10000000, &sc->eval_every);
+    case K_DATA_DATASET:
+        if (!strcmp(v, "fashion-mnist"))
+            sc->dataset = FP_DATA_FMNIST;
+        else if (!strcmp(v, "synthetic"))
+            sc->dataset = FP_DATA_SYNTHETIC;
+        else if (!strcmp(v, "quadratic"))
+            sc->dataset = FP_DATA_QUADRATIC;
+        else
+            return -1;
+        return 0;
+    case K_DATA_PATH:
+        return fp__parse_str(v, 1, sc->data_path);
+    case K_DATA_CLIENTS:
+        return fp__parse_u32(v, 1, 1000000, &sc->clients);
+    case K_DATA_PARTITION:
+        if (!strcmp(v, "iid"))
+            sc->partition = FP_PART_IID;
+        else if (!strcmp(v, "sorted"))
+            sc->partition = FP_PART_SORTED;
+        else if (!strncmp(v, "shards:", 7)) {
+            if (fp__parse_u32(v + 7, 1, 1000, &sc->shards))
+                return -1;
+            sc->partition = FP_PART_SHARDS;
+        } else if (!strncmp(v, "dirichlet:", 10)) {
+            if (fp__parse_double(v + 10, 0, true, &sc->dirichlet_alpha))
+                return -1;
+            sc->partition = FP_PART_DIRICHLET;
+        } else
+            return -1;
+        return 0;
+    case K_DATA_ALPHA:
+        return fp__parse_double(v, 0, false, &sc->synth_alpha);
+    case K_DATA_BETA:
+        return fp__parse_double(v, 0, false, &sc->synth_beta);
+    case K_DATA_DIM:
+        return fp__parse_u32(v, 1, 100000000, &sc->dim);
+    case K_DATA_NOISE:
+        return fp__parse_double(v, 0, false, &sc->quad_noise);
+    case K_MODEL_KIND:
+        if (!strcmp(v, "logreg"))
+            sc->model = FP_MODEL_LOGREG;
+        else if (!strcmp(v, "mlp"))
+            sc->model = FP_MODEL_MLP;
+        else if (!strcmp(v, "quadratic"))
+            sc->model = FP_MODEL_QUADRATIC;
+        else
+            return -1;
+        return 0;
+    case K_MODEL_HIDDEN:
+        return fp__parse_u32(v, 1, 100000, &sc->hidden);
+    case K_MODEL_INIT:
+        return fp__parse_str(v, 1, sc->init_path);
+    case K_ALGO_NAME:
+        if (!strcmp(v, "fedavg"))
+            sc->algorithm = FP_ALGO_FEDAVG;
+        else if (!strcmp(v, "scaffold"))
+            sc->algorithm = FP_ALGO_SCAFFOLD;
+        else
+            return -1;
+        return 0;
+    case K_ALGO_LOCAL_STEPS:
+        return fp__parse_u32(v, 1, 1000000, &sc->local_steps);
+    case K_ALGO_BATCH:
+        return fp__parse_u32(v, 1, 10000000, &sc->batch);
+    case K_ALGO_LR_LOCAL:
+        return fp__parse_double(v, 0, true, &sc->lr_local);
+    case K_ALGO_LR_GLOBAL:
+        return fp__parse_double(v, 0, true, &sc->lr_global);
+    case K_PART_SAMPLE:
+        if (!strcmp(v, "all")) {
+            p->sample_all = true;
+            return 0;
+        }
+        p->sample_all = false;
+        return fp__parse_u32(v, 1, 1000000, &sc->sample);
+    case K_COUNT:
+        break;
+    }
+    return -1;
+}
+
+static int fp__section_known(const char *s)
+{
+    for (size_t i = 0; i < FP__NSECTIONS; i++)
+        if (!strcmp(s, fp__sections[i]))
+            return 1;
+    return 0;
+}
+
+static void fp__keys_of(const char *section, char *buf, size_t n)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < K_COUNT; k++) {
+        if (strcmp(fp__keys[k].section, section))
+            continue;
+        int w = snprintf(buf + off, n - off, "%s%s", off ? ", " : "", fp__keys[k].name);
+        if (w < 0 || (size_t)w >= n - off)
+            break;
+        off += (size_t)w;
+    }
+}
+
+/* Applies one key; line > 0: file line, -1: --set, and from_file forbids duplicates. */
+static int fp__apply(struct fp__parse *p, const char *section, const char *name, const char *value,
+                     int line)
+{
+    if (!fp__section_known(section))
+        return fp__fail(p, line,
+                        "unknown section [%s]; allowed: [run], [data], [model], [algorithm], "
+                        "[participation]",
+                        section);
+    for (int k = 0; k < K_COUNT; k++) {
+        if (strcmp(fp__keys[k].section, section) || strcmp(fp__keys[k].name, name))
+            continue;
+        if (line > 0 && p->key_line[k] > 0)
+            return fp__fail(p, line, "[%s] %s is set twice (first on line %d)", section, name,
+                            p->key_line[k]);
+        if (fp__set_value(p, (enum fp__key)k, value))
+            return fp__fail(p, line, "[%s] %s = '%s' is not valid: expected %s", section, name,
+                            value, fp__keys[k].allowed);
+        p->key_line[k] = line;
+        return 1;
+    }
+    char keys[512];
+    fp__keys_of(section, keys, sizeof keys);
+    return fp__fail(p, line, "unknown key '%s' in [%s]; allowed: %s", name, section, keys);
+}
+
+static int fp__handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct fp__parse *p = user;
+    if (section[0] == '\0')
+        return fp__fail(p, p->line, "key '%s' appears before any [section]", name);
+    fp__apply(p, section, name, value, p->line);
+    return !p->failed;
+}
+
+/* fgets over the in-memory text. Also validates section headers, because
+ * inih never tells the handler about a section without keys. */
+static char *fp__reader(char *str, int num, void *stream)
+{
+    struct fp__parse *p = stream;
+    if (p->failed || *p->pos == '\0')
+        return NULL;
+    const char *nl = strchr(p->pos, '\n');
+    size_t len = nl ? (size_t)(nl - p->pos) + 1 : strlen(p->pos);
+    p->line++;
+    if (len >= (size_t)num - 1) {
+        fp__fail(p, p->line, "line is longer than %d characters", num - 3);
+        return NULL;
+    }
+    memcpy(str, p->pos, len);
+    str[len] = '\0';
+    p->pos += len;
+
+    const char *s = str;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '[') {
+        const char *e = strchr(s, ']');
+        if (e) {
+            char sec[64];
+            size_t n = (size_t)(e - s - 1);
+            if (n >= sizeof sec || (memcpy(sec, s + 1, n), sec[n] = '\0', !fp__section_known(sec))) {
+                fp__fail(p, p->line,
+                         "unknown section [%.*s]; allowed: [run], [data], [model], [algorithm], "
+                         "[participation]",
+                         (int)(n > 60 ? 60 : n), s + 1);
+                return NULL;
+            }
+        }
+    }
+    return str;
+}
+
+void fp_scenario_defaults(struct fp_scenario *sc)
+{
+    memset(sc, 0, sizeof *sc);
+    snprintf(sc->name, sizeof sc->name, "run");
+    sc->seed = 1;
+    sc->rounds = 100;
+    sc->eval_every = 1;
+    sc->dataset = FP_DATA_FMNIST;
+    snprintf(sc->data_path, sizeof sc->data_path, "%s", FP__DEFAULT_FMNIST_PATH);
+    sc->clients = 100;
+    sc->partition = FP_PART_IID;
+    sc->shards = 2;
+    sc->dirichlet_alpha = 0.5;
+    sc->synth_alpha = 1.0;
+    sc->synth_beta = 1.0;
+    sc->dim = 0; /* per dataset, below */
+    sc->quad_noise = 0.0;
+    sc->model = FP_MODEL_MLP;
+    sc->hidden = 200;
+    sc->algorithm = FP_ALGO_FEDAVG;
+    sc->local_steps = 10;
+    sc->batch = 32;
+    sc->lr_local = 0.05;
+    sc->lr_global = 1.0;
+    sc->sample = 0; /* all */
+}
+
+static const char *fp__partition_str(const struct fp_scenario *sc, char *buf, size_t n)
+{
+    switch (sc->partition) {
+    case FP_PART_IID: return "iid";
+    case FP_PART_SORTED: return "sorted";
+    case FP_PART_SHARDS: snprintf(buf, n, "shards:%u", sc->shards); return buf;
+    case FP_PART_DIRICHLET: snprintf(buf, n, "dirichlet:%.17g", sc->dirichlet_alpha); return buf;
+    case FP_PART_NATURAL: return "natural";
+    }
+    return "?";
+}
+
+/* Cross-key rules: what applies to which dataset/model, and ranges that
+ * depend on other keys. Runs after the file and every override. */
+static int fp__validate(struct fp__parse *p)
+{
+    struct fp_scenario *sc = p->sc;
+    const int *L = p->key_line;
+    const char *ds = fp_dataset_name(sc->dataset);
+
+#define FP__ONLY(key, cond, what)                                                              \
+    do {                                                                                       \
+        if (L[key] && !(cond))                                                                 \
+            return fp__fail(p, L[key], "[%s] %s applies only to %s, not to dataset %s with model %s", \
+                            fp__keys[key].section, fp__keys[key].name, what, ds,               \
+                            fp_model_name(sc->model));                                         \
+    } while (0)
+
+    if (!L[K_MODEL_KIND])
+        sc->model = sc->dataset == FP_DATA_QUADRATIC ? FP_MODEL_QUADRATIC : FP_MODEL_MLP;
+    if ((sc->dataset == FP_DATA_QUADRATIC) != (sc->model == FP_MODEL_QUADRATIC))
+        return fp__fail(p, L[K_MODEL_KIND] ? L[K_MODEL_KIND] : L[K_DATA_DATASET],
+                        "model '%s' does not fit dataset '%s': the quadratic dataset is its own "
+                        "model; fashion-mnist and synthetic take logreg or mlp",
+                        fp_model_name(sc->model), ds);
+    FP__ONLY(K_DATA_PATH, sc->dataset == FP_DATA_FMNIST, "dataset fashion-mnist");
+    FP__ONLY(K_DATA_PARTITION, sc->dataset == FP_DATA_FMNIST,
+             "dataset fashion-mnist (synthetic and quadratic define each client's data)");
+    FP__ONLY(K_DATA_ALPHA, sc->dataset == FP_DATA_SYNTHETIC, "dataset synthetic");
+    FP__ONLY(K_DATA_BETA, sc->dataset == FP_DATA_SYNTHETIC, "dataset synthetic");
+    FP__ONLY(K_DATA_DIM, sc->dataset != FP_DATA_FMNIST, "datasets synthetic and quadratic");
+    FP__ONLY(K_DATA_NOISE, sc->dataset == FP_DATA_QUADRATIC, "dataset quadratic");
+    FP__ONLY(K_MODEL_HIDDEN, sc->model == FP_MODEL_MLP, "model mlp");
+#undef FP__ONLY
+
+    if (sc->dataset != FP_DATA_FMNIST)
+        sc->partition = FP_PART_NATURAL;
+    if (!L[K_DATA_DIM])
+        sc->dim = sc->dataset == FP_DATA_SYNTHETIC ? 60 : sc->dataset == FP_DATA_QUADRATIC ? 10 : 784;
+    if (sc->dataset == FP_DATA_FMNIST)
+        sc->dim = 784;
+    if (p->sample_all || sc->sample == 0)
+        sc->sample = sc->clients;
+    if (sc->sample > sc->clients)
+        return fp__fail(p, L[K_PART_SAMPLE],
+                        "[participation] sample = %u is larger than [data] clients = %u",
+                        sc->sample, sc->clients);
+    if (sc->partition == FP_PART_SHARDS && sc->shards > 10)
+        return fp__fail(p, L[K_DATA_PARTITION],
+                        "[data] partition = shards:%u asks for more classes per client than "
+                        "fashion-mnist has (10)",
+                        sc->shards);
+    if (sc->dataset == FP_DATA_FMNIST && sc->clients > 60000)
+        return fp__fail(p, L[K_DATA_CLIENTS],
+                        "[data] clients = %u is more than fashion-mnist's 60000 training examples",
+                        sc->clients);
+    return 0;
+}
+
+int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char *origin,
+                            const char *const *overrides, size_t n_overrides,
+                            struct fp_error *err)
+{
+    struct fp__parse p;
+    memset(&p, 0, sizeof p);
+    p.sc = sc;
+    p.err = err;
+    p.origin = origin;
+    p.text = p.pos = text;
+    fp_scenario_defaults(sc);
+
+    ini_allow_multiline = false; /* a continuation line would shift our line numbers */
+    int rc = ini_parse_stream(fp__reader, &p, fp__handler, &p);
+    if (p.failed)
+        return FP_EINVAL;
+    if (rc > 0)
+        return fp_error_set(err, FP_EINVAL,
+                            "%s:%d: not a 'key = value' line or a [section] header", origin, rc);
+    if (rc < 0)
+        return fp_error_set(err, FP_ENOMEM, "%s: out of memory while parsing", origin);
+
+    for (size_t i = 0; i < n_overrides; i++) {
+        const char *o = overrides[i];
+        const char *dot = strchr(o, '.'), *eq = strchr(o, '=');
+        if (!dot || !eq || dot > eq || dot == o || eq == dot + 1) {
+            fp_error_set(err, FP_EINVAL,
+                         "--set '%s': expected section.key=value, e.g. --set algorithm.lr_local=0.1",
+                         o);
+            return FP_EINVAL;
+        }
+        char section[64], name[64];
+        size_t sl = (size_t)(dot - o), nl = (size_t)(eq - dot - 1);
+        if (sl >= sizeof section || nl >= sizeof name) {
+            fp_error_set(err, FP_EINVAL, "--set '%s': section or key too long", o);
+            return FP_EINVAL;
+        }
+        memcpy(section, o, sl);
+        section[sl] = '\0';
+        memcpy(name, dot + 1, nl);
+        name[nl] = '\0';
+        fp__apply(&p, section, name, eq + 1, -1);
+        if (p.failed)
+            return FP_EINVAL;
+    }
+    fp__validate(&p);
+    return p.failed ? FP_EINVAL : 0;
+}
+
+int fp_scenario_load(struct fp_scenario *sc, const char *path, const char *const *overrides,
+                     size_t n_overrides, struct fp_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fp_error_set(err, FP_EIO, "%s: cannot open scenario: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    int rc = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            if (cap >= (1u << 20)) {
+                rc = fp_error_set(err, FP_EFORMAT, "%s: scenario file is larger than 1 MiB", path);
+                goto out;
+            }
+            cap = cap ? cap * 2 : 8192;
+            char *t = realloc(text, cap);
+            if (!t) {
+                rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory", path);
+                goto out;
+            }
+            text = t;
+        }
+        size_t got = fread(text + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = fp_error_set(err, FP_EIO, "%s: read error", path);
+        goto out;
+    }
+    text[len] = '\0';
+    if (strlen(text) != len) {
+        rc = fp_error_set(err, FP_EFORMAT, "%s: contains a NUL byte; not a text file", path);
+        goto out;
+    }
+    rc = fp_scenario_load_string(sc, text, path, overrides, n_overrides, err);
+out:
+    free(text);
+    fclose(f);
+    return rc;
+}
+
+char *fp_scenario_canonical(const struct fp_scenario *sc)
+{
+    char part[64];
+    size_t cap = 4096;
+    char *buf = malloc(cap);
+    if (!buf)
+        return NULL;
+    int n = snprintf(buf, cap,
+                     "[run]\nname = %s\nseed = %llu\nrounds = %u\neval_every = %u\n\n"
+                     "[data]\ndataset = %s\nclients = %u\n",
+                     sc->name, (unsigned long long)sc->seed, sc->rounds, sc->eval_every,
+                     fp_dataset_name(sc->dataset), sc->clients);
+#define FP__ADD(...)                                                                           \
+    do {                                                                                       \
+        if (n >= 0 && (size_t)n < cap)                                                         \
+            n += snprintf(buf + n, cap - (size_t)n, __VA_ARGS__);                              \
+    } while (0)
+    if (sc->dataset == FP_DATA_FMNIST)
+        FP__ADD("path = %s\npartition = %s\n", sc->data_path,
+                fp__partition_str(sc, part, sizeof part));
+    if (sc->dataset == FP_DATA_SYNTHETIC)
+        FP__ADD("alpha = %.17g\nbeta = %.17g\ndim = %u\n", sc->synth_alpha, sc->synth_beta,
+                sc->dim);
+    if (sc->dataset == FP_DATA_QUADRATIC)
+        FP__ADD("dim = %u\nnoise = %.17g\n", sc->dim, sc->quad_noise);
+    FP__ADD("\n[model]\nkind = %s\n", fp_model_name(sc->model));
+    if (sc->model == FP_MODEL_MLP)
+        FP__ADD("hidden = %u\n", sc->hidden);
+    if (sc->init_path[0])
+        FP__ADD("init = %s\n", sc->init_path);
+    FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\nlr_local = %.17g\n"
+            "lr_global = %.17g\n\n[participation]\nsample = %u\n",
+            fp_algo_name(sc->algorithm), sc->local_steps, sc->batch, sc->lr_local, sc->lr_global,
+            sc->sample);
+#undef FP__ADD
+    if (n < 0 || (size_t)n >= cap) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+const char *fp_algo_name(enum fp_algo_kind a)
+{
+    switch (a) {
+    case FP_ALGO_FEDAVG: return "fedavg";
+    case FP_ALGO_SCAFFOLD: return "scaffold";
+    }
+    return "?";
+}
+
+const char *fp_dataset_name(enum fp_dataset_kind d)
+{
+    switch (d) {
+    case FP_DATA_FMNIST: return "fashion-mnist";
+    case FP_DATA_SYNTHETIC: return "synthetic";
+    case FP_DATA_QUADRATIC: return "quadratic";
+    }
+    return "?";
+}
+
+const char *fp_model_name(enum fp_model_kind m)
+{
+    switch (m) {
+    case FP_MODEL_LOGREG: return "logreg";
+    case FP_MODEL_MLP: return "mlp";
+    case FP_MODEL_QUADRATIC: return "quadratic";
+    }
+    return "?";
+}

@@ -1,1 +1,384 @@
-/* placeholder until written */ extern int fp__placeholder_sim_sim;
+/*
+ * sim/sim.c — the simulator driver (see sim.h).
+ *
+ * Parallelism is across clients: a round's participants are processed in
+ * chunks; the chunk's clients are trained by `threads` uv threads taking the
+ * next client from an atomic counter, each with its own workspaces. The
+ * uploads of a chunk are then decoded and summed by the main thread in
+ * ascending client id, so the sum is the same whatever thread trained which
+ * client. Chunks bound memory to chunk * upload size however large S is.
+ */
+#include "sim.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "../algorithms/algorithm.h"
+#include "../core/hash.h"
+#include "../workloads/workload.h"
+
+#define FP__CHUNK_BYTES ((size_t)256 << 20) /* uploads held at once */
+
+struct fp__worker {
+    struct fp__sim *sim;
+    void *wws;
+    struct fp_algo_ws aws;
+    uv_thread_t tid;
+    int rc;
+};
+
+struct fp__sim {
+    const struct fp_scenario *sc;
+    struct fp_workload *w;
+    struct fp_algo_params p;
+    struct fp_server server;
+    struct fp_client_state *cstate; /* [N] */
+    uint32_t *perm;                 /* [N] sampling scratch */
+    uint32_t *chosen;               /* [S] this round's participants, ascending */
+    uint8_t *uploads;               /* [chunk][upload_bytes] */
+    size_t upload_bytes;
+    size_t *upload_len;             /* [chunk] */
+    double *loss;                   /* [chunk] */
+    struct fp_client_round *crow;   /* [S] */
+    uint32_t chunk;
+    unsigned nworkers;
+    struct fp__worker *workers;
+    volatile sig_atomic_t *stop;
+
+    /* the chunk being trained */
+    uint32_t round, chunk_first, chunk_n;
+    atomic_uint next;
+};
+
+static double fp__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Chooses S of N uniformly without replacement (partial Fisher–Yates over a
+ * freshly reset identity array, so the draw depends only on the key), then
+ * sorts them so that every reduction runs in ascending client id. */
+static int fp__cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void fp__sample(struct fp__sim *s, uint32_t round)
+{
+    const uint32_t N = s->sc->clients, S = s->sc->sample;
+    if (S == N) {
+        for (uint32_t i = 0; i < N; i++)
+            s->chosen[i] = i;
+        return;
+    }
+    fp_rng r;
+    fp_rng_seed(&r, s->sc->seed, round, FP_RNG_NO_CLIENT, FP_RNG_SAMPLING);
+    for (uint32_t i = 0; i < N; i++)
+        s->perm[i] = i;
+    for (uint32_t i = 0; i < S; i++) {
+        uint32_t j = i + (uint32_t)fp_rng_below(&r, N - i);
+        uint32_t t = s->perm[i];
+        s->perm[i] = s->perm[j];
+        s->perm[j] = t;
+    }
+    memcpy(s->chosen, s->perm, S * sizeof *s->chosen);
+    qsort(s->chosen, S, sizeof *s->chosen, fp__cmp_u32);
+}
+
+static void fp__worker_main(void *arg)
+{
+    struct fp__worker *wk = arg;
+    struct fp__sim *s = wk->sim;
+    for (;;) {
+        unsigned i = atomic_fetch_add(&s->next, 1);
+        if (i >= s->chunk_n || (s->stop && *s->stop))
+            break;
+        uint32_t client = s->chosen[s->chunk_first + i];
+        int rc = fp_algo_client_update(&s->p, s->server.x, s->server.c, &s->cstate[client], s->w,
+                                       wk->wws, &wk->aws, s->round, client,
+                                       s->uploads + (size_t)i * s->upload_bytes, s->upload_bytes,
+                                       &s->upload_len[i], &s->loss[i]);
+        if (rc) {
+            wk->rc = rc;
+            break;
+        }
+    }
+}
+
+static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
+{
+    atomic_store(&s->next, 0);
+    unsigned nthreads = s->nworkers < s->chunk_n ? s->nworkers : s->chunk_n;
+    for (unsigned t = 0; t < nthreads; t++)
+        s->workers[t].rc = 0;
+    /* Worker 0 runs on the calling thread: one thread spawn fewer per chunk. */
+    for (unsigned t = 1; t < nthreads; t++)
+        if (uv_thread_create(&s->workers[t].tid, fp__worker_main, &s->workers[t]))
+            return fp_error_set(err, FP_ENOMEM, "cannot start worker thread %u", t);
+    fp__worker_main(&s->workers[0]);
+    for (unsigned t = 1; t < nthreads; t++)
+        uv_thread_join(&s->workers[t].tid);
+    for (unsigned t = 0; t < nthreads; t++)
+        if (s->workers[t].rc)
+            return fp_error_set(err, s->workers[t].rc, "round %u: a client update failed: %s",
+                                s->round, fp_strerror(s->workers[t].rc));
+    return 0;
+}
+
+static int fp__load_init(struct fp__sim *s, struct fp_error *err)
+{
+    const char *path = s->sc->init_path;
+    const size_t d = s->p.d;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fp_error_set(err, FP_EIO, "[model] init = %s: cannot open: %s", path,
+                            strerror(errno));
+    size_t got = fread(s->server.x, sizeof(float), d, f);
+    int extra = fgetc(f);
+    fclose(f);
+    if (got != d || extra != EOF)
+        return fp_error_set(err, FP_EFORMAT,
+                            "[model] init = %s: expected exactly %zu float32 values (%zu bytes) "
+                            "for model %s",
+                            path, d, d * sizeof(float), fp_model_name(s->sc->model));
+    for (size_t j = 0; j < d; j++)
+        if (!isfinite(s->server.x[j]))
+            return fp_error_set(err, FP_EFORMAT, "[model] init = %s: value %zu is not finite",
+                                path, j);
+    return 0;
+}
+
+static int fp__write_model(const char *path, const float *x, size_t d, struct fp_error *err)
+{
+    /* Write to a temporary name and rename, so a crash never leaves half a model. */
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return fp_error_set(err, FP_EINVAL, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return fp_error_set(err, FP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    int ok = fwrite(x, sizeof(float), d, f) == d;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path)) {
+        remove(tmp);
+        return fp_error_set(err, FP_EIO, "%s: cannot write the model: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static void fp__fmt_bytes(uint64_t b, char *buf, size_t n)
+{
+    if (b >= 1000000000ULL)
+        snprintf(buf, n, "%.2f GB", b / 1e9);
+    else if (b >= 1000000ULL)
+        snprintf(buf, n, "%.1f MB", b / 1e6);
+    else
+        snprintf(buf, n, "%.1f kB", b / 1e3);
+}
+
+static void fp__progress(const struct fp__sim *s, FILE *out, const struct fp_round *r,
+                         uint64_t uplink_total, double elapsed_ms)
+{
+    char up[32], acc[48] = "";
+    fp__fmt_bytes(uplink_total, up, sizeof up);
+    if (!isnan(r->test_accuracy))
+        snprintf(acc, sizeof acc, "  test_acc %6.2f%%", 100 * r->test_accuracy);
+    else if (!isnan(r->test_loss))
+        snprintf(acc, sizeof acc, "  test_loss %.6g", r->test_loss);
+    double per = elapsed_ms / r->round;
+    double eta = per * (s->sc->rounds - r->round) / 1e3;
+    fprintf(out, "[%s] round %u/%u  train_loss %.4f%s  uplink %s  %.2f s/round  eta %.0fs\n",
+            s->sc->name, r->round, s->sc->rounds, r->train_loss, acc, up, per / 1e3, eta);
+    fflush(out);
+}
+
+static void fp__free(struct fp__sim *s)
+{
+    if (s->workers) {
+        for (unsigned t = 0; t < s->nworkers; t++) {
+            if (s->workers[t].wws)
+                fp_workload_ws_free(s->w, s->workers[t].wws);
+            fp_algo_ws_free(&s->workers[t].aws);
+        }
+        free(s->workers);
+    }
+    if (s->cstate) {
+        for (uint32_t i = 0; i < s->sc->clients; i++)
+            fp_client_state_free(&s->cstate[i]);
+        free(s->cstate);
+    }
+    fp_server_free(&s->server);
+    free(s->perm);
+    free(s->chosen);
+    free(s->uploads);
+    free(s->upload_len);
+    free(s->loss);
+    free(s->crow);
+    if (s->w)
+        fp_workload_free(s->w);
+}
+
+int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
+               const struct fp_sim_options *opt, struct fp_sim_result *res, struct fp_error *err)
+{
+    struct fp__sim s;
+    memset(&s, 0, sizeof s);
+    memset(res, 0, sizeof *res);
+    res->run_id = -1;
+    res->test_loss = res->test_accuracy = NAN;
+    s.sc = sc;
+    s.stop = opt->stop;
+    const double t0 = fp__now_ms();
+    char *canon = NULL;
+    int rc;
+
+    /* Parallelism is ours, across clients; OpenBLAS threads inside each
+     * client would oversubscribe the cores and make timing erratic. */
+    openblas_set_num_threads(1);
+
+    if ((rc = fp_workload_create(&s.w, sc, err)))
+        goto fail;
+    fp_algo_params_from(&s.p, sc, s.w->d);
+    if ((rc = fp_server_init(&s.server, &s.p, err)))
+        goto fail;
+    if (sc->init_path[0]) {
+        if ((rc = fp__load_init(&s, err)))
+            goto fail;
+    } else {
+        fp_rng r;
+        fp_rng_seed(&r, sc->seed, 0, FP_RNG_NO_CLIENT, FP_RNG_INIT);
+        s.w->ops->init_params(s.w, &r, s.server.x);
+    }
+
+    const uint32_t N = sc->clients, S = sc->sample;
+    s.upload_bytes = fp_algo_upload_bytes(&s.p);
+    size_t per_chunk = FP__CHUNK_BYTES / s.upload_bytes;
+    s.chunk = (uint32_t)(per_chunk < 1 ? 1 : per_chunk < S ? per_chunk : S);
+    s.nworkers = opt->threads ? opt->threads : 1;
+    rc = FP_ENOMEM;
+    s.cstate = calloc(N, sizeof *s.cstate);
+    s.perm = malloc(N * sizeof *s.perm);
+    s.chosen = malloc(S * sizeof *s.chosen);
+    s.uploads = malloc((size_t)s.chunk * s.upload_bytes);
+    s.upload_len = calloc(s.chunk, sizeof *s.upload_len);
+    s.loss = calloc(s.chunk, sizeof *s.loss);
+    s.crow = calloc(S, sizeof *s.crow);
+    s.workers = calloc(s.nworkers, sizeof *s.workers);
+    if (!s.cstate || !s.perm || !s.chosen || !s.uploads || !s.upload_len || !s.loss || !s.crow ||
+        !s.workers) {
+        fp_error_set(err, rc, "out of memory setting up %u clients (d = %zu)", N, s.p.d);
+        goto fail;
+    }
+    for (unsigned t = 0; t < s.nworkers; t++) {
+        s.workers[t].sim = &s;
+        s.workers[t].wws = fp_workload_ws_new(s.w);
+        if (!s.workers[t].wws || fp_algo_ws_init(&s.workers[t].aws, s.p.d)) {
+            fp_error_set(err, rc, "out of memory for worker %u's workspace", t);
+            goto fail;
+        }
+    }
+
+    canon = fp_scenario_canonical(sc);
+    if (!canon) {
+        fp_error_set(err, rc, "out of memory");
+        goto fail;
+    }
+    struct fp_run_meta meta = {
+        .name = sc->name, .algorithm = fp_algo_name(sc->algorithm),
+        .dataset = fp_dataset_name(sc->dataset), .scenario = canon, .seed = sc->seed,
+        .rounds = sc->rounds, .clients = N, .sample = S, .d = s.p.d, .threads = s.nworkers};
+    if ((rc = fp_store_begin_run(store, &meta, &res->run_id, err)))
+        goto fail;
+
+    const uint64_t down_each = fp_algo_downlink_bytes(&s.p);
+    for (uint32_t round = 1; round <= sc->rounds; round++) {
+        if (s.stop && *s.stop)
+            break;
+        const double r0 = fp__now_ms();
+        s.round = round;
+        fp__sample(&s, round);
+        fp_algo_server_begin(&s.server);
+        struct fp_round row = {.round = round, .participants = S, .clients = s.crow,
+                               .test_loss = NAN, .test_accuracy = NAN};
+        double loss_sum = 0;
+        for (uint32_t first = 0; first < S; first += s.chunk) {
+            s.chunk_first = first;
+            s.chunk_n = S - first < s.chunk ? S - first : s.chunk;
+            if ((rc = fp__train_chunk(&s, err)))
+                goto fail;
+            if (s.stop && *s.stop)
+                break;
+            for (uint32_t i = 0; i < s.chunk_n; i++) {
+                uint32_t client = s.chosen[first + i];
+                rc = fp_algo_server_add(&s.server, s.uploads + (size_t)i * s.upload_bytes,
+                                        s.upload_len[i], err);
+                if (rc) {
+                    fp_error_set(err, rc,
+                                 "round %u: client %u sent a non-finite update: training "
+                                 "diverged (try a smaller [algorithm] lr_local)",
+                                 round, client);
+                    goto fail;
+                }
+                struct fp_client_round *cr = &s.crow[first + i];
+                cr->client = client;
+                cr->train_loss = s.loss[i];
+                cr->uplink_bytes = s.upload_len[i];
+                cr->downlink_bytes = down_each;
+                cr->examples = s.w->n_local[client];
+                loss_sum += s.loss[i];
+                row.uplink_bytes += s.upload_len[i];
+                row.downlink_bytes += down_each;
+            }
+        }
+        if (s.stop && *s.stop)
+            break; /* the round is not applied nor committed: the store stays at round-1 */
+        fp_algo_server_finish(&s.server, S);
+        row.train_loss = loss_sum / S;
+        if (round % sc->eval_every == 0 || round == sc->rounds) {
+            s.w->ops->evaluate(s.w, s.workers[0].wws, s.server.x, &row.test_loss,
+                               &row.test_accuracy);
+            res->test_loss = row.test_loss;
+            res->test_accuracy = row.test_accuracy;
+        }
+        row.wall_ms = fp__now_ms() - r0;
+        if ((rc = fp_store_commit_round(store, res->run_id, &row, err)))
+            goto fail;
+        res->rounds_done = round;
+        res->uplink_bytes += row.uplink_bytes;
+        res->downlink_bytes += row.downlink_bytes;
+        if (opt->progress)
+            fp__progress(&s, opt->progress, &row, res->uplink_bytes, fp__now_ms() - t0);
+    }
+
+    res->interrupted = res->rounds_done < sc->rounds;
+    fp_sha256_hex(s.server.x, s.p.d * sizeof(float), res->model_sha256);
+    if (opt->model_out && (rc = fp__write_model(opt->model_out, s.server.x, s.p.d, err)))
+        goto fail;
+    rc = fp_store_finish_run(store, res->run_id,
+                             res->interrupted ? FP_RUN_INTERRUPTED : FP_RUN_COMPLETED, s.server.x,
+                             s.p.d, res->rounds_done, err);
+    if (rc)
+        goto fail;
+    res->seconds = (fp__now_ms() - t0) / 1e3;
+    free(canon);
+    fp__free(&s);
+    return 0;
+
+fail:
+    if (res->run_id >= 0) {
+        struct fp_error e2;
+        fp_store_finish_run(store, res->run_id, FP_RUN_FAILED, NULL, 0, res->rounds_done, &e2);
+    }
+    free(canon);
+    fp__free(&s);
+    return rc;
+}

@@ -1,1 +1,816 @@
-/* placeholder until written */ extern int fp__placeholder_store_store;
+/*
+ * store/store.c — the SQLite run store (see store.h and docs/store.md).
+ *
+ * Every statement with values is prepared once in fp_store_open() (with
+ * SQLITE_PREPARE_PERSISTENT, since they live as long as the handle) and
+ * reset + cleared after each use; no SQL text is ever built from values.
+ * Writes that touch more than one row run inside BEGIN IMMEDIATE ... COMMIT
+ * and roll back on any error, so a crash leaves a whole round or none of it.
+ *
+ * A handle is used by one thread at a time: the prepared statements are
+ * shared state.
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The model blob and its hash are defined as raw little-endian IEEE-754
+ * float32. Hashing the in-memory bytes is only that on a little-endian host
+ * with 4-byte IEEE floats; refuse to build anywhere else rather than write
+ * hashes that silently disagree between machines. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "store: model blobs are little-endian float32; big-endian hosts need a byte swap");
+_Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
+               "store: model blobs are IEEE-754 binary32");
+
+#define FP_STORE_SCHEMA_VERSION 1
+#define FP_STORE_BUSY_MS 5000
+
+enum fp__stmt_id {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_INSERT_RUN,
+    ST_UPDATE_RUN_ROUND,
+    ST_INSERT_ROUND,
+    ST_INSERT_CLIENT,
+    ST_FINISH_RUN,
+    ST_INSERT_CHECKPOINT,
+    ST_LIST_RUNS,
+    ST_LIST_ROUNDS,
+    ST_RUN_EXISTS,
+    ST__COUNT
+};
+
+/* Numbered parameters (?N) so each value is bound once even when the SQL
+ * uses it twice. */
+static const char *const fp__stmt_sql[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_INSERT_RUN] =
+        "INSERT INTO runs(name, algorithm, dataset, scenario, seed, rounds_planned, clients,"
+        " sample, d, threads, status, started_at)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running',"
+        " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    [ST_UPDATE_RUN_ROUND] =
+        "UPDATE runs SET rounds_done = max(rounds_done, ?2),"
+        " uplink_bytes = uplink_bytes + ?3, downlink_bytes = downlink_bytes + ?4,"
+        " final_test_accuracy = CASE WHEN ?5 IS NULL THEN final_test_accuracy ELSE ?5 END,"
+        " final_test_loss = CASE WHEN ?5 IS NULL THEN final_test_loss ELSE ?6 END"
+        " WHERE id = ?1",
+    [ST_INSERT_ROUND] =
+        "INSERT INTO rounds(run_id, round, train_loss, test_loss, test_accuracy, uplink_bytes,"
+        " downlink_bytes, participants, wall_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_INSERT_CLIENT] =
+        "INSERT INTO client_rounds(run_id, round, client, train_loss, uplink_bytes,"
+        " downlink_bytes, examples) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_FINISH_RUN] =
+        "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
+        " model_sha256 = ?3 WHERE id = ?1",
+    /* REPLACE: finishing again (e.g. a resumed run) overwrites that round's model. */
+    [ST_INSERT_CHECKPOINT] =
+        "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
+        " VALUES(?1, ?2, 'model', ?3, ?4)",
+    [ST_LIST_RUNS] =
+        "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
+        " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes FROM runs ORDER BY id",
+    [ST_LIST_ROUNDS] =
+        "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
+        " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
+    [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+};
+
+/* Schema version 1. Executed only on a file whose user_version is 0, inside
+ * the same IMMEDIATE transaction that sets user_version, so two processes
+ * opening a fresh file cannot both create it. Every column is documented in
+ * docs/store.md; keep the two in step. */
+static const char fp__schema_sql[] =
+    "CREATE TABLE runs("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL,"
+    " algorithm TEXT NOT NULL,"
+    " dataset TEXT,"
+    " scenario TEXT NOT NULL,"
+    " seed INTEGER NOT NULL,"
+    " rounds_planned INTEGER NOT NULL,"
+    " rounds_done INTEGER NOT NULL DEFAULT 0,"
+    " clients INTEGER,"
+    " sample INTEGER,"
+    " d INTEGER,"
+    " threads INTEGER,"
+    " status TEXT NOT NULL DEFAULT 'running'"
+    "  CHECK(status IN ('running','completed','interrupted','failed')),"
+    " started_at TEXT NOT NULL,"
+    " finished_at TEXT,"
+    " final_test_accuracy REAL,"
+    " final_test_loss REAL,"
+    " uplink_bytes INTEGER NOT NULL DEFAULT 0,"
+    " downlink_bytes INTEGER NOT NULL DEFAULT 0,"
+    " model_sha256 TEXT CHECK(model_sha256 IS NULL OR length(model_sha256) = 64));"
+    "CREATE TABLE rounds("
+    " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    " round INTEGER NOT NULL CHECK(round >= 1),"
+    " train_loss REAL,"
+    " test_loss REAL,"
+    " test_accuracy REAL,"
+    " uplink_bytes INTEGER NOT NULL,"
+    " downlink_bytes INTEGER NOT NULL,"
+    " participants INTEGER NOT NULL,"
+    " wall_ms REAL,"
+    " PRIMARY KEY(run_id, round));"
+    "CREATE TABLE client_rounds("
+    " run_id INTEGER NOT NULL,"
+    " round INTEGER NOT NULL,"
+    " client INTEGER NOT NULL,"
+    " train_loss REAL,"
+    " uplink_bytes INTEGER NOT NULL,"
+    " downlink_bytes INTEGER NOT NULL,"
+    " examples INTEGER NOT NULL,"
+    " PRIMARY KEY(run_id, round, client),"
+    " FOREIGN KEY(run_id, round) REFERENCES rounds(run_id, round) ON DELETE CASCADE);"
+    "CREATE TABLE checkpoints("
+    " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    " round INTEGER NOT NULL,"
+    " kind TEXT NOT NULL CHECK(kind IN ('model')),"
+    " data BLOB NOT NULL,"
+    " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
+    " PRIMARY KEY(run_id, round, kind));"
+    /* Per-client questions across rounds ("how often was client 7 picked")
+     * would otherwise scan the whole table. */
+    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);"
+    "PRAGMA user_version = 1;";
+
+struct fp_store {
+    sqlite3 *db;
+    char *path;
+    sqlite3_stmt *st[ST__COUNT];
+    /* Set while a listing callback runs: re-entering the same listing would
+     * reset the statement under the outer loop. */
+    bool listing_runs, listing_rounds;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+
+/* Makes the statement reusable. sqlite3_reset() repeats the error of the last
+ * step, which the caller has already reported, so its result is not news. */
+static void fp__done(sqlite3_stmt *st)
+{
+    (void)sqlite3_reset(st);
+    (void)sqlite3_clear_bindings(st);
+}
+
+/* Records SQLite's current message for s->db. Call right after the failing
+ * call: a later ROLLBACK or reset would replace the message. */
+static int fp__sqlerr(struct fp_store *s, struct fp_error *err, const char *what)
+{
+    return fp_error_set(err, FP_ESTORE, "Run store %s: %s failed: %s (SQLite code %d).", s->path,
+                        what, sqlite3_errmsg(s->db), sqlite3_extended_errcode(s->db));
+}
+
+/* NaN means "not measured" in the simulator and NULL in SQL; SQLite would
+ * otherwise store NaN as NULL anyway but only by accident of its REAL type. */
+static int fp__bind_real(sqlite3_stmt *st, int i, double v)
+{
+    return isnan(v) ? sqlite3_bind_null(st, i) : sqlite3_bind_double(st, i, v);
+}
+
+static double fp__column_real(sqlite3_stmt *st, int i)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
+}
+
+/* Byte counts are uint64 in C but SQLite integers are signed 64-bit; past
+ * INT64_MAX the running totals would silently turn into REALs. */
+static bool fp__fits_i64(uint64_t v) { return v <= (uint64_t)INT64_MAX; }
+
+/* Runs a statement that returns no rows. */
+static int fp__exec_stmt(struct fp_store *s, enum fp__stmt_id id, struct fp_error *err,
+                         const char *what)
+{
+    int rc = sqlite3_step(s->st[id]);
+    if (rc != SQLITE_DONE) {
+        fp__sqlerr(s, err, what);
+        fp__done(s->st[id]);
+        return FP_ESTORE;
+    }
+    fp__done(s->st[id]);
+    return 0;
+}
+
+static int fp__begin(struct fp_store *s, struct fp_error *err)
+{
+    return fp__exec_stmt(s, ST_BEGIN, err, "BEGIN IMMEDIATE");
+}
+
+/* Rolls back if a transaction is still open (SQLite already rolls back by
+ * itself after some errors, e.g. SQLITE_FULL, and then ROLLBACK would fail).
+ * The first error stays the one reported; a failed rollback is appended. */
+static void fp__rollback(struct fp_store *s, struct fp_error *err)
+{
+    if (sqlite3_get_autocommit(s->db))
+        return;
+    int rc = sqlite3_step(s->st[ST_ROLLBACK]);
+    if (rc != SQLITE_DONE && err) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, " ROLLBACK also failed: %s.",
+                 sqlite3_errmsg(s->db));
+    }
+    fp__done(s->st[ST_ROLLBACK]);
+}
+
+static int fp__commit(struct fp_store *s, struct fp_error *err)
+{
+    return fp__exec_stmt(s, ST_COMMIT, err, "COMMIT");
+}
+
+/* Runs a pragma / one-row query on a fresh statement (only used during open,
+ * before the persistent statements exist) and returns its first column as an
+ * integer, or copies it as text into buf when buf is non-NULL. */
+static int fp__pragma(struct fp_store *s, const char *sql, int64_t *ival, char *buf, size_t bufsz,
+                      struct fp_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        fp__sqlerr(s, err, sql);
+        goto fail;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (ival)
+            *ival = sqlite3_column_int64(st, 0);
+        if (buf) {
+            const unsigned char *t = sqlite3_column_text(st, 0);
+            snprintf(buf, bufsz, "%s", t ? (const char *)t : "");
+        }
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_DONE) {
+        fp__sqlerr(s, err, sql);
+        goto fail;
+    }
+    rc = sqlite3_finalize(st);
+    if (rc != SQLITE_OK) /* cannot happen after SQLITE_DONE; checked anyway */
+        return fp__sqlerr(s, err, sql);
+    return 0;
+fail:
+    (void)sqlite3_finalize(st); /* repeats the error already reported */
+    return FP_ESTORE;
+}
+
+/* A statement that returns no rows, during open. */
+static int fp__exec_one(struct fp_store *s, const char *sql, struct fp_error *err)
+{
+    return fp__pragma(s, sql, NULL, NULL, 0, err);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Open / close                                                             */
+
+/* Creates the schema if the file has none. Only takes the write lock when it
+ * has to, so opening a store that a running simulation is writing to (e.g.
+ * `fedpress runs`) does not wait for the writer. */
+static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
+{
+    int64_t ver = 0, ntables = 0;
+    int rc = fp__pragma(s, "PRAGMA user_version", &ver, NULL, 0, err);
+    if (rc)
+        return rc;
+    if (ver > FP_STORE_SCHEMA_VERSION)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s has schema version %" PRId64
+                            ", newer than the version %d this fedpress understands; "
+                            "use a newer fedpress or another file.",
+                            s->path, ver, FP_STORE_SCHEMA_VERSION);
+    if (ver == FP_STORE_SCHEMA_VERSION)
+        return 0;
+
+    rc = fp__exec_one(s, "BEGIN IMMEDIATE", err);
+    if (rc)
+        return rc;
+    /* Re-read under the lock: another process may have created it meanwhile. */
+    rc = fp__pragma(s, "PRAGMA user_version", &ver, NULL, 0, err);
+    if (rc)
+        goto fail;
+    if (ver == 0) {
+        rc = fp__pragma(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+                        &ntables, NULL, 0, err);
+        if (rc)
+            goto fail;
+        if (ntables > 0) {
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s is an SQLite database with other tables but no "
+                              "fedpress schema version; refusing to add tables to it.",
+                              s->path);
+            goto fail;
+        }
+        char *msg = NULL;
+        if (sqlite3_exec(s->db, fp__schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+            rc = fp_error_set(err, FP_ESTORE, "Run store %s: creating the schema failed: %s.",
+                              s->path, msg ? msg : sqlite3_errmsg(s->db));
+            sqlite3_free(msg);
+            goto fail;
+        }
+    } else if (ver != FP_STORE_SCHEMA_VERSION) {
+        rc = fp_error_set(err, FP_ESTORE, "Run store %s has unknown schema version %" PRId64 ".",
+                          s->path, ver);
+        goto fail;
+    }
+    rc = fp__exec_one(s, "COMMIT", err);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    if (!sqlite3_get_autocommit(s->db))
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* first error is the news */
+    return rc;
+}
+
+void fp_store_close(struct fp_store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST__COUNT; i++)
+        (void)sqlite3_finalize(s->st[i]); /* returns the statement's last error, not a new one */
+    if (s->db) {
+        int rc = sqlite3_close(s->db);
+        /* Only SQLITE_BUSY (unfinalized statements) can fail here: a bug. */
+        assert(rc == SQLITE_OK);
+        (void)rc;
+    }
+    free(s->path);
+    free(s);
+}
+
+int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
+{
+    struct fp_store *s = NULL;
+    char mode[32];
+    int rc;
+
+    if (!out || !path)
+        return fp_error_set(err, FP_EINVAL, "fp_store_open: out and path must not be NULL.");
+    *out = NULL;
+    /* sodium_init() is idempotent and thread-safe; 1 means "already done". */
+    if (sodium_init() < 0)
+        return fp_error_set(err, FP_ESTORE, "Run store %s: libsodium failed to initialise.", path);
+
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
+    s->path = strdup(path);
+    if (!s->path) {
+        rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
+        goto fail;
+    }
+
+    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        if (!s->db) {
+            rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
+            goto fail;
+        }
+        rc = fp_error_set(err, FP_ESTORE, "Cannot open run store %s: %s.", path,
+                          sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    rc = sqlite3_extended_result_codes(s->db, 1);
+    if (rc != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "enabling extended result codes");
+        goto fail;
+    }
+    rc = sqlite3_busy_timeout(s->db, FP_STORE_BUSY_MS);
+    if (rc != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "setting the busy timeout");
+        goto fail;
+    }
+
+    /* The first read is where SQLite notices a file that is not a database
+     * (open itself is lazy); say so in words rather than "file is not a
+     * database" alone. */
+    int64_t ver = 0;
+    rc = fp__pragma(s, "PRAGMA user_version", &ver, NULL, 0, err);
+    if (rc) {
+        int ec = sqlite3_errcode(s->db);
+        if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s is not an SQLite database (or is corrupt): %s.", path,
+                              sqlite3_errmsg(s->db));
+        goto fail;
+    }
+
+    /* WAL: readers (sqlite3, `fedpress runs`) never block the simulation and
+     * vice versa. journal_mode persists in the file; asking again is a no-op. */
+    rc = fp__pragma(s, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode, err);
+    if (rc)
+        goto fail;
+    /* An in-memory database reports "memory" and cannot do WAL; that is fine. */
+    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
+        rc = fp_error_set(err, FP_ESTORE,
+                          "Run store %s could not switch to WAL journal mode (it is '%s'); "
+                          "is it on a network file system?",
+                          path, mode);
+        goto fail;
+    }
+    /* In WAL mode NORMAL loses no committed transaction when the application
+     * crashes, only possibly the last ones on power loss, and skips an fsync
+     * per round. */
+    rc = fp__exec_one(s, "PRAGMA synchronous=NORMAL", err);
+    if (rc)
+        goto fail;
+    /* Off by default in SQLite, per connection: needed for the REFERENCES
+     * checks and ON DELETE CASCADE. */
+    rc = fp__exec_one(s, "PRAGMA foreign_keys=ON", err);
+    if (rc)
+        goto fail;
+
+    rc = fp__ensure_schema(s, err);
+    if (rc)
+        goto fail;
+
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, fp__stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s: preparing \"%s\" failed: %s (is the schema "
+                              "damaged?).",
+                              path, fp__stmt_sql[i], sqlite3_errmsg(s->db));
+            goto fail;
+        }
+    }
+    *out = s;
+    return 0;
+fail:
+    fp_store_close(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Writing                                                                  */
+
+/* Any failed bind jumps to the function's bind_fail label; SQLite's message
+ * (SQLITE_TOOBIG, SQLITE_NOMEM, ...) then says why. */
+#define FP__BIND(call)                                                                             \
+    do {                                                                                           \
+        if ((call) != SQLITE_OK)                                                                   \
+            goto bind_fail;                                                                        \
+    } while (0)
+
+int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64_t *run_id,
+                       struct fp_error *err)
+{
+    assert(s);
+    if (!meta || !run_id || !meta->name || !meta->algorithm || !meta->scenario)
+        return fp_error_set(err, FP_EINVAL,
+                            "fp_store_begin_run: meta, its name, algorithm and scenario, and "
+                            "run_id must not be NULL.");
+    if (!fp__fits_i64(meta->d))
+        return fp_error_set(err, FP_EINVAL,
+                            "Run store %s: parameter count d = %" PRIu64 " does not fit SQLite's "
+                            "64-bit signed integers.",
+                            s->path, meta->d);
+    sqlite3_stmt *st = s->st[ST_INSERT_RUN];
+    FP__BIND(sqlite3_bind_text(st, 1, meta->name, -1, SQLITE_STATIC));
+    FP__BIND(sqlite3_bind_text(st, 2, meta->algorithm, -1, SQLITE_STATIC));
+    FP__BIND(meta->dataset ? sqlite3_bind_text(st, 3, meta->dataset, -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, 3));
+    FP__BIND(sqlite3_bind_text(st, 4, meta->scenario, -1, SQLITE_STATIC));
+    /* The seed is a full uint64; SQLite has only signed 64-bit integers, so
+     * the column holds the same 64 bits read as int64 (seeds >= 2^63 appear
+     * negative in SQL; docs/store.md shows how to print them unsigned). */
+    FP__BIND(sqlite3_bind_int64(st, 5, (sqlite3_int64)meta->seed));
+    FP__BIND(sqlite3_bind_int64(st, 6, meta->rounds));
+    FP__BIND(sqlite3_bind_int64(st, 7, meta->clients));
+    FP__BIND(sqlite3_bind_int64(st, 8, meta->sample));
+    FP__BIND(sqlite3_bind_int64(st, 9, (sqlite3_int64)meta->d));
+    FP__BIND(sqlite3_bind_int64(st, 10, meta->threads));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        fp__sqlerr(s, err, "inserting the runs row");
+        goto fail;
+    }
+    /* A single INSERT in autocommit mode: atomic on its own. */
+    *run_id = sqlite3_last_insert_rowid(s->db);
+    fp__done(st);
+    return 0;
+bind_fail:
+    fp__sqlerr(s, err, "binding the runs row");
+fail:
+    fp__done(st);
+    return FP_ESTORE;
+}
+
+int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_round *r,
+                          struct fp_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    assert(s);
+    if (!r || r->round < 1 || (r->participants > 0 && !r->clients))
+        return fp_error_set(err, FP_EINVAL,
+                            "fp_store_commit_round: the round must be non-NULL, numbered from 1, "
+                            "and list its %u participants.",
+                            r ? r->participants : 0u);
+    if (!fp__fits_i64(r->uplink_bytes) || !fp__fits_i64(r->downlink_bytes))
+        return fp_error_set(err, FP_EINVAL,
+                            "Run store %s: byte counts of round %u exceed 2^63-1.", s->path,
+                            r->round);
+    for (uint32_t i = 0; i < r->participants; i++)
+        if (!fp__fits_i64(r->clients[i].uplink_bytes) ||
+            !fp__fits_i64(r->clients[i].downlink_bytes))
+            return fp_error_set(err, FP_EINVAL,
+                                "Run store %s: byte counts of client %u in round %u exceed "
+                                "2^63-1.",
+                                s->path, r->clients[i].client, r->round);
+
+    rc = fp__begin(s, err);
+    if (rc)
+        return rc;
+
+    /* Update the run first: zero changed rows tells "no such run" apart from
+     * a foreign-key failure on the rounds insert. */
+    st = s->st[ST_UPDATE_RUN_ROUND];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, r->round));
+    FP__BIND(sqlite3_bind_int64(st, 3, (sqlite3_int64)r->uplink_bytes));
+    FP__BIND(sqlite3_bind_int64(st, 4, (sqlite3_int64)r->downlink_bytes));
+    FP__BIND(fp__bind_real(st, 5, r->test_accuracy));
+    FP__BIND(fp__bind_real(st, 6, r->test_loss));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "updating the run's totals");
+        goto fail;
+    }
+    if (sqlite3_changes(s->db) != 1) {
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        goto fail;
+    }
+    fp__done(st);
+
+    st = s->st[ST_INSERT_ROUND];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, r->round));
+    FP__BIND(fp__bind_real(st, 3, r->train_loss));
+    FP__BIND(fp__bind_real(st, 4, r->test_loss));
+    FP__BIND(fp__bind_real(st, 5, r->test_accuracy));
+    FP__BIND(sqlite3_bind_int64(st, 6, (sqlite3_int64)r->uplink_bytes));
+    FP__BIND(sqlite3_bind_int64(st, 7, (sqlite3_int64)r->downlink_bytes));
+    FP__BIND(sqlite3_bind_int64(st, 8, r->participants));
+    FP__BIND(fp__bind_real(st, 9, r->wall_ms));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        char what[96];
+        snprintf(what, sizeof what, "inserting round %u of run %" PRId64, r->round, run_id);
+        rc = fp__sqlerr(s, err, what);
+        goto fail;
+    }
+    fp__done(st);
+
+    st = s->st[ST_INSERT_CLIENT];
+    for (uint32_t i = 0; i < r->participants; i++) {
+        const struct fp_client_round *c = &r->clients[i];
+        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+        FP__BIND(sqlite3_bind_int64(st, 2, r->round));
+        FP__BIND(sqlite3_bind_int64(st, 3, c->client));
+        FP__BIND(fp__bind_real(st, 4, c->train_loss));
+        FP__BIND(sqlite3_bind_int64(st, 5, (sqlite3_int64)c->uplink_bytes));
+        FP__BIND(sqlite3_bind_int64(st, 6, (sqlite3_int64)c->downlink_bytes));
+        FP__BIND(sqlite3_bind_int64(st, 7, c->examples));
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            char what[128];
+            snprintf(what, sizeof what,
+                     "inserting client %u of round %u of run %" PRId64 " (index %u)", c->client,
+                     r->round, run_id, i);
+            rc = fp__sqlerr(s, err, what);
+            goto fail;
+        }
+        fp__done(st);
+    }
+    st = NULL;
+
+    rc = fp__commit(s, err);
+    if (rc)
+        goto fail;
+    return 0;
+bind_fail:
+    rc = fp__sqlerr(s, err, "binding round values");
+fail:
+    if (st)
+        fp__done(st);
+    fp__rollback(s, err);
+    return rc;
+}
+
+int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
+                        const float *model, size_t d, uint32_t round_done, struct fp_error *err)
+{
+    unsigned char hash[crypto_hash_sha256_BYTES];
+    char hex[2 * crypto_hash_sha256_BYTES + 1];
+    size_t nbytes = 0;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    assert(s);
+    if ((unsigned)status > FP_RUN_FAILED)
+        return fp_error_set(err, FP_EINVAL, "fp_store_finish_run: unknown run status %d.",
+                            (int)status);
+    if (model) {
+        if (d == 0 || d > SIZE_MAX / sizeof(float))
+            return fp_error_set(err, FP_EINVAL,
+                                "fp_store_finish_run: model size d = %zu is out of range.", d);
+        nbytes = d * sizeof(float);
+        /* The static asserts at the top make these bytes little-endian float32. */
+        crypto_hash_sha256(hash, (const unsigned char *)model, nbytes);
+        sodium_bin2hex(hex, sizeof hex, hash, sizeof hash); /* lowercase */
+    }
+
+    rc = fp__begin(s, err);
+    if (rc)
+        return rc;
+
+    st = s->st[ST_FINISH_RUN];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_text(st, 2, fp_run_status_name(status), -1, SQLITE_STATIC));
+    FP__BIND(model ? sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 3));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "updating the run's final status");
+        goto fail;
+    }
+    if (sqlite3_changes(s->db) != 1) {
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        goto fail;
+    }
+    fp__done(st);
+
+    if (model) {
+        st = s->st[ST_INSERT_CHECKPOINT];
+        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+        FP__BIND(sqlite3_bind_int64(st, 2, round_done));
+        FP__BIND(sqlite3_bind_blob64(st, 3, model, nbytes, SQLITE_STATIC));
+        FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_STATIC));
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = fp__sqlerr(s, err, "inserting the model checkpoint");
+            goto fail;
+        }
+        fp__done(st);
+    }
+    st = NULL;
+
+    rc = fp__commit(s, err);
+    if (rc)
+        goto fail;
+    return 0;
+bind_fail:
+    rc = fp__sqlerr(s, err, "binding the run's final values");
+fail:
+    if (st)
+        fp__done(st);
+    fp__rollback(s, err);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading                                                                  */
+
+/* Text column as a borrowed pointer (valid until the next step/reset). NULL
+ * with a non-NULL column type means SQLite ran out of memory converting it. */
+static bool fp__col_text(sqlite3_stmt *st, int i, char **out)
+{
+    *out = (char *)sqlite3_column_text(st, i);
+    return *out || sqlite3_column_type(st, i) == SQLITE_NULL;
+}
+
+int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r),
+                       void *u, struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_LIST_RUNS];
+    int rc, step;
+
+    assert(s && cb);
+    if (s->listing_runs)
+        return fp_error_set(err, FP_EINVAL,
+                            "fp_store_list_runs called from inside its own callback.");
+    s->listing_runs = true;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct fp_run_info ri = {0};
+        ri.id = sqlite3_column_int64(st, 0);
+        if (!fp__col_text(st, 1, &ri.name) || !fp__col_text(st, 2, &ri.algorithm) ||
+            !fp__col_text(st, 3, &ri.dataset) || !fp__col_text(st, 4, &ri.status) ||
+            !fp__col_text(st, 5, &ri.model_sha256) || !fp__col_text(st, 6, &ri.started_at)) {
+            rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64
+                              " from run store %s.", ri.id, s->path);
+            goto out;
+        }
+        ri.rounds_planned = (uint32_t)sqlite3_column_int64(st, 7);
+        ri.rounds_done = (uint32_t)sqlite3_column_int64(st, 8);
+        ri.final_accuracy = fp__column_real(st, 9);
+        ri.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 10);
+        rc = cb(u, &ri);
+        if (rc) {
+            rc = rc < 0 ? rc : 0;
+            goto out;
+        }
+    }
+    rc = step == SQLITE_DONE ? 0 : fp__sqlerr(s, err, "listing runs");
+out:
+    fp__done(st);
+    s->listing_runs = false;
+    return rc;
+}
+
+int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
+                         int (*cb)(void *u, const struct fp_round *r), void *u,
+                         struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_LIST_ROUNDS];
+    int rc, step;
+
+    assert(s && cb);
+    if (s->listing_rounds)
+        return fp_error_set(err, FP_EINVAL,
+                            "fp_store_list_rounds called from inside its own callback.");
+    /* An unknown run would otherwise look like a run with no rounds yet. */
+    rc = fp_store_run_exists(s, run_id, err);
+    if (rc)
+        return rc;
+    s->listing_rounds = true;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct fp_round r = {0};
+        r.round = (uint32_t)sqlite3_column_int64(st, 0);
+        r.train_loss = fp__column_real(st, 1);
+        r.test_loss = fp__column_real(st, 2);
+        r.test_accuracy = fp__column_real(st, 3);
+        r.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+        r.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 5);
+        r.participants = (uint32_t)sqlite3_column_int64(st, 6);
+        r.wall_ms = fp__column_real(st, 7);
+        r.clients = NULL;
+        rc = cb(u, &r);
+        if (rc) {
+            rc = rc < 0 ? rc : 0;
+            goto out;
+        }
+    }
+    rc = step == SQLITE_DONE ? 0 : fp__sqlerr(s, err, "listing rounds");
+out:
+    fp__done(st);
+    s->listing_rounds = false;
+    return rc;
+}
+
+int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int rc;
+
+    assert(s);
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    switch (sqlite3_step(st)) {
+    case SQLITE_ROW:
+        rc = 0;
+        break;
+    case SQLITE_DONE:
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        break;
+    default:
+        rc = fp__sqlerr(s, err, "looking up a run");
+        break;
+    }
+out:
+    fp__done(st);
+    return rc;
+}
+
+const char *fp_run_status_name(enum fp_run_status st)
+{
+    /* Must match the CHECK constraint on runs.status. */
+    switch (st) {
+    case FP_RUN_RUNNING:
+        return "running";
+    case FP_RUN_COMPLETED:
+        return "completed";
+    case FP_RUN_INTERRUPTED:
+        return "interrupted";
+    case FP_RUN_FAILED:
+        return "failed";
+    }
+    return "unknown";
+}

@@ -1,0 +1,94 @@
+/*
+ * algorithms/algorithm.h — federated algorithms as pure state machines.
+ *
+ * The same functions run in the simulator and (later) in the daemons: given
+ * the broadcast (x, and c where the algorithm has control variates), the
+ * client's own state and its workload, fp_algo_client_update() runs the K
+ * local steps and writes the upload message in its wire encoding; the server
+ * decodes the round's uploads in ascending client id and applies them with
+ * fp_algo_server_aggregate(). No I/O, no clocks, no global state: every
+ * random draw comes from the keyed stream (seed, round, client, MINIBATCH).
+ *
+ * The update rules are pinned in docs/algorithms.md (from shared
+ * ALGORITHMS.md); each one cites the paper next to it below.
+ *
+ * Ownership: fp_server_init() allocates x, c and scratch, freed by
+ * fp_server_free(). A client state's vectors are allocated the first time
+ * the client is sampled (so memory grows with participants, not with the
+ * population) and freed by fp_client_state_free(). A fp_algo_ws is per
+ * thread scratch.
+ */
+#ifndef FP_ALGORITHM_H
+#define FP_ALGORITHM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/error.h"
+#include "../core/scenario.h"
+#include "../workloads/workload.h"
+
+struct fp_algorithm; /* ops table, one per algorithm (algorithm.c) */
+
+struct fp_algo_params {
+    enum fp_algo_kind kind;
+    size_t d;
+    uint32_t N;     /* population: the control variate is averaged over all of it */
+    uint32_t K;     /* local steps */
+    uint32_t batch; /* B */
+    float lr_local, lr_global;
+    uint64_t seed;
+};
+
+struct fp_server {
+    struct fp_algo_params p;
+    const struct fp_algorithm *alg;
+    float *x;     /* global model [d] */
+    float *c;     /* global control variate [d]; NULL when the algorithm has none */
+    double *sum;  /* [d] accumulator for the round's decoded uploads */
+    float *dec;   /* [d] one decoded upload */
+};
+
+struct fp_client_state {
+    float *ci; /* client control variate [d]; NULL until first sampled (= 0) */
+};
+
+struct fp_algo_ws {
+    float *y, *g, *msg; /* [d] each */
+};
+
+/* Fills p from a scenario (d from the workload). */
+void fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d);
+
+int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err);
+void fp_server_free(struct fp_server *s);
+
+int fp_algo_ws_init(struct fp_algo_ws *ws, size_t d);
+void fp_algo_ws_free(struct fp_algo_ws *ws);
+void fp_client_state_free(struct fp_client_state *cs);
+
+/* Whether the algorithm keeps control variates (c on the server, c_i on clients). */
+int fp_algo_has_control(const struct fp_algo_params *p);
+
+/* Bytes the server sends each participant (x, and c if any), and the exact
+ * size of one upload message. */
+size_t fp_algo_downlink_bytes(const struct fp_algo_params *p);
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p);
+
+/* Runs client `client`'s round `round` from the broadcast (x, c) and writes
+ * its upload into out[0..fp_algo_upload_bytes). Updates cs (allocating it
+ * on first use). *train_loss = mean minibatch loss over the K steps. */
+int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const float *c,
+                          struct fp_client_state *cs, const struct fp_workload *w, void *wws,
+                          struct fp_algo_ws *ws, uint32_t round, uint32_t client, uint8_t *out,
+                          size_t out_cap, size_t *out_len, double *train_loss);
+
+/* Aggregation of one round, in two calls so the driver may stream uploads:
+ * begin, then add each upload in ascending client id, then finish. A
+ * malformed upload (wrong size, non-finite value) is FP_EFORMAT and leaves
+ * the server state unchanged. */
+void fp_algo_server_begin(struct fp_server *s);
+int fp_algo_server_add(struct fp_server *s, const uint8_t *msg, size_t len, struct fp_error *err);
+void fp_algo_server_finish(struct fp_server *s, uint32_t participants);
+
+#endif

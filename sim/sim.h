@@ -1,0 +1,43 @@
+/*
+ * sim/sim.h — the deterministic single-process driver.
+ *
+ * Runs a scenario: each round samples S of the N clients with the
+ * (seed, round, SAMPLING) stream, trains them in parallel on `threads`
+ * worker threads (OpenBLAS single-threaded inside each), aggregates their
+ * uploads in ascending client id, evaluates every eval_every rounds, and
+ * commits the round to the store in one transaction. Results do not depend
+ * on the thread count: every random draw is keyed, reductions run in client
+ * order, and worker scratch never influences a result.
+ */
+#ifndef FP_SIM_H
+#define FP_SIM_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/error.h"
+#include "../core/scenario.h"
+#include "../store/store.h"
+
+struct fp_sim_options {
+    unsigned threads;                 /* worker threads, >= 1 */
+    FILE *progress;                   /* a line per round goes here; NULL = silent */
+    volatile sig_atomic_t *stop;      /* set (e.g. by SIGINT) to stop after the current round */
+    const char *model_out;            /* if set, the final model is written here (raw f32) */
+};
+
+struct fp_sim_result {
+    int64_t run_id;
+    uint32_t rounds_done;
+    double test_loss, test_accuracy; /* last evaluation */
+    uint64_t uplink_bytes, downlink_bytes;
+    double seconds;
+    char model_sha256[65];
+    int interrupted;
+};
+
+int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
+               const struct fp_sim_options *opt, struct fp_sim_result *res, struct fp_error *err);
+
+#endif
