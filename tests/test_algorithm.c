@@ -1,7 +1,234 @@
+/*
+ * tests/test_algorithm.c — FedAvg and SCAFFOLD (halved uplink) against an
+ * independent float64 reference (tests/reference/algorithms_reference.py,
+ * which implements the original two-vector SCAFFOLD), the invariant
+ * c = mean_i c_i after every round, exact message sizes, and rejection of
+ * malformed uploads.
+ */
+#include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-static void placeholder(void **state) { (void)state; fail_msg("test_algorithm not written yet"); }
-int main(void) { const struct CMUnitTest t[] = {cmocka_unit_test(placeholder)}; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include "algorithms/algorithm.h"
+#include "algorithms/codec.h"
+
+/* ---- the reference problem, defined here independently of workloads/ ---- */
+#define NC 4
+#define DIM 3
+static uint32_t mock_n_local[NC] = {1, 1, 1, 1};
+
+static double mock_a(uint32_t i, size_t j) { return 1 + 0.5 * i + 0.25 * (double)j; }
+static double mock_b(uint32_t i, size_t j) { return (i + 1.0) * ((double)j - 1.0); }
+
+static void mock_grad(const struct fp_workload *w, void *ws, uint32_t client, const float *y,
+                      uint32_t batch, fp_rng *rng, float *g, double *loss)
+{
+    (void)w, (void)ws, (void)batch, (void)rng;
+    double l = 0;
+    for (size_t j = 0; j < DIM; j++) {
+        double r = y[j] - mock_b(client, j);
+        g[j] = (float)(mock_a(client, j) * r);
+        l += 0.5 * mock_a(client, j) * r * r;
+    }
+    *loss = l;
+}
+static void *mock_ws_new(const struct fp_workload *w) { (void)w; return malloc(1); }
+static void mock_ws_free(void *ws) { free(ws); }
+static const struct fp_workload_ops mock_ops = {.grad = mock_grad, .ws_new = mock_ws_new,
+                                                .ws_free = mock_ws_free};
+static const struct fp_workload mock_w = {.ops = &mock_ops, .d = DIM, .nclients = NC,
+                                          .n_local = mock_n_local};
+
+static const uint32_t rounds[3][3] = {{0, 2}, {1, 3}, {0, 1, 3}};
+static const uint32_t nsel[3] = {2, 2, 3};
+
+struct world {
+    struct fp_algo_params p;
+    struct fp_server s;
+    struct fp_client_state cs[NC];
+    struct fp_algo_ws ws;
+    void *wws;
+};
+
+static void world_init(struct world *W, enum fp_algo_kind kind, float lr_g)
+{
+    memset(W, 0, sizeof *W);
+    W->p = (struct fp_algo_params){.kind = kind, .d = DIM, .N = NC, .K = 3, .batch = 1,
+                                   .lr_local = 0.1f, .lr_global = lr_g, .seed = 1};
+    struct fp_error err;
+    assert_int_equal(fp_server_init(&W->s, &W->p, &err), 0);
+    W->s.x[0] = 0.5f, W->s.x[1] = -0.25f, W->s.x[2] = 1.0f;
+    assert_int_equal(fp_algo_ws_init(&W->ws, DIM), 0);
+    W->wws = mock_ws_new(&mock_w);
+}
+
+static void world_free(struct world *W)
+{
+    for (int i = 0; i < NC; i++)
+        fp_client_state_free(&W->cs[i]);
+    fp_algo_ws_free(&W->ws);
+    fp_server_free(&W->s);
+    mock_ws_free(W->wws);
+}
+
+/* c must equal (1/NC) sum over ALL clients of c_i (unsampled ones hold 0). */
+static void check_c_is_mean(const struct world *W)
+{
+    for (size_t j = 0; j < DIM; j++) {
+        double m = 0;
+        for (int i = 0; i < NC; i++)
+            m += W->cs[i].ci ? W->cs[i].ci[j] : 0.0;
+        m /= NC;
+        assert_true(fabs(W->s.c[j] - m) <= 1e-6 * (1 + fabs(m)));
+    }
+}
+
+static void run_round(struct world *W, int r)
+{
+    uint8_t msg[4 * DIM];
+    struct fp_error err;
+    float x_before[DIM];
+    memcpy(x_before, W->s.x, sizeof x_before);
+    fp_algo_server_begin(&W->s);
+    for (uint32_t k = 0; k < nsel[r]; k++) {
+        uint32_t i = rounds[r][k];
+        size_t len = 0;
+        double loss = -1;
+        assert_int_equal(fp_algo_client_update(&W->p, W->s.x, W->s.c, &W->cs[i], &mock_w, W->wws,
+                                               &W->ws, (uint32_t)r + 1, i, msg, sizeof msg, &len,
+                                               &loss),
+                         0);
+        assert_int_equal(len, 4 * DIM);
+        assert_true(loss >= 0);
+        /* the client must not have changed the broadcast it trained from */
+        assert_memory_equal(W->s.x, x_before, sizeof x_before);
+        assert_int_equal(fp_algo_server_add(&W->s, msg, len, &err), 0);
+    }
+    fp_algo_server_finish(&W->s, nsel[r]);
+}
+
+static void assert_close(const float *got, const double *want, size_t n, double rtol)
+{
+    for (size_t j = 0; j < n; j++)
+        if (!(fabs(got[j] - want[j]) <= rtol * (1 + fabs(want[j]))))
+            fail_msg("[%zu]: got %.9g want %.9g", j, got[j], want[j]);
+}
+
+/* Expected values printed by tests/reference/algorithms_reference.py. */
+static void test_fedavg_matches_reference(void **state)
+{
+    (void)state;
+    const double want1[DIM] = {-2.1955258608333335, -0.035953281118100158, 2.5427937119140624};
+    const double want05[DIM] = {-1.1888148315625, -0.11082321728138442, 2.0214095219319663};
+    struct world W;
+    world_init(&W, FP_ALGO_FEDAVG, 1.0f);
+    for (int r = 0; r < 3; r++)
+        run_round(&W, r);
+    assert_close(W.s.x, want1, DIM, 2e-6);
+    assert_null(W.s.c);
+    world_free(&W);
+    world_init(&W, FP_ALGO_FEDAVG, 0.5f);
+    for (int r = 0; r < 3; r++)
+        run_round(&W, r);
+    assert_close(W.s.x, want05, DIM, 2e-6);
+    world_free(&W);
+}
+
+static void test_scaffold_halved_equals_two_vector(void **state)
+{
+    (void)state;
+    const double x1[DIM] = {-2.6504683980960646, 6.6275240524053119e-05, 2.8071022118055553};
+    const double c1[DIM] = {1.9034744240596058, -0.13192837226641696, -0.85625379340277652};
+    const double ci1[NC][DIM] = {{-1.3679606847685188, -0.025093447193525444, 2.521278229166668},
+                              {-0.63749712138020831, -0.017234594355093252, 1.4825338888888899},
+                              {5.6933333333333334, -0.44542968749999995, -3.8541666666666661},
+                              {3.9260221690538182, -0.039955760017049216, -3.5746606249999986}};
+    const double x05[DIM] = {-1.4459202670428244, -0.08947051544752771, 2.1729013053792317};
+    const double c05[DIM] = {3.2260771598668976, -0.24989013069303231, -1.8582375381808807};
+    struct world W;
+    world_init(&W, FP_ALGO_SCAFFOLD, 1.0f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
+    assert_close(W.s.x, x1, DIM, 1e-5);
+    assert_close(W.s.c, c1, DIM, 1e-5);
+    for (int i = 0; i < NC; i++)
+        assert_close(W.cs[i].ci, ci1[i], DIM, 1e-5);
+    world_free(&W);
+
+    world_init(&W, FP_ALGO_SCAFFOLD, 0.5f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
+    assert_close(W.s.x, x05, DIM, 1e-5);
+    assert_close(W.s.c, c05, DIM, 1e-5);
+    world_free(&W);
+}
+
+/* A client that was never sampled holds no memory (c_i = 0 implicitly). */
+static void test_client_state_lazy(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init(&W, FP_ALGO_SCAFFOLD, 1.0f);
+    run_round(&W, 0); /* clients 0 and 2 */
+    assert_non_null(W.cs[0].ci);
+    assert_null(W.cs[1].ci);
+    assert_non_null(W.cs[2].ci);
+    assert_null(W.cs[3].ci);
+    world_free(&W);
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    struct fp_algo_params p = {.kind = FP_ALGO_FEDAVG, .d = 159010};
+    assert_int_equal(fp_algo_upload_bytes(&p), 636040);
+    assert_int_equal(fp_algo_downlink_bytes(&p), 636040);
+    p.kind = FP_ALGO_SCAFFOLD;
+    assert_int_equal(fp_algo_upload_bytes(&p), 636040);      /* one vector up: the halved form */
+    assert_int_equal(fp_algo_downlink_bytes(&p), 2 * 636040); /* x and c down */
+}
+
+static void test_malformed_upload_rejected(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init(&W, FP_ALGO_SCAFFOLD, 1.0f);
+    struct fp_error err;
+    float v[DIM] = {1, 2, 3};
+    uint8_t msg[4 * DIM];
+    fp_codec_dense_encode(v, DIM, msg);
+    fp_algo_server_begin(&W.s);
+    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg - 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg + 0, &err), 0);
+    v[1] = NAN;
+    fp_codec_dense_encode(v, DIM, msg);
+    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg, &err), FP_EFORMAT);
+    v[1] = INFINITY;
+    fp_codec_dense_encode(v, DIM, msg);
+    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg, &err), FP_EFORMAT);
+    /* only the one good upload was summed */
+    assert_true(W.s.sum[0] == 1 && W.s.sum[1] == 2 && W.s.sum[2] == 3);
+    world_free(&W);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fedavg_matches_reference),
+        cmocka_unit_test(test_scaffold_halved_equals_two_vector),
+        cmocka_unit_test(test_client_state_lazy),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_malformed_upload_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

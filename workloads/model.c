@@ -1,1 +1,397 @@
-/* placeholder until written */ extern int fp__placeholder_workloads_model;
+/*
+ * workloads/model.c — logistic regression and a one-hidden-layer ReLU MLP
+ * with softmax cross-entropy, over a partitioned dataset.
+ *
+ * Where the time goes (DESIGN.md "Performance"): an MLP step is two large
+ * GEMMs, the forward X·W1ᵀ (B×in·in×h) and the weight gradient dZᵀ·X
+ * (h×B·B×in); everything else is O(B·h). So grad() allocates nothing: the
+ * minibatch rows are gathered into the per-thread workspace, bias+ReLU is
+ * one pass, and the ReLU mask, the hidden bias gradient and the backward
+ * product are fused into another. The input gradient of the first layer is
+ * never formed.
+ *
+ * The workload owns its datasets and partition; a workspace belongs to one
+ * thread, and nothing in it survives from one call to the next (the
+ * permutation buffer is refilled each call), so results never depend on
+ * which client a workspace served before.
+ */
+#include "model.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fp_classif {
+    struct fp_workload w; /* first: w.impl points back here */
+    enum fp_model_kind kind;
+    uint32_t in, hidden, ncls; /* hidden = 0 for logreg */
+    struct fp_dataset train, test;
+    struct fp_partition part;
+    uint32_t *n_local;
+    uint32_t max_local;
+    size_t chunk; /* rows per GEMM pass, see FP_MODEL_*_CHUNK */
+};
+
+struct fp_model_ws {
+    size_t rows;
+    float *x;       /* [rows][in]   gathered minibatch */
+    float *a;       /* [rows][h]    hidden activations after ReLU */
+    float *da;      /* [rows][h]    gradient w.r.t. the hidden pre-activations */
+    float *lg;      /* [rows][C]    logits, then the gradient w.r.t. them */
+    uint32_t *perm; /* [max_local]  partial Fisher–Yates scratch */
+    uint32_t *ids;  /* [rows]       example ids of the current chunk */
+    void *mem;
+};
+
+size_t fp_model_nparams(enum fp_model_kind kind, size_t in, uint32_t hidden, uint32_t nclasses)
+{
+    switch (kind) {
+    case FP_MODEL_LOGREG:
+        return (size_t)nclasses * in + nclasses;
+    case FP_MODEL_MLP:
+        return (size_t)hidden * in + hidden + (size_t)nclasses * hidden + nclasses;
+    default:
+        return 0;
+    }
+}
+
+/* ---- workspace ---------------------------------------------------------- */
+
+static size_t fp__round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static void *fp__ws_new(const struct fp_workload *w)
+{
+    const struct fp_classif *m = w->impl;
+    struct fp_model_ws *ws = calloc(1, sizeof *ws);
+    if (!ws)
+        return NULL;
+    size_t r = m->chunk, h = m->hidden;
+    size_t nx = fp__round16(r * m->in), na = fp__round16(r * h), nl = fp__round16(r * m->ncls);
+    size_t np = fp__round16(m->max_local);
+    size_t bytes = (nx + 2 * na + nl) * sizeof(float) + (np + fp__round16(r)) * sizeof(uint32_t);
+    /* 64-byte alignment: every sub-array starts on a cache line (16 floats). */
+    ws->mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!ws->mem) {
+        free(ws);
+        return NULL;
+    }
+    float *f = ws->mem;
+    ws->rows = r;
+    ws->x = f;
+    ws->a = f + nx;
+    ws->da = ws->a + na;
+    ws->lg = ws->da + na;
+    ws->perm = (uint32_t *)(ws->lg + nl);
+    ws->ids = ws->perm + np;
+    return ws;
+}
+
+static void fp__ws_free(void *p)
+{
+    struct fp_model_ws *ws = p;
+    if (!ws)
+        return;
+    free(ws->mem);
+    free(ws);
+}
+
+/* ---- kernels ------------------------------------------------------------ */
+
+/* logits[r] (+ bias) -> softmax cross-entropy. Returns the summed loss of
+ * the rows; if dl_scale != 0, overwrites logits with dl_scale*(p - onehot),
+ * the gradient of (dl_scale * summed loss). Log-sum-exp after subtracting
+ * the row maximum, in double, so large logits neither overflow nor lose the
+ * small probabilities. If correct != NULL, counts rows whose argmax (first
+ * maximum: ties go to the lower class) equals the label. */
+static double fp__softmax_ce(float *lg, const float *bias, const uint8_t *y,
+                             const uint32_t *ids, size_t rows, uint32_t ncls, float dl_scale,
+                             size_t *correct)
+{
+    double total = 0;
+    for (size_t r = 0; r < rows; r++) {
+        float *z = lg + r * ncls;
+        uint32_t lab = y[ids ? ids[r] : r];
+        uint32_t best = 0;
+        for (uint32_t c = 0; c < ncls; c++) {
+            z[c] += bias[c];
+            if (z[c] > z[best])
+                best = c;
+        }
+        double mx = z[best], s = 0;
+        for (uint32_t c = 0; c < ncls; c++)
+            s += exp((double)z[c] - mx);
+        double lse = mx + log(s);
+        total += lse - (double)z[lab];
+        if (correct && best == lab)
+            (*correct)++;
+        if (dl_scale != 0) {
+            for (uint32_t c = 0; c < ncls; c++) {
+                double p = exp((double)z[c] - lse);
+                z[c] = (float)((p - (c == lab)) * dl_scale);
+            }
+        }
+    }
+    return total;
+}
+
+/* Forward of rows x[0..rows) up to the logits (without the output bias). */
+static void fp__forward(const struct fp_classif *m, struct fp_model_ws *ws, const float *x,
+                        size_t rows, const float *params)
+{
+    const int in = (int)m->in, h = (int)m->hidden, C = (int)m->ncls, R = (int)rows;
+    if (m->kind == FP_MODEL_LOGREG) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, C, in, 1.0f, x, in, params, in,
+                    0.0f, ws->lg, C);
+        return;
+    }
+    const float *w1 = params, *b1 = w1 + (size_t)h * in, *w2 = b1 + h;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, h, in, 1.0f, x, in, w1, in, 0.0f,
+                ws->a, h);
+    for (size_t r = 0; r < rows; r++) {
+        float *a = ws->a + r * (size_t)h;
+        for (int j = 0; j < h; j++) {
+            float v = a[j] + b1[j];
+            a[j] = v > 0.0f ? v : 0.0f;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, C, h, 1.0f, ws->a, h, w2, h, 0.0f,
+                ws->lg, C);
+}
+
+/* Backward of one chunk whose ws->lg already holds dLoss/dlogits.
+ * beta = 0 for the first chunk (overwrites the gradient), 1 after (adds). */
+static void fp__backward(const struct fp_classif *m, struct fp_model_ws *ws, const float *x,
+                         size_t rows, const float *params, float *grad, float beta)
+{
+    const int in = (int)m->in, h = (int)m->hidden, C = (int)m->ncls, R = (int)rows;
+    const float *dl = ws->lg;
+    if (m->kind == FP_MODEL_LOGREG) {
+        float *gw = grad, *gb = grad + (size_t)C * in;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, in, R, 1.0f, dl, C, x, in, beta,
+                    gw, in);
+        if (beta == 0.0f)
+            memset(gb, 0, (size_t)C * sizeof *gb);
+        for (size_t r = 0; r < rows; r++)
+            for (int c = 0; c < C; c++)
+                gb[c] += dl[r * C + c];
+        return;
+    }
+    const float *w2 = params + (size_t)h * in + h;
+    float *gw1 = grad, *gb1 = gw1 + (size_t)h * in, *gw2 = gb1 + h, *gb2 = gw2 + (size_t)C * h;
+    /* dW2 = dLᵀ·A, db2 = Σ_rows dL */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, h, R, 1.0f, dl, C, ws->a, h, beta,
+                gw2, h);
+    if (beta == 0.0f) {
+        memset(gb2, 0, (size_t)C * sizeof *gb2);
+        memset(gb1, 0, (size_t)h * sizeof *gb1);
+    }
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < C; c++)
+            gb2[c] += dl[r * C + c];
+    /* dA = dL·W2, then one pass: dZ = dA ⊙ [A > 0] (A is post-ReLU, so A > 0
+     * exactly where the pre-activation was), db1 += dZ. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, h, C, 1.0f, dl, C, w2, h, 0.0f,
+                ws->da, h);
+    for (size_t r = 0; r < rows; r++) {
+        const float *a = ws->a + r * (size_t)h;
+        float *dz = ws->da + r * (size_t)h;
+        for (int j = 0; j < h; j++) {
+            float v = a[j] > 0.0f ? dz[j] : 0.0f;
+            dz[j] = v;
+            gb1[j] += v;
+        }
+    }
+    /* dW1 = dZᵀ·X; dX is never needed. */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, in, R, 1.0f, ws->da, h, x, in, beta,
+                gw1, in);
+}
+
+/* ---- ops ---------------------------------------------------------------- */
+
+static void fp__grad(const struct fp_workload *w, void *wsp, uint32_t client,
+                     const float *params, uint32_t batch, fp_rng *rng, float *grad, double *loss)
+{
+    const struct fp_classif *m = w->impl;
+    struct fp_model_ws *ws = wsp;
+    assert(client < w->nclients && batch > 0);
+    const uint32_t *idx = m->part.indices + m->part.offsets[client];
+    uint32_t n = m->n_local[client];
+    uint32_t nb = batch >= n ? n : batch;
+    /* sel[i] = the i-th minibatch example, as a position in the client's list. */
+    const uint32_t *sel = NULL;
+    if (batch < n) {
+        /* Partial Fisher–Yates over a freshly filled 0..n-1: nb distinct
+         * positions, uniform, and independent of the buffer's history. */
+        uint32_t *p = ws->perm;
+        for (uint32_t i = 0; i < n; i++)
+            p[i] = i;
+        for (uint32_t i = 0; i < nb; i++) {
+            uint32_t j = i + (uint32_t)fp_rng_below(rng, n - i);
+            uint32_t t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+        }
+        sel = p;
+    }
+    const size_t in = m->in;
+    const float scale = 1.0f / (float)nb;
+    const float *bias = params + w->d - m->ncls; /* the output layer's, last in the layout */
+    double total = 0;
+    for (uint32_t start = 0; start < nb; start += (uint32_t)ws->rows) {
+        size_t rows = nb - start < ws->rows ? nb - start : ws->rows;
+        for (size_t r = 0; r < rows; r++) {
+            uint32_t e = idx[sel ? sel[start + r] : start + r];
+            ws->ids[r] = e;
+            memcpy(ws->x + r * in, m->train.x + (size_t)e * in, in * sizeof(float));
+        }
+        fp__forward(m, ws, ws->x, rows, params);
+        total += fp__softmax_ce(ws->lg, bias, m->train.y, ws->ids, rows, m->ncls, scale, NULL);
+        fp__backward(m, ws, ws->x, rows, params, grad, start == 0 ? 0.0f : 1.0f);
+    }
+    *loss = total / nb;
+}
+
+static void fp__evaluate(const struct fp_workload *w, void *wsp, const float *params,
+                         double *loss, double *accuracy)
+{
+    const struct fp_classif *m = w->impl;
+    struct fp_model_ws *ws = wsp;
+    const struct fp_dataset *t = &m->test;
+    const float *bias = params + w->d - m->ncls;
+    double total = 0;
+    size_t correct = 0;
+    /* Test rows are contiguous: each chunk is a plain sub-matrix, no gather. */
+    for (size_t start = 0; start < t->n; start += ws->rows) {
+        size_t rows = t->n - start < ws->rows ? t->n - start : ws->rows;
+        fp__forward(m, ws, t->x + start * t->dim, rows, params);
+        total += fp__softmax_ce(ws->lg, bias, t->y + start, NULL, rows, m->ncls, 0.0f, &correct);
+    }
+    *loss = t->n ? total / (double)t->n : NAN;
+    *accuracy = t->n ? (double)correct / (double)t->n : NAN;
+}
+
+static void fp__init_layer(float *p, size_t fan_out, size_t fan_in, fp_rng *rng)
+{
+    /* PyTorch's Linear: weight and bias both U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+    double bound = 1.0 / sqrt((double)fan_in);
+    size_t count = fan_out * fan_in + fan_out;
+    for (size_t i = 0; i < count; i++)
+        p[i] = (float)((2.0 * fp_rng_uniform(rng) - 1.0) * bound);
+}
+
+static void fp__init(const struct fp_workload *w, fp_rng *rng, float *params)
+{
+    const struct fp_classif *m = w->impl;
+    if (m->kind == FP_MODEL_LOGREG) {
+        fp__init_layer(params, m->ncls, m->in, rng);
+        return;
+    }
+    fp__init_layer(params, m->hidden, m->in, rng);
+    fp__init_layer(params + (size_t)m->hidden * m->in + m->hidden, m->ncls, m->hidden, rng);
+}
+
+static void fp__destroy(struct fp_workload *w)
+{
+    struct fp_classif *m = w->impl;
+    fp_dataset_free(&m->train);
+    fp_dataset_free(&m->test);
+    fp_partition_free(&m->part);
+    free(m->n_local);
+    free(m);
+}
+
+static const struct fp_workload_ops fp__classif_ops = {
+    .grad = fp__grad,
+    .evaluate = fp__evaluate,
+    .init_params = fp__init,
+    .ws_new = fp__ws_new,
+    .ws_free = fp__ws_free,
+    .destroy = fp__destroy,
+};
+
+int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_t hidden,
+                      struct fp_dataset *train, struct fp_dataset *test,
+                      struct fp_partition *part, struct fp_error *err)
+{
+    *out = NULL;
+    int rc = 0;
+    struct fp_classif *m = calloc(1, sizeof *m);
+    if (!m) {
+        rc = fp_error_set(err, FP_ENOMEM, "out of memory for the model");
+        fp_dataset_free(train);
+        fp_dataset_free(test);
+        fp_partition_free(part);
+        return rc;
+    }
+    /* Move first, so that every failure below frees through one path. */
+    m->train = *train;
+    m->test = *test;
+    m->part = *part;
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    memset(part, 0, sizeof *part);
+    m->kind = kind;
+    m->w.impl = m;
+    m->w.ops = &fp__classif_ops;
+
+    if (kind != FP_MODEL_LOGREG && kind != FP_MODEL_MLP) {
+        rc = fp_error_set(err, FP_EINVAL,
+                          "[model] %d is not a classifier (use logreg or mlp with this dataset)",
+                          (int)kind);
+        goto fail;
+    }
+    if (kind == FP_MODEL_MLP && hidden == 0) {
+        rc = fp_error_set(err, FP_EINVAL, "[model] hidden = 0: an MLP needs at least one unit");
+        goto fail;
+    }
+    if (m->train.dim == 0 || m->train.dim != m->test.dim || m->train.nclasses < 2 ||
+        m->train.nclasses != m->test.nclasses || m->part.nclients == 0) {
+        rc = fp_error_set(err, FP_EINVAL,
+                          "model: train (%zu features, %u classes), test (%zu, %u) and %u "
+                          "clients do not fit together",
+                          m->train.dim, m->train.nclasses, m->test.dim, m->test.nclasses,
+                          m->part.nclients);
+        goto fail;
+    }
+    /* GEMM dimensions are ints: keep every one well inside. */
+    if (m->train.dim > (1u << 24) || hidden > (1u << 20)) {
+        rc = fp_error_set(err, FP_EINVAL, "model: %zu inputs x %u hidden units is too large",
+                          m->train.dim, hidden);
+        goto fail;
+    }
+    m->in = (uint32_t)m->train.dim;
+    m->hidden = kind == FP_MODEL_MLP ? hidden : 0;
+    m->ncls = m->train.nclasses;
+    uint32_t nc = m->part.nclients;
+    m->n_local = malloc((size_t)nc * sizeof *m->n_local);
+    if (!m->n_local) {
+        rc = fp_error_set(err, FP_ENOMEM, "out of memory for %u clients", nc);
+        goto fail;
+    }
+    for (uint32_t c = 0; c < nc; c++) {
+        m->n_local[c] = m->part.offsets[c + 1] - m->part.offsets[c];
+        if (m->n_local[c] == 0) {
+            rc = fp_error_set(err, FP_EINVAL, "partition: client %u holds no examples", c);
+            goto fail;
+        }
+        if (m->n_local[c] > m->max_local)
+            m->max_local = m->n_local[c];
+    }
+    m->chunk = m->max_local < FP_MODEL_MIN_CHUNK   ? FP_MODEL_MIN_CHUNK
+               : m->max_local > FP_MODEL_MAX_CHUNK ? FP_MODEL_MAX_CHUNK
+                                                   : m->max_local;
+    m->w.d = fp_model_nparams(kind, m->in, m->hidden, m->ncls);
+    m->w.nclients = nc;
+    m->w.n_local = m->n_local;
+    if (kind == FP_MODEL_LOGREG)
+        m->w.flops_per_example = 4ull * m->in * m->ncls;
+    else /* forward 2·in·h + 2·h·C; backward dW2 2·h·C, dA 2·C·h, dW1 2·h·in */
+        m->w.flops_per_example = 4ull * m->in * m->hidden + 6ull * m->hidden * m->ncls;
+    *out = &m->w;
+    return 0;
+fail:
+    fp__destroy(&m->w);
+    return rc;
+}
