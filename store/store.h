@@ -8,8 +8,11 @@
  * transaction: after a crash the store holds the whole round or none of it.
  *
  * Ownership: fp_store_open() returns a handle the caller closes with
- * fp_store_close(). Strings returned inside fp_store_run_info are owned by
- * the struct and freed by fp_store_run_info_free().
+ * fp_store_close(); one thread uses a handle at a time. Strings handed to
+ * the fp_store_list_runs() callback inside struct fp_run_info are borrowed
+ * from SQLite: valid only until the callback returns, never freed by the
+ * caller (copy what must outlive the callback). Inputs (meta strings, round
+ * and client arrays, the model) are only read during the call.
  */
 #ifndef FP_STORE_H
 #define FP_STORE_H
@@ -80,10 +83,14 @@ struct fp_run_info {
     double final_accuracy; /* NaN if none */
     uint64_t uplink_bytes; /* total */
 };
-/* Calls cb for every run in id order; stops early if cb returns nonzero. */
+/* Calls cb for every run in id order; stops early if cb returns nonzero: a
+ * negative value is returned as the error, a positive one means "stop" and 0
+ * is returned. dataset and model_sha256 may be NULL. A callback must not
+ * re-enter the same listing function (FP_EINVAL). */
 int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r),
                        void *u, struct fp_error *err);
-/* Calls cb for every round of run_id in order (clients == NULL, participants set). */
+/* Calls cb for every round of run_id in order (clients == NULL, participants set);
+ * FP_ENOTFOUND if the run does not exist. NULL metrics read back as NaN. */
 int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
                          int (*cb)(void *u, const struct fp_round *r), void *u,
                          struct fp_error *err);

@@ -1,7 +1,297 @@
+/*
+ * tests/test_sim.c — the simulator driver: convergence to independently
+ * computed fixed points on the exact quadratic, byte-identical results at
+ * any thread count, exact byte accounting, and a clean interrupted run.
+ */
+#include <math.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include <cmocka.h>
-static void placeholder(void **state) { (void)state; fail_msg("test_sim not written yet"); }
-int main(void) { const struct CMUnitTest t[] = {cmocka_unit_test(placeholder)}; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include "core/scenario.h"
+#include "sim/sim.h"
+#include "store/store.h"
+#include "workloads/workload.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/fp_sim_XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+static struct fp_store *open_store(const char *name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    struct fp_store *st;
+    struct fp_error err = {0};
+    if (fp_store_open(&st, path, &err))
+        fail_msg("%s", err.msg);
+    return st;
+}
+
+static void load(struct fp_scenario *sc, const char *text)
+{
+    struct fp_error err = {0};
+    if (fp_scenario_load_string(sc, text, "test", NULL, 0, &err))
+        fail_msg("%s", err.msg);
+}
+
+static float *read_model(const char *path, size_t d)
+{
+    float *x = malloc(d * sizeof *x);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(x, sizeof *x, d, f), d);
+    fclose(f);
+    return x;
+}
+
+/* Recovers a_ij and b_ij of the quadratic by probing its exact gradient:
+ * g_i(0) = -a∘b and g_i(1) = a∘(1 - b). Independent of how it was generated. */
+static void probe_quadratic(const struct fp_scenario *sc, double *a, double *b)
+{
+    struct fp_workload *w;
+    struct fp_error err = {0};
+    assert_int_equal(fp_workload_create(&w, sc, &err), 0);
+    size_t d = w->d;
+    void *ws = fp_workload_ws_new(w);
+    float *zero = calloc(d, sizeof *zero), *one = malloc(d * sizeof *one);
+    float *g0 = malloc(d * sizeof *g0), *g1 = malloc(d * sizeof *g1);
+    for (size_t j = 0; j < d; j++)
+        one[j] = 1;
+    for (uint32_t i = 0; i < sc->clients; i++) {
+        fp_rng r;
+        double loss;
+        fp_rng_seed(&r, 1, 1, i, FP_RNG_MINIBATCH);
+        w->ops->grad(w, ws, i, zero, 1, &r, g0, &loss);
+        w->ops->grad(w, ws, i, one, 1, &r, g1, &loss);
+        for (size_t j = 0; j < d; j++) {
+            a[i * d + j] = (double)g1[j] - g0[j];
+            b[i * d + j] = -g0[j] / a[i * d + j];
+            assert_true(a[i * d + j] >= 0.5 - 1e-6 && a[i * d + j] <= 2 + 1e-6);
+        }
+    }
+    free(zero), free(one), free(g0), free(g1);
+    fp_workload_ws_free(w, ws);
+    fp_workload_free(w);
+}
+
+static const char quad_text[] = "[run]\nrounds = 400\neval_every = 50\n"
+                                "[data]\ndataset = quadratic\nclients = 5\ndim = 4\n"
+                                "[algorithm]\nlocal_steps = 5\nbatch = 1\nlr_local = 0.1\n";
+
+static void run_sim(const struct fp_scenario *sc, unsigned threads, const char *model_name,
+                    struct fp_store *st, struct fp_sim_result *res)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, model_name);
+    struct fp_sim_options opt = {.threads = threads, .model_out = path};
+    struct fp_error err = {0};
+    if (fp_sim_run(sc, st, &opt, res, &err))
+        fail_msg("%s", err.msg);
+}
+
+/* SCAFFOLD with exact gradients and full participation converges to the
+ * minimiser of the mean objective, x*_j = sum_i a_ij b_ij / sum_i a_ij.
+ * FedAvg converges to its own, drifted, fixed point: client i's K steps
+ * shrink (x - b_i) by (1 - eta a_i)^K, so Delta_i = w_i (x - b_i) with
+ * w_i = 1 - (1 - eta a_i)^K and the fixed point is sum w_i b_i / sum w_i. */
+static void test_quadratic_fixed_points(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, quad_text);
+    const size_t d = 4, N = 5;
+    double a[5 * 4], b[5 * 4];
+    probe_quadratic(&sc, a, b);
+
+    struct fp_store *st = open_store("quad.db");
+    struct fp_sim_result res;
+    char mpath[128];
+
+    sc.algorithm = FP_ALGO_SCAFFOLD;
+    run_sim(&sc, 1, "scaffold.f32", st, &res);
+    snprintf(mpath, sizeof mpath, "%s/scaffold.f32", tmpdir);
+    float *xs = read_model(mpath, d);
+    sc.algorithm = FP_ALGO_FEDAVG;
+    run_sim(&sc, 1, "fedavg.f32", st, &res);
+    snprintf(mpath, sizeof mpath, "%s/fedavg.f32", tmpdir);
+    float *xf = read_model(mpath, d);
+
+    double drift = 0;
+    for (size_t j = 0; j < d; j++) {
+        double num = 0, den = 0, fnum = 0, fden = 0;
+        for (size_t i = 0; i < N; i++) {
+            double aij = a[i * d + j], bij = b[i * d + j];
+            num += aij * bij;
+            den += aij;
+            double w = 1 - pow(1 - 0.1 * aij, 5);
+            fnum += w * bij;
+            fden += w;
+        }
+        double xstar = num / den, xfed = fnum / fden;
+        if (fabs(xs[j] - xstar) > 1e-4)
+            fail_msg("scaffold x[%zu] = %.7g, minimiser %.7g", j, xs[j], xstar);
+        if (fabs(xf[j] - xfed) > 1e-4)
+            fail_msg("fedavg x[%zu] = %.7g, its fixed point %.7g", j, xf[j], xfed);
+        drift += fabs(xfed - xstar);
+    }
+    assert_true(drift > 1e-3); /* the problem really has client drift */
+    free(xs);
+    free(xf);
+    fp_store_close(st);
+}
+
+struct rows {
+    int n;
+    struct fp_round r[16];
+};
+
+static int collect(void *u, const struct fp_round *r)
+{
+    struct rows *rows = u;
+    assert_true(rows->n < 16);
+    rows->r[rows->n++] = *r;
+    return 0;
+}
+
+static void same_rounds(const struct rows *x, const struct rows *y)
+{
+    assert_int_equal(x->n, y->n);
+    for (int i = 0; i < x->n; i++) {
+        const struct fp_round *p = &x->r[i], *q = &y->r[i];
+        /* bitwise: same bytes, not just close values (NaN compares equal bitwise) */
+        assert_memory_equal(&p->train_loss, &q->train_loss, sizeof(double));
+        assert_memory_equal(&p->test_loss, &q->test_loss, sizeof(double));
+        assert_memory_equal(&p->test_accuracy, &q->test_accuracy, sizeof(double));
+        assert_true(p->uplink_bytes == q->uplink_bytes && p->downlink_bytes == q->downlink_bytes);
+        assert_int_equal(p->participants, q->participants);
+    }
+}
+
+/* Same scenario and seed: the same model bytes and metrics at 1, 2 and 3
+ * threads, on the real data with partial participation and minibatches. */
+static void test_thread_count_determinism(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[run]\nrounds = 3\n[data]\nclients = 20\npartition = dirichlet:0.5\n"
+              "[model]\nhidden = 16\n[algorithm]\nname = scaffold\nlocal_steps = 3\n"
+              "[participation]\nsample = 7\n");
+    struct fp_store *st = open_store("det.db");
+    struct fp_sim_result r1, r2, r3;
+    run_sim(&sc, 1, "m1.f32", st, &r1);
+    run_sim(&sc, 2, "m2.f32", st, &r2);
+    run_sim(&sc, 3, "m3.f32", st, &r3);
+    assert_string_equal(r1.model_sha256, r2.model_sha256);
+    assert_string_equal(r1.model_sha256, r3.model_sha256);
+    assert_true(r1.test_accuracy > 0.3); /* it learned something in 3 rounds */
+
+    struct rows a = {0}, b = {0}, c = {0};
+    struct fp_error err = {0};
+    assert_int_equal(fp_store_list_rounds(st, r1.run_id, collect, &a, &err), 0);
+    assert_int_equal(fp_store_list_rounds(st, r2.run_id, collect, &b, &err), 0);
+    assert_int_equal(fp_store_list_rounds(st, r3.run_id, collect, &c, &err), 0);
+    assert_int_equal(a.n, 3);
+    same_rounds(&a, &b);
+    same_rounds(&a, &c);
+
+    /* exact bytes: 7 uploads of d float32 up, x and c down to each */
+    const uint64_t d = 784 * 16 + 16 + 16 * 10 + 10;
+    assert_true(a.r[0].uplink_bytes == 7 * 4 * d);
+    assert_true(a.r[0].downlink_bytes == 7 * 8 * d);
+    assert_true(r1.uplink_bytes == 3 * 7 * 4 * d);
+
+    /* a different seed gives a different model */
+    sc.seed = 2;
+    struct fp_sim_result r4;
+    run_sim(&sc, 2, "m4.f32", st, &r4);
+    assert_string_not_equal(r1.model_sha256, r4.model_sha256);
+    fp_store_close(st);
+}
+
+static void test_stop_flag_marks_interrupted(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, quad_text);
+    struct fp_store *st = open_store("stop.db");
+    volatile sig_atomic_t stop = 1;
+    struct fp_sim_options opt = {.threads = 2, .stop = &stop};
+    struct fp_sim_result res;
+    struct fp_error err = {0};
+    assert_int_equal(fp_sim_run(&sc, st, &opt, &res, &err), 0);
+    assert_true(res.interrupted);
+    assert_int_equal(res.rounds_done, 0);
+    struct rows rows = {0};
+    assert_int_equal(fp_store_list_rounds(st, res.run_id, collect, &rows, &err), 0);
+    assert_int_equal(rows.n, 0);
+    fp_store_close(st);
+}
+
+static void test_bad_init_file(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, quad_text);
+    char path[128];
+    snprintf(path, sizeof path, "%s/short.f32", tmpdir);
+    FILE *f = fopen(path, "wb");
+    float v[3] = {1, 2, 3};
+    fwrite(v, sizeof v[0], 3, f); /* d = 4 wanted */
+    fclose(f);
+    snprintf(sc.init_path, sizeof sc.init_path, "%s", path);
+    struct fp_store *st = open_store("init.db");
+    struct fp_sim_options opt = {.threads = 1};
+    struct fp_sim_result res;
+    struct fp_error err = {0};
+    assert_int_equal(fp_sim_run(&sc, st, &opt, &res, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "expected exactly 4 float32 values"));
+
+    /* a right-sized file is used as the starting point: with lr tiny and one
+     * round the model stays next to it */
+    float w[4] = {3, -3, 7, 0.5f};
+    f = fopen(path, "wb");
+    fwrite(w, sizeof w[0], 4, f);
+    fclose(f);
+    sc.rounds = 1;
+    sc.lr_local = 1e-9;
+    run_sim(&sc, 1, "warm.f32", st, &res);
+    char mpath[128];
+    snprintf(mpath, sizeof mpath, "%s/warm.f32", tmpdir);
+    float *x = read_model(mpath, 4);
+    for (int j = 0; j < 4; j++)
+        assert_true(fabsf(x[j] - w[j]) < 1e-5f);
+    free(x);
+    fp_store_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quadratic_fixed_points),
+        cmocka_unit_test(test_thread_count_determinism),
+        cmocka_unit_test(test_stop_flag_marks_interrupted),
+        cmocka_unit_test(test_bad_init_file),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -347,6 +347,22 @@ static void test_commit_is_atomic(void **state)
     fp_store_close(s);
 }
 
+struct reenter {
+    struct fp_store *s;
+    int calls, inner_rc;
+};
+
+static int reenter_cb(void *u, const struct fp_run_info *r)
+{
+    struct reenter *x = u;
+    struct run_copy rc = {0};
+    struct fp_error e = {0};
+    (void)r;
+    x->calls++;
+    x->inner_rc = fp_store_list_runs(x->s, collect_run, &rc, &e);
+    return FP_EINTR;
+}
+
 static void test_two_runs(void **state)
 {
     struct fx *f = *state;
@@ -403,6 +419,16 @@ static void test_two_runs(void **state)
     rc.stop_after = 1;
     assert_int_equal(fp_store_list_runs(s, collect_run, &rc, &e), 0);
     assert_int_equal(rc.n, 1);
+
+    /* A negative callback result is the listing's error; re-entering the
+     * same listing from its callback is refused, and the handle still works. */
+    struct reenter rn = {.s = s};
+    assert_int_equal(fp_store_list_runs(s, reenter_cb, &rn, &e), FP_EINTR);
+    assert_int_equal(rn.calls, 1);
+    assert_int_equal(rn.inner_rc, FP_EINVAL);
+    memset(&rc, 0, sizeof rc);
+    assert_int_equal(fp_store_list_runs(s, collect_run, &rc, &e), 0);
+    assert_int_equal(rc.n, 2);
     fp_store_close(s);
 }
 

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# End-to-end test of the real binary: a short real simulation, the store it
+# leaves, `runs` / `metrics` in every format, error messages and exit codes
+# for bad input, Ctrl-C handling, and identical bytes at 1 and 2 threads.
+set -uo pipefail
+FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
+ROOT=${FP_SOURCE_ROOT:?}
+T=$(mktemp -d /tmp/fp_e2e_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fails=0
+ok()   { echo "ok   - $1"; }
+bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+# 1. a short real run of the quickstart scenario
+"$FP" sim "$ROOT/scenarios/quickstart.ini" --store "$T/runs.db" --set run.rounds=3 \
+  --model-out "$T/q.f32" >"$T/out" 2>"$T/err"
+rc=$?
+check "quickstart exits 0" "[ $rc -eq 0 ]"
+check "a progress line per round" "[ \$(grep -c '^\[quickstart\] round [1-3]/3' '$T/err') -eq 3 ]"
+check "summary line" "grep -q \"^run 1 'quickstart' completed: 3/3 rounds, fedavg fashion-mnist\" '$T/out'"
+check "model file has d = 159010 floats" "[ \$(stat -c %s '$T/q.f32') -eq 636040 ]"
+sha_file=$(sha256sum "$T/q.f32" | cut -d' ' -f1)
+check "printed sha256 is the model file's" "grep -q \"model sha256 $sha_file\" '$T/out'"
+check "store sha256 is the model file's" \
+  "[ \"\$(sqlite3 '$T/runs.db' 'select model_sha256 from runs where id=1')\" = '$sha_file' ]"
+check "3 rounds rows" "[ \$(sqlite3 '$T/runs.db' 'select count(*) from rounds where run_id=1') -eq 3 ]"
+check "30 client_rounds rows" \
+  "[ \$(sqlite3 '$T/runs.db' 'select count(*) from client_rounds where run_id=1') -eq 30 ]"
+check "uplink bytes = 3 rounds x 10 clients x 4d" \
+  "[ \$(sqlite3 '$T/runs.db' 'select sum(uplink_bytes) from rounds where run_id=1') -eq $((3 * 10 * 636040)) ]"
+check "status completed" "[ \"\$(sqlite3 '$T/runs.db' 'select status from runs where id=1')\" = completed ]"
+check "scenario text stored with the override" \
+  "sqlite3 '$T/runs.db' 'select scenario from runs where id=1' | grep -q '^rounds = 3$'"
+
+# 2. runs / metrics
+"$FP" runs --store "$T/runs.db" >"$T/runs"
+check "runs lists the run" "grep -Eq '^ +1  quickstart +fedavg +3/3 +0\.[0-9]{4} +19081200  completed' '$T/runs'"
+"$FP" metrics 1 --store "$T/runs.db" --format csv >"$T/m.csv"
+check "metrics csv header + 3 rows" "[ \$(wc -l <'$T/m.csv') -eq 4 ] && head -1 '$T/m.csv' | grep -q '^round,train_loss,test_loss,test_accuracy,uplink_bytes'"
+acc_csv=$(tail -1 "$T/m.csv" | cut -d, -f4)
+acc_db=$(sqlite3 "$T/runs.db" "select printf('%.9g', test_accuracy) from rounds where run_id=1 and round=3")
+check "csv accuracy equals the store's" "[ '$acc_csv' = '$acc_db' ]"
+"$FP" metrics 1 --store "$T/runs.db" --format json >"$T/m.json"
+check "metrics json parses, 3 rounds" \
+  "python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==3 and r[2][\"round\"]==3 and r[0][\"participants\"]==10' '$T/m.json'"
+"$FP" metrics 1 --store "$T/runs.db" >"$T/m.txt"
+check "metrics table has 3 rows" "[ \$(wc -l <'$T/m.txt') -eq 4 ]"
+"$FP" metrics 99 --store "$T/runs.db" 2>"$T/e" ; rc=$?
+check "metrics on a missing run: exit 1 and says so" "[ $rc -eq 1 ] && grep -q 'no run 99' '$T/e'"
+
+# 3. bad input: clear errors, exit 2 (usage) or 1 (runtime)
+printf '[data]\nclients = 10\nbogus = 3\n' >"$T/bad.ini"
+"$FP" sim "$T/bad.ini" --store "$T/runs.db" 2>"$T/e"; rc=$?
+check "unknown key: exit 2, names file:line and key" "[ $rc -eq 2 ] && grep -q \"bad.ini:3: unknown key 'bogus' in \[data\]\" '$T/e'"
+"$FP" sim "$ROOT/scenarios/quickstart.ini" --store "$T/runs.db" --set data.path=/nonexistent 2>"$T/e"; rc=$?
+check "missing dataset: names the file and the apt package" \
+  "[ $rc -eq 1 ] && grep -q '/nonexistent/train-images-idx3-ubyte.gz' '$T/e' && grep -q 'apt-get install dataset-fashion-mnist' '$T/e'"
+"$FP" sim "$ROOT/scenarios/quickstart.ini" --threads 0 2>"$T/e"; rc=$?
+check "--threads 0 rejected" "[ $rc -eq 2 ] && grep -q 'expected an integer in \[1, 256\]' '$T/e'"
+"$FP" bogus 2>/dev/null; rc=$?
+check "unknown command: exit 2" "[ $rc -eq 2 ]"
+"$FP" sim --help >"$T/h"; rc=$?
+check "sim --help exits 0 and documents --set" "[ $rc -eq 0 ] && grep -q -- '--set section.key=value' '$T/h'"
+echo "not a database, just text that is long enough to fill a page header......" >"$T/notdb.db"
+"$FP" runs --store "$T/notdb.db" 2>"$T/e"; rc=$?
+check "a non-SQLite store: exit 1 naming the file" "[ $rc -eq 1 ] && grep -q 'notdb.db' '$T/e'"
+
+# 4. Ctrl-C: the run is marked interrupted, committed rounds stay, exit 130
+"$FP" sim "$ROOT/scenarios/quickstart.ini" --store "$T/int.db" --set run.rounds=100000 \
+  >"$T/out" 2>"$T/err" &
+pid=$!
+for _ in $(seq 1 600); do grep -q 'round 2/' "$T/err" 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid; rc=$?
+check "SIGINT: exit 130" "[ $rc -eq 130 ]"
+check "SIGINT: status interrupted" "[ \"\$(sqlite3 '$T/int.db' 'select status from runs')\" = interrupted ]"
+check "SIGINT: rounds_done matches committed rounds" \
+  "[ \"\$(sqlite3 '$T/int.db' 'select rounds_done from runs')\" = \"\$(sqlite3 '$T/int.db' 'select count(*) from rounds')\" ] && [ \$(sqlite3 '$T/int.db' 'select count(*) from rounds') -ge 2 ]"
+check "SIGINT: store passes integrity_check" "[ \"\$(sqlite3 '$T/int.db' 'pragma integrity_check')\" = ok ]"
+
+# 5. same bytes at 1 and 2 threads, from the real binary
+for t in 1 2; do
+  "$FP" sim "$ROOT/scenarios/scaffold-fmnist.ini" --quiet --threads $t --store "$T/det.db" \
+    --set run.rounds=2 --set data.clients=40 --set participation.sample=6 --model-out "$T/t$t.f32" >/dev/null 2>&1
+done
+check "threads 1 and 2: identical model bytes" "cmp -s '$T/t1.f32' '$T/t2.f32'"
+check "threads 1 and 2: identical metrics" \
+  "[ \"\$(sqlite3 '$T/det.db' 'select train_loss, test_loss, test_accuracy, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/det.db' 'select train_loss, test_loss, test_accuracy, uplink_bytes from rounds where run_id=2')\" ]"
+
+echo "e2e: $fails failure(s)"
+[ $fails -eq 0 ]
