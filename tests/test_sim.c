@@ -204,7 +204,7 @@ static void test_thread_count_determinism(void **state)
     run_sim(&sc, 3, "m3.f32", st, &r3);
     assert_string_equal(r1.model_sha256, r2.model_sha256);
     assert_string_equal(r1.model_sha256, r3.model_sha256);
-    assert_true(r1.test_accuracy > 0.3); /* it learned something in 3 rounds */
+    assert_true(r1.test_accuracy > 0.2); /* it learned: chance is 0.1 */
 
     struct rows a = {0}, b = {0}, c = {0};
     struct fp_error err = {0};
