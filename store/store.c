@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/hash.h"
+
 /* The model blob and its hash are defined as raw little-endian IEEE-754
  * float32. Hashing the in-memory bytes is only that on a little-endian host
  * with 4-byte IEEE floats; refuse to build anywhere else rather than write
@@ -613,8 +615,7 @@ fail:
 int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
                         const float *model, size_t d, uint32_t round_done, struct fp_error *err)
 {
-    unsigned char hash[crypto_hash_sha256_BYTES];
-    char hex[2 * crypto_hash_sha256_BYTES + 1];
+    char hex[65];
     size_t nbytes = 0;
     sqlite3_stmt *st = NULL;
     int rc;
@@ -629,8 +630,7 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
                                 "fp_store_finish_run: model size d = %zu is out of range.", d);
         nbytes = d * sizeof(float);
         /* The static asserts at the top make these bytes little-endian float32. */
-        crypto_hash_sha256(hash, (const unsigned char *)model, nbytes);
-        sodium_bin2hex(hex, sizeof hex, hash, sizeof hash); /* lowercase */
+        fp_sha256_hex(model, nbytes, hex);
     }
 
     rc = fp__begin(s, err);
