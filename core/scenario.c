@@ -20,6 +20,9 @@
 #include <string.h>
 
 #define FP__DEFAULT_FMNIST_PATH "/usr/share/datasets/fashion-mnist"
+/* Longest string value: "key = value" must fit inih's 200-byte line so that
+ * the canonical text always loads again. */
+#define FP__STR_MAX 180
 
 enum fp__key {
     K_RUN_NAME, K_RUN_SEED, K_RUN_ROUNDS, K_RUN_EVAL_EVERY,
@@ -37,12 +40,12 @@ struct fp__keydef {
 };
 
 static const struct fp__keydef fp__keys[K_COUNT] = {
-    [K_RUN_NAME] = {"run", "name", "a name of 1 to 255 characters"},
+    [K_RUN_NAME] = {"run", "name", "1 to 180 printable characters, no ';'"},
     [K_RUN_SEED] = {"run", "seed", "an integer in [0, 2^64)"},
     [K_RUN_ROUNDS] = {"run", "rounds", "an integer in [1, 10000000]"},
     [K_RUN_EVAL_EVERY] = {"run", "eval_every", "an integer in [1, 10000000]"},
     [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
-    [K_DATA_PATH] = {"data", "path", "a directory holding the four Fashion-MNIST IDX .gz files"},
+    [K_DATA_PATH] = {"data", "path", "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
     [K_DATA_CLIENTS] = {"data", "clients", "an integer in [1, 1000000]"},
     [K_DATA_PARTITION] = {"data", "partition",
                           "one of iid, shards:K (K classes per client), dirichlet:ALPHA "
@@ -53,7 +56,7 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_DATA_NOISE] = {"data", "noise", "a number >= 0 (gradient noise stddev)"},
     [K_MODEL_KIND] = {"model", "kind", "one of logreg, mlp, quadratic"},
     [K_MODEL_HIDDEN] = {"model", "hidden", "an integer in [1, 100000]"},
-    [K_MODEL_INIT] = {"model", "init", "a path to a raw float32 file of exactly d values"},
+    [K_MODEL_INIT] = {"model", "init", "a path to a raw float32 file of exactly d values (no ';')"},
     [K_ALGO_NAME] = {"algorithm", "name", "one of fedavg, scaffold"},
     [K_ALGO_LOCAL_STEPS] = {"algorithm", "local_steps", "an integer in [1, 1000000]"},
     [K_ALGO_BATCH] = {"algorithm", "batch", "an integer in [1, 10000000]"},
@@ -113,11 +116,21 @@ static int fp__parse_double(const char *v, double lo, bool lo_open, double *out)
     return 0;
 }
 
+/* Strings must survive a trip through the canonical INI text unchanged: no
+ * control characters, no ';' (inih's comment character), no space at either
+ * end (inih strips it). */
 static int fp__parse_str(const char *v, size_t min, char *dst)
 {
     size_t n = strlen(v);
-    if (n < min || n >= FP_SCENARIO_STR)
+    if (n < min || n > FP__STR_MAX)
         return -1;
+    if (n && (v[0] == ' ' || v[n - 1] == ' '))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x20 || ch == 0x7f || ch == ';')
+            return -1;
+    }
     memcpy(dst, v, n + 1);
     return 0;
 }

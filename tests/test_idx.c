@@ -128,8 +128,7 @@ static void expect_error(int rc_want, const char *needle1, const char *needle2)
     if (rc != rc_want)
         fail_msg("rc %d, want %d (%s)", rc, rc_want, err.msg);
     if (!strstr(err.msg, needle1) || (needle2 && !strstr(err.msg, needle2)))
-        fail_msg("message \"%s\" lacks \"%s\" / \"%s\"", err.msg, needle1,
-                 needle2 ? needle2 : "");
+        fail_msg("message \"%s\" lacks \"%s\" / \"%s\"", err.msg, needle1, needle2 ? needle2 : "");
     assert_null(ds.x);
     assert_null(ds.y);
     assert_int_equal(ds.n, 0);
@@ -254,7 +253,7 @@ static void test_real_fmnist(void **state)
     assert_int_equal(te.n, 10000);
     assert_int_equal(tr.dim, 784);
     assert_int_equal(te.dim, 784);
-    /* Facts checked with numpy on the same files (see test_idx.c history):
+    /* Printed by `/usr/bin/python3 tests/reference/fmnist_facts.py`:
      * labels 9 0 0 3 0 2 7 2 5 5 / 9 2 1 1 6 1 4 6 5 7, 6000 / 1000 per class,
      * first training image's bytes sum to 76247, all training bytes to
      * 3431114169. */

@@ -20,7 +20,7 @@
 
 /* Caps checked before any allocation sized from a file header. */
 #define FP_IDX_MAX_ITEMS 10000000u /* examples per file */
-#define FP_IDX_MAX_DIM 1000000u    /* pixels per image */
+#define FP_IDX_MAX_DIM   1000000u  /* pixels per image */
 
 struct fp_dataset {
     size_t n;          /* examples */

@@ -65,10 +65,9 @@ static int fp__read(gzFile gz, void *buf, size_t len, const char *path, const ch
             const char *msg = gzerror(gz, &zerr);
             /* zlib reports a stream cut short as Z_BUF_ERROR. */
             if (zerr == Z_BUF_ERROR)
-                return fp_error_set(err, FP_EFORMAT, "%s: truncated while reading %s", path,
-                                    what);
-            return fp_error_set(err, FP_EFORMAT, "%s: corrupt gzip data while reading %s: %s",
-                                path, what, msg);
+                return fp_error_set(err, FP_EFORMAT, "%s: truncated while reading %s", path, what);
+            return fp_error_set(err, FP_EFORMAT, "%s: corrupt gzip data while reading %s: %s", path,
+                                what, msg);
         }
         if (got == 0)
             return fp_error_set(err, FP_EFORMAT, "%s: truncated while reading %s", path, what);
@@ -87,8 +86,8 @@ static int fp__expect_eof(gzFile gz, const char *path, struct fp_error *err)
     if (got < 0) {
         int zerr;
         const char *msg = gzerror(gz, &zerr);
-        return fp_error_set(err, FP_EFORMAT, "%s: corrupt gzip data after the last item: %s",
-                            path, msg);
+        return fp_error_set(err, FP_EFORMAT, "%s: corrupt gzip data after the last item: %s", path,
+                            msg);
     }
     return fp_error_set(err, FP_EFORMAT, "%s: unexpected bytes after the last item", path);
 }
@@ -99,8 +98,8 @@ static uint32_t fp__be32(const unsigned char *b)
 }
 
 /* Reads the magic and ndims dimensions. */
-static int fp__header(gzFile gz, const char *path, uint32_t want_magic, uint32_t *dims,
-                      int ndims, struct fp_error *err)
+static int fp__header(gzFile gz, const char *path, uint32_t want_magic, uint32_t *dims, int ndims,
+                      struct fp_error *err)
 {
     unsigned char h[16];
     size_t len = 4 + 4 * (size_t)ndims;
@@ -109,10 +108,9 @@ static int fp__header(gzFile gz, const char *path, uint32_t want_magic, uint32_t
         return rc;
     uint32_t magic = fp__be32(h);
     if (magic != want_magic)
-        return fp_error_set(err, FP_EFORMAT,
-                            "%s: bad magic 0x%08x, expected 0x%08x (IDX %s of unsigned bytes)",
-                            path, magic, want_magic,
-                            want_magic == FP__IDX_IMAGES ? "images" : "labels");
+        return fp_error_set(
+            err, FP_EFORMAT, "%s: bad magic 0x%08x, expected 0x%08x (IDX %s of unsigned bytes)",
+            path, magic, want_magic, want_magic == FP__IDX_IMAGES ? "images" : "labels");
     for (int i = 0; i < ndims; i++)
         dims[i] = fp__be32(h + 4 + 4 * i);
     return 0;
@@ -134,8 +132,8 @@ static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_er
         goto fail;
     }
     if (dims[1] == 0 || dims[2] == 0 || (uint64_t)dims[1] * dims[2] > FP_IDX_MAX_DIM) {
-        rc = fp_error_set(err, FP_EFORMAT, "%s: image size %ux%u (allowed: 1 to %u pixels)",
-                          path, dims[1], dims[2], FP_IDX_MAX_DIM);
+        rc = fp_error_set(err, FP_EFORMAT, "%s: image size %ux%u (allowed: 1 to %u pixels)", path,
+                          dims[1], dims[2], FP_IDX_MAX_DIM);
         goto fail;
     }
     size_t n = dims[0], dim = (size_t)dims[1] * dims[2];
@@ -198,8 +196,8 @@ static int fp__load_labels(struct fp_dataset *ds, const char *path, struct fp_er
         goto fail;
     for (uint32_t i = 0; i < n; i++) {
         if (ds->y[i] >= FP_NCLASSES) {
-            rc = fp_error_set(err, FP_EFORMAT, "%s: label %u of example %u is not below %u",
-                              path, ds->y[i], i, FP_NCLASSES);
+            rc = fp_error_set(err, FP_EFORMAT, "%s: label %u of example %u is not below %u", path,
+                              ds->y[i], i, FP_NCLASSES);
             goto fail;
         }
     }
@@ -226,8 +224,7 @@ int fp_idx_load(struct fp_dataset *ds, const char *images_path, const char *labe
 
 /* dir/name.gz if it exists, else dir/name if that exists, else dir/name.gz
  * (so that the "not found" message names the file the package installs). */
-static int fp__pick(char *out, size_t size, const char *dir, const char *name,
-                    struct fp_error *err)
+static int fp__pick(char *out, size_t size, const char *dir, const char *name, struct fp_error *err)
 {
     int len = snprintf(out, size, "%s/%s.gz", dir, name);
     if (len < 0 || (size_t)len >= size)
@@ -257,8 +254,8 @@ int fp_fmnist_load(struct fp_dataset *train, struct fp_dataset *test, const char
         (rc = fp_idx_load(test, img, lab, err)))
         goto fail;
     if (test->dim != train->dim) {
-        rc = fp_error_set(err, FP_EFORMAT, "%s: images are %zu pixels, training images %zu",
-                          img, test->dim, train->dim);
+        rc = fp_error_set(err, FP_EFORMAT, "%s: images are %zu pixels, training images %zu", img,
+                          test->dim, train->dim);
         goto fail;
     }
     return 0;

@@ -29,8 +29,8 @@ size_t fp_model_nparams(enum fp_model_kind kind, size_t in, uint32_t hidden, uin
  * evaluated on test. Takes ownership of *train, *test and *part whether it
  * succeeds or not: they are moved into the workload (or freed) and zeroed. */
 int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_t hidden,
-                      struct fp_dataset *train, struct fp_dataset *test,
-                      struct fp_partition *part, struct fp_error *err);
+                      struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
+                      struct fp_error *err);
 
 /* The exact diagonal quadratic (quadratic.c). */
 int fp_quadratic_create(struct fp_workload **out, const struct fp_scenario *sc,
@@ -39,8 +39,7 @@ int fp_quadratic_create(struct fp_workload **out, const struct fp_scenario *sc,
 /* LEAF/FedProx synthetic(alpha, beta) (synthetic.c): fills train (client k's
  * training examples contiguous, in client order), test (the union of the
  * clients' held-out 20%) and the natural partition. Caller frees all three. */
-int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test,
-                      struct fp_partition *part, const struct fp_scenario *sc,
-                      struct fp_error *err);
+int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
+                      const struct fp_scenario *sc, struct fp_error *err);
 
 #endif

@@ -271,8 +271,7 @@ int fp_partition_make(struct fp_partition *p, const uint8_t *y, size_t n_, uint3
     memset(p, 0, sizeof *p);
     uint32_t nc = sc->clients;
     if (nclasses == 0 || nclasses > 255)
-        return fp_error_set(err, FP_EINVAL, "partition: %u classes (allowed: 1 to 255)",
-                            nclasses);
+        return fp_error_set(err, FP_EINVAL, "partition: %u classes (allowed: 1 to 255)", nclasses);
     if (n_ > UINT32_MAX - 1)
         return fp_error_set(err, FP_EINVAL, "partition: %zu examples is too many", n_);
     uint32_t n = (uint32_t)n_;

@@ -77,7 +77,10 @@ static void *fp__qws_new(const struct fp_workload *w)
     return malloc(1);
 }
 
-static void fp__qws_free(void *ws) { free(ws); }
+static void fp__qws_free(void *ws)
+{
+    free(ws);
+}
 
 static void fp__qdestroy(struct fp_workload *w)
 {

@@ -22,7 +22,7 @@
 
 #include "../core/rng.h"
 
-#define FP__SYNTH_MAX 10000u               /* samples per client, after +50 */
+#define FP__SYNTH_MAX        10000u       /* samples per client, after +50 */
 #define FP__SYNTH_MAX_FLOATS (1ull << 31) /* 8 GiB of features in all */
 
 static uint32_t fp__synth_count(fp_rng *r)
@@ -31,9 +31,8 @@ static uint32_t fp__synth_count(fp_rng *r)
     return s >= FP__SYNTH_MAX ? FP__SYNTH_MAX : (uint32_t)s;
 }
 
-int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test,
-                      struct fp_partition *part, const struct fp_scenario *sc,
-                      struct fp_error *err)
+int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
+                      const struct fp_scenario *sc, struct fp_error *err)
 {
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
@@ -61,8 +60,8 @@ int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test,
     }
     if ((ntrain + ntest) * dim > FP__SYNTH_MAX_FLOATS || ntrain > UINT32_MAX - 1)
         return fp_error_set(err, FP_EINVAL,
-                            "synthetic: %u clients x dim %u make %llu features, too many",
-                            nc, dim, (unsigned long long)((ntrain + ntest) * dim));
+                            "synthetic: %u clients x dim %u make %llu features, too many", nc, dim,
+                            (unsigned long long)((ntrain + ntest) * dim));
 
     int rc = 0;
     float *wk = malloc(((size_t)FP_NCLASSES * dim + FP_NCLASSES + 2 * (size_t)dim) * sizeof *wk);
@@ -72,8 +71,7 @@ int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test,
     test->y = malloc(ntest);
     part->offsets = malloc(((size_t)nc + 1) * sizeof *part->offsets);
     part->indices = malloc(ntrain * sizeof *part->indices);
-    if (!wk || !train->x || !train->y || !test->x || !test->y || !part->offsets ||
-        !part->indices) {
+    if (!wk || !train->x || !train->y || !test->x || !test->y || !part->offsets || !part->indices) {
         rc = fp_error_set(err, FP_ENOMEM, "synthetic: out of memory for %llu examples",
                           (unsigned long long)(ntrain + ntest));
         goto fail;

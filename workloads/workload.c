@@ -16,23 +16,22 @@
 /* Local names, so this module does not depend on the scenario parser. */
 static const char *fp__model(enum fp_model_kind m)
 {
-    return m == FP_MODEL_LOGREG ? "logreg" : m == FP_MODEL_MLP ? "mlp"
-                                         : m == FP_MODEL_QUADRATIC ? "quadratic"
-                                                                   : "(unknown)";
+    return m == FP_MODEL_LOGREG      ? "logreg"
+           : m == FP_MODEL_MLP       ? "mlp"
+           : m == FP_MODEL_QUADRATIC ? "quadratic"
+                                     : "(unknown)";
 }
 
 static int fp__classifier_ok(const struct fp_scenario *sc, struct fp_error *err)
 {
     if (sc->model != FP_MODEL_LOGREG && sc->model != FP_MODEL_MLP)
-        return fp_error_set(err, FP_EINVAL,
-                            "[model] kind = %s does not apply to dataset %s (use logreg or mlp)",
-                            fp__model(sc->model),
-                            sc->dataset == FP_DATA_FMNIST ? "fashion-mnist" : "synthetic");
+        return fp_error_set(
+            err, FP_EINVAL, "[model] kind = %s does not apply to dataset %s (use logreg or mlp)",
+            fp__model(sc->model), sc->dataset == FP_DATA_FMNIST ? "fashion-mnist" : "synthetic");
     return 0;
 }
 
-int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc,
-                       struct fp_error *err)
+int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, struct fp_error *err)
 {
     struct fp_dataset train, test;
     struct fp_partition part;
