@@ -137,20 +137,34 @@ static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_er
         goto fail;
     }
     size_t n = dims[0], dim = (size_t)dims[1] * dims[2];
-    /* n * dim * 4 fits size_t: both are capped well below 2^32 / 2^20. */
-    ds->x = malloc(n * dim * sizeof *ds->x);
-    if (!ds->x) {
-        rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory for %zu images", path, n);
+    size_t total = n * dim; /* fits: both factors are capped well below 2^32 and 2^20 */
+    if (total > FP_IDX_MAX_PIXELS) {
+        rc = fp_error_set(err, FP_EFORMAT, "%s: %zu images of %zu pixels is more than %zu pixels",
+                          path, n, dim, (size_t)FP_IDX_MAX_PIXELS);
         goto fail;
     }
-    /* Convert through a small bounce buffer instead of holding every byte twice. */
-    unsigned char buf[1u << 16];
-    size_t total = n * dim;
+    /* The header alone must not decide how much we allocate (a 30-byte file
+     * could claim gigabytes): grow the array as pixels actually arrive, so
+     * memory is bounded by the file's real content. */
+    size_t cap = 0;
+    unsigned char buf[1u << 16]; /* bounce buffer: never hold every byte twice */
     for (size_t done = 0; done < total;) {
         size_t len = total - done < sizeof buf ? total - done : sizeof buf;
         rc = fp__read(gz, buf, len, path, "the pixels", err);
         if (rc)
             goto fail;
+        if (done + len > cap) {
+            size_t ncap = cap ? 2 * cap : (size_t)1 << 20;
+            if (ncap > total)
+                ncap = total;
+            float *nx = realloc(ds->x, ncap * sizeof *nx);
+            if (!nx) {
+                rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory for %zu images", path, n);
+                goto fail;
+            }
+            ds->x = nx;
+            cap = ncap;
+        }
         for (size_t i = 0; i < len; i++)
             ds->x[done + i] = (float)buf[i] / 255.0f;
         done += len;
