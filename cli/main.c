@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/error.h"
 #include "../core/scenario.h"
@@ -76,9 +77,16 @@ static int fp__is_opt(const char *arg, const char *opt)
     return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
 }
 
-static int fp__open_store(struct fp_store **st, const char *path)
+/* must_exist: reading commands never create a store by mistake (a typo in
+ * --store would otherwise show an empty list and leave a stray file). */
+static int fp__open_store(struct fp_store **st, const char *path, int must_exist)
 {
     struct fp_error err = {0};
+    if (must_exist && access(path, F_OK) != 0) {
+        fprintf(stderr, "fedpress: %s: no such run store (fedpress sim creates it; see --store)\n",
+                path);
+        return -1;
+    }
     if (fp_store_open(st, path, &err)) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         return -1;
@@ -145,7 +153,7 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
     struct fp_store *store;
-    if (fp__open_store(&store, store_path)) {
+    if (fp__open_store(&store, store_path, 0)) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
@@ -221,7 +229,7 @@ static int fp__cmd_runs(int argc, char **argv)
         }
     }
     struct fp_store *store;
-    if (fp__open_store(&store, store_path))
+    if (fp__open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
     printf("%5s  %-24s  %-10s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm", "rounds",
            "final_acc", "uplink_bytes", "status");
@@ -337,7 +345,7 @@ static int fp__cmd_metrics(int argc, char **argv)
         return fp__usage_error("metrics: run '%s': expected a run id (see 'fedpress runs')", run);
 
     struct fp_store *store;
-    if (fp__open_store(&store, store_path))
+    if (fp__open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
     struct fp_error err = {0};
     int rc = fp_store_run_exists(store, id, &err);

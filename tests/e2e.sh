@@ -66,6 +66,9 @@ echo "not a database, just text that is long enough to fill a page header......"
 "$FP" runs --store "$T/notdb.db" 2>"$T/e"; rc=$?
 check "a non-SQLite store: exit 1 naming the file" "[ $rc -eq 1 ] && grep -q 'notdb.db' '$T/e'"
 
+"$FP" runs --store "$T/typo.db" 2>"$T/e"; rc=$?
+check "runs on a missing store: exit 1, no file created" "[ $rc -eq 1 ] && [ ! -e '$T/typo.db' ] && grep -q 'no such run store' '$T/e'"
+
 # 4. Ctrl-C: the run is marked interrupted, committed rounds stay, exit 130
 "$FP" sim "$ROOT/scenarios/quickstart.ini" --store "$T/int.db" --set run.rounds=100000 \
   >"$T/out" 2>"$T/err" &
