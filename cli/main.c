@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../core/error.h"
+#include "../core/format.h"
 #include "../core/scenario.h"
 #include "../sim/sim.h"
 #include "../store/store.h"
@@ -183,12 +184,16 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
     fp_store_close(store);
-    printf("run %lld '%s' %s: %u/%u rounds, %s %s, test_loss %.4f, test_accuracy %.4f, "
-           "uplink %.1f MB, downlink %.1f MB, %.1f s\nmodel sha256 %s\n",
+    char up[32], down[32], acc[48] = "";
+    fp_format_bytes(res.uplink_bytes, up, sizeof up);
+    fp_format_bytes(res.downlink_bytes, down, sizeof down);
+    if (!isnan(res.test_accuracy))
+        snprintf(acc, sizeof acc, ", test_accuracy %.4f", res.test_accuracy);
+    printf("run %lld '%s' %s: %u/%u rounds, %s %s, test_loss %.6g%s, uplink %s, downlink %s, "
+           "%.1f s\nmodel sha256 %s\n",
            (long long)res.run_id, sc.name, res.interrupted ? "interrupted" : "completed",
            res.rounds_done, sc.rounds, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset),
-           res.test_loss, res.test_accuracy, res.uplink_bytes / 1e6, res.downlink_bytes / 1e6,
-           res.seconds, res.model_sha256);
+           res.test_loss, acc, up, down, res.seconds, res.model_sha256);
     rc = res.interrupted ? FP_EXIT_INTERRUPTED : 0;
     goto out;
 missing:

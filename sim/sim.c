@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "../algorithms/algorithm.h"
+#include "../core/format.h"
 #include "../core/hash.h"
 #include "../workloads/workload.h"
 
@@ -175,21 +176,11 @@ static int fp__write_model(const char *path, const float *x, size_t d, struct fp
     return 0;
 }
 
-static void fp__fmt_bytes(uint64_t b, char *buf, size_t n)
-{
-    if (b >= 1000000000ULL)
-        snprintf(buf, n, "%.2f GB", b / 1e9);
-    else if (b >= 1000000ULL)
-        snprintf(buf, n, "%.1f MB", b / 1e6);
-    else
-        snprintf(buf, n, "%.1f kB", b / 1e3);
-}
-
 static void fp__progress(const struct fp__sim *s, FILE *out, const struct fp_round *r,
                          uint64_t uplink_total, double elapsed_ms)
 {
     char up[32], acc[48] = "";
-    fp__fmt_bytes(uplink_total, up, sizeof up);
+    fp_format_bytes(uplink_total, up, sizeof up);
     if (!isnan(r->test_accuracy))
         snprintf(acc, sizeof acc, "  test_acc %6.2f%%", 100 * r->test_accuracy);
     else if (!isnan(r->test_loss))
