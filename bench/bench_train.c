@@ -464,7 +464,10 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
         goto fail;
 
     const double flops = (double)sc->local_steps * sc->batch * (double)w->flops_per_example;
-    const double peak1 = lim->gemm1[FP_BENCH_PAIR], peak2 = lim->gemm2[FP_BENCH_PAIR];
+    /* The 2-thread figure is judged against twice the 1-thread ceiling, the
+     * ideal, rather than the measured 2-caller sgemm rate, which a busy
+     * neighbour depresses as much as it depresses the updates. */
+    const double peak1 = lim->gemm1[FP_BENCH_PAIR], peak2 = 2 * peak1;
     struct fp_bench_load l0 = fp_bench_load_now();
     double r1 = fp_bench_update_rate(&u, 1, cfg->reps, cfg->updates, 0);
     double o1 = fp_bench_others(l0);
@@ -481,13 +484,14 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
            "forward, 2·h·C + 2·C·h + 2·h·in backward;\n   not counted: bias, ReLU, softmax, "
            "gather, the SGD step and the d-length message/encode work)\n");
     printf("%-10s %11s %10s %11s %13s %9s %8s\n", "threads", "updates/s", "ms/update",
-           "GFLOP/s", "of sgemm peak", "speedup", "others");
+           "GFLOP/s", "of peak", "speedup", "others");
     printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %9s %8.2f\n", "1", r1, 1e3 / r1,
            r1 * flops / 1e9, 100 * r1 * flops / 1e9 / peak1, "1.00x", o1);
     printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %8.2fx %8.2f\n", "2", r2, 1e3 / r2,
            r2 * flops / 1e9, 100 * r2 * flops / 1e9 / peak2, r2 / r1, o2);
-    printf("(best of %d reps of %u updates, each a different client; peak = the \"both\" "
-           "sgemm row of section 1, 1-thread for 1, 2-thread aggregate for 2)\n",
+    printf("(best of %d reps of %u updates, each a different client; ms/update = wall time "
+           "/ updates; peak = the 1-thread \"both\" sgemm rate of section 1, times the "
+           "thread count)\n",
            cfg->reps, cfg->updates);
     printf("grad() alone, K calls per client at fixed params, 1 thread: %.3f ms/update, so "
            "the d-length vector work in client_update costs %.3f ms/update (%.1f%%)\n",
@@ -683,14 +687,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    cfg.reps = cfg.quick ? 2 : 7;
-    cfg.rep_seconds = cfg.quick ? 0.05 : 0.25;
-    cfg.updates = cfg.quick ? 40 : 200;
+    /* Many short repetitions rather than a few long ones: on a shared machine
+     * the best of them is the one that ran in the quietest window. */
+    cfg.reps = cfg.quick ? 2 : 11;
+    cfg.rep_seconds = cfg.quick ? 0.05 : 0.1;
+    cfg.updates = cfg.quick ? 40 : 100;
     cfg.sim_rounds = cfg.quick ? 3 : 10;
 
     /* Parallelism is across callers; OpenBLAS's own threads would oversubscribe
      * the cores (as sim.c does too). */
     openblas_set_num_threads(1);
+    /* Line by line even into a file or pipe, so a long run shows progress. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
 
     printf("command:");
     for (int i = 0; i < argc; i++)
