@@ -30,6 +30,23 @@ enum fp_partition_kind {
 enum fp_model_kind { FP_MODEL_LOGREG = 1, FP_MODEL_MLP, FP_MODEL_QUADRATIC };
 enum fp_algo_kind { FP_ALGO_FEDAVG = 1, FP_ALGO_SCAFFOLD };
 
+enum fp_comp_kind {
+    FP_COMP_IDENTITY = 1,
+    FP_COMP_TOPK,
+    FP_COMP_RANDK,
+    FP_COMP_QSGD,
+    FP_COMP_SIGN,
+    FP_COMP_TOPK_QSGD
+};
+
+/* A compressor as the scenario names it: `[compressor] name = topk`,
+ * `ratio = 0.01`; `name = qsgd:16` carries its levels s. */
+struct fp_comp_spec {
+    enum fp_comp_kind kind;
+    double ratio;    /* topk, randk, topk+qsgd: k = max(1, floor(ratio d)) */
+    uint32_t levels; /* qsgd, topk+qsgd */
+};
+
 #define FP_SCENARIO_STR 256
 
 struct fp_scenario {
