@@ -1,104 +1,148 @@
 /*
- * algorithms/algorithm.c — FedAvg and SCAFFOLD (halved uplink).
+ * algorithms/algorithm.c — FedAvg, FedPAQ, FedEF, SCAFFOLD (halved uplink),
+ * SCALLION and SCAFCOM.
  *
  * References:
  *   [KKM+20] Karimireddy et al., "SCAFFOLD: Stochastic Controlled Averaging
  *            for Federated Learning", ICML 2020, Algorithm 1, option II.
- *   [HLY24]  Huang, Li, Yin, "Stochastic Controlled Averaging for Federated
+ *   [HLL24]  Huang, Li, Li, "Stochastic Controlled Averaging for Federated
  *            Learning with Communication Compression", ICLR 2024: SCAFFOLD
- *            rewritten so that a client uploads one vector per round.
+ *            with one uploaded vector, SCALLION (unbiased C, Alg. 1) and
+ *            SCAFCOM (contractive C with local momentum, Alg. 2).
  *   [MMR+17] McMahan et al., "Communication-Efficient Learning of Deep
  *            Networks from Decentralized Data" (FedAvg).
+ *   [RMH+20] Reisizadeh et al., "FedPAQ", AISTATS 2020.
+ *   [SCJ18]  Stich, Cordonnier, Jaggi, "Sparsified SGD with Memory" (EF14),
+ *            applied to the model delta as FedEF (Li & Li 2023).
  *
- * Notation as in docs/algorithms.md: x global model, c global control
- * variate, c_i client i's, eta_l / eta_g local / global step, K local steps,
- * gamma = eta_g * eta_l * K, S participants, N population.
+ * The rules are pinned in docs/algorithms.md. Notation: x global model, c
+ * global control variate, c_i client i's, eta_l / eta_g local / global step,
+ * K local steps, gamma = eta_g eta_l K, S participants, N population, C the
+ * uplink compressor, alpha (SCALLION) and beta (SCAFCOM).
  */
 #include "algorithm.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-
 struct fp_algorithm {
     const char *name;
-    int has_control;
-    /* Turns the local result y^K into the upload vector msg and updates the
-     * client's state (with the value as the server will decode it). */
+    int scaffold_family; /* local steps corrected by (c - c_i); server keeps c */
+    int client_memory;   /* keeps mem (FedEF e_i, SCAFCOM w_i) */
+    /* Computes the vector to compress into msg from x, c and y^K. */
     void (*client_message)(const struct fp_algo_params *p, const float *x, const float *c,
-                           const float *y, float *ci, float *msg);
-    /* Applies sum = sum over the S participants of the decoded uploads. */
-    void (*server_apply)(struct fp_server *s, uint32_t S);
+                           const float *y, struct fp_client_state *cs, float *msg);
+    /* Updates client state with vhat = C(msg), exactly what the server decodes. */
+    void (*client_after)(const struct fp_algo_params *p, const float *msg, const float *vhat,
+                         struct fp_client_state *cs);
 };
 
-/* FedAvg [MMR+17]: the client sends Delta_i = x - y_i^K. */
-static void fp__fedavg_message(const struct fp_algo_params *p, const float *x, const float *c,
-                               const float *y, float *ci, float *msg)
+/* ---- FedAvg family: the message is the model delta Delta_i = x - y^K ---- */
+
+static void fp__delta_message(const struct fp_algo_params *p, const float *x, const float *c,
+                              const float *y, struct fp_client_state *cs, float *msg)
 {
-    (void)c;
-    (void)ci;
+    (void)c, (void)cs;
     for (size_t j = 0; j < p->d; j++)
         msg[j] = x[j] - y[j];
 }
 
-/* x <- x - eta_g * (1/S) sum_S Delta_i. */
-static void fp__fedavg_apply(struct fp_server *s, uint32_t S)
+/* FedEF [SCJ18 on Delta]: delta_i = C(Delta_i + e_i), e_i <- Delta_i + e_i - delta_i. */
+static void fp__fedef_message(const struct fp_algo_params *p, const float *x, const float *c,
+                              const float *y, struct fp_client_state *cs, float *msg)
 {
-    const double scale = (double)s->p.lr_global / S;
-    for (size_t j = 0; j < s->p.d; j++)
-        s->x[j] = (float)((double)s->x[j] - scale * s->sum[j]);
+    (void)c;
+    const float *e = cs->mem;
+    for (size_t j = 0; j < p->d; j++)
+        msg[j] = (x[j] - y[j]) + e[j];
+}
+
+static void fp__fedef_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
+                            struct fp_client_state *cs)
+{
+    float *e = cs->mem;
+    for (size_t j = 0; j < p->d; j++)
+        e[j] = msg[j] - vhat[j];
+}
+
+/* ---- SCAFFOLD family ----
+ * u_i = (x - y^K) / (eta_l K), the mean corrected local gradient.
+ * SCAFFOLD / SCALLION [HLL24 Alg. 1]: the client compresses u_i - c.
+ * (With C = identity this is [KKM+20] option II: c_i+ = c_i - c + u_i, so
+ * Delta c_i = u_i - c, and x + eta_g mean(Delta y_i) = x - gamma (c + mean
+ * delta_i): one vector carries both of [KKM+20]'s uploads.) */
+static void fp__scaffold_message(const struct fp_algo_params *p, const float *x, const float *c,
+                                 const float *y, struct fp_client_state *cs, float *msg)
+{
+    (void)cs;
+    const float inv = 1.0f / (p->lr_local * (float)p->K);
+    for (size_t j = 0; j < p->d; j++)
+        msg[j] = (x[j] - y[j]) * inv - c[j];
+}
+
+/* c_i <- c_i + alpha delta_i; alpha = 1 for SCAFFOLD, and 1.0f * v == v
+ * exactly, so SCALLION with identity and alpha = 1 is SCAFFOLD bit for bit. */
+static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg,
+                               const float *vhat, struct fp_client_state *cs)
+{
+    (void)msg;
+    const float a = p->alpha;
+    for (size_t j = 0; j < p->d; j++)
+        cs->ci[j] += a * vhat[j];
 }
 
 /*
- * SCAFFOLD, halved uplink [HLY24, Alg. 1 with C = identity]:
- *   u_i      = (x - y_i^K) / (eta_l K)       the mean corrected local gradient
- *   delta_i  = u_i - c                       the one uploaded vector
- *   c_i     <- c_i + delta_i                 (= [KKM+20] option II: c_i+ = c_i - c + u_i)
- * [KKM+20] sends Delta y_i = y_i^K - x and Delta c_i = c_i+ - c_i = u_i - c;
- * since x + eta_g mean(Delta y_i) = x - gamma mean(u_i) = x - gamma (c + mean delta_i),
- * one vector carries both (tests/test_algorithm.c checks the two forms agree).
+ * SCAFCOM [HLL24 Alg. 2]: m_i = u_i + c_i - c;  v_i <- (1 - beta) v_i + beta m_i;
+ * delta_i = C(v_i - c_i);  c_i <- c_i + delta_i.
+ * We keep w_i = v_i - c_i instead of v_i. Substituting,
+ *   w_i <- (1 - beta) w_i + beta (u_i - c);  delta_i = C(w_i);  w_i <- w_i - delta_i
+ * (the last because c_i grows by delta_i while v_i stays), and c_i <- c_i + delta_i.
+ * Same mathematics, and with beta = 1 the message is u_i - c computed exactly
+ * as SCAFFOLD computes it, so SCAFCOM(identity, beta = 1) is SCAFFOLD bit for
+ * bit; the v_i form would differ by rounding ((u + c_i - c) - c_i != u - c).
+ * It also shows SCAFCOM as momentum plus error feedback on the message.
  */
-static void fp__scaffold_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                 const float *y, float *ci, float *msg)
+static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, const float *c,
+                                const float *y, struct fp_client_state *cs, float *msg)
 {
     const float inv = 1.0f / (p->lr_local * (float)p->K);
+    const float b = p->beta, keep = 1.0f - p->beta;
+    float *w = cs->mem;
     for (size_t j = 0; j < p->d; j++) {
-        float delta = (x[j] - y[j]) * inv - c[j];
-        msg[j] = delta;
-        ci[j] += delta;
+        float wj = keep * w[j] + b * ((x[j] - y[j]) * inv - c[j]);
+        w[j] = wj;
+        msg[j] = wj;
     }
 }
 
-/* [HLY24]: x <- x - gamma (c + (1/S) sum_S delta_i);  c <- c + (1/N) sum_S delta_i.
- * Dividing c's update by N, not S, keeps c = (1/N) sum_{all i} c_i (clients not
- * sampled keep their c_i), the invariant SCAFFOLD's correction relies on. */
-static void fp__scaffold_apply(struct fp_server *s, uint32_t S)
+static void fp__scafcom_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
+                              struct fp_client_state *cs)
 {
-    const double gamma = (double)s->p.lr_global * (double)s->p.lr_local * s->p.K;
-    const double inv_s = 1.0 / S, inv_n = 1.0 / s->p.N;
-    for (size_t j = 0; j < s->p.d; j++) {
-        double cj = s->c[j];
-        s->x[j] = (float)((double)s->x[j] - gamma * (cj + s->sum[j] * inv_s));
-        s->c[j] = (float)(cj + s->sum[j] * inv_n);
+    for (size_t j = 0; j < p->d; j++) {
+        cs->mem[j] = msg[j] - vhat[j];
+        cs->ci[j] += vhat[j];
     }
 }
 
-static const struct fp_algorithm fp__fedavg = {"fedavg", 0, fp__fedavg_message,
-                                                fp__fedavg_apply};
-static const struct fp_algorithm fp__scaffold = {"scaffold", 1, fp__scaffold_message,
-                                                  fp__scaffold_apply};
+static const struct fp_algorithm fp__algos[] = {
+    [FP_ALGO_FEDAVG] = {"fedavg", 0, 0, fp__delta_message, NULL},
+    [FP_ALGO_FEDPAQ] = {"fedpaq", 0, 0, fp__delta_message, NULL},
+    [FP_ALGO_FEDEF] = {"fedef", 0, 1, fp__fedef_message, fp__fedef_after},
+    [FP_ALGO_SCAFFOLD] = {"scaffold", 1, 0, fp__scaffold_message, fp__scaffold_after},
+    [FP_ALGO_SCALLION] = {"scallion", 1, 0, fp__scaffold_message, fp__scaffold_after},
+    [FP_ALGO_SCAFCOM] = {"scafcom", 1, 1, fp__scafcom_message, fp__scafcom_after},
+};
 
 static const struct fp_algorithm *fp__lookup(enum fp_algo_kind k)
 {
-    switch (k) {
-    case FP_ALGO_FEDAVG: return &fp__fedavg;
-    case FP_ALGO_SCAFFOLD: return &fp__scaffold;
-    }
-    return NULL;
+    if ((size_t)k >= sizeof fp__algos / sizeof fp__algos[0] || !fp__algos[k].name)
+        return NULL;
+    return &fp__algos[k];
 }
 
-void fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d)
+int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d,
+                        struct fp_error *err)
 {
     memset(p, 0, sizeof *p);
     p->kind = sc->algorithm;
@@ -108,21 +152,43 @@ void fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc,
     p->batch = sc->batch;
     p->lr_local = (float)sc->lr_local;
     p->lr_global = (float)sc->lr_global;
+    p->alpha = 1.0f;
+    p->beta = (float)sc->beta;
     p->seed = sc->seed;
+    if (!fp__lookup(p->kind))
+        return fp_error_set(err, FP_EINVAL, "unknown algorithm %d", (int)p->kind);
+    int rc = fp_compressor_init(&p->comp, &sc->uplink, d, err);
+    if (rc)
+        return rc;
+    double omega = 0, q = 1;
+    int unbiased = fp_compressor_unbiased(&p->comp, &omega, &q);
+    if (p->kind == FP_ALGO_SCALLION) {
+        if (!unbiased)
+            return fp_error_set(err, FP_EINVAL, "scallion needs an unbiased compressor");
+        /* [HLL24]: alpha = 1/(1 + omega) unless set. */
+        p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
+    }
+    if (p->kind == FP_ALGO_FEDPAQ && !unbiased)
+        return fp_error_set(err, FP_EINVAL, "fedpaq needs an unbiased compressor");
+    return 0;
 }
 
 int fp_algo_has_control(const struct fp_algo_params *p)
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
-    return a && a->has_control;
+    return a && a->scaffold_family;
 }
 
+/* The broadcast is full precision: x, and c for the SCAFFOLD family. */
 size_t fp_algo_downlink_bytes(const struct fp_algo_params *p)
 {
-    return fp_codec_dense_size(p->d) * (fp_algo_has_control(p) ? 2 : 1);
+    return 4 * p->d * (fp_algo_has_control(p) ? 2 : 1);
 }
 
-size_t fp_algo_upload_bytes(const struct fp_algo_params *p) { return fp_codec_dense_size(p->d); }
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p)
+{
+    return fp_compressor_bytes(&p->comp);
+}
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err)
 {
@@ -134,9 +200,10 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
     s->x = calloc(p->d, sizeof *s->x);
     s->sum = calloc(p->d, sizeof *s->sum);
     s->dec = calloc(p->d, sizeof *s->dec);
-    if (s->alg->has_control)
+    s->cws = fp_compressor_ws_new(&p->comp);
+    if (s->alg->scaffold_family)
         s->c = calloc(p->d, sizeof *s->c);
-    if (!s->x || !s->sum || !s->dec || (s->alg->has_control && !s->c)) {
+    if (!s->x || !s->sum || !s->dec || !s->cws || (s->alg->scaffold_family && !s->c)) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -149,34 +216,44 @@ void fp_server_free(struct fp_server *s)
     free(s->c);
     free(s->sum);
     free(s->dec);
+    if (s->cws)
+        fp_compressor_ws_free(&s->p.comp, s->cws);
     s->x = s->c = s->dec = NULL;
     s->sum = NULL;
+    s->cws = NULL;
 }
 
-int fp_algo_ws_init(struct fp_algo_ws *ws, size_t d)
+int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
 {
-    ws->y = malloc(d * sizeof(float));
-    ws->g = malloc(d * sizeof(float));
-    ws->msg = malloc(d * sizeof(float));
-    if (!ws->y || !ws->g || !ws->msg) {
-        fp_algo_ws_free(ws);
+    memset(ws, 0, sizeof *ws);
+    ws->y = malloc(p->d * sizeof(float));
+    ws->g = malloc(p->d * sizeof(float));
+    ws->msg = malloc(p->d * sizeof(float));
+    ws->vhat = malloc(p->d * sizeof(float));
+    ws->cws = fp_compressor_ws_new(&p->comp);
+    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->cws) {
+        fp_algo_ws_free(ws, p);
         return FP_ENOMEM;
     }
     return 0;
 }
 
-void fp_algo_ws_free(struct fp_algo_ws *ws)
+void fp_algo_ws_free(struct fp_algo_ws *ws, const struct fp_algo_params *p)
 {
     free(ws->y);
     free(ws->g);
     free(ws->msg);
-    ws->y = ws->g = ws->msg = NULL;
+    free(ws->vhat);
+    if (ws->cws)
+        fp_compressor_ws_free(&p->comp, ws->cws);
+    memset(ws, 0, sizeof *ws);
 }
 
 void fp_client_state_free(struct fp_client_state *cs)
 {
     free(cs->ci);
-    cs->ci = NULL;
+    free(cs->mem);
+    cs->ci = cs->mem = NULL;
 }
 
 int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const float *c,
@@ -188,11 +265,11 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
     const size_t d = p->d;
     if (!a || out_cap < fp_algo_upload_bytes(p))
         return FP_EINVAL;
-    if (a->has_control && !cs->ci) {
-        cs->ci = calloc(d, sizeof *cs->ci); /* a never-sampled client holds c_i = 0 */
-        if (!cs->ci)
-            return FP_ENOMEM;
-    }
+    /* A never-sampled client holds zeros (c_i = e_i = v_i = 0); allocate them now. */
+    if (a->scaffold_family && !cs->ci && !(cs->ci = calloc(d, sizeof *cs->ci)))
+        return FP_ENOMEM;
+    if (a->client_memory && !cs->mem && !(cs->mem = calloc(d, sizeof *cs->mem)))
+        return FP_ENOMEM;
 
     fp_rng rng;
     fp_rng_seed(&rng, p->seed, round, client, FP_RNG_MINIBATCH);
@@ -204,7 +281,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
         double loss;
         w->ops->grad(w, wws, client, y, p->batch, &rng, g, &loss);
         loss_sum += loss;
-        if (a->has_control) {
+        if (a->scaffold_family) {
             /* [KKM+20] eq. (3): y <- y - eta_l (g_i(y) - c_i + c) */
             const float *ci = cs->ci;
             for (size_t j = 0; j < d; j++)
@@ -214,9 +291,18 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
                 y[j] -= lr * g[j];
         }
     }
-    a->client_message(p, x, c, y, cs->ci, ws->msg);
-    fp_codec_dense_encode(ws->msg, d, out);
-    *out_len = fp_codec_dense_size(d);
+    a->client_message(p, x, c, y, cs, ws->msg);
+    for (size_t j = 0; j < d; j++)
+        if (!isfinite(ws->msg[j]))
+            return FP_EFORMAT; /* diverged: never let a NaN reach a compressor or the server */
+    fp_rng crng;
+    fp_rng_seed(&crng, p->seed, round, client, FP_RNG_COMPRESS);
+    int rc = fp_compressor_compress(&p->comp, ws->msg, &crng, ws->cws, out, out_cap, ws->vhat);
+    if (rc)
+        return rc;
+    if (a->client_after)
+        a->client_after(p, ws->msg, ws->vhat, cs);
+    *out_len = fp_compressor_bytes(&p->comp);
     *train_loss = loss_sum / p->K;
     return 0;
 }
@@ -226,21 +312,43 @@ void fp_algo_server_begin(struct fp_server *s)
     memset(s->sum, 0, s->p.d * sizeof *s->sum);
 }
 
-int fp_algo_server_add(struct fp_server *s, const uint8_t *msg, size_t len, struct fp_error *err)
+int fp_algo_server_add(struct fp_server *s, uint32_t round, uint32_t client, const uint8_t *msg,
+                       size_t len, struct fp_error *err)
 {
-    int rc = fp_codec_dense_decode(msg, len, s->p.d, s->dec);
+    fp_rng crng;
+    fp_rng_seed(&crng, s->p.seed, round, client, FP_RNG_COMPRESS);
+    int rc = fp_compressor_decompress(&s->p.comp, msg, len, &crng, s->cws, s->dec);
     if (rc)
         return fp_error_set(err, rc,
-                            "malformed upload: %zu bytes (expected %zu) or a non-finite value",
-                            len, fp_codec_dense_size(s->p.d));
+                            "malformed upload from client %u in round %u: %zu bytes (expected "
+                            "%zu) or not a valid encoding",
+                            client, round, len, fp_compressor_bytes(&s->p.comp));
     for (size_t j = 0; j < s->p.d; j++)
         s->sum[j] += s->dec[j];
     return 0;
 }
 
-void fp_algo_server_finish(struct fp_server *s, uint32_t participants)
+void fp_algo_server_finish(struct fp_server *s, uint32_t S)
 {
-    if (participants == 0)
+    if (S == 0)
         return;
-    s->alg->server_apply(s, participants);
+    const size_t d = s->p.d;
+    if (!s->alg->scaffold_family) {
+        /* FedAvg / FedPAQ / FedEF: x <- x - eta_g (1/S) sum_S delta_i */
+        const double scale = (double)s->p.lr_global / S;
+        for (size_t j = 0; j < d; j++)
+            s->x[j] = (float)((double)s->x[j] - scale * s->sum[j]);
+        return;
+    }
+    /* [HLL24]: x <- x - gamma (c + (1/S) sum_S delta_i);  c <- c + (alpha/N) sum_S delta_i.
+     * The model step uses the unscaled delta_i; alpha scales only the control
+     * variates (SCALLION; 1 otherwise). Dividing c's update by N, not S, keeps
+     * c = (1/N) sum_{all i} c_i: clients not sampled keep their c_i. */
+    const double gamma = (double)s->p.lr_global * (double)s->p.lr_local * s->p.K;
+    const double inv_s = 1.0 / S, cscale = (double)s->p.alpha / s->p.N;
+    for (size_t j = 0; j < d; j++) {
+        double cj = s->c[j];
+        s->x[j] = (float)((double)s->x[j] - gamma * (cj + s->sum[j] * inv_s));
+        s->c[j] = (float)(cj + s->sum[j] * cscale);
+    }
 }

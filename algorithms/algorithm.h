@@ -27,6 +27,7 @@
 #include "../core/error.h"
 #include "../core/scenario.h"
 #include "../workloads/workload.h"
+#include "compressor.h"
 
 struct fp_algorithm; /* ops table, one per algorithm (algorithm.c) */
 
@@ -37,7 +38,10 @@ struct fp_algo_params {
     uint32_t K;     /* local steps */
     uint32_t batch; /* B */
     float lr_local, lr_global;
+    float alpha; /* SCALLION: control-variate step (1/(1 + omega) when auto); 1 otherwise */
+    float beta;  /* SCAFCOM: momentum */
     uint64_t seed;
+    struct fp_compressor comp; /* uplink; identity for the full-precision baselines */
 };
 
 struct fp_server {
@@ -47,24 +51,31 @@ struct fp_server {
     float *c;     /* global control variate [d]; NULL when the algorithm has none */
     double *sum;  /* [d] accumulator for the round's decoded uploads */
     float *dec;   /* [d] one decoded upload */
+    void *cws;    /* compressor workspace for decoding */
 };
 
+/* Per-client state; each vector is NULL until the client is first sampled,
+ * which stands for the zero vector the papers start from. */
 struct fp_client_state {
-    float *ci; /* client control variate [d]; NULL until first sampled (= 0) */
+    float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM) */
+    float *mem; /* FedEF: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
 };
 
 struct fp_algo_ws {
-    float *y, *g, *msg; /* [d] each */
+    float *y, *g, *msg, *vhat; /* [d] each */
+    void *cws;                 /* compressor workspace */
 };
 
-/* Fills p from a scenario (d from the workload). */
-void fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d);
+/* Fills p from a scenario for a model of d parameters; sets up the
+ * compressor and resolves alpha = auto. FP_EINVAL if they do not fit. */
+int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d,
+                        struct fp_error *err);
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err);
 void fp_server_free(struct fp_server *s);
 
-int fp_algo_ws_init(struct fp_algo_ws *ws, size_t d);
-void fp_algo_ws_free(struct fp_algo_ws *ws);
+int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p);
+void fp_algo_ws_free(struct fp_algo_ws *ws, const struct fp_algo_params *p);
 void fp_client_state_free(struct fp_client_state *cs);
 
 /* Whether the algorithm keeps control variates (c on the server, c_i on clients). */
@@ -83,12 +94,14 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
                           struct fp_algo_ws *ws, uint32_t round, uint32_t client, uint8_t *out,
                           size_t out_cap, size_t *out_len, double *train_loss);
 
-/* Aggregation of one round, in two calls so the driver may stream uploads:
- * begin, then add each upload in ascending client id, then finish. A
- * malformed upload (wrong size, non-finite value) is FP_EFORMAT and leaves
- * the server state unchanged. */
+/* Aggregation of one round, in calls so the driver may stream uploads:
+ * begin, then add each upload in ascending client id, then finish. The
+ * round and client key the decoder's random stream (rand-k's mask). A
+ * malformed upload (wrong size, non-canonical encoding, non-finite value)
+ * is FP_EFORMAT and leaves the server state unchanged. */
 void fp_algo_server_begin(struct fp_server *s);
-int fp_algo_server_add(struct fp_server *s, const uint8_t *msg, size_t len, struct fp_error *err);
+int fp_algo_server_add(struct fp_server *s, uint32_t round, uint32_t client, const uint8_t *msg,
+                       size_t len, struct fp_error *err);
 void fp_algo_server_finish(struct fp_server *s, uint32_t participants);
 
 #endif

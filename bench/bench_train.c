@@ -140,19 +140,30 @@ struct fp_bench_thread {
     uv_barrier_t *barrier;
     uv_thread_t handle;
     double t0, t1;
+    double cpu; /* CPU seconds this thread actually ran (it may have been preempted) */
 };
+
+static double fp_bench_thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static void fp_bench_thread_main(void *p)
 {
     struct fp_bench_thread *t = p;
     uv_barrier_wait(t->barrier);
+    double c0 = fp_bench_thread_cpu();
     t->t0 = fp_bench_now();
     t->fn(t->arg, t->tid);
     t->t1 = fp_bench_now();
+    t->cpu = fp_bench_thread_cpu() - c0;
 }
 
-/* Runs fn(arg, 0..n-1) on n new threads; returns wall seconds, or -1. */
-static double fp_bench_team(unsigned n, void (*fn)(void *, unsigned), void *arg)
+/* Runs fn(arg, 0..n-1) on n new threads; returns wall seconds, or -1, and
+ * if cpu != NULL the CPU seconds the threads ran in total. */
+static double fp_bench_team(unsigned n, void (*fn)(void *, unsigned), void *arg, double *cpu)
 {
     struct fp_bench_thread th[2];
     uv_barrier_t barrier;
@@ -169,12 +180,15 @@ static double fp_bench_team(unsigned n, void (*fn)(void *, unsigned), void *arg)
         fprintf(stderr, "bench_train: cannot start thread %u\n", started);
         exit(1);
     }
-    double t0 = INFINITY, t1 = 0;
+    double t0 = INFINITY, t1 = 0, c = 0;
     for (unsigned i = 0; i < n; i++) {
         uv_thread_join(&th[i].handle);
         t0 = th[i].t0 < t0 ? th[i].t0 : t0;
         t1 = th[i].t1 > t1 ? th[i].t1 : t1;
+        c += th[i].cpu;
     }
+    if (cpu)
+        *cpu = c;
     uv_barrier_destroy(&barrier);
     return t1 - t0;
 }
@@ -263,7 +277,7 @@ static double fp_bench_gemm_rate(struct fp_bench_gemm_job *j, unsigned threads, 
 {
     double best = 0;
     for (int r = 0; r < reps; r++) {
-        double s = fp_bench_team(threads, fp_bench_gemm_thread, j);
+        double s = fp_bench_team(threads, fp_bench_gemm_thread, j, NULL);
         double rate = threads * j->iters * fp_bench_shape_flops(j->shape) / s / 1e9;
         best = rate > best ? rate : best;
     }
@@ -292,7 +306,7 @@ static int fp_bench_machine(const struct fp_bench_cfg *cfg, struct fp_bench_limi
         job.shape = (enum fp_bench_shape)s;
         /* Calibrate: enough iterations for rep_seconds at the warm rate. */
         job.iters = 50;
-        double t = fp_bench_team(1, fp_bench_gemm_thread, &job);
+        double t = fp_bench_team(1, fp_bench_gemm_thread, &job, NULL);
         job.iters = (long)(cfg->rep_seconds / (t / 50)) + 1;
         struct fp_bench_load l0 = fp_bench_load_now();
         lim->gemm1[s] = fp_bench_gemm_rate(&job, 1, cfg->reps);
@@ -402,23 +416,29 @@ static void fp_bench_update_thread(void *arg, unsigned tid)
 }
 
 /* Best-of-reps updates per second; each rep trains a fresh range of clients
- * at a new round number, so no two calls see the same (client, minibatch). */
+ * at a new round number, so no two calls see the same (client, minibatch).
+ * *cpu_ms (if not NULL) = the lowest CPU milliseconds per update of any rep:
+ * what an update costs when it runs, whether or not a core was free. */
 static double fp_bench_update_rate(struct fp_bench_updates *u, unsigned threads, int reps,
-                                   uint32_t count, int grad_only)
+                                   uint32_t count, int grad_only, double *cpu_ms)
 {
-    double best = 0;
+    double best = 0, best_cpu = INFINITY;
     u->grad_only = grad_only;
     u->count = count;
     for (int r = 0; r < reps; r++) {
         u->round++;
         u->first = (u->first + count) % u->w->nclients;
         atomic_store(&u->next, 0);
-        double s = fp_bench_team(threads, fp_bench_update_thread, u);
+        double cpu;
+        double s = fp_bench_team(threads, fp_bench_update_thread, u, &cpu);
         if (u->wk[0].rc || u->wk[1].rc)
             return -1;
         double rate = count / s;
         best = rate > best ? rate : best;
+        best_cpu = cpu * 1e3 / count < best_cpu ? cpu * 1e3 / count : best_cpu;
     }
+    if (cpu_ms)
+        *cpu_ms = best_cpu;
     return best;
 }
 
@@ -441,7 +461,8 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
            sc->data_path, w->nclients, w->d, sc->local_steps, sc->batch, fp_bench_now() - t0);
 
     u.w = w;
-    fp_algo_params_from(&u.p, sc, w->d);
+    if (fp_algo_params_from(&u.p, sc, w->d, NULL))
+        return -1;
     u.out_cap = fp_algo_upload_bytes(&u.p);
     rc = FP_ENOMEM;
     x = malloc(w->d * sizeof *x);
@@ -454,13 +475,13 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
     for (int t = 0; t < 2; t++) {
         u.wk[t].wws = fp_workload_ws_new(w);
         u.wk[t].out = malloc(u.out_cap);
-        if (!u.wk[t].wws || !u.wk[t].out || fp_algo_ws_init(&u.wk[t].aws, w->d))
+        if (!u.wk[t].wws || !u.wk[t].out || fp_algo_ws_init(&u.wk[t].aws, &u.p))
             goto fail;
     }
 
     /* Warm-up: page in the dataset and the workspaces on both threads. */
     rc = FP_EINVAL;
-    if (fp_bench_update_rate(&u, 2, 1, 8, 0) < 0)
+    if (fp_bench_update_rate(&u, 2, 1, 8, 0, NULL) < 0)
         goto fail;
 
     const double flops = (double)sc->local_steps * sc->batch * (double)w->flops_per_example;
@@ -469,12 +490,13 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
      * neighbour depresses as much as it depresses the updates. */
     const double peak1 = lim->gemm1[FP_BENCH_PAIR], peak2 = 2 * peak1;
     struct fp_bench_load l0 = fp_bench_load_now();
-    double r1 = fp_bench_update_rate(&u, 1, cfg->reps, cfg->updates, 0);
+    double c1, c2;
+    double r1 = fp_bench_update_rate(&u, 1, cfg->reps, cfg->updates, 0, &c1);
     double o1 = fp_bench_others(l0);
     l0 = fp_bench_load_now();
-    double r2 = fp_bench_update_rate(&u, 2, cfg->reps, cfg->updates, 0);
+    double r2 = fp_bench_update_rate(&u, 2, cfg->reps, cfg->updates, 0, &c2);
     double o2 = fp_bench_others(l0);
-    double g1 = fp_bench_update_rate(&u, 1, cfg->reps, cfg->updates, 1);
+    double g1 = fp_bench_update_rate(&u, 1, cfg->reps, cfg->updates, 1, NULL);
     if (r1 < 0 || r2 < 0 || g1 < 0)
         goto fail;
 
@@ -483,16 +505,21 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
     printf("  (counted: the five matrix products of forward and backward, 2·in·h + 2·h·C "
            "forward, 2·h·C + 2·C·h + 2·h·in backward;\n   not counted: bias, ReLU, softmax, "
            "gather, the SGD step and the d-length message/encode work)\n");
-    printf("%-10s %11s %10s %11s %13s %9s %8s\n", "threads", "updates/s", "ms/update",
-           "GFLOP/s", "of peak", "speedup", "others");
-    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %9s %8.2f\n", "1", r1, 1e3 / r1,
-           r1 * flops / 1e9, 100 * r1 * flops / 1e9 / peak1, "1.00x", o1);
-    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %8.2fx %8.2f\n", "2", r2, 1e3 / r2,
-           r2 * flops / 1e9, 100 * r2 * flops / 1e9 / peak2, r2 / r1, o2);
+    printf("%-10s %11s %10s %11s %13s %9s %12s %8s\n", "threads", "updates/s", "ms/update",
+           "GFLOP/s", "of peak", "speedup", "CPU ms/upd", "others");
+    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %9s %12.3f %8.2f\n", "1", r1, 1e3 / r1,
+           r1 * flops / 1e9, 100 * r1 * flops / 1e9 / peak1, "1.00x", c1, o1);
+    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %8.2fx %12.3f %8.2f\n", "2", r2, 1e3 / r2,
+           r2 * flops / 1e9, 100 * r2 * flops / 1e9 / peak2, r2 / r1, c2, o2);
     printf("(best of %d reps of %u updates, each a different client; ms/update = wall time "
            "/ updates; peak = the 1-thread \"both\" sgemm rate of section 1, times the "
            "thread count)\n",
            cfg->reps, cfg->updates);
+    printf("CPU ms/upd = CPU time the worker threads ran per update (lowest rep): if 2 threads "
+           "cost no more CPU per update than 1, the work itself scales and a 2-thread speedup "
+           "below 2x is cores taken by others (here %.2fx the CPU per update, i.e. %.2fx "
+           "speedup on 2 free cores)\n",
+           c2 / c1, 2 * c1 / c2);
     printf("grad() alone, K calls per client at fixed params, 1 thread: %.3f ms/update, so "
            "the d-length vector work in client_update costs %.3f ms/update (%.1f%%)\n",
            1e3 / g1, 1e3 / r1 - 1e3 / g1, 100 * (1 - r1 / g1));
@@ -520,7 +547,7 @@ fail:
     for (int t = 0; t < 2; t++) {
         if (u.wk[t].wws)
             fp_workload_ws_free(w, u.wk[t].wws);
-        fp_algo_ws_free(&u.wk[t].aws);
+        fp_algo_ws_free(&u.wk[t].aws, &u.p);
         fp_client_state_free(&u.wk[t].cs);
         free(u.wk[t].out);
     }

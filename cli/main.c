@@ -42,8 +42,8 @@ static const char fp__usage[] =
     "      --quiet drops the per-round progress lines (the summary stays).\n"
     "      Ctrl-C stops after the current round and marks the run 'interrupted'.\n"
     "  runs [--store PATH]\n"
-    "      list the runs in the store: id, name, algorithm, rounds, final accuracy,\n"
-    "      uplink bytes, status\n"
+    "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
+    "      final accuracy, uplink bytes, status\n"
     "  metrics RUN [--store PATH] [--format table|csv|json]\n"
     "      print the per-round metrics of run RUN (an id from `fedpress runs`)\n"
     "  help       this text\n"
@@ -171,9 +171,15 @@ static int fp__cmd_sim(int argc, char **argv)
                                  .model_out = model_out};
     struct fp_sim_result res;
     if (!quiet)
-        fprintf(stderr, "[%s] %s on %s: %u clients, %u per round, %u rounds, %lu thread%s, store %s\n",
-                sc.name, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset), sc.clients,
-                sc.sample, sc.rounds, threads, threads == 1 ? "" : "s", store_path);
+    {
+        char cname[64];
+        fprintf(stderr,
+                "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
+                "store %s\n",
+                sc.name, fp_algo_name(sc.algorithm), fp_comp_name(&sc.uplink, cname, sizeof cname),
+                fp_dataset_name(sc.dataset), sc.clients, sc.sample, sc.rounds, threads,
+                threads == 1 ? "" : "s", store_path);
+    }
     if (fp_sim_run(&sc, store, &opt, &res, &err)) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         if (res.run_id >= 0)
@@ -213,8 +219,8 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
         snprintf(acc, sizeof acc, "-");
     else
         snprintf(acc, sizeof acc, "%.4f", r->final_accuracy);
-    printf("%5lld  %-24s  %-10s  %5u/%-5u  %9s  %14llu  %s\n", (long long)r->id, r->name,
-           r->algorithm, r->rounds_done, r->rounds_planned, acc,
+    printf("%5lld  %-24s  %-10s  %-12s  %5u/%-5u  %9s  %14llu  %s\n", (long long)r->id, r->name,
+           r->algorithm, r->compressor ? r->compressor : "-", r->rounds_done, r->rounds_planned, acc,
            (unsigned long long)r->uplink_bytes, r->status);
     return 0;
 }
@@ -236,7 +242,8 @@ static int fp__cmd_runs(int argc, char **argv)
     struct fp_store *store;
     if (fp__open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
-    printf("%5s  %-24s  %-10s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm", "rounds",
+    printf("%5s  %-24s  %-10s  %-12s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm",
+           "compressor", "rounds",
            "final_acc", "uplink_bytes", "status");
     struct fp_error err = {0};
     int rc = fp_store_list_runs(store, fp__print_run, NULL, &err);

@@ -30,7 +30,9 @@ enum fp__key {
     K_DATA_DIM, K_DATA_NOISE,
     K_MODEL_KIND, K_MODEL_HIDDEN, K_MODEL_INIT,
     K_ALGO_NAME, K_ALGO_LOCAL_STEPS, K_ALGO_BATCH, K_ALGO_LR_LOCAL, K_ALGO_LR_GLOBAL,
+    K_ALGO_ALPHA, K_ALGO_BETA,
     K_PART_SAMPLE,
+    K_COMP_NAME, K_COMP_RATIO,
     K_COUNT
 };
 
@@ -57,15 +59,25 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_MODEL_KIND] = {"model", "kind", "one of logreg, mlp, quadratic"},
     [K_MODEL_HIDDEN] = {"model", "hidden", "an integer in [1, 100000]"},
     [K_MODEL_INIT] = {"model", "init", "a path to a raw float32 file of exactly d values (no ';')"},
-    [K_ALGO_NAME] = {"algorithm", "name", "one of fedavg, scaffold"},
+    [K_ALGO_NAME] = {"algorithm", "name",
+                     "one of fedavg, scaffold, fedpaq, fedef, scallion, scafcom"},
     [K_ALGO_LOCAL_STEPS] = {"algorithm", "local_steps", "an integer in [1, 1000000]"},
     [K_ALGO_BATCH] = {"algorithm", "batch", "an integer in [1, 10000000]"},
     [K_ALGO_LR_LOCAL] = {"algorithm", "lr_local", "a number > 0"},
     [K_ALGO_LR_GLOBAL] = {"algorithm", "lr_global", "a number > 0"},
+    [K_ALGO_ALPHA] = {"algorithm", "alpha", "'auto' (1/(1 + omega)) or a number in (0, 1]"},
+    [K_ALGO_BETA] = {"algorithm", "beta", "a number in (0, 1]"},
     [K_PART_SAMPLE] = {"participation", "sample", "'all' or an integer in [1, clients]"},
+    [K_COMP_NAME] = {"compressor", "name",
+                     "one of identity, topk, randk, qsgd:S, sign, topk+qsgd:S (S levels, "
+                     "1 to 1048576)"},
+    [K_COMP_RATIO] = {"compressor", "ratio", "a number in (0, 1]: the kept fraction k/d"},
 };
 
-static const char *const fp__sections[] = {"run", "data", "model", "algorithm", "participation"};
+static const char *const fp__sections[] = {"run",       "data",          "model",
+                                           "algorithm", "participation", "compressor"};
+#define FP__SECTIONS_ALLOWED                                                                   \
+    "allowed: [run], [data], [model], [algorithm], [participation], [compressor]"
 #define FP__NSECTIONS (sizeof fp__sections / sizeof fp__sections[0])
 
 struct fp__parse {
@@ -132,6 +144,29 @@ static int fp__parse_str(const char *v, size_t min, char *dst)
             return -1;
     }
     memcpy(dst, v, n + 1);
+    return 0;
+}
+
+static int fp__parse_comp(const char *v, struct fp_comp_spec *c)
+{
+    if (!strcmp(v, "identity"))
+        c->kind = FP_COMP_IDENTITY;
+    else if (!strcmp(v, "topk"))
+        c->kind = FP_COMP_TOPK;
+    else if (!strcmp(v, "randk"))
+        c->kind = FP_COMP_RANDK;
+    else if (!strcmp(v, "sign"))
+        c->kind = FP_COMP_SIGN;
+    else if (!strncmp(v, "qsgd:", 5)) {
+        if (fp__parse_u32(v + 5, 1, 1u << 20, &c->levels))
+            return -1;
+        c->kind = FP_COMP_QSGD;
+    } else if (!strncmp(v, "topk+qsgd:", 10)) {
+        if (fp__parse_u32(v + 10, 1, 1u << 20, &c->levels))
+            return -1;
+        c->kind = FP_COMP_TOPK_QSGD;
+    } else
+        return -1;
     return 0;
 }
 
@@ -231,6 +266,14 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             sc->algorithm = FP_ALGO_FEDAVG;
         else if (!strcmp(v, "scaffold"))
             sc->algorithm = FP_ALGO_SCAFFOLD;
+        else if (!strcmp(v, "fedpaq"))
+            sc->algorithm = FP_ALGO_FEDPAQ;
+        else if (!strcmp(v, "fedef"))
+            sc->algorithm = FP_ALGO_FEDEF;
+        else if (!strcmp(v, "scallion"))
+            sc->algorithm = FP_ALGO_SCALLION;
+        else if (!strcmp(v, "scafcom"))
+            sc->algorithm = FP_ALGO_SCAFCOM;
         else
             return -1;
         return 0;
@@ -242,6 +285,24 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         return fp__parse_double(v, 0, true, &sc->lr_local);
     case K_ALGO_LR_GLOBAL:
         return fp__parse_double(v, 0, true, &sc->lr_global);
+    case K_ALGO_ALPHA:
+        if (!strcmp(v, "auto")) {
+            sc->alpha = NAN;
+            return 0;
+        }
+        if (fp__parse_double(v, 0, true, &sc->alpha) || sc->alpha > 1)
+            return -1;
+        return 0;
+    case K_ALGO_BETA:
+        if (fp__parse_double(v, 0, true, &sc->beta) || sc->beta > 1)
+            return -1;
+        return 0;
+    case K_COMP_NAME:
+        return fp__parse_comp(v, &sc->uplink);
+    case K_COMP_RATIO:
+        if (fp__parse_double(v, 0, true, &sc->uplink.ratio) || sc->uplink.ratio > 1)
+            return -1;
+        return 0;
     case K_PART_SAMPLE:
         if (!strcmp(v, "all")) {
             p->sample_all = true;
@@ -283,8 +344,7 @@ static int fp__apply(struct fp__parse *p, const char *section, const char *name,
 {
     if (!fp__section_known(section))
         return fp__fail(p, line,
-                        "unknown section [%s]; allowed: [run], [data], [model], [algorithm], "
-                        "[participation]",
+                        "unknown section [%s]; " FP__SECTIONS_ALLOWED,
                         section);
     for (int k = 0; k < K_COUNT; k++) {
         if (strcmp(fp__keys[k].section, section) || strcmp(fp__keys[k].name, name))
@@ -340,8 +400,7 @@ static char *fp__reader(char *str, int num, void *stream)
             size_t n = (size_t)(e - s - 1);
             if (n >= sizeof sec || (memcpy(sec, s + 1, n), sec[n] = '\0', !fp__section_known(sec))) {
                 fp__fail(p, p->line,
-                         "unknown section [%.*s]; allowed: [run], [data], [model], [algorithm], "
-                         "[participation]",
+                         "unknown section [%.*s]; " FP__SECTIONS_ALLOWED,
                          (int)(n > 60 ? 60 : n), s + 1);
                 return NULL;
             }
@@ -374,7 +433,12 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->batch = 32;
     sc->lr_local = 0.05;
     sc->lr_global = 1.0;
+    sc->alpha = NAN; /* auto */
+    sc->beta = 0.2;
     sc->sample = 0; /* all */
+    sc->uplink.kind = FP_COMP_IDENTITY;
+    sc->uplink.ratio = 0.01;
+    sc->uplink.levels = 0;
 }
 
 static const char *fp__partition_str(const struct fp_scenario *sc, char *buf, size_t n)
@@ -421,6 +485,48 @@ static int fp__validate(struct fp__parse *p)
     FP__ONLY(K_DATA_NOISE, sc->dataset == FP_DATA_QUADRATIC, "dataset quadratic");
     FP__ONLY(K_MODEL_HIDDEN, sc->model == FP_MODEL_MLP, "model mlp");
 #undef FP__ONLY
+#define FP__ONLY_ALGO(key, cond, what)                                                         \
+    do {                                                                                       \
+        if (L[key] && !(cond))                                                                 \
+            return fp__fail(p, L[key], "[%s] %s applies only to %s, not to %s",                \
+                            fp__keys[key].section, fp__keys[key].name, what,                   \
+                            fp_algo_name(sc->algorithm));                                      \
+    } while (0)
+    FP__ONLY_ALGO(K_ALGO_ALPHA, sc->algorithm == FP_ALGO_SCALLION, "algorithm scallion");
+    FP__ONLY_ALGO(K_ALGO_BETA, sc->algorithm == FP_ALGO_SCAFCOM, "algorithm scafcom");
+#undef FP__ONLY_ALGO
+    {
+        enum fp_comp_kind ck = sc->uplink.kind;
+        char cname[64];
+        fp_comp_name(&sc->uplink, cname, sizeof cname);
+        if (L[K_COMP_RATIO] && ck != FP_COMP_TOPK && ck != FP_COMP_RANDK && ck != FP_COMP_TOPK_QSGD)
+            return fp__fail(p, L[K_COMP_RATIO],
+                            "[compressor] ratio applies only to topk, randk and topk+qsgd, not "
+                            "to %s",
+                            cname);
+        int line = L[K_COMP_NAME] ? L[K_COMP_NAME] : L[K_ALGO_NAME];
+        if (ck != FP_COMP_IDENTITY &&
+            (sc->algorithm == FP_ALGO_FEDAVG || sc->algorithm == FP_ALGO_SCAFFOLD))
+            return fp__fail(p, line,
+                            "%s is the full-precision baseline and sends uncompressed vectors; "
+                            "for compressor %s use %s",
+                            fp_algo_name(sc->algorithm), cname,
+                            sc->algorithm == FP_ALGO_FEDAVG
+                                ? (fp_comp_is_unbiased(ck) ? "fedpaq" : "fedef")
+                                : (fp_comp_is_unbiased(ck) ? "scallion" : "scafcom"));
+        if (!fp_comp_is_unbiased(ck) && !fp_algo_takes_contractive(sc->algorithm))
+            return fp__fail(p, line,
+                            "%s needs an unbiased compressor (identity, randk, qsgd:S); %s is "
+                            "biased (contractive): use %s",
+                            fp_algo_name(sc->algorithm), cname,
+                            sc->algorithm == FP_ALGO_FEDPAQ ? "fedef" : "scafcom");
+        if (!fp_comp_is_contractive(ck) && !fp_algo_takes_unbiased(sc->algorithm))
+            return fp__fail(p, line,
+                            "%s needs a contractive compressor (identity, topk, sign, "
+                            "topk+qsgd:S); %s is unbiased but not contractive: use %s",
+                            fp_algo_name(sc->algorithm), cname,
+                            sc->algorithm == FP_ALGO_FEDEF ? "fedpaq" : "scallion");
+    }
 
     if (sc->dataset != FP_DATA_FMNIST)
         sc->partition = FP_PART_NATURAL;
@@ -570,9 +676,24 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     if (sc->init_path[0])
         FP__ADD("init = %s\n", sc->init_path);
     FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\nlr_local = %.17g\n"
-            "lr_global = %.17g\n\n[participation]\nsample = %u\n",
-            fp_algo_name(sc->algorithm), sc->local_steps, sc->batch, sc->lr_local, sc->lr_global,
-            sc->sample);
+            "lr_global = %.17g\n",
+            fp_algo_name(sc->algorithm), sc->local_steps, sc->batch, sc->lr_local, sc->lr_global);
+    if (sc->algorithm == FP_ALGO_SCALLION) {
+        if (isnan(sc->alpha))
+            FP__ADD("alpha = auto\n");
+        else
+            FP__ADD("alpha = %.17g\n", sc->alpha);
+    }
+    if (sc->algorithm == FP_ALGO_SCAFCOM)
+        FP__ADD("beta = %.17g\n", sc->beta);
+    FP__ADD("\n[participation]\nsample = %u\n", sc->sample);
+    {
+        char cname[64];
+        FP__ADD("\n[compressor]\nname = %s\n", fp_comp_name(&sc->uplink, cname, sizeof cname));
+        enum fp_comp_kind ck = sc->uplink.kind;
+        if (ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD)
+            FP__ADD("ratio = %.17g\n", sc->uplink.ratio);
+    }
 #undef FP__ADD
     if (n < 0 || (size_t)n >= cap) {
         free(buf);
@@ -586,8 +707,52 @@ const char *fp_algo_name(enum fp_algo_kind a)
     switch (a) {
     case FP_ALGO_FEDAVG: return "fedavg";
     case FP_ALGO_SCAFFOLD: return "scaffold";
+    case FP_ALGO_FEDPAQ: return "fedpaq";
+    case FP_ALGO_FEDEF: return "fedef";
+    case FP_ALGO_SCALLION: return "scallion";
+    case FP_ALGO_SCAFCOM: return "scafcom";
     }
     return "?";
+}
+
+/* FedPAQ and SCALLION rely on E[C(v)] = v; FedEF and SCAFCOM on
+ * ||C(v) - v||^2 <= (1 - q)||v||^2. The full-precision baselines take
+ * identity only (checked separately). */
+int fp_algo_takes_unbiased(enum fp_algo_kind a)
+{
+    return a == FP_ALGO_FEDPAQ || a == FP_ALGO_SCALLION || a == FP_ALGO_FEDAVG ||
+           a == FP_ALGO_SCAFFOLD;
+}
+
+int fp_algo_takes_contractive(enum fp_algo_kind a)
+{
+    return a == FP_ALGO_FEDEF || a == FP_ALGO_SCAFCOM || a == FP_ALGO_FEDAVG ||
+           a == FP_ALGO_SCAFFOLD;
+}
+
+int fp_comp_is_unbiased(enum fp_comp_kind k)
+{
+    return k == FP_COMP_IDENTITY || k == FP_COMP_RANDK || k == FP_COMP_QSGD;
+}
+
+int fp_comp_is_contractive(enum fp_comp_kind k)
+{
+    return k == FP_COMP_IDENTITY || k == FP_COMP_TOPK || k == FP_COMP_SIGN ||
+           k == FP_COMP_TOPK_QSGD;
+}
+
+const char *fp_comp_name(const struct fp_comp_spec *c, char *buf, size_t n)
+{
+    switch (c->kind) {
+    case FP_COMP_IDENTITY: snprintf(buf, n, "identity"); break;
+    case FP_COMP_TOPK: snprintf(buf, n, "topk"); break;
+    case FP_COMP_RANDK: snprintf(buf, n, "randk"); break;
+    case FP_COMP_SIGN: snprintf(buf, n, "sign"); break;
+    case FP_COMP_QSGD: snprintf(buf, n, "qsgd:%u", c->levels); break;
+    case FP_COMP_TOPK_QSGD: snprintf(buf, n, "topk+qsgd:%u", c->levels); break;
+    default: snprintf(buf, n, "?"); break;
+    }
+    return buf;
 }
 
 const char *fp_dataset_name(enum fp_dataset_kind d)

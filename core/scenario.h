@@ -28,7 +28,14 @@ enum fp_partition_kind {
     FP_PART_NATURAL    /* the dataset defines each client's data (synthetic, quadratic) */
 };
 enum fp_model_kind { FP_MODEL_LOGREG = 1, FP_MODEL_MLP, FP_MODEL_QUADRATIC };
-enum fp_algo_kind { FP_ALGO_FEDAVG = 1, FP_ALGO_SCAFFOLD };
+enum fp_algo_kind {
+    FP_ALGO_FEDAVG = 1,
+    FP_ALGO_SCAFFOLD,
+    FP_ALGO_FEDPAQ,   /* FedAvg with unbiased compressed deltas */
+    FP_ALGO_FEDEF,    /* FedAvg with error feedback (EF14) on the compressed delta */
+    FP_ALGO_SCALLION, /* SCAFFOLD, halved uplink, unbiased compression */
+    FP_ALGO_SCAFCOM   /* SCAFFOLD, halved uplink, contractive compression + momentum */
+};
 
 enum fp_comp_kind {
     FP_COMP_IDENTITY = 1,
@@ -79,6 +86,11 @@ struct fp_scenario {
     uint32_t batch;       /* B */
     double lr_local;      /* eta_l */
     double lr_global;     /* eta_g */
+    double alpha;         /* SCALLION's control-variate step; NaN = auto, 1/(1 + omega) */
+    double beta;          /* SCAFCOM's momentum */
+
+    /* [compressor] the uplink compressor */
+    struct fp_comp_spec uplink;
 
     /* [participation] */
     uint32_t sample; /* S clients per round, uniform without replacement */
@@ -101,6 +113,14 @@ int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char
 char *fp_scenario_canonical(const struct fp_scenario *sc);
 
 const char *fp_algo_name(enum fp_algo_kind a);
+/* "topk", "qsgd:16", "topk+qsgd:4" ...; buf receives the name, returned. */
+const char *fp_comp_name(const struct fp_comp_spec *c, char *buf, size_t n);
+/* Which compressor classes an algorithm accepts, and which class a
+ * compressor has (identity is both: unbiased with omega = 0, contractive with q = 1). */
+int fp_algo_takes_unbiased(enum fp_algo_kind a);
+int fp_algo_takes_contractive(enum fp_algo_kind a);
+int fp_comp_is_unbiased(enum fp_comp_kind k);
+int fp_comp_is_contractive(enum fp_comp_kind k);
 const char *fp_dataset_name(enum fp_dataset_kind d);
 const char *fp_model_name(enum fp_model_kind m);
 

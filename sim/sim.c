@@ -32,6 +32,7 @@ struct fp__worker {
     struct fp_algo_ws aws;
     uv_thread_t tid;
     int rc;
+    uint32_t failed_client; /* valid when rc != 0 */
 };
 
 struct fp__sim {
@@ -110,6 +111,7 @@ static void fp__worker_main(void *arg)
                                        &s->upload_len[i], &s->loss[i]);
         if (rc) {
             wk->rc = rc;
+            wk->failed_client = client;
             break;
         }
     }
@@ -128,10 +130,17 @@ static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
     fp__worker_main(&s->workers[0]);
     for (unsigned t = 1; t < nthreads; t++)
         uv_thread_join(&s->workers[t].tid);
-    for (unsigned t = 0; t < nthreads; t++)
-        if (s->workers[t].rc)
-            return fp_error_set(err, s->workers[t].rc, "round %u: a client update failed: %s",
-                                s->round, fp_strerror(s->workers[t].rc));
+    for (unsigned t = 0; t < nthreads; t++) {
+        const struct fp__worker *wk = &s->workers[t];
+        if (wk->rc == FP_EFORMAT)
+            return fp_error_set(err, wk->rc,
+                                "round %u: client %u's update is not finite: training diverged "
+                                "(try a smaller [algorithm] lr_local)",
+                                s->round, wk->failed_client);
+        if (wk->rc)
+            return fp_error_set(err, wk->rc, "round %u: client %u's update failed: %s", s->round,
+                                wk->failed_client, fp_strerror(wk->rc));
+    }
     return 0;
 }
 
@@ -198,7 +207,7 @@ static void fp__free(struct fp__sim *s)
         for (unsigned t = 0; t < s->nworkers; t++) {
             if (s->workers[t].wws)
                 fp_workload_ws_free(s->w, s->workers[t].wws);
-            fp_algo_ws_free(&s->workers[t].aws);
+            fp_algo_ws_free(&s->workers[t].aws, &s->p);
         }
         free(s->workers);
     }
@@ -238,7 +247,8 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
 
     if ((rc = fp_workload_create(&s.w, sc, err)))
         goto fail;
-    fp_algo_params_from(&s.p, sc, s.w->d);
+    if ((rc = fp_algo_params_from(&s.p, sc, s.w->d, err)))
+        goto fail;
     if ((rc = fp_server_init(&s.server, &s.p, err)))
         goto fail;
     if (sc->init_path[0]) {
@@ -272,7 +282,7 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
     for (unsigned t = 0; t < s.nworkers; t++) {
         s.workers[t].sim = &s;
         s.workers[t].wws = fp_workload_ws_new(s.w);
-        if (!s.workers[t].wws || fp_algo_ws_init(&s.workers[t].aws, s.p.d)) {
+        if (!s.workers[t].wws || fp_algo_ws_init(&s.workers[t].aws, &s.p)) {
             fp_error_set(err, rc, "out of memory for worker %u's workspace", t);
             goto fail;
         }
@@ -283,8 +293,10 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         fp_error_set(err, rc, "out of memory");
         goto fail;
     }
+    char cname[64];
+    fp_comp_name(&sc->uplink, cname, sizeof cname);
     struct fp_run_meta meta = {
-        .name = sc->name, .algorithm = fp_algo_name(sc->algorithm),
+        .name = sc->name, .algorithm = fp_algo_name(sc->algorithm), .compressor = cname,
         .dataset = fp_dataset_name(sc->dataset), .scenario = canon, .seed = sc->seed,
         .rounds = sc->rounds, .clients = N, .sample = S, .d = s.p.d, .threads = s.nworkers};
     if ((rc = fp_store_begin_run(store, &meta, &res->run_id, err)))
@@ -310,15 +322,11 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
                 break;
             for (uint32_t i = 0; i < s.chunk_n; i++) {
                 uint32_t client = s.chosen[first + i];
-                rc = fp_algo_server_add(&s.server, s.uploads + (size_t)i * s.upload_bytes,
-                                        s.upload_len[i], err);
-                if (rc) {
-                    fp_error_set(err, rc,
-                                 "round %u: client %u sent a non-finite update: training "
-                                 "diverged (try a smaller [algorithm] lr_local)",
-                                 round, client);
+                rc = fp_algo_server_add(&s.server, round, client,
+                                        s.uploads + (size_t)i * s.upload_bytes, s.upload_len[i],
+                                        err);
+                if (rc)
                     goto fail;
-                }
                 struct fp_client_round *cr = &s.crow[first + i];
                 cr->client = client;
                 cr->train_loss = s.loss[i];

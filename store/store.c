@@ -60,8 +60,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT_RUN] =
         "INSERT INTO runs(name, algorithm, dataset, scenario, seed, rounds_planned, clients,"
-        " sample, d, threads, status, started_at)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running',"
+        " sample, d, threads, compressor, status, started_at)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'running',"
         " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
     [ST_UPDATE_RUN_ROUND] =
         "UPDATE runs SET rounds_done = max(rounds_done, ?2),"
@@ -84,7 +84,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " VALUES(?1, ?2, 'model', ?3, ?4)",
     [ST_LIST_RUNS] =
         "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
-        " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes FROM runs ORDER BY id",
+        " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes, compressor"
+        " FROM runs ORDER BY id",
     [ST_LIST_ROUNDS] =
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
@@ -100,6 +101,7 @@ static const char fp__schema_sql[] =
     " id INTEGER PRIMARY KEY,"
     " name TEXT NOT NULL,"
     " algorithm TEXT NOT NULL,"
+    " compressor TEXT,"
     " dataset TEXT,"
     " scenario TEXT NOT NULL,"
     " seed INTEGER NOT NULL,"
@@ -496,6 +498,8 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
     FP__BIND(sqlite3_bind_int64(st, 8, meta->sample));
     FP__BIND(sqlite3_bind_int64(st, 9, (sqlite3_int64)meta->d));
     FP__BIND(sqlite3_bind_int64(st, 10, meta->threads));
+    FP__BIND(meta->compressor ? sqlite3_bind_text(st, 11, meta->compressor, -1, SQLITE_STATIC)
+                              : sqlite3_bind_null(st, 11));
     if (sqlite3_step(st) != SQLITE_DONE) {
         fp__sqlerr(s, err, "inserting the runs row");
         goto fail;
@@ -706,7 +710,8 @@ int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_ru
         ri.id = sqlite3_column_int64(st, 0);
         if (!fp__col_text(st, 1, &ri.name) || !fp__col_text(st, 2, &ri.algorithm) ||
             !fp__col_text(st, 3, &ri.dataset) || !fp__col_text(st, 4, &ri.status) ||
-            !fp__col_text(st, 5, &ri.model_sha256) || !fp__col_text(st, 6, &ri.started_at)) {
+            !fp__col_text(st, 5, &ri.model_sha256) || !fp__col_text(st, 6, &ri.started_at) ||
+            !fp__col_text(st, 11, &ri.compressor)) {
             rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64
                               " from run store %s.", ri.id, s->path);
             goto out;

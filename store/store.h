@@ -27,6 +27,7 @@ struct fp_store;
 struct fp_run_meta {
     const char *name;
     const char *algorithm;
+    const char *compressor; /* uplink compressor, e.g. "topk" or "qsgd:16"; may be NULL */
     const char *dataset;
     const char *scenario; /* canonical INI text of the effective configuration */
     uint64_t seed;
@@ -78,7 +79,7 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
 /* Listing and reading back (for `fedpress runs` / `fedpress metrics`). */
 struct fp_run_info {
     int64_t id;
-    char *name, *algorithm, *dataset, *status, *model_sha256, *started_at;
+    char *name, *algorithm, *compressor, *dataset, *status, *model_sha256, *started_at;
     uint32_t rounds_planned, rounds_done;
     double final_accuracy; /* NaN if none */
     uint64_t uplink_bytes; /* total */

@@ -56,23 +56,32 @@ struct world {
     void *wws;
 };
 
-static void world_init(struct world *W, enum fp_algo_kind kind, float lr_g)
+static void world_init_c(struct world *W, enum fp_algo_kind kind, float lr_g,
+                         enum fp_comp_kind comp, double ratio, float alpha, float beta)
 {
     memset(W, 0, sizeof *W);
     W->p = (struct fp_algo_params){.kind = kind, .d = DIM, .N = NC, .K = 3, .batch = 1,
-                                   .lr_local = 0.1f, .lr_global = lr_g, .seed = 1};
+                                   .lr_local = 0.1f, .lr_global = lr_g, .alpha = alpha,
+                                   .beta = beta, .seed = 1};
     struct fp_error err;
+    struct fp_comp_spec spec = {.kind = comp, .ratio = ratio, .levels = 4};
+    assert_int_equal(fp_compressor_init(&W->p.comp, &spec, DIM, &err), 0);
     assert_int_equal(fp_server_init(&W->s, &W->p, &err), 0);
     W->s.x[0] = 0.5f, W->s.x[1] = -0.25f, W->s.x[2] = 1.0f;
-    assert_int_equal(fp_algo_ws_init(&W->ws, DIM), 0);
+    assert_int_equal(fp_algo_ws_init(&W->ws, &W->p), 0);
     W->wws = mock_ws_new(&mock_w);
+}
+
+static void world_init(struct world *W, enum fp_algo_kind kind, float lr_g)
+{
+    world_init_c(W, kind, lr_g, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
 }
 
 static void world_free(struct world *W)
 {
     for (int i = 0; i < NC; i++)
         fp_client_state_free(&W->cs[i]);
-    fp_algo_ws_free(&W->ws);
+    fp_algo_ws_free(&W->ws, &W->p);
     fp_server_free(&W->s);
     mock_ws_free(W->wws);
 }
@@ -91,7 +100,7 @@ static void check_c_is_mean(const struct world *W)
 
 static void run_round(struct world *W, int r)
 {
-    uint8_t msg[4 * DIM];
+    uint8_t msg[64];
     struct fp_error err;
     float x_before[DIM];
     memcpy(x_before, W->s.x, sizeof x_before);
@@ -104,11 +113,11 @@ static void run_round(struct world *W, int r)
                                                &W->ws, (uint32_t)r + 1, i, msg, sizeof msg, &len,
                                                &loss),
                          0);
-        assert_int_equal(len, 4 * DIM);
+        assert_int_equal(len, fp_algo_upload_bytes(&W->p));
         assert_true(loss >= 0);
         /* the client must not have changed the broadcast it trained from */
         assert_memory_equal(W->s.x, x_before, sizeof x_before);
-        assert_int_equal(fp_algo_server_add(&W->s, msg, len, &err), 0);
+        assert_int_equal(fp_algo_server_add(&W->s, (uint32_t)r + 1, i, msg, len, &err), 0);
     }
     fp_algo_server_finish(&W->s, nsel[r]);
 }
@@ -191,6 +200,9 @@ static void test_sizes(void **state)
 {
     (void)state;
     struct fp_algo_params p = {.kind = FP_ALGO_FEDAVG, .d = 159010};
+    struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
+    struct fp_error err;
+    assert_int_equal(fp_compressor_init(&p.comp, &id, p.d, &err), 0);
     assert_int_equal(fp_algo_upload_bytes(&p), 636040);
     assert_int_equal(fp_algo_downlink_bytes(&p), 636040);
     p.kind = FP_ALGO_SCAFFOLD;
@@ -208,16 +220,125 @@ static void test_malformed_upload_rejected(void **state)
     uint8_t msg[4 * DIM];
     fp_codec_dense_encode(v, DIM, msg);
     fp_algo_server_begin(&W.s);
-    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg - 1, &err), FP_EFORMAT);
-    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg + 0, &err), 0);
+    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg + 0, &err), 0);
     v[1] = NAN;
     fp_codec_dense_encode(v, DIM, msg);
-    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg, &err), FP_EFORMAT);
     v[1] = INFINITY;
     fp_codec_dense_encode(v, DIM, msg);
-    assert_int_equal(fp_algo_server_add(&W.s, msg, sizeof msg, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg, &err), FP_EFORMAT);
     /* only the one good upload was summed */
     assert_true(W.s.sum[0] == 1 && W.s.sum[1] == 2 && W.s.sum[2] == 3);
+    world_free(&W);
+}
+
+/* Runs two worlds through the same rounds and demands identical bytes. */
+static void assert_worlds_identical(struct world *A, struct world *B)
+{
+    for (int r = 0; r < 3; r++) {
+        run_round(A, r);
+        run_round(B, r);
+        assert_memory_equal(A->s.x, B->s.x, DIM * sizeof(float));
+        if (A->s.c || B->s.c)
+            assert_memory_equal(A->s.c, B->s.c, DIM * sizeof(float));
+        for (int i = 0; i < NC; i++)
+            if (A->cs[i].ci || B->cs[i].ci)
+                assert_memory_equal(A->cs[i].ci, B->cs[i].ci, DIM * sizeof(float));
+    }
+    world_free(A);
+    world_free(B);
+}
+
+/* The known identities, bit for bit: SCALLION(identity, alpha = 1),
+ * SCAFCOM(identity, beta = 1) and SCAFFOLD; FedPAQ(identity), FedEF(identity)
+ * and FedAvg. */
+static void test_identities(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init(&A, FP_ALGO_SCAFFOLD, 1.0f);
+    world_init_c(&B, FP_ALGO_SCALLION, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    assert_worlds_identical(&A, &B);
+    world_init(&A, FP_ALGO_SCAFFOLD, 0.5f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 0.5f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    assert_worlds_identical(&A, &B);
+    world_init(&A, FP_ALGO_FEDAVG, 1.0f);
+    world_init_c(&B, FP_ALGO_FEDPAQ, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    assert_worlds_identical(&A, &B);
+    world_init(&A, FP_ALGO_FEDAVG, 1.0f);
+    world_init_c(&B, FP_ALGO_FEDEF, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    assert_worlds_identical(&A, &B);
+    /* and the identities are not vacuous: beta < 1 does change SCAFCOM */
+    world_init(&A, FP_ALGO_SCAFFOLD, 1.0f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 0.5f);
+    for (int r = 0; r < 3; r++)
+        run_round(&A, r), run_round(&B, r);
+    assert_memory_not_equal(A.s.x, B.s.x, DIM * sizeof(float));
+    world_free(&A);
+    world_free(&B);
+}
+
+/* Against tests/reference/algorithms_reference.py (top-k with k = 1 of d = 3
+ * is deterministic, so the float64 reference reproduces it exactly; SCAFCOM
+ * there is written in the v_i form, fedpress keeps w_i = v_i - c_i). */
+static void test_compressed_match_reference(void **state)
+{
+    (void)state;
+    const double fedef_x[DIM] = {-1.7557333281666667, -0.25, 2.6393333333333331};
+    const double sc_x[DIM] = {-2.4201950192722803, -0.018256375124449224, 2.6731454865451387};
+    const double sc_c[DIM] = {1.6561409626754195, -0.12647188866423892, -0.85810842610677085};
+    const double cm_x[DIM] = {-1.6243707162667826, -0.25, 1.6147499999999999};
+    const double cm_c[DIM] = {2.0080000437051502, 0, -1.5368749999999998};
+    struct world W;
+
+    world_init_c(&W, FP_ALGO_FEDEF, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 1.0f); /* k = 1 */
+    for (int r = 0; r < 3; r++)
+        run_round(&W, r);
+    assert_close(W.s.x, fedef_x, DIM, 1e-5);
+    world_free(&W);
+
+    world_init_c(&W, FP_ALGO_SCALLION, 1.0f, FP_COMP_IDENTITY, 1.0, 0.5f, 1.0f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
+    assert_close(W.s.x, sc_x, DIM, 1e-5);
+    assert_close(W.s.c, sc_c, DIM, 1e-5);
+    world_free(&W);
+
+    world_init_c(&W, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
+    assert_close(W.s.x, cm_x, DIM, 1e-5);
+    assert_close(W.s.c, cm_c, DIM, 1e-5);
+    world_free(&W);
+}
+
+/* c = mean_i c_i after every round with random compressors too. */
+static void test_control_variate_invariant_compressed(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init_c(&W, FP_ALGO_SCALLION, 1.0f, FP_COMP_RANDK, 0.34, 0.25f, 1.0f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
+    world_free(&W);
+    world_init_c(&W, FP_ALGO_SCALLION, 1.0f, FP_COMP_QSGD, 1.0, 0.5f, 1.0f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
+    world_free(&W);
+    world_init_c(&W, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_SIGN, 1.0, 1.0f, 0.3f);
+    for (int r = 0; r < 3; r++) {
+        run_round(&W, r);
+        check_c_is_mean(&W);
+    }
     world_free(&W);
 }
 
@@ -229,6 +350,9 @@ int main(void)
         cmocka_unit_test(test_client_state_lazy),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_malformed_upload_rejected),
+        cmocka_unit_test(test_identities),
+        cmocka_unit_test(test_compressed_match_reference),
+        cmocka_unit_test(test_control_variate_invariant_compressed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,3 +65,80 @@ for lr_g in (1.0, 0.5):
     print(f"scaffold lr_g={lr_g}: c =", ", ".join(f"{v:.17g}" for v in c))
     for i in range(N):
         print(f"scaffold lr_g={lr_g}: c_{i} =", ", ".join(f"{v:.17g}" for v in ci[i]))
+
+
+# ---- compressed algorithms, written in the forms of ALGORITHMS.md ----
+def topk(v, k):
+    # largest |v_j|, ties to the lower index
+    order = sorted(range(len(v)), key=lambda j: (-abs(v[j]), j))[:k]
+    out = np.zeros_like(v)
+    out[order] = v[order]
+    return out
+
+
+def local(i, x, c=None, ci=None):
+    y = x.copy()
+    for _ in range(K):
+        g = grad(i, y)
+        y = y - lr_l * (g if c is None else g - ci + c)
+    return y
+
+
+def fedef(lr_g, k):
+    x, e = x0.copy(), np.zeros((N, d))
+    for S in rounds:
+        msgs = []
+        for i in S:
+            delta = x - local(i, x)
+            m = topk(delta + e[i], k)
+            e[i] = delta + e[i] - m
+            msgs.append(m)
+        x = x - lr_g * np.mean(msgs, axis=0)
+    return x, e
+
+
+def scallion_identity(lr_g, alpha):
+    x, c, ci = x0.copy(), np.zeros(d), np.zeros((N, d))
+    gamma = lr_g * lr_l * K
+    for S in rounds:
+        msgs = []
+        for i in S:
+            u = (x - local(i, x, c, ci[i])) / (lr_l * K)
+            delta = u - c
+            ci[i] = ci[i] + alpha * delta
+            msgs.append(delta)
+        x = x - gamma * (c + np.mean(msgs, axis=0))
+        c = c + alpha * np.sum(msgs, axis=0) / N
+    return x, c, ci
+
+
+def scafcom(lr_g, beta, k):
+    """SCAFCOM in the v_i form of ALGORITHMS.md (fedpress stores w_i = v_i - c_i)."""
+    x, c, ci, v = x0.copy(), np.zeros(d), np.zeros((N, d)), np.zeros((N, d))
+    gamma = lr_g * lr_l * K
+    for S in rounds:
+        msgs = []
+        for i in S:
+            u = (x - local(i, x, c, ci[i])) / (lr_l * K)
+            m = u + ci[i] - c
+            v[i] = (1 - beta) * v[i] + beta * m
+            delta = topk(v[i] - ci[i], k)
+            ci[i] = ci[i] + delta
+            msgs.append(delta)
+        x = x - gamma * (c + np.mean(msgs, axis=0))
+        c = c + np.sum(msgs, axis=0) / N
+    return x, c, ci
+
+
+def show(name, v):
+    print(name, "=", ", ".join(f"{t:.17g}" for t in v))
+
+
+x, e = fedef(1.0, 1)
+show("fedef topk k=1: x", x)
+x, c, ci = scallion_identity(1.0, 0.5)
+show("scallion identity alpha=0.5: x", x)
+show("scallion identity alpha=0.5: c", c)
+x, c, ci = scafcom(1.0, 0.5, 1)
+show("scafcom topk k=1 beta=0.5: x", x)
+show("scafcom topk k=1 beta=0.5: c", c)
