@@ -106,6 +106,66 @@ static void test_errors_name_line_key_allowed(void **state)
                  "applies only to model mlp");
     expect_error("[data]\nalpha = 1\n", NULL, 0, "bad.ini:2", "applies only to dataset synthetic");
     expect_error("[data]\npartition = shards:11\n", NULL, 0, "bad.ini:2", "more classes");
+    /* algorithm / compressor compatibility */
+    expect_error("[algorithm]\nname = fedavg\n[compressor]\nname = topk\n", NULL, 0,
+                 "bad.ini:4", "fedavg is the full-precision baseline");
+    expect_error("[algorithm]\nname = fedavg\n[compressor]\nname = topk\n", NULL, 0,
+                 "bad.ini:4", "use fedef");
+    expect_error("[algorithm]\nname = scaffold\n[compressor]\nname = randk\n", NULL, 0,
+                 "bad.ini:4", "use scallion");
+    expect_error("[algorithm]\nname = scallion\n[compressor]\nname = topk\n", NULL, 0,
+                 "bad.ini:4", "scallion needs an unbiased compressor");
+    expect_error("[algorithm]\nname = fedpaq\n[compressor]\nname = sign\n", NULL, 0,
+                 "bad.ini:4", "use fedef");
+    expect_error("[algorithm]\nname = scafcom\n[compressor]\nname = qsgd:4\n", NULL, 0,
+                 "bad.ini:4", "scafcom needs a contractive compressor");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = randk\n", NULL, 0,
+                 "bad.ini:4", "use fedpaq");
+    expect_error("[compressor]\nname = qsgd:0\n", NULL, 0, "bad.ini:2", "qsgd:S");
+    expect_error("[compressor]\nname = zip\n", NULL, 0, "bad.ini:2", "one of identity, topk");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = sign\nratio = 0.1\n", NULL, 0,
+                 "bad.ini:5", "ratio applies only to topk, randk and topk+qsgd");
+    expect_error("[compressor]\nratio = 1.5\n", NULL, 0, "bad.ini:2", "(0, 1]");
+    expect_error("[algorithm]\nname = scaffold\nalpha = 0.5\n", NULL, 0, "bad.ini:3",
+                 "applies only to algorithm scallion");
+    expect_error("[algorithm]\nname = scafcom\nbeta = 0\n", NULL, 0, "bad.ini:3", "(0, 1]");
+    expect_error("[algorithm]\nname = scallion\nalpha = 2\n", NULL, 0, "bad.ini:3", "'auto'");
+}
+
+static void test_compressed_scenarios(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    struct fp_error err = {0};
+    assert_int_equal(fp_scenario_load_string(&sc,
+                                             "[algorithm]\nname = scafcom\nbeta = 0.5\n"
+                                             "[compressor]\nname = topk+qsgd:8\nratio = 0.02\n",
+                                             "t", NULL, 0, &err),
+                     0);
+    assert_int_equal(sc.algorithm, FP_ALGO_SCAFCOM);
+    assert_true(sc.beta == 0.5);
+    assert_int_equal(sc.uplink.kind, FP_COMP_TOPK_QSGD);
+    assert_int_equal(sc.uplink.levels, 8);
+    assert_true(sc.uplink.ratio == 0.02);
+    assert_int_equal(fp_scenario_load_string(&sc,
+                                             "[algorithm]\nname = scallion\n"
+                                             "[compressor]\nname = randk\n",
+                                             "t", NULL, 0, &err),
+                     0);
+    assert_true(isnan(sc.alpha)); /* auto */
+    char *canon = fp_scenario_canonical(&sc);
+    assert_non_null(strstr(canon, "alpha = auto\n"));
+    assert_non_null(strstr(canon, "[compressor]\nname = randk\nratio = 0.01\n"));
+    free(canon);
+    /* identity fits every algorithm */
+    const char *algos[] = {"fedavg", "scaffold", "fedpaq", "fedef", "scallion", "scafcom"};
+    for (int i = 0; i < 6; i++) {
+        char text[128];
+        snprintf(text, sizeof text, "[algorithm]\nname = %s\n[compressor]\nname = identity\n",
+                 algos[i]);
+        if (fp_scenario_load_string(&sc, text, "t", NULL, 0, &err))
+            fail_msg("%s: %s", algos[i], err.msg);
+    }
 }
 
 static void test_overrides(void **state)
@@ -141,7 +201,11 @@ static void test_defaults_and_canonical_roundtrip(void **state)
                            "[data]\ndataset = synthetic\nalpha = 0.5\nbeta = 0.25\nclients = 7\n"
                            "[model]\nkind = logreg\n",
                            "[data]\ndataset = quadratic\ndim = 3\nnoise = 0.1\n",
-                           "[data]\npartition = dirichlet:0.3\n[model]\ninit = /x.f32\n"};
+                           "[data]\npartition = dirichlet:0.3\n[model]\ninit = /x.f32\n",
+                           "[algorithm]\nname = scallion\nalpha = 0.25\n[compressor]\n"
+                           "name = qsgd:16\n",
+                           "[algorithm]\nname = scafcom\nbeta = 0.3\n[compressor]\n"
+                           "name = topk\nratio = 0.05\n"};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         assert_int_equal(fp_scenario_load_string(&a, texts[i], "t", NULL, 0, &err), 0);
         char *canon = fp_scenario_canonical(&a);
@@ -162,6 +226,10 @@ static void test_defaults_and_canonical_roundtrip(void **state)
         assert_true(a.algorithm == b.algorithm && a.local_steps == b.local_steps);
         assert_true(a.batch == b.batch && a.lr_local == b.lr_local && a.lr_global == b.lr_global);
         assert_int_equal(a.sample, b.sample);
+        assert_true(a.alpha == b.alpha || (isnan(a.alpha) && isnan(b.alpha)));
+        assert_true(a.beta == b.beta);
+        assert_true(a.uplink.kind == b.uplink.kind && a.uplink.ratio == b.uplink.ratio &&
+                    a.uplink.levels == b.uplink.levels);
         free(canon);
     }
 }
@@ -210,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_errors_name_line_key_allowed),
         cmocka_unit_test(test_overrides),
+        cmocka_unit_test(test_compressed_scenarios),
         cmocka_unit_test(test_defaults_and_canonical_roundtrip),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_shipped_scenarios_load),
