@@ -185,7 +185,7 @@ fail:
 static int fp__load_labels(struct fp_dataset *ds, const char *path, struct fp_error *err)
 {
     gzFile gz = NULL;
-    uint32_t n;
+    uint32_t n = 0; /* set by fp__header; 0 keeps -Wmaybe-uninitialized quiet at -O3 */
     int rc = fp__open(&gz, path, err);
     if (rc)
         return rc;
