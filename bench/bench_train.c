@@ -429,7 +429,7 @@ static double fp_bench_update_rate(struct fp_bench_updates *u, unsigned threads,
         u->round++;
         u->first = (u->first + count) % u->w->nclients;
         atomic_store(&u->next, 0);
-        double cpu;
+        double cpu = 0;
         double s = fp_bench_team(threads, fp_bench_update_thread, u, &cpu);
         if (u->wk[0].rc || u->wk[1].rc)
             return -1;

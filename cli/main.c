@@ -16,6 +16,7 @@
 #include "../core/scenario.h"
 #include "../sim/sim.h"
 #include "../store/store.h"
+#include "plot.h"
 
 #define FP_EXIT_RUNTIME 1
 #define FP_EXIT_USAGE 2
@@ -46,6 +47,11 @@ static const char fp__usage[] =
     "      final accuracy, uplink bytes, status\n"
     "  metrics RUN [--store PATH] [--format table|csv|json]\n"
     "      print the per-round metrics of run RUN (an id from `fedpress runs`)\n"
+    "  plot RUN... [--store PATH] [--metric M] [--x X] [--logx] [--logy] [-o FILE]\n"
+    "              [--title TEXT]\n"
+    "      draw one curve per run into FILE (.svg, .png or .pdf; default plot.svg);\n"
+    "      M is test_accuracy (default), test_loss or train_loss; X is round (default),\n"
+    "      uplink_bytes or downlink_bytes (cumulative, in MB); see 'fedpress plot --help'\n"
     "  help       this text\n"
     "  version    the version\n"
     "\n"
@@ -401,6 +407,8 @@ int main(int argc, char **argv)
         return fp__cmd_runs(argc, argv);
     if (!strcmp(cmd, "metrics"))
         return fp__cmd_metrics(argc, argv);
+    if (!strcmp(cmd, "plot"))
+        return fp_cli_plot(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fputs(fp__usage, stdout);
         return 0;

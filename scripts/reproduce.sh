@@ -22,7 +22,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 FP=build/fedpress
-[ -x "$FP" ] || FP=build/cli/fedpress
 [ -x "$FP" ] || { echo "reproduce.sh: build fedpress first (bash scripts/bootstrap.sh)" >&2; exit 1; }
 mkdir -p "$out"
 

@@ -1,0 +1,155 @@
+/*
+ * bench/bench_compress.c — time per call of every compressor on the paper's
+ * MLP (d = 159,010), against memcpy of the same 4 d bytes measured in the
+ * same run (the machine's limit for one pass over the vector).
+ *
+ * Best of N wall-clock (CLOCK_MONOTONIC) per call, single thread. GB/s is
+ * input processed: 4 d bytes / time. Usage: build/bench/bench_compress [N]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "algorithms/compressor.h"
+
+#define FP_BENCH_D 159010
+
+static double fp__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Keeps the compiler from dropping work whose result nobody reads. */
+static volatile float fp__sink;
+
+static float *fp__src, *fp__dst;
+static double fp__uniform_sink;
+
+static void fp__memcpy_op(void *arg)
+{
+    (void)arg;
+    memcpy(fp__dst, fp__src, 4 * (size_t)FP_BENCH_D);
+    fp__sink = fp__dst[FP_BENCH_D / 2];
+}
+
+static void fp__uniform_op(void *arg)
+{
+    (void)arg;
+    fp_rng r;
+    fp_rng_seed(&r, 1, 2, 3, FP_RNG_COMPRESS);
+    double s = 0;
+    for (size_t j = 0; j < FP_BENCH_D; j++)
+        s += fp_rng_uniform(&r);
+    fp__uniform_sink = s;
+}
+
+struct fp__job {
+    struct fp_compressor c;
+    void *ws;
+    uint8_t *buf;
+    float *out;
+    int decode;
+};
+
+static void fp__comp_op(void *arg)
+{
+    struct fp__job *j = arg;
+    fp_rng r;
+    fp_rng_seed(&r, 1, 2, 3, FP_RNG_COMPRESS);
+    int rc = j->decode
+                 ? fp_compressor_decompress(&j->c, j->buf, j->c.bytes, &r, j->ws, j->out)
+                 : fp_compressor_compress(&j->c, fp__src, &r, j->ws, j->buf, j->c.bytes, NULL);
+    if (rc) {
+        fprintf(stderr, "bench_compress: call failed (%d)\n", rc);
+        exit(1);
+    }
+    fp__sink = j->out[0];
+}
+
+/* Best of n calls, in seconds. */
+static double fp__best(void (*op)(void *), void *arg, int n)
+{
+    op(arg); /* warm caches and pages */
+    double best = 1e30;
+    for (int i = 0; i < n; i++) {
+        double t0 = fp__now();
+        op(arg);
+        double t = fp__now() - t0;
+        if (t < best)
+            best = t;
+    }
+    return best;
+}
+
+int main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 200;
+    if (n < 1)
+        n = 1;
+    const size_t d = FP_BENCH_D;
+    const double in_bytes = 4.0 * (double)d;
+    fp__src = malloc(4 * d);
+    fp__dst = malloc(4 * d);
+    if (!fp__src || !fp__dst)
+        return 1;
+    fp_rng g;
+    fp_rng_seed(&g, 7, 0, FP_RNG_NO_CLIENT, FP_RNG_DATA);
+    for (size_t j = 0; j < d; j++)
+        fp__src[j] = (float)fp_rng_normal(&g);
+
+    double tm = fp__best(fp__memcpy_op, NULL, n);
+    double bw = in_bytes / tm;
+    double tu = fp__best(fp__uniform_op, NULL, n);
+    printf("d = %zu (%.0f KB per vector), best of %d calls, single thread\n", d, in_bytes / 1e3, n);
+    printf("%-22s %9s %9s %9s %9s %9s %9s\n", "", "bytes", "comp ms", "dec ms", "c+d ms",
+           "comp GB/s", "/memcpy");
+    printf("%-22s %9.0f %9.4f %9s %9s %9.2f %9.2f\n", "memcpy 4d bytes", in_bytes, tm * 1e3, "", "",
+           bw / 1e9, 1.0);
+    printf("%-22s %9s %9.4f %9s %9s %9.2f %9.2f\n", "d x fp_rng_uniform", "", tu * 1e3, "", "",
+           in_bytes / tu / 1e9, in_bytes / tu / bw);
+
+    struct {
+        const char *name;
+        enum fp_comp_kind kind;
+        double ratio;
+        uint32_t levels;
+    } cs[] = {
+        {"identity", FP_COMP_IDENTITY, 0, 0},
+        {"topk 1%", FP_COMP_TOPK, 0.01, 0},
+        {"randk 1%", FP_COMP_RANDK, 0.01, 0},
+        {"qsgd:16", FP_COMP_QSGD, 0, 16},
+        {"qsgd:4", FP_COMP_QSGD, 0, 4},
+        {"sign", FP_COMP_SIGN, 0, 0},
+        {"topk+qsgd:16 1%", FP_COMP_TOPK_QSGD, 0.01, 16},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        struct fp__job j = {0};
+        struct fp_comp_spec sp = {.kind = cs[i].kind, .ratio = cs[i].ratio, .levels = cs[i].levels};
+        struct fp_error err;
+        if (fp_compressor_init(&j.c, &sp, d, &err)) {
+            fprintf(stderr, "bench_compress: %s\n", err.msg);
+            return 1;
+        }
+        j.ws = fp_compressor_ws_new(&j.c);
+        j.buf = malloc(j.c.bytes);
+        j.out = malloc(4 * d);
+        if (!j.ws || !j.buf || !j.out)
+            return 1;
+        memset(j.out, 0, 4 * d);
+        j.decode = 0;
+        double tc = fp__best(fp__comp_op, &j, n);
+        j.decode = 1;
+        double td = fp__best(fp__comp_op, &j, n);
+        printf("%-22s %9zu %9.4f %9.4f %9.4f %9.2f %9.2f\n", cs[i].name, j.c.bytes, tc * 1e3,
+               td * 1e3, (tc + td) * 1e3, in_bytes / tc / 1e9, in_bytes / tc / bw);
+        fp_compressor_ws_free(&j.c, j.ws);
+        free(j.buf);
+        free(j.out);
+    }
+    free(fp__src);
+    free(fp__dst);
+    return 0;
+}
