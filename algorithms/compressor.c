@@ -38,6 +38,9 @@
 #define FP__MAX_LEVELS (1u << 20)
 /* Radix select on the 31 magnitude bits: 11 + 11 + 9 bits. */
 #define FP__HIST 2048
+/* QSGD decodes through a table of the s + 1 level values when s is at most
+ * this (and the vector has more coordinates than levels). */
+#define FP__QTAB 4096
 
 struct fp_compressor_ops {
     int (*compress)(const struct fp_compressor *c, const float *v, fp_rng *rng, void *ws,
@@ -53,7 +56,11 @@ struct fp__ws {
     uint32_t *cand; /* radix-select candidates: d (topk, topk+qsgd) */
     uint64_t *mask; /* rand-k membership bitmap: ceil(d/64) words */
     float *vals;    /* topk+qsgd: the k kept values, then their decoded values */
-    uint32_t hist[FP__HIST];
+    float *qtab;    /* qsgd, topk+qsgd: decoded value of each level, min(s, FP__QTAB) + 1 */
+    /* Four interleaved histograms for the first radix pass: on a normal
+     * vector most keys share a few buckets, and one counter would make every
+     * increment wait for the previous one. */
+    uint32_t hist[4][FP__HIST];
 };
 
 /* ---- little-endian helpers (codec.c asserts a little-endian CPU) ---- */
@@ -231,12 +238,18 @@ static double fp__sum_sq(const float *v, size_t n)
 static void fp__topk_select(const float *v, size_t d, size_t k, struct fp__ws *w, uint32_t *idx)
 {
     assert(k >= 1 && k <= d);
-    uint32_t *h = w->hist;
+    uint32_t *h = w->hist[0];
     size_t krem = k; /* how many still to take at or below the current prefix */
 
-    memset(h, 0, sizeof w->hist);
-    for (size_t j = 0; j < d; j++)
-        h[(fp__fbits(v[j]) & 0x7fffffffu) >> 20]++;
+    memset(w->hist, 0, sizeof w->hist);
+    size_t j0 = 0;
+    for (; j0 + 4 <= d; j0 += 4)
+        for (int i = 0; i < 4; i++)
+            w->hist[i][(fp__fbits(v[j0 + i]) & 0x7fffffffu) >> 20]++;
+    for (; j0 < d; j0++)
+        h[(fp__fbits(v[j0]) & 0x7fffffffu) >> 20]++;
+    for (size_t b = 0; b < FP__HIST; b++)
+        h[b] += w->hist[1][b] + w->hist[2][b] + w->hist[3][b];
     uint32_t b1 = FP__HIST - 1;
     for (;; b1--) {
         if (h[b1] >= krem)
@@ -253,7 +266,7 @@ static void fp__topk_select(const float *v, size_t d, size_t k, struct fp__ws *w
         nc += (key >> 20) == b1;
     }
 
-    memset(h, 0, sizeof w->hist);
+    memset(h, 0, FP__HIST * sizeof h[0]);
     for (size_t i = 0; i < nc; i++)
         h[(cand[i] >> 9) & 0x7ff]++;
     uint32_t b2 = FP__HIST - 1;
@@ -363,10 +376,31 @@ static double fp__qsgd_omega(size_t n, uint32_t s)
 /* The decoded value of one field; encoder (for vhat) and decoder share it,
  * so both round identically. denom = s for qsgd, s (1 + omega_k) for
  * topk+qsgd. */
-static inline float fp__qsgd_value(float norm, uint32_t field, double denom)
+static inline float fp__qsgd_level(float norm, uint32_t l, double denom)
 {
-    float x = (float)((double)norm * (double)(field >> 1) / denom);
-    return (field & 1) ? -x : x;
+    return (float)((double)norm * (double)l / denom);
+}
+
+/* Fills tab[0..s] with fp__qsgd_level when that is cheaper than computing
+ * each value (s small, n large); returns tab or NULL. Same formula, so the
+ * table changes no bit of any result. */
+static const float *fp__qsgd_table(float *tab, float norm, uint32_t s, double denom, size_t n)
+{
+    if (!tab || s > FP__QTAB || s >= n)
+        return NULL;
+    for (uint32_t l = 0; l <= s; l++)
+        tab[l] = fp__qsgd_level(norm, l, denom);
+    return tab;
+}
+
+/* The decoded value of a field (sign | level << 1): the sign goes straight
+ * into the float's sign bit. */
+static inline float fp__qsgd_value(const float *tab, float norm, uint32_t field, double denom)
+{
+    float x = tab ? tab[field >> 1] : fp__qsgd_level(norm, field >> 1, denom);
+    uint32_t u = fp__fbits(x) | (field & 1) << 31;
+    memcpy(&x, &u, 4);
+    return x;
 }
 
 /*
@@ -376,7 +410,7 @@ static inline float fp__qsgd_value(float norm, uint32_t field, double denom)
  * them. FP_EINVAL if x is not finite or its norm overflows float32.
  */
 static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, fp_rng *rng,
-                           uint8_t *out_norm, uint8_t *buf, size_t bit, float *xhat)
+                           uint8_t *out_norm, uint8_t *buf, size_t bit, float *xhat, float *qtab)
 {
     double nd = sqrt(fp__sum_sq(x, n));
     float norm = (float)nd;
@@ -386,13 +420,15 @@ static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, f
     unsigned fb = 1 + fp__qsgd_bits(s);
     struct fp__bw w;
     fp__bw_init(&w, buf, bit);
-    /* r uses the float32 norm the receiver sees, so E[l] = r makes the
-     * decoded value unbiased exactly. norm >= |x_j| (rounding is monotone and
-     * |x_j| is a float), so r <= s; the clamp only guards that argument. */
-    double nf = norm > 0 ? (double)norm : 1.0; /* norm == 0 only if x == 0: r = 0 */
+    /* r = |x_j| (s / norm) with the float32 norm the receiver sees, so
+     * E[l] = r makes the decoded value unbiased up to the rounding of r.
+     * |x_j| <= norm, so r exceeds s by at most rounding; the clamp keeps
+     * l <= s. norm == 0 only if x == 0, and then r = 0. */
+    double inv = norm > 0 ? (double)s / (double)norm : 0.0;
+    const float *tab = xhat ? fp__qsgd_table(qtab, norm, s, denom, n) : NULL;
     for (size_t j = 0; j < n; j++) {
         double u = fp_rng_uniform(rng);
-        double r = (double)s * fabs((double)x[j]) / nf;
+        double r = fabs((double)x[j]) * inv;
         double fl = floor(r);
         uint32_t l = (uint32_t)fl + (u < r - fl);
         if (l > s)
@@ -400,7 +436,7 @@ static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, f
         uint32_t field = (uint32_t)(x[j] < 0) | l << 1;
         fp__bw_put(&w, field, fb);
         if (xhat)
-            xhat[j] = fp__qsgd_value(norm, field, denom);
+            xhat[j] = fp__qsgd_value(tab, norm, field, denom);
     }
     fp__bw_flush(&w);
     return 0;
@@ -409,12 +445,14 @@ static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, f
 /* Checks the norm at in_norm and decodes n fields from bit `bit`; calls
  * emit(i, value) through out/idx (idx NULL: out[i]). */
 static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm, size_t bit,
-                           size_t n, uint32_t s, double denom, const uint32_t *idx, float *out)
+                           size_t n, uint32_t s, double denom, const uint32_t *idx, float *out,
+                           float *qtab)
 {
     float norm = fp__ldf(in_norm);
     if (!isfinite(norm) || signbit(norm))
         return FP_EFORMAT;
     unsigned fb = 1 + fp__qsgd_bits(s);
+    const float *tab = fp__qsgd_table(qtab, norm, s, denom, n);
     struct fp__br r;
     fp__br_init(&r, in, len, bit);
     uint32_t any = 0;
@@ -423,7 +461,7 @@ static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm
         if ((field >> 1) > s)
             return FP_EFORMAT;
         any |= field;
-        out[idx ? idx[i] : i] = fp__qsgd_value(norm, field, denom);
+        out[idx ? idx[i] : i] = fp__qsgd_value(tab, norm, field, denom);
     }
     /* A zero norm comes only from a zero vector, encoded as all-zero fields. */
     if (norm == 0 && any)
@@ -439,9 +477,12 @@ static int fp__id_compress(const struct fp_compressor *c, const float *v, fp_rng
                            uint8_t *out, float *vhat)
 {
     (void)rng, (void)ws;
+    /* An exponent of all ones is Inf or NaN; OR-reduced so it vectorises. */
+    uint32_t bad = 0;
     for (size_t j = 0; j < c->d; j++)
-        if (!isfinite(v[j]))
-            return FP_EINVAL;
+        bad |= (fp__fbits(v[j]) & 0x7f800000u) == 0x7f800000u;
+    if (bad)
+        return FP_EINVAL;
     memcpy(out, v, 4 * c->d);
     if (vhat && vhat != v)
         memcpy(vhat, v, 4 * c->d);
@@ -570,18 +611,40 @@ static int fp__randk_decompress(const struct fp_compressor *c, const uint8_t *in
 static int fp__qsgd_compress(const struct fp_compressor *c, const float *v, fp_rng *rng, void *ws,
                              uint8_t *out, float *vhat)
 {
-    (void)ws;
-    return fp__qsgd_encode(v, c->d, c->levels, (double)c->levels, rng, out, out, 32, vhat);
+    struct fp__ws *w = ws;
+    return fp__qsgd_encode(v, c->d, c->levels, (double)c->levels, rng, out, out, 32, vhat, w->qtab);
 }
 
 static int fp__qsgd_decompress(const struct fp_compressor *c, const uint8_t *in, fp_rng *rng,
                                void *ws, float *out)
 {
-    (void)rng, (void)ws;
-    return fp__qsgd_decode(in, c->bytes, in, 32, c->d, c->levels, (double)c->levels, NULL, out);
+    (void)rng;
+    struct fp__ws *w = ws;
+    return fp__qsgd_decode(in, c->bytes, in, 32, c->d, c->levels, (double)c->levels, NULL, out,
+                           w->qtab);
 }
 
 /* ---- sign ---- */
+
+/* out[j] = -scale if bit j is set, else scale: the bit goes straight into
+ * the float's sign bit (scale >= 0). */
+static void fp__sign_expand(const uint8_t *bits, size_t d, float scale, float *out)
+{
+    uint32_t sb = fp__fbits(scale);
+    size_t j = 0;
+    for (; j + 64 <= d; j += 64) {
+        uint64_t x;
+        memcpy(&x, bits + j / 8, 8);
+        for (unsigned b = 0; b < 64; b++) {
+            uint32_t u = sb | (uint32_t)(x >> b & 1) << 31;
+            memcpy(&out[j + b], &u, 4);
+        }
+    }
+    for (; j < d; j++) {
+        uint32_t u = sb | (uint32_t)(bits[j / 8] >> (j % 8) & 1) << 31;
+        memcpy(&out[j], &u, 4);
+    }
+}
 
 /* Bernstein et al. 2018 (signSGD) with the l1 scale of Karimireddy et al.
  * 2019 (EF-SGD): C(v) = (||v||_1 / d) sign(v), contractive with
@@ -617,8 +680,7 @@ static int fp__sign_compress(const struct fp_compressor *c, const float *v, fp_r
         }
     }
     if (vhat)
-        for (j = 0; j < d; j++)
-            vhat[j] = (bits[j / 8] >> (j % 8) & 1) ? -scale : scale;
+        fp__sign_expand(bits, d, scale, vhat);
     return 0;
 }
 
@@ -638,8 +700,7 @@ static int fp__sign_decompress(const struct fp_compressor *c, const uint8_t *in,
             if (bits[i])
                 return FP_EFORMAT;
     }
-    for (size_t j = 0; j < d; j++)
-        out[j] = (bits[j / 8] >> (j % 8) & 1) ? -scale : scale;
+    fp__sign_expand(bits, d, scale, out);
     return 0;
 }
 
@@ -671,7 +732,8 @@ static int fp__tq_compress(const struct fp_compressor *c, const float *v, fp_rng
     for (size_t i = 0; i < k; i++)
         w->vals[i] = v[w->idx[i]];
     size_t bit = 32 + fp__support_write(c, w->idx, out + 4);
-    int rc = fp__qsgd_encode(w->vals, k, c->levels, fp__tq_denom(c), rng, out, out, bit, w->vals);
+    int rc = fp__qsgd_encode(w->vals, k, c->levels, fp__tq_denom(c), rng, out, out, bit, w->vals,
+                             w->qtab);
     if (rc)
         return rc;
     if (vhat) {
@@ -693,7 +755,8 @@ static int fp__tq_decompress(const struct fp_compressor *c, const uint8_t *in, f
         return rc;
     memset(out, 0, 4 * d);
     size_t bit = 32 + (fp__use_indices(c) ? 32 * k : d);
-    return fp__qsgd_decode(in, c->bytes, in, bit, k, c->levels, fp__tq_denom(c), w->idx, out);
+    return fp__qsgd_decode(in, c->bytes, in, bit, k, c->levels, fp__tq_denom(c), w->idx, out,
+                           w->qtab);
 }
 
 static const struct fp_compressor_ops fp__ops[] = {
@@ -815,8 +878,8 @@ void *fp_compressor_ws_new(const struct fp_compressor *c)
     bool ok = true;
     switch (c->kind) {
     case FP_COMP_IDENTITY:
-    case FP_COMP_QSGD:
     case FP_COMP_SIGN: break;
+    case FP_COMP_QSGD: break;
     case FP_COMP_RANDK:
         ok = (w->idx = malloc(k * sizeof *w->idx)) &&
              (w->mask = malloc((d + 63) / 64 * sizeof *w->mask));
@@ -826,6 +889,10 @@ void *fp_compressor_ws_new(const struct fp_compressor *c)
         ok = (w->idx = malloc(k * sizeof *w->idx)) && (w->cand = malloc(d * sizeof *w->cand)) &&
              (c->kind == FP_COMP_TOPK || (w->vals = malloc(k * sizeof *w->vals)));
         break;
+    }
+    if (ok && (c->kind == FP_COMP_QSGD || c->kind == FP_COMP_TOPK_QSGD)) {
+        size_t nt = (c->levels < FP__QTAB ? c->levels : FP__QTAB) + 1;
+        ok = (w->qtab = malloc(nt * sizeof *w->qtab)) != NULL;
     }
     if (!ok) {
         fp_compressor_ws_free(c, w);
@@ -840,6 +907,7 @@ void fp_compressor_ws_free(const struct fp_compressor *c, void *ws)
     struct fp__ws *w = ws;
     if (!w)
         return;
+    free(w->qtab);
     free(w->vals);
     free(w->mask);
     free(w->cand);
