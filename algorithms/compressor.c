@@ -223,6 +223,19 @@ static double fp__sum_sq(const float *v, size_t n)
 
 /* ---- top-k selection ---- */
 
+/* Finds the bucket (of bits `shift` and up, `nb` buckets) holding the
+ * krem-th largest key of a histogram h; subtracts from *krem what the higher
+ * buckets hold. */
+static uint32_t fp__bucket(const uint32_t *h, uint32_t nb, size_t *krem)
+{
+    uint32_t b = nb - 1;
+    for (;; b--) {
+        if (h[b] >= *krem)
+            return b;
+        *krem -= h[b];
+    }
+}
+
 /*
  * Writes the indices of the k entries of largest |v_j| to idx[0..k), in
  * ascending order; among equal magnitudes the lower indices win, so the set
@@ -230,10 +243,13 @@ static double fp__sum_sq(const float *v, size_t n)
  * sign cleared, which orders non-negative floats (and puts Inf, then NaN,
  * above every finite value, so a non-finite v_j is always kept and caught).
  *
- * O(d): a radix select finds the k-th largest key T in three histogram
- * passes (bits 30..20 over all of v, 19..9 and 8..0 over the candidates
- * that share the prefix), then one pass keeps every key > T and the first
- * `need` keys == T. No sort; see DESIGN.md, "Performance".
+ * O(d), two passes over v, no sort (DESIGN.md, "Performance"): a radix
+ * select. Pass 1 histograms bits 30..20 of the keys and finds the bucket
+ * b1 that holds the k-th largest. Pass 2 sorts each index into "kept"
+ * (bucket above b1) or "candidate" (bucket b1), both in index order. Bits
+ * 19..9, then 8..0, of the candidates alone give the exact k-th largest key
+ * T; the candidates above T and the first `need` equal to T join the kept
+ * ones, and a merge of the two ascending lists gives idx.
  */
 static void fp__topk_select(const float *v, size_t d, size_t k, struct fp__ws *w, uint32_t *idx)
 {
@@ -242,64 +258,62 @@ static void fp__topk_select(const float *v, size_t d, size_t k, struct fp__ws *w
     size_t krem = k; /* how many still to take at or below the current prefix */
 
     memset(w->hist, 0, sizeof w->hist);
-    size_t j0 = 0;
-    for (; j0 + 4 <= d; j0 += 4)
+    size_t j = 0;
+    for (; j + 4 <= d; j += 4)
         for (int i = 0; i < 4; i++)
-            w->hist[i][(fp__fbits(v[j0 + i]) & 0x7fffffffu) >> 20]++;
-    for (; j0 < d; j0++)
-        h[(fp__fbits(v[j0]) & 0x7fffffffu) >> 20]++;
+            w->hist[i][(fp__fbits(v[j + i]) & 0x7fffffffu) >> 20]++;
+    for (; j < d; j++)
+        h[(fp__fbits(v[j]) & 0x7fffffffu) >> 20]++;
     for (size_t b = 0; b < FP__HIST; b++)
         h[b] += w->hist[1][b] + w->hist[2][b] + w->hist[3][b];
-    uint32_t b1 = FP__HIST - 1;
-    for (;; b1--) {
-        if (h[b1] >= krem)
-            break;
-        krem -= h[b1];
-    }
+    uint32_t b1 = fp__bucket(h, FP__HIST, &krem);
 
-    /* Candidates: the keys in bucket b1. */
-    size_t nc = 0;
+    /* kept: idx[0..nk), nk = k - krem < k; candidates: cand[0..nc) */
     uint32_t *cand = w->cand;
-    for (size_t j = 0; j < d; j++) {
-        uint32_t key = fp__fbits(v[j]) & 0x7fffffffu;
-        cand[nc] = key;
-        nc += (key >> 20) == b1;
+    size_t nk = 0, nc = 0;
+    for (j = 0; j < d; j++) {
+        uint32_t b = (fp__fbits(v[j]) & 0x7fffffffu) >> 20;
+        if (b >= b1) {
+            if (b > b1)
+                idx[nk++] = (uint32_t)j;
+            else
+                cand[nc++] = (uint32_t)j;
+        }
     }
+    assert(nk == k - krem && nc >= krem);
 
     memset(h, 0, FP__HIST * sizeof h[0]);
     for (size_t i = 0; i < nc; i++)
-        h[(cand[i] >> 9) & 0x7ff]++;
-    uint32_t b2 = FP__HIST - 1;
-    for (;; b2--) {
-        if (h[b2] >= krem)
-            break;
-        krem -= h[b2];
-    }
-
+        h[(fp__fbits(v[cand[i]]) >> 9) & 0x7ff]++;
+    uint32_t b2 = fp__bucket(h, FP__HIST, &krem);
     memset(h, 0, 512 * sizeof h[0]);
-    for (size_t i = 0; i < nc; i++)
-        if (((cand[i] >> 9) & 0x7ff) == b2)
-            h[cand[i] & 0x1ff]++;
-    uint32_t b3 = 511;
-    for (;; b3--) {
-        if (h[b3] >= krem)
-            break;
-        krem -= h[b3];
+    for (size_t i = 0; i < nc; i++) {
+        uint32_t key = fp__fbits(v[cand[i]]);
+        if (((key >> 9) & 0x7ff) == b2)
+            h[key & 0x1ff]++;
     }
-
+    uint32_t b3 = fp__bucket(h, 512, &krem);
     uint32_t T = b1 << 20 | b2 << 9 | b3;
-    size_t need = krem, n = 0; /* need >= 1 entries equal to T, lowest indices first */
-    for (size_t j = 0; j < d; j++) {
-        uint32_t key = fp__fbits(v[j]) & 0x7fffffffu;
-        if (key > T) {
-            idx[n++] = (uint32_t)j;
-        } else if (key == T && need > 0) {
-            idx[n++] = (uint32_t)j;
-            need--;
+
+    /* The chosen candidates, compacted in place, still ascending. */
+    size_t need = krem, ns = 0;
+    for (size_t i = 0; i < nc; i++) {
+        uint32_t key = fp__fbits(v[cand[i]]) & 0x7fffffffu;
+        if (key > T || (key == T && need > 0)) {
+            need -= key == T;
+            cand[ns++] = cand[i];
         }
     }
-    assert(n == k && need == 0);
-    (void)n;
+    assert(need == 0 && nk + ns == k);
+
+    /* Merge from the back: idx has room for both lists. */
+    size_t a = nk, c = ns, o = k;
+    while (c > 0) {
+        if (a > 0 && idx[a - 1] > cand[c - 1])
+            idx[--o] = idx[--a];
+        else
+            idx[--o] = cand[--c];
+    }
 }
 
 /* The support travels as k uint32 indices when that is no larger than a
@@ -429,8 +443,9 @@ static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, f
     for (size_t j = 0; j < n; j++) {
         double u = fp_rng_uniform(rng);
         double r = fabs((double)x[j]) * inv;
-        double fl = floor(r);
-        uint32_t l = (uint32_t)fl + (u < r - fl);
+        /* 0 <= r < 2^21: truncation is floor, without a libm call */
+        uint32_t fl = (uint32_t)r;
+        uint32_t l = fl + (u < r - (double)fl);
         if (l > s)
             l = s;
         uint32_t field = (uint32_t)(x[j] < 0) | l << 1;
@@ -442,8 +457,8 @@ static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, f
     return 0;
 }
 
-/* Checks the norm at in_norm and decodes n fields from bit `bit`; calls
- * emit(i, value) through out/idx (idx NULL: out[i]). */
+/* Checks the norm at in_norm and decodes n fields from bit `bit` into
+ * out[idx[i]] (idx NULL: out[i]). */
 static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm, size_t bit,
                            size_t n, uint32_t s, double denom, const uint32_t *idx, float *out,
                            float *qtab)

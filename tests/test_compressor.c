@@ -686,8 +686,8 @@ static void test_reject_content(void **state)
 {
     (void)state;
     struct fp_compressor c;
-    float v[1000];
-    normal_vec(v, 1000, 8);
+    float v[1001]; /* the largest d below */
+    normal_vec(v, 1001, 8);
     uint8_t *e, m[8192];
     const float nan = NAN, inf = INFINITY;
 #define MUT(expr)                                                                                  \
