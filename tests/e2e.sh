@@ -91,5 +91,23 @@ check "threads 1 and 2: identical model bytes" "cmp -s '$T/t1.f32' '$T/t2.f32'"
 check "threads 1 and 2: identical metrics" \
   "[ \"\$(sqlite3 '$T/det.db' 'select train_loss, test_loss, test_accuracy, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/det.db' 'select train_loss, test_loss, test_accuracy, uplink_bytes from rounds where run_id=2')\" ]"
 
+# 6. compressed uplink: the store counts exactly the encoded sizes
+#    top-1% of d = 159010: k = 1590, 32-bit indices + float32 values = 8k = 12720 bytes;
+#    rand-1%: only the k values travel (the mask comes from the shared stream) = 4k = 6360 bytes.
+"$FP" sim "$ROOT/scenarios/paper/scafcom-top1.ini" --quiet --store "$T/c.db" --set run.rounds=2 \
+  --set data.clients=40 --set participation.sample=5 >/dev/null 2>&1
+"$FP" sim "$ROOT/scenarios/paper/scallion-rand1.ini" --quiet --store "$T/c.db" --set run.rounds=2 \
+  --set data.clients=40 --set participation.sample=5 >/dev/null 2>&1
+check "top-1%: 12720 bytes per client upload" \
+  "[ \"\$(sqlite3 '$T/c.db' 'select group_concat(distinct uplink_bytes) from client_rounds where run_id=1')\" = 12720 ]"
+check "top-1%: round uplink = 5 x 12720" \
+  "[ \"\$(sqlite3 '$T/c.db' 'select group_concat(distinct uplink_bytes) from rounds where run_id=1')\" = 63600 ]"
+check "rand-1%: 6360 bytes per client upload" \
+  "[ \"\$(sqlite3 '$T/c.db' 'select group_concat(distinct uplink_bytes) from client_rounds where run_id=2')\" = 6360 ]"
+check "runs records the compressor" \
+  "[ \"\$(sqlite3 '$T/c.db' 'select group_concat(algorithm || \":\" || compressor) from runs')\" = 'scafcom:topk,scallion:randk' ]"
+check "downlink: x and c, 2 x 4d per participant" \
+  "[ \"\$(sqlite3 '$T/c.db' 'select group_concat(distinct downlink_bytes) from client_rounds')\" = 1272080 ]"
+
 echo "e2e: $fails failure(s)"
 [ $fails -eq 0 ]
