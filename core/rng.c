@@ -12,8 +12,6 @@ static uint64_t fp__splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t fp__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
 void fp_rng_seed(fp_rng *r, uint64_t seed, uint64_t round, uint64_t client,
                  enum fp_purpose purpose)
 {
@@ -27,20 +25,6 @@ void fp_rng_seed(fp_rng *r, uint64_t seed, uint64_t round, uint64_t client,
     }
     for (int i = 0; i < 4; i++)
         r->s[i] = fp__splitmix(&h);
-}
-
-uint64_t fp_rng_next(fp_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = fp__rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = fp__rotl(s[3], 45);
-    return result;
 }
 
 uint64_t fp_rng_below(fp_rng *r, uint64_t n)
@@ -58,8 +42,6 @@ uint64_t fp_rng_below(fp_rng *r, uint64_t n)
     }
     return (uint64_t)(m >> 64);
 }
-
-double fp_rng_uniform(fp_rng *r) { return (double)(fp_rng_next(r) >> 11) * 0x1.0p-53; }
 
 double fp_rng_normal(fp_rng *r)
 {
