@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -254,22 +255,37 @@ static void test_file_errors(void **state)
     unlink(path);
 }
 
+/* Every shipped scenario loads, and its [run] name is its file name. */
 static void test_shipped_scenarios_load(void **state)
 {
     (void)state;
     const char *root = getenv("FP_SOURCE_ROOT");
     assert_non_null(root);
-    const char *names[] = {"quickstart", "fedavg-fmnist", "scaffold-fmnist", "scaffold-synthetic",
-                           "fedavg-quadratic", "scaffold-quadratic"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/scenarios/%s.ini", root, names[i]);
-        struct fp_scenario sc;
-        struct fp_error err = {0};
-        if (fp_scenario_load(&sc, path, NULL, 0, &err))
-            fail_msg("%s", err.msg);
-        assert_string_equal(sc.name, names[i]);
+    const char *dirs[] = {"scenarios", "scenarios/paper"};
+    int n = 0;
+    for (size_t k = 0; k < 2; k++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", root, dirs[k]);
+        DIR *dp = opendir(dir);
+        assert_non_null(dp);
+        struct dirent *e;
+        while ((e = readdir(dp))) {
+            size_t len = strlen(e->d_name);
+            if (len < 5 || strcmp(e->d_name + len - 4, ".ini"))
+                continue;
+            char path[2048], want[256];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            snprintf(want, sizeof want, "%.*s", (int)(len - 4), e->d_name);
+            struct fp_scenario sc;
+            struct fp_error err = {0};
+            if (fp_scenario_load(&sc, path, NULL, 0, &err))
+                fail_msg("%s", err.msg);
+            assert_string_equal(sc.name, want);
+            n++;
+        }
+        closedir(dp);
     }
+    assert_true(n >= 14); /* 6 top-level + 8 paper scenarios */
 }
 
 int main(void)
