@@ -234,14 +234,15 @@ static void fp__range(const struct fp__plot *p, int want_x, double frac, double 
     *hi = b + frac * span;
 }
 
-/* The legend goes in the corner of the plot box that covers the fewest
- * points (first of top right, bottom right, top left, bottom left on ties).
- * If every corner covers some, the y range grows on that corner's side by
- * the legend's height so that the legend sits above (or below) the data.
- * The legend's size is estimated from the label lengths and the fixed page
- * and font sizes; it errs on the large side. */
+/* The legend goes in the corner of the plot box that covers no points
+ * (first of top right, bottom right, top left, bottom left). If every
+ * corner covers some, it goes outside, below the plot box, and the page
+ * grows taller by *outside_px so the plot keeps its size: growing the y range
+ * instead would put accuracy axes below zero. The legend's size is
+ * estimated from the label lengths and the fixed page and font sizes; it
+ * errs on the large side. Returns the corner, or -1 for outside. */
 static PLINT fp__legend_place(const struct fp__plot *p, char *const *labels, double x0, double x1,
-                              double *y0, double *y1)
+                              double y0, double y1, int *outside_px)
 {
     static const PLINT corners[4] = {
         PL_POSITION_TOP | PL_POSITION_RIGHT, PL_POSITION_BOTTOM | PL_POSITION_RIGHT,
@@ -263,7 +264,7 @@ static PLINT fp__legend_place(const struct fp__plot *p, char *const *labels, dou
         for (size_t k = 0; k < p->ns; k++)
             for (size_t i = 0; i < p->s[k].n; i++) {
                 double u = (p->s[k].x[i] - x0) / (x1 - x0);
-                double v = (p->s[k].y[i] - *y0) / (*y1 - *y0);
+                double v = (p->s[k].y[i] - y0) / (y1 - y0);
                 int in_x = right ? u >= 1 - w : u <= w;
                 int in_y = top ? v >= 1 - h : v <= h;
                 count += in_x && in_y;
@@ -273,12 +274,10 @@ static PLINT fp__legend_place(const struct fp__plot *p, char *const *labels, dou
             best_count = count;
         }
     }
+    *outside_px = 0;
     if (best_count > 0) {
-        double grow = (*y1 - *y0) * h / (1 - h);
-        if (corners[best] & PL_POSITION_TOP)
-            *y1 += grow;
-        else
-            *y0 -= grow;
+        *outside_px = (int)((double)p->ns * 24 + 70); /* rows below the x label */
+        return -1;
     }
     return corners[best];
 }
@@ -380,20 +379,29 @@ static int fp__draw(const struct fp__plot *p, const char *title, const struct fp
     for (size_t k = 0; k < p->ns; k++)
         most = p->s[k].n > most ? p->s[k].n : most;
     int markers = most <= FP_PLOT_MAX_MARKED;
-    PLINT corner = fp__legend_place(p, labels, x0, x1, &y0, &y1);
+    int outside_px;
+    PLINT corner = fp__legend_place(p, labels, x0, x1, y0, y1, &outside_px);
+    const PLINT page_h = FP_PLOT_HEIGHT + outside_px;
     struct fp__legend l;
     if (fp__legend_alloc(&l, p->ns, markers))
         return FP_ENOMEM;
 
     plsdev(f->device);
     plsfnam(fp__tmp_path);
-    plspage(0, 0, FP_PLOT_WIDTH, FP_PLOT_HEIGHT, 0, 0);
+    plspage(0, 0, FP_PLOT_WIDTH, page_h, 0, 0);
     plscmap0(fp__cmap_r, fp__cmap_g, fp__cmap_b, (PLINT)(sizeof fp__cmap_r / sizeof *fp__cmap_r));
     plsexit(fp__plot_on_exit);
     plinit();
     pladv(0);
-    plschr(0, 0.9);
-    plvpor(0.10, 0.96, 0.11, 0.91);
+    /* PLplot sizes characters by the page's smaller side: a page grown for
+     * the legend would enlarge them, so scale them back. */
+    const PLINT small = page_h < FP_PLOT_WIDTH ? page_h : FP_PLOT_WIDTH;
+    const PLFLT chr = 0.9 * FP_PLOT_HEIGHT / small;
+    plschr(0, chr);
+    /* The plot box keeps its size in page units when the page grows for a
+     * legend below it. */
+    const double fy = (double)FP_PLOT_HEIGHT / page_h, below = 1 - fy;
+    plvpor(0.10, 0.96, below + 0.11 * fy, below + 0.91 * fy);
     plwind(x0, x1, y0, y1);
 
     char xopt[8] = "g", yopt[8] = "g";
@@ -431,14 +439,16 @@ static int fp__draw(const struct fp__plot *p, const char *title, const struct fp
         if (markers || s->n == 1) {
             plschr(0, l.symscales[k]);
             plstring((PLINT)s->n, s->x, s->y, l.syms[k]);
-            plschr(0, 0.9);
+            plschr(0, chr);
         }
     }
 
     PLFLT lw, lh;
     plwidth(1.0);
     pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
-             PL_POSITION_INSIDE | PL_POSITION_VIEWPORT | corner, 0.02, 0.03, 0.08, FP_COL_BG,
+             corner < 0 ? PL_POSITION_OUTSIDE | PL_POSITION_VIEWPORT | PL_POSITION_BOTTOM
+                        : PL_POSITION_INSIDE | PL_POSITION_VIEWPORT | corner,
+             corner < 0 ? 0.0 : 0.02, corner < 0 ? 0.14 : 0.03, 0.08, FP_COL_BG,
              FP_COL_FG, 1, 0, 0, (PLINT)p->ns, l.opts, 1.0, 0.85, 2.0, 0.0, l.textcols,
              (const char *const *)labels, NULL, NULL, NULL, NULL, l.cols, l.styles, l.widths,
              l.cols, l.symscales, l.symnums, l.syms);

@@ -53,7 +53,7 @@ WITH last AS (
          (SELECT avg(test_accuracy) FROM (SELECT test_accuracy FROM rounds x
             WHERE x.run_id = r.id AND x.test_accuracy IS NOT NULL ORDER BY round DESC LIMIT 5))
            AS last5
-  FROM runs r WHERE r.status = 'completed' AND r.name = r.name)
+  FROM runs r WHERE r.status = 'completed' )
 SELECT substr(name, 1, length(name) - length('-s' || seed)) AS scenario,
        algorithm, compressor, count(*) AS seeds,
        printf('%.2f', 100 * avg(final)) AS final_acc_pct,
@@ -67,10 +67,10 @@ GROUP BY scenario ORDER BY algorithm, compressor;" | tee "$out/results-table.md"
 ids=$(sqlite3 "$store" "select group_concat(id, ' ') from (select max(id) id from runs where status='completed' and name GLOB '*-s1' group by name order by name)")
 if [ -n "$ids" ] && "$FP" plot --help >/dev/null 2>&1; then
   # shellcheck disable=SC2086
-  "$FP" plot $ids --store "$store" --metric test_accuracy --x round -o "$out/accuracy-vs-rounds.svg" \
-    --title "Fashion-MNIST, N=200 (2 classes each), S=20, K=10: test accuracy"
+  "$FP" plot $ids --store "$store" --metric test_accuracy --x round -o "$out/accuracy-vs-rounds.png" \
+    --title "Fashion-MNIST, N=200 (2 classes each), S=20, K=10: seed 1"
   # shellcheck disable=SC2086
   "$FP" plot $ids --store "$store" --metric test_accuracy --x uplink_bytes --logx \
-    -o "$out/accuracy-vs-uplink.svg" --title "Test accuracy vs cumulative uplink"
+    -o "$out/accuracy-vs-uplink.png" --title "Test accuracy vs cumulative uplink (log scale): seed 1"
   echo "reproduce: figures in $out/" >&2
 fi

@@ -56,6 +56,11 @@ struct fp__sim {
     /* the chunk being trained */
     uint32_t round, chunk_first, chunk_n;
     atomic_uint next;
+
+    /* test-set blocks, evaluated by the team (workload eval_block) */
+    size_t eval_nblocks;
+    double *eval_loss;     /* [eval_nblocks] */
+    uint64_t *eval_correct, *eval_count;
 };
 
 static double fp__now_ms(void)
@@ -117,20 +122,33 @@ static void fp__worker_main(void *arg)
     }
 }
 
-static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
+/* Runs fn on min(nworkers, jobs) threads, worker 0 on the calling thread
+ * (one thread spawn fewer per call). fn takes jobs from s->next. */
+static int fp__team(struct fp__sim *s, void (*fn)(void *), unsigned jobs, struct fp_error *err)
 {
     atomic_store(&s->next, 0);
-    unsigned nthreads = s->nworkers < s->chunk_n ? s->nworkers : s->chunk_n;
+    unsigned nthreads = s->nworkers < jobs ? s->nworkers : jobs;
     for (unsigned t = 0; t < nthreads; t++)
         s->workers[t].rc = 0;
-    /* Worker 0 runs on the calling thread: one thread spawn fewer per chunk. */
     for (unsigned t = 1; t < nthreads; t++)
-        if (uv_thread_create(&s->workers[t].tid, fp__worker_main, &s->workers[t]))
+        if (uv_thread_create(&s->workers[t].tid, fn, &s->workers[t])) {
+            for (unsigned u = 1; u < t; u++)
+                uv_thread_join(&s->workers[u].tid);
             return fp_error_set(err, FP_ENOMEM, "cannot start worker thread %u", t);
-    fp__worker_main(&s->workers[0]);
+        }
+    if (nthreads)
+        fn(&s->workers[0]);
     for (unsigned t = 1; t < nthreads; t++)
         uv_thread_join(&s->workers[t].tid);
-    for (unsigned t = 0; t < nthreads; t++) {
+    return 0;
+}
+
+static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
+{
+    int rc = fp__team(s, fp__worker_main, s->chunk_n, err);
+    if (rc)
+        return rc;
+    for (unsigned t = 0; t < s->nworkers; t++) {
         const struct fp__worker *wk = &s->workers[t];
         if (wk->rc == FP_EFORMAT)
             return fp_error_set(err, wk->rc,
@@ -141,6 +159,43 @@ static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
             return fp_error_set(err, wk->rc, "round %u: client %u's update failed: %s", s->round,
                                 wk->failed_client, fp_strerror(wk->rc));
     }
+    return 0;
+}
+
+static void fp__eval_worker(void *arg)
+{
+    struct fp__worker *wk = arg;
+    struct fp__sim *s = wk->sim;
+    for (;;) {
+        unsigned b = atomic_fetch_add(&s->next, 1);
+        if (b >= s->eval_nblocks)
+            break;
+        s->w->ops->eval_block(s->w, wk->wws, s->server.x, b, &s->eval_loss[b],
+                              &s->eval_correct[b], &s->eval_count[b]);
+    }
+}
+
+/* Test-set evaluation. Where the workload splits its test set into blocks,
+ * the team evaluates them in parallel and the sums run in block order, which
+ * is exactly what the workload's own evaluate() computes. */
+static int fp__evaluate(struct fp__sim *s, double *loss, double *acc, struct fp_error *err)
+{
+    if (!s->eval_nblocks || s->nworkers == 1) {
+        s->w->ops->evaluate(s->w, s->workers[0].wws, s->server.x, loss, acc);
+        return 0;
+    }
+    int rc = fp__team(s, fp__eval_worker, (unsigned)s->eval_nblocks, err);
+    if (rc)
+        return rc;
+    double total = 0;
+    uint64_t correct = 0, n = 0;
+    for (size_t b = 0; b < s->eval_nblocks; b++) {
+        total += s->eval_loss[b];
+        correct += s->eval_correct[b];
+        n += s->eval_count[b];
+    }
+    *loss = n ? total / (double)n : NAN;
+    *acc = n ? (double)correct / (double)n : NAN;
     return 0;
 }
 
@@ -223,6 +278,9 @@ static void fp__free(struct fp__sim *s)
     free(s->upload_len);
     free(s->loss);
     free(s->crow);
+    free(s->eval_loss);
+    free(s->eval_correct);
+    free(s->eval_count);
     if (s->w)
         fp_workload_free(s->w);
 }
@@ -288,6 +346,17 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         }
     }
 
+    if (s.w->ops->eval_blocks && s.w->ops->eval_block) {
+        s.eval_nblocks = s.w->ops->eval_blocks(s.w);
+        s.eval_loss = calloc(s.eval_nblocks, sizeof *s.eval_loss);
+        s.eval_correct = calloc(s.eval_nblocks, sizeof *s.eval_correct);
+        s.eval_count = calloc(s.eval_nblocks, sizeof *s.eval_count);
+        if (!s.eval_loss || !s.eval_correct || !s.eval_count) {
+            fp_error_set(err, rc, "out of memory for evaluation");
+            goto fail;
+        }
+    }
+
     canon = fp_scenario_canonical(sc);
     if (!canon) {
         fp_error_set(err, rc, "out of memory");
@@ -343,8 +412,8 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         fp_algo_server_finish(&s.server, S);
         row.train_loss = loss_sum / S;
         if (round % sc->eval_every == 0 || round == sc->rounds) {
-            s.w->ops->evaluate(s.w, s.workers[0].wws, s.server.x, &row.test_loss,
-                               &row.test_accuracy);
+            if ((rc = fp__evaluate(&s, &row.test_loss, &row.test_accuracy, err)))
+                goto fail;
             res->test_loss = row.test_loss;
             res->test_accuracy = row.test_accuracy;
         }

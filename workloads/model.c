@@ -279,23 +279,49 @@ static void fp__grad(const struct fp_workload *w, void *wsp, uint32_t client, co
     *loss = total / nb;
 }
 
-static void fp__evaluate(const struct fp_workload *w, void *wsp, const float *params, double *loss,
-                         double *accuracy)
+/* Test rows are contiguous: each block is a plain sub-matrix, no gather. The
+ * block size is the workspace's row count, the same for every workspace of
+ * a workload, so blocks do not depend on which thread runs them. */
+static size_t fp__eval_blocks(const struct fp_workload *w)
+{
+    const struct fp_classif *m = w->impl;
+    return (m->test.n + m->chunk - 1) / m->chunk;
+}
+
+static void fp__eval_block(const struct fp_workload *w, void *wsp, const float *params,
+                           size_t block, double *loss_sum, uint64_t *correct, uint64_t *count)
 {
     const struct fp_classif *m = w->impl;
     struct fp_model_ws *ws = wsp;
     const struct fp_dataset *t = &m->test;
     const float *bias = params + w->d - m->ncls;
-    double total = 0;
-    size_t correct = 0;
-    /* Test rows are contiguous: each chunk is a plain sub-matrix, no gather. */
-    for (size_t start = 0; start < t->n; start += ws->rows) {
-        size_t rows = t->n - start < ws->rows ? t->n - start : ws->rows;
+    size_t start = block * m->chunk;
+    size_t rows = start >= t->n ? 0 : t->n - start < m->chunk ? t->n - start : m->chunk;
+    size_t ok = 0;
+    *loss_sum = 0;
+    if (rows) {
         fp__forward(m, ws, t->x + start * t->dim, rows, params);
-        total += fp__softmax_ce(ws->lg, bias, t->y + start, NULL, rows, m->ncls, 0.0f, &correct);
+        *loss_sum = fp__softmax_ce(ws->lg, bias, t->y + start, NULL, rows, m->ncls, 0.0f, &ok);
     }
-    *loss = t->n ? total / (double)t->n : NAN;
-    *accuracy = t->n ? (double)correct / (double)t->n : NAN;
+    *correct = ok;
+    *count = rows;
+}
+
+static void fp__evaluate(const struct fp_workload *w, void *wsp, const float *params, double *loss,
+                         double *accuracy)
+{
+    double total = 0;
+    uint64_t correct = 0, n = 0;
+    for (size_t b = 0, nb = fp__eval_blocks(w); b < nb; b++) {
+        double l;
+        uint64_t c, k;
+        fp__eval_block(w, wsp, params, b, &l, &c, &k);
+        total += l;
+        correct += c;
+        n += k;
+    }
+    *loss = n ? total / (double)n : NAN;
+    *accuracy = n ? (double)correct / (double)n : NAN;
 }
 
 static void fp__init_layer(float *p, size_t fan_out, size_t fan_in, fp_rng *rng)
@@ -331,6 +357,8 @@ static void fp__destroy(struct fp_workload *w)
 static const struct fp_workload_ops fp__classif_ops = {
     .grad = fp__grad,
     .evaluate = fp__evaluate,
+    .eval_blocks = fp__eval_blocks,
+    .eval_block = fp__eval_block,
     .init_params = fp__init,
     .ws_new = fp__ws_new,
     .ws_free = fp__ws_free,

@@ -36,6 +36,14 @@ struct fp_workload_ops {
      * apply, e.g. quadratic). May use ws. */
     void (*evaluate)(const struct fp_workload *w, void *ws, const float *params, double *loss,
                      double *accuracy);
+    /* Optional (NULL where evaluation is cheap): the test set as eval_blocks()
+     * fixed blocks, so that a driver can evaluate them on several threads.
+     * eval_block adds nothing up across blocks: summing the blocks' loss
+     * sums, correct counts and example counts in block order, then dividing,
+     * gives exactly what evaluate() returns, at any thread count. */
+    size_t (*eval_blocks)(const struct fp_workload *w);
+    void (*eval_block)(const struct fp_workload *w, void *ws, const float *params, size_t block,
+                       double *loss_sum, uint64_t *correct, uint64_t *count);
     /* Initial parameters: U(±1/sqrt(fan_in)) for layers, zeros for quadratic. */
     void (*init_params)(const struct fp_workload *w, fp_rng *rng, float *params);
     void *(*ws_new)(const struct fp_workload *w);
