@@ -372,6 +372,8 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         goto fail;
 
     const uint64_t down_each = fp_algo_downlink_bytes(&s.p);
+    /* s/round and the ETA count rounds only, not the dataset load before them. */
+    const double t_rounds = fp__now_ms();
     for (uint32_t round = 1; round <= sc->rounds; round++) {
         if (s.stop && *s.stop)
             break;
@@ -424,7 +426,7 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         res->uplink_bytes += row.uplink_bytes;
         res->downlink_bytes += row.downlink_bytes;
         if (opt->progress)
-            fp__progress(&s, opt->progress, &row, res->uplink_bytes, fp__now_ms() - t0);
+            fp__progress(&s, opt->progress, &row, res->uplink_bytes, fp__now_ms() - t_rounds);
     }
 
     res->interrupted = res->rounds_done < sc->rounds;
