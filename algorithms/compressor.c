@@ -33,6 +33,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h> /* baseline on x86-64: sign packing and expansion */
+#endif
 
 /* The largest s: levels fit in 21 bits, so a field is at most 22 bits. */
 #define FP__MAX_LEVELS (1u << 20)
@@ -647,6 +650,23 @@ static void fp__sign_expand(const uint8_t *bits, size_t d, float scale, float *o
 {
     uint32_t sb = fp__fbits(scale);
     size_t j = 0;
+#ifdef __SSE2__
+    /* 4 bits at a time: lane i of a group takes the sign bit if bit i of the
+     * nibble is set (the compare gives all-ones there; keep only bit 31). */
+    const __m128i s4 = _mm_set1_epi32((int)sb);
+    const __m128i lane = _mm_set_epi32(8, 4, 2, 1);
+    const __m128i top = _mm_set1_epi32((int)0x80000000u);
+    for (; j + 64 <= d; j += 64) {
+        uint64_t x;
+        memcpy(&x, bits + j / 8, 8);
+        for (unsigned b = 0; b < 64; b += 4) {
+            __m128i nib = _mm_set1_epi32((int)(x >> b & 15));
+            __m128i set = _mm_cmpeq_epi32(_mm_and_si128(nib, lane), lane);
+            __m128i u = _mm_or_si128(s4, _mm_and_si128(set, top));
+            _mm_storeu_si128((__m128i *)(void *)&out[j + b], u);
+        }
+    }
+#endif
     for (; j + 64 <= d; j += 64) {
         uint64_t x;
         memcpy(&x, bits + j / 8, 8);
@@ -683,8 +703,15 @@ static int fp__sign_compress(const struct fp_compressor *c, const float *v, fp_r
     } else {
         for (; j + 64 <= d; j += 64) {
             uint64_t x = 0;
+#ifdef __SSE2__
+            /* cmplt, not the raw sign bit: -0.0f is not negative (sign(0) = +). */
+            const __m128 zero = _mm_setzero_ps();
+            for (unsigned b = 0; b < 64; b += 4)
+                x |= (uint64_t)_mm_movemask_ps(_mm_cmplt_ps(_mm_loadu_ps(v + j + b), zero)) << b;
+#else
             for (unsigned b = 0; b < 64; b++)
                 x |= (uint64_t)(v[j + b] < 0) << b;
+#endif
             memcpy(bits + j / 8, &x, 8);
         }
         for (; j < d; j += 8) {
