@@ -103,19 +103,20 @@ static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg,
  * bit; the v_i form would differ by rounding ((u + c_i - c) - c_i != u - c).
  * It also shows SCAFCOM as momentum plus error feedback on the message.
  */
+/* msg is the new w_i before the error-feedback step; state changes only in
+ * fp__scafcom_after, once the message is known to be finite and encoded, so
+ * a failed update leaves the client as it was. */
 static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, const float *c,
                                 const float *y, struct fp_client_state *cs, float *msg)
 {
     const float inv = 1.0f / (p->lr_local * (float)p->K);
     const float b = p->beta, keep = 1.0f - p->beta;
-    float *w = cs->mem;
-    for (size_t j = 0; j < p->d; j++) {
-        float wj = keep * w[j] + b * ((x[j] - y[j]) * inv - c[j]);
-        w[j] = wj;
-        msg[j] = wj;
-    }
+    const float *w = cs->mem;
+    for (size_t j = 0; j < p->d; j++)
+        msg[j] = keep * w[j] + b * ((x[j] - y[j]) * inv - c[j]);
 }
 
+/* w_i <- w_i - delta_i (with w_i = msg, the momentum step's result), c_i <- c_i + delta_i. */
 static void fp__scafcom_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
                               struct fp_client_state *cs)
 {
@@ -160,16 +161,25 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
     int rc = fp_compressor_init(&p->comp, &sc->uplink, d, err);
     if (rc)
         return rc;
+    /* The class rules live here, with the algorithms, so every driver gets
+     * them; the scenario parser repeats them only to point at the line. */
     double omega = 0, q = 1;
-    int unbiased = fp_compressor_unbiased(&p->comp, &omega, &q);
-    if (p->kind == FP_ALGO_SCALLION) {
-        if (!unbiased)
-            return fp_error_set(err, FP_EINVAL, "scallion needs an unbiased compressor");
-        /* [HLL24]: alpha = 1/(1 + omega) unless set. */
+    fp_compressor_unbiased(&p->comp, &omega, &q);
+    enum fp_comp_kind ck = sc->uplink.kind;
+    char cname[64];
+    fp_comp_name(&sc->uplink, cname, sizeof cname);
+    if ((p->kind == FP_ALGO_FEDAVG || p->kind == FP_ALGO_SCAFFOLD) && ck != FP_COMP_IDENTITY)
+        return fp_error_set(err, FP_EINVAL, "%s is full precision; compressor %s does not fit",
+                            fp_algo_name(p->kind), cname);
+    if (!fp_comp_is_unbiased(ck) && !fp_algo_takes_contractive(p->kind))
+        return fp_error_set(err, FP_EINVAL, "%s needs an unbiased compressor, not %s",
+                            fp_algo_name(p->kind), cname);
+    if (!fp_comp_is_contractive(ck) && !fp_algo_takes_unbiased(p->kind))
+        return fp_error_set(err, FP_EINVAL, "%s needs a contractive compressor, not %s",
+                            fp_algo_name(p->kind), cname);
+    /* [HLL24]: alpha = 1/(1 + omega) unless set. */
+    if (p->kind == FP_ALGO_SCALLION)
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
-    }
-    if (p->kind == FP_ALGO_FEDPAQ && !unbiased)
-        return fp_error_set(err, FP_EINVAL, "fedpaq needs an unbiased compressor");
     return 0;
 }
 

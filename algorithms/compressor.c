@@ -848,8 +848,12 @@ int fp_compressor_init(struct fp_compressor *c, const struct fp_comp_spec *spec,
             return fp_error_set(err, FP_EINVAL,
                                 "compressor %s: ratio = %g must be in (0, 1] (k = floor(ratio d))",
                                 name, spec->ratio);
-        /* ratio <= 1 and d exact in a double: floor(ratio d) <= d. */
-        double kd = floor(spec->ratio * (double)d);
+        /* ratio <= 1 and d exact in a double: floor(ratio d) <= d. The
+         * 1e-9 slack makes a ratio written in decimal mean what it says:
+         * 0.29 * 100 is 28.999999999999996 in binary, and k must be 29. */
+        double kd = floor(spec->ratio * (double)d * (1 + 1e-9));
+        if (kd > (double)d)
+            kd = (double)d;
         k = kd < 1 ? 1 : (size_t)kd;
         if (k > d)
             k = d;

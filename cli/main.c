@@ -41,7 +41,9 @@ static const char fp__usage[] =
     "      at any thread count); --store is the SQLite run store (default runs.db);\n"
     "      --model-out writes the final model as raw little-endian float32;\n"
     "      --quiet drops the per-round progress lines (the summary stays).\n"
-    "      Ctrl-C stops after the current round and marks the run 'interrupted'.\n"
+    "      Ctrl-C finishes and commits the round in progress, marks the run\n"
+    "      'interrupted' and exits 130; a second Ctrl-C stops at once (the store\n"
+    "      keeps every committed round).\n"
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, uplink bytes, status\n"
@@ -154,9 +156,11 @@ static int fp__cmd_sim(int argc, char **argv)
 
     struct fp_error err = {0};
     struct fp_scenario sc;
-    if (fp_scenario_load(&sc, file, sets, nsets, &err)) {
+    int lrc = fp_scenario_load(&sc, file, sets, nsets, &err);
+    if (lrc) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
-        rc = FP_EXIT_USAGE;
+        /* a bad scenario is a usage error; a file we cannot read is not */
+        rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
         goto out;
     }
     struct fp_store *store;
@@ -196,16 +200,21 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
     fp_store_close(store);
-    char up[32], down[32], acc[48] = "";
+    char up[32], down[32], acc[96] = "";
     fp_format_bytes(res.uplink_bytes, up, sizeof up);
     fp_format_bytes(res.downlink_bytes, down, sizeof down);
+    if (!isnan(res.test_loss))
+        snprintf(acc, sizeof acc, ", test_loss %.6g", res.test_loss);
+    else
+        snprintf(acc, sizeof acc, ", not evaluated");
     if (!isnan(res.test_accuracy))
-        snprintf(acc, sizeof acc, ", test_accuracy %.4f", res.test_accuracy);
-    printf("run %lld '%s' %s: %u/%u rounds, %s %s, test_loss %.6g%s, uplink %s, downlink %s, "
-           "%.1f s\nmodel sha256 %s\n",
+        snprintf(acc + strlen(acc), sizeof acc - strlen(acc), ", test_accuracy %.4f",
+                 res.test_accuracy);
+    printf("run %lld '%s' %s: %u/%u rounds, %s %s%s, uplink %s, downlink %s, %.1f s\n"
+           "model sha256 %s\n",
            (long long)res.run_id, sc.name, res.interrupted ? "interrupted" : "completed",
            res.rounds_done, sc.rounds, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset),
-           res.test_loss, acc, up, down, res.seconds, res.model_sha256);
+           acc, up, down, res.seconds, res.model_sha256);
     rc = res.interrupted ? FP_EXIT_INTERRUPTED : 0;
     goto out;
 missing:

@@ -10,6 +10,7 @@
  */
 #include "scenario.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
@@ -88,6 +89,7 @@ struct fp__parse {
     int line;               /* line the reader handed to inih last */
     int failed;
     int key_line[K_COUNT]; /* 0 = not set; -1 = set by --set */
+    bool dropped[K_COUNT]; /* `--set section.key=` with no value: the file's line is ignored */
     bool sample_all;
 };
 
@@ -95,7 +97,8 @@ struct fp__parse {
 
 static int fp__parse_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    if (*v == '\0' || *v == '-' || *v == '+')
+    /* strtoull would skip spaces and accept "-1" as 2^64 - 1: demand a digit. */
+    if (!isdigit((unsigned char)*v))
         return -1;
     errno = 0;
     char *end;
@@ -117,7 +120,9 @@ static int fp__parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
 
 static int fp__parse_double(const char *v, double lo, bool lo_open, double *out)
 {
-    if (*v == '\0')
+    /* strtod skips leading spaces; a file's values never have them (inih
+     * strips them), so neither may --set's. */
+    if (*v == '\0' || isspace((unsigned char)*v))
         return -1;
     errno = 0;
     char *end;
@@ -352,6 +357,8 @@ static int fp__apply(struct fp__parse *p, const char *section, const char *name,
         if (line > 0 && p->key_line[k] > 0)
             return fp__fail(p, line, "[%s] %s is set twice (first on line %d)", section, name,
                             p->key_line[k]);
+        if (line > 0 && p->dropped[k])
+            return 1; /* removed by --set section.key= : the default stands */
         if (fp__set_value(p, (enum fp__key)k, value))
             return fp__fail(p, line, "[%s] %s = '%s' is not valid: expected %s", section, name,
                             value, fp__keys[k].allowed);
@@ -361,6 +368,14 @@ static int fp__apply(struct fp__parse *p, const char *section, const char *name,
     char keys[512];
     fp__keys_of(section, keys, sizeof keys);
     return fp__fail(p, line, "unknown key '%s' in [%s]; allowed: %s", name, section, keys);
+}
+
+static int fp__key_index(const char *section, const char *name)
+{
+    for (int k = 0; k < K_COUNT; k++)
+        if (!strcmp(fp__keys[k].section, section) && !strcmp(fp__keys[k].name, name))
+            return k;
+    return -1;
 }
 
 static int fp__handler(void *user, const char *section, const char *name, const char *value)
@@ -564,38 +579,54 @@ int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char
     p.text = p.pos = text;
     fp_scenario_defaults(sc);
 
-    ini_allow_multiline = false; /* a continuation line would shift our line numbers */
-    int rc = ini_parse_stream(fp__reader, &p, fp__handler, &p);
-    if (p.failed)
-        return FP_EINVAL;
-    if (rc > 0)
-        return fp_error_set(err, FP_EINVAL,
-                            "%s:%d: not a 'key = value' line or a [section] header", origin, rc);
-    if (rc < 0)
-        return fp_error_set(err, FP_ENOMEM, "%s: out of memory while parsing", origin);
-
-    for (size_t i = 0; i < n_overrides; i++) {
-        const char *o = overrides[i];
-        const char *dot = strchr(o, '.'), *eq = strchr(o, '=');
-        if (!dot || !eq || dot > eq || dot == o || eq == dot + 1) {
-            fp_error_set(err, FP_EINVAL,
-                         "--set '%s': expected section.key=value, e.g. --set algorithm.lr_local=0.1",
-                         o);
-            return FP_EINVAL;
+    /* Overrides with no value remove a key of the file (back to its
+     * default), so a sweep can switch e.g. from topk (with a ratio) to qsgd:4
+     * (which takes none) without a copy of the file. They act before the
+     * file is read; the others after it. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            ini_allow_multiline = false; /* a continuation line would shift our line numbers */
+            int rc = ini_parse_stream(fp__reader, &p, fp__handler, &p);
+            if (p.failed)
+                return FP_EINVAL;
+            if (rc > 0)
+                return fp_error_set(err, FP_EINVAL,
+                                    "%s:%d: not a 'key = value' line or a [section] header", origin,
+                                    rc);
+            if (rc < 0)
+                return fp_error_set(err, FP_ENOMEM, "%s: out of memory while parsing", origin);
         }
-        char section[64], name[64];
-        size_t sl = (size_t)(dot - o), nl = (size_t)(eq - dot - 1);
-        if (sl >= sizeof section || nl >= sizeof name) {
-            fp_error_set(err, FP_EINVAL, "--set '%s': section or key too long", o);
-            return FP_EINVAL;
+        for (size_t i = 0; i < n_overrides; i++) {
+            const char *o = overrides[i];
+            const char *dot = strchr(o, '.'), *eq = strchr(o, '=');
+            if (!dot || !eq || dot > eq || dot == o || eq == dot + 1)
+                return fp_error_set(err, FP_EINVAL,
+                                    "--set '%s': expected section.key=value (or section.key= to "
+                                    "remove the key), e.g. --set algorithm.lr_local=0.1",
+                                    o);
+            char section[64], name[64];
+            size_t sl = (size_t)(dot - o), nl = (size_t)(eq - dot - 1);
+            if (sl >= sizeof section || nl >= sizeof name)
+                return fp_error_set(err, FP_EINVAL, "--set '%s': section or key too long", o);
+            memcpy(section, o, sl);
+            section[sl] = '\0';
+            memcpy(name, dot + 1, nl);
+            name[nl] = '\0';
+            int empty = eq[1] == '\0';
+            if (empty != (pass == 0))
+                continue;
+            if (!empty) {
+                fp__apply(&p, section, name, eq + 1, -1);
+            } else {
+                int k = fp__key_index(section, name);
+                if (k < 0)
+                    fp__apply(&p, section, name, "", -1); /* reports the unknown key */
+                else
+                    p.dropped[k] = true;
+            }
+            if (p.failed)
+                return FP_EINVAL;
         }
-        memcpy(section, o, sl);
-        section[sl] = '\0';
-        memcpy(name, dot + 1, nl);
-        name[nl] = '\0';
-        fp__apply(&p, section, name, eq + 1, -1);
-        if (p.failed)
-            return FP_EINVAL;
     }
     fp__validate(&p);
     return p.failed ? FP_EINVAL : 0;

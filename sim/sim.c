@@ -107,7 +107,7 @@ static void fp__worker_main(void *arg)
     struct fp__sim *s = wk->sim;
     for (;;) {
         unsigned i = atomic_fetch_add(&s->next, 1);
-        if (i >= s->chunk_n || (s->stop && *s->stop))
+        if (i >= s->chunk_n)
             break;
         uint32_t client = s->chosen[s->chunk_first + i];
         int rc = fp_algo_client_update(&s->p, s->server.x, s->server.c, &s->cstate[client], s->w,
@@ -375,6 +375,9 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
     /* s/round and the ETA count rounds only, not the dataset load before them. */
     const double t_rounds = fp__now_ms();
     for (uint32_t round = 1; round <= sc->rounds; round++) {
+        /* Checked between rounds only: a round once started is finished and
+         * committed, so client state (c_i, e_i, w_i) never runs ahead of the
+         * server's and the store ends on a whole round. */
         if (s.stop && *s.stop)
             break;
         const double r0 = fp__now_ms();
@@ -389,8 +392,6 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
             s.chunk_n = S - first < s.chunk ? S - first : s.chunk;
             if ((rc = fp__train_chunk(&s, err)))
                 goto fail;
-            if (s.stop && *s.stop)
-                break;
             for (uint32_t i = 0; i < s.chunk_n; i++) {
                 uint32_t client = s.chosen[first + i];
                 rc = fp_algo_server_add(&s.server, round, client,
@@ -409,8 +410,6 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
                 row.downlink_bytes += down_each;
             }
         }
-        if (s.stop && *s.stop)
-            break; /* the round is not applied nor committed: the store stays at round-1 */
         fp_algo_server_finish(&s.server, S);
         row.train_loss = loss_sum / S;
         if (round % sc->eval_every == 0 || round == sc->rounds) {

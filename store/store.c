@@ -66,8 +66,11 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     [ST_UPDATE_RUN_ROUND] =
         "UPDATE runs SET rounds_done = max(rounds_done, ?2),"
         " uplink_bytes = uplink_bytes + ?3, downlink_bytes = downlink_bytes + ?4,"
-        " final_test_accuracy = CASE WHEN ?5 IS NULL THEN final_test_accuracy ELSE ?5 END,"
-        " final_test_loss = CASE WHEN ?5 IS NULL THEN final_test_loss ELSE ?6 END"
+        /* a round was evaluated if it has either value: the quadratic reports a
+         * loss and no accuracy */
+        " final_test_accuracy = CASE WHEN ?5 IS NULL AND ?6 IS NULL THEN final_test_accuracy"
+        "  ELSE ?5 END,"
+        " final_test_loss = CASE WHEN ?5 IS NULL AND ?6 IS NULL THEN final_test_loss ELSE ?6 END"
         " WHERE id = ?1",
     [ST_INSERT_ROUND] =
         "INSERT INTO rounds(run_id, round, train_loss, test_loss, test_accuracy, uplink_bytes,"

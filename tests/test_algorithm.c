@@ -342,6 +342,45 @@ static void test_control_variate_invariant_compressed(void **state)
     world_free(&W);
 }
 
+/* The class rules hold for any driver, not only behind the scenario parser. */
+static void test_params_reject_wrong_class(void **state)
+{
+    (void)state;
+    const struct {
+        enum fp_algo_kind a;
+        enum fp_comp_kind c;
+        int ok;
+    } cases[] = {
+        {FP_ALGO_FEDAVG, FP_COMP_TOPK, 0},     {FP_ALGO_SCAFFOLD, FP_COMP_RANDK, 0},
+        {FP_ALGO_SCALLION, FP_COMP_TOPK, 0},   {FP_ALGO_FEDPAQ, FP_COMP_SIGN, 0},
+        {FP_ALGO_SCAFCOM, FP_COMP_QSGD, 0},    {FP_ALGO_FEDEF, FP_COMP_RANDK, 0},
+        {FP_ALGO_SCALLION, FP_COMP_RANDK, 1},  {FP_ALGO_SCAFCOM, FP_COMP_TOPK_QSGD, 1},
+        {FP_ALGO_FEDEF, FP_COMP_SIGN, 1},      {FP_ALGO_FEDPAQ, FP_COMP_QSGD, 1},
+        {FP_ALGO_SCAFFOLD, FP_COMP_IDENTITY, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct fp_scenario sc;
+        fp_scenario_defaults(&sc);
+        sc.algorithm = cases[i].a;
+        sc.uplink.kind = cases[i].c;
+        sc.uplink.levels = 4;
+        struct fp_algo_params p;
+        struct fp_error err = {0};
+        int rc = fp_algo_params_from(&p, &sc, 1000, &err);
+        if ((rc == 0) != cases[i].ok)
+            fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
+    }
+    /* alpha = auto is 1/(1 + omega): rand-k of 1000 at ratio 0.01 has omega = 99 */
+    struct fp_scenario sc;
+    fp_scenario_defaults(&sc);
+    sc.algorithm = FP_ALGO_SCALLION;
+    sc.uplink.kind = FP_COMP_RANDK;
+    struct fp_algo_params p;
+    struct fp_error err = {0};
+    assert_int_equal(fp_algo_params_from(&p, &sc, 1000, &err), 0);
+    assert_true(p.alpha == (float)(1.0 / 100.0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +392,7 @@ int main(void)
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
+        cmocka_unit_test(test_params_reject_wrong_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -188,6 +188,10 @@ static void test_sizes(void **state)
     assert_int_equal(bytes_of(FP_COMP_TOPK, 0.01, 0, D), 12720);
     /* randk: 32k = 50880 bits = 6360 bytes */
     assert_int_equal(bytes_of(FP_COMP_RANDK, 0.01, 0, D), 6360);
+    /* a decimal ratio means what it says: 0.29 * 100 is 28.999999999999996
+     * in binary, but k = 29 (randk: 4k bytes) */
+    assert_int_equal(bytes_of(FP_COMP_RANDK, 0.29, 0, 100), 4 * 29);
+    assert_int_equal(bytes_of(FP_COMP_RANDK, 0.57, 0, 100), 4 * 57);
     /* qsgd:16: b = ceil(log2 17) = 5; 32 + 159010 * 6 = 954092 bits = 119261.5 -> 119262 */
     assert_int_equal(bytes_of(FP_COMP_QSGD, 0, 16, D), 119262);
     /* qsgd:4: b = 3; 32 + 159010 * 4 = 636072 bits = 79509 bytes */

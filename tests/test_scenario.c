@@ -180,12 +180,29 @@ static void test_overrides(void **state)
     assert_true(sc.seed == 9);
     assert_int_equal(sc.sample, 200);
 
+    /* an empty value removes the file's key: topk (with ratio) -> qsgd:4 (none) */
+    const char *swap[] = {"compressor.ratio=", "compressor.name=qsgd:4", "algorithm.name=scallion"};
+    const char *withratio = "[algorithm]\nname = scafcom\n[compressor]\nname = topk\nratio = 0.05\n";
+    assert_int_equal(fp_scenario_load_string(&sc, withratio, "t.ini", swap, 3, &err), 0);
+    assert_int_equal(sc.uplink.kind, FP_COMP_QSGD);
+    assert_int_equal(sc.uplink.levels, 4);
+    assert_true(sc.uplink.ratio == 0.01); /* the default again */
+    expect_error(withratio, swap + 1, 2, "ratio applies only to topk", NULL); /* without it */
+    const char *unknown[] = {"compressor.bogus="};
+    expect_error(withratio, unknown, 1, "unknown key 'bogus' in [compressor]", NULL);
     const char *bad1[] = {"algorithm.lr_local"};
     expect_error(full, bad1, 1, "--set 'algorithm.lr_local'", "section.key=value");
     const char *bad2[] = {"algo.lr=1"};
     expect_error(full, bad2, 1, "--set: unknown section [algo]", NULL);
     const char *bad3[] = {"run.rounds=zero"};
     expect_error(full, bad3, 1, "--set: [run] rounds = 'zero'", "[1, 10000000]");
+    /* strtoull would read " -1" as 2^64 - 1 */
+    const char *bad4[] = {"run.seed= -1"};
+    expect_error(full, bad4, 1, "--set: [run] seed = ' -1'", "[0, 2^64)");
+    const char *bad5[] = {"run.rounds= 5"};
+    expect_error(full, bad5, 1, "--set: [run] rounds = ' 5'", NULL);
+    const char *bad6[] = {"algorithm.lr_local= 0.1"};
+    expect_error(full, bad6, 1, "--set: [algorithm] lr_local = ' 0.1'", NULL);
 }
 
 static void test_defaults_and_canonical_roundtrip(void **state)

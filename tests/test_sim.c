@@ -248,6 +248,42 @@ static void test_stop_flag_marks_interrupted(void **state)
     fp_store_close(st);
 }
 
+/* A progress stream that raises the stop flag when round 2's line is
+ * written: a Ctrl-C arriving during round 3, deterministically. */
+static volatile sig_atomic_t cookie_stop;
+static ssize_t cookie_write(void *c, const char *buf, size_t n)
+{
+    (void)c;
+    if (memmem(buf, n, "round 2/", 8))
+        cookie_stop = 1;
+    return (ssize_t)n;
+}
+
+static void test_stop_mid_run_finishes_the_round(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, quad_text);
+    struct fp_store *st = open_store("stop2.db");
+    cookie_io_functions_t io = {.write = cookie_write};
+    FILE *progress = fopencookie(NULL, "w", io);
+    assert_non_null(progress);
+    setvbuf(progress, NULL, _IOLBF, 0);
+    cookie_stop = 0;
+    struct fp_sim_options opt = {.threads = 2, .stop = &cookie_stop, .progress = progress};
+    struct fp_sim_result res;
+    struct fp_error err = {0};
+    assert_int_equal(fp_sim_run(&sc, st, &opt, &res, &err), 0);
+    fclose(progress);
+    assert_true(res.interrupted);
+    /* the flag rose while round 2 was being reported: round 3 never started */
+    assert_int_equal(res.rounds_done, 2);
+    struct rows rows = {0};
+    assert_int_equal(fp_store_list_rounds(st, res.run_id, collect, &rows, &err), 0);
+    assert_int_equal(rows.n, 2);
+    fp_store_close(st);
+}
+
 static void test_bad_init_file(void **state)
 {
     (void)state;
@@ -291,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_quadratic_fixed_points),
         cmocka_unit_test(test_thread_count_determinism),
         cmocka_unit_test(test_stop_flag_marks_interrupted),
+        cmocka_unit_test(test_stop_mid_run_finishes_the_round),
         cmocka_unit_test(test_bad_init_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

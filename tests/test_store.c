@@ -592,6 +592,26 @@ static void test_reader_during_write(void **state)
     fp_store_close(s);
 }
 
+/* A round with a loss but no accuracy (the quadratic) still counts as
+ * evaluated: runs.final_test_loss follows it, final_test_accuracy stays NULL. */
+static void test_loss_only_rounds(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    struct fp_client_round c = {.client = 0, .train_loss = 1, .uplink_bytes = 4};
+    struct fp_round r = {.round = 1, .train_loss = 1, .test_loss = 2.5, .test_accuracy = NAN,
+                         .uplink_bytes = 4, .participants = 1, .clients = &c};
+    assert_int_equal(fp_store_commit_round(s, id, &r, &e), 0);
+    r.round = 2, r.test_loss = NAN; /* not evaluated: keeps round 1's value */
+    assert_int_equal(fp_store_commit_round(s, id, &r, &e), 0);
+    fp_store_close(s);
+    assert_true(q_int(f->db, "SELECT final_test_loss = 2.5 FROM runs"));
+    assert_int_equal(q_int(f->db, "SELECT final_test_accuracy IS NULL FROM runs"), 1);
+}
+
 static void test_status_names(void **state)
 {
     (void)state;
@@ -613,6 +633,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_during_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loss_only_rounds, setup, teardown),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
