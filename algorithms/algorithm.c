@@ -83,8 +83,8 @@ static void fp__scaffold_message(const struct fp_algo_params *p, const float *x,
 
 /* c_i <- c_i + alpha delta_i; alpha = 1 for SCAFFOLD, and 1.0f * v == v
  * exactly, so SCALLION with identity and alpha = 1 is SCAFFOLD bit for bit. */
-static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg,
-                               const float *vhat, struct fp_client_state *cs)
+static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
+                               struct fp_client_state *cs)
 {
     (void)msg;
     const float a = p->alpha;

@@ -47,11 +47,11 @@ struct fp_algo_params {
 struct fp_server {
     struct fp_algo_params p;
     const struct fp_algorithm *alg;
-    float *x;     /* global model [d] */
-    float *c;     /* global control variate [d]; NULL when the algorithm has none */
-    double *sum;  /* [d] accumulator for the round's decoded uploads */
-    float *dec;   /* [d] one decoded upload */
-    void *cws;    /* compressor workspace for decoding */
+    float *x;    /* global model [d] */
+    float *c;    /* global control variate [d]; NULL when the algorithm has none */
+    double *sum; /* [d] accumulator for the round's decoded uploads */
+    float *dec;  /* [d] one decoded upload */
+    void *cws;   /* compressor workspace for decoding */
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,

@@ -10,7 +10,10 @@
  * message and model file is little-endian by definition. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "fedpress needs a little-endian CPU");
 
-void fp_codec_dense_encode(const float *v, size_t d, uint8_t *out) { memcpy(out, v, 4 * d); }
+void fp_codec_dense_encode(const float *v, size_t d, uint8_t *out)
+{
+    memcpy(out, v, 4 * d);
+}
 
 int fp_codec_dense_decode(const uint8_t *in, size_t len, size_t d, float *v)
 {

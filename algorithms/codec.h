@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-static inline size_t fp_codec_dense_size(size_t d) { return 4 * d; }
+static inline size_t fp_codec_dense_size(size_t d)
+{
+    return 4 * d;
+}
 void fp_codec_dense_encode(const float *v, size_t d, uint8_t *out);
 /* 0, or FP_EFORMAT if len != 4d or a value is not finite. */
 int fp_codec_dense_decode(const uint8_t *in, size_t len, size_t d, float *v);

@@ -50,7 +50,10 @@ struct fp_compressor {
 int fp_compressor_init(struct fp_compressor *c, const struct fp_comp_spec *spec, size_t d,
                        struct fp_error *err);
 
-static inline size_t fp_compressor_bytes(const struct fp_compressor *c) { return c->bytes; }
+static inline size_t fp_compressor_bytes(const struct fp_compressor *c)
+{
+    return c->bytes;
+}
 
 /* 1 if unbiased (then *omega is its variance constant), 0 if contractive
  * (then *q is its contraction constant; for sign the worst case 1/d). */

@@ -26,7 +26,8 @@ static double fp__now(void)
 static volatile float fp__sink;
 
 static float *fp__src, *fp__dst;
-static volatile double fp__uniform_sink; /* volatile: a write-only static would let the loop be deleted */
+static volatile double
+    fp__uniform_sink; /* volatile: a write-only static would let the loop be deleted */
 
 static void fp__memcpy_op(void *arg)
 {

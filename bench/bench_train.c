@@ -40,22 +40,22 @@
 #include "workloads/workload.h"
 
 /* The two GEMMs of one MLP training step (model.c fp__forward/fp__backward). */
-#define FP_BENCH_B 32u   /* minibatch rows */
+#define FP_BENCH_B  32u  /* minibatch rows */
 #define FP_BENCH_IN 784u /* input features */
-#define FP_BENCH_H 200u  /* hidden units */
+#define FP_BENCH_H  200u /* hidden units */
 
 /* Targets from the brief: an update should reach half the sgemm ceiling on
  * one thread, and two workers should nearly double throughput. */
 #define FP_BENCH_TARGET_FRACTION 0.50
-#define FP_BENCH_TARGET_SPEEDUP 1.80
+#define FP_BENCH_TARGET_SPEEDUP  1.80
 
 struct fp_bench_cfg {
     int quick;
     int only; /* 0 = all sections, else just that one (for profiling) */
     const char *data_path;
-    int reps;          /* repetitions per measurement; the best counts */
+    int reps;           /* repetitions per measurement; the best counts */
     double rep_seconds; /* target duration of one sgemm repetition */
-    uint32_t updates;  /* client updates per repetition */
+    uint32_t updates;   /* client updates per repetition */
     uint32_t sim_rounds;
 };
 
@@ -171,7 +171,8 @@ static double fp_bench_team(unsigned n, void (*fn)(void *, unsigned), void *arg,
         return -1;
     unsigned started = 0;
     for (; started < n; started++) {
-        th[started] = (struct fp_bench_thread){.fn = fn, .arg = arg, .tid = started, .barrier = &barrier};
+        th[started] =
+            (struct fp_bench_thread){.fn = fn, .arg = arg, .tid = started, .barrier = &barrier};
         if (uv_thread_create(&th[started].handle, fp_bench_thread_main, &th[started]))
             break;
     }
@@ -207,9 +208,9 @@ struct fp_bench_gemm {
 
 enum fp_bench_shape { FP_BENCH_FWD, FP_BENCH_WGRAD, FP_BENCH_PAIR };
 
-static const char *const fp_bench_shape_name[] = {
-    "forward  C[32x200] = X[32x784]·W1ᵀ", "wgrad    dW1[200x784] = dZᵀ[200x32]·X[32x784]",
-    "both, alternating (one training step)"};
+static const char *const fp_bench_shape_name[] = {"forward  C[32x200] = X[32x784]·W1ᵀ",
+                                                  "wgrad    dW1[200x784] = dZᵀ[200x32]·X[32x784]",
+                                                  "both, alternating (one training step)"};
 
 static double fp_bench_shape_flops(enum fp_bench_shape s)
 {
@@ -300,8 +301,7 @@ static int fp_bench_machine(const struct fp_bench_cfg *cfg, struct fp_bench_limi
         return FP_ENOMEM;
     }
     printf("\n== 1. Machine limits (OpenBLAS single-threaded per call) ==\n");
-    printf("%-48s %12s %14s %8s %8s\n", "sgemm shape", "1 thread", "2 threads", "2T/1T",
-           "others");
+    printf("%-48s %12s %14s %8s %8s\n", "sgemm shape", "1 thread", "2 threads", "2T/1T", "others");
     for (int s = FP_BENCH_FWD; s <= FP_BENCH_PAIR; s++) {
         job.shape = (enum fp_bench_shape)s;
         /* Calibrate: enough iterations for rep_seconds at the warm rate. */
@@ -312,8 +312,8 @@ static int fp_bench_machine(const struct fp_bench_cfg *cfg, struct fp_bench_limi
         lim->gemm1[s] = fp_bench_gemm_rate(&job, 1, cfg->reps);
         lim->gemm2[s] = fp_bench_gemm_rate(&job, 2, cfg->reps);
         double others = fp_bench_others(l0);
-        printf("%-48s %7.1f GF/s %9.1f GF/s %7.2fx %7.2f\n", fp_bench_shape_name[s],
-               lim->gemm1[s], lim->gemm2[s], lim->gemm2[s] / lim->gemm1[s], others);
+        printf("%-48s %7.1f GF/s %9.1f GF/s %7.2fx %7.2f\n", fp_bench_shape_name[s], lim->gemm1[s],
+               lim->gemm2[s], lim->gemm2[s] / lim->gemm1[s], others);
     }
     printf("(FLOPs = 2·M·N·K = %.2f MFLOP per GEMM; best of %d reps of %ld calls; 2 threads = "
            "aggregate of two callers with their own operands; \"others\" = cores busy with "
@@ -406,8 +406,8 @@ static void fp_bench_update_thread(void *arg, unsigned tid)
         }
         size_t len;
         double loss;
-        int rc = fp_algo_client_update(&u->p, u->x, NULL, &wk->cs, w, wk->wws, &wk->aws,
-                                       u->round, client, wk->out, u->out_cap, &len, &loss);
+        int rc = fp_algo_client_update(&u->p, u->x, NULL, &wk->cs, w, wk->wws, &wk->aws, u->round,
+                                       client, wk->out, u->out_cap, &len, &loss);
         if (rc) {
             wk->rc = rc;
             break;
@@ -500,8 +500,8 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
     if (r1 < 0 || r2 < 0 || g1 < 0)
         goto fail;
 
-    printf("FLOPs per update: K·B·flops_per_example = %u·%u·%llu = %.1f MFLOP\n",
-           sc->local_steps, sc->batch, (unsigned long long)w->flops_per_example, flops / 1e6);
+    printf("FLOPs per update: K·B·flops_per_example = %u·%u·%llu = %.1f MFLOP\n", sc->local_steps,
+           sc->batch, (unsigned long long)w->flops_per_example, flops / 1e6);
     printf("  (counted: the five matrix products of forward and backward, 2·in·h + 2·h·C "
            "forward, 2·h·C + 2·C·h + 2·h·in backward;\n   not counted: bias, ReLU, softmax, "
            "gather, the SGD step and the d-length message/encode work)\n");
@@ -525,9 +525,8 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
            1e3 / g1, 1e3 / r1 - 1e3 / g1, 100 * (1 - r1 / g1));
 
     double frac = r1 * flops / 1e9 / peak1, speed = r2 / r1;
-    printf("target 1 thread >= %.0f%% of sgemm peak: %s (%.1f%%)\n",
-           100 * FP_BENCH_TARGET_FRACTION, frac >= FP_BENCH_TARGET_FRACTION ? "PASS" : "MISS",
-           100 * frac);
+    printf("target 1 thread >= %.0f%% of sgemm peak: %s (%.1f%%)\n", 100 * FP_BENCH_TARGET_FRACTION,
+           frac >= FP_BENCH_TARGET_FRACTION ? "PASS" : "MISS", 100 * frac);
     printf("target 2-thread speedup >= %.2fx: %s (%.2fx)\n", FP_BENCH_TARGET_SPEEDUP,
            speed >= FP_BENCH_TARGET_SPEEDUP ? "PASS" : "MISS", speed);
 
@@ -562,7 +561,7 @@ struct fp_bench_rounds {
     uint32_t n;
     double first_ms, train_ms_sum; /* rounds that did not evaluate */
     uint32_t train_n;
-    double eval_ms_sum;             /* rounds that evaluated */
+    double eval_ms_sum; /* rounds that evaluated */
     uint32_t eval_n;
 };
 
@@ -705,11 +704,12 @@ int main(int argc, char **argv)
                  argv[i + 1][0] <= '3' && argv[i + 1][1] == '\0')
             cfg.only = argv[++i][0] - '0';
         else {
-            fprintf(stderr, "usage: %s [--quick] [--only 1|2|3] [--data DIR]\n"
-                            "  --quick     fewer repetitions (smoke test, noisy numbers)\n"
-                            "  --only N    run only section N (e.g. under perf or callgrind; "
-                            "without 1, fractions of peak print as nan)\n"
-                            "  --data DIR  Fashion-MNIST IDX .gz directory (default %s)\n",
+            fprintf(stderr,
+                    "usage: %s [--quick] [--only 1|2|3] [--data DIR]\n"
+                    "  --quick     fewer repetitions (smoke test, noisy numbers)\n"
+                    "  --only N    run only section N (e.g. under perf or callgrind; "
+                    "without 1, fractions of peak print as nan)\n"
+                    "  --data DIR  Fashion-MNIST IDX .gz directory (default %s)\n",
                     argv[0], cfg.data_path);
             return 2;
         }

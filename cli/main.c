@@ -18,8 +18,8 @@
 #include "../store/store.h"
 #include "plot.h"
 
-#define FP_EXIT_RUNTIME 1
-#define FP_EXIT_USAGE 2
+#define FP_EXIT_RUNTIME     1
+#define FP_EXIT_USAGE       2
 #define FP_EXIT_INTERRUPTED 130
 
 static volatile sig_atomic_t fp__stop;
@@ -180,8 +180,7 @@ static int fp__cmd_sim(int argc, char **argv)
                                  .stop = &fp__stop,
                                  .model_out = model_out};
     struct fp_sim_result res;
-    if (!quiet)
-    {
+    if (!quiet) {
         char cname[64];
         fprintf(stderr,
                 "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
@@ -213,8 +212,8 @@ static int fp__cmd_sim(int argc, char **argv)
     printf("run %lld '%s' %s: %u/%u rounds, %s %s%s, uplink %s, downlink %s, %.1f s\n"
            "model sha256 %s\n",
            (long long)res.run_id, sc.name, res.interrupted ? "interrupted" : "completed",
-           res.rounds_done, sc.rounds, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset),
-           acc, up, down, res.seconds, res.model_sha256);
+           res.rounds_done, sc.rounds, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset), acc,
+           up, down, res.seconds, res.model_sha256);
     rc = res.interrupted ? FP_EXIT_INTERRUPTED : 0;
     goto out;
 missing:
@@ -235,8 +234,8 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
     else
         snprintf(acc, sizeof acc, "%.4f", r->final_accuracy);
     printf("%5lld  %-24s  %-10s  %-12s  %5u/%-5u  %9s  %14llu  %s\n", (long long)r->id, r->name,
-           r->algorithm, r->compressor ? r->compressor : "-", r->rounds_done, r->rounds_planned, acc,
-           (unsigned long long)r->uplink_bytes, r->status);
+           r->algorithm, r->compressor ? r->compressor : "-", r->rounds_done, r->rounds_planned,
+           acc, (unsigned long long)r->uplink_bytes, r->status);
     return 0;
 }
 
@@ -258,8 +257,7 @@ static int fp__cmd_runs(int argc, char **argv)
     if (fp__open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
     printf("%5s  %-24s  %-10s  %-12s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm",
-           "compressor", "rounds",
-           "final_acc", "uplink_bytes", "status");
+           "compressor", "rounds", "final_acc", "uplink_bytes", "status");
     struct fp_error err = {0};
     int rc = fp_store_list_runs(store, fp__print_run, NULL, &err);
     if (rc)
@@ -386,9 +384,8 @@ static int fp__cmd_metrics(int argc, char **argv)
         return FP_EXIT_RUNTIME;
     }
     if (m.fmt == FMT_TABLE)
-        printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss",
-               "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes", "participants",
-               "wall_ms");
+        printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss", "test_loss",
+               "test_accuracy", "uplink_bytes", "downlink_bytes", "participants", "wall_ms");
     else if (m.fmt == FMT_CSV)
         printf("round,train_loss,test_loss,test_accuracy,uplink_bytes,downlink_bytes,"
                "participants,wall_ms\n");

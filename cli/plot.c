@@ -448,10 +448,10 @@ static int fp__draw(const struct fp__plot *p, const char *title, const struct fp
     pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
              corner < 0 ? PL_POSITION_OUTSIDE | PL_POSITION_VIEWPORT | PL_POSITION_BOTTOM
                         : PL_POSITION_INSIDE | PL_POSITION_VIEWPORT | corner,
-             corner < 0 ? 0.0 : 0.02, corner < 0 ? 0.14 : 0.03, 0.08, FP_COL_BG,
-             FP_COL_FG, 1, 0, 0, (PLINT)p->ns, l.opts, 1.0, 0.85, 2.0, 0.0, l.textcols,
-             (const char *const *)labels, NULL, NULL, NULL, NULL, l.cols, l.styles, l.widths,
-             l.cols, l.symscales, l.symnums, l.syms);
+             corner < 0 ? 0.0 : 0.02, corner < 0 ? 0.14 : 0.03, 0.08, FP_COL_BG, FP_COL_FG, 1, 0, 0,
+             (PLINT)p->ns, l.opts, 1.0, 0.85, 2.0, 0.0, l.textcols, (const char *const *)labels,
+             NULL, NULL, NULL, NULL, l.cols, l.styles, l.widths, l.cols, l.symscales, l.symnums,
+             l.syms);
     plend();
     fp__legend_free(&l);
     return 0;

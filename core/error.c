@@ -5,9 +5,8 @@
 #include <stdio.h>
 
 static const char *const fp__errtab[] = {
-    "success",          "out of memory",   "invalid argument",
-    "input/output error", "malformed input", "run store error",
-    "interrupted",      "not found",
+    "success",         "out of memory",   "invalid argument", "input/output error",
+    "malformed input", "run store error", "interrupted",      "not found",
 };
 
 const char *fp_strerror(int code)

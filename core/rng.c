@@ -12,8 +12,7 @@ static uint64_t fp__splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-void fp_rng_seed(fp_rng *r, uint64_t seed, uint64_t round, uint64_t client,
-                 enum fp_purpose purpose)
+void fp_rng_seed(fp_rng *r, uint64_t seed, uint64_t round, uint64_t client, enum fp_purpose purpose)
 {
     /* Absorb each key word through a full SplitMix64 round so that keys
      * differing in any single word give unrelated states. */

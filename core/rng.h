@@ -34,7 +34,10 @@ void fp_rng_seed(fp_rng *r, uint64_t seed, uint64_t round, uint64_t client,
                  enum fp_purpose purpose);
 /* Inline: QSGD draws one uniform per coordinate, and a call per draw costs
  * more than the generator itself. */
-static inline uint64_t fp_rng__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t fp_rng__rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 static inline uint64_t fp_rng_next(fp_rng *r)
 {
@@ -52,7 +55,10 @@ static inline uint64_t fp_rng_next(fp_rng *r)
 /* Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t fp_rng_below(fp_rng *r, uint64_t n);
 /* Uniform double in [0, 1) with 53 random bits. */
-static inline double fp_rng_uniform(fp_rng *r) { return (double)(fp_rng_next(r) >> 11) * 0x1.0p-53; }
+static inline double fp_rng_uniform(fp_rng *r)
+{
+    return (double)(fp_rng_next(r) >> 11) * 0x1.0p-53;
+}
 /* Standard normal (Box–Muller, one value per call). */
 double fp_rng_normal(fp_rng *r);
 /* Gamma(shape, 1), shape > 0 (Marsaglia–Tsang). */

@@ -26,14 +26,31 @@
 #define FP__STR_MAX 180
 
 enum fp__key {
-    K_RUN_NAME, K_RUN_SEED, K_RUN_ROUNDS, K_RUN_EVAL_EVERY,
-    K_DATA_DATASET, K_DATA_PATH, K_DATA_CLIENTS, K_DATA_PARTITION, K_DATA_ALPHA, K_DATA_BETA,
-    K_DATA_DIM, K_DATA_NOISE,
-    K_MODEL_KIND, K_MODEL_HIDDEN, K_MODEL_INIT,
-    K_ALGO_NAME, K_ALGO_LOCAL_STEPS, K_ALGO_BATCH, K_ALGO_LR_LOCAL, K_ALGO_LR_GLOBAL,
-    K_ALGO_ALPHA, K_ALGO_BETA,
+    K_RUN_NAME,
+    K_RUN_SEED,
+    K_RUN_ROUNDS,
+    K_RUN_EVAL_EVERY,
+    K_DATA_DATASET,
+    K_DATA_PATH,
+    K_DATA_CLIENTS,
+    K_DATA_PARTITION,
+    K_DATA_ALPHA,
+    K_DATA_BETA,
+    K_DATA_DIM,
+    K_DATA_NOISE,
+    K_MODEL_KIND,
+    K_MODEL_HIDDEN,
+    K_MODEL_INIT,
+    K_ALGO_NAME,
+    K_ALGO_LOCAL_STEPS,
+    K_ALGO_BATCH,
+    K_ALGO_LR_LOCAL,
+    K_ALGO_LR_GLOBAL,
+    K_ALGO_ALPHA,
+    K_ALGO_BETA,
     K_PART_SAMPLE,
-    K_COMP_NAME, K_COMP_RATIO,
+    K_COMP_NAME,
+    K_COMP_RATIO,
     K_COUNT
 };
 
@@ -48,7 +65,8 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_RUN_ROUNDS] = {"run", "rounds", "an integer in [1, 10000000]"},
     [K_RUN_EVAL_EVERY] = {"run", "eval_every", "an integer in [1, 10000000]"},
     [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
-    [K_DATA_PATH] = {"data", "path", "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
+    [K_DATA_PATH] = {"data", "path",
+                     "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
     [K_DATA_CLIENTS] = {"data", "clients", "an integer in [1, 1000000]"},
     [K_DATA_PARTITION] = {"data", "partition",
                           "one of iid, shards:K (K classes per client), dirichlet:ALPHA "
@@ -77,7 +95,7 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
 
 static const char *const fp__sections[] = {"run",       "data",          "model",
                                            "algorithm", "participation", "compressor"};
-#define FP__SECTIONS_ALLOWED                                                                   \
+#define FP__SECTIONS_ALLOWED                                                                       \
     "allowed: [run], [data], [model], [algorithm], [participation], [compressor]"
 #define FP__NSECTIONS (sizeof fp__sections / sizeof fp__sections[0])
 
@@ -206,14 +224,10 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
 {
     struct fp_scenario *sc = p->sc;
     switch (k) {
-    case K_RUN_NAME:
-        return fp__parse_str(v, 1, sc->name);
-    case K_RUN_SEED:
-        return fp__parse_u64(v, 0, UINT64_MAX, &sc->seed);
-    case K_RUN_ROUNDS:
-        return fp__parse_u32(v, 1, 10000000, &sc->rounds);
-    case K_RUN_EVAL_EVERY:
-        return fp__parse_u32(v, 1, 10000000, &sc->eval_every);
+    case K_RUN_NAME: return fp__parse_str(v, 1, sc->name);
+    case K_RUN_SEED: return fp__parse_u64(v, 0, UINT64_MAX, &sc->seed);
+    case K_RUN_ROUNDS: return fp__parse_u32(v, 1, 10000000, &sc->rounds);
+    case K_RUN_EVAL_EVERY: return fp__parse_u32(v, 1, 10000000, &sc->eval_every);
     case K_DATA_DATASET:
         if (!strcmp(v, "fashion-mnist"))
             sc->dataset = FP_DATA_FMNIST;
@@ -224,10 +238,8 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         else
             return -1;
         return 0;
-    case K_DATA_PATH:
-        return fp__parse_str(v, 1, sc->data_path);
-    case K_DATA_CLIENTS:
-        return fp__parse_u32(v, 1, 1000000, &sc->clients);
+    case K_DATA_PATH: return fp__parse_str(v, 1, sc->data_path);
+    case K_DATA_CLIENTS: return fp__parse_u32(v, 1, 1000000, &sc->clients);
     case K_DATA_PARTITION:
         if (!strcmp(v, "iid"))
             sc->partition = FP_PART_IID;
@@ -244,14 +256,10 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         } else
             return -1;
         return 0;
-    case K_DATA_ALPHA:
-        return fp__parse_double(v, 0, false, &sc->synth_alpha);
-    case K_DATA_BETA:
-        return fp__parse_double(v, 0, false, &sc->synth_beta);
-    case K_DATA_DIM:
-        return fp__parse_u32(v, 1, 100000000, &sc->dim);
-    case K_DATA_NOISE:
-        return fp__parse_double(v, 0, false, &sc->quad_noise);
+    case K_DATA_ALPHA: return fp__parse_double(v, 0, false, &sc->synth_alpha);
+    case K_DATA_BETA: return fp__parse_double(v, 0, false, &sc->synth_beta);
+    case K_DATA_DIM: return fp__parse_u32(v, 1, 100000000, &sc->dim);
+    case K_DATA_NOISE: return fp__parse_double(v, 0, false, &sc->quad_noise);
     case K_MODEL_KIND:
         if (!strcmp(v, "logreg"))
             sc->model = FP_MODEL_LOGREG;
@@ -262,10 +270,8 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         else
             return -1;
         return 0;
-    case K_MODEL_HIDDEN:
-        return fp__parse_u32(v, 1, 100000, &sc->hidden);
-    case K_MODEL_INIT:
-        return fp__parse_str(v, 1, sc->init_path);
+    case K_MODEL_HIDDEN: return fp__parse_u32(v, 1, 100000, &sc->hidden);
+    case K_MODEL_INIT: return fp__parse_str(v, 1, sc->init_path);
     case K_ALGO_NAME:
         if (!strcmp(v, "fedavg"))
             sc->algorithm = FP_ALGO_FEDAVG;
@@ -282,14 +288,10 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         else
             return -1;
         return 0;
-    case K_ALGO_LOCAL_STEPS:
-        return fp__parse_u32(v, 1, 1000000, &sc->local_steps);
-    case K_ALGO_BATCH:
-        return fp__parse_u32(v, 1, 10000000, &sc->batch);
-    case K_ALGO_LR_LOCAL:
-        return fp__parse_double(v, 0, true, &sc->lr_local);
-    case K_ALGO_LR_GLOBAL:
-        return fp__parse_double(v, 0, true, &sc->lr_global);
+    case K_ALGO_LOCAL_STEPS: return fp__parse_u32(v, 1, 1000000, &sc->local_steps);
+    case K_ALGO_BATCH: return fp__parse_u32(v, 1, 10000000, &sc->batch);
+    case K_ALGO_LR_LOCAL: return fp__parse_double(v, 0, true, &sc->lr_local);
+    case K_ALGO_LR_GLOBAL: return fp__parse_double(v, 0, true, &sc->lr_global);
     case K_ALGO_ALPHA:
         if (!strcmp(v, "auto")) {
             sc->alpha = NAN;
@@ -302,8 +304,7 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         if (fp__parse_double(v, 0, true, &sc->beta) || sc->beta > 1)
             return -1;
         return 0;
-    case K_COMP_NAME:
-        return fp__parse_comp(v, &sc->uplink);
+    case K_COMP_NAME: return fp__parse_comp(v, &sc->uplink);
     case K_COMP_RATIO:
         if (fp__parse_double(v, 0, true, &sc->uplink.ratio) || sc->uplink.ratio > 1)
             return -1;
@@ -315,8 +316,7 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         }
         p->sample_all = false;
         return fp__parse_u32(v, 1, 1000000, &sc->sample);
-    case K_COUNT:
-        break;
+    case K_COUNT: break;
     }
     return -1;
 }
@@ -348,9 +348,7 @@ static int fp__apply(struct fp__parse *p, const char *section, const char *name,
                      int line)
 {
     if (!fp__section_known(section))
-        return fp__fail(p, line,
-                        "unknown section [%s]; " FP__SECTIONS_ALLOWED,
-                        section);
+        return fp__fail(p, line, "unknown section [%s]; " FP__SECTIONS_ALLOWED, section);
     for (int k = 0; k < K_COUNT; k++) {
         if (strcmp(fp__keys[k].section, section) || strcmp(fp__keys[k].name, name))
             continue;
@@ -413,9 +411,9 @@ static char *fp__reader(char *str, int num, void *stream)
         if (e) {
             char sec[64];
             size_t n = (size_t)(e - s - 1);
-            if (n >= sizeof sec || (memcpy(sec, s + 1, n), sec[n] = '\0', !fp__section_known(sec))) {
-                fp__fail(p, p->line,
-                         "unknown section [%.*s]; " FP__SECTIONS_ALLOWED,
+            if (n >= sizeof sec ||
+                (memcpy(sec, s + 1, n), sec[n] = '\0', !fp__section_known(sec))) {
+                fp__fail(p, p->line, "unknown section [%.*s]; " FP__SECTIONS_ALLOWED,
                          (int)(n > 60 ? 60 : n), s + 1);
                 return NULL;
             }
@@ -476,12 +474,12 @@ static int fp__validate(struct fp__parse *p)
     const int *L = p->key_line;
     const char *ds = fp_dataset_name(sc->dataset);
 
-#define FP__ONLY(key, cond, what)                                                              \
-    do {                                                                                       \
-        if (L[key] && !(cond))                                                                 \
-            return fp__fail(p, L[key], "[%s] %s applies only to %s, not to dataset %s with model %s", \
-                            fp__keys[key].section, fp__keys[key].name, what, ds,               \
-                            fp_model_name(sc->model));                                         \
+#define FP__ONLY(key, cond, what)                                                                  \
+    do {                                                                                           \
+        if (L[key] && !(cond))                                                                     \
+            return fp__fail(                                                                       \
+                p, L[key], "[%s] %s applies only to %s, not to dataset %s with model %s",          \
+                fp__keys[key].section, fp__keys[key].name, what, ds, fp_model_name(sc->model));    \
     } while (0)
 
     if (!L[K_MODEL_KIND])
@@ -500,12 +498,12 @@ static int fp__validate(struct fp__parse *p)
     FP__ONLY(K_DATA_NOISE, sc->dataset == FP_DATA_QUADRATIC, "dataset quadratic");
     FP__ONLY(K_MODEL_HIDDEN, sc->model == FP_MODEL_MLP, "model mlp");
 #undef FP__ONLY
-#define FP__ONLY_ALGO(key, cond, what)                                                         \
-    do {                                                                                       \
-        if (L[key] && !(cond))                                                                 \
-            return fp__fail(p, L[key], "[%s] %s applies only to %s, not to %s",                \
-                            fp__keys[key].section, fp__keys[key].name, what,                   \
-                            fp_algo_name(sc->algorithm));                                      \
+#define FP__ONLY_ALGO(key, cond, what)                                                             \
+    do {                                                                                           \
+        if (L[key] && !(cond))                                                                     \
+            return fp__fail(p, L[key], "[%s] %s applies only to %s, not to %s",                    \
+                            fp__keys[key].section, fp__keys[key].name, what,                       \
+                            fp_algo_name(sc->algorithm));                                          \
     } while (0)
     FP__ONLY_ALGO(K_ALGO_ALPHA, sc->algorithm == FP_ALGO_SCALLION, "algorithm scallion");
     FP__ONLY_ALGO(K_ALGO_BETA, sc->algorithm == FP_ALGO_SCAFCOM, "algorithm scafcom");
@@ -546,7 +544,9 @@ static int fp__validate(struct fp__parse *p)
     if (sc->dataset != FP_DATA_FMNIST)
         sc->partition = FP_PART_NATURAL;
     if (!L[K_DATA_DIM])
-        sc->dim = sc->dataset == FP_DATA_SYNTHETIC ? 60 : sc->dataset == FP_DATA_QUADRATIC ? 10 : 784;
+        sc->dim = sc->dataset == FP_DATA_SYNTHETIC   ? 60
+                  : sc->dataset == FP_DATA_QUADRATIC ? 10
+                                                     : 784;
     if (sc->dataset == FP_DATA_FMNIST)
         sc->dim = 784;
     if (p->sample_all || sc->sample == 0)
@@ -568,8 +568,7 @@ static int fp__validate(struct fp__parse *p)
 }
 
 int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char *origin,
-                            const char *const *overrides, size_t n_overrides,
-                            struct fp_error *err)
+                            const char *const *overrides, size_t n_overrides, struct fp_error *err)
 {
     struct fp__parse p;
     memset(&p, 0, sizeof p);
@@ -688,10 +687,10 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
                      "[data]\ndataset = %s\nclients = %u\n",
                      sc->name, (unsigned long long)sc->seed, sc->rounds, sc->eval_every,
                      fp_dataset_name(sc->dataset), sc->clients);
-#define FP__ADD(...)                                                                           \
-    do {                                                                                       \
-        if (n >= 0 && (size_t)n < cap)                                                         \
-            n += snprintf(buf + n, cap - (size_t)n, __VA_ARGS__);                              \
+#define FP__ADD(...)                                                                               \
+    do {                                                                                           \
+        if (n >= 0 && (size_t)n < cap)                                                             \
+            n += snprintf(buf + n, cap - (size_t)n, __VA_ARGS__);                                  \
     } while (0)
     if (sc->dataset == FP_DATA_FMNIST)
         FP__ADD("path = %s\npartition = %s\n", sc->data_path,

@@ -68,12 +68,12 @@ struct fp_scenario {
     char data_path[FP_SCENARIO_STR]; /* directory with the four IDX .gz files */
     uint32_t clients;                /* N */
     enum fp_partition_kind partition;
-    uint32_t shards;          /* classes per client for FP_PART_SHARDS */
-    double dirichlet_alpha;   /* for FP_PART_DIRICHLET */
-    double synth_alpha;       /* synthetic(alpha, beta) of LEAF/FedProx */
+    uint32_t shards;        /* classes per client for FP_PART_SHARDS */
+    double dirichlet_alpha; /* for FP_PART_DIRICHLET */
+    double synth_alpha;     /* synthetic(alpha, beta) of LEAF/FedProx */
     double synth_beta;
-    uint32_t dim;             /* feature dimension (synthetic) or d (quadratic) */
-    double quad_noise;        /* stddev of gradient noise for quadratic, 0 = exact */
+    uint32_t dim;      /* feature dimension (synthetic) or d (quadratic) */
+    double quad_noise; /* stddev of gradient noise for quadratic, 0 = exact */
 
     /* [model] */
     enum fp_model_kind model;
@@ -106,8 +106,7 @@ int fp_scenario_load(struct fp_scenario *sc, const char *path, const char *const
 
 /* Same, from text in memory; `origin` names it in error messages. */
 int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char *origin,
-                            const char *const *overrides, size_t n_overrides,
-                            struct fp_error *err);
+                            const char *const *overrides, size_t n_overrides, struct fp_error *err);
 
 /* The effective configuration as INI text. Caller frees. NULL on ENOMEM. */
 char *fp_scenario_canonical(const struct fp_scenario *sc);

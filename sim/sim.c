@@ -45,9 +45,9 @@ struct fp__sim {
     uint32_t *chosen;               /* [S] this round's participants, ascending */
     uint8_t *uploads;               /* [chunk][upload_bytes] */
     size_t upload_bytes;
-    size_t *upload_len;             /* [chunk] */
-    double *loss;                   /* [chunk] */
-    struct fp_client_round *crow;   /* [S] */
+    size_t *upload_len;           /* [chunk] */
+    double *loss;                 /* [chunk] */
+    struct fp_client_round *crow; /* [S] */
     uint32_t chunk;
     unsigned nworkers;
     struct fp__worker *workers;
@@ -59,7 +59,7 @@ struct fp__sim {
 
     /* test-set blocks, evaluated by the team (workload eval_block) */
     size_t eval_nblocks;
-    double *eval_loss;     /* [eval_nblocks] */
+    double *eval_loss; /* [eval_nblocks] */
     uint64_t *eval_correct, *eval_count;
 };
 
@@ -170,8 +170,8 @@ static void fp__eval_worker(void *arg)
         unsigned b = atomic_fetch_add(&s->next, 1);
         if (b >= s->eval_nblocks)
             break;
-        s->w->ops->eval_block(s->w, wk->wws, s->server.x, b, &s->eval_loss[b],
-                              &s->eval_correct[b], &s->eval_count[b]);
+        s->w->ops->eval_block(s->w, wk->wws, s->server.x, b, &s->eval_loss[b], &s->eval_correct[b],
+                              &s->eval_count[b]);
     }
 }
 
@@ -217,8 +217,8 @@ static int fp__load_init(struct fp__sim *s, struct fp_error *err)
                             path, d, d * sizeof(float), fp_model_name(s->sc->model));
     for (size_t j = 0; j < d; j++)
         if (!isfinite(s->server.x[j]))
-            return fp_error_set(err, FP_EFORMAT, "[model] init = %s: value %zu is not finite",
-                                path, j);
+            return fp_error_set(err, FP_EFORMAT, "[model] init = %s: value %zu is not finite", path,
+                                j);
     return 0;
 }
 
@@ -364,10 +364,17 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
     }
     char cname[64];
     fp_comp_name(&sc->uplink, cname, sizeof cname);
-    struct fp_run_meta meta = {
-        .name = sc->name, .algorithm = fp_algo_name(sc->algorithm), .compressor = cname,
-        .dataset = fp_dataset_name(sc->dataset), .scenario = canon, .seed = sc->seed,
-        .rounds = sc->rounds, .clients = N, .sample = S, .d = s.p.d, .threads = s.nworkers};
+    struct fp_run_meta meta = {.name = sc->name,
+                               .algorithm = fp_algo_name(sc->algorithm),
+                               .compressor = cname,
+                               .dataset = fp_dataset_name(sc->dataset),
+                               .scenario = canon,
+                               .seed = sc->seed,
+                               .rounds = sc->rounds,
+                               .clients = N,
+                               .sample = S,
+                               .d = s.p.d,
+                               .threads = s.nworkers};
     if ((rc = fp_store_begin_run(store, &meta, &res->run_id, err)))
         goto fail;
 
@@ -384,8 +391,11 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         s.round = round;
         fp__sample(&s, round);
         fp_algo_server_begin(&s.server);
-        struct fp_round row = {.round = round, .participants = S, .clients = s.crow,
-                               .test_loss = NAN, .test_accuracy = NAN};
+        struct fp_round row = {.round = round,
+                               .participants = S,
+                               .clients = s.crow,
+                               .test_loss = NAN,
+                               .test_accuracy = NAN};
         double loss_sum = 0;
         for (uint32_t first = 0; first < S; first += s.chunk) {
             s.chunk_first = first;

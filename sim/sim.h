@@ -21,10 +21,10 @@
 #include "../store/store.h"
 
 struct fp_sim_options {
-    unsigned threads;                 /* worker threads, >= 1 */
-    FILE *progress;                   /* a line per round goes here; NULL = silent */
-    volatile sig_atomic_t *stop;      /* set (e.g. by SIGINT): finish the round in progress, stop */
-    const char *model_out;            /* if set, the final model is written here (raw f32) */
+    unsigned threads;            /* worker threads, >= 1 */
+    FILE *progress;              /* a line per round goes here; NULL = silent */
+    volatile sig_atomic_t *stop; /* set (e.g. by SIGINT): finish the round in progress, stop */
+    const char *model_out;       /* if set, the final model is written here (raw f32) */
 };
 
 struct fp_sim_result {

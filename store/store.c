@@ -34,7 +34,7 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
                "store: model blobs are IEEE-754 binary32");
 
 #define FP_STORE_SCHEMA_VERSION 1
-#define FP_STORE_BUSY_MS 5000
+#define FP_STORE_BUSY_MS        5000
 
 enum fp__stmt_id {
     ST_BEGIN,
@@ -82,13 +82,11 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
         " model_sha256 = ?3 WHERE id = ?1",
     /* REPLACE: finishing again (e.g. a resumed run) overwrites that round's model. */
-    [ST_INSERT_CHECKPOINT] =
-        "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
-        " VALUES(?1, ?2, 'model', ?3, ?4)",
-    [ST_LIST_RUNS] =
-        "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
-        " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes, compressor"
-        " FROM runs ORDER BY id",
+    [ST_INSERT_CHECKPOINT] = "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
+                             " VALUES(?1, ?2, 'model', ?3, ?4)",
+    [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
+                     " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes, compressor"
+                     " FROM runs ORDER BY id",
     [ST_LIST_ROUNDS] =
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
@@ -198,7 +196,10 @@ static double fp__column_real(sqlite3_stmt *st, int i)
 
 /* Byte counts are uint64 in C but SQLite integers are signed 64-bit; past
  * INT64_MAX the running totals would silently turn into REALs. */
-static bool fp__fits_i64(uint64_t v) { return v <= (uint64_t)INT64_MAX; }
+static bool fp__fits_i64(uint64_t v)
+{
+    return v <= (uint64_t)INT64_MAX;
+}
 
 /* Runs a statement that returns no rows. */
 static int fp__exec_stmt(struct fp_store *s, enum fp__stmt_id id, struct fp_error *err,
@@ -531,9 +532,8 @@ int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_ro
                             "and list its %u participants.",
                             r ? r->participants : 0u);
     if (!fp__fits_i64(r->uplink_bytes) || !fp__fits_i64(r->downlink_bytes))
-        return fp_error_set(err, FP_EINVAL,
-                            "Run store %s: byte counts of round %u exceed 2^63-1.", s->path,
-                            r->round);
+        return fp_error_set(err, FP_EINVAL, "Run store %s: byte counts of round %u exceed 2^63-1.",
+                            s->path, r->round);
     for (uint32_t i = 0; i < r->participants; i++)
         if (!fp__fits_i64(r->clients[i].uplink_bytes) ||
             !fp__fits_i64(r->clients[i].downlink_bytes))
@@ -697,8 +697,8 @@ static bool fp__col_text(sqlite3_stmt *st, int i, char **out)
     return *out || sqlite3_column_type(st, i) == SQLITE_NULL;
 }
 
-int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r),
-                       void *u, struct fp_error *err)
+int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r), void *u,
+                       struct fp_error *err)
 {
     sqlite3_stmt *st = s->st[ST_LIST_RUNS];
     int rc, step;
@@ -715,8 +715,9 @@ int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_ru
             !fp__col_text(st, 3, &ri.dataset) || !fp__col_text(st, 4, &ri.status) ||
             !fp__col_text(st, 5, &ri.model_sha256) || !fp__col_text(st, 6, &ri.started_at) ||
             !fp__col_text(st, 11, &ri.compressor)) {
-            rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64
-                              " from run store %s.", ri.id, s->path);
+            rc = fp_error_set(err, FP_ENOMEM,
+                              "Out of memory reading run %" PRId64 " from run store %s.", ri.id,
+                              s->path);
             goto out;
         }
         ri.rounds_planned = (uint32_t)sqlite3_column_int64(st, 7);
@@ -791,16 +792,12 @@ int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err
         goto out;
     }
     switch (sqlite3_step(st)) {
-    case SQLITE_ROW:
-        rc = 0;
-        break;
+    case SQLITE_ROW: rc = 0; break;
     case SQLITE_DONE:
         rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
                           run_id);
         break;
-    default:
-        rc = fp__sqlerr(s, err, "looking up a run");
-        break;
+    default: rc = fp__sqlerr(s, err, "looking up a run"); break;
     }
 out:
     fp__done(st);
@@ -811,14 +808,10 @@ const char *fp_run_status_name(enum fp_run_status st)
 {
     /* Must match the CHECK constraint on runs.status. */
     switch (st) {
-    case FP_RUN_RUNNING:
-        return "running";
-    case FP_RUN_COMPLETED:
-        return "completed";
-    case FP_RUN_INTERRUPTED:
-        return "interrupted";
-    case FP_RUN_FAILED:
-        return "failed";
+    case FP_RUN_RUNNING: return "running";
+    case FP_RUN_COMPLETED: return "completed";
+    case FP_RUN_INTERRUPTED: return "interrupted";
+    case FP_RUN_FAILED: return "failed";
     }
     return "unknown";
 }

@@ -31,10 +31,10 @@ struct fp_run_meta {
     const char *dataset;
     const char *scenario; /* canonical INI text of the effective configuration */
     uint64_t seed;
-    uint32_t rounds;      /* planned */
-    uint32_t clients;     /* N */
-    uint32_t sample;      /* S */
-    uint64_t d;           /* parameter count */
+    uint32_t rounds;  /* planned */
+    uint32_t clients; /* N */
+    uint32_t sample;  /* S */
+    uint64_t d;       /* parameter count */
     uint32_t threads;
 };
 
@@ -43,18 +43,18 @@ struct fp_client_round {
     double train_loss;     /* mean minibatch loss over the client's local steps */
     uint64_t uplink_bytes; /* encoded size of what it sent */
     uint64_t downlink_bytes;
-    uint32_t examples;     /* examples the client holds */
+    uint32_t examples; /* examples the client holds */
 };
 
 struct fp_round {
-    uint32_t round; /* 1-based */
-    double train_loss;      /* mean over participants */
-    double test_loss;       /* NaN when not evaluated this round -> NULL */
-    double test_accuracy;   /* NaN -> NULL */
-    uint64_t uplink_bytes;  /* sum over participants */
+    uint32_t round;        /* 1-based */
+    double train_loss;     /* mean over participants */
+    double test_loss;      /* NaN when not evaluated this round -> NULL */
+    double test_accuracy;  /* NaN -> NULL */
+    uint64_t uplink_bytes; /* sum over participants */
     uint64_t downlink_bytes;
     uint32_t participants;
-    double wall_ms;         /* wall-clock time of the round (not deterministic) */
+    double wall_ms;                        /* wall-clock time of the round (not deterministic) */
     const struct fp_client_round *clients; /* [participants], ascending client id */
 };
 
@@ -73,8 +73,7 @@ int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_ro
  * model; stores the model (raw little-endian float32) as a checkpoint row.
  * model may be NULL (then no checkpoint and model_sha256 stays NULL). */
 int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
-                        const float *model, size_t d, uint32_t round_done,
-                        struct fp_error *err);
+                        const float *model, size_t d, uint32_t round_done, struct fp_error *err);
 
 /* Listing and reading back (for `fedpress runs` / `fedpress metrics`). */
 struct fp_run_info {
@@ -88,8 +87,8 @@ struct fp_run_info {
  * negative value is returned as the error, a positive one means "stop" and 0
  * is returned. dataset and model_sha256 may be NULL. A callback must not
  * re-enter the same listing function (FP_EINVAL). */
-int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r),
-                       void *u, struct fp_error *err);
+int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_run_info *r), void *u,
+                       struct fp_error *err);
 /* Calls cb for every round of run_id in order (clients == NULL, participants set);
  * FP_ENOTFOUND if the run does not exist. NULL metrics read back as NaN. */
 int fp_store_list_rounds(struct fp_store *s, int64_t run_id,

@@ -19,12 +19,18 @@
 #include "algorithms/codec.h"
 
 /* ---- the reference problem, defined here independently of workloads/ ---- */
-#define NC 4
+#define NC  4
 #define DIM 3
 static uint32_t mock_n_local[NC] = {1, 1, 1, 1};
 
-static double mock_a(uint32_t i, size_t j) { return 1 + 0.5 * i + 0.25 * (double)j; }
-static double mock_b(uint32_t i, size_t j) { return (i + 1.0) * ((double)j - 1.0); }
+static double mock_a(uint32_t i, size_t j)
+{
+    return 1 + 0.5 * i + 0.25 * (double)j;
+}
+static double mock_b(uint32_t i, size_t j)
+{
+    return (i + 1.0) * ((double)j - 1.0);
+}
 
 static void mock_grad(const struct fp_workload *w, void *ws, uint32_t client, const float *y,
                       uint32_t batch, fp_rng *rng, float *g, double *loss)
@@ -38,12 +44,19 @@ static void mock_grad(const struct fp_workload *w, void *ws, uint32_t client, co
     }
     *loss = l;
 }
-static void *mock_ws_new(const struct fp_workload *w) { (void)w; return malloc(1); }
-static void mock_ws_free(void *ws) { free(ws); }
-static const struct fp_workload_ops mock_ops = {.grad = mock_grad, .ws_new = mock_ws_new,
-                                                .ws_free = mock_ws_free};
-static const struct fp_workload mock_w = {.ops = &mock_ops, .d = DIM, .nclients = NC,
-                                          .n_local = mock_n_local};
+static void *mock_ws_new(const struct fp_workload *w)
+{
+    (void)w;
+    return malloc(1);
+}
+static void mock_ws_free(void *ws)
+{
+    free(ws);
+}
+static const struct fp_workload_ops mock_ops = {
+    .grad = mock_grad, .ws_new = mock_ws_new, .ws_free = mock_ws_free};
+static const struct fp_workload mock_w = {
+    .ops = &mock_ops, .d = DIM, .nclients = NC, .n_local = mock_n_local};
 
 static const uint32_t rounds[3][3] = {{0, 2}, {1, 3}, {0, 1, 3}};
 static const uint32_t nsel[3] = {2, 2, 3};
@@ -60,9 +73,16 @@ static void world_init_c(struct world *W, enum fp_algo_kind kind, float lr_g,
                          enum fp_comp_kind comp, double ratio, float alpha, float beta)
 {
     memset(W, 0, sizeof *W);
-    W->p = (struct fp_algo_params){.kind = kind, .d = DIM, .N = NC, .K = 3, .batch = 1,
-                                   .lr_local = 0.1f, .lr_global = lr_g, .alpha = alpha,
-                                   .beta = beta, .seed = 1};
+    W->p = (struct fp_algo_params){.kind = kind,
+                                   .d = DIM,
+                                   .N = NC,
+                                   .K = 3,
+                                   .batch = 1,
+                                   .lr_local = 0.1f,
+                                   .lr_global = lr_g,
+                                   .alpha = alpha,
+                                   .beta = beta,
+                                   .seed = 1};
     struct fp_error err;
     struct fp_comp_spec spec = {.kind = comp, .ratio = ratio, .levels = 4};
     assert_int_equal(fp_compressor_init(&W->p.comp, &spec, DIM, &err), 0);
@@ -155,9 +175,9 @@ static void test_scaffold_halved_equals_two_vector(void **state)
     const double x1[DIM] = {-2.6504683980960646, 6.6275240524053119e-05, 2.8071022118055553};
     const double c1[DIM] = {1.9034744240596058, -0.13192837226641696, -0.85625379340277652};
     const double ci1[NC][DIM] = {{-1.3679606847685188, -0.025093447193525444, 2.521278229166668},
-                              {-0.63749712138020831, -0.017234594355093252, 1.4825338888888899},
-                              {5.6933333333333334, -0.44542968749999995, -3.8541666666666661},
-                              {3.9260221690538182, -0.039955760017049216, -3.5746606249999986}};
+                                 {-0.63749712138020831, -0.017234594355093252, 1.4825338888888899},
+                                 {5.6933333333333334, -0.44542968749999995, -3.8541666666666661},
+                                 {3.9260221690538182, -0.039955760017049216, -3.5746606249999986}};
     const double x05[DIM] = {-1.4459202670428244, -0.08947051544752771, 2.1729013053792317};
     const double c05[DIM] = {3.2260771598668976, -0.24989013069303231, -1.8582375381808807};
     struct world W;
@@ -206,7 +226,7 @@ static void test_sizes(void **state)
     assert_int_equal(fp_algo_upload_bytes(&p), 636040);
     assert_int_equal(fp_algo_downlink_bytes(&p), 636040);
     p.kind = FP_ALGO_SCAFFOLD;
-    assert_int_equal(fp_algo_upload_bytes(&p), 636040);      /* one vector up: the halved form */
+    assert_int_equal(fp_algo_upload_bytes(&p), 636040);       /* one vector up: the halved form */
     assert_int_equal(fp_algo_downlink_bytes(&p), 2 * 636040); /* x and c down */
 }
 
@@ -351,11 +371,11 @@ static void test_params_reject_wrong_class(void **state)
         enum fp_comp_kind c;
         int ok;
     } cases[] = {
-        {FP_ALGO_FEDAVG, FP_COMP_TOPK, 0},     {FP_ALGO_SCAFFOLD, FP_COMP_RANDK, 0},
-        {FP_ALGO_SCALLION, FP_COMP_TOPK, 0},   {FP_ALGO_FEDPAQ, FP_COMP_SIGN, 0},
-        {FP_ALGO_SCAFCOM, FP_COMP_QSGD, 0},    {FP_ALGO_FEDEF, FP_COMP_RANDK, 0},
-        {FP_ALGO_SCALLION, FP_COMP_RANDK, 1},  {FP_ALGO_SCAFCOM, FP_COMP_TOPK_QSGD, 1},
-        {FP_ALGO_FEDEF, FP_COMP_SIGN, 1},      {FP_ALGO_FEDPAQ, FP_COMP_QSGD, 1},
+        {FP_ALGO_FEDAVG, FP_COMP_TOPK, 0},       {FP_ALGO_SCAFFOLD, FP_COMP_RANDK, 0},
+        {FP_ALGO_SCALLION, FP_COMP_TOPK, 0},     {FP_ALGO_FEDPAQ, FP_COMP_SIGN, 0},
+        {FP_ALGO_SCAFCOM, FP_COMP_QSGD, 0},      {FP_ALGO_FEDEF, FP_COMP_RANDK, 0},
+        {FP_ALGO_SCALLION, FP_COMP_RANDK, 1},    {FP_ALGO_SCAFCOM, FP_COMP_TOPK_QSGD, 1},
+        {FP_ALGO_FEDEF, FP_COMP_SIGN, 1},        {FP_ALGO_FEDPAQ, FP_COMP_QSGD, 1},
         {FP_ALGO_SCAFFOLD, FP_COMP_IDENTITY, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -17,10 +17,10 @@
 static void test_known_answers(void **state)
 {
     (void)state;
-    const uint64_t want1[4] = {0x8c5f976fec889727ULL, 0xde919d36f359ceb4ULL,
-                               0x9a99bcd967851e0cULL, 0x796fccf389873188ULL};
-    const uint64_t want2[4] = {0x742c91f51c91ae50ULL, 0x9bcf5262939d31d5ULL,
-                               0xba2199be3d30d6d7ULL, 0xee04ea6c80158342ULL};
+    const uint64_t want1[4] = {0x8c5f976fec889727ULL, 0xde919d36f359ceb4ULL, 0x9a99bcd967851e0cULL,
+                               0x796fccf389873188ULL};
+    const uint64_t want2[4] = {0x742c91f51c91ae50ULL, 0x9bcf5262939d31d5ULL, 0xba2199be3d30d6d7ULL,
+                               0xee04ea6c80158342ULL};
     fp_rng r;
     fp_rng_seed(&r, 1, 2, 3, (enum fp_purpose)4);
     for (int i = 0; i < 4; i++)
@@ -121,8 +121,8 @@ static void test_shuffle_is_permutation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_known_answers),     cmocka_unit_test(test_key_separation),
-        cmocka_unit_test(test_below_uniform),     cmocka_unit_test(test_moments),
+        cmocka_unit_test(test_known_answers),          cmocka_unit_test(test_key_separation),
+        cmocka_unit_test(test_below_uniform),          cmocka_unit_test(test_moments),
         cmocka_unit_test(test_shuffle_is_permutation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,30 +14,29 @@
 
 #include "core/scenario.h"
 
-static const char *full =
-    "; a comment\n"
-    "[run]\n"
-    "name = t1\n"
-    "seed = 18446744073709551615\n"
-    "rounds = 7\n"
-    "eval_every = 3\n"
-    "\n"
-    "[data]\n"
-    "dataset = fashion-mnist\n"
-    "path = /tmp/fm\n"
-    "clients = 200\n"
-    "partition = shards:2\n"
-    "[model]\n"
-    "kind = mlp\n"
-    "hidden = 64\n"
-    "[algorithm]\n"
-    "name = scaffold\n"
-    "local_steps = 5\n"
-    "batch = 16\n"
-    "lr_local = 0.125\n"
-    "lr_global = 2\n"
-    "[participation]\n"
-    "sample = 20\n";
+static const char *full = "; a comment\n"
+                          "[run]\n"
+                          "name = t1\n"
+                          "seed = 18446744073709551615\n"
+                          "rounds = 7\n"
+                          "eval_every = 3\n"
+                          "\n"
+                          "[data]\n"
+                          "dataset = fashion-mnist\n"
+                          "path = /tmp/fm\n"
+                          "clients = 200\n"
+                          "partition = shards:2\n"
+                          "[model]\n"
+                          "kind = mlp\n"
+                          "hidden = 64\n"
+                          "[algorithm]\n"
+                          "name = scaffold\n"
+                          "local_steps = 5\n"
+                          "batch = 16\n"
+                          "lr_local = 0.125\n"
+                          "lr_global = 2\n"
+                          "[participation]\n"
+                          "sample = 20\n";
 
 static void test_full_file(void **state)
 {
@@ -93,7 +92,8 @@ static void test_errors_name_line_key_allowed(void **state)
     expect_error("[algorithm]\nlr_local = nan\n", NULL, 0, "bad.ini:2", "a number > 0");
     expect_error("[algorithm]\nlr_local = 0\n", NULL, 0, "bad.ini:2", "a number > 0");
     expect_error("[algorithm]\nname = sgd\n", NULL, 0, "bad.ini:2", "one of fedavg, scaffold");
-    expect_error("[run]\nseed = 1\nseed = 2\n", NULL, 0, "bad.ini:3", "set twice (first on line 2)");
+    expect_error("[run]\nseed = 1\nseed = 2\n", NULL, 0, "bad.ini:3",
+                 "set twice (first on line 2)");
     expect_error("[run]\nthis line has no equals\n", NULL, 0, "bad.ini:2", "key = value");
     expect_error("seed = 1\n", NULL, 0, "bad.ini:1", "before any [section]");
     /* cross-key rules */
@@ -108,20 +108,20 @@ static void test_errors_name_line_key_allowed(void **state)
     expect_error("[data]\nalpha = 1\n", NULL, 0, "bad.ini:2", "applies only to dataset synthetic");
     expect_error("[data]\npartition = shards:11\n", NULL, 0, "bad.ini:2", "more classes");
     /* algorithm / compressor compatibility */
-    expect_error("[algorithm]\nname = fedavg\n[compressor]\nname = topk\n", NULL, 0,
-                 "bad.ini:4", "fedavg is the full-precision baseline");
-    expect_error("[algorithm]\nname = fedavg\n[compressor]\nname = topk\n", NULL, 0,
-                 "bad.ini:4", "use fedef");
-    expect_error("[algorithm]\nname = scaffold\n[compressor]\nname = randk\n", NULL, 0,
-                 "bad.ini:4", "use scallion");
-    expect_error("[algorithm]\nname = scallion\n[compressor]\nname = topk\n", NULL, 0,
-                 "bad.ini:4", "scallion needs an unbiased compressor");
-    expect_error("[algorithm]\nname = fedpaq\n[compressor]\nname = sign\n", NULL, 0,
-                 "bad.ini:4", "use fedef");
-    expect_error("[algorithm]\nname = scafcom\n[compressor]\nname = qsgd:4\n", NULL, 0,
-                 "bad.ini:4", "scafcom needs a contractive compressor");
-    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = randk\n", NULL, 0,
-                 "bad.ini:4", "use fedpaq");
+    expect_error("[algorithm]\nname = fedavg\n[compressor]\nname = topk\n", NULL, 0, "bad.ini:4",
+                 "fedavg is the full-precision baseline");
+    expect_error("[algorithm]\nname = fedavg\n[compressor]\nname = topk\n", NULL, 0, "bad.ini:4",
+                 "use fedef");
+    expect_error("[algorithm]\nname = scaffold\n[compressor]\nname = randk\n", NULL, 0, "bad.ini:4",
+                 "use scallion");
+    expect_error("[algorithm]\nname = scallion\n[compressor]\nname = topk\n", NULL, 0, "bad.ini:4",
+                 "scallion needs an unbiased compressor");
+    expect_error("[algorithm]\nname = fedpaq\n[compressor]\nname = sign\n", NULL, 0, "bad.ini:4",
+                 "use fedef");
+    expect_error("[algorithm]\nname = scafcom\n[compressor]\nname = qsgd:4\n", NULL, 0, "bad.ini:4",
+                 "scafcom needs a contractive compressor");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = randk\n", NULL, 0, "bad.ini:4",
+                 "use fedpaq");
     expect_error("[compressor]\nname = qsgd:0\n", NULL, 0, "bad.ini:2", "qsgd:S");
     expect_error("[compressor]\nname = zip\n", NULL, 0, "bad.ini:2", "one of identity, topk");
     expect_error("[algorithm]\nname = fedef\n[compressor]\nname = sign\nratio = 0.1\n", NULL, 0,
@@ -182,7 +182,8 @@ static void test_overrides(void **state)
 
     /* an empty value removes the file's key: topk (with ratio) -> qsgd:4 (none) */
     const char *swap[] = {"compressor.ratio=", "compressor.name=qsgd:4", "algorithm.name=scallion"};
-    const char *withratio = "[algorithm]\nname = scafcom\n[compressor]\nname = topk\nratio = 0.05\n";
+    const char *withratio =
+        "[algorithm]\nname = scafcom\n[compressor]\nname = topk\nratio = 0.05\n";
     assert_int_equal(fp_scenario_load_string(&sc, withratio, "t.ini", swap, 3, &err), 0);
     assert_int_equal(sc.uplink.kind, FP_COMP_QSGD);
     assert_int_equal(sc.uplink.levels, 4);

@@ -253,8 +253,7 @@ static void test_compressed_thread_determinism(void **state)
         run_sim(&sc, 1, "c1.f32", st, &r1);
         run_sim(&sc, 3, "c3.f32", st, &r3);
         if (strcmp(r1.model_sha256, r3.model_sha256))
-            fail_msg("config %zu: 1 thread %s, 3 threads %s", i, r1.model_sha256,
-                     r3.model_sha256);
+            fail_msg("config %zu: 1 thread %s, 3 threads %s", i, r1.model_sha256, r3.model_sha256);
         assert_memory_equal(&r1.test_loss, &r3.test_loss, sizeof(double));
         assert_true(r1.uplink_bytes == r3.uplink_bytes && r1.uplink_bytes > 0);
     }

@@ -103,15 +103,15 @@ static void make_rounds(void)
     }
 }
 
-/* python3 -c 'import hashlib,struct; print(hashlib.sha256(struct.pack("<4f",1.0,-2.5,0.0,3.25)).hexdigest())' */
+/* python3 -c 'import hashlib,struct;
+ * print(hashlib.sha256(struct.pack("<4f",1.0,-2.5,0.0,3.25)).hexdigest())' */
 static const float model[4] = {1.0f, -2.5f, 0.0f, 3.25f};
 static const char model_hex[] = "685b7ddd99d5c6487e584654c8e84ceb0d9b47eea2d0eaa7cd4c1aed901ca064";
 
 struct run_copy {
     int n;
     int64_t id[4];
-    char name[4][32], algorithm[4][32], dataset[4][32], status[4][16], sha[4][65],
-        started[4][40];
+    char name[4][32], algorithm[4][32], dataset[4][32], status[4][16], sha[4][65], started[4][40];
     int dataset_null[4], sha_null[4];
     uint32_t planned[4], done[4];
     double acc[4];
@@ -379,11 +379,17 @@ static void test_two_runs(void **state)
     int64_t b = -1;
     assert_int_equal(fp_store_begin_run(s, &mb, &b, &e), 0);
     assert_int_equal(b, a + 1);
-    struct fp_client_round c = {.client = 3, .train_loss = 0.75, .uplink_bytes = 40,
-                                .downlink_bytes = 80, .examples = 5};
-    struct fp_round r = {.round = 1, .train_loss = 0.75, .test_loss = NAN, .test_accuracy = NAN,
-                         .uplink_bytes = 40, .downlink_bytes = 80, .participants = 1,
-                         .wall_ms = 1.0, .clients = &c};
+    struct fp_client_round c = {
+        .client = 3, .train_loss = 0.75, .uplink_bytes = 40, .downlink_bytes = 80, .examples = 5};
+    struct fp_round r = {.round = 1,
+                         .train_loss = 0.75,
+                         .test_loss = NAN,
+                         .test_accuracy = NAN,
+                         .uplink_bytes = 40,
+                         .downlink_bytes = 80,
+                         .participants = 1,
+                         .wall_ms = 1.0,
+                         .clients = &c};
     assert_int_equal(fp_store_commit_round(s, b, &r, &e), 0);
     assert_int_equal(fp_store_finish_run(s, b, FP_RUN_INTERRUPTED, NULL, 0, 1, &e), 0);
 
@@ -513,8 +519,7 @@ static void test_missing_run(void **state)
     r = rd[0];
     r.round = 0;
     assert_int_equal(fp_store_commit_round(s, id, &r, &e), FP_EINVAL);
-    assert_int_equal(fp_store_finish_run(s, id, (enum fp_run_status)9, NULL, 0, 0, &e),
-                     FP_EINVAL);
+    assert_int_equal(fp_store_finish_run(s, id, (enum fp_run_status)9, NULL, 0, 0, &e), FP_EINVAL);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 0);
     fp_store_close(s);
 }
@@ -561,8 +566,7 @@ static void test_reader_during_write(void **state)
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_open_v2(f->db, &r, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_busy_timeout(r, 0), SQLITE_OK); /* must not need to wait */
-    assert_int_equal(sqlite3_prepare_v2(r, "SELECT count(*) FROM runs", -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(r, "SELECT count(*) FROM runs", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 1); /* the uncommitted run is invisible */
     assert_int_equal(sqlite3_finalize(st), SQLITE_OK);
@@ -602,8 +606,13 @@ static void test_loss_only_rounds(void **state)
     int64_t id;
     assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
     struct fp_client_round c = {.client = 0, .train_loss = 1, .uplink_bytes = 4};
-    struct fp_round r = {.round = 1, .train_loss = 1, .test_loss = 2.5, .test_accuracy = NAN,
-                         .uplink_bytes = 4, .participants = 1, .clients = &c};
+    struct fp_round r = {.round = 1,
+                         .train_loss = 1,
+                         .test_loss = 2.5,
+                         .test_accuracy = NAN,
+                         .uplink_bytes = 4,
+                         .participants = 1,
+                         .clients = &c};
     assert_int_equal(fp_store_commit_round(s, id, &r, &e), 0);
     r.round = 2, r.test_loss = NAN; /* not evaluated: keeps round 1's value */
     assert_int_equal(fp_store_commit_round(s, id, &r, &e), 0);

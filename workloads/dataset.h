@@ -19,8 +19,8 @@
 #define FP_NCLASSES 10
 
 /* Caps checked before any allocation sized from a file header. */
-#define FP_IDX_MAX_ITEMS 10000000u /* examples per file */
-#define FP_IDX_MAX_DIM   1000000u  /* pixels per image */
+#define FP_IDX_MAX_ITEMS  10000000u  /* examples per file */
+#define FP_IDX_MAX_DIM    1000000u   /* pixels per image */
 #define FP_IDX_MAX_PIXELS (1u << 31) /* pixels per file: 8 GiB as float32 */
 
 struct fp_dataset {

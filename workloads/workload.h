@@ -53,9 +53,9 @@ struct fp_workload_ops {
 
 struct fp_workload {
     const struct fp_workload_ops *ops;
-    size_t d;                 /* parameter count */
-    uint32_t nclients;        /* N */
-    const uint32_t *n_local;  /* examples held by each client, [nclients] */
+    size_t d;                   /* parameter count */
+    uint32_t nclients;          /* N */
+    const uint32_t *n_local;    /* examples held by each client, [nclients] */
     uint64_t flops_per_example; /* forward+backward FLOPs per example (0 if n/a), for benchmarks */
     void *impl;
 };
@@ -67,7 +67,13 @@ int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc,
                        struct fp_error *err);
 void fp_workload_free(struct fp_workload *w);
 
-static inline void *fp_workload_ws_new(const struct fp_workload *w) { return w->ops->ws_new(w); }
-static inline void fp_workload_ws_free(const struct fp_workload *w, void *ws) { w->ops->ws_free(ws); }
+static inline void *fp_workload_ws_new(const struct fp_workload *w)
+{
+    return w->ops->ws_new(w);
+}
+static inline void fp_workload_ws_free(const struct fp_workload *w, void *ws)
+{
+    w->ops->ws_free(ws);
+}
 
 #endif
