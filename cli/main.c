@@ -86,9 +86,7 @@ static int fp__is_opt(const char *arg, const char *opt)
     return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
 }
 
-/* must_exist: reading commands never create a store by mistake (a typo in
- * --store would otherwise show an empty list and leave a stray file). */
-static int fp__open_store(struct fp_store **st, const char *path, int must_exist)
+int fp_cli_open_store(struct fp_store **st, const char *path, int must_exist)
 {
     struct fp_error err = {0};
     if (must_exist && access(path, F_OK) != 0) {
@@ -164,7 +162,7 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
     struct fp_store *store;
-    if (fp__open_store(&store, store_path, 0)) {
+    if (fp_cli_open_store(&store, store_path, 0)) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
@@ -254,7 +252,7 @@ static int fp__cmd_runs(int argc, char **argv)
         }
     }
     struct fp_store *store;
-    if (fp__open_store(&store, store_path, 1))
+    if (fp_cli_open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
     printf("%5s  %-24s  %-10s  %-12s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm",
            "compressor", "rounds", "final_acc", "uplink_bytes", "status");
@@ -370,7 +368,7 @@ static int fp__cmd_metrics(int argc, char **argv)
         return fp__usage_error("metrics: run '%s': expected a run id (see 'fedpress runs')", run);
 
     struct fp_store *store;
-    if (fp__open_store(&store, store_path, 1))
+    if (fp_cli_open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
     struct fp_error err = {0};
     int rc = fp_store_run_exists(store, id, &err);

@@ -575,13 +575,7 @@ int fp_cli_plot(int argc, char **argv)
 
     rc = FP_PLOT_EXIT_RUNTIME;
     /* As for `runs` and `metrics`: a reading command never creates a store. */
-    if (access(store_path, F_OK) != 0) {
-        fprintf(stderr, "fedpress: %s: no such run store (fedpress sim creates it; see --store)\n",
-                store_path);
-        goto out;
-    }
-    if (fp_store_open(&store, store_path, &err)) {
-        fprintf(stderr, "fedpress: %s\n", err.msg);
+    if (fp_cli_open_store(&store, store_path, 1)) {
         store = NULL;
         goto out;
     }

@@ -10,4 +10,11 @@
  * 2 usage error. Messages go to stderr. */
 int fp_cli_plot(int argc, char **argv);
 
+struct fp_store;
+/* Opens the run store at path for a command (cli/main.c). must_exist: a
+ * reading command never creates a store by mistake (a typo in --store would
+ * otherwise show an empty list and leave a stray file). Prints the reason to
+ * stderr and returns -1 on failure. */
+int fp_cli_open_store(struct fp_store **st, const char *path, int must_exist);
+
 #endif
