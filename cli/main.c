@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "../core/error.h"
 #include "../core/format.h"
@@ -35,12 +36,14 @@ static const char fp__usage[] =
     "\n"
     "commands:\n"
     "  sim FILE.ini [--set section.key=value ...] [--threads N] [--store PATH]\n"
-    "               [--model-out PATH] [--quiet]\n"
-    "      run the scenario in FILE.ini; --set overrides any key of the file (repeatable);\n"
-    "      --threads trains that many clients at once (default 1; results are identical\n"
-    "      at any thread count); --store is the SQLite run store (default runs.db);\n"
+    "               [--model-out PATH] [--quiet] [--dry-run]\n"
+    "      run the scenario in FILE.ini; --set overrides any key of the file (repeatable;\n"
+    "      section.key= with no value removes the key); --threads trains that many\n"
+    "      clients at once (default: every core; results are identical at any thread\n"
+    "      count); --store is the SQLite run store (default runs.db);\n"
     "      --model-out writes the final model as raw little-endian float32;\n"
-    "      --quiet drops the per-round progress lines (the summary stays).\n"
+    "      --quiet drops the per-round progress lines (the summary stays);\n"
+    "      --dry-run checks the scenario and prints its effective configuration.\n"
     "      Ctrl-C finishes and commits the round in progress, marks the run\n"
     "      'interrupted' and exits 130; a second Ctrl-C stops at once (the store\n"
     "      keeps every committed round).\n"
@@ -106,7 +109,11 @@ static int fp__cmd_sim(int argc, char **argv)
     const char *file = NULL, *store_path = "runs.db", *model_out = NULL;
     const char **sets = calloc((size_t)argc, sizeof *sets);
     size_t nsets = 0;
-    unsigned long threads = 1;
+    /* Results do not depend on the thread count, so use every core. */
+    unsigned long threads = uv_available_parallelism();
+    if (threads > 256)
+        threads = 256;
+    int dry_run = 0;
     int quiet = 0, rc = FP_EXIT_USAGE;
     if (!sets)
         return FP_EXIT_RUNTIME;
@@ -137,6 +144,8 @@ static int fp__cmd_sim(int argc, char **argv)
                 goto missing;
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
             quiet = 1;
+        } else if (!strcmp(argv[i], "--dry-run")) {
+            dry_run = 1;
         } else if (argv[i][0] == '-') {
             rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
             goto out;
@@ -159,6 +168,18 @@ static int fp__cmd_sim(int argc, char **argv)
         fprintf(stderr, "fedpress: %s\n", err.msg);
         /* a bad scenario is a usage error; a file we cannot read is not */
         rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
+        goto out;
+    }
+    if (dry_run) {
+        /* The effective configuration, as the store would keep it. */
+        char *canon = fp_scenario_canonical(&sc);
+        if (!canon) {
+            rc = FP_EXIT_RUNTIME;
+            goto out;
+        }
+        fputs(canon, stdout);
+        free(canon);
+        rc = 0;
         goto out;
     }
     struct fp_store *store;

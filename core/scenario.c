@@ -454,13 +454,29 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->uplink.levels = 0;
 }
 
+/* The shortest decimal that reads back as the same double: 0.1, not
+ * 0.10000000000000001, so the stored scenario reads as it was written. */
+static const char *fp__g(char buf[32], double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, 32, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
 static const char *fp__partition_str(const struct fp_scenario *sc, char *buf, size_t n)
 {
     switch (sc->partition) {
     case FP_PART_IID: return "iid";
     case FP_PART_SORTED: return "sorted";
     case FP_PART_SHARDS: snprintf(buf, n, "shards:%u", sc->shards); return buf;
-    case FP_PART_DIRICHLET: snprintf(buf, n, "dirichlet:%.17g", sc->dirichlet_alpha); return buf;
+    case FP_PART_DIRICHLET: {
+        char g[32];
+        snprintf(buf, n, "dirichlet:%s", fp__g(g, sc->dirichlet_alpha));
+        return buf;
+    }
     case FP_PART_NATURAL: return "natural";
     }
     return "?";
@@ -677,7 +693,7 @@ out:
 
 char *fp_scenario_canonical(const struct fp_scenario *sc)
 {
-    char part[64];
+    char part[64], g1[32], g2[32];
     size_t cap = 4096;
     char *buf = malloc(cap);
     if (!buf)
@@ -696,33 +712,34 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
         FP__ADD("path = %s\npartition = %s\n", sc->data_path,
                 fp__partition_str(sc, part, sizeof part));
     if (sc->dataset == FP_DATA_SYNTHETIC)
-        FP__ADD("alpha = %.17g\nbeta = %.17g\ndim = %u\n", sc->synth_alpha, sc->synth_beta,
-                sc->dim);
+        FP__ADD("alpha = %s\nbeta = %s\ndim = %u\n", fp__g(g1, sc->synth_alpha),
+                fp__g(g2, sc->synth_beta), sc->dim);
     if (sc->dataset == FP_DATA_QUADRATIC)
-        FP__ADD("dim = %u\nnoise = %.17g\n", sc->dim, sc->quad_noise);
+        FP__ADD("dim = %u\nnoise = %s\n", sc->dim, fp__g(g1, sc->quad_noise));
     FP__ADD("\n[model]\nkind = %s\n", fp_model_name(sc->model));
     if (sc->model == FP_MODEL_MLP)
         FP__ADD("hidden = %u\n", sc->hidden);
     if (sc->init_path[0])
         FP__ADD("init = %s\n", sc->init_path);
-    FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\nlr_local = %.17g\n"
-            "lr_global = %.17g\n",
-            fp_algo_name(sc->algorithm), sc->local_steps, sc->batch, sc->lr_local, sc->lr_global);
+    FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\nlr_local = %s\n"
+            "lr_global = %s\n",
+            fp_algo_name(sc->algorithm), sc->local_steps, sc->batch, fp__g(g1, sc->lr_local),
+            fp__g(g2, sc->lr_global));
     if (sc->algorithm == FP_ALGO_SCALLION) {
         if (isnan(sc->alpha))
             FP__ADD("alpha = auto\n");
         else
-            FP__ADD("alpha = %.17g\n", sc->alpha);
+            FP__ADD("alpha = %s\n", fp__g(g1, sc->alpha));
     }
     if (sc->algorithm == FP_ALGO_SCAFCOM)
-        FP__ADD("beta = %.17g\n", sc->beta);
+        FP__ADD("beta = %s\n", fp__g(g1, sc->beta));
     FP__ADD("\n[participation]\nsample = %u\n", sc->sample);
     {
         char cname[64];
         FP__ADD("\n[compressor]\nname = %s\n", fp_comp_name(&sc->uplink, cname, sizeof cname));
         enum fp_comp_kind ck = sc->uplink.kind;
         if (ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD)
-            FP__ADD("ratio = %.17g\n", sc->uplink.ratio);
+            FP__ADD("ratio = %s\n", fp__g(g1, sc->uplink.ratio));
     }
 #undef FP__ADD
     if (n < 0 || (size_t)n >= cap) {

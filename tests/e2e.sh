@@ -69,6 +69,11 @@ check "a non-SQLite store: exit 1 naming the file" "[ $rc -eq 1 ] && grep -q 'no
 "$FP" runs --store "$T/typo.db" 2>"$T/e"; rc=$?
 check "runs on a missing store: exit 1, no file created" "[ $rc -eq 1 ] && [ ! -e '$T/typo.db' ] && grep -q 'no such run store' '$T/e'"
 
+"$FP" sim "$ROOT/scenarios/quickstart.ini" --dry-run --store "$T/dry.db" --set run.rounds=7 \
+  --set algorithm.lr_local=0.1 >"$T/dry" 2>&1; rc=$?
+check "--dry-run: exit 0, effective values, no store" \
+  "[ $rc -eq 0 ] && grep -qx 'rounds = 7' '$T/dry' && grep -qx 'lr_local = 0.1' '$T/dry' && [ ! -e '$T/dry.db' ]"
+
 # 4. Ctrl-C: the run is marked interrupted, committed rounds stay, exit 130
 "$FP" sim "$ROOT/scenarios/quickstart.ini" --store "$T/int.db" --set run.rounds=100000 \
   >"$T/out" 2>"$T/err" &
