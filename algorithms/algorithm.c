@@ -362,3 +362,137 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
         s->c[j] = (float)(cj + s->sum[j] * cscale);
     }
 }
+
+/* ---- checkpoints ---- */
+
+#define FP__STATE_MAGIC   0x31535046u /* "FPS1" little-endian */
+#define FP__STATE_VERSION 1u
+#define FP__STATE_HEADER  32u
+
+enum { FP__ST_C = 1, FP__ST_CI = 2, FP__ST_MEM = 4 };
+
+static unsigned fp__state_flags(const struct fp_algorithm *a)
+{
+    return (a->scaffold_family ? FP__ST_C | FP__ST_CI : 0) | (a->client_memory ? FP__ST_MEM : 0);
+}
+
+static void fp__put32(uint8_t **p, uint32_t v)
+{
+    memcpy(*p, &v, 4);
+    *p += 4;
+}
+
+static void fp__putv(uint8_t **p, const float *v, size_t d)
+{
+    if (v)
+        memcpy(*p, v, d * sizeof *v);
+    else
+        memset(*p, 0, d * sizeof *v); /* a vector never allocated is zero */
+    *p += d * sizeof *v;
+}
+
+int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
+                       size_t *len)
+{
+    const size_t d = s->p.d, vb = d * sizeof(float);
+    const unsigned flags = fp__state_flags(s->alg);
+    const size_t per = 4 + vb * (((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0));
+    uint32_t n = 0;
+    if (per > 4)
+        for (uint32_t i = 0; i < s->p.N; i++)
+            n += cs[i].ci || cs[i].mem;
+    size_t total = FP__STATE_HEADER + vb * (1 + ((flags & FP__ST_C) != 0)) + (size_t)n * per;
+    uint8_t *b = malloc(total), *p = b;
+    if (!b)
+        return FP_ENOMEM;
+    fp__put32(&p, FP__STATE_MAGIC);
+    fp__put32(&p, FP__STATE_VERSION);
+    fp__put32(&p, (uint32_t)s->p.kind);
+    fp__put32(&p, flags);
+    uint64_t d64 = d;
+    memcpy(p, &d64, 8);
+    p += 8;
+    fp__put32(&p, s->p.N);
+    fp__put32(&p, n);
+    fp__putv(&p, s->x, d);
+    if (flags & FP__ST_C)
+        fp__putv(&p, s->c, d);
+    for (uint32_t i = 0; n && i < s->p.N; i++) {
+        if (!cs[i].ci && !cs[i].mem)
+            continue;
+        fp__put32(&p, i);
+        if (flags & FP__ST_CI)
+            fp__putv(&p, cs[i].ci, d);
+        if (flags & FP__ST_MEM)
+            fp__putv(&p, cs[i].mem, d);
+    }
+    *blob = b;
+    *len = (size_t)(p - b);
+    return 0;
+}
+
+/* Copies d finite floats from *p into a new (or given) vector. */
+static int fp__getv(const uint8_t **p, size_t d, float **dst)
+{
+    if (!*dst && !(*dst = malloc(d * sizeof **dst)))
+        return FP_ENOMEM;
+    memcpy(*dst, *p, d * sizeof **dst);
+    *p += d * sizeof **dst;
+    for (size_t j = 0; j < d; j++)
+        if (!isfinite((*dst)[j]))
+            return FP_EFORMAT;
+    return 0;
+}
+
+int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
+                       size_t len, struct fp_error *err)
+{
+    const uint8_t *p = blob, *end = p + len;
+    const size_t d = s->p.d, vb = d * sizeof(float);
+    const unsigned flags = fp__state_flags(s->alg);
+    uint32_t h[4], N, n;
+    uint64_t d64;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "checkpoint: %zu bytes, shorter than its header", len);
+    memcpy(h, p, 16);
+    memcpy(&d64, p + 16, 8);
+    memcpy(&N, p + 24, 4);
+    memcpy(&n, p + 28, 4);
+    p += FP__STATE_HEADER;
+    if (h[0] != FP__STATE_MAGIC || h[1] != FP__STATE_VERSION)
+        return fp_error_set(err, FP_EFORMAT, "checkpoint: not a fedpress state (version %u)", h[1]);
+    if (h[2] != (uint32_t)s->p.kind || h[3] != flags || d64 != d || N != s->p.N)
+        return fp_error_set(err, FP_EFORMAT,
+                            "checkpoint: made for algorithm %u with d = %llu, N = %u; this run "
+                            "has %s with d = %zu, N = %u",
+                            h[2], (unsigned long long)d64, N, s->alg->name, d, s->p.N);
+    const size_t per = 4 + vb * (((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0));
+    const size_t fixed = vb * (1 + ((flags & FP__ST_C) != 0));
+    /* n is capped by N before the multiplication, so the size cannot overflow */
+    if (n > N || (per == 4 && n) || len != FP__STATE_HEADER + fixed + (size_t)n * per)
+        return fp_error_set(err, FP_EFORMAT,
+                            "checkpoint: %zu bytes do not hold %u client states of d = %zu", len,
+                            n, d);
+    int rc = fp__getv(&p, d, &s->x);
+    if (!rc && (flags & FP__ST_C))
+        rc = fp__getv(&p, d, &s->c);
+    int64_t last = -1;
+    for (uint32_t k = 0; !rc && k < n; k++) {
+        uint32_t id;
+        memcpy(&id, p, 4);
+        p += 4;
+        if (id >= N || (int64_t)id <= last)
+            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
+                                id);
+        last = id;
+        if (flags & FP__ST_CI)
+            rc = fp__getv(&p, d, &cs[id].ci);
+        if (!rc && (flags & FP__ST_MEM))
+            rc = fp__getv(&p, d, &cs[id].mem);
+    }
+    if (rc)
+        return fp_error_set(err, rc, "checkpoint: %s",
+                            rc == FP_EFORMAT ? "a non-finite value" : "out of memory");
+    (void)end;
+    return 0;
+}

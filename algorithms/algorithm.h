@@ -104,4 +104,17 @@ int fp_algo_server_add(struct fp_server *s, uint32_t round, uint32_t client, con
                        size_t len, struct fp_error *err);
 void fp_algo_server_finish(struct fp_server *s, uint32_t participants);
 
+/* Checkpoints. fp_algo_state_save serialises the server's x (and c) and the
+ * state of every client that has any (cs[0..N), ascending id) into a new
+ * malloc'd blob the caller frees: little-endian, header "FPS1", version,
+ * kind, d, N, flags, client count, then the vectors. fp_algo_state_load
+ * restores it into a server initialised with the same parameters and an
+ * array of N empty client states; FP_EFORMAT (with a message) if the blob
+ * is truncated, oversized, for another algorithm or size, has client ids out
+ * of order or range, or a non-finite value. */
+int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
+                       size_t *len);
+int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
+                       size_t len, struct fp_error *err);
+
 #endif

@@ -47,6 +47,10 @@ static const char fp__usage[] =
     "      Ctrl-C finishes and commits the round in progress, marks the run\n"
     "      'interrupted' and exits 130; a second Ctrl-C stops at once (the store\n"
     "      keeps every committed round).\n"
+    "  sim --resume RUN [--store PATH] [--threads N] [--model-out PATH] [--quiet]\n"
+    "      continue an interrupted, failed or killed run from its newest checkpoint\n"
+    "      ([run] checkpoint_every, and always when Ctrl-C stops it); it ends with the\n"
+    "      same model as a run that was never stopped.\n"
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, uplink bytes, status\n"
@@ -114,6 +118,7 @@ static int fp__cmd_sim(int argc, char **argv)
     if (threads > 256)
         threads = 256;
     int dry_run = 0;
+    const char *resume_arg = NULL;
     int quiet = 0, rc = FP_EXIT_USAGE;
     if (!sets)
         return FP_EXIT_RUNTIME;
@@ -146,6 +151,9 @@ static int fp__cmd_sim(int argc, char **argv)
             quiet = 1;
         } else if (!strcmp(argv[i], "--dry-run")) {
             dry_run = 1;
+        } else if (fp__is_opt(argv[i], "--resume")) {
+            if (!(resume_arg = fp__optval(argc, argv, &i, "--resume")))
+                goto missing;
         } else if (argv[i][0] == '-') {
             rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
             goto out;
@@ -156,15 +164,57 @@ static int fp__cmd_sim(int argc, char **argv)
             goto out;
         }
     }
-    if (!file) {
-        rc = fp__usage_error("sim: %s", "no scenario file given");
+    if (!file == !resume_arg) {
+        rc = fp__usage_error("sim: %s", file ? "give a scenario file or --resume RUN, not both"
+                                             : "no scenario file given (or --resume RUN)");
+        goto out;
+    }
+    if (resume_arg && (nsets || dry_run)) {
+        rc = fp__usage_error("sim: %s", "--resume runs the stored scenario as it was: no --set, "
+                                        "no --dry-run");
         goto out;
     }
 
     struct fp_error err = {0};
     struct fp_scenario sc;
-    int lrc = fp_scenario_load(&sc, file, sets, nsets, &err);
+    struct fp_store *store = NULL;
+    struct fp_resume resume = {0};
+    int64_t resume_id = 0;
+    int lrc;
+    if (resume_arg) {
+        char *end;
+        resume_id = strtoll(resume_arg, &end, 10);
+        if (*resume_arg == '\0' || *end != '\0' || resume_id < 1) {
+            rc = fp__usage_error("sim: --resume '%s': expected a run id (see 'fedpress runs')",
+                                 resume_arg);
+            goto out;
+        }
+        rc = FP_EXIT_RUNTIME;
+        if (fp_cli_open_store(&store, store_path, 1))
+            goto out;
+        if (fp_store_load_resume(store, resume_id, &resume, &err)) {
+            fprintf(stderr, "fedpress: %s\n", err.msg);
+            fp_store_close(store);
+            goto out;
+        }
+        if (!strcmp(resume.status, "completed")) {
+            fprintf(stderr, "fedpress: run %lld in %s is already completed\n",
+                    (long long)resume_id, store_path);
+            fp_store_resume_free(&resume);
+            fp_store_close(store);
+            goto out;
+        }
+        char origin[64];
+        snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)resume_id);
+        lrc = fp_scenario_load_string(&sc, resume.scenario, origin, NULL, 0, &err);
+    } else {
+        lrc = fp_scenario_load(&sc, file, sets, nsets, &err);
+    }
     if (lrc) {
+        if (store) {
+            fp_store_resume_free(&resume);
+            fp_store_close(store);
+        }
         fprintf(stderr, "fedpress: %s\n", err.msg);
         /* a bad scenario is a usage error; a file we cannot read is not */
         rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
@@ -182,8 +232,7 @@ static int fp__cmd_sim(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    struct fp_store *store;
-    if (fp_cli_open_store(&store, store_path, 0)) {
+    if (!store && fp_cli_open_store(&store, store_path, 0)) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
@@ -197,7 +246,9 @@ static int fp__cmd_sim(int argc, char **argv)
     struct fp_sim_options opt = {.threads = (unsigned)threads,
                                  .progress = quiet ? NULL : stderr,
                                  .stop = &fp__stop,
-                                 .model_out = model_out};
+                                 .model_out = model_out,
+                                 .resume = resume_arg ? &resume : NULL,
+                                 .resume_run = resume_id};
     struct fp_sim_result res;
     if (!quiet) {
         char cname[64];
@@ -208,7 +259,12 @@ static int fp__cmd_sim(int argc, char **argv)
                 fp_dataset_name(sc.dataset), sc.clients, sc.sample, sc.rounds, threads,
                 threads == 1 ? "" : "s", store_path);
     }
-    if (fp_sim_run(&sc, store, &opt, &res, &err)) {
+    if (resume_arg && !quiet)
+        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n", sc.name,
+                (long long)resume_id, resume.state ? resume.round : 0u);
+    int simrc = fp_sim_run(&sc, store, &opt, &res, &err);
+    fp_store_resume_free(&resume);
+    if (simrc) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         if (res.run_id >= 0)
             fprintf(stderr, "fedpress: run %lld marked 'failed' in %s\n", (long long)res.run_id,

@@ -30,6 +30,7 @@ enum fp__key {
     K_RUN_SEED,
     K_RUN_ROUNDS,
     K_RUN_EVAL_EVERY,
+    K_RUN_CHECKPOINT_EVERY,
     K_DATA_DATASET,
     K_DATA_PATH,
     K_DATA_CLIENTS,
@@ -64,6 +65,8 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_RUN_SEED] = {"run", "seed", "an integer in [0, 2^64)"},
     [K_RUN_ROUNDS] = {"run", "rounds", "an integer in [1, 10000000]"},
     [K_RUN_EVAL_EVERY] = {"run", "eval_every", "an integer in [1, 10000000]"},
+    [K_RUN_CHECKPOINT_EVERY] = {"run", "checkpoint_every",
+                                "an integer in [0, 10000000] (0: no resumable checkpoints)"},
     [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
     [K_DATA_PATH] = {"data", "path",
                      "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
@@ -228,6 +231,7 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
     case K_RUN_SEED: return fp__parse_u64(v, 0, UINT64_MAX, &sc->seed);
     case K_RUN_ROUNDS: return fp__parse_u32(v, 1, 10000000, &sc->rounds);
     case K_RUN_EVAL_EVERY: return fp__parse_u32(v, 1, 10000000, &sc->eval_every);
+    case K_RUN_CHECKPOINT_EVERY: return fp__parse_u32(v, 0, 10000000, &sc->checkpoint_every);
     case K_DATA_DATASET:
         if (!strcmp(v, "fashion-mnist"))
             sc->dataset = FP_DATA_FMNIST;
@@ -429,6 +433,7 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->seed = 1;
     sc->rounds = 100;
     sc->eval_every = 1;
+    sc->checkpoint_every = 10;
     sc->dataset = FP_DATA_FMNIST;
     snprintf(sc->data_path, sizeof sc->data_path, "%s", FP__DEFAULT_FMNIST_PATH);
     sc->clients = 100;
@@ -699,9 +704,11 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     if (!buf)
         return NULL;
     int n = snprintf(buf, cap,
-                     "[run]\nname = %s\nseed = %llu\nrounds = %u\neval_every = %u\n\n"
+                     "[run]\nname = %s\nseed = %llu\nrounds = %u\neval_every = %u\n"
+                     "checkpoint_every = %u\n\n"
                      "[data]\ndataset = %s\nclients = %u\n",
                      sc->name, (unsigned long long)sc->seed, sc->rounds, sc->eval_every,
+                     sc->checkpoint_every,
                      fp_dataset_name(sc->dataset), sc->clients);
 #define FP__ADD(...)                                                                               \
     do {                                                                                           \

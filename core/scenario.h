@@ -62,6 +62,8 @@ struct fp_scenario {
     uint64_t seed;
     uint32_t rounds;
     uint32_t eval_every; /* evaluate on the test set every this many rounds (and the last) */
+    uint32_t checkpoint_every; /* store the whole state every this many rounds (0: never),
+                                  so that `fedpress sim --resume` can continue the run */
 
     /* [data] */
     enum fp_dataset_kind dataset;

@@ -241,7 +241,7 @@ static int fp__write_model(const char *path, const float *x, size_t d, struct fp
 }
 
 static void fp__progress(const struct fp__sim *s, FILE *out, const struct fp_round *r,
-                         uint64_t uplink_total, double elapsed_ms)
+                         uint32_t done_here, uint64_t uplink_total, double elapsed_ms)
 {
     char up[32], acc[48] = "";
     fp_format_bytes(uplink_total, up, sizeof up);
@@ -249,11 +249,25 @@ static void fp__progress(const struct fp__sim *s, FILE *out, const struct fp_rou
         snprintf(acc, sizeof acc, "  test_acc %6.2f%%", 100 * r->test_accuracy);
     else if (!isnan(r->test_loss))
         snprintf(acc, sizeof acc, "  test_loss %.6g", r->test_loss);
-    double per = elapsed_ms / r->round;
+    double per = elapsed_ms / done_here; /* rounds run by this process (a resume runs fewer) */
     double eta = per * (s->sc->rounds - r->round) / 1e3;
     fprintf(out, "[%s] round %u/%u  train_loss %.4f%s  uplink %s  %.2f s/round  eta %.0fs\n",
             s->sc->name, r->round, s->sc->rounds, r->train_loss, acc, up, per / 1e3, eta);
     fflush(out);
+}
+
+/* Totals of the rounds a resumed run already has. */
+static int fp__sum_rounds(void *u, const struct fp_round *r)
+{
+    struct fp_sim_result *res = u;
+    res->rounds_done = r->round;
+    res->uplink_bytes += r->uplink_bytes;
+    res->downlink_bytes += r->downlink_bytes;
+    if (!isnan(r->test_loss) || !isnan(r->test_accuracy)) {
+        res->test_loss = r->test_loss;
+        res->test_accuracy = r->test_accuracy;
+    }
+    return 0;
 }
 
 static void fp__free(struct fp__sim *s)
@@ -309,7 +323,9 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         goto fail;
     if ((rc = fp_server_init(&s.server, &s.p, err)))
         goto fail;
-    if (sc->init_path[0]) {
+    if (opt->resume && opt->resume->state) {
+        /* x, c and the clients' state are in the checkpoint: no init */
+    } else if (sc->init_path[0]) {
         if ((rc = fp__load_init(&s, err)))
             goto fail;
     } else {
@@ -375,13 +391,29 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
                                .sample = S,
                                .d = s.p.d,
                                .threads = s.nworkers};
-    if ((rc = fp_store_begin_run(store, &meta, &res->run_id, err)))
+    uint32_t first_round = 1, state_round = 0;
+    if (opt->resume) {
+        /* Continue run opt->resume_run after its newest state checkpoint:
+         * everything the store holds past that round is forgotten and run
+         * again, the same bits since every draw is keyed by its round. */
+        const struct fp_resume *rs = opt->resume;
+        if (rs->state && (rc = fp_algo_state_load(&s.server, s.cstate, rs->state, rs->state_len,
+                                                  err)))
+            goto fail;
+        first_round = rs->state ? rs->round + 1 : 1;
+        res->run_id = opt->resume_run;
+        if ((rc = fp_store_rewind(store, res->run_id, first_round - 1, err)))
+            goto fail;
+        if ((rc = fp_store_list_rounds(store, res->run_id, fp__sum_rounds, res, err)))
+            goto fail;
+    } else if ((rc = fp_store_begin_run(store, &meta, &res->run_id, err))) {
         goto fail;
+    }
 
     const uint64_t down_each = fp_algo_downlink_bytes(&s.p);
     /* s/round and the ETA count rounds only, not the dataset load before them. */
     const double t_rounds = fp__now_ms();
-    for (uint32_t round = 1; round <= sc->rounds; round++) {
+    for (uint32_t round = first_round; round <= sc->rounds; round++) {
         /* Checked between rounds only: a round once started is finished and
          * committed, so client state (c_i, e_i, w_i) never runs ahead of the
          * server's and the store ends on a whole round. */
@@ -429,16 +461,46 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
             res->test_accuracy = row.test_accuracy;
         }
         row.wall_ms = fp__now_ms() - r0;
-        if ((rc = fp_store_commit_round(store, res->run_id, &row, err)))
+        /* The whole state goes with the round every checkpoint_every rounds,
+         * and when the run is about to stop early, so --resume loses nothing. */
+        void *state = NULL;
+        size_t state_len = 0;
+        if (round < sc->rounds && ((sc->checkpoint_every && round % sc->checkpoint_every == 0) ||
+                                   (s.stop && *s.stop))) {
+            if ((rc = fp_algo_state_save(&s.server, s.cstate, &state, &state_len))) {
+                fp_error_set(err, rc, "round %u: out of memory for the state checkpoint", round);
+                goto fail;
+            }
+        }
+        rc = fp_store_commit_round_state(store, res->run_id, &row, state, state_len, err);
+        free(state);
+        if (rc)
             goto fail;
+        if (state)
+            state_round = round;
         res->rounds_done = round;
         res->uplink_bytes += row.uplink_bytes;
         res->downlink_bytes += row.downlink_bytes;
         if (opt->progress)
-            fp__progress(&s, opt->progress, &row, res->uplink_bytes, fp__now_ms() - t_rounds);
+            fp__progress(&s, opt->progress, &row, round - first_round + 1, res->uplink_bytes,
+                         fp__now_ms() - t_rounds);
     }
 
     res->interrupted = res->rounds_done < sc->rounds;
+    /* Stopped between rounds (the flag rose after the last commit): the state
+     * after the last committed round still has to reach the store. */
+    if (res->interrupted && res->rounds_done >= first_round && state_round != res->rounds_done) {
+        void *state;
+        size_t state_len;
+        if ((rc = fp_algo_state_save(&s.server, s.cstate, &state, &state_len))) {
+            fp_error_set(err, rc, "out of memory for the state checkpoint");
+            goto fail;
+        }
+        rc = fp_store_put_state(store, res->run_id, res->rounds_done, state, state_len, err);
+        free(state);
+        if (rc)
+            goto fail;
+    }
     fp_sha256_hex(s.server.x, s.p.d * sizeof(float), res->model_sha256);
     if (opt->model_out && (rc = fp__write_model(opt->model_out, s.server.x, s.p.d, err)))
         goto fail;

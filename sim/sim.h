@@ -25,6 +25,11 @@ struct fp_sim_options {
     FILE *progress;              /* a line per round goes here; NULL = silent */
     volatile sig_atomic_t *stop; /* set (e.g. by SIGINT): finish the round in progress, stop */
     const char *model_out;       /* if set, the final model is written here (raw f32) */
+    /* Resume: continue run resume_run of the store from the checkpoint in
+     * *resume (fp_store_load_resume); the scenario must be the one parsed
+     * from resume->scenario. NULL: a new run. */
+    const struct fp_resume *resume;
+    int64_t resume_run;
 };
 
 struct fp_sim_result {

@@ -46,6 +46,9 @@ enum fp__stmt_id {
     ST_INSERT_CLIENT,
     ST_FINISH_RUN,
     ST_INSERT_CHECKPOINT,
+    ST_PUT_STATE,
+    ST_DROP_OLD_STATE,
+    ST_GET_RESUME,
     ST_LIST_RUNS,
     ST_LIST_ROUNDS,
     ST_RUN_EXISTS,
@@ -84,6 +87,14 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     /* REPLACE: finishing again (e.g. a resumed run) overwrites that round's model. */
     [ST_INSERT_CHECKPOINT] = "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
                              " VALUES(?1, ?2, 'model', ?3, ?4)",
+    /* Only the newest state of a run is kept: it can be hundreds of MB. */
+    [ST_PUT_STATE] = "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
+                     " VALUES(?1, ?2, 'state', ?3, ?4)",
+    [ST_DROP_OLD_STATE] =
+        "DELETE FROM checkpoints WHERE run_id = ?1 AND kind = 'state' AND round < ?2",
+    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data FROM runs r"
+                      " LEFT JOIN checkpoints c ON c.run_id = r.id AND c.kind = 'state'"
+                      " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
     [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
                      " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes, compressor"
                      " FROM runs ORDER BY id",
@@ -145,7 +156,7 @@ static const char fp__schema_sql[] =
     "CREATE TABLE checkpoints("
     " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
     " round INTEGER NOT NULL,"
-    " kind TEXT NOT NULL CHECK(kind IN ('model')),"
+    " kind TEXT NOT NULL CHECK(kind IN ('model', 'state')),"
     " data BLOB NOT NULL,"
     " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
     " PRIMARY KEY(run_id, round, kind));"
@@ -522,6 +533,12 @@ fail:
 int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_round *r,
                           struct fp_error *err)
 {
+    return fp_store_commit_round_state(s, run_id, r, NULL, 0, err);
+}
+
+int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct fp_round *r,
+                                const void *state, size_t state_len, struct fp_error *err)
+{
     sqlite3_stmt *st = NULL;
     int rc;
 
@@ -606,6 +623,30 @@ int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_ro
     }
     st = NULL;
 
+    if (state) {
+        char hex[65];
+        fp_sha256_hex(state, state_len, hex);
+        st = s->st[ST_PUT_STATE];
+        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+        FP__BIND(sqlite3_bind_int64(st, 2, r->round));
+        FP__BIND(sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC));
+        FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = fp__sqlerr(s, err, "storing the round's state checkpoint");
+            goto fail;
+        }
+        fp__done(st);
+        st = s->st[ST_DROP_OLD_STATE];
+        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+        FP__BIND(sqlite3_bind_int64(st, 2, r->round));
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = fp__sqlerr(s, err, "dropping older state checkpoints");
+            goto fail;
+        }
+        fp__done(st);
+        st = NULL;
+    }
+
     rc = fp__commit(s, err);
     if (rc)
         goto fail;
@@ -658,6 +699,19 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
         goto fail;
     }
     fp__done(st);
+
+    /* A completed run will not be resumed: its state checkpoint (up to
+     * N client vectors) would only weigh on the file. */
+    if (status == FP_RUN_COMPLETED) {
+        st = s->st[ST_DROP_OLD_STATE];
+        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+        FP__BIND(sqlite3_bind_int64(st, 2, INT64_MAX));
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = fp__sqlerr(s, err, "dropping the state checkpoint");
+            goto fail;
+        }
+        fp__done(st);
+    }
 
     if (model) {
         st = s->st[ST_INSERT_CHECKPOINT];
@@ -814,4 +868,149 @@ const char *fp_run_status_name(enum fp_run_status st)
     case FP_RUN_FAILED: return "failed";
     }
     return "unknown";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Resuming                                                                 */
+
+void fp_store_resume_free(struct fp_resume *r)
+{
+    free(r->scenario);
+    free(r->status);
+    free(r->state);
+    memset(r, 0, sizeof *r);
+}
+
+static char *fp__strdup_col(sqlite3_stmt *st, int i)
+{
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    return t ? strdup(t) : NULL;
+}
+
+int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *out,
+                         struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_GET_RESUME];
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        goto out;
+    }
+    if (step != SQLITE_ROW) {
+        rc = fp__sqlerr(s, err, "reading the run's checkpoint");
+        goto out;
+    }
+    out->scenario = fp__strdup_col(st, 0);
+    out->status = fp__strdup_col(st, 1);
+    if (sqlite3_column_type(st, 3) == SQLITE_BLOB) {
+        out->round = (uint32_t)sqlite3_column_int64(st, 2);
+        out->state_len = (size_t)sqlite3_column_bytes(st, 3);
+        out->state = malloc(out->state_len ? out->state_len : 1);
+        if (out->state)
+            memcpy(out->state, sqlite3_column_blob(st, 3), out->state_len);
+    }
+    if (!out->scenario || !out->status || (out->state_len && !out->state)) {
+        rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
+        fp_store_resume_free(out);
+    }
+out:
+    fp__done(st);
+    return rc;
+}
+
+/* Runs one statement with ?1 = run_id and ?2 = round. */
+static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_id,
+                              uint32_t round, struct fp_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return fp__sqlerr(s, err, "preparing the rewind");
+    int ok = sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
+             (sqlite3_bind_parameter_count(st) < 2 ||
+              sqlite3_bind_int64(st, 2, round) == SQLITE_OK) &&
+             sqlite3_step(st) == SQLITE_DONE;
+    int rc = ok ? 0 : fp__sqlerr(s, err, "rewinding the run");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, struct fp_error *err)
+{
+    static const char *const sql[] = {
+        /* client_rounds go with their rounds (ON DELETE CASCADE) */
+        "DELETE FROM rounds WHERE run_id = ?1 AND round > ?2",
+        "DELETE FROM checkpoints WHERE run_id = ?1 AND round > ?2",
+        "DELETE FROM checkpoints WHERE run_id = ?1 AND kind = 'model'",
+        "UPDATE runs SET rounds_done = ?2, status = 'running', finished_at = NULL,"
+        " model_sha256 = NULL,"
+        " uplink_bytes = (SELECT coalesce(sum(uplink_bytes), 0) FROM rounds WHERE run_id = ?1),"
+        " downlink_bytes = (SELECT coalesce(sum(downlink_bytes), 0) FROM rounds"
+        "  WHERE run_id = ?1),"
+        " final_test_accuracy = (SELECT test_accuracy FROM rounds WHERE run_id = ?1 AND"
+        "  (test_accuracy IS NOT NULL OR test_loss IS NOT NULL) ORDER BY round DESC LIMIT 1),"
+        " final_test_loss = (SELECT test_loss FROM rounds WHERE run_id = ?1 AND"
+        "  (test_accuracy IS NOT NULL OR test_loss IS NOT NULL) ORDER BY round DESC LIMIT 1)"
+        " WHERE id = ?1",
+    };
+    int rc = fp__begin(s, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
+        rc = fp__exec_run_round(s, sql[i], run_id, round, err);
+        if (rc) {
+            fp__rollback(s, err);
+            return rc;
+        }
+    }
+    rc = fp__commit(s, err);
+    if (rc)
+        fp__rollback(s, err);
+    return rc;
+}
+
+int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
+                       size_t state_len, struct fp_error *err)
+{
+    char hex[65];
+    fp_sha256_hex(state, state_len, hex);
+    int rc = fp__begin(s, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = s->st[ST_PUT_STATE];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, round));
+    FP__BIND(sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC));
+    FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "storing the state checkpoint");
+        goto fail;
+    }
+    fp__done(st);
+    st = s->st[ST_DROP_OLD_STATE];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, round));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "dropping older state checkpoints");
+        goto fail;
+    }
+    fp__done(st);
+    st = NULL;
+    rc = fp__commit(s, err);
+    if (rc)
+        goto fail;
+    return 0;
+bind_fail:
+    rc = fp__sqlerr(s, err, "binding the state checkpoint");
+fail:
+    if (st)
+        fp__done(st);
+    fp__rollback(s, err);
+    return rc;
 }

@@ -69,6 +69,35 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
 /* One transaction: the rounds row and its client_rounds rows. */
 int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_round *r,
                           struct fp_error *err);
+/* The same, and in the same transaction the run's resumable state (an
+ * opaque blob from fp_algo_state_save) as the newest 'state' checkpoint,
+ * replacing older ones. state may be NULL (then it is fp_store_commit_round). */
+int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct fp_round *r,
+                                const void *state, size_t state_len, struct fp_error *err);
+
+/* The state checkpoint alone, in its own transaction (a run stopping
+ * between rounds). */
+int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
+                       size_t state_len, struct fp_error *err);
+
+/* What `fedpress sim --resume` needs: the run's canonical scenario text, its
+ * status, and its newest state checkpoint (state NULL if it has none).
+ * Owned by the struct; free with fp_store_resume_free. FP_ENOTFOUND if the
+ * run does not exist. */
+struct fp_resume {
+    char *scenario, *status;
+    uint32_t round; /* the round the state is after */
+    void *state;
+    size_t state_len;
+};
+int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *out,
+                         struct fp_error *err);
+void fp_store_resume_free(struct fp_resume *r);
+/* One transaction: forgets everything of the run after `round` (rounds,
+ * client_rounds, checkpoints, the final model), recomputes its totals from
+ * the rounds that remain, and marks it 'running' again. */
+int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, struct fp_error *err);
+
 /* Sets status, finished_at, final metrics, and the SHA-256 (hex) of the final
  * model; stores the model (raw little-endian float32) as a checkpoint row.
  * model may be NULL (then no checkpoint and model_sha256 stays NULL). */

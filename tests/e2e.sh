@@ -87,6 +87,29 @@ check "SIGINT: rounds_done matches committed rounds" \
   "[ \"\$(sqlite3 '$T/int.db' 'select rounds_done from runs')\" = \"\$(sqlite3 '$T/int.db' 'select count(*) from rounds')\" ] && [ \$(sqlite3 '$T/int.db' 'select count(*) from rounds') -ge 2 ]"
 check "SIGINT: store passes integrity_check" "[ \"\$(sqlite3 '$T/int.db' 'pragma integrity_check')\" = ok ]"
 
+# 4b. kill -9 mid-run, then --resume: the same model as a run never stopped
+R=(--store "$T/res.db" --set run.rounds=8 --set run.checkpoint_every=3 --set data.clients=40
+   --set participation.sample=6)
+"$FP" sim "$ROOT/scenarios/paper/scafcom-top1.ini" "${R[@]}" --quiet --model-out "$T/full.f32" >/dev/null 2>&1
+"$FP" sim "$ROOT/scenarios/paper/scafcom-top1.ini" "${R[@]}" --threads 1 >/dev/null 2>"$T/kerr" &
+pid=$!
+for _ in $(seq 1 600); do grep -q 'round 5/' "$T/kerr" 2>/dev/null && break; sleep 0.02; done
+kill -9 $pid
+wait $pid 2>/dev/null
+check "kill -9: the run is left 'running' with a state checkpoint" \
+  "[ \"\$(sqlite3 '$T/res.db' \"select status from runs where id=2\")\" = running ] && [ \"\$(sqlite3 '$T/res.db' \"select count(*) from checkpoints where run_id=2 and kind='state'\")\" = 1 ]"
+"$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1; rc=$?
+check "--resume: exit 0, completed" "[ $rc -eq 0 ] && grep -q \"^run 2 'scafcom-top1' completed: 8/8\" '$T/rout'"
+check "--resume: the same model bytes as the run never stopped" "cmp -s '$T/full.f32' '$T/resumed.f32'"
+check "--resume: the same metrics and bytes" \
+  "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_accuracy, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_accuracy, uplink_bytes from rounds where run_id=2')\" ] && [ \"\$(sqlite3 '$T/res.db' 'select uplink_bytes from runs where id=1')\" = \"\$(sqlite3 '$T/res.db' 'select uplink_bytes from runs where id=2')\" ]"
+"$FP" sim --resume 1 --store "$T/res.db" >/dev/null 2>"$T/e"; rc=$?
+check "--resume of a completed run: exit 1, says so" "[ $rc -eq 1 ] && grep -q 'already completed' '$T/e'"
+"$FP" sim --resume 9 --store "$T/res.db" >/dev/null 2>"$T/e"; rc=$?
+check "--resume of a missing run: exit 1" "[ $rc -eq 1 ] && grep -q 'no run 9' '$T/e'"
+"$FP" sim --resume 2 "$ROOT/scenarios/quickstart.ini" 2>"$T/e"; rc=$?
+check "--resume with a file: usage error" "[ $rc -eq 2 ]"
+
 # 5. same bytes at 1 and 2 threads, from the real binary
 for t in 1 2; do
   "$FP" sim "$ROOT/scenarios/scaffold-fmnist.ini" --quiet --threads $t --store "$T/det.db" \

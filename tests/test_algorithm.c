@@ -401,6 +401,55 @@ static void test_params_reject_wrong_class(void **state)
     assert_true(p.alpha == (float)(1.0 / 100.0));
 }
 
+/* A checkpoint restores x, c and every client's vectors bit for bit, and a
+ * blob that does not fit is refused with FP_EFORMAT. */
+static void test_state_roundtrip_and_rejects(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    run_round(&A, 0);
+    run_round(&A, 1);
+    void *blob;
+    size_t len;
+    struct fp_error err;
+    assert_int_equal(fp_algo_state_save(&A.s, A.cs, &blob, &len), 0);
+    /* header 32 + x + c + 4 clients x (id + c_i + w_i) */
+    assert_int_equal(len, 32 + 2 * 12 + 4 * (4 + 2 * 12));
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), 0);
+    run_round(&A, 2);
+    run_round(&B, 2);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_memory_equal(A.s.c, B.s.c, sizeof(float) * DIM);
+    for (int i = 0; i < NC; i++) {
+        assert_memory_equal(A.cs[i].ci, B.cs[i].ci, sizeof(float) * DIM);
+        assert_memory_equal(A.cs[i].mem, B.cs[i].mem, sizeof(float) * DIM);
+    }
+    struct world C;
+    world_init_c(&C, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    uint8_t *b = blob;
+    assert_int_equal(fp_algo_state_load(&C.s, C.cs, b, len - 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_state_load(&C.s, C.cs, b, 10, &err), FP_EFORMAT);
+    uint8_t *bad = malloc(len);
+    memcpy(bad, b, len);
+    bad[8] = FP_ALGO_SCAFFOLD; /* another algorithm's state */
+    assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
+    memcpy(bad, b, len);
+    uint32_t id = 7; /* first client id beyond N = 4 */
+    memcpy(bad + 32 + 24, &id, 4);
+    assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
+    memcpy(bad, b, len);
+    float nan = NAN;
+    memcpy(bad + 32, &nan, 4); /* x[0] */
+    assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
+    free(bad);
+    free(blob);
+    world_free(&A);
+    world_free(&B);
+    world_free(&C);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
         cmocka_unit_test(test_params_reject_wrong_class),
+        cmocka_unit_test(test_state_roundtrip_and_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

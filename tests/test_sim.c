@@ -315,6 +315,60 @@ static void test_stop_mid_run_finishes_the_round(void **state)
     fp_store_close(st);
 }
 
+/* Stop a run after round 3 (Ctrl-C in round 4, deterministically: the
+ * cookie stream), resume it from the store, and get the bytes of a run that
+ * never stopped: model and every round's metrics. */
+static void test_resume_gives_the_same_run(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[run]\nrounds = 6\ncheckpoint_every = 4\n[data]\nclients = 12\n"
+              "[model]\nhidden = 8\n[algorithm]\nname = scafcom\nbeta = 0.5\n"
+              "[participation]\nsample = 5\n[compressor]\nname = topk\nratio = 0.05\n");
+    struct fp_store *st = open_store("resume.db");
+    struct fp_sim_result full, part, resumed;
+    run_sim(&sc, 2, "full.f32", st, &full);
+
+    cookie_io_functions_t io = {.write = cookie_write}; /* raises the flag at "round 2/" */
+    FILE *progress = fopencookie(NULL, "w", io);
+    setvbuf(progress, NULL, _IOLBF, 0);
+    cookie_stop = 0;
+    struct fp_sim_options opt = {.threads = 2, .stop = &cookie_stop, .progress = progress};
+    struct fp_error err = {0};
+    assert_int_equal(fp_sim_run(&sc, st, &opt, &part, &err), 0);
+    fclose(progress);
+    assert_int_equal(part.rounds_done, 2);
+
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(st, part.run_id, &rs, &err), 0);
+    assert_non_null(rs.state); /* written when the stop was seen */
+    assert_int_equal(rs.round, 2);
+    assert_string_equal(rs.status, "interrupted");
+    struct fp_scenario sc2;
+    load(&sc2, rs.scenario); /* the run goes on from its stored scenario */
+    struct fp_sim_options ro = {.threads = 1, .resume = &rs, .resume_run = part.run_id};
+    assert_int_equal(fp_sim_run(&sc2, st, &ro, &resumed, &err), 0);
+    fp_store_resume_free(&rs);
+    assert_false(resumed.interrupted);
+    assert_int_equal(resumed.run_id, part.run_id);
+    assert_string_equal(resumed.model_sha256, full.model_sha256);
+    assert_true(resumed.uplink_bytes == full.uplink_bytes);
+
+    struct rows a = {0}, b = {0};
+    assert_int_equal(fp_store_list_rounds(st, full.run_id, collect, &a, &err), 0);
+    assert_int_equal(fp_store_list_rounds(st, part.run_id, collect, &b, &err), 0);
+    assert_int_equal(a.n, 6);
+    same_rounds(&a, &b);
+
+    /* a completed run keeps no state; resuming it finds none */
+    assert_int_equal(fp_store_load_resume(st, full.run_id, &rs, &err), 0);
+    assert_null(rs.state);
+    assert_string_equal(rs.status, "completed");
+    fp_store_resume_free(&rs);
+    assert_int_equal(fp_store_load_resume(st, 999, &rs, &err), FP_ENOTFOUND);
+    fp_store_close(st);
+}
+
 static void test_bad_init_file(void **state)
 {
     (void)state;
@@ -360,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_compressed_thread_determinism),
         cmocka_unit_test(test_stop_flag_marks_interrupted),
         cmocka_unit_test(test_stop_mid_run_finishes_the_round),
+        cmocka_unit_test(test_resume_gives_the_same_run),
         cmocka_unit_test(test_bad_init_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
