@@ -433,7 +433,7 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->seed = 1;
     sc->rounds = 100;
     sc->eval_every = 1;
-    sc->checkpoint_every = 10;
+    sc->checkpoint_every = 0; /* a state can be hundreds of MB: see docs/scenarios.md */
     sc->dataset = FP_DATA_FMNIST;
     snprintf(sc->data_path, sizeof sc->data_path, "%s", FP__DEFAULT_FMNIST_PATH);
     sc->clients = 100;

@@ -103,6 +103,16 @@ check "--resume: exit 0, completed" "[ $rc -eq 0 ] && grep -q \"^run 2 'scafcom-
 check "--resume: the same model bytes as the run never stopped" "cmp -s '$T/full.f32' '$T/resumed.f32'"
 check "--resume: the same metrics and bytes" \
   "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_accuracy, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_accuracy, uplink_bytes from rounds where run_id=2')\" ] && [ \"\$(sqlite3 '$T/res.db' 'select uplink_bytes from runs where id=1')\" = \"\$(sqlite3 '$T/res.db' 'select uplink_bytes from runs where id=2')\" ]"
+# without a state checkpoint, --resume runs the rounds again from the start: same bytes
+"$FP" sim "$ROOT/scenarios/paper/scafcom-top1.ini" "${R[@]}" --set run.checkpoint_every=0 \
+  --threads 1 >/dev/null 2>"$T/kerr2" &
+pid=$!
+for _ in $(seq 1 600); do grep -q 'round 3/' "$T/kerr2" 2>/dev/null && break; sleep 0.02; done
+kill -9 $pid
+wait $pid 2>/dev/null
+"$FP" sim --resume 3 --store "$T/res.db" --model-out "$T/resumed0.f32" >/dev/null 2>&1; rc=$?
+check "--resume with no checkpoint: reruns, same model bytes" \
+  "[ $rc -eq 0 ] && cmp -s '$T/full.f32' '$T/resumed0.f32'"
 "$FP" sim --resume 1 --store "$T/res.db" >/dev/null 2>"$T/e"; rc=$?
 check "--resume of a completed run: exit 1, says so" "[ $rc -eq 1 ] && grep -q 'already completed' '$T/e'"
 "$FP" sim --resume 9 --store "$T/res.db" >/dev/null 2>"$T/e"; rc=$?
