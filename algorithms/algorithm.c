@@ -447,7 +447,7 @@ static int fp__getv(const uint8_t **p, size_t d, float **dst)
 int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
                        size_t len, struct fp_error *err)
 {
-    const uint8_t *p = blob, *end = p + len;
+    const uint8_t *p = blob;
     const size_t d = s->p.d, vb = d * sizeof(float);
     const unsigned flags = fp__state_flags(s->alg);
     uint32_t h[4], N, n;
@@ -471,8 +471,8 @@ int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const vo
     /* n is capped by N before the multiplication, so the size cannot overflow */
     if (n > N || (per == 4 && n) || len != FP__STATE_HEADER + fixed + (size_t)n * per)
         return fp_error_set(err, FP_EFORMAT,
-                            "checkpoint: %zu bytes do not hold %u client states of d = %zu", len,
-                            n, d);
+                            "checkpoint: %zu bytes do not hold %u client states of d = %zu", len, n,
+                            d);
     int rc = fp__getv(&p, d, &s->x);
     if (!rc && (flags & FP__ST_C))
         rc = fp__getv(&p, d, &s->c);
@@ -493,6 +493,5 @@ int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const vo
     if (rc)
         return fp_error_set(err, rc, "checkpoint: %s",
                             rc == FP_EFORMAT ? "a non-finite value" : "out of memory");
-    (void)end;
     return 0;
 }

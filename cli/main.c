@@ -198,8 +198,8 @@ static int fp__cmd_sim(int argc, char **argv)
             goto out;
         }
         if (!strcmp(resume.status, "completed")) {
-            fprintf(stderr, "fedpress: run %lld in %s is already completed\n",
-                    (long long)resume_id, store_path);
+            fprintf(stderr, "fedpress: run %lld in %s is already completed\n", (long long)resume_id,
+                    store_path);
             fp_store_resume_free(&resume);
             fp_store_close(store);
             goto out;

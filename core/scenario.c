@@ -708,8 +708,7 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
                      "checkpoint_every = %u\n\n"
                      "[data]\ndataset = %s\nclients = %u\n",
                      sc->name, (unsigned long long)sc->seed, sc->rounds, sc->eval_every,
-                     sc->checkpoint_every,
-                     fp_dataset_name(sc->dataset), sc->clients);
+                     sc->checkpoint_every, fp_dataset_name(sc->dataset), sc->clients);
 #define FP__ADD(...)                                                                               \
     do {                                                                                           \
         if (n >= 0 && (size_t)n < cap)                                                             \

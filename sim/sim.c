@@ -397,8 +397,8 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
          * everything the store holds past that round is forgotten and run
          * again, the same bits since every draw is keyed by its round. */
         const struct fp_resume *rs = opt->resume;
-        if (rs->state && (rc = fp_algo_state_load(&s.server, s.cstate, rs->state, rs->state_len,
-                                                  err)))
+        if (rs->state &&
+            (rc = fp_algo_state_load(&s.server, s.cstate, rs->state, rs->state_len, err)))
             goto fail;
         first_round = rs->state ? rs->round + 1 : 1;
         res->run_id = opt->resume_run;
@@ -465,8 +465,8 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
          * and when the run is about to stop early, so --resume loses nothing. */
         void *state = NULL;
         size_t state_len = 0;
-        if (round < sc->rounds && ((sc->checkpoint_every && round % sc->checkpoint_every == 0) ||
-                                   (s.stop && *s.stop))) {
+        if (round < sc->rounds &&
+            ((sc->checkpoint_every && round % sc->checkpoint_every == 0) || (s.stop && *s.stop))) {
             if ((rc = fp_algo_state_save(&s.server, s.cstate, &state, &state_len))) {
                 fp_error_set(err, rc, "round %u: out of memory for the state checkpoint", round);
                 goto fail;

@@ -926,16 +926,16 @@ out:
 }
 
 /* Runs one statement with ?1 = run_id and ?2 = round. */
-static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_id,
-                              uint32_t round, struct fp_error *err)
+static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_id, uint32_t round,
+                              struct fp_error *err)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return fp__sqlerr(s, err, "preparing the rewind");
-    int ok = sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
-             (sqlite3_bind_parameter_count(st) < 2 ||
-              sqlite3_bind_int64(st, 2, round) == SQLITE_OK) &&
-             sqlite3_step(st) == SQLITE_DONE;
+    int ok =
+        sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
+        (sqlite3_bind_parameter_count(st) < 2 || sqlite3_bind_int64(st, 2, round) == SQLITE_OK) &&
+        sqlite3_step(st) == SQLITE_DONE;
     int rc = ok ? 0 : fp__sqlerr(s, err, "rewinding the run");
     sqlite3_finalize(st);
     return rc;

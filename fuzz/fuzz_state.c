@@ -1,0 +1,51 @@
+/*
+ * fuzz/fuzz_state.c — libFuzzer target for the checkpoint (state blob)
+ * parser, fp_algo_state_load: a store file can be damaged or edited, so the
+ * blob is outside input. The first byte picks the algorithm; the rest is
+ * the blob, for d = 3 and N = 4. Anything must load or be refused cleanly;
+ * what loads must save back to the same bytes.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "algorithms/algorithm.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > 1 << 16)
+        return 0;
+    static const enum fp_algo_kind kinds[] = {FP_ALGO_FEDAVG, FP_ALGO_SCAFFOLD, FP_ALGO_FEDEF,
+                                              FP_ALGO_SCAFCOM};
+    struct fp_algo_params p = {.kind = kinds[data[0] % 4],
+                               .d = 3,
+                               .N = 4,
+                               .K = 1,
+                               .lr_local = 0.1f,
+                               .lr_global = 1.0f,
+                               .alpha = 1.0f,
+                               .beta = 0.5f};
+    struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
+    struct fp_error err;
+    if (fp_compressor_init(&p.comp, &id, p.d, &err))
+        abort();
+    struct fp_server s;
+    if (fp_server_init(&s, &p, &err))
+        return 0;
+    struct fp_client_state cs[4] = {{0}};
+    if (fp_algo_state_load(&s, cs, data + 1, size - 1, &err) == 0) {
+        void *blob;
+        size_t len;
+        if (fp_algo_state_save(&s, cs, &blob, &len) == 0) {
+            if (len != size - 1 || memcmp(blob, data + 1, len))
+                abort();
+            free(blob);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        fp_client_state_free(&cs[i]);
+    fp_server_free(&s);
+    return 0;
+}
