@@ -843,7 +843,14 @@ int fp_compressor_init(struct fp_compressor *c, const struct fp_comp_spec *spec,
                   spec->kind == FP_COMP_TOPK_QSGD;
     bool uses_s = spec->kind == FP_COMP_QSGD || spec->kind == FP_COMP_TOPK_QSGD;
     size_t k = d;
-    if (uses_k) {
+    if (uses_k && spec->count) {
+        /* a count instead of a fraction: [compressor] k = 1590 */
+        if (spec->count > d)
+            return fp_error_set(err, FP_EINVAL,
+                                "compressor %s: k = %llu is more than the d = %zu values", name,
+                                (unsigned long long)spec->count, d);
+        k = (size_t)spec->count;
+    } else if (uses_k) {
         if (!(spec->ratio > 0 && spec->ratio <= 1))
             return fp_error_set(err, FP_EINVAL,
                                 "compressor %s: ratio = %g must be in (0, 1] (k = floor(ratio d))",

@@ -52,6 +52,7 @@ enum fp__key {
     K_PART_SAMPLE,
     K_COMP_NAME,
     K_COMP_RATIO,
+    K_COMP_K,
     K_COUNT
 };
 
@@ -94,6 +95,8 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
                      "one of identity, topk, randk, qsgd:S, sign, topk+qsgd:S (S levels, "
                      "1 to 1048576)"},
     [K_COMP_RATIO] = {"compressor", "ratio", "a number in (0, 1]: the kept fraction k/d"},
+    [K_COMP_K] = {"compressor", "k",
+                  "an integer in [1, 4294967295]: the kept count, instead of ratio"},
 };
 
 static const char *const fp__sections[] = {"run",       "data",          "model",
@@ -309,6 +312,7 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             return -1;
         return 0;
     case K_COMP_NAME: return fp__parse_comp(v, &sc->uplink);
+    case K_COMP_K: return fp__parse_u64(v, 1, UINT32_MAX, &sc->uplink.count);
     case K_COMP_RATIO:
         if (fp__parse_double(v, 0, true, &sc->uplink.ratio) || sc->uplink.ratio > 1)
             return -1;
@@ -533,6 +537,13 @@ static int fp__validate(struct fp__parse *p)
         enum fp_comp_kind ck = sc->uplink.kind;
         char cname[64];
         fp_comp_name(&sc->uplink, cname, sizeof cname);
+        if (L[K_COMP_K] && ck != FP_COMP_TOPK && ck != FP_COMP_RANDK && ck != FP_COMP_TOPK_QSGD)
+            return fp__fail(p, L[K_COMP_K],
+                            "[compressor] k applies only to topk, randk and topk+qsgd, not to %s",
+                            cname);
+        if (L[K_COMP_K] && L[K_COMP_RATIO])
+            return fp__fail(p, L[K_COMP_K] > 0 ? L[K_COMP_K] : L[K_COMP_RATIO],
+                            "[compressor] set ratio or k, not both");
         if (L[K_COMP_RATIO] && ck != FP_COMP_TOPK && ck != FP_COMP_RANDK && ck != FP_COMP_TOPK_QSGD)
             return fp__fail(p, L[K_COMP_RATIO],
                             "[compressor] ratio applies only to topk, randk and topk+qsgd, not "
@@ -744,7 +755,10 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
         char cname[64];
         FP__ADD("\n[compressor]\nname = %s\n", fp_comp_name(&sc->uplink, cname, sizeof cname));
         enum fp_comp_kind ck = sc->uplink.kind;
-        if (ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD)
+        if ((ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD) &&
+            sc->uplink.count)
+            FP__ADD("k = %llu\n", (unsigned long long)sc->uplink.count);
+        else if (ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD)
             FP__ADD("ratio = %s\n", fp__g(g1, sc->uplink.ratio));
     }
 #undef FP__ADD

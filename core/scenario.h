@@ -51,6 +51,7 @@ enum fp_comp_kind {
 struct fp_comp_spec {
     enum fp_comp_kind kind;
     double ratio;    /* topk, randk, topk+qsgd: k = max(1, floor(ratio d)) */
+    uint64_t count;  /* or k itself ([compressor] k); 0 = use ratio */
     uint32_t levels; /* qsgd, topk+qsgd */
 };
 

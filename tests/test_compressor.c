@@ -192,6 +192,15 @@ static void test_sizes(void **state)
      * in binary, but k = 29 (randk: 4k bytes) */
     assert_int_equal(bytes_of(FP_COMP_RANDK, 0.29, 0, 100), 4 * 29);
     assert_int_equal(bytes_of(FP_COMP_RANDK, 0.57, 0, 100), 4 * 57);
+    /* a count instead of a ratio: k = 1590 is ratio 0.01's k at d = 159010 */
+    struct fp_compressor ck;
+    struct fp_error ek;
+    struct fp_comp_spec byk = {.kind = FP_COMP_TOPK, .count = 1590};
+    assert_int_equal(fp_compressor_init(&ck, &byk, D, &ek), 0);
+    assert_int_equal(ck.k, 1590);
+    assert_int_equal(fp_compressor_bytes(&ck), 12720);
+    byk.count = D + 1;
+    assert_int_equal(fp_compressor_init(&ck, &byk, D, &ek), FP_EINVAL);
     /* qsgd:16: b = ceil(log2 17) = 5; 32 + 159010 * 6 = 954092 bits = 119261.5 -> 119262 */
     assert_int_equal(bytes_of(FP_COMP_QSGD, 0, 16, D), 119262);
     /* qsgd:4: b = 3; 32 + 159010 * 4 = 636072 bits = 79509 bytes */

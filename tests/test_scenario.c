@@ -127,6 +127,11 @@ static void test_errors_name_line_key_allowed(void **state)
     expect_error("[algorithm]\nname = fedef\n[compressor]\nname = sign\nratio = 0.1\n", NULL, 0,
                  "bad.ini:5", "ratio applies only to topk, randk and topk+qsgd");
     expect_error("[compressor]\nratio = 1.5\n", NULL, 0, "bad.ini:2", "(0, 1]");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = topk\nratio = 0.1\nk = 5\n", NULL,
+                 0, "bad.ini:6", "ratio or k, not both");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = sign\nk = 5\n", NULL, 0,
+                 "bad.ini:5", "k applies only to topk");
+    expect_error("[compressor]\nk = 0\n", NULL, 0, "bad.ini:2", "[1, 4294967295]");
     expect_error("[algorithm]\nname = scaffold\nalpha = 0.5\n", NULL, 0, "bad.ini:3",
                  "applies only to algorithm scallion");
     expect_error("[algorithm]\nname = scafcom\nbeta = 0\n", NULL, 0, "bad.ini:3", "(0, 1]");
@@ -224,7 +229,8 @@ static void test_defaults_and_canonical_roundtrip(void **state)
                            "[algorithm]\nname = scallion\nalpha = 0.25\n[compressor]\n"
                            "name = qsgd:16\n",
                            "[algorithm]\nname = scafcom\nbeta = 0.3\n[compressor]\n"
-                           "name = topk\nratio = 0.05\n"};
+                           "name = topk\nratio = 0.05\n",
+                           "[algorithm]\nname = scallion\n[compressor]\nname = randk\nk = 1590\n"};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         assert_int_equal(fp_scenario_load_string(&a, texts[i], "t", NULL, 0, &err), 0);
         char *canon = fp_scenario_canonical(&a);
@@ -248,7 +254,7 @@ static void test_defaults_and_canonical_roundtrip(void **state)
         assert_true(a.alpha == b.alpha || (isnan(a.alpha) && isnan(b.alpha)));
         assert_true(a.beta == b.beta);
         assert_true(a.uplink.kind == b.uplink.kind && a.uplink.ratio == b.uplink.ratio &&
-                    a.uplink.levels == b.uplink.levels);
+                    a.uplink.levels == b.uplink.levels && a.uplink.count == b.uplink.count);
         free(canon);
     }
 }
