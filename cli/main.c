@@ -4,6 +4,8 @@
  * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
  * 130 interrupted by a signal (the run is marked 'interrupted' in the store).
  */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,7 +51,7 @@ static const char fp__usage[] =
     "      keeps every committed round).\n"
     "  sim --resume RUN [--store PATH] [--threads N] [--model-out PATH] [--quiet]\n"
     "      continue an interrupted, failed or killed run from its newest checkpoint\n"
-    "      ([run] checkpoint_every, and always when Ctrl-C stops it); it ends with the\n"
+    "      ([run] checkpoint_every, and always when SIGINT/SIGTERM stops it); it ends with the\n"
     "      same model as a run that was never stopped.\n"
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
@@ -183,8 +185,9 @@ static int fp__cmd_sim(int argc, char **argv)
     int lrc;
     if (resume_arg) {
         char *end;
+        errno = 0;
         resume_id = strtoll(resume_arg, &end, 10);
-        if (*resume_arg == '\0' || *end != '\0' || resume_id < 1) {
+        if (!isdigit((unsigned char)*resume_arg) || *end != '\0' || errno || resume_id < 1) {
             rc = fp__usage_error("sim: --resume '%s': expected a run id (see 'fedpress runs')",
                                  resume_arg);
             goto out;
@@ -440,8 +443,9 @@ static int fp__cmd_metrics(int argc, char **argv)
     if (!run)
         return fp__usage_error("metrics: %s", "no run id given (see 'fedpress runs')");
     char *end;
+    errno = 0;
     long long id = strtoll(run, &end, 10);
-    if (*run == '\0' || *end != '\0' || id < 1)
+    if (!isdigit((unsigned char)*run) || *end != '\0' || errno || id < 1)
         return fp__usage_error("metrics: run '%s': expected a run id (see 'fedpress runs')", run);
 
     struct fp_store *store;

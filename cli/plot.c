@@ -15,6 +15,7 @@
  */
 #include "plot.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <plplot.h>
@@ -538,8 +539,9 @@ int fp_cli_plot(int argc, char **argv)
             goto out;
         } else {
             char *end;
+            errno = 0;
             long long id = strtoll(argv[i], &end, 10);
-            if (argv[i][0] == '\0' || *end != '\0' || id < 1) {
+            if (!isdigit((unsigned char)argv[i][0]) || *end != '\0' || errno || id < 1) {
                 fp__plot_usage_error("run '%s': expected a run id (see 'fedpress runs')", argv[i]);
                 goto out;
             }

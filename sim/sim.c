@@ -256,6 +256,16 @@ static void fp__progress(const struct fp__sim *s, FILE *out, const struct fp_rou
     fflush(out);
 }
 
+/* A state checkpoint that could not be stored costs only the resume point:
+ * the run goes on. To stderr, whatever --quiet says. */
+static void fp__warn_state(uint32_t round, const char *why)
+{
+    fprintf(stderr,
+            "fedpress: warning: the state checkpoint after round %u was not stored (%s); "
+            "--resume would start from an earlier one\n",
+            round, why);
+}
+
 /* Totals of the rounds a resumed run already has. */
 static int fp__sum_rounds(void *u, const struct fp_round *r)
 {
@@ -466,13 +476,20 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         void *state = NULL;
         size_t state_len = 0;
         if (round < sc->rounds &&
-            ((sc->checkpoint_every && round % sc->checkpoint_every == 0) || (s.stop && *s.stop))) {
-            if ((rc = fp_algo_state_save(&s.server, s.cstate, &state, &state_len))) {
-                fp_error_set(err, rc, "round %u: out of memory for the state checkpoint", round);
-                goto fail;
-            }
-        }
+            ((sc->checkpoint_every && round % sc->checkpoint_every == 0) || (s.stop && *s.stop)) &&
+            fp_algo_state_save(&s.server, s.cstate, &state, &state_len))
+            fp__warn_state(round, "out of memory for it");
         rc = fp_store_commit_round_state(store, res->run_id, &row, state, state_len, err);
+        if (rc && state) {
+            /* A checkpoint is a convenience; the round is not. The state can
+             * outgrow what SQLite stores in one value (1e9 bytes), so commit
+             * the round without it and say so. */
+            fp__warn_state(round, err->msg);
+            free(state);
+            state = NULL;
+            state_round = round; /* tried: the stop path below need not try again */
+            rc = fp_store_commit_round_state(store, res->run_id, &row, NULL, 0, err);
+        }
         free(state);
         if (rc)
             goto fail;
@@ -492,14 +509,14 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
     if (res->interrupted && res->rounds_done >= first_round && state_round != res->rounds_done) {
         void *state;
         size_t state_len;
-        if ((rc = fp_algo_state_save(&s.server, s.cstate, &state, &state_len))) {
-            fp_error_set(err, rc, "out of memory for the state checkpoint");
-            goto fail;
+        struct fp_error e2 = {0};
+        if (fp_algo_state_save(&s.server, s.cstate, &state, &state_len)) {
+            fp__warn_state(res->rounds_done, "out of memory for it");
+        } else {
+            if (fp_store_put_state(store, res->run_id, res->rounds_done, state, state_len, &e2))
+                fp__warn_state(res->rounds_done, e2.msg);
+            free(state);
         }
-        rc = fp_store_put_state(store, res->run_id, res->rounds_done, state, state_len, err);
-        free(state);
-        if (rc)
-            goto fail;
     }
     fp_sha256_hex(s.server.x, s.p.d * sizeof(float), res->model_sha256);
     if (opt->model_out && (rc = fp__write_model(opt->model_out, s.server.x, s.p.d, err)))

@@ -629,7 +629,12 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
         st = s->st[ST_PUT_STATE];
         FP__BIND(sqlite3_bind_int64(st, 1, run_id));
         FP__BIND(sqlite3_bind_int64(st, 2, r->round));
-        FP__BIND(sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC));
+        if (sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC) != SQLITE_OK) {
+            char what[96];
+            snprintf(what, sizeof what, "storing a state checkpoint of %zu bytes", state_len);
+            rc = fp__sqlerr(s, err, what);
+            goto fail;
+        }
         FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
         if (sqlite3_step(st) != SQLITE_DONE) {
             rc = fp__sqlerr(s, err, "storing the round's state checkpoint");
@@ -986,7 +991,12 @@ int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const
     sqlite3_stmt *st = s->st[ST_PUT_STATE];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_int64(st, 2, round));
-    FP__BIND(sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC));
+    if (sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC) != SQLITE_OK) {
+        char what[96];
+        snprintf(what, sizeof what, "storing a state checkpoint of %zu bytes", state_len);
+        rc = fp__sqlerr(s, err, what);
+        goto fail;
+    }
     FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = fp__sqlerr(s, err, "storing the state checkpoint");
@@ -1013,4 +1023,9 @@ fail:
         fp__done(st);
     fp__rollback(s, err);
     return rc;
+}
+
+void fp_store_set_value_limit(struct fp_store *s, size_t bytes)
+{
+    sqlite3_limit(s->db, SQLITE_LIMIT_LENGTH, bytes > INT32_MAX ? INT32_MAX : (int)bytes);
 }

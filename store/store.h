@@ -80,6 +80,12 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
 int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
                        size_t state_len, struct fp_error *err);
 
+/* Caps the size of any one value the store writes (SQLite's
+ * SQLITE_LIMIT_LENGTH, 1e9 bytes by default; it can only be lowered). A
+ * state checkpoint larger than that is refused with FP_ESTORE. For tests,
+ * and for operators who want to bound the file. */
+void fp_store_set_value_limit(struct fp_store *s, size_t bytes);
+
 /* What `fedpress sim --resume` needs: the run's canonical scenario text, its
  * status, and its newest state checkpoint (state NULL if it has none).
  * Owned by the struct; free with fp_store_resume_free. FP_ENOTFOUND if the

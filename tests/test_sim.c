@@ -369,6 +369,44 @@ static void test_resume_gives_the_same_run(void **state)
     fp_store_close(st);
 }
 
+/* A state checkpoint the store refuses (here: a 5000-byte value limit,
+ * standing in for SQLite's 1e9) costs the resume point, never the round:
+ * the run completes, or stops as 'interrupted', with every round stored. */
+static void test_state_too_big_keeps_the_rounds(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    /* d = 1000: the model is 4000 bytes, the SCAFCOM state over 8000 */
+    load(&sc, "[run]\nrounds = 4\ncheckpoint_every = 1\n[data]\ndataset = quadratic\n"
+              "clients = 5\ndim = 1000\n[algorithm]\nname = scafcom\nlocal_steps = 2\n"
+              "batch = 1\nlr_local = 0.1\n");
+    struct fp_store *st = open_store("big.db");
+    struct fp_sim_result ref, capped, stopped;
+    run_sim(&sc, 1, "ref.f32", st, &ref);
+    fp_store_set_value_limit(st, 5000);
+    run_sim(&sc, 1, "capped.f32", st, &capped);
+    assert_false(capped.interrupted);
+    assert_int_equal(capped.rounds_done, 4);
+    assert_string_equal(capped.model_sha256, ref.model_sha256);
+
+    cookie_io_functions_t io = {.write = cookie_write}; /* stop after round 2 */
+    FILE *progress = fopencookie(NULL, "w", io);
+    setvbuf(progress, NULL, _IOLBF, 0);
+    cookie_stop = 0;
+    struct fp_sim_options opt = {.threads = 1, .stop = &cookie_stop, .progress = progress};
+    struct fp_error err = {0};
+    assert_int_equal(fp_sim_run(&sc, st, &opt, &stopped, &err), 0);
+    fclose(progress);
+    assert_true(stopped.interrupted);
+    assert_int_equal(stopped.rounds_done, 2);
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(st, stopped.run_id, &rs, &err), 0);
+    assert_string_equal(rs.status, "interrupted");
+    assert_null(rs.state); /* refused, so --resume reruns from the start */
+    fp_store_resume_free(&rs);
+    fp_store_close(st);
+}
+
 static void test_bad_init_file(void **state)
 {
     (void)state;
@@ -415,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_stop_flag_marks_interrupted),
         cmocka_unit_test(test_stop_mid_run_finishes_the_round),
         cmocka_unit_test(test_resume_gives_the_same_run),
+        cmocka_unit_test(test_state_too_big_keeps_the_rounds),
         cmocka_unit_test(test_bad_init_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
