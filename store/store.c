@@ -530,6 +530,41 @@ fail:
     return FP_ESTORE;
 }
 
+/* Inside an open transaction: the run's state checkpoint after `round`,
+ * replacing older ones (only the newest is ever resumed from). */
+static int fp__write_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
+                           size_t state_len, struct fp_error *err)
+{
+    char hex[65];
+    int rc;
+    fp_sha256_hex(state, state_len, hex);
+    sqlite3_stmt *st = s->st[ST_PUT_STATE];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, round));
+    if (sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC) != SQLITE_OK) {
+        char what[96];
+        snprintf(what, sizeof what, "storing a state checkpoint of %zu bytes", state_len);
+        rc = fp__sqlerr(s, err, what);
+        goto out;
+    }
+    FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "storing the state checkpoint");
+        goto out;
+    }
+    fp__done(st);
+    st = s->st[ST_DROP_OLD_STATE];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, round));
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : fp__sqlerr(s, err, "dropping older checkpoints");
+    goto out;
+bind_fail:
+    rc = fp__sqlerr(s, err, "binding the state checkpoint");
+out:
+    fp__done(st);
+    return rc;
+}
+
 int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_round *r,
                           struct fp_error *err)
 {
@@ -623,34 +658,8 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
     }
     st = NULL;
 
-    if (state) {
-        char hex[65];
-        fp_sha256_hex(state, state_len, hex);
-        st = s->st[ST_PUT_STATE];
-        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
-        FP__BIND(sqlite3_bind_int64(st, 2, r->round));
-        if (sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC) != SQLITE_OK) {
-            char what[96];
-            snprintf(what, sizeof what, "storing a state checkpoint of %zu bytes", state_len);
-            rc = fp__sqlerr(s, err, what);
-            goto fail;
-        }
-        FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            rc = fp__sqlerr(s, err, "storing the round's state checkpoint");
-            goto fail;
-        }
-        fp__done(st);
-        st = s->st[ST_DROP_OLD_STATE];
-        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
-        FP__BIND(sqlite3_bind_int64(st, 2, r->round));
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            rc = fp__sqlerr(s, err, "dropping older state checkpoints");
-            goto fail;
-        }
-        fp__done(st);
-        st = NULL;
-    }
+    if (state && (rc = fp__write_state(s, run_id, r->round, state, state_len, err)))
+        goto fail;
 
     rc = fp__commit(s, err);
     if (rc)
@@ -983,46 +992,15 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, struct f
 int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
                        size_t state_len, struct fp_error *err)
 {
-    char hex[65];
-    fp_sha256_hex(state, state_len, hex);
     int rc = fp__begin(s, err);
     if (rc)
         return rc;
-    sqlite3_stmt *st = s->st[ST_PUT_STATE];
-    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
-    FP__BIND(sqlite3_bind_int64(st, 2, round));
-    if (sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC) != SQLITE_OK) {
-        char what[96];
-        snprintf(what, sizeof what, "storing a state checkpoint of %zu bytes", state_len);
-        rc = fp__sqlerr(s, err, what);
-        goto fail;
+    if ((rc = fp__write_state(s, run_id, round, state, state_len, err)) ||
+        (rc = fp__commit(s, err))) {
+        fp__rollback(s, err);
+        return rc;
     }
-    FP__BIND(sqlite3_bind_text(st, 4, hex, -1, SQLITE_TRANSIENT));
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = fp__sqlerr(s, err, "storing the state checkpoint");
-        goto fail;
-    }
-    fp__done(st);
-    st = s->st[ST_DROP_OLD_STATE];
-    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
-    FP__BIND(sqlite3_bind_int64(st, 2, round));
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = fp__sqlerr(s, err, "dropping older state checkpoints");
-        goto fail;
-    }
-    fp__done(st);
-    st = NULL;
-    rc = fp__commit(s, err);
-    if (rc)
-        goto fail;
     return 0;
-bind_fail:
-    rc = fp__sqlerr(s, err, "binding the state checkpoint");
-fail:
-    if (st)
-        fp__done(st);
-    fp__rollback(s, err);
-    return rc;
 }
 
 void fp_store_set_value_limit(struct fp_store *s, size_t bytes)
