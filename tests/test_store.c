@@ -621,6 +621,68 @@ static void test_loss_only_rounds(void **state)
     assert_int_equal(q_int(f->db, "SELECT final_test_accuracy IS NULL FROM runs"), 1);
 }
 
+/* Resume support: state checkpoints (only the newest kept), rewind (later
+ * rounds, their clients and checkpoints gone; totals recomputed), and a
+ * completed run dropping its state. */
+static void test_state_and_rewind(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    const char blob3[] = "state-after-3", blob4[] = "state-after-4";
+    for (uint32_t k = 1; k <= 5; k++) {
+        struct fp_client_round c = {.client = k, .train_loss = 1, .uplink_bytes = 10 * k};
+        struct fp_round r = {.round = k,
+                             .train_loss = 1,
+                             .test_loss = k,
+                             .test_accuracy = 0.1 * k,
+                             .uplink_bytes = 10 * k,
+                             .downlink_bytes = 100,
+                             .participants = 1,
+                             .clients = &c};
+        const char *b = k == 3 ? blob3 : k == 4 ? blob4 : NULL;
+        assert_int_equal(fp_store_commit_round_state(s, id, &r, b, b ? strlen(b) : 0, &e), 0);
+    }
+    /* only the newest state is kept */
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'state'"), 1);
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(s, id, &rs, &e), 0);
+    assert_int_equal(rs.round, 4);
+    assert_int_equal(rs.state_len, strlen(blob4));
+    assert_memory_equal(rs.state, blob4, rs.state_len);
+    assert_string_equal(rs.status, "running");
+    assert_string_equal(rs.scenario, meta_a.scenario);
+    fp_store_resume_free(&rs);
+
+    /* an explicit state after round 3 (as a stop between rounds writes it),
+     * then rewind to it: rounds 4 and 5 go, with their client rows */
+    assert_int_equal(fp_store_put_state(s, id, 3, blob3, strlen(blob3), &e), 0);
+    assert_int_equal(fp_store_finish_run(s, id, FP_RUN_INTERRUPTED, model, 4, 5, &e), 0);
+    assert_int_equal(fp_store_rewind(s, id, 3, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 3);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 3);
+    assert_int_equal(q_int(f->db, "SELECT rounds_done FROM runs"), 3);
+    assert_int_equal(q_int(f->db, "SELECT uplink_bytes FROM runs"), 10 + 20 + 30);
+    assert_int_equal(q_int(f->db, "SELECT downlink_bytes FROM runs"), 300);
+    assert_true(q_int(f->db, "SELECT final_test_loss = 3.0 FROM runs"));
+    assert_int_equal(q_int(f->db, "SELECT status = 'running' AND model_sha256 IS NULL AND "
+                                  "finished_at IS NULL FROM runs"),
+                     1);
+    /* the model checkpoint of the interrupted end and the state after 4 are gone */
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoints"), 1);
+    assert_int_equal(q_int(f->db, "SELECT round FROM checkpoints WHERE kind = 'state'"), 3);
+
+    /* completing drops the state */
+    assert_int_equal(fp_store_finish_run(s, id, FP_RUN_COMPLETED, model, 4, 3, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'state'"), 0);
+    assert_int_equal(fp_store_load_resume(s, id, &rs, &e), 0);
+    assert_null(rs.state);
+    fp_store_resume_free(&rs);
+    fp_store_close(s);
+}
+
 static void test_status_names(void **state)
 {
     (void)state;
@@ -643,6 +705,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_during_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_only_rounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_and_rewind, setup, teardown),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
