@@ -290,22 +290,31 @@ static ssize_t cookie_write(void *c, const char *buf, size_t n)
     return (ssize_t)n;
 }
 
+/* Runs sc with a Ctrl-C that arrives while round 2 is being reported. */
+static void run_until_round_2(const struct fp_scenario *sc, unsigned threads, struct fp_store *st,
+                              struct fp_sim_result *res)
+{
+    cookie_io_functions_t io = {.write = cookie_write};
+    FILE *progress = fopencookie(NULL, "w", io);
+    assert_non_null(progress);
+    setvbuf(progress, NULL, _IOLBF, 0);
+    cookie_stop = 0;
+    struct fp_sim_options opt = {.threads = threads, .stop = &cookie_stop, .progress = progress};
+    struct fp_error err = {0};
+    if (fp_sim_run(sc, st, &opt, res, &err))
+        fail_msg("%s", err.msg);
+    fclose(progress);
+}
+
 static void test_stop_mid_run_finishes_the_round(void **state)
 {
     (void)state;
     struct fp_scenario sc;
     load(&sc, quad_text);
     struct fp_store *st = open_store("stop2.db");
-    cookie_io_functions_t io = {.write = cookie_write};
-    FILE *progress = fopencookie(NULL, "w", io);
-    assert_non_null(progress);
-    setvbuf(progress, NULL, _IOLBF, 0);
-    cookie_stop = 0;
-    struct fp_sim_options opt = {.threads = 2, .stop = &cookie_stop, .progress = progress};
     struct fp_sim_result res;
     struct fp_error err = {0};
-    assert_int_equal(fp_sim_run(&sc, st, &opt, &res, &err), 0);
-    fclose(progress);
+    run_until_round_2(&sc, 2, st, &res);
     assert_true(res.interrupted);
     /* the flag rose while round 2 was being reported: round 3 never started */
     assert_int_equal(res.rounds_done, 2);
@@ -329,14 +338,8 @@ static void test_resume_gives_the_same_run(void **state)
     struct fp_sim_result full, part, resumed;
     run_sim(&sc, 2, "full.f32", st, &full);
 
-    cookie_io_functions_t io = {.write = cookie_write}; /* raises the flag at "round 2/" */
-    FILE *progress = fopencookie(NULL, "w", io);
-    setvbuf(progress, NULL, _IOLBF, 0);
-    cookie_stop = 0;
-    struct fp_sim_options opt = {.threads = 2, .stop = &cookie_stop, .progress = progress};
     struct fp_error err = {0};
-    assert_int_equal(fp_sim_run(&sc, st, &opt, &part, &err), 0);
-    fclose(progress);
+    run_until_round_2(&sc, 2, st, &part);
     assert_int_equal(part.rounds_done, 2);
 
     struct fp_resume rs;
@@ -389,14 +392,8 @@ static void test_state_too_big_keeps_the_rounds(void **state)
     assert_int_equal(capped.rounds_done, 4);
     assert_string_equal(capped.model_sha256, ref.model_sha256);
 
-    cookie_io_functions_t io = {.write = cookie_write}; /* stop after round 2 */
-    FILE *progress = fopencookie(NULL, "w", io);
-    setvbuf(progress, NULL, _IOLBF, 0);
-    cookie_stop = 0;
-    struct fp_sim_options opt = {.threads = 1, .stop = &cookie_stop, .progress = progress};
     struct fp_error err = {0};
-    assert_int_equal(fp_sim_run(&sc, st, &opt, &stopped, &err), 0);
-    fclose(progress);
+    run_until_round_2(&sc, 1, st, &stopped);
     assert_true(stopped.interrupted);
     assert_int_equal(stopped.rounds_done, 2);
     struct fp_resume rs;
