@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -26,6 +28,59 @@
 #define FP_EXIT_INTERRUPTED 130
 
 static volatile sig_atomic_t fp__stop;
+
+/* A run is continued by one process at a time: whoever runs it holds an
+ * advisory lock (flock) on STORE.runID.lock for as long as it runs; the
+ * kernel releases it when the process dies, even by kill -9, so a stale
+ * file never blocks a --resume. */
+struct fp__lock {
+    const char *store;
+    char path[4200];
+    int fd;
+};
+
+static int fp__lock_run(struct fp__lock *l, int64_t run_id)
+{
+    if ((size_t)snprintf(l->path, sizeof l->path, "%s.run%lld.lock", l->store, (long long)run_id) >=
+        sizeof l->path)
+        return FP_EINVAL;
+    l->fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (l->fd < 0) {
+        fprintf(stderr, "fedpress: %s: %s\n", l->path, strerror(errno));
+        return FP_EIO;
+    }
+    if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(l->fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        fprintf(stderr, "fedpress: run %lld of %s is being run by another process%s%s\n",
+                (long long)run_id, l->store, pid[0] ? " (pid " : "", pid[0] ? pid : "");
+        if (pid[0])
+            fprintf(stderr, "fedpress: (that pid holds %s)\n", l->path);
+        close(l->fd);
+        l->fd = -1;
+        return FP_EINVAL;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld)", (long)getpid());
+    if (ftruncate(l->fd, 0) != 0 || pwrite(l->fd, pid, (size_t)n, 0) != n)
+        fprintf(stderr, "fedpress: warning: %s: cannot record the pid\n", l->path);
+    return 0;
+}
+
+static int fp__lock_started(void *u, int64_t run_id)
+{
+    return fp__lock_run(u, run_id);
+}
+
+static void fp__unlock_run(struct fp__lock *l)
+{
+    if (l->fd >= 0) {
+        unlink(l->path); /* before closing: nobody can lock the unlinked file meanwhile */
+        close(l->fd);
+        l->fd = -1;
+    }
+}
 
 static void fp__on_signal(int sig)
 {
@@ -121,6 +176,8 @@ static int fp__cmd_sim(int argc, char **argv)
         threads = 256;
     int dry_run = 0;
     const char *resume_arg = NULL;
+    /* first, so that every `goto out` finds it initialised */
+    struct fp__lock lock = {.store = NULL, .fd = -1};
     int quiet = 0, rc = FP_EXIT_USAGE;
     if (!sets)
         return FP_EXIT_RUNTIME;
@@ -177,6 +234,7 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
 
+    lock.store = store_path;
     struct fp_error err = {0};
     struct fp_scenario sc;
     struct fp_store *store = NULL;
@@ -195,6 +253,10 @@ static int fp__cmd_sim(int argc, char **argv)
         rc = FP_EXIT_RUNTIME;
         if (fp_cli_open_store(&store, store_path, 1))
             goto out;
+        if (fp__lock_run(&lock, resume_id)) {
+            fp_store_close(store);
+            goto out;
+        }
         if (fp_store_load_resume(store, resume_id, &resume, &err)) {
             fprintf(stderr, "fedpress: %s\n", err.msg);
             fp_store_close(store);
@@ -251,7 +313,9 @@ static int fp__cmd_sim(int argc, char **argv)
                                  .stop = &fp__stop,
                                  .model_out = model_out,
                                  .resume = resume_arg ? &resume : NULL,
-                                 .resume_run = resume_id};
+                                 .resume_run = resume_id,
+                                 .started = fp__lock_started,
+                                 .started_u = &lock};
     struct fp_sim_result res;
     if (!quiet) {
         char cname[64];
@@ -297,6 +361,7 @@ static int fp__cmd_sim(int argc, char **argv)
 missing:
     rc = fp__usage_error("sim: option '%s' needs a value", argv[argc - 1]);
 out:
+    fp__unlock_run(&lock);
     free(sets);
     return rc;
 }

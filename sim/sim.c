@@ -418,6 +418,9 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
             goto fail;
     } else if ((rc = fp_store_begin_run(store, &meta, &res->run_id, err))) {
         goto fail;
+    } else if (opt->started && (rc = opt->started(opt->started_u, res->run_id))) {
+        fp_error_set(err, rc, "run %lld could not start", (long long)res->run_id);
+        goto fail;
     }
 
     const uint64_t down_each = fp_algo_downlink_bytes(&s.p);

@@ -30,6 +30,10 @@ struct fp_sim_options {
      * from resume->scenario. NULL: a new run. */
     const struct fp_resume *resume;
     int64_t resume_run;
+    /* Called once a new run has its id, before its first round (e.g. to
+     * take a lock on it); nonzero aborts the run. May be NULL. */
+    int (*started)(void *u, int64_t run_id);
+    void *started_u;
 };
 
 struct fp_sim_result {

@@ -79,6 +79,9 @@ check "--dry-run: exit 0, effective values, no store" \
   >"$T/out" 2>"$T/err" &
 pid=$!
 for _ in $(seq 1 600); do grep -q 'round 2/' "$T/err" 2>/dev/null && break; sleep 0.1; done
+"$FP" sim --resume 1 --store "$T/int.db" >/dev/null 2>"$T/e"; rc=$?
+check "--resume of a run another process is running: refused" \
+  "[ $rc -eq 1 ] && grep -q 'being run by another process (pid $pid)' '$T/e' && [ \$(sqlite3 '$T/int.db' 'select status from runs') = running ]"
 kill -INT $pid
 wait $pid; rc=$?
 check "SIGINT: exit 130" "[ $rc -eq 130 ]"
@@ -86,6 +89,7 @@ check "SIGINT: status interrupted" "[ \"\$(sqlite3 '$T/int.db' 'select status fr
 check "SIGINT: rounds_done matches committed rounds" \
   "[ \"\$(sqlite3 '$T/int.db' 'select rounds_done from runs')\" = \"\$(sqlite3 '$T/int.db' 'select count(*) from rounds')\" ] && [ \$(sqlite3 '$T/int.db' 'select count(*) from rounds') -ge 2 ]"
 check "SIGINT: store passes integrity_check" "[ \"\$(sqlite3 '$T/int.db' 'pragma integrity_check')\" = ok ]"
+check "SIGINT: the run's lock file is gone" "[ ! -e '$T/int.db.run1.lock' ]"
 
 # 4b. kill -9 mid-run, then --resume: the same model as a run never stopped
 R=(--store "$T/res.db" --set run.rounds=8 --set run.checkpoint_every=3 --set data.clients=40
