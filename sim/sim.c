@@ -412,7 +412,7 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
             goto fail;
         first_round = rs->state ? rs->round + 1 : 1;
         res->run_id = opt->resume_run;
-        if ((rc = fp_store_rewind(store, res->run_id, first_round - 1, err)))
+        if ((rc = fp_store_rewind(store, res->run_id, first_round - 1, s.nworkers, err)))
             goto fail;
         if ((rc = fp_store_list_rounds(store, res->run_id, fp__sum_rounds, res, err)))
             goto fail;

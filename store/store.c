@@ -941,7 +941,7 @@ out:
 
 /* Runs one statement with ?1 = run_id and ?2 = round. */
 static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_id, uint32_t round,
-                              struct fp_error *err)
+                              uint32_t threads, struct fp_error *err)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
@@ -949,20 +949,22 @@ static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_i
     int ok =
         sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK &&
         (sqlite3_bind_parameter_count(st) < 2 || sqlite3_bind_int64(st, 2, round) == SQLITE_OK) &&
+        (sqlite3_bind_parameter_count(st) < 3 || sqlite3_bind_int64(st, 3, threads) == SQLITE_OK) &&
         sqlite3_step(st) == SQLITE_DONE;
     int rc = ok ? 0 : fp__sqlerr(s, err, "rewinding the run");
     sqlite3_finalize(st);
     return rc;
 }
 
-int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, struct fp_error *err)
+int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
+                    struct fp_error *err)
 {
     static const char *const sql[] = {
         /* client_rounds go with their rounds (ON DELETE CASCADE) */
         "DELETE FROM rounds WHERE run_id = ?1 AND round > ?2",
         "DELETE FROM checkpoints WHERE run_id = ?1 AND round > ?2",
         "DELETE FROM checkpoints WHERE run_id = ?1 AND kind = 'model'",
-        "UPDATE runs SET rounds_done = ?2, status = 'running', finished_at = NULL,"
+        "UPDATE runs SET rounds_done = ?2, threads = ?3, status = 'running', finished_at = NULL,"
         " model_sha256 = NULL,"
         " uplink_bytes = (SELECT coalesce(sum(uplink_bytes), 0) FROM rounds WHERE run_id = ?1),"
         " downlink_bytes = (SELECT coalesce(sum(downlink_bytes), 0) FROM rounds"
@@ -977,7 +979,7 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, struct f
     if (rc)
         return rc;
     for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
-        rc = fp__exec_run_round(s, sql[i], run_id, round, err);
+        rc = fp__exec_run_round(s, sql[i], run_id, round, threads, err);
         if (rc) {
             fp__rollback(s, err);
             return rc;

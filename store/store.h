@@ -101,8 +101,10 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
 void fp_store_resume_free(struct fp_resume *r);
 /* One transaction: forgets everything of the run after `round` (rounds,
  * client_rounds, checkpoints, the final model), recomputes its totals from
- * the rounds that remain, and marks it 'running' again. */
-int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, struct fp_error *err);
+ * the rounds that remain, and marks it 'running' again, now run by
+ * `threads` worker threads. */
+int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
+                    struct fp_error *err);
 
 /* Sets status, finished_at, final metrics, and the SHA-256 (hex) of the final
  * model; stores the model (raw little-endian float32) as a checkpoint row.

@@ -660,7 +660,8 @@ static void test_state_and_rewind(void **state)
      * then rewind to it: rounds 4 and 5 go, with their client rows */
     assert_int_equal(fp_store_put_state(s, id, 3, blob3, strlen(blob3), &e), 0);
     assert_int_equal(fp_store_finish_run(s, id, FP_RUN_INTERRUPTED, model, 4, 5, &e), 0);
-    assert_int_equal(fp_store_rewind(s, id, 3, &e), 0);
+    assert_int_equal(fp_store_rewind(s, id, 3, 7, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT threads FROM runs"), 7); /* the resuming process's */
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 3);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 3);
     assert_int_equal(q_int(f->db, "SELECT rounds_done FROM runs"), 3);
