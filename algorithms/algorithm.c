@@ -165,18 +165,9 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
      * them; the scenario parser repeats them only to point at the line. */
     double omega = 0, q = 1;
     fp_compressor_unbiased(&p->comp, &omega, &q);
-    enum fp_comp_kind ck = sc->uplink.kind;
-    char cname[64];
-    fp_comp_name(&sc->uplink, cname, sizeof cname);
-    if ((p->kind == FP_ALGO_FEDAVG || p->kind == FP_ALGO_SCAFFOLD) && ck != FP_COMP_IDENTITY)
-        return fp_error_set(err, FP_EINVAL, "%s is full precision; compressor %s does not fit",
-                            fp_algo_name(p->kind), cname);
-    if (!fp_comp_is_unbiased(ck) && !fp_algo_takes_contractive(p->kind))
-        return fp_error_set(err, FP_EINVAL, "%s needs an unbiased compressor, not %s",
-                            fp_algo_name(p->kind), cname);
-    if (!fp_comp_is_contractive(ck) && !fp_algo_takes_unbiased(p->kind))
-        return fp_error_set(err, FP_EINVAL, "%s needs a contractive compressor, not %s",
-                            fp_algo_name(p->kind), cname);
+    char why[256];
+    if (fp_algo_comp_misfit(p->kind, &sc->uplink, why, sizeof why))
+        return fp_error_set(err, FP_EINVAL, "%s", why);
     /* [HLL24]: alpha = 1/(1 + omega) unless set. */
     if (p->kind == FP_ALGO_SCALLION)
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;

@@ -550,27 +550,9 @@ static int fp__validate(struct fp__parse *p)
                             "to %s",
                             cname);
         int line = L[K_COMP_NAME] ? L[K_COMP_NAME] : L[K_ALGO_NAME];
-        if (ck != FP_COMP_IDENTITY &&
-            (sc->algorithm == FP_ALGO_FEDAVG || sc->algorithm == FP_ALGO_SCAFFOLD))
-            return fp__fail(p, line,
-                            "%s is the full-precision baseline and sends uncompressed vectors; "
-                            "for compressor %s use %s",
-                            fp_algo_name(sc->algorithm), cname,
-                            sc->algorithm == FP_ALGO_FEDAVG
-                                ? (fp_comp_is_unbiased(ck) ? "fedpaq" : "fedef")
-                                : (fp_comp_is_unbiased(ck) ? "scallion" : "scafcom"));
-        if (!fp_comp_is_unbiased(ck) && !fp_algo_takes_contractive(sc->algorithm))
-            return fp__fail(p, line,
-                            "%s needs an unbiased compressor (identity, randk, qsgd:S); %s is "
-                            "biased (contractive): use %s",
-                            fp_algo_name(sc->algorithm), cname,
-                            sc->algorithm == FP_ALGO_FEDPAQ ? "fedef" : "scafcom");
-        if (!fp_comp_is_contractive(ck) && !fp_algo_takes_unbiased(sc->algorithm))
-            return fp__fail(p, line,
-                            "%s needs a contractive compressor (identity, topk, sign, "
-                            "topk+qsgd:S); %s is unbiased but not contractive: use %s",
-                            fp_algo_name(sc->algorithm), cname,
-                            sc->algorithm == FP_ALGO_FEDEF ? "fedpaq" : "scallion");
+        char why[256];
+        if (fp_algo_comp_misfit(sc->algorithm, &sc->uplink, why, sizeof why))
+            return fp__fail(p, line, "%s", why);
     }
 
     if (sc->dataset != FP_DATA_FMNIST)
@@ -806,6 +788,37 @@ int fp_comp_is_contractive(enum fp_comp_kind k)
 {
     return k == FP_COMP_IDENTITY || k == FP_COMP_TOPK || k == FP_COMP_SIGN ||
            k == FP_COMP_TOPK_QSGD;
+}
+
+int fp_algo_comp_misfit(enum fp_algo_kind a, const struct fp_comp_spec *c, char *why, size_t n)
+{
+    enum fp_comp_kind ck = c->kind;
+    char cname[64];
+    fp_comp_name(c, cname, sizeof cname);
+    if (ck != FP_COMP_IDENTITY && (a == FP_ALGO_FEDAVG || a == FP_ALGO_SCAFFOLD)) {
+        snprintf(why, n,
+                 "%s is the full-precision baseline and sends uncompressed vectors; for "
+                 "compressor %s use %s",
+                 fp_algo_name(a), cname,
+                 a == FP_ALGO_FEDAVG ? (fp_comp_is_unbiased(ck) ? "fedpaq" : "fedef")
+                                     : (fp_comp_is_unbiased(ck) ? "scallion" : "scafcom"));
+        return 1;
+    }
+    if (!fp_comp_is_unbiased(ck) && !fp_algo_takes_contractive(a)) {
+        snprintf(why, n,
+                 "%s needs an unbiased compressor (identity, randk, qsgd:S); %s is biased "
+                 "(contractive): use %s",
+                 fp_algo_name(a), cname, a == FP_ALGO_FEDPAQ ? "fedef" : "scafcom");
+        return 1;
+    }
+    if (!fp_comp_is_contractive(ck) && !fp_algo_takes_unbiased(a)) {
+        snprintf(why, n,
+                 "%s needs a contractive compressor (identity, topk, sign, topk+qsgd:S); %s is "
+                 "unbiased but not contractive: use %s",
+                 fp_algo_name(a), cname, a == FP_ALGO_FEDEF ? "fedpaq" : "scallion");
+        return 1;
+    }
+    return 0;
 }
 
 const char *fp_comp_name(const struct fp_comp_spec *c, char *buf, size_t n)

@@ -62,7 +62,7 @@ struct fp_scenario {
     char name[FP_SCENARIO_STR];
     uint64_t seed;
     uint32_t rounds;
-    uint32_t eval_every; /* evaluate on the test set every this many rounds (and the last) */
+    uint32_t eval_every;       /* evaluate on the test set every this many rounds (and the last) */
     uint32_t checkpoint_every; /* store the whole state every this many rounds (0: never),
                                   so that `fedpress sim --resume` can continue the run */
 
@@ -123,6 +123,10 @@ int fp_algo_takes_unbiased(enum fp_algo_kind a);
 int fp_algo_takes_contractive(enum fp_algo_kind a);
 int fp_comp_is_unbiased(enum fp_comp_kind k);
 int fp_comp_is_contractive(enum fp_comp_kind k);
+/* 0 if compressor c fits algorithm a; else 1, with why[0..n) saying what
+ * does not fit and which algorithm to use instead. The one rule for the
+ * scenario parser (which adds file:line) and fp_algo_params_from. */
+int fp_algo_comp_misfit(enum fp_algo_kind a, const struct fp_comp_spec *c, char *why, size_t n);
 const char *fp_dataset_name(enum fp_dataset_kind d);
 const char *fp_model_name(enum fp_model_kind m);
 
