@@ -474,12 +474,11 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
             res->test_accuracy = row.test_accuracy;
         }
         row.wall_ms = fp__now_ms() - r0;
-        /* The whole state goes with the round every checkpoint_every rounds,
-         * and when the run is about to stop early, so --resume loses nothing. */
+        /* The whole state goes with the round every checkpoint_every rounds;
+         * a run stopping early stores it once after the loop. */
         void *state = NULL;
         size_t state_len = 0;
-        if (round < sc->rounds &&
-            ((sc->checkpoint_every && round % sc->checkpoint_every == 0) || (s.stop && *s.stop)) &&
+        if (round < sc->rounds && sc->checkpoint_every && round % sc->checkpoint_every == 0 &&
             fp_algo_state_save(&s.server, s.cstate, &state, &state_len))
             fp__warn_state(round, "out of memory for it");
         rc = fp_store_commit_round_state(store, res->run_id, &row, state, state_len, err);
@@ -507,8 +506,8 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
     }
 
     res->interrupted = res->rounds_done < sc->rounds;
-    /* Stopped between rounds (the flag rose after the last commit): the state
-     * after the last committed round still has to reach the store. */
+    /* Stopped early: the state after the last committed round goes to the
+     * store, unless that round's commit already carried (or tried) it. */
     if (res->interrupted && res->rounds_done >= first_round && state_round != res->rounds_done) {
         void *state;
         size_t state_len;
