@@ -27,6 +27,7 @@
 #include "compressor.h"
 
 #include "codec.h"
+#include "qsgd.h"
 
 #include <assert.h>
 #include <math.h>
@@ -111,41 +112,6 @@ static inline uint64_t fp__bm_word(const uint8_t *bm, size_t d, size_t w)
 
 /* ---- bit streams, LSB first ---- */
 
-struct fp__bw {
-    uint8_t *p;
-    uint64_t acc;
-    unsigned n;
-};
-
-/* Starts writing at bit `bit` of buf; bits below it in that byte are kept
- * and bits above it must be zero. */
-static inline void fp__bw_init(struct fp__bw *w, uint8_t *buf, size_t bit)
-{
-    w->p = buf + bit / 8;
-    w->n = (unsigned)(bit % 8);
-    w->acc = w->n ? (uint64_t)*w->p & ((1u << w->n) - 1) : 0;
-}
-static inline void fp__bw_put(struct fp__bw *w, uint32_t x, unsigned nbits)
-{
-    w->acc |= (uint64_t)x << w->n;
-    w->n += nbits;
-    if (w->n >= 32) {
-        fp__st32(w->p, (uint32_t)w->acc);
-        w->p += 4;
-        w->acc >>= 32;
-        w->n -= 32;
-    }
-}
-/* Writes the last partial bytes; padding bits are zero. */
-static inline void fp__bw_flush(struct fp__bw *w)
-{
-    while (w->n > 0) {
-        *w->p++ = (uint8_t)w->acc;
-        w->acc >>= 8;
-        w->n = w->n > 8 ? w->n - 8 : 0;
-    }
-}
-
 struct fp__br {
     const uint8_t *p, *end;
     uint64_t acc;
@@ -212,16 +178,46 @@ static double fp__sum_abs(const float *v, size_t n)
     return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
-static double fp__sum_sq(const float *v, size_t n)
+/* sum_j v_j^2 in double, in 32 interleaved lanes (lane i takes j = i mod 32)
+ * folded in halves (lane i += lane i + 16, then i + 8, ..., 1): QSGD's norm
+ * is a second pass over the vector, and 32 independent adds let it run at
+ * the speed of loads rather than of one add's latency. The vector forms
+ * below do the same operations in the same order, so the same bits. */
+static inline __attribute__((always_inline)) double fp__sum_sq_lanes(const float *v, size_t n)
 {
-    double l[8] = {0};
+    double l[32] = {0};
     size_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int i = 0; i < 8; i++)
+    for (; j + 32 <= n; j += 32)
+        for (int i = 0; i < 32; i++)
             l[i] += (double)v[j + i] * v[j + i];
     for (int i = 0; j < n; j++, i++)
         l[i] += (double)v[j] * v[j];
-    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    for (int w = 16; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++)
+            l[i] += l[i + w];
+    return l[0];
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2,avx512f"))) static double fp__sum_sq_avx512(const float *v, size_t n)
+{
+    return fp__sum_sq_lanes(v, n);
+}
+__attribute__((target("avx2"))) static double fp__sum_sq_avx2(const float *v, size_t n)
+{
+    return fp__sum_sq_lanes(v, n);
+}
+#endif
+
+static double fp__sum_sq(const float *v, size_t n)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (__builtin_cpu_supports("avx512f"))
+        return fp__sum_sq_avx512(v, n);
+    if (__builtin_cpu_supports("avx2"))
+        return fp__sum_sq_avx2(v, n);
+#endif
+    return fp__sum_sq_lanes(v, n);
 }
 
 /* ---- top-k selection ---- */
@@ -390,14 +386,6 @@ static double fp__qsgd_omega(size_t n, uint32_t s)
     return a < b ? a : b;
 }
 
-/* The decoded value of one field; encoder (for vhat) and decoder share it,
- * so both round identically. denom = s for qsgd, s (1 + omega_k) for
- * topk+qsgd. */
-static inline float fp__qsgd_level(float norm, uint32_t l, double denom)
-{
-    return (float)((double)norm * (double)l / denom);
-}
-
 /* Fills tab[0..s] with fp__qsgd_level when that is cheaper than computing
  * each value (s small, n large); returns tab or NULL. Same formula, so the
  * table changes no bit of any result. */
@@ -406,57 +394,33 @@ static const float *fp__qsgd_table(float *tab, float norm, uint32_t s, double de
     if (!tab || s > FP__QTAB || s >= n)
         return NULL;
     for (uint32_t l = 0; l <= s; l++)
-        tab[l] = fp__qsgd_level(norm, l, denom);
+        tab[l] = fp_qsgd_level(norm, l, denom);
     return tab;
 }
 
-/* The decoded value of a field (sign | level << 1): the sign goes straight
- * into the float's sign bit. */
-static inline float fp__qsgd_value(const float *tab, float norm, uint32_t field, double denom)
-{
-    float x = tab ? tab[field >> 1] : fp__qsgd_level(norm, field >> 1, denom);
-    uint32_t u = fp__fbits(x) | (field & 1) << 31;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
 /*
- * Quantises x[0..n) with s levels: writes the float32 norm at out_norm and n
- * fields from bit `bit` of buf, and the decoded values to xhat (NULL: none;
- * it may equal x). One fp_rng_uniform per coordinate, in index order, always n of
- * them. FP_EINVAL if x is not finite or its norm overflows float32.
+ * Quantises x[0..n) with s levels (qsgd.h has the rule): writes the float32
+ * norm at out_norm and n fields from bit `bit` of buf (buf[0..end) is the
+ * message), and the decoded values to xhat (NULL: none; it may equal x).
+ * FP_EINVAL if x is not finite or its norm overflows float32.
  */
 static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, fp_rng *rng,
-                           uint8_t *out_norm, uint8_t *buf, size_t bit, float *xhat, float *qtab)
+                           uint8_t *out_norm, uint8_t *buf, size_t bit, size_t end, float *xhat,
+                           float *qtab)
 {
     double nd = sqrt(fp__sum_sq(x, n));
     float norm = (float)nd;
     if (!isfinite(norm))
         return FP_EINVAL;
     fp__stf(out_norm, norm);
-    unsigned fb = 1 + fp__qsgd_bits(s);
-    struct fp__bw w;
-    fp__bw_init(&w, buf, bit);
-    /* r = |x_j| (s / norm) with the float32 norm the receiver sees, so
-     * E[l] = r makes the decoded value unbiased up to the rounding of r.
-     * |x_j| <= norm, so r exceeds s by at most rounding; the clamp keeps
-     * l <= s. norm == 0 only if x == 0, and then r = 0. */
-    double inv = norm > 0 ? (double)s / (double)norm : 0.0;
-    const float *tab = xhat ? fp__qsgd_table(qtab, norm, s, denom, n) : NULL;
-    for (size_t j = 0; j < n; j++) {
-        double u = fp_rng_uniform(rng);
-        double r = fabs((double)x[j]) * inv;
-        /* 0 <= r < 2^21: truncation is floor, without a libm call */
-        uint32_t fl = (uint32_t)r;
-        uint32_t l = fl + (u < r - (double)fl);
-        if (l > s)
-            l = s;
-        uint32_t field = (uint32_t)(x[j] < 0) | l << 1;
-        fp__bw_put(&w, field, fb);
-        if (xhat)
-            xhat[j] = fp__qsgd_value(tab, norm, field, denom);
-    }
-    fp__bw_flush(&w);
+    /* |x_j| <= norm up to rounding, so levels above s come only from
+     * rounding and are clamped to s. norm == 0 only if x == 0. */
+    struct fp_qsgd_job job = {
+        .x = x, .n = n, .s = s, .norm = norm, .denom = denom, .buf = buf, .bit = bit,
+        .end = end, .xhat = xhat,
+        .tab = xhat ? fp__qsgd_table(qtab, norm, s, denom, n) : NULL,
+    };
+    fp_qsgd_quantise(&job, rng);
     return 0;
 }
 
@@ -479,7 +443,7 @@ static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm
         if ((field >> 1) > s)
             return FP_EFORMAT;
         any |= field;
-        out[idx ? idx[i] : i] = fp__qsgd_value(tab, norm, field, denom);
+        out[idx ? idx[i] : i] = fp_qsgd_value(tab, norm, field, denom);
     }
     /* A zero norm comes only from a zero vector, encoded as all-zero fields. */
     if (norm == 0 && any)
@@ -630,7 +594,8 @@ static int fp__qsgd_compress(const struct fp_compressor *c, const float *v, fp_r
                              uint8_t *out, float *vhat)
 {
     struct fp__ws *w = ws;
-    return fp__qsgd_encode(v, c->d, c->levels, (double)c->levels, rng, out, out, 32, vhat, w->qtab);
+    return fp__qsgd_encode(v, c->d, c->levels, (double)c->levels, rng, out, out, 32, c->bytes, vhat,
+                           w->qtab);
 }
 
 static int fp__qsgd_decompress(const struct fp_compressor *c, const uint8_t *in, fp_rng *rng,
@@ -774,8 +739,8 @@ static int fp__tq_compress(const struct fp_compressor *c, const float *v, fp_rng
     for (size_t i = 0; i < k; i++)
         w->vals[i] = v[w->idx[i]];
     size_t bit = 32 + fp__support_write(c, w->idx, out + 4);
-    int rc = fp__qsgd_encode(w->vals, k, c->levels, fp__tq_denom(c), rng, out, out, bit, w->vals,
-                             w->qtab);
+    int rc = fp__qsgd_encode(w->vals, k, c->levels, fp__tq_denom(c), rng, out, out, bit, c->bytes,
+                             w->vals, w->qtab);
     if (rc)
         return rc;
     if (vhat) {
