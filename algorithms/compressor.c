@@ -435,10 +435,19 @@ static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm
         return FP_EFORMAT;
     unsigned fb = 1 + fp__qsgd_bits(s);
     const float *tab = fp__qsgd_table(qtab, norm, s, denom, n);
-    struct fp__br r;
-    fp__br_init(&r, in, len, bit);
     uint32_t any = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    if (!idx) {
+        struct fp_qsgd_dec dj = {.buf = in, .bit = bit, .end = len, .n = n, .s = s, .tab = tab,
+                                 .out = out};
+        int bad;
+        i = fp_qsgd_decode_blocks(&dj, &any, &bad);
+        if (bad)
+            return FP_EFORMAT;
+    }
+    struct fp__br r;
+    fp__br_init(&r, in, len, bit + i * fb);
+    for (; i < n; i++) {
         uint32_t field = fp__br_get(&r, fb);
         if ((field >> 1) > s)
             return FP_EFORMAT;

@@ -375,6 +375,50 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
     return nb * FP__BLOCK;
 }
 
+/* Whole blocks of fields: pdep spreads each fb bytes into eight one-field
+ * bytes, then as fp__quantise_avx512's decoded values. Levels above s are
+ * looked up clamped and reported. */
+static FP__AVX512 size_t fp__decode_avx512(const struct fp_qsgd_dec *dj, uint32_t *any, int *bad)
+{
+    const uint32_t s = dj->s;
+    const unsigned fb = fp__field_bits(s);
+    const uint64_t pm = 0x0101010101010101ull * ((1u << fb) - 1);
+    const uint8_t *p = dj->buf + dj->bit / 8, *end = dj->buf + dj->end;
+    size_t nb = dj->n / FP__BLOCK;
+    while (nb > 0 && (size_t)(end - p) < FP__BLOCK / 8 * fb * nb + 8 - fb)
+        nb--;
+    float tab32[32] = {0};
+    if (s < 32)
+        memcpy(tab32, dj->tab, (s + 1) * sizeof *tab32);
+    const __m512 tlo = _mm512_loadu_ps(tab32), thi = _mm512_loadu_ps(tab32 + 16);
+    const __m512i sv = _mm512_set1_epi32((int)s);
+    __m512i anyv = _mm512_setzero_si512();
+    __mmask16 over = 0;
+    for (size_t b = 0; b < nb; b++) {
+        uint64_t o[4];
+        for (int k = 0; k < 4; k++, p += fb) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            o[k] = _pdep_u64(w, pm);
+        }
+        for (int g = 0; g < 2; g++) {
+            __m512i f = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)&o[2 * g]));
+            anyv = _mm512_or_si512(anyv, f);
+            __m512i l = _mm512_srli_epi32(f, 1);
+            over |= _mm512_cmpgt_epu32_mask(l, sv);
+            l = _mm512_min_epu32(l, sv);
+            __m512 v = s < 32 ? _mm512_permutex2var_ps(tlo, l, thi)
+                              : _mm512_i32gather_ps(l, dj->tab, 4);
+            v = _mm512_castsi512_ps(
+                _mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(f, 31)));
+            _mm512_storeu_ps(dj->out + FP__BLOCK * b + 16 * g, v);
+        }
+    }
+    *any = (uint32_t)_mm512_reduce_or_epi32(anyv);
+    *bad = over != 0;
+    return nb * FP__BLOCK;
+}
+
 int fp_qsgd_isa(void)
 {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2"))
@@ -411,4 +455,24 @@ void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa)
 void fp_qsgd_quantise(const struct fp_qsgd_job *job, fp_rng *rng)
 {
     fp_qsgd_quantise_isa(job, rng, fp_qsgd_isa());
+}
+
+size_t fp_qsgd_decode_blocks_isa(const struct fp_qsgd_dec *dj, uint32_t *any, int *bad, int isa)
+{
+    *any = 0;
+    *bad = 0;
+    if (isa > fp_qsgd_isa())
+        isa = fp_qsgd_isa();
+#ifdef FP__HAVE_AVX2
+    if (isa == FP_QSGD_AVX512 && fp__field_bits(dj->s) <= 8 && dj->bit % 8 == 0 && dj->tab)
+        return fp__decode_avx512(dj, any, bad);
+#else
+    (void)dj;
+#endif
+    return 0;
+}
+
+size_t fp_qsgd_decode_blocks(const struct fp_qsgd_dec *dj, uint32_t *any, int *bad)
+{
+    return fp_qsgd_decode_blocks_isa(dj, any, bad, fp_qsgd_isa());
 }

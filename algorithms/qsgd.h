@@ -74,4 +74,22 @@ int fp_qsgd_isa(void);
 /* With a given implementation (lowered to what the CPU runs): for tests. */
 void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa);
 
+/* Decoding: the fields of n coordinates from bit `bit` of buf[0..end). */
+struct fp_qsgd_dec {
+    const uint8_t *buf;
+    size_t bit, end, n;
+    uint32_t s;
+    const float *tab; /* as in fp_qsgd_job; NULL: no fast path */
+    float *out;       /* out[i], i < n */
+};
+
+/*
+ * Decodes a prefix of whole 32-field blocks where a vector path exists (else
+ * none) and returns its length; the caller decodes the rest one field at a
+ * time. *any is the OR of the prefix's fields, *bad is set if one of its
+ * levels exceeds s (out then holds nothing useful).
+ */
+size_t fp_qsgd_decode_blocks(const struct fp_qsgd_dec *dj, uint32_t *any, int *bad);
+size_t fp_qsgd_decode_blocks_isa(const struct fp_qsgd_dec *dj, uint32_t *any, int *bad, int isa);
+
 #endif

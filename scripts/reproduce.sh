@@ -21,9 +21,23 @@ while [ $# -gt 0 ]; do
     *) echo "reproduce.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
-FP=build/fedpress
-[ -x "$FP" ] || { echo "reproduce.sh: build fedpress first (bash scripts/bootstrap.sh)" >&2; exit 1; }
+[ -x build/fedpress ] || { echo "reproduce.sh: build fedpress first (bash scripts/bootstrap.sh)" >&2; exit 1; }
+# A private copy of the binary: a rebuild during the sweep must not change
+# the code of the runs still to come.
+FP=$(mktemp "${TMPDIR:-/tmp}/fedpress.XXXXXX")
+trap 'rm -f "$FP"' EXIT
+cp build/fedpress "$FP"
+chmod 755 "$FP"
 mkdir -p "$out"
+
+# 0 if the store holds a completed run of that name (a store without the
+# runs table, e.g. an empty file, holds none).
+completed() {
+  local c
+  [ -f "$store" ] || return 1
+  c=$(sqlite3 "$store" "select count(*) from runs where name='$1' and status='completed'" 2>/dev/null) || return 1
+  [ "$c" != 0 ]
+}
 
 names=()
 for f in scenarios/paper/*.ini; do
@@ -32,7 +46,7 @@ for f in scenarios/paper/*.ini; do
   names+=("$n")
   for s in $(seq 1 "$seeds"); do
     run="$n-s$s"
-    if [ -f "$store" ] && [ "$(sqlite3 "$store" "select count(*) from runs where name='$run' and status='completed'")" != 0 ]; then
+    if completed "$run"; then
       echo "reproduce: $run already completed, skipping" >&2
       continue
     fi

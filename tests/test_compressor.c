@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "algorithms/compressor.h"
+#include "algorithms/qsgd.h"
 
 /* ---- helpers ---- */
 
@@ -906,6 +907,256 @@ static void test_init_errors(void **state)
     assert_int_equal(c.k, 5);
 }
 
+/* ---- QSGD's rounding rule: reference vector, and every implementation ---- */
+
+/* From tests/reference/qsgd_reference.py: qsgd:4 of 100 coordinates, norm
+ * exactly 2^14, with eight coordinates placed on ties (six decided by a
+ * further draw, two exact), under the stream (7, 1, 2, COMPRESS). */
+static const uint32_t qref_x[100] = {0x4650df15, 0x41bf982b, 0xc193196d, 0x451e9d80, 0xc0d2d665, 0xc180cd70, 0x41371a86, 0xc1eec4cd, 0xc1ba9063, 0x40e5697e, 0x00000000, 0x80000000, 0x4185622b, 0x400c799f, 0xc1939544, 0xc1ffea13, 0xc1bba538, 0xc516d980, 0xbf6f8587, 0x40d8f129, 0x41b60c5e, 0x45355500, 0x3f1544b5, 0xc1a6e968, 0x41ff9936, 0xc17a5422, 0xc1baabce, 0xc19d72c2, 0x40d1e8a8, 0x41e14983, 0x4189b33d, 0x40ecd966, 0x41b0d2cd, 0x40ccf756, 0xc035dcd4, 0x4187c066, 0xc19a1706, 0xc1b71ea8, 0xc1e96720, 0x41f8d28a, 0x45d7a440, 0x40d9bf87, 0x40b95327, 0x3fd8c12b, 0xc191252e, 0x41ffdfbf, 0xc1f82221, 0xc1c6ed45, 0x41a67ce4, 0xbfe263e3, 0xc194a88c, 0x40da75ef, 0xc14772ca, 0x3fb1e64d, 0x40e7729b, 0xc0c3685a, 0x41195642, 0x41e38b40, 0xc1abdbc2, 0xc0844505, 0xc10ed380, 0x417b0dd3, 0xc134c03d, 0xc1b44d91, 0xc56a5e80, 0x41c7128a, 0x41e6d4c9, 0x41869e78, 0x4016bf61, 0xc18521da, 0x411c846b, 0xc1c4a935, 0xc1d03a8b, 0xc13820d4, 0x41f9c00c, 0x40c5f534, 0x41e0e2f0, 0x44cd0000, 0xc19b5adb, 0x41bc70af, 0xc0e7a599, 0xbfdcdc05, 0x3d00959f, 0x4138efa3, 0xc1647648, 0x40ac97b3, 0xc140ea62, 0xc1fccd18, 0xc18d8675, 0x41b1da52, 0x414b4f29, 0x410cde7f, 0x40134c0b, 0xc1b851ec, 0xc1698254, 0x44ec7500, 0x41b6f5a3, 0xc481c300, 0x40f03913, 0x41425b11};
+static const uint8_t qref_msg[54] = {0x00, 0x00, 0x80, 0x46, 0x08, 0x01, 0x11, 0x10, 0x01, 0x00, 0x00, 0x11, 0x11, 0x01, 0x00, 0x10, 0x10, 0x11, 0x00, 0x00, 0x00, 0x01, 0x11, 0x01, 0x02, 0x00, 0x01, 0x11, 0x10, 0x01, 0x01, 0x10, 0x00, 0x11, 0x01, 0x11, 0x03, 0x00, 0x10, 0x10, 0x31, 0x00, 0x00, 0x01, 0x11, 0x00, 0x01, 0x11, 0x01, 0x00, 0x10, 0x01, 0x30, 0x00};
+static const uint32_t qref_xhat[100] = {0x46800000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x80000000, 0x80000000, 0x80000000, 0x80000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x80000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x80000000, 0x00000000, 0x45800000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x00000000, 0x80000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x00000000, 0x80000000, 0x80000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0xc5800000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0xc5800000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x00000000, 0x00000000, 0x80000000, 0x00000000, 0x80000000, 0x80000000, 0x80000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x80000000, 0x80000000, 0x00000000, 0x00000000, 0xc5800000, 0x00000000, 0x00000000};
+static const uint64_t qref_next = 0x9d25c2dce00fdd57ULL; /* after 6 tie draws */
+
+static void load_bits(float *v, const uint32_t *bits, size_t n)
+{
+    memcpy(v, bits, n * sizeof *v);
+}
+
+static void test_qsgd_reference(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    float x[N], xhat[N];
+    load_bits(x, qref_x, N);
+    /* Through the compressor (norm included), with the CPU's best code. */
+    struct fp_compressor c;
+    init_c(&c, FP_COMP_QSGD, 0, 4, N);
+    assert_int_equal(fp_compressor_bytes(&c), sizeof qref_msg);
+    void *ws = fp_compressor_ws_new(&c);
+    uint8_t msg[sizeof qref_msg];
+    fp_rng r;
+    fp_rng_seed(&r, 7, 1, 2, FP_RNG_COMPRESS);
+    assert_int_equal(fp_compressor_compress(&c, x, &r, ws, msg, sizeof msg, xhat), 0);
+    assert_memory_equal(msg, qref_msg, sizeof msg);
+    assert_memory_equal(xhat, qref_xhat, sizeof xhat);
+    assert_true(fp_rng_next(&r) == qref_next);
+    float dec[N];
+    assert_int_equal(fp_compressor_decompress(&c, msg, sizeof msg, &r, ws, dec), 0);
+    assert_memory_equal(dec, qref_xhat, sizeof dec);
+    fp_compressor_ws_free(&c, ws);
+    /* The quantiser alone, with each implementation this CPU runs. */
+    float tab[5];
+    for (uint32_t l = 0; l <= 4; l++)
+        tab[l] = fp_qsgd_level(16384.0f, l, 4.0);
+    for (int isa = FP_QSGD_PORTABLE; isa <= fp_qsgd_isa(); isa++) {
+        uint8_t m2[sizeof qref_msg] = {0};
+        memcpy(m2, qref_msg, 4);
+        struct fp_qsgd_job job = {.x = x, .n = N, .s = 4, .norm = 16384.0f, .denom = 4.0,
+                                  .buf = m2, .bit = 32, .end = sizeof m2, .xhat = xhat,
+                                  .tab = tab};
+        memset(xhat, 0xff, sizeof xhat);
+        fp_rng_seed(&r, 7, 1, 2, FP_RNG_COMPRESS);
+        fp_qsgd_quantise_isa(&job, &r, isa);
+        assert_memory_equal(m2, qref_msg, sizeof m2);
+        assert_memory_equal(xhat, qref_xhat, sizeof xhat);
+        assert_true(fp_rng_next(&r) == qref_next);
+    }
+}
+
+/* One quantisation with a given implementation: the fields from bit `bit`
+ * of a buffer whose first bits are ones (they must survive), the decoded
+ * values (xmode 0: none, 1: separate, 2: in place over a copy of x), and the
+ * caller's stream afterwards. */
+struct qrun {
+    uint8_t *buf;
+    float *xhat;
+    uint64_t next;
+};
+
+static void qsgd_run(const float *x, size_t n, uint32_t s, size_t bit, int xmode, int isa,
+                     struct qrun *out)
+{
+    unsigned fb = 33u - (unsigned)__builtin_clz(s);
+    size_t end = (bit + n * fb + 7) / 8;
+    out->buf = calloc(end + 1, 1);
+    out->xhat = malloc((n + 1) * sizeof *out->xhat);
+    assert_non_null(out->buf);
+    assert_non_null(out->xhat);
+    memset(out->buf, 0xff, bit / 8);
+    if (bit % 8)
+        out->buf[bit / 8] = (uint8_t)((1u << (bit % 8)) - 1);
+    out->buf[end] = 0xa5; /* a guard byte past the message */
+    double sq = 0;
+    for (size_t j = 0; j < n; j++)
+        sq += (double)x[j] * x[j];
+    float norm = (float)sqrt(sq), *tab = NULL;
+    size_t ntab = s <= 4096 ? s + 1 : 0;
+    if (ntab) {
+        tab = malloc(ntab * sizeof *tab);
+        assert_non_null(tab);
+        for (uint32_t l = 0; l <= s; l++)
+            tab[l] = fp_qsgd_level(norm, l, (double)s);
+    }
+    if (xmode == 2)
+        memcpy(out->xhat, x, n * sizeof *x);
+    struct fp_qsgd_job job = {.x = xmode == 2 ? out->xhat : x, .n = n, .s = s, .norm = norm,
+                              .denom = (double)s, .buf = out->buf, .bit = bit, .end = end,
+                              .xhat = xmode ? out->xhat : NULL, .tab = tab};
+    fp_rng r;
+    fp_rng_seed(&r, s * 1000003u + n, bit, (uint64_t)xmode, FP_RNG_COMPRESS);
+    fp_qsgd_quantise_isa(&job, &r, isa);
+    out->next = fp_rng_next(&r);
+    assert_int_equal(out->buf[end], 0xa5);
+    free(tab);
+}
+
+/* Every implementation gives the portable one's bytes: levels with fields
+ * of 2 to 22 bits (the vector code takes up to 8), lengths around the
+ * 32-coordinate blocks, byte-aligned and unaligned starts, decoded values
+ * none / separate / in place. */
+static void test_qsgd_implementations(void **state)
+{
+    (void)state;
+    static const uint32_t ss[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 31, 32, 33, 63, 64, 127, 128, 1000};
+    static const size_t ns[] = {0, 1, 31, 32, 33, 63, 64, 65, 96, 97, 127, 128, 129, 1000, 4099};
+    static const size_t bits[] = {32, 37};
+    size_t nmax = 4099;
+    float *x = malloc(nmax * sizeof *x);
+    assert_non_null(x);
+    int compared = 0;
+    for (size_t si = 0; si < sizeof ss / sizeof ss[0]; si++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            size_t n = ns[ni];
+            if (si % 2)
+                normal_vec(x, n, 100 + n);
+            else
+                ties_vec(x, n, 200 + n, 3);
+            for (size_t bi = 0; bi < 2; bi++)
+                for (int xmode = 0; xmode < 3; xmode++) {
+                    struct qrun ref, got;
+                    qsgd_run(x, n, ss[si], bits[bi], xmode, FP_QSGD_PORTABLE, &ref);
+                    size_t len = (bits[bi] + n * (33u - (unsigned)__builtin_clz(ss[si])) + 7) / 8;
+                    for (int isa = FP_QSGD_PORTABLE + 1; isa <= fp_qsgd_isa(); isa++) {
+                        qsgd_run(x, n, ss[si], bits[bi], xmode, isa, &got);
+                        assert_memory_equal(got.buf, ref.buf, len);
+                        if (xmode)
+                            assert_memory_equal(got.xhat, ref.xhat, n * sizeof *x);
+                        assert_true(got.next == ref.next);
+                        free(got.buf);
+                        free(got.xhat);
+                        compared++;
+                    }
+                    free(ref.buf);
+                    free(ref.xhat);
+                }
+        }
+    free(x);
+    print_message("qsgd: %d comparisons against the portable code (best here: %d)\n", compared,
+                  fp_qsgd_isa());
+}
+
+/* Ties in the wild: 2^21 coordinates of qsgd:4 take about 30 tie draws;
+ * every implementation takes the same ones. */
+static void test_qsgd_tie_draws(void **state)
+{
+    (void)state;
+    size_t n = (size_t)1 << 21;
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    normal_vec(x, n, 5);
+    struct qrun ref, got;
+    qsgd_run(x, n, 4, 32, 1, FP_QSGD_PORTABLE, &ref);
+    fp_rng r;
+    fp_rng_seed(&r, 4 * 1000003u + n, 32, 1, FP_RNG_COMPRESS);
+    fp_rng_next(&r); /* the lanes' key: a run without ties would stop here */
+    assert_true(fp_rng_next(&r) != ref.next);
+    for (int isa = FP_QSGD_PORTABLE + 1; isa <= fp_qsgd_isa(); isa++) {
+        qsgd_run(x, n, 4, 32, 1, isa, &got);
+        assert_memory_equal(got.buf, ref.buf, (32 + n * 4) / 8);
+        assert_memory_equal(got.xhat, ref.xhat, n * sizeof *x);
+        assert_true(got.next == ref.next);
+        free(got.buf);
+        free(got.xhat);
+    }
+    free(ref.buf);
+    free(ref.xhat);
+    free(x);
+}
+
+/* Decoding: the vector prefix decodes what the encoder decoded, and a level
+ * above s inside it is rejected, as one in the scalar tail is. */
+static void test_qsgd_decode_paths(void **state)
+{
+    (void)state;
+    static const uint32_t ss[] = {1, 3, 4, 5, 9, 16, 17, 31, 40, 100, 127, 128};
+    static const size_t ns[] = {32, 33, 64, 100, 1000, 4099};
+    float *v = malloc(4099 * sizeof *v), *vh = malloc(4099 * sizeof *vh),
+          *out = malloc(4099 * sizeof *out);
+    assert_non_null(v);
+    assert_non_null(vh);
+    assert_non_null(out);
+    int rejected = 0;
+    for (size_t si = 0; si < sizeof ss / sizeof ss[0]; si++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            uint32_t sl = ss[si];
+            size_t n = ns[ni];
+            unsigned fb = 33u - (unsigned)__builtin_clz(sl);
+            struct fp_compressor c;
+            init_c(&c, FP_COMP_QSGD, 0, sl, n);
+            void *ws = fp_compressor_ws_new(&c);
+            size_t len = fp_compressor_bytes(&c);
+            uint8_t *msg = malloc(len);
+            assert_non_null(msg);
+            normal_vec(v, n, sl + n);
+            fp_rng r;
+            seed(&r, n);
+            assert_int_equal(fp_compressor_compress(&c, v, &r, ws, msg, len, vh), 0);
+            assert_int_equal(fp_compressor_decompress(&c, msg, len, &r, ws, out), 0);
+            assert_memory_equal(out, vh, n * sizeof *out);
+            float norm, tab[129];
+            memcpy(&norm, msg, 4);
+            for (uint32_t l = 0; l <= sl; l++)
+                tab[l] = fp_qsgd_level(norm, l, (double)sl);
+            for (int isa = FP_QSGD_PORTABLE; isa <= fp_qsgd_isa(); isa++) {
+                struct fp_qsgd_dec dj = {.buf = msg, .bit = 32, .end = len, .n = n, .s = sl,
+                                         .tab = tab, .out = out};
+                uint32_t any;
+                int bad;
+                memset(out, 0, n * sizeof *out);
+                size_t done = fp_qsgd_decode_blocks_isa(&dj, &any, &bad, isa);
+                assert_true(done % 32 == 0 && done <= n);
+                assert_false(bad);
+                assert_memory_equal(out, vh, done * sizeof *out);
+            }
+            /* Levels above s exist when s + 1 < 2^(fb - 1): put one in the
+             * first block and one in the last field. */
+            if (sl + 1 < (1u << (fb - 1))) {
+                size_t where[] = {5, n - 1};
+                for (int w = 0; w < 2; w++) {
+                    uint8_t *bad_msg = malloc(len);
+                    assert_non_null(bad_msg);
+                    memcpy(bad_msg, msg, len);
+                    size_t at = 32 + where[w] * fb;
+                    uint32_t field = (sl + 1) << 1;
+                    for (unsigned k = 0; k < fb; k++, at++) {
+                        bad_msg[at / 8] &= (uint8_t)~(1u << (at % 8));
+                        bad_msg[at / 8] |= (uint8_t)(((field >> k) & 1) << (at % 8));
+                    }
+                    assert_int_equal(fp_compressor_decompress(&c, bad_msg, len, &r, ws, out),
+                                     FP_EFORMAT);
+                    rejected++;
+                    free(bad_msg);
+                }
+            }
+            free(msg);
+            fp_compressor_ws_free(&c, ws);
+        }
+    assert_true(rejected > 40);
+    free(v);
+    free(vh);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1166,8 @@ int main(void)
         cmocka_unit_test(test_contractive),     cmocka_unit_test(test_randk_keys),
         cmocka_unit_test(test_reject_length),   cmocka_unit_test(test_reject_content),
         cmocka_unit_test(test_compress_errors), cmocka_unit_test(test_init_errors),
+        cmocka_unit_test(test_qsgd_reference),  cmocka_unit_test(test_qsgd_implementations),
+        cmocka_unit_test(test_qsgd_tie_draws),  cmocka_unit_test(test_qsgd_decode_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,7 @@ def nxt(s):
     return result
 
 
-for key in [(1, 2, 3, 4), (42, 0, M, 5)]:
-    s = seed(*key)
-    print(key, ", ".join(f"0x{nxt(s):016x}ULL" for _ in range(4)))
+if __name__ == "__main__":
+    for key in [(1, 2, 3, 4), (42, 0, M, 5)]:
+        s = seed(*key)
+        print(key, ", ".join(f"0x{nxt(s):016x}ULL" for _ in range(4)))
