@@ -212,9 +212,10 @@ __attribute__((target("avx2"))) static double fp__sum_sq_avx2(const float *v, si
 static double fp__sum_sq(const float *v, size_t n)
 {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (__builtin_cpu_supports("avx512f"))
+    int isa = fp_qsgd_isa();
+    if (isa == FP_QSGD_AVX512)
         return fp__sum_sq_avx512(v, n);
-    if (__builtin_cpu_supports("avx2"))
+    if (isa == FP_QSGD_AVX2)
         return fp__sum_sq_avx2(v, n);
 #endif
     return fp__sum_sq_lanes(v, n);

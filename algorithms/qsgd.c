@@ -1,7 +1,8 @@
 /*
  * algorithms/qsgd.c — the QSGD quantiser of qsgd.h: its portable form, and
- * an AVX2 form that gives the same bytes (tests/test_compressor.c compares
- * them on every shape the fast path takes and on its fallbacks).
+ * AVX2 and AVX-512 forms that give the same bytes (tests/test_compressor.c
+ * and fuzz/fuzz_compressor.c compare them on every shape the fast paths take
+ * and on their fallbacks).
  *
  * Why the rule draws 16 bits per coordinate instead of a 53-bit uniform:
  * with one 64-bit draw per coordinate, the draws alone took 0.13 ms of a
@@ -14,6 +15,7 @@
 #include "qsgd.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -149,6 +151,23 @@ static double fp__q(const struct fp_qsgd_job *job)
 
 #ifdef FP__HAVE_AVX2
 
+/* The vector codes flag every coordinate whose 16 bits equal its fraction's
+ * (tie, bit m for coordinate m of the block) and give it the level without
+ * the extra bit; this redoes those, in index order, as the portable code
+ * does. fields is the block's 32 fields, wherever the vectors put them. */
+static void fp__fix_ties(void *fields, const uint64_t rnd[FP__LANES], uint32_t tie,
+                         const float *xb, double q, uint32_t s, fp_rng *rng)
+{
+    uint32_t f[FP__BLOCK];
+    memcpy(f, fields, sizeof f);
+    for (; tie; tie &= tie - 1) {
+        int m = __builtin_ctz(tie);
+        uint32_t u = (uint32_t)(rnd[m / 4] >> (16 * (m % 4))) & 0xffff;
+        f[m] = (f[m] & 1) | fp__level(fabsf(xb[m]), u, q, s, rng) << 1;
+    }
+    memcpy(fields, f, sizeof f);
+}
+
 /* Four lanes' xoshiro256** step; x 5 and x 9 as shifts and adds. */
 static inline FP__AVX2 __m256i fp__x4_next(__m256i s[4])
 {
@@ -220,18 +239,11 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
             __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_LT_OQ));
             fld[g] = _mm256_sub_epi32(_mm256_slli_epi32(l, 1), neg);
         }
-        if (tie) { /* probability about 2^-11 per block: redo those coordinates */
-            uint32_t f[FP__BLOCK];
-            memcpy(f, fld, sizeof f);
+        if (tie) { /* probability about 2^-11 per block */
             uint64_t rnd[FP__LANES];
             _mm256_storeu_si256((__m256i *)&rnd[0], ra);
             _mm256_storeu_si256((__m256i *)&rnd[4], rb);
-            for (; tie; tie &= tie - 1) {
-                int m = __builtin_ctz(tie);
-                uint32_t u = (uint32_t)(rnd[m / 4] >> (16 * (m % 4))) & 0xffff;
-                f[m] = (f[m] & 1) | fp__level(fabsf(xb[m]), u, q, s, rng) << 1;
-            }
-            memcpy(fld, f, sizeof f);
+            fp__fix_ties(fld, rnd, tie, xb, q, s, rng);
         }
         if (xhat) {
             for (int g = 0; g < 4; g++) {
@@ -339,16 +351,9 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
             fld[g] = _mm512_mask_or_epi32(l, neg, l, one);
         }
         if (tie) {
-            uint32_t f[FP__BLOCK];
             uint64_t rnd[FP__LANES];
-            memcpy(f, fld, sizeof f);
             _mm512_storeu_si512(rnd, r);
-            for (; tie; tie &= tie - 1) {
-                int m = __builtin_ctz(tie);
-                uint32_t u = (uint32_t)(rnd[m / 4] >> (16 * (m % 4))) & 0xffff;
-                f[m] = (f[m] & 1) | fp__level(fabsf(xb[m]), u, q, s, rng) << 1;
-            }
-            memcpy(fld, f, sizeof f);
+            fp__fix_ties(fld, rnd, tie, xb, q, s, rng);
         }
         if (xhat) {
             for (int g = 0; g < 2; g++) {
@@ -419,21 +424,34 @@ static FP__AVX512 size_t fp__decode_avx512(const struct fp_qsgd_dec *dj, uint32_
     return nb * FP__BLOCK;
 }
 
-int fp_qsgd_isa(void)
+/* What the CPU runs. */
+static int fp__isa_cpu(void)
 {
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2"))
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("bmi2"))
         return FP_QSGD_AVX512;
     return __builtin_cpu_supports("avx2") ? FP_QSGD_AVX2 : FP_QSGD_PORTABLE;
 }
 
 #else
 
-int fp_qsgd_isa(void)
+static int fp__isa_cpu(void)
 {
     return FP_QSGD_PORTABLE;
 }
 
 #endif
+
+int fp_qsgd_isa(void)
+{
+    int isa = fp__isa_cpu();
+    const char *cap = getenv("FEDPRESS_SIMD");
+    if (cap && strcmp(cap, "portable") == 0)
+        return FP_QSGD_PORTABLE;
+    if (cap && strcmp(cap, "avx2") == 0 && isa > FP_QSGD_AVX2)
+        return FP_QSGD_AVX2;
+    return isa;
+}
 
 void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa)
 {

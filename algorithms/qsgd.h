@@ -1,8 +1,8 @@
 /*
  * algorithms/qsgd.h — the QSGD quantiser (internal to algorithms/).
  *
- * One rule, two implementations that give the same bytes: a portable one and,
- * on x86-64 CPUs with AVX2, a vector one chosen at run time. The rule
+ * One rule, and implementations that give the same bytes: a portable one
+ * and, on x86-64, AVX2 and AVX-512 (+BMI2) ones chosen at run time. The rule
  * (docs/compressors.md, "QSGD's random bits"):
  *
  *   - One 64-bit word w is drawn from the caller's stream; eight xoshiro256**
@@ -69,7 +69,8 @@ void fp_qsgd_quantise(const struct fp_qsgd_job *job, fp_rng *rng);
 
 /* The implementations; they give the same bytes. */
 enum { FP_QSGD_PORTABLE = 0, FP_QSGD_AVX2 = 1, FP_QSGD_AVX512 = 2 };
-/* The best this CPU runs; fp_qsgd_quantise uses it. */
+/* The best this CPU runs, capped by the environment variable FEDPRESS_SIMD
+ * (portable | avx2); fp_qsgd_quantise and QSGD's norm use it. */
 int fp_qsgd_isa(void);
 /* With a given implementation (lowered to what the CPU runs): for tests. */
 void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa);

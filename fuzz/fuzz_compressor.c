@@ -12,7 +12,9 @@
  * enough, its first fp_compressor_bytes bytes (exercises the content
  * checks). Either must decode or fail cleanly; a decoded vector is finite
  * and has the compressor's shape. Then a vector built from P is compressed,
- * and decompress(compress(v)) must equal vhat bit for bit.
+ * and decompress(compress(v)) must equal vhat bit for bit. For qsgd, the
+ * portable quantiser must also give the bytes, decoded values and stream
+ * state of the CPU's vector one.
  */
 #include <math.h>
 #include <stdint.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "algorithms/compressor.h"
+#include "algorithms/qsgd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,6 +45,42 @@ static void fp__check_decoded(const struct fp_compressor *c, const float *out)
     if (c->kind == FP_COMP_SIGN)
         for (size_t j = 0; j < c->d; j++)
             FP__CHECK(fabsf(out[j]) == fabsf(out[0]));
+}
+
+/* Portable against the CPU's best quantiser, on v with the norm of enc. */
+static void fp__qsgd_isas(const struct fp_compressor *c, const float *v, const uint8_t *enc,
+                          uint8_t key)
+{
+    float norm, *tab = NULL, *xh[2] = {NULL, NULL};
+    uint8_t *buf[2] = {calloc(c->bytes, 1), calloc(c->bytes, 1)};
+    uint64_t next[2];
+    memcpy(&norm, enc, 4);
+    if (c->levels <= 4096 && (tab = malloc((c->levels + 1) * sizeof *tab)))
+        for (uint32_t l = 0; l <= c->levels; l++)
+            tab[l] = fp_qsgd_level(norm, l, (double)c->levels);
+    for (int i = 0; i < 2; i++)
+        xh[i] = tab ? malloc(4 * c->d) : NULL;
+    if (!buf[0] || !buf[1] || (tab && (!xh[0] || !xh[1])))
+        goto done;
+    for (int i = 0; i < 2; i++) {
+        struct fp_qsgd_job job = {.x = v, .n = c->d, .s = c->levels, .norm = norm,
+                                  .denom = (double)c->levels, .buf = buf[i], .bit = 32,
+                                  .end = c->bytes, .xhat = xh[i], .tab = tab};
+        fp_rng r;
+        fp_rng_seed(&r, key, 2, 0, FP_RNG_COMPRESS);
+        fp_qsgd_quantise_isa(&job, &r, i ? fp_qsgd_isa() : FP_QSGD_PORTABLE);
+        next[i] = fp_rng_next(&r);
+    }
+    FP__CHECK(memcmp(buf[0] + 4, buf[1] + 4, c->bytes - 4) == 0);
+    FP__CHECK(next[0] == next[1]);
+    if (tab)
+        FP__CHECK(memcmp(xh[0], xh[1], 4 * c->d) == 0);
+done:
+    for (int i = 0; i < 2; i++) {
+        free(buf[i]);
+        free(xh[i]);
+    }
+    free(tab);
 }
 
 static void fp__decode(const struct fp_compressor *c, void *ws, uint8_t key, const uint8_t *p,
@@ -110,6 +149,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FP__CHECK(fp_compressor_decompress(&c, enc, c.bytes, &r, ws, out) == 0);
         FP__CHECK(memcmp(out, vhat, 4 * d) == 0);
         fp__check_decoded(&c, out);
+        if (c.kind == FP_COMP_QSGD)
+            fp__qsgd_isas(&c, v, enc, key);
     } else {
         /* Only non-finite input or a float32 overflow may refuse. */
         int bad = 0;

@@ -133,6 +133,18 @@ check "threads 1 and 2: identical model bytes" "cmp -s '$T/t1.f32' '$T/t2.f32'"
 check "threads 1 and 2: identical metrics" \
   "[ \"\$(sqlite3 '$T/det.db' 'select train_loss, test_loss, test_accuracy, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/det.db' 'select train_loss, test_loss, test_accuracy, uplink_bytes from rounds where run_id=2')\" ]"
 
+# 5b. QSGD gives the same bytes with the portable code as with this CPU's
+#     vector code (FEDPRESS_SIMD caps it), and uploads 32 + 4d bits each
+for simd in portable native; do
+  FEDPRESS_SIMD=$simd "$FP" sim "$ROOT/scenarios/paper/scallion-qsgd4.ini" --quiet \
+    --store "$T/simd.db" --set run.rounds=2 --set data.clients=40 --set participation.sample=5 \
+    --model-out "$T/q-$simd.f32" >/dev/null 2>&1
+done
+check "qsgd: portable and vector code, identical model bytes" \
+  "[ -s '$T/q-native.f32' ] && cmp -s '$T/q-portable.f32' '$T/q-native.f32'"
+check "qsgd:4: 79509 bytes per client upload" \
+  "[ \"\$(sqlite3 '$T/simd.db' 'select group_concat(distinct uplink_bytes) from client_rounds')\" = 79509 ]"
+
 # 6. compressed uplink: the store counts exactly the encoded sizes
 #    top-1% of d = 159010: k = 1590, 32-bit indices + float32 values = 8k = 12720 bytes;
 #    rand-1%: only the k values travel (the mask comes from the shared stream) = 4k = 6360 bytes.
