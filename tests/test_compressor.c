@@ -1157,6 +1157,51 @@ static void test_qsgd_decode_paths(void **state)
     free(out);
 }
 
+/* Unbiased where only the tie path can round up: 2^24 - 1 coordinates with
+ * t = 2^16 r of about 0.3 (so T = 0 and the 16-bit compare never says up),
+ * and one large coordinate that sets the norm. Each small coordinate goes to
+ * level 1 with probability 2^-16 t, all of it through the further 53-bit
+ * draw: about 77 of them, where a rule without that draw gives 0 and one
+ * that always rounds up on a tie gives 256. */
+static void test_qsgd_tiny_fractions(void **state)
+{
+    (void)state;
+    size_t n = (size_t)1 << 24;
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    float b = (float)(0.3 / 65536.0);
+    x[0] = 1.0f;
+    for (size_t j = 1; j < n; j++)
+        x[j] = (j % 3) ? b : -b;
+    struct fp_compressor c;
+    init_c(&c, FP_COMP_QSGD, 0, 1, n);
+    void *ws = fp_compressor_ws_new(&c);
+    size_t len = fp_compressor_bytes(&c);
+    uint8_t *msg = malloc(len);
+    assert_non_null(ws);
+    assert_non_null(msg);
+    fp_rng r;
+    seed(&r, 77);
+    assert_int_equal(fp_compressor_compress(&c, x, &r, ws, msg, len, NULL), 0);
+    float norm;
+    memcpy(&norm, msg, 4);
+    double t = (double)b * ldexp(1.0 / norm, 16), expect = (double)(n - 1) * t / 65536.0;
+    /* qsgd:1 fields are 2 bits: sign | level << 1, from bit 32 */
+    size_t ups = 0;
+    for (size_t j = 1; j < n; j++) {
+        size_t bit = 32 + 2 * j;
+        ups += (msg[bit / 8] >> (bit % 8 + 1)) & 1;
+    }
+    print_message("tiny fractions: t = %.5f, %zu coordinates rounded up, %.1f expected\n", t, ups,
+                  expect);
+    assert_true(t > 0.29 && t < 0.31);
+    /* 5 standard deviations of a Poisson count (sqrt(77) = 8.8) */
+    assert_true(fabs((double)ups - expect) < 5 * sqrt(expect));
+    free(msg);
+    fp_compressor_ws_free(&c, ws);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1168,6 +1213,7 @@ int main(void)
         cmocka_unit_test(test_compress_errors), cmocka_unit_test(test_init_errors),
         cmocka_unit_test(test_qsgd_reference),  cmocka_unit_test(test_qsgd_implementations),
         cmocka_unit_test(test_qsgd_tie_draws),  cmocka_unit_test(test_qsgd_decode_paths),
+        cmocka_unit_test(test_qsgd_tiny_fractions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
