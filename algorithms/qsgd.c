@@ -208,7 +208,6 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
         hi[k] = _mm256_loadu_si256((const __m256i *)&ln->s[k][4]);
     }
     const __m256d qv = _mm256_set1_pd(q);
-    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256i m16 = _mm256_set1_epi32(0xffff), sv = _mm256_set1_epi32((int)s);
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     const __m128i c1 = _mm_cvtsi32_si128((int)fb), c2 = _mm_cvtsi32_si128((int)(2 * fb)),
@@ -227,10 +226,11 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
         unsigned tie = 0;
         for (int g = 0; g < 4; g++) {
             __m256 xv = _mm256_loadu_ps(xb + 8 * g);
-            __m256 ax = _mm256_and_ps(xv, absmask);
-            __m256d t0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(ax)), qv);
-            __m256d t1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(ax, 1)), qv);
-            __m256i T = _mm256_set_m128i(_mm256_cvttpd_epi32(t1), _mm256_cvttpd_epi32(t0));
+            /* trunc(-a q) = -trunc(a q): the sign comes off the integer */
+            __m256d t0 = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(xb + 8 * g)), qv);
+            __m256d t1 = _mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(xb + 8 * g + 4)), qv);
+            __m256i T = _mm256_abs_epi32(
+                _mm256_set_m128i(_mm256_cvttpd_epi32(t1), _mm256_cvttpd_epi32(t0)));
             __m256i f = _mm256_and_si256(T, m16), u = _mm256_cvtepu16_epi32(u16[g]);
             __m256i l = _mm256_sub_epi32(_mm256_srli_epi32(T, 16), _mm256_cmpgt_epi32(f, u));
             l = _mm256_min_epu32(l, sv);
@@ -335,13 +335,11 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
         uint32_t tie = 0;
         for (int g = 0; g < 2; g++) {
             __m512 xv = _mm512_loadu_ps(xb + 16 * g);
-            __m512 ax = _mm512_abs_ps(xv);
-            __m256 a0 = _mm512_castps512_ps256(ax);
-            __m256 a1 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ax), 1));
-            __m512d t0 = _mm512_mul_pd(_mm512_cvtps_pd(a0), qv);
-            __m512d t1 = _mm512_mul_pd(_mm512_cvtps_pd(a1), qv);
-            __m512i T = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvttpd_epi32(t0)),
-                                           _mm512_cvttpd_epi32(t1), 1);
+            /* trunc(-a q) = -trunc(a q): the sign comes off the integer */
+            __m512d t0 = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(xb + 16 * g)), qv);
+            __m512d t1 = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(xb + 16 * g + 8)), qv);
+            __m512i T = _mm512_abs_epi32(_mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm512_cvttpd_epi32(t0)), _mm512_cvttpd_epi32(t1), 1));
             __m512i f = _mm512_and_si512(T, m16), u = _mm512_cvtepu16_epi32(u16[g]);
             __m512i fl = _mm512_srli_epi32(T, 16);
             __m512i l = _mm512_mask_add_epi32(fl, _mm512_cmplt_epu32_mask(u, f), fl, one);
