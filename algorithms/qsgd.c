@@ -15,6 +15,7 @@
 #include "qsgd.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -440,15 +441,46 @@ static int fp__isa_cpu(void)
 
 #endif
 
-int fp_qsgd_isa(void)
+int fp_qsgd_isa_parse(const char *name)
+{
+    static const char *names[] = {"portable", "avx2", "avx512", "native"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *fp_qsgd_isa_name(int isa)
+{
+    return isa == FP_QSGD_AVX512 ? "avx512" : isa == FP_QSGD_AVX2 ? "avx2" : "portable";
+}
+
+/* The CPU's best, capped by FEDPRESS_SIMD: read once, so that threads never
+ * race a host program's setenv and every call of a run agrees. */
+static int fp__isa;
+static pthread_once_t fp__isa_once = PTHREAD_ONCE_INIT;
+
+static void fp__isa_init(void)
 {
     int isa = fp__isa_cpu();
     const char *cap = getenv("FEDPRESS_SIMD");
-    if (cap && strcmp(cap, "portable") == 0)
-        return FP_QSGD_PORTABLE;
-    if (cap && strcmp(cap, "avx2") == 0 && isa > FP_QSGD_AVX2)
-        return FP_QSGD_AVX2;
-    return isa;
+    int want = cap ? fp_qsgd_isa_parse(cap) : -1;
+    if (want >= FP_QSGD_PORTABLE && want <= FP_QSGD_AVX512 && want < isa)
+        isa = want;
+    fp__isa = isa;
+}
+
+int fp_qsgd_isa(void)
+{
+    pthread_once(&fp__isa_once, fp__isa_init);
+    return fp__isa;
+}
+
+/* An implementation a test asked for, within what this process runs. */
+static int fp__isa_clamp(int isa)
+{
+    int best = fp_qsgd_isa();
+    return isa < FP_QSGD_PORTABLE ? FP_QSGD_PORTABLE : isa > best ? best : isa;
 }
 
 void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa)
@@ -457,8 +489,7 @@ void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa)
     fp__lanes_seed(&ln, rng);
     double q = fp__q(job);
     size_t done = 0;
-    if (isa > fp_qsgd_isa())
-        isa = fp_qsgd_isa();
+    isa = fp__isa_clamp(isa);
 #ifdef FP__HAVE_AVX2
     if (isa != FP_QSGD_PORTABLE && fp__field_bits(job->s) <= 8 && job->bit % 8 == 0 &&
         (!job->xhat || job->tab))
@@ -477,8 +508,7 @@ size_t fp_qsgd_decode_blocks_isa(const struct fp_qsgd_dec *dj, uint32_t *any, in
 {
     *any = 0;
     *bad = 0;
-    if (isa > fp_qsgd_isa())
-        isa = fp_qsgd_isa();
+    isa = fp__isa_clamp(isa);
 #ifdef FP__HAVE_AVX2
     if (isa == FP_QSGD_AVX512 && fp__field_bits(dj->s) <= 8 && dj->bit % 8 == 0 && dj->tab)
         return fp__decode_avx512(dj, any, bad);

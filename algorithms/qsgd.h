@@ -55,7 +55,8 @@ struct fp_qsgd_job {
     double denom;   /* for the decoded values, see fp_qsgd_level */
     uint8_t *buf;   /* fields go from bit `bit` of buf ... */
     size_t bit;
-    size_t end;     /* ... and buf[0..end) may be written (whole message) */
+    size_t end;     /* ... and buf[0..end) is the message: bytes after the
+                     * last field's may be overwritten with zeros */
     float *xhat;    /* decoded values, or NULL; may equal x */
     const float *tab; /* fp_qsgd_level(norm, l, denom) for l = 0..s, or NULL */
 };
@@ -70,9 +71,13 @@ void fp_qsgd_quantise(const struct fp_qsgd_job *job, fp_rng *rng);
 /* The implementations; they give the same bytes. */
 enum { FP_QSGD_PORTABLE = 0, FP_QSGD_AVX2 = 1, FP_QSGD_AVX512 = 2 };
 /* The best this CPU runs, capped by the environment variable FEDPRESS_SIMD
- * (portable | avx2); fp_qsgd_quantise and QSGD's norm use it. */
+ * (portable | avx2 | avx512 | native; unset or not understood: native), read
+ * once per process; fp_qsgd_quantise, the decoder and QSGD's norm use it. */
 int fp_qsgd_isa(void);
-/* With a given implementation (lowered to what the CPU runs): for tests. */
+/* FP_QSGD_* for a FEDPRESS_SIMD value (3 for "native"), -1 if unknown. */
+int fp_qsgd_isa_parse(const char *name);
+const char *fp_qsgd_isa_name(int isa);
+/* With a given implementation (clamped to what this process runs): tests. */
 void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa);
 
 /* Decoding: the fields of n coordinates from bit `bit` of buf[0..end). */

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../algorithms/qsgd.h"
 #include "../core/error.h"
 #include "../core/format.h"
 #include "../core/scenario.h"
@@ -120,6 +121,10 @@ static const char fp__usage[] =
     "      uplink_bytes or downlink_bytes (cumulative, in MB); see 'fedpress plot --help'\n"
     "  help       this text\n"
     "  version    the version\n"
+    "\n"
+    "environment:\n"
+    "  FEDPRESS_SIMD=portable|avx2|avx512|native  cap the vector code QSGD uses (default\n"
+    "      native: the best this CPU runs); every choice gives the same bytes\n"
     "\n"
     "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
 
@@ -550,6 +555,12 @@ int main(int argc, char **argv)
         fputs(fp__usage, stderr);
         return FP_EXIT_USAGE;
     }
+    const char *simd = getenv("FEDPRESS_SIMD");
+    if (simd && fp_qsgd_isa_parse(simd) < 0)
+        fprintf(stderr,
+                "fedpress: warning: FEDPRESS_SIMD=%s is not one of portable, avx2, avx512, "
+                "native; using native (%s)\n",
+                simd, fp_qsgd_isa_name(fp_qsgd_isa()));
     const char *cmd = argv[1];
     if (!strcmp(cmd, "sim"))
         return fp__cmd_sim(argc, argv);

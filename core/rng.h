@@ -33,8 +33,8 @@ typedef struct fp_rng {
 
 void fp_rng_seed(fp_rng *r, uint64_t seed, uint64_t round, uint64_t client,
                  enum fp_purpose purpose);
-/* Inline: QSGD draws one uniform per coordinate, and a call per draw costs
- * more than the generator itself. */
+/* Inline: rand-k and the samplers draw in tight loops, and a call per draw
+ * costs more than the generator itself. */
 static inline uint64_t fp_rng__rotl(uint64_t x, int k)
 {
     return (x << k) | (x >> (64 - k));

@@ -135,7 +135,7 @@ check "threads 1 and 2: identical metrics" \
 
 # 5b. QSGD gives the same bytes with the portable code as with this CPU's
 #     vector code (FEDPRESS_SIMD caps it), and uploads 32 + 4d bits each
-for simd in portable native; do
+for simd in portable native; do  # native: the best this CPU runs
   FEDPRESS_SIMD=$simd "$FP" sim "$ROOT/scenarios/paper/scallion-qsgd4.ini" --quiet \
     --store "$T/simd.db" --set run.rounds=2 --set data.clients=40 --set participation.sample=5 \
     --model-out "$T/q-$simd.f32" >/dev/null 2>&1

@@ -1011,9 +1011,9 @@ static void qsgd_run(const float *x, size_t n, uint32_t s, size_t bit, int xmode
 }
 
 /* Every implementation gives the portable one's bytes: levels with fields
- * of 2 to 22 bits (the vector code takes up to 8), lengths around the
- * 32-coordinate blocks, byte-aligned and unaligned starts, decoded values
- * none / separate / in place. */
+ * of 2 to 11 bits (the vector code takes up to 8), lengths around the
+ * 32-coordinate blocks, byte-aligned and unaligned starts (only aligned
+ * ones reach the vector code), decoded values none / separate / in place. */
 static void test_qsgd_implementations(void **state)
 {
     (void)state;
@@ -1148,6 +1148,11 @@ static void test_qsgd_decode_paths(void **state)
                     free(bad_msg);
                 }
             }
+            /* A zero norm with a set sign bit inside the vector prefix. */
+            memset(msg, 0, len);
+            assert_int_equal(fp_compressor_decompress(&c, msg, len, &r, ws, out), 0);
+            msg[(32 + 5 * fb) / 8] |= (uint8_t)(1u << ((32 + 5 * fb) % 8));
+            assert_int_equal(fp_compressor_decompress(&c, msg, len, &r, ws, out), FP_EFORMAT);
             free(msg);
             fp_compressor_ws_free(&c, ws);
         }
@@ -1202,6 +1207,99 @@ static void test_qsgd_tiny_fractions(void **state)
     free(x);
 }
 
+/* The lanes' 16 bits of coordinate j < 32 nblocks, as qsgd.h defines them:
+ * written from the rule's text, not from algorithms/qsgd.c. */
+static void lane_bits(const fp_rng *caller, size_t nblocks, uint16_t *U)
+{
+    fp_rng r = *caller, lane[8];
+    uint64_t w = fp_rng_next(&r);
+    for (int i = 0; i < 8; i++)
+        fp_rng_seed(&lane[i], w, (uint64_t)i, FP_RNG_NO_CLIENT, FP_RNG_LANES);
+    for (size_t b = 0; b < nblocks; b++) {
+        uint64_t out[8];
+        for (int i = 0; i < 8; i++)
+            out[i] = fp_rng_next(&lane[i]);
+        for (int m = 0; m < 32; m++)
+            U[32 * b + (size_t)m] = (uint16_t)(out[m / 4] >> (16 * (m % 4)));
+    }
+}
+
+/* Ties on purpose, for many s: with norm = s 2^10 the product is
+ * t = 64 |x| exactly, so x = (T + f) / 64 lands where we choose. Coordinates
+ * cycle through a tie decided by a draw (f = 0.5), an exact tie (f = 0), a
+ * tie at the clamp (T = 2^16 s + U, which a draw may push to s + 1 before
+ * the clamp) and a plain value. The fields and the caller's stream must be
+ * the rule's, computed here, for every implementation. */
+static void test_qsgd_forced_ties(void **state)
+{
+    (void)state;
+    static const uint32_t ss[] = {1, 2, 3, 4, 7, 8, 16, 31, 32, 100, 127};
+    enum { N = 320 };
+    float x[N], xhat[N], tab[128];
+    uint16_t U[N];
+    for (size_t si = 0; si < sizeof ss / sizeof ss[0]; si++) {
+        uint32_t sl = ss[si];
+        unsigned fb = 33u - (unsigned)__builtin_clz(sl);
+        float norm = (float)sl * 1024.0f;
+        fp_rng caller;
+        fp_rng_seed(&caller, 11, sl, 1, FP_RNG_COMPRESS);
+        lane_bits(&caller, N / 32, U);
+        fp_rng g;
+        fp_rng_seed(&g, 12, sl, FP_RNG_NO_CLIENT, FP_RNG_DATA);
+        for (size_t j = 0; j < N; j++) {
+            double fl = (double)fp_rng_below(&g, sl), T = fl * 65536 + U[j];
+            double sign = (j / 4) % 2 ? -1.0 : 1.0;
+            switch (j % 4) {
+            case 0: x[j] = (float)(sign * (T + 0.5) / 64); break;
+            case 1: x[j] = (float)(sign * T / 64); break;
+            case 2: x[j] = (float)(sign * ((double)sl * 65536 + U[j] + 0.25) / 64); break;
+            default: x[j] = (float)(sign * fp_rng_uniform(&g) * norm);
+            }
+        }
+        /* The rule, from its text */
+        uint32_t want[N];
+        fp_rng r = caller;
+        fp_rng_next(&r); /* the lanes' key */
+        int draws = 0;
+        for (size_t j = 0; j < N; j++) {
+            double t = fabs((double)x[j]) * ldexp((double)sl / norm, 16);
+            double T = floor(t);
+            uint32_t f = (uint32_t)fmod(T, 65536.0);
+            uint32_t l = (uint32_t)(T / 65536) + (U[j] < f);
+            if (U[j] == f && t > T) {
+                l += fp_rng_uniform(&r) < t - T;
+                draws++;
+            }
+            want[j] = (uint32_t)(x[j] < 0) | (l < sl ? l : sl) << 1;
+        }
+        uint64_t want_next = fp_rng_next(&r);
+        assert_true(draws >= N / 4);
+        for (uint32_t l = 0; l <= sl; l++)
+            tab[l] = fp_qsgd_level(norm, l, (double)sl);
+        for (int isa = FP_QSGD_PORTABLE; isa <= fp_qsgd_isa(); isa++) {
+            uint8_t buf[4 + N] = {0};
+            size_t end = (32 + N * fb + 7) / 8;
+            struct fp_qsgd_job job = {.x = x, .n = N, .s = sl, .norm = norm,
+                                      .denom = (double)sl, .buf = buf, .bit = 32, .end = end,
+                                      .xhat = xhat, .tab = tab};
+            r = caller;
+            fp_qsgd_quantise_isa(&job, &r, isa);
+            assert_true(fp_rng_next(&r) == want_next);
+            for (size_t j = 0; j < N; j++) {
+                size_t at = 32 + j * fb;
+                uint32_t got = 0;
+                for (unsigned k = 0; k < fb; k++, at++)
+                    got |= (uint32_t)((buf[at / 8] >> (at % 8)) & 1) << k;
+                if (got != want[j])
+                    fail_msg("s %u, isa %d, coordinate %zu: field %u, want %u", sl, isa, j, got,
+                             want[j]);
+                float v = fp_qsgd_value(tab, norm, want[j], (double)sl);
+                assert_memory_equal(&xhat[j], &v, sizeof v);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1213,7 +1311,7 @@ int main(void)
         cmocka_unit_test(test_compress_errors), cmocka_unit_test(test_init_errors),
         cmocka_unit_test(test_qsgd_reference),  cmocka_unit_test(test_qsgd_implementations),
         cmocka_unit_test(test_qsgd_tie_draws),  cmocka_unit_test(test_qsgd_decode_paths),
-        cmocka_unit_test(test_qsgd_tiny_fractions),
+        cmocka_unit_test(test_qsgd_tiny_fractions), cmocka_unit_test(test_qsgd_forced_ties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
