@@ -483,9 +483,9 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
             fp__warn_state(round, "out of memory for it");
         rc = fp_store_commit_round_state(store, res->run_id, &row, state, state_len, err);
         if (rc && state) {
-            /* A checkpoint is a convenience; the round is not. The state can
-             * outgrow what SQLite stores in one value (1e9 bytes), so commit
-             * the round without it and say so. */
+            /* A checkpoint is a convenience; the round is not. If the state
+             * cannot be stored (a full disk, say), commit the round without
+             * it and say so. */
             fp__warn_state(round, err->msg);
             free(state);
             state = NULL;

@@ -33,7 +33,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
                "store: model blobs are IEEE-754 binary32");
 
-#define FP_STORE_SCHEMA_VERSION 1
+#define FP_STORE_SCHEMA_VERSION 2
+/* A state checkpoint is stored in parts of at most this many bytes, so that
+ * no value comes near SQLite's 1e9-byte limit. */
+#define FP__PART_BYTES ((size_t)1 << 28)
 #define FP_STORE_BUSY_MS        5000
 
 enum fp__stmt_id {
@@ -48,6 +51,9 @@ enum fp__stmt_id {
     ST_INSERT_CHECKPOINT,
     ST_PUT_STATE,
     ST_DROP_OLD_STATE,
+    ST_DROP_PARTS,
+    ST_PUT_PART,
+    ST_GET_PARTS,
     ST_GET_RESUME,
     ST_LIST_RUNS,
     ST_LIST_ROUNDS,
@@ -92,6 +98,14 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                      " VALUES(?1, ?2, 'state', ?3, ?4)",
     [ST_DROP_OLD_STATE] =
         "DELETE FROM checkpoints WHERE run_id = ?1 AND kind = 'state' AND round < ?2",
+    /* Parts go with their checkpoint row (ON DELETE CASCADE); this clears
+     * them before a state is written again at the same round. */
+    [ST_DROP_PARTS] =
+        "DELETE FROM checkpoint_parts WHERE run_id = ?1 AND round = ?2 AND kind = 'state'",
+    [ST_PUT_PART] = "INSERT INTO checkpoint_parts(run_id, round, kind, part, data)"
+                    " VALUES(?1, ?2, 'state', ?3, ?4)",
+    [ST_GET_PARTS] = "SELECT data FROM checkpoint_parts"
+                     " WHERE run_id = ?1 AND round = ?2 AND kind = 'state' ORDER BY part",
     [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data FROM runs r"
                       " LEFT JOIN checkpoints c ON c.run_id = r.id AND c.kind = 'state'"
                       " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
@@ -104,7 +118,21 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
 };
 
-/* Schema version 1. Executed only on a file whose user_version is 0, inside
+/* Schema version 2 added checkpoint_parts: a state checkpoint's bytes after
+ * its first part (version 1 stored the whole state in one value, which
+ * SQLite caps at 1e9 bytes). Version 1 files are upgraded in place. */
+#define FP__PARTS_SQL                                                                              \
+    "CREATE TABLE checkpoint_parts("                                                               \
+    " run_id INTEGER NOT NULL,"                                                                    \
+    " round INTEGER NOT NULL,"                                                                     \
+    " kind TEXT NOT NULL,"                                                                         \
+    " part INTEGER NOT NULL CHECK(part >= 1),"                                                     \
+    " data BLOB NOT NULL,"                                                                         \
+    " PRIMARY KEY(run_id, round, kind, part),"                                                     \
+    " FOREIGN KEY(run_id, round, kind) REFERENCES checkpoints(run_id, round, kind)"                \
+    "  ON DELETE CASCADE);"
+
+/* Schema version 2. Executed only on a file whose user_version is 0, inside
  * the same IMMEDIATE transaction that sets user_version, so two processes
  * opening a fresh file cannot both create it. Every column is documented in
  * docs/store.md; keep the two in step. */
@@ -163,11 +191,13 @@ static const char fp__schema_sql[] =
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
     "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);"
-    "PRAGMA user_version = 1;";
+    FP__PARTS_SQL
+    "PRAGMA user_version = 2;";
 
 struct fp_store {
     sqlite3 *db;
     char *path;
+    size_t part_bytes; /* FP__PART_BYTES, or smaller for tests */
     sqlite3_stmt *st[ST__COUNT];
     /* Set while a listing callback runs: re-entering the same listing would
      * reset the statement under the outer loop. */
@@ -340,6 +370,16 @@ static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
             sqlite3_free(msg);
             goto fail;
         }
+    } else if (ver == 1) {
+        char *msg = NULL;
+        if (sqlite3_exec(s->db, FP__PARTS_SQL "PRAGMA user_version = 2;", NULL, NULL, &msg) !=
+            SQLITE_OK) {
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s: upgrading the schema from version 1 failed: %s.",
+                              s->path, msg ? msg : sqlite3_errmsg(s->db));
+            sqlite3_free(msg);
+            goto fail;
+        }
     } else if (ver != FP_STORE_SCHEMA_VERSION) {
         rc = fp_error_set(err, FP_ESTORE, "Run store %s has unknown schema version %" PRId64 ".",
                           s->path, ver);
@@ -387,6 +427,7 @@ int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
     s = calloc(1, sizeof *s);
     if (!s)
         return fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
+    s->part_bytes = FP__PART_BYTES;
     s->path = strdup(path);
     if (!s->path) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
@@ -531,18 +572,21 @@ fail:
 }
 
 /* Inside an open transaction: the run's state checkpoint after `round`,
- * replacing older ones (only the newest is ever resumed from). */
+ * replacing older ones (only the newest is ever resumed from). The first
+ * part_bytes go in the checkpoints row, the rest in checkpoint_parts rows
+ * 1, 2, ...; the row's sha256 is of the whole state. */
 static int fp__write_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
                            size_t state_len, struct fp_error *err)
 {
-    char hex[65];
+    char hex[65], what[96];
     int rc;
+    const uint8_t *bytes = state;
+    size_t first = state_len < s->part_bytes ? state_len : s->part_bytes;
     fp_sha256_hex(state, state_len, hex);
     sqlite3_stmt *st = s->st[ST_PUT_STATE];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_int64(st, 2, round));
-    if (sqlite3_bind_blob64(st, 3, state, state_len, SQLITE_STATIC) != SQLITE_OK) {
-        char what[96];
+    if (sqlite3_bind_blob64(st, 3, state, first, SQLITE_STATIC) != SQLITE_OK) {
         snprintf(what, sizeof what, "storing a state checkpoint of %zu bytes", state_len);
         rc = fp__sqlerr(s, err, what);
         goto out;
@@ -553,6 +597,32 @@ static int fp__write_state(struct fp_store *s, int64_t run_id, uint32_t round, c
         goto out;
     }
     fp__done(st);
+    st = s->st[ST_DROP_PARTS];
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, round));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "replacing the state checkpoint");
+        goto out;
+    }
+    fp__done(st);
+    st = s->st[ST_PUT_PART];
+    int64_t part = 1;
+    for (size_t at = first; at < state_len; at += s->part_bytes, part++) {
+        size_t n = state_len - at < s->part_bytes ? state_len - at : s->part_bytes;
+        FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+        FP__BIND(sqlite3_bind_int64(st, 2, round));
+        FP__BIND(sqlite3_bind_int64(st, 3, part));
+        if (sqlite3_bind_blob64(st, 4, bytes + at, n, SQLITE_STATIC) != SQLITE_OK) {
+            snprintf(what, sizeof what, "storing part %" PRId64 " of a state checkpoint", part);
+            rc = fp__sqlerr(s, err, what);
+            goto out;
+        }
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = fp__sqlerr(s, err, "storing a part of the state checkpoint");
+            goto out;
+        }
+        fp__done(st);
+    }
     st = s->st[ST_DROP_OLD_STATE];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_int64(st, 2, round));
@@ -901,6 +971,39 @@ static char *fp__strdup_col(sqlite3_stmt *st, int i)
     return t ? strdup(t) : NULL;
 }
 
+/* Appends the state's parts 1, 2, ... to out->state. */
+static int fp__read_parts(struct fp_store *s, int64_t run_id, struct fp_resume *out,
+                          struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_GET_PARTS];
+    int rc = 0, step;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, out->round) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the checkpoint's key");
+        goto out;
+    }
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(st, 0);
+        uint8_t *grown = realloc(out->state, out->state_len + n);
+        if (!grown) {
+            rc = fp_error_set(err, FP_ENOMEM,
+                              "Out of memory reading the state checkpoint of run %" PRId64
+                              " (%zu bytes so far).",
+                              run_id, out->state_len);
+            goto out;
+        }
+        out->state = grown;
+        if (n)
+            memcpy(grown + out->state_len, sqlite3_column_blob(st, 0), n);
+        out->state_len += n;
+    }
+    if (step != SQLITE_DONE)
+        rc = fp__sqlerr(s, err, "reading the state checkpoint's parts");
+out:
+    fp__done(st);
+    return rc;
+}
+
 int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *out,
                          struct fp_error *err)
 {
@@ -923,7 +1026,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     }
     out->scenario = fp__strdup_col(st, 0);
     out->status = fp__strdup_col(st, 1);
-    if (sqlite3_column_type(st, 3) == SQLITE_BLOB) {
+    bool has_state = sqlite3_column_type(st, 3) == SQLITE_BLOB;
+    if (has_state) {
         out->round = (uint32_t)sqlite3_column_int64(st, 2);
         out->state_len = (size_t)sqlite3_column_bytes(st, 3);
         out->state = malloc(out->state_len ? out->state_len : 1);
@@ -932,8 +1036,14 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     }
     if (!out->scenario || !out->status || (out->state_len && !out->state)) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
-        fp_store_resume_free(out);
+        goto fail;
     }
+    fp__done(st);
+    if (has_state && (rc = fp__read_parts(s, run_id, out, err)))
+        goto fail;
+    return 0;
+fail:
+    fp_store_resume_free(out);
 out:
     fp__done(st);
     return rc;
@@ -1003,6 +1113,11 @@ int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const
         return rc;
     }
     return 0;
+}
+
+void fp_store_set_part_bytes(struct fp_store *s, size_t bytes)
+{
+    s->part_bytes = bytes == 0 ? 1 : bytes > FP__PART_BYTES ? FP__PART_BYTES : bytes;
 }
 
 void fp_store_set_value_limit(struct fp_store *s, size_t bytes)

@@ -82,9 +82,12 @@ int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const
 
 /* Caps the size of any one value the store writes (SQLite's
  * SQLITE_LIMIT_LENGTH, 1e9 bytes by default; it can only be lowered). A
- * state checkpoint larger than that is refused with FP_ESTORE. For tests,
- * and for operators who want to bound the file. */
+ * state checkpoint is written in parts of 256 MiB, so this refuses one only
+ * when the cap is below a part. For tests. */
 void fp_store_set_value_limit(struct fp_store *s, size_t bytes);
+/* The size of the parts a state checkpoint is cut into (default and
+ * largest 256 MiB). For tests. */
+void fp_store_set_part_bytes(struct fp_store *s, size_t bytes);
 
 /* What `fedpress sim --resume` needs: the run's canonical scenario text, its
  * status, and its newest state checkpoint (state NULL if it has none).

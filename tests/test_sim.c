@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "core/scenario.h"
 #include "sim/sim.h"
@@ -372,9 +373,10 @@ static void test_resume_gives_the_same_run(void **state)
     fp_store_close(st);
 }
 
-/* A state checkpoint the store refuses (here: a 5000-byte value limit,
- * standing in for SQLite's 1e9) costs the resume point, never the round:
- * the run completes, or stops as 'interrupted', with every round stored. */
+/* A state checkpoint the store refuses (here: a 5000-byte value limit
+ * below the 256 MiB parts, standing in for any failure to store it) costs
+ * the resume point, never the round: the run completes, or stops as
+ * 'interrupted', with every round stored. */
 static void test_state_too_big_keeps_the_rounds(void **state)
 {
     (void)state;
@@ -401,6 +403,61 @@ static void test_state_too_big_keeps_the_rounds(void **state)
     assert_string_equal(rs.status, "interrupted");
     assert_null(rs.state); /* refused, so --resume reruns from the start */
     fp_store_resume_free(&rs);
+    fp_store_close(st);
+}
+
+/* A state larger than one part (here parts of 1000 bytes, standing in for
+ * 256 MiB) is stored in checkpoint_parts and read back whole: the resumed
+ * run ends with the bytes of the uninterrupted one. */
+static void test_state_in_parts(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[run]\nrounds = 4\ncheckpoint_every = 1\n[data]\ndataset = quadratic\n"
+              "clients = 5\ndim = 1000\n[algorithm]\nname = scafcom\nlocal_steps = 2\n"
+              "batch = 1\nlr_local = 0.1\n");
+    struct fp_store *st = open_store("parts.db");
+    struct fp_sim_result ref, stopped, resumed;
+    run_sim(&sc, 1, "ref.f32", st, &ref);
+    fp_store_set_part_bytes(st, 1000);
+    fp_store_set_value_limit(st, 5000);
+    run_until_round_2(&sc, 1, st, &stopped);
+    assert_true(stopped.interrupted);
+    struct fp_resume rs;
+    struct fp_error err = {0};
+    assert_int_equal(fp_store_load_resume(st, stopped.run_id, &rs, &err), 0);
+    assert_non_null(rs.state);
+    assert_int_equal(rs.round, 2);
+    assert_true(rs.state_len > 8000); /* so 9 or more parts */
+    sqlite3 *db;
+    char path[256];
+    snprintf(path, sizeof path, "%s/parts.db", tmpdir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(length(data)) FROM checkpoint_parts",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_true(sqlite3_column_int(q, 0) >= 8);
+    assert_int_equal(sqlite3_column_int(q, 1), 1000);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    struct fp_scenario sc2;
+    load(&sc2, rs.scenario);
+    struct fp_sim_options ro = {.threads = 1, .resume = &rs, .resume_run = stopped.run_id};
+    assert_int_equal(fp_sim_run(&sc2, st, &ro, &resumed, &err), 0);
+    fp_store_resume_free(&rs);
+    assert_false(resumed.interrupted);
+    assert_string_equal(resumed.model_sha256, ref.model_sha256);
+    /* completed: no state, no parts */
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM checkpoint_parts", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
     fp_store_close(st);
 }
 
@@ -451,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_stop_mid_run_finishes_the_round),
         cmocka_unit_test(test_resume_gives_the_same_run),
         cmocka_unit_test(test_state_too_big_keeps_the_rounds),
+        cmocka_unit_test(test_state_in_parts),
         cmocka_unit_test(test_bad_init_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -268,7 +268,7 @@ static void test_full_run_round_trip(void **state)
     char txt[200];
     q_text(f->db, "PRAGMA journal_mode", txt, sizeof txt);
     assert_string_equal(txt, "wal");
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 1);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 2);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 6);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE round = 2 AND "
                                   "client IN (12, 22)"),
@@ -463,7 +463,7 @@ static void test_newer_schema_refused(void **state)
     struct fx *f = *state;
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     struct fp_store *s = NULL;
@@ -471,7 +471,61 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
     assert_null(s);
     assert_non_null(strstr(e.msg, f->db));
-    assert_non_null(strstr(e.msg, "schema version 2"));
+    assert_non_null(strstr(e.msg, "schema version 3"));
+}
+
+/* A version 1 store (no checkpoint_parts) is upgraded in place when opened,
+ * keeping its runs and its one-value state checkpoints readable. */
+static void test_schema_1_upgraded(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = NULL;
+    struct fp_error e = {0};
+    assert_int_equal(fp_store_open(&s, f->db, &e), 0);
+    int64_t id = 0;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    uint8_t blob[300];
+    for (int i = 0; i < 300; i++)
+        blob[i] = (uint8_t)(i * 7);
+    assert_int_equal(fp_store_put_state(s, id, 2, blob, sizeof blob, &e), 0);
+    fp_store_close(s);
+    /* Make it what version 1 wrote */
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+
+    s = NULL;
+    assert_int_equal(fp_store_open(&s, f->db, &e), 0);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 0);
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(s, id, &rs, &e), 0);
+    assert_int_equal(rs.round, 2);
+    assert_int_equal(rs.state_len, sizeof blob);
+    assert_memory_equal(rs.state, blob, sizeof blob);
+    fp_store_resume_free(&rs);
+    /* and it takes states in parts from now on */
+    fp_store_set_part_bytes(s, 128);
+    assert_int_equal(fp_store_put_state(s, id, 3, blob, sizeof blob, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'state'"), 1);
+    assert_int_equal(fp_store_load_resume(s, id, &rs, &e), 0);
+    assert_int_equal(rs.round, 3);
+    assert_int_equal(rs.state_len, sizeof blob);
+    assert_memory_equal(rs.state, blob, sizeof blob);
+    fp_store_resume_free(&rs);
+    /* the same round again replaces its parts */
+    fp_store_set_part_bytes(s, 100);
+    blob[299] ^= 1;
+    assert_int_equal(fp_store_put_state(s, id, 3, blob, sizeof blob, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 2);
+    assert_int_equal(fp_store_load_resume(s, id, &rs, &e), 0);
+    assert_memory_equal(rs.state, blob, sizeof blob);
+    fp_store_resume_free(&rs);
+    fp_store_close(s);
 }
 
 static void test_foreign_database_refused(void **state)
@@ -701,6 +755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_1_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_run, setup, teardown),
