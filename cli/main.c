@@ -112,8 +112,11 @@ static const char fp__usage[] =
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, uplink bytes, status\n"
-    "  metrics RUN [--store PATH] [--format table|csv|json]\n"
-    "      print the per-round metrics of run RUN (an id from `fedpress runs`)\n"
+    "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
+    "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
+    "      --clients, every participant of every round instead (round, client,\n"
+    "      train_loss, uplink_bytes, downlink_bytes, examples); --client ID keeps the\n"
+    "      rounds client ID took part in\n"
     "  plot RUN... [--store PATH] [--metric M] [--x X] [--logx] [--logy] [-o FILE]\n"
     "              [--title TEXT]\n"
     "      draw one curve per run into FILE (.svg, .png or .pdf; default plot.svg);\n"
@@ -479,10 +482,41 @@ static int fp__print_round(void *u, const struct fp_round *r)
     return 0;
 }
 
+static int fp__print_client(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    struct fp__metrics_ctx *m = u;
+    switch (m->fmt) {
+    case FMT_TABLE:
+        printf("%6u  %8u  ", round, c->client);
+        fp__num(m->fmt, c->train_loss, "%.9g", 11);
+        printf("  %14llu  %14llu  %9u\n", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples);
+        break;
+    case FMT_CSV:
+        printf("%u,%u,", round, c->client);
+        fp__num(m->fmt, c->train_loss, "%.9g", 0);
+        printf(",%llu,%llu,%u\n", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples);
+        break;
+    case FMT_JSON:
+        printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",",
+               round, c->client);
+        fp__num(m->fmt, c->train_loss, "%.9g", 0);
+        printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u}",
+               (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,
+               c->examples);
+        break;
+    }
+    m->first = 0;
+    return 0;
+}
+
 static int fp__cmd_metrics(int argc, char **argv)
 {
     const char *store_path = "runs.db", *run = NULL;
     struct fp__metrics_ctx m = {FMT_TABLE, 1};
+    int clients = 0;
+    long long client = -1;
     for (int i = 2; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -502,6 +536,18 @@ static int fp__cmd_metrics(int argc, char **argv)
                 m.fmt = FMT_JSON;
             else
                 return fp__usage_error("metrics: --format '%s': expected table, csv or json", v);
+        } else if (!strcmp(argv[i], "--clients")) {
+            clients = 1;
+        } else if (fp__is_opt(argv[i], "--client")) {
+            if (!(v = fp__optval(argc, argv, &i, "--client")))
+                return fp__usage_error("metrics: option '%s' needs a value", "--client");
+            char *cend;
+            errno = 0;
+            client = strtoll(v, &cend, 10);
+            if (!isdigit((unsigned char)*v) || *cend != '\0' || errno || client > UINT32_MAX)
+                return fp__usage_error("metrics: --client '%s': expected a client id (0, 1, ...)",
+                                       v);
+            clients = 1;
         } else if (argv[i][0] == '-') {
             return fp__usage_error("metrics: unknown option '%s'", argv[i]);
         } else if (!run) {
@@ -532,15 +578,27 @@ static int fp__cmd_metrics(int argc, char **argv)
         fp_store_close(store);
         return FP_EXIT_RUNTIME;
     }
-    if (m.fmt == FMT_TABLE)
-        printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss", "test_loss",
-               "test_accuracy", "uplink_bytes", "downlink_bytes", "participants", "wall_ms");
-    else if (m.fmt == FMT_CSV)
-        printf("round,train_loss,test_loss,test_accuracy,uplink_bytes,downlink_bytes,"
-               "participants,wall_ms\n");
-    else
-        printf("[");
-    rc = fp_store_list_rounds(store, id, fp__print_round, &m, &err);
+    if (clients) {
+        if (m.fmt == FMT_TABLE)
+            printf("%6s  %8s  %11s  %14s  %14s  %9s\n", "round", "client", "train_loss",
+                   "uplink_bytes", "downlink_bytes", "examples");
+        else if (m.fmt == FMT_CSV)
+            printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples\n");
+        else
+            printf("[");
+        rc = fp_store_list_client_rounds(store, id, client, fp__print_client, &m, &err);
+    } else {
+        if (m.fmt == FMT_TABLE)
+            printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss",
+                   "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes", "participants",
+                   "wall_ms");
+        else if (m.fmt == FMT_CSV)
+            printf("round,train_loss,test_loss,test_accuracy,uplink_bytes,downlink_bytes,"
+                   "participants,wall_ms\n");
+        else
+            printf("[");
+        rc = fp_store_list_rounds(store, id, fp__print_round, &m, &err);
+    }
     if (m.fmt == FMT_JSON)
         printf("%s]\n", m.first ? "" : "\n");
     if (rc)

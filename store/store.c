@@ -58,6 +58,7 @@ enum fp__stmt_id {
     ST_LIST_RUNS,
     ST_LIST_ROUNDS,
     ST_RUN_EXISTS,
+    ST_LIST_CLIENTS,
     ST__COUNT
 };
 
@@ -116,6 +117,10 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
     [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+    /* ?2 < 0: every client; else one, through client_rounds_by_client */
+    [ST_LIST_CLIENTS] =
+        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples"
+        " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
 };
 
 /* Schema version 2 added checkpoint_parts: a state checkpoint's bytes after
@@ -201,7 +206,7 @@ struct fp_store {
     sqlite3_stmt *st[ST__COUNT];
     /* Set while a listing callback runs: re-entering the same listing would
      * reset the statement under the outer loop. */
-    bool listing_runs, listing_rounds;
+    bool listing_runs, listing_rounds, listing_clients;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -916,6 +921,48 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 out:
     fp__done(st);
     s->listing_rounds = false;
+    return rc;
+}
+
+int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
+                                int (*cb)(void *u, uint32_t round,
+                                          const struct fp_client_round *c),
+                                void *u, struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_LIST_CLIENTS];
+    int rc, step;
+
+    assert(s && cb);
+    if (s->listing_clients)
+        return fp_error_set(err, FP_EINVAL,
+                            "fp_store_list_client_rounds called from inside its own callback.");
+    rc = fp_store_run_exists(s, run_id, err);
+    if (rc)
+        return rc;
+    s->listing_clients = true;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 2, client) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct fp_client_round c = {0};
+        uint32_t round = (uint32_t)sqlite3_column_int64(st, 0);
+        c.client = (uint32_t)sqlite3_column_int64(st, 1);
+        c.train_loss = fp__column_real(st, 2);
+        c.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 3);
+        c.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+        c.examples = (uint32_t)sqlite3_column_int64(st, 5);
+        rc = cb(u, round, &c);
+        if (rc) {
+            rc = rc < 0 ? rc : 0;
+            goto out;
+        }
+    }
+    rc = step == SQLITE_DONE ? 0 : fp__sqlerr(s, err, "listing client rounds");
+out:
+    fp__done(st);
+    s->listing_clients = false;
     return rc;
 }
 

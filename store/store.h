@@ -134,6 +134,13 @@ int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_ru
 int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
                          int (*cb)(void *u, const struct fp_round *r), void *u,
                          struct fp_error *err);
+/* Calls cb for every client_rounds row of run_id, by round then client;
+ * client >= 0 keeps that client's rows only. Stops early as
+ * fp_store_list_runs does; FP_ENOTFOUND if the run does not exist. */
+int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
+                                int (*cb)(void *u, uint32_t round,
+                                          const struct fp_client_round *c),
+                                void *u, struct fp_error *err);
 /* FP_ENOTFOUND if the run does not exist. */
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err);
 

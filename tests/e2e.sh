@@ -46,6 +46,15 @@ check "metrics json parses, 3 rounds" \
   "python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert len(r)==3 and r[2][\"round\"]==3 and r[0][\"participants\"]==10' '$T/m.json'"
 "$FP" metrics 1 --store "$T/runs.db" >"$T/m.txt"
 check "metrics table has 3 rows" "[ \$(wc -l <'$T/m.txt') -eq 4 ]"
+"$FP" metrics 1 --store "$T/runs.db" --clients --format csv >"$T/mc.csv"
+check "metrics --clients: header + 30 rows, the store's client_rounds in order" \
+  "[ \"\$(tail -n +2 '$T/mc.csv' | cut -d, -f1,2,4)\" = \"\$(sqlite3 -csv '$T/runs.db' 'select round, client, uplink_bytes from client_rounds where run_id=1 order by round, client')\" ] && [ \$(wc -l <'$T/mc.csv') -eq 31 ]"
+c1=$(sqlite3 "$T/runs.db" "select client from client_rounds where run_id=1 limit 1")
+"$FP" metrics 1 --store "$T/runs.db" --client "$c1" --format json >"$T/mc.json"
+check "metrics --client: json, only that client's rounds" \
+  "python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r and all(x[\"client\"]==int(sys.argv[2]) for x in r) and len(r)==int(sys.argv[3])' '$T/mc.json' $c1 \$(sqlite3 '$T/runs.db' \"select count(*) from client_rounds where run_id=1 and client=$c1\")"
+"$FP" metrics 1 --store "$T/runs.db" --client -3 2>"$T/e"; rc=$?
+check "metrics --client -3: usage error" "[ $rc -eq 2 ] && grep -q 'expected a client id' '$T/e'"
 "$FP" metrics 99 --store "$T/runs.db" 2>"$T/e" ; rc=$?
 check "metrics on a missing run: exit 1 and says so" "[ $rc -eq 1 ] && grep -q 'no run 99' '$T/e'"
 

@@ -474,6 +474,51 @@ static void test_newer_schema_refused(void **state)
     assert_non_null(strstr(e.msg, "schema version 3"));
 }
 
+struct client_rows {
+    int n;
+    uint32_t round[8];
+    struct fp_client_round c[8];
+};
+
+static int collect_client(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    struct client_rows *r = u;
+    if (r->n == 8)
+        return 1;
+    r->round[r->n] = round;
+    r->c[r->n++] = *c;
+    return 0;
+}
+
+/* Per-client rows come back by round, then client, exactly as written; a
+ * client filter keeps that client's. */
+static void test_list_client_rounds(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = write_run_a(s);
+    struct client_rows all = {0}, one = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id, -1, collect_client, &all, &e), 0);
+    assert_int_equal(all.n, 6);
+    for (int i = 0; i < 6; i++) {
+        const struct fp_client_round *w = &cr[i / 2][i % 2];
+        assert_int_equal(all.round[i], i / 2 + 1);
+        assert_int_equal(all.c[i].client, w->client);
+        assert_true(all.c[i].train_loss == w->train_loss);
+        assert_int_equal(all.c[i].uplink_bytes, w->uplink_bytes);
+        assert_int_equal(all.c[i].downlink_bytes, w->downlink_bytes);
+        assert_int_equal(all.c[i].examples, w->examples);
+    }
+    assert_int_equal(fp_store_list_client_rounds(s, id, 22, collect_client, &one, &e), 0);
+    assert_int_equal(one.n, 1);
+    assert_int_equal(one.round[0], 2);
+    assert_int_equal(one.c[0].uplink_bytes, 2001);
+    assert_int_equal(fp_store_list_client_rounds(s, id + 7, -1, collect_client, &one, &e),
+                     FP_ENOTFOUND);
+    fp_store_close(s);
+}
+
 /* A version 1 store (no checkpoint_parts) is upgraded in place when opened,
  * keeping its runs and its one-value state checkpoints readable. */
 static void test_schema_1_upgraded(void **state)
@@ -755,6 +800,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_client_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_1_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_refused, setup, teardown),
