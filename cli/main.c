@@ -173,6 +173,68 @@ int fp_cli_open_store(struct fp_store **st, const char *path, int must_exist)
     return 0;
 }
 
+/* Runs a loaded scenario into an open store: Ctrl-C handling, the header
+ * line, the simulation (its run locked through *lock), the summary line.
+ * Returns the exit code: 0, FP_EXIT_INTERRUPTED or FP_EXIT_RUNTIME. */
+static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store,
+                            const char *store_path, unsigned long threads, int quiet,
+                            const char *model_out, struct fp_resume *resume, int64_t resume_id,
+                            struct fp__lock *lock, struct fp_sim_result *res)
+{
+    struct fp_error err = {0};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fp__on_signal;
+    sa.sa_flags = (int)SA_RESETHAND; /* a second Ctrl-C kills at once */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    struct fp_sim_options opt = {.threads = (unsigned)threads,
+                                 .progress = quiet ? NULL : stderr,
+                                 .stop = &fp__stop,
+                                 .model_out = model_out,
+                                 .resume = resume,
+                                 .resume_run = resume_id,
+                                 .started = fp__lock_started,
+                                 .started_u = lock};
+    if (!quiet) {
+        char cname[64];
+        fprintf(stderr,
+                "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
+                "store %s\n",
+                sc->name, fp_algo_name(sc->algorithm),
+                fp_comp_name(&sc->uplink, cname, sizeof cname), fp_dataset_name(sc->dataset),
+                sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path);
+    }
+    if (resume && !quiet)
+        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n",
+                sc->name, (long long)resume_id, resume->state ? resume->round : 0u);
+    if (fp_sim_run(sc, store, &opt, res, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        if (res->run_id >= 0)
+            fprintf(stderr, "fedpress: run %lld marked 'failed' in %s\n", (long long)res->run_id,
+                    store_path);
+        return FP_EXIT_RUNTIME;
+    }
+    char up[32], down[32], acc[96] = "";
+    fp_format_bytes(res->uplink_bytes, up, sizeof up);
+    fp_format_bytes(res->downlink_bytes, down, sizeof down);
+    if (!isnan(res->test_loss))
+        snprintf(acc, sizeof acc, ", test_loss %.6g", res->test_loss);
+    else
+        snprintf(acc, sizeof acc, ", not evaluated");
+    if (!isnan(res->test_accuracy))
+        snprintf(acc + strlen(acc), sizeof acc - strlen(acc), ", test_accuracy %.4f",
+                 res->test_accuracy);
+    printf("run %lld '%s' %s: %u/%u rounds, %s %s%s, uplink %s, downlink %s, %.1f s\n"
+           "model sha256 %s\n",
+           (long long)res->run_id, sc->name, res->interrupted ? "interrupted" : "completed",
+           res->rounds_done, sc->rounds, fp_algo_name(sc->algorithm), fp_dataset_name(sc->dataset),
+           acc, up, down, res->seconds, res->model_sha256);
+    fflush(stdout);
+    return res->interrupted ? FP_EXIT_INTERRUPTED : 0;
+}
+
 static int fp__cmd_sim(int argc, char **argv)
 {
     const char *file = NULL, *store_path = "runs.db", *model_out = NULL;
@@ -309,62 +371,11 @@ static int fp__cmd_sim(int argc, char **argv)
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fp__on_signal;
-    sa.sa_flags = (int)SA_RESETHAND; /* a second Ctrl-C kills at once */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    struct fp_sim_options opt = {.threads = (unsigned)threads,
-                                 .progress = quiet ? NULL : stderr,
-                                 .stop = &fp__stop,
-                                 .model_out = model_out,
-                                 .resume = resume_arg ? &resume : NULL,
-                                 .resume_run = resume_id,
-                                 .started = fp__lock_started,
-                                 .started_u = &lock};
     struct fp_sim_result res;
-    if (!quiet) {
-        char cname[64];
-        fprintf(stderr,
-                "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
-                "store %s\n",
-                sc.name, fp_algo_name(sc.algorithm), fp_comp_name(&sc.uplink, cname, sizeof cname),
-                fp_dataset_name(sc.dataset), sc.clients, sc.sample, sc.rounds, threads,
-                threads == 1 ? "" : "s", store_path);
-    }
-    if (resume_arg && !quiet)
-        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n", sc.name,
-                (long long)resume_id, resume.state ? resume.round : 0u);
-    int simrc = fp_sim_run(&sc, store, &opt, &res, &err);
+    rc = fp__run_scenario(&sc, store, store_path, threads, quiet, model_out,
+                          resume_arg ? &resume : NULL, resume_id, &lock, &res);
     fp_store_resume_free(&resume);
-    if (simrc) {
-        fprintf(stderr, "fedpress: %s\n", err.msg);
-        if (res.run_id >= 0)
-            fprintf(stderr, "fedpress: run %lld marked 'failed' in %s\n", (long long)res.run_id,
-                    store_path);
-        fp_store_close(store);
-        rc = FP_EXIT_RUNTIME;
-        goto out;
-    }
     fp_store_close(store);
-    char up[32], down[32], acc[96] = "";
-    fp_format_bytes(res.uplink_bytes, up, sizeof up);
-    fp_format_bytes(res.downlink_bytes, down, sizeof down);
-    if (!isnan(res.test_loss))
-        snprintf(acc, sizeof acc, ", test_loss %.6g", res.test_loss);
-    else
-        snprintf(acc, sizeof acc, ", not evaluated");
-    if (!isnan(res.test_accuracy))
-        snprintf(acc + strlen(acc), sizeof acc - strlen(acc), ", test_accuracy %.4f",
-                 res.test_accuracy);
-    printf("run %lld '%s' %s: %u/%u rounds, %s %s%s, uplink %s, downlink %s, %.1f s\n"
-           "model sha256 %s\n",
-           (long long)res.run_id, sc.name, res.interrupted ? "interrupted" : "completed",
-           res.rounds_done, sc.rounds, fp_algo_name(sc.algorithm), fp_dataset_name(sc.dataset), acc,
-           up, down, res.seconds, res.model_sha256);
-    rc = res.interrupted ? FP_EXIT_INTERRUPTED : 0;
     goto out;
 missing:
     rc = fp__usage_error("sim: option '%s' needs a value", argv[argc - 1]);
