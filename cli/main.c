@@ -109,6 +109,14 @@ static const char fp__usage[] =
     "      continue an interrupted, failed or killed run from its newest checkpoint\n"
     "      ([run] checkpoint_every, and always when SIGINT/SIGTERM stops it); it ends with the\n"
     "      same model as a run that was never stopped.\n"
+    "  sweep FILE.ini --vary section.key=v1,v2,... [--vary ...] [--set section.key=value ...]\n"
+    "                [--store PATH] [--threads N] [--quiet] [--dry-run]\n"
+    "      run FILE.ini once for every combination of the --vary values (the last\n"
+    "      --vary changes fastest), each as run BASE-key=value-...; a combination whose\n"
+    "      exact scenario already completed in the store is not run again, so an\n"
+    "      interrupted sweep picks up where it stopped. Every combination is checked\n"
+    "      before the first runs. Ends with a table of the runs; exit 1 if a run\n"
+    "      failed, 130 on Ctrl-C. --dry-run lists the combinations and which are done.\n"
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, uplink bytes, status\n"
@@ -385,6 +393,323 @@ out:
     return rc;
 }
 
+/* ---- sweep ---- */
+
+/* Up to this many runs in one sweep: a typo in a --vary list should not
+ * start a week of work. */
+#define FP__SWEEP_MAX 10000
+
+struct fp__vary {
+    const char *key;   /* section.key */
+    char *buf;         /* the values, split in place */
+    const char **vals; /* n of them */
+    size_t n;
+};
+
+/* Parses "section.key=v1,v2,..." into v; 0, or prints why and returns -1. */
+static int fp__parse_vary(const char *arg, struct fp__vary *v)
+{
+    const char *eq = strchr(arg, '=');
+    const char *dot = strchr(arg, '.');
+    if (!eq || !dot || dot > eq || dot == arg || dot + 1 == eq || eq[1] == '\0') {
+        fp__usage_error("sweep: --vary '%s': expected section.key=value1,value2,...", arg);
+        return -1;
+    }
+    v->buf = strdup(arg);
+    size_t commas = 1;
+    for (const char *c = eq; *c; c++)
+        commas += *c == ',';
+    v->vals = calloc(commas, sizeof *v->vals);
+    if (!v->buf || !v->vals) {
+        fprintf(stderr, "fedpress: out of memory\n");
+        return -1;
+    }
+    v->buf[eq - arg] = '\0';
+    v->key = v->buf;
+    v->n = 0;
+    for (char *tok = v->buf + (eq - arg) + 1;; tok++) {
+        char *end = strchr(tok, ',');
+        if (end)
+            *end = '\0';
+        if (*tok == '\0') {
+            fp__usage_error("sweep: --vary '%s': an empty value", arg);
+            return -1;
+        }
+        v->vals[v->n++] = tok;
+        if (!end)
+            break;
+        tok = end;
+    }
+    return 0;
+}
+
+/* The name of combination idx: "BASE-key=value-key=value" (keys without
+ * their section), or "BASE-N" (N = idx + 1) when that is longer than a run
+ * name may be. */
+static void fp__sweep_name(char *out, size_t n, const char *base, const struct fp__vary *vs,
+                           size_t nv, const size_t *pick, size_t idx)
+{
+    size_t len = (size_t)snprintf(out, n, "%s", base);
+    for (size_t i = 0; i < nv && len < n; i++)
+        len += (size_t)snprintf(out + len, n - len, "-%s=%s", strchr(vs[i].key, '.') + 1,
+                                vs[i].vals[pick[i]]);
+    if (len > 180 || strchr(out, ';'))
+        snprintf(out, n, "%.160s-%zu", base, idx + 1);
+}
+
+struct fp__sweep_row {
+    int64_t id;
+    const char *name;
+    const char *how; /* "done before", "completed", "interrupted", "failed" */
+};
+
+static int fp__sweep_print(void *u, const struct fp_run_info *r)
+{
+    struct fp__sweep_row *row = u;
+    for (; row->name; row++) {
+        if (row->id != r->id)
+            continue;
+        char acc[16];
+        if (isnan(r->final_accuracy))
+            snprintf(acc, sizeof acc, "-");
+        else
+            snprintf(acc, sizeof acc, "%.4f", r->final_accuracy);
+        printf("%5lld  %-11s  %9s  %14llu  %s\n", (long long)r->id, row->how, acc,
+               (unsigned long long)r->uplink_bytes, r->name);
+    }
+    return 0;
+}
+
+static int fp__cmd_sweep(int argc, char **argv)
+{
+    const char *file = NULL, *store_path = "runs.db";
+    unsigned long threads = uv_available_parallelism();
+    if (threads > 256)
+        threads = 256;
+    int quiet = 0, dry_run = 0, rc = FP_EXIT_USAGE;
+    struct fp__vary *vs = calloc((size_t)argc, sizeof *vs);
+    const char **sets = calloc((size_t)argc + 64, sizeof *sets);
+    char **names = NULL;
+    struct fp__sweep_row *rows = NULL;
+    struct fp_store *store = NULL;
+    size_t nv = 0, nsets = 0, total = 1;
+    if (!vs || !sets) {
+        rc = FP_EXIT_RUNTIME;
+        goto out;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(fp__usage, stdout);
+            rc = 0;
+            goto out;
+        } else if (fp__is_opt(argv[i], "--vary")) {
+            if (!(v = fp__optval(argc, argv, &i, "--vary")) || fp__parse_vary(v, &vs[nv++]))
+                goto usage;
+        } else if (fp__is_opt(argv[i], "--set")) {
+            if (!(v = fp__optval(argc, argv, &i, "--set")))
+                goto missing;
+            sets[nsets++] = v;
+        } else if (fp__is_opt(argv[i], "--threads")) {
+            char *end;
+            if (!(v = fp__optval(argc, argv, &i, "--threads")))
+                goto missing;
+            threads = strtoul(v, &end, 10);
+            if (*v == '\0' || *end != '\0' || threads < 1 || threads > 256) {
+                rc = fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
+                goto out;
+            }
+        } else if (fp__is_opt(argv[i], "--store")) {
+            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
+                goto missing;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+            quiet = 1;
+        } else if (!strcmp(argv[i], "--dry-run")) {
+            dry_run = 1;
+        } else if (argv[i][0] == '-') {
+            rc = fp__usage_error("sweep: unknown option '%s'", argv[i]);
+            goto out;
+        } else if (!file) {
+            file = argv[i];
+        } else {
+            rc = fp__usage_error("sweep: more than one scenario file given ('%s')", argv[i]);
+            goto out;
+        }
+    }
+    if (!file || !nv) {
+        rc = fp__usage_error("sweep: %s", !file ? "no scenario file given"
+                                                : "nothing to vary (give --vary section.key=a,b)");
+        goto out;
+    }
+    for (size_t i = 0; i < nv; i++) {
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(vs[i].key, vs[j].key)) {
+                rc = fp__usage_error("sweep: %s is given to --vary twice", vs[i].key);
+                goto out;
+            }
+        if (total > FP__SWEEP_MAX / vs[i].n) {
+            fprintf(stderr, "fedpress: sweep: more than %d combinations\n", FP__SWEEP_MAX);
+            goto out;
+        }
+        total *= vs[i].n;
+    }
+
+    /* Every combination's scenario, checked before anything runs. */
+    struct fp_error err = {0};
+    struct fp_scenario sc;
+    int lrc = fp_scenario_load(&sc, file, sets, nsets, &err);
+    if (lrc) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
+        goto out;
+    }
+    char base[sizeof sc.name];
+    snprintf(base, sizeof base, "%s", sc.name);
+    names = calloc(total, sizeof *names);
+    rows = calloc(total + 1, sizeof *rows);
+    char **vset = calloc(nv + 1, sizeof *vset);
+    size_t *pick = calloc(nv, sizeof *pick);
+    if (!names || !rows || !vset || !pick) {
+        free(vset);
+        free(pick);
+        rc = FP_EXIT_RUNTIME;
+        goto out;
+    }
+    if (!dry_run && fp_cli_open_store(&store, store_path, 0)) {
+        free(vset);
+        free(pick);
+        rc = FP_EXIT_RUNTIME;
+        goto out;
+    }
+    if (dry_run && access(store_path, F_OK) == 0 && fp_cli_open_store(&store, store_path, 1))
+        store = NULL;
+    int failed = 0, stopped = 0;
+    for (int pass = 0; pass < 2 && !stopped; pass++) {
+        for (size_t idx = 0; idx < total; idx++) {
+            /* combination idx: the last --vary changes fastest */
+            for (size_t i = nv, r = idx; i-- > 0; r /= vs[i].n)
+                pick[i] = r % vs[i].n;
+            char name[512];
+            fp__sweep_name(name, sizeof name, base, vs, nv, pick, idx);
+            size_t k = nsets;
+            for (size_t i = 0; i < nv; i++) {
+                size_t len = strlen(vs[i].key) + strlen(vs[i].vals[pick[i]]) + 2;
+                if (!(vset[i] = malloc(len)))
+                    break;
+                snprintf(vset[i], len, "%s=%s", vs[i].key, vs[i].vals[pick[i]]);
+                sets[k++] = vset[i];
+            }
+            if (!(vset[nv] = malloc(strlen(name) + 10)))
+                break;
+            snprintf(vset[nv], strlen(name) + 10, "run.name=%s", name);
+            sets[k++] = vset[nv];
+            lrc = fp_scenario_load(&sc, file, sets, k, &err);
+            char *canon = lrc ? NULL : fp_scenario_canonical(&sc);
+            for (size_t i = 0; i <= nv; i++) {
+                free(vset[i]);
+                vset[i] = NULL;
+            }
+            if (lrc) {
+                fprintf(stderr, "fedpress: sweep: %s: %s\n", name, err.msg);
+                rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
+                free(canon);
+                pass = 2;
+                stopped = 1;
+                break;
+            }
+            int64_t done = 0;
+            if (store && fp_store_find_completed(store, canon, &done, &err)) {
+                fprintf(stderr, "fedpress: %s\n", err.msg);
+                free(canon);
+                rc = FP_EXIT_RUNTIME;
+                stopped = 1;
+                break;
+            }
+            free(canon);
+            if (pass == 0) {
+                if (dry_run) {
+                    if (done)
+                        printf("%zu/%zu  %s  (done: run %lld)\n", idx + 1, total, name,
+                               (long long)done);
+                    else
+                        printf("%zu/%zu  %s\n", idx + 1, total, name);
+                }
+                continue;
+            }
+            if (!(names[idx] = strdup(name)))
+                break;
+            rows[idx].name = names[idx];
+            if (done) {
+                rows[idx].id = done;
+                rows[idx].how = "done before";
+                if (!quiet)
+                    fprintf(stderr, "[sweep] %zu/%zu %s: completed before as run %lld\n",
+                            idx + 1, total, name, (long long)done);
+                continue;
+            }
+            if (!quiet)
+                fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, name);
+            struct fp__lock lock = {.store = store_path, .fd = -1};
+            struct fp_sim_result res;
+            int one = fp__run_scenario(&sc, store, store_path, threads, quiet, NULL, NULL, 0,
+                                       &lock, &res);
+            fp__unlock_run(&lock);
+            rows[idx].id = res.run_id;
+            rows[idx].how = one == 0 ? "completed"
+                            : one == FP_EXIT_INTERRUPTED ? "interrupted"
+                                                         : "failed";
+            if (one == FP_EXIT_INTERRUPTED) {
+                stopped = 1;
+                rc = FP_EXIT_INTERRUPTED;
+                break;
+            }
+            failed += one != 0;
+        }
+        if (dry_run)
+            break;
+    }
+    free(vset);
+    free(pick);
+    if (!dry_run && !(stopped && rc == FP_EXIT_USAGE)) {
+        /* the table: sweep order, from the store */
+        printf("%5s  %-11s  %9s  %14s  %s\n", "run", "how", "final_acc", "uplink_bytes", "name");
+        for (size_t idx = 0; idx < total; idx++) {
+            if (!rows[idx].name || rows[idx].id <= 0)
+                continue;
+            struct fp__sweep_row one[2] = {rows[idx], {0}};
+            if (fp_store_list_runs(store, fp__sweep_print, one, &err))
+                fprintf(stderr, "fedpress: %s\n", err.msg);
+        }
+        if (!stopped)
+            rc = failed ? FP_EXIT_RUNTIME : 0;
+        if (failed)
+            fprintf(stderr, "fedpress: sweep: %d of %zu runs failed\n", failed, total);
+    } else if (dry_run && !stopped) {
+        rc = 0;
+    }
+    goto out;
+missing:
+    rc = fp__usage_error("sweep: option '%s' needs a value", argv[argc - 1]);
+    goto out;
+usage:
+    rc = FP_EXIT_USAGE;
+out:
+    if (store)
+        fp_store_close(store);
+    if (names)
+        for (size_t i = 0; i < total; i++)
+            free(names[i]);
+    free(names);
+    free(rows);
+    for (size_t i = 0; vs && i < nv; i++) {
+        free(vs[i].buf);
+        free(vs[i].vals);
+    }
+    free(vs);
+    free(sets);
+    return rc;
+}
+
 /* ---- runs ---- */
 
 static int fp__print_run(void *u, const struct fp_run_info *r)
@@ -633,6 +958,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "sim"))
         return fp__cmd_sim(argc, argv);
+    if (!strcmp(cmd, "sweep"))
+        return fp__cmd_sweep(argc, argv);
     if (!strcmp(cmd, "runs"))
         return fp__cmd_runs(argc, argv);
     if (!strcmp(cmd, "metrics"))

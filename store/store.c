@@ -59,6 +59,7 @@ enum fp__stmt_id {
     ST_LIST_ROUNDS,
     ST_RUN_EXISTS,
     ST_LIST_CLIENTS,
+    ST_FIND_COMPLETED,
     ST__COUNT
 };
 
@@ -117,6 +118,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
     [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+    [ST_FIND_COMPLETED] = "SELECT id FROM runs WHERE scenario = ?1 AND status = 'completed'"
+                          " ORDER BY id DESC LIMIT 1",
     /* ?2 < 0: every client; else one, through client_rounds_by_client */
     [ST_LIST_CLIENTS] =
         "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples"
@@ -963,6 +966,26 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
 out:
     fp__done(st);
     s->listing_clients = false;
+    return rc;
+}
+
+int fp_store_find_completed(struct fp_store *s, const char *scenario, int64_t *run_id,
+                            struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_FIND_COMPLETED];
+    int rc = 0, step;
+    *run_id = 0;
+    if (sqlite3_bind_text(st, 1, scenario, -1, SQLITE_STATIC) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the scenario text");
+        goto out;
+    }
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW)
+        *run_id = sqlite3_column_int64(st, 0);
+    else if (step != SQLITE_DONE)
+        rc = fp__sqlerr(s, err, "looking for a completed run");
+out:
+    fp__done(st);
     return rc;
 }
 

@@ -141,6 +141,10 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
                                 int (*cb)(void *u, uint32_t round,
                                           const struct fp_client_round *c),
                                 void *u, struct fp_error *err);
+/* *run_id = the newest completed run whose canonical scenario text is
+ * exactly `scenario`, or 0 if there is none. */
+int fp_store_find_completed(struct fp_store *s, const char *scenario, int64_t *run_id,
+                            struct fp_error *err);
 /* FP_ENOTFOUND if the run does not exist. */
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err);
 

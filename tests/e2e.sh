@@ -172,5 +172,26 @@ check "runs records the compressor" \
 check "downlink: x and c, 2 x 4d per participant" \
   "[ \"\$(sqlite3 '$T/c.db' 'select group_concat(distinct downlink_bytes) from client_rounds')\" = 1272080 ]"
 
+# 7. sweep: the grid, names, skipping what is done, checking before running
+Q="$ROOT/scenarios/fedavg-quadratic.ini"
+"$FP" sweep "$Q" --vary algorithm.lr_local=0.05,0.1 --vary run.seed=1,2 --set run.rounds=20 \
+  --store "$T/sw.db" --quiet >"$T/sw1" 2>"$T/e"; rc=$?
+check "sweep: 4 runs completed, named by their values, in order" \
+  "[ $rc -eq 0 ] && [ \"\$(sqlite3 '$T/sw.db' \"select group_concat(name || ':' || status, ' ') from runs\")\" = 'fedavg-quadratic-lr_local=0.05-seed=1:completed fedavg-quadratic-lr_local=0.05-seed=2:completed fedavg-quadratic-lr_local=0.1-seed=1:completed fedavg-quadratic-lr_local=0.1-seed=2:completed' ]"
+"$FP" sim "$Q" --set run.rounds=20 --set algorithm.lr_local=0.1 --set run.seed=2 \
+  --set 'run.name=fedavg-quadratic-lr_local=0.1-seed=2' --store "$T/sw-one.db" --quiet >"$T/sw-one" 2>&1
+check "sweep: a run has the model of the same fedpress sim" \
+  "[ \"\$(sqlite3 '$T/sw.db' 'select model_sha256 from runs where id=4')\" = \"\$(sqlite3 '$T/sw-one.db' 'select model_sha256 from runs where id=1')\" ]"
+"$FP" sweep "$Q" --vary algorithm.lr_local=0.05,0.1 --vary run.seed=1,2,3 --set run.rounds=20 \
+  --store "$T/sw.db" --quiet >"$T/sw2" 2>"$T/e"; rc=$?
+check "sweep again with one more seed: only the 2 new runs, 4 'done before' in the table" \
+  "[ $rc -eq 0 ] && [ \$(sqlite3 '$T/sw.db' 'select count(*) from runs') -eq 6 ] && [ \$(grep -c 'done before' '$T/sw2') -eq 4 ]"
+"$FP" sweep "$Q" --vary algorithm.lr_local=0.1,0 --store "$T/sw.db" >/dev/null 2>"$T/e"; rc=$?
+check "sweep: a bad value is a usage error before anything runs" \
+  "[ $rc -eq 2 ] && grep -q 'lr_local=0:' '$T/e' && [ \$(sqlite3 '$T/sw.db' 'select count(*) from runs') -eq 6 ]"
+"$FP" sweep "$Q" --vary algorithm.lr_local=0.05,0.1 --vary run.seed=1,2,3 --set run.rounds=20 \
+  --store "$T/sw.db" --dry-run >"$T/sw3" 2>&1; rc=$?
+check "sweep --dry-run: 6 lines, all done" "[ $rc -eq 0 ] && [ \$(grep -c '(done: run' '$T/sw3') -eq 6 ]"
+
 echo "e2e: $fails failure(s)"
 [ $fails -eq 0 ]
