@@ -181,6 +181,60 @@ int fp_cli_open_store(struct fp_store **st, const char *path, int must_exist)
     return 0;
 }
 
+/* The options sim and sweep share. */
+struct fp__run_opts {
+    const char **sets; /* argc entries */
+    size_t nsets;
+    unsigned long threads;
+    const char *store_path;
+    int quiet, dry_run;
+};
+
+static int fp__run_opts_init(struct fp__run_opts *o, int argc)
+{
+    memset(o, 0, sizeof *o);
+    o->store_path = "runs.db";
+    /* Results do not depend on the thread count, so use every core. */
+    o->threads = uv_available_parallelism();
+    if (o->threads > 256)
+        o->threads = 256;
+    o->sets = calloc((size_t)argc + 1, sizeof *o->sets);
+    return o->sets ? 0 : -1;
+}
+
+/* Takes argv[*i] if it is a shared option: 1 taken, 0 not one of them, or
+ * an exit code (< 0 as -code) after printing the usage error. */
+static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp__run_opts *o)
+{
+    const char *v, *opt = argv[*i];
+    if (fp__is_opt(opt, "--set")) {
+        if (!(v = fp__optval(argc, argv, i, "--set")))
+            goto missing;
+        o->sets[o->nsets++] = v;
+    } else if (fp__is_opt(opt, "--threads")) {
+        char *end;
+        if (!(v = fp__optval(argc, argv, i, "--threads")))
+            goto missing;
+        o->threads = strtoul(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || o->threads < 1 || o->threads > 256)
+            return -fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
+    } else if (fp__is_opt(opt, "--store")) {
+        if (!(o->store_path = fp__optval(argc, argv, i, "--store")))
+            goto missing;
+    } else if (!strcmp(opt, "--quiet") || !strcmp(opt, "-q")) {
+        o->quiet = 1;
+    } else if (!strcmp(opt, "--dry-run")) {
+        o->dry_run = 1;
+    } else {
+        return 0;
+    }
+    return 1;
+missing:
+    fprintf(stderr, "fedpress: %s: option '%s' needs a value\n(run 'fedpress help' for usage)\n",
+            cmd, opt);
+    return -FP_EXIT_USAGE;
+}
+
 /* Runs a loaded scenario into an open store: Ctrl-C handling, the header
  * line, the simulation (its run locked through *lock), the summary line.
  * Returns the exit code: 0, FP_EXIT_INTERRUPTED or FP_EXIT_RUNTIME. */
@@ -245,49 +299,29 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
 
 static int fp__cmd_sim(int argc, char **argv)
 {
-    const char *file = NULL, *store_path = "runs.db", *model_out = NULL;
-    const char **sets = calloc((size_t)argc, sizeof *sets);
-    size_t nsets = 0;
-    /* Results do not depend on the thread count, so use every core. */
-    unsigned long threads = uv_available_parallelism();
-    if (threads > 256)
-        threads = 256;
-    int dry_run = 0;
+    const char *file = NULL, *model_out = NULL;
+    struct fp__run_opts o;
     const char *resume_arg = NULL;
     /* first, so that every `goto out` finds it initialised */
     struct fp__lock lock = {.store = NULL, .fd = -1};
-    int quiet = 0, rc = FP_EXIT_USAGE;
-    if (!sets)
+    int rc = FP_EXIT_USAGE;
+    if (fp__run_opts_init(&o, argc))
         return FP_EXIT_RUNTIME;
     for (int i = 2; i < argc; i++) {
-        const char *v;
+        int took = fp__run_opt(argc, argv, &i, "sim", &o);
+        if (took < 0) {
+            rc = -took;
+            goto out;
+        }
+        if (took)
+            continue;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(fp__usage, stdout);
-            free(sets);
-            return 0;
-        } else if (fp__is_opt(argv[i], "--set")) {
-            if (!(v = fp__optval(argc, argv, &i, "--set")))
-                goto missing;
-            sets[nsets++] = v;
-        } else if (fp__is_opt(argv[i], "--threads")) {
-            char *end;
-            if (!(v = fp__optval(argc, argv, &i, "--threads")))
-                goto missing;
-            threads = strtoul(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || threads < 1 || threads > 256) {
-                rc = fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
-                goto out;
-            }
-        } else if (fp__is_opt(argv[i], "--store")) {
-            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
-                goto missing;
+            rc = 0;
+            goto out;
         } else if (fp__is_opt(argv[i], "--model-out")) {
             if (!(model_out = fp__optval(argc, argv, &i, "--model-out")))
                 goto missing;
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = 1;
-        } else if (!strcmp(argv[i], "--dry-run")) {
-            dry_run = 1;
         } else if (fp__is_opt(argv[i], "--resume")) {
             if (!(resume_arg = fp__optval(argc, argv, &i, "--resume")))
                 goto missing;
@@ -301,6 +335,10 @@ static int fp__cmd_sim(int argc, char **argv)
             goto out;
         }
     }
+    const char **sets = o.sets, *store_path = o.store_path;
+    size_t nsets = o.nsets;
+    unsigned long threads = o.threads;
+    int quiet = o.quiet, dry_run = o.dry_run;
     if (!file == !resume_arg) {
         rc = fp__usage_error("sim: %s", file ? "give a scenario file or --resume RUN, not both"
                                              : "no scenario file given (or --resume RUN)");
@@ -389,7 +427,7 @@ missing:
     rc = fp__usage_error("sim: option '%s' needs a value", argv[argc - 1]);
 out:
     fp__unlock_run(&lock);
-    free(sets);
+    free(o.sets);
     return rc;
 }
 
@@ -482,50 +520,38 @@ static int fp__sweep_print(void *u, const struct fp_run_info *r)
 
 static int fp__cmd_sweep(int argc, char **argv)
 {
-    const char *file = NULL, *store_path = "runs.db";
-    unsigned long threads = uv_available_parallelism();
-    if (threads > 256)
-        threads = 256;
-    int quiet = 0, dry_run = 0, rc = FP_EXIT_USAGE;
+    const char *file = NULL;
+    struct fp__run_opts o;
+    int rc = FP_EXIT_USAGE;
     struct fp__vary *vs = calloc((size_t)argc, sizeof *vs);
-    const char **sets = calloc((size_t)argc + 64, sizeof *sets);
     char **names = NULL;
     struct fp__sweep_row *rows = NULL;
     struct fp_store *store = NULL;
-    size_t nv = 0, nsets = 0, total = 1;
-    if (!vs || !sets) {
+    size_t nv = 0, total = 1;
+    if (fp__run_opts_init(&o, argc + 64) || !vs) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
     for (int i = 2; i < argc; i++) {
         const char *v;
+        int took = fp__run_opt(argc, argv, &i, "sweep", &o);
+        if (took < 0) {
+            rc = -took;
+            goto out;
+        }
+        if (took)
+            continue;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(fp__usage, stdout);
             rc = 0;
             goto out;
         } else if (fp__is_opt(argv[i], "--vary")) {
-            if (!(v = fp__optval(argc, argv, &i, "--vary")) || fp__parse_vary(v, &vs[nv++]))
-                goto usage;
-        } else if (fp__is_opt(argv[i], "--set")) {
-            if (!(v = fp__optval(argc, argv, &i, "--set")))
-                goto missing;
-            sets[nsets++] = v;
-        } else if (fp__is_opt(argv[i], "--threads")) {
-            char *end;
-            if (!(v = fp__optval(argc, argv, &i, "--threads")))
-                goto missing;
-            threads = strtoul(v, &end, 10);
-            if (*v == '\0' || *end != '\0' || threads < 1 || threads > 256) {
-                rc = fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
+            if (!(v = fp__optval(argc, argv, &i, "--vary"))) {
+                rc = fp__usage_error("sweep: option '%s' needs a value", "--vary");
                 goto out;
             }
-        } else if (fp__is_opt(argv[i], "--store")) {
-            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
-                goto missing;
-        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
-            quiet = 1;
-        } else if (!strcmp(argv[i], "--dry-run")) {
-            dry_run = 1;
+            if (fp__parse_vary(v, &vs[nv++]))
+                goto out;
         } else if (argv[i][0] == '-') {
             rc = fp__usage_error("sweep: unknown option '%s'", argv[i]);
             goto out;
@@ -536,6 +562,10 @@ static int fp__cmd_sweep(int argc, char **argv)
             goto out;
         }
     }
+    const char **sets = o.sets, *store_path = o.store_path;
+    size_t nsets = o.nsets;
+    unsigned long threads = o.threads;
+    int quiet = o.quiet, dry_run = o.dry_run;
     if (!file || !nv) {
         rc = fp__usage_error("sweep: %s", !file ? "no scenario file given"
                                                 : "nothing to vary (give --vary section.key=a,b)");
@@ -687,12 +717,6 @@ static int fp__cmd_sweep(int argc, char **argv)
     } else if (dry_run && !stopped) {
         rc = 0;
     }
-    goto out;
-missing:
-    rc = fp__usage_error("sweep: option '%s' needs a value", argv[argc - 1]);
-    goto out;
-usage:
-    rc = FP_EXIT_USAGE;
 out:
     if (store)
         fp_store_close(store);
@@ -706,7 +730,7 @@ out:
         free(vs[i].vals);
     }
     free(vs);
-    free(sets);
+    free(o.sets);
     return rc;
 }
 
