@@ -119,7 +119,7 @@ static const char fp__usage[] =
     "      failed, 130 on Ctrl-C. --dry-run lists the combinations and which are done.\n"
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
-    "      final accuracy, uplink bytes, status\n"
+    "      final accuracy, final test loss, uplink bytes, status\n"
     "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
     "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
     "      --clients, every participant of every round instead (round, client,\n"
@@ -431,6 +431,20 @@ out:
     return rc;
 }
 
+/* A run's final accuracy ("%.4f") and test loss ("%.6g"), "-" where none. */
+static void fp__run_numbers(const struct fp_run_info *r, char *acc, size_t na, char *loss,
+                            size_t nl)
+{
+    if (isnan(r->final_accuracy))
+        snprintf(acc, na, "-");
+    else
+        snprintf(acc, na, "%.4f", r->final_accuracy);
+    if (isnan(r->final_loss))
+        snprintf(loss, nl, "-");
+    else
+        snprintf(loss, nl, "%.6g", r->final_loss);
+}
+
 /* ---- sweep ---- */
 
 /* Up to this many runs in one sweep: a typo in a --vary list should not
@@ -507,12 +521,9 @@ static int fp__sweep_print(void *u, const struct fp_run_info *r)
     for (; row->name; row++) {
         if (row->id != r->id)
             continue;
-        char acc[16];
-        if (isnan(r->final_accuracy))
-            snprintf(acc, sizeof acc, "-");
-        else
-            snprintf(acc, sizeof acc, "%.4f", r->final_accuracy);
-        printf("%5lld  %-11s  %9s  %14llu  %s\n", (long long)r->id, row->how, acc,
+        char acc[16], loss[24];
+        fp__run_numbers(r, acc, sizeof acc, loss, sizeof loss);
+        printf("%5lld  %-11s  %9s  %10s  %14llu  %s\n", (long long)r->id, row->how, acc, loss,
                (unsigned long long)r->uplink_bytes, r->name);
     }
     return 0;
@@ -702,7 +713,8 @@ static int fp__cmd_sweep(int argc, char **argv)
     free(pick);
     if (!dry_run && !(stopped && rc == FP_EXIT_USAGE)) {
         /* the table: sweep order, from the store */
-        printf("%5s  %-11s  %9s  %14s  %s\n", "run", "how", "final_acc", "uplink_bytes", "name");
+        printf("%5s  %-11s  %9s  %10s  %14s  %s\n", "run", "how", "final_acc", "final_loss",
+               "uplink_bytes", "name");
         for (size_t idx = 0; idx < total; idx++) {
             if (!rows[idx].name || rows[idx].id <= 0)
                 continue;
@@ -739,14 +751,11 @@ out:
 static int fp__print_run(void *u, const struct fp_run_info *r)
 {
     (void)u;
-    char acc[16];
-    if (isnan(r->final_accuracy))
-        snprintf(acc, sizeof acc, "-");
-    else
-        snprintf(acc, sizeof acc, "%.4f", r->final_accuracy);
-    printf("%5lld  %-24s  %-10s  %-12s  %5u/%-5u  %9s  %14llu  %s\n", (long long)r->id, r->name,
-           r->algorithm, r->compressor ? r->compressor : "-", r->rounds_done, r->rounds_planned,
-           acc, (unsigned long long)r->uplink_bytes, r->status);
+    char acc[16], loss[24];
+    fp__run_numbers(r, acc, sizeof acc, loss, sizeof loss);
+    printf("%5lld  %-24s  %-10s  %-12s  %5u/%-5u  %9s  %10s  %14llu  %s\n", (long long)r->id,
+           r->name, r->algorithm, r->compressor ? r->compressor : "-", r->rounds_done,
+           r->rounds_planned, acc, loss, (unsigned long long)r->uplink_bytes, r->status);
     return 0;
 }
 
@@ -767,8 +776,8 @@ static int fp__cmd_runs(int argc, char **argv)
     struct fp_store *store;
     if (fp_cli_open_store(&store, store_path, 1))
         return FP_EXIT_RUNTIME;
-    printf("%5s  %-24s  %-10s  %-12s  %11s  %9s  %14s  %s\n", "id", "name", "algorithm",
-           "compressor", "rounds", "final_acc", "uplink_bytes", "status");
+    printf("%5s  %-24s  %-10s  %-12s  %11s  %9s  %10s  %14s  %s\n", "id", "name", "algorithm",
+           "compressor", "rounds", "final_acc", "final_loss", "uplink_bytes", "status");
     struct fp_error err = {0};
     int rc = fp_store_list_runs(store, fp__print_run, NULL, &err);
     if (rc)

@@ -121,6 +121,7 @@ struct fp_run_info {
     char *name, *algorithm, *compressor, *dataset, *status, *model_sha256, *started_at;
     uint32_t rounds_planned, rounds_done;
     double final_accuracy; /* NaN if none */
+    double final_loss;     /* final test loss, NaN if none */
     uint64_t uplink_bytes; /* total */
 };
 /* Calls cb for every run in id order; stops early if cb returns nonzero: a

@@ -35,7 +35,7 @@ check "scenario text stored with the override" \
 
 # 2. runs / metrics
 "$FP" runs --store "$T/runs.db" >"$T/runs"
-check "runs lists the run" "grep -Eq '^ +1  quickstart +fedavg +identity +3/3 +0\.[0-9]{4} +19081200  completed' '$T/runs'"
+check "runs lists the run" "grep -Eq '^ +1  quickstart +fedavg +identity +3/3 +0\.[0-9]{4} +[0-9.]+ +19081200  completed' '$T/runs'"
 "$FP" metrics 1 --store "$T/runs.db" --format csv >"$T/m.csv"
 check "metrics csv header + 3 rows" "[ \$(wc -l <'$T/m.csv') -eq 4 ] && head -1 '$T/m.csv' | grep -q '^round,train_loss,test_loss,test_accuracy,uplink_bytes'"
 acc_csv=$(tail -1 "$T/m.csv" | cut -d, -f4)
