@@ -112,11 +112,12 @@ static const char fp__usage[] =
     "  sweep FILE.ini --vary section.key=v1,v2,... [--vary ...] [--set section.key=value ...]\n"
     "                [--store PATH] [--threads N] [--quiet] [--dry-run]\n"
     "      run FILE.ini once for every combination of the --vary values (the last\n"
-    "      --vary changes fastest), each as run BASE-key=value-...; a combination whose\n"
-    "      exact scenario already completed in the store is not run again, so an\n"
-    "      interrupted sweep picks up where it stopped. Every combination is checked\n"
-    "      before the first runs. Ends with a table of the runs; exit 1 if a run\n"
-    "      failed, 130 on Ctrl-C. --dry-run lists the combinations and which are done.\n"
+    "      --vary changes fastest), each as run BASE-key=value-...; every combination is\n"
+    "      checked before the first runs. A combination whose exact scenario completed\n"
+    "      in the store before is not run again, one that was stopped is resumed from\n"
+    "      its checkpoint, one another process is running is left to it. Ends with a\n"
+    "      table of the runs; exit 1 if a run failed, 130 on Ctrl-C. --dry-run lists\n"
+    "      the combinations and which are done or started.\n"
     "  runs [--store PATH]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, final test loss, uplink bytes, status\n"
@@ -510,23 +511,141 @@ static void fp__sweep_name(char *out, size_t n, const char *base, const struct f
 }
 
 struct fp__sweep_row {
-    int64_t id;
-    const char *name;
-    const char *how; /* "done before", "completed", "interrupted", "failed" */
+    char *name;  /* the combination's run name */
+    char *canon; /* its canonical scenario text */
+    int64_t id;  /* its run, 0 if none */
+    const char *how; /* "done before", "completed", "resumed", "interrupted", "failed",
+                      * "elsewhere" (another process is running it), "not run" */
+    char acc[16], loss[24];
+    uint64_t uplink;
+    int listed;
 };
 
-static int fp__sweep_print(void *u, const struct fp_run_info *r)
+struct fp__sweep_list {
+    struct fp__sweep_row *rows;
+    size_t n;
+};
+
+/* Fills the rows' numbers from one pass over the runs. */
+static int fp__sweep_collect(void *u, const struct fp_run_info *r)
 {
-    struct fp__sweep_row *row = u;
-    for (; row->name; row++) {
+    struct fp__sweep_list *l = u;
+    for (size_t i = 0; i < l->n; i++) {
+        struct fp__sweep_row *row = &l->rows[i];
         if (row->id != r->id)
             continue;
-        char acc[16], loss[24];
-        fp__run_numbers(r, acc, sizeof acc, loss, sizeof loss);
-        printf("%5lld  %-11s  %9s  %10s  %14llu  %s\n", (long long)r->id, row->how, acc, loss,
-               (unsigned long long)r->uplink_bytes, r->name);
+        fp__run_numbers(r, row->acc, sizeof row->acc, row->loss, sizeof row->loss);
+        row->uplink = r->uplink_bytes;
+        row->listed = 1;
     }
     return 0;
+}
+
+/* Builds combination idx's scenario (its --set list, then run.name) and
+ * stores its name and canonical text in row. Returns 0, or an exit code
+ * after printing why. */
+static int fp__sweep_prepare(const char *file, const char **sets, size_t nsets,
+                             const struct fp__vary *vs, size_t nv, const char *base, size_t idx,
+                             struct fp__sweep_row *row)
+{
+    size_t pick[64];
+    char name[512], *vset[65] = {0};
+    int rc = FP_EXIT_RUNTIME;
+    for (size_t i = nv, r = idx; i-- > 0; r /= vs[i].n)
+        pick[i] = r % vs[i].n;
+    fp__sweep_name(name, sizeof name, base, vs, nv, pick, idx);
+    size_t k = nsets;
+    for (size_t i = 0; i <= nv; i++) {
+        const char *key = i < nv ? vs[i].key : "run.name";
+        const char *val = i < nv ? vs[i].vals[pick[i]] : name;
+        size_t len = strlen(key) + strlen(val) + 2;
+        if (!(vset[i] = malloc(len))) {
+            fprintf(stderr, "fedpress: sweep: out of memory\n");
+            goto out;
+        }
+        snprintf(vset[i], len, "%s=%s", key, val);
+        sets[k++] = vset[i];
+    }
+    struct fp_scenario sc;
+    struct fp_error err = {0};
+    int lrc = fp_scenario_load(&sc, file, sets, k, &err);
+    if (lrc) {
+        fprintf(stderr, "fedpress: sweep: %s: %s\n", name, err.msg);
+        rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
+        goto out;
+    }
+    if (!(row->canon = fp_scenario_canonical(&sc)) || !(row->name = strdup(name))) {
+        fprintf(stderr, "fedpress: sweep: out of memory\n");
+        goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; i <= nv; i++)
+        free(vset[i]);
+    return rc;
+}
+
+/* Runs (or resumes, or skips) one prepared combination. Returns the run's
+ * exit code (0 also when skipped). */
+static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, size_t idx,
+                         size_t total, struct fp__sweep_row *row)
+{
+    struct fp_error err = {0};
+    char status[16];
+    int64_t id = 0;
+    if (fp_store_find_run(store, row->canon, &id, status, sizeof status, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        return FP_EXIT_RUNTIME;
+    }
+    row->id = id;
+    if (id && !strcmp(status, "completed")) {
+        row->how = "done before";
+        if (!o->quiet)
+            fprintf(stderr, "[sweep] %zu/%zu %s: completed before as run %lld\n", idx + 1, total,
+                    row->name, (long long)id);
+        return 0;
+    }
+    struct fp__lock lock = {.store = o->store_path, .fd = -1};
+    struct fp_resume resume = {0};
+    struct fp_scenario sc;
+    struct fp_sim_result res = {.run_id = -1};
+    int rc = FP_EXIT_RUNTIME;
+    if (id) {
+        /* started before and not completed: resume it, unless another
+         * process holds it */
+        if (fp__lock_run(&lock, id)) {
+            row->how = "elsewhere";
+            fprintf(stderr, "[sweep] %zu/%zu %s: left to the process running it\n", idx + 1, total,
+                    row->name);
+            return 0;
+        }
+        if (fp_store_load_resume(store, id, &resume, &err)) {
+            fprintf(stderr, "fedpress: %s\n", err.msg);
+            row->how = "failed";
+            goto out;
+        }
+        if (!o->quiet)
+            fprintf(stderr, "[sweep] %zu/%zu %s: resuming run %lld (%s)\n", idx + 1, total,
+                    row->name, (long long)id, status);
+    } else if (!o->quiet) {
+        fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, row->name);
+    }
+    if (fp_scenario_load_string(&sc, row->canon, row->name, NULL, 0, &err)) {
+        fprintf(stderr, "fedpress: sweep: %s\n", err.msg);
+        row->how = "failed";
+        goto out;
+    }
+    rc = fp__run_scenario(&sc, store, o->store_path, o->threads, o->quiet, NULL,
+                          id ? &resume : NULL, id, &lock, &res);
+    if (res.run_id > 0)
+        row->id = res.run_id;
+    row->how = rc == 0 ? (id ? "resumed" : "completed")
+               : rc == FP_EXIT_INTERRUPTED ? "interrupted"
+                                           : "failed";
+out:
+    fp_store_resume_free(&resume);
+    fp__unlock_run(&lock);
+    return rc;
 }
 
 static int fp__cmd_sweep(int argc, char **argv)
@@ -535,7 +654,6 @@ static int fp__cmd_sweep(int argc, char **argv)
     struct fp__run_opts o;
     int rc = FP_EXIT_USAGE;
     struct fp__vary *vs = calloc((size_t)argc, sizeof *vs);
-    char **names = NULL;
     struct fp__sweep_row *rows = NULL;
     struct fp_store *store = NULL;
     size_t nv = 0, total = 1;
@@ -561,6 +679,10 @@ static int fp__cmd_sweep(int argc, char **argv)
                 rc = fp__usage_error("sweep: option '%s' needs a value", "--vary");
                 goto out;
             }
+            if (nv == 64) {
+                rc = fp__usage_error("sweep: more than %s --vary options", "64");
+                goto out;
+            }
             if (fp__parse_vary(v, &vs[nv++]))
                 goto out;
         } else if (argv[i][0] == '-') {
@@ -573,10 +695,6 @@ static int fp__cmd_sweep(int argc, char **argv)
             goto out;
         }
     }
-    const char **sets = o.sets, *store_path = o.store_path;
-    size_t nsets = o.nsets;
-    unsigned long threads = o.threads;
-    int quiet = o.quiet, dry_run = o.dry_run;
     if (!file || !nv) {
         rc = fp__usage_error("sweep: %s", !file ? "no scenario file given"
                                                 : "nothing to vary (give --vary section.key=a,b)");
@@ -595,10 +713,11 @@ static int fp__cmd_sweep(int argc, char **argv)
         total *= vs[i].n;
     }
 
-    /* Every combination's scenario, checked before anything runs. */
+    /* Every combination's scenario, made and checked before anything runs;
+     * the runs use these texts, so an edit to FILE meanwhile changes nothing. */
     struct fp_error err = {0};
     struct fp_scenario sc;
-    int lrc = fp_scenario_load(&sc, file, sets, nsets, &err);
+    int lrc = fp_scenario_load(&sc, file, o.sets, o.nsets, &err);
     if (lrc) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
@@ -606,136 +725,82 @@ static int fp__cmd_sweep(int argc, char **argv)
     }
     char base[sizeof sc.name];
     snprintf(base, sizeof base, "%s", sc.name);
-    names = calloc(total, sizeof *names);
-    rows = calloc(total + 1, sizeof *rows);
-    char **vset = calloc(nv + 1, sizeof *vset);
-    size_t *pick = calloc(nv, sizeof *pick);
-    if (!names || !rows || !vset || !pick) {
-        free(vset);
-        free(pick);
+    if (!(rows = calloc(total, sizeof *rows))) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
-    if (!dry_run && fp_cli_open_store(&store, store_path, 0)) {
-        free(vset);
-        free(pick);
-        rc = FP_EXIT_RUNTIME;
-        goto out;
+    for (size_t idx = 0; idx < total; idx++) {
+        rows[idx].how = "not run";
+        if ((rc = fp__sweep_prepare(file, o.sets, o.nsets, vs, nv, base, idx, &rows[idx])))
+            goto out;
     }
-    if (dry_run && access(store_path, F_OK) == 0 && fp_cli_open_store(&store, store_path, 1))
-        store = NULL;
-    int failed = 0, stopped = 0;
-    for (int pass = 0; pass < 2 && !stopped; pass++) {
+    if (o.dry_run) {
+        if (access(o.store_path, F_OK) == 0 && fp_cli_open_store(&store, o.store_path, 1)) {
+            rc = FP_EXIT_RUNTIME;
+            goto out;
+        }
         for (size_t idx = 0; idx < total; idx++) {
-            /* combination idx: the last --vary changes fastest */
-            for (size_t i = nv, r = idx; i-- > 0; r /= vs[i].n)
-                pick[i] = r % vs[i].n;
-            char name[512];
-            fp__sweep_name(name, sizeof name, base, vs, nv, pick, idx);
-            size_t k = nsets;
-            for (size_t i = 0; i < nv; i++) {
-                size_t len = strlen(vs[i].key) + strlen(vs[i].vals[pick[i]]) + 2;
-                if (!(vset[i] = malloc(len)))
-                    break;
-                snprintf(vset[i], len, "%s=%s", vs[i].key, vs[i].vals[pick[i]]);
-                sets[k++] = vset[i];
-            }
-            if (!(vset[nv] = malloc(strlen(name) + 10)))
-                break;
-            snprintf(vset[nv], strlen(name) + 10, "run.name=%s", name);
-            sets[k++] = vset[nv];
-            lrc = fp_scenario_load(&sc, file, sets, k, &err);
-            char *canon = lrc ? NULL : fp_scenario_canonical(&sc);
-            for (size_t i = 0; i <= nv; i++) {
-                free(vset[i]);
-                vset[i] = NULL;
-            }
-            if (lrc) {
-                fprintf(stderr, "fedpress: sweep: %s: %s\n", name, err.msg);
-                rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
-                free(canon);
-                pass = 2;
-                stopped = 1;
-                break;
-            }
-            int64_t done = 0;
-            if (store && fp_store_find_completed(store, canon, &done, &err)) {
+            char status[16] = "";
+            int64_t id = 0;
+            if (store && fp_store_find_run(store, rows[idx].canon, &id, status, sizeof status,
+                                           &err)) {
                 fprintf(stderr, "fedpress: %s\n", err.msg);
-                free(canon);
                 rc = FP_EXIT_RUNTIME;
-                stopped = 1;
-                break;
+                goto out;
             }
-            free(canon);
-            if (pass == 0) {
-                if (dry_run) {
-                    if (done)
-                        printf("%zu/%zu  %s  (done: run %lld)\n", idx + 1, total, name,
-                               (long long)done);
-                    else
-                        printf("%zu/%zu  %s\n", idx + 1, total, name);
-                }
-                continue;
-            }
-            if (!(names[idx] = strdup(name)))
-                break;
-            rows[idx].name = names[idx];
-            if (done) {
-                rows[idx].id = done;
-                rows[idx].how = "done before";
-                if (!quiet)
-                    fprintf(stderr, "[sweep] %zu/%zu %s: completed before as run %lld\n",
-                            idx + 1, total, name, (long long)done);
-                continue;
-            }
-            if (!quiet)
-                fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, name);
-            struct fp__lock lock = {.store = store_path, .fd = -1};
-            struct fp_sim_result res;
-            int one = fp__run_scenario(&sc, store, store_path, threads, quiet, NULL, NULL, 0,
-                                       &lock, &res);
-            fp__unlock_run(&lock);
-            rows[idx].id = res.run_id;
-            rows[idx].how = one == 0 ? "completed"
-                            : one == FP_EXIT_INTERRUPTED ? "interrupted"
-                                                         : "failed";
-            if (one == FP_EXIT_INTERRUPTED) {
-                stopped = 1;
-                rc = FP_EXIT_INTERRUPTED;
-                break;
-            }
-            failed += one != 0;
+            if (id)
+                printf("%zu/%zu  %s  (%s: run %lld)\n", idx + 1, total, rows[idx].name,
+                       !strcmp(status, "completed") ? "done" : status, (long long)id);
+            else
+                printf("%zu/%zu  %s\n", idx + 1, total, rows[idx].name);
         }
-        if (dry_run)
-            break;
-    }
-    free(vset);
-    free(pick);
-    if (!dry_run && !(stopped && rc == FP_EXIT_USAGE)) {
-        /* the table: sweep order, from the store */
-        printf("%5s  %-11s  %9s  %10s  %14s  %s\n", "run", "how", "final_acc", "final_loss",
-               "uplink_bytes", "name");
-        for (size_t idx = 0; idx < total; idx++) {
-            if (!rows[idx].name || rows[idx].id <= 0)
-                continue;
-            struct fp__sweep_row one[2] = {rows[idx], {0}};
-            if (fp_store_list_runs(store, fp__sweep_print, one, &err))
-                fprintf(stderr, "fedpress: %s\n", err.msg);
-        }
-        if (!stopped)
-            rc = failed ? FP_EXIT_RUNTIME : 0;
-        if (failed)
-            fprintf(stderr, "fedpress: sweep: %d of %zu runs failed\n", failed, total);
-    } else if (dry_run && !stopped) {
         rc = 0;
+        goto out;
     }
+    if (fp_cli_open_store(&store, o.store_path, 0)) {
+        rc = FP_EXIT_RUNTIME;
+        goto out;
+    }
+    int failed = 0;
+    rc = 0;
+    for (size_t idx = 0; idx < total; idx++) {
+        if (fp__stop) { /* Ctrl-C between two runs */
+            rc = FP_EXIT_INTERRUPTED;
+            break;
+        }
+        int one = fp__sweep_one(store, &o, idx, total, &rows[idx]);
+        if (one == FP_EXIT_INTERRUPTED) {
+            rc = one;
+            break;
+        }
+        failed += one != 0;
+    }
+    /* the table, in sweep order, from one pass over the store's runs */
+    struct fp__sweep_list list = {rows, total};
+    if (fp_store_list_runs(store, fp__sweep_collect, &list, &err))
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    printf("%5s  %-11s  %9s  %10s  %14s  %s\n", "run", "how", "final_acc", "final_loss",
+           "uplink_bytes", "name");
+    for (size_t idx = 0; idx < total; idx++) {
+        const struct fp__sweep_row *r = &rows[idx];
+        if (!r->listed) {
+            printf("%5s  %-11s  %9s  %10s  %14s  %s\n", "-", r->how, "-", "-", "-", r->name);
+            continue;
+        }
+        printf("%5lld  %-11s  %9s  %10s  %14llu  %s\n", (long long)r->id, r->how, r->acc, r->loss,
+               (unsigned long long)r->uplink, r->name);
+    }
+    if (failed)
+        fprintf(stderr, "fedpress: sweep: %d of %zu runs failed\n", failed, total);
+    if (rc == 0 && failed)
+        rc = FP_EXIT_RUNTIME;
 out:
     if (store)
         fp_store_close(store);
-    if (names)
-        for (size_t i = 0; i < total; i++)
-            free(names[i]);
-    free(names);
+    for (size_t i = 0; rows && i < total; i++) {
+        free(rows[i].name);
+        free(rows[i].canon);
+    }
     free(rows);
     for (size_t i = 0; vs && i < nv; i++) {
         free(vs[i].buf);

@@ -59,7 +59,7 @@ enum fp__stmt_id {
     ST_LIST_ROUNDS,
     ST_RUN_EXISTS,
     ST_LIST_CLIENTS,
-    ST_FIND_COMPLETED,
+    ST_FIND_RUN,
     ST__COUNT
 };
 
@@ -108,7 +108,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                     " VALUES(?1, ?2, 'state', ?3, ?4)",
     [ST_GET_PARTS] = "SELECT data FROM checkpoint_parts"
                      " WHERE run_id = ?1 AND round = ?2 AND kind = 'state' ORDER BY part",
-    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data FROM runs r"
+    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256 FROM runs r"
                       " LEFT JOIN checkpoints c ON c.run_id = r.id AND c.kind = 'state'"
                       " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
     [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
@@ -119,9 +119,10 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
     [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
-    [ST_FIND_COMPLETED] = "SELECT id FROM runs WHERE scenario = ?1 AND status = 'completed'"
-                          " ORDER BY id DESC LIMIT 1",
-    /* ?2 < 0: every client; else one, through client_rounds_by_client */
+    /* a completed run first, else the newest */
+    [ST_FIND_RUN] = "SELECT id, status FROM runs WHERE scenario = ?1"
+                    " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
+    /* ?2 < 0: every client; else one client's rows */
     [ST_LIST_CLIENTS] =
         "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples"
         " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
@@ -971,21 +972,27 @@ out:
     return rc;
 }
 
-int fp_store_find_completed(struct fp_store *s, const char *scenario, int64_t *run_id,
-                            struct fp_error *err)
+int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
+                      size_t status_len, struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_FIND_COMPLETED];
+    sqlite3_stmt *st = s->st[ST_FIND_RUN];
     int rc = 0, step;
     *run_id = 0;
+    if (status_len)
+        status[0] = '\0';
     if (sqlite3_bind_text(st, 1, scenario, -1, SQLITE_STATIC) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the scenario text");
         goto out;
     }
     step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
+    if (step == SQLITE_ROW) {
         *run_id = sqlite3_column_int64(st, 0);
-    else if (step != SQLITE_DONE)
-        rc = fp__sqlerr(s, err, "looking for a completed run");
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+        if (status_len)
+            snprintf(status, status_len, "%s", t ? t : "");
+    } else if (step != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "looking for a run of the scenario");
+    }
 out:
     fp__done(st);
     return rc;
@@ -1081,20 +1088,25 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
 {
     sqlite3_stmt *st = s->st[ST_GET_RESUME];
     int rc = 0;
+    char sha[65] = "";
     memset(out, 0, sizeof *out);
+    /* One read transaction: the checkpoint row and its parts from the same
+     * snapshot, whatever a writer commits meanwhile. */
+    if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+        return fp__sqlerr(s, err, "starting to read the run's checkpoint");
     if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the run id");
-        goto out;
+        goto fail;
     }
     int step = sqlite3_step(st);
     if (step == SQLITE_DONE) {
         rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
                           run_id);
-        goto out;
+        goto fail;
     }
     if (step != SQLITE_ROW) {
         rc = fp__sqlerr(s, err, "reading the run's checkpoint");
-        goto out;
+        goto fail;
     }
     out->scenario = fp__strdup_col(st, 0);
     out->status = fp__strdup_col(st, 1);
@@ -1105,6 +1117,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
         out->state = malloc(out->state_len ? out->state_len : 1);
         if (out->state)
             memcpy(out->state, sqlite3_column_blob(st, 3), out->state_len);
+        const char *t = (const char *)sqlite3_column_text(st, 4);
+        snprintf(sha, sizeof sha, "%s", t ? t : "");
     }
     if (!out->scenario || !out->status || (out->state_len && !out->state)) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
@@ -1113,11 +1127,24 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     fp__done(st);
     if (has_state && (rc = fp__read_parts(s, run_id, out, err)))
         goto fail;
+    if (has_state) {
+        char hex[65];
+        fp_sha256_hex(out->state, out->state_len, hex);
+        if (strcmp(hex, sha) != 0) {
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s: the state checkpoint of run %" PRId64
+                              " after round %u does not match its SHA-256 (%zu bytes read); "
+                              "it is damaged. `fedpress sim --resume` needs a sound checkpoint.",
+                              s->path, run_id, out->round, out->state_len);
+            goto fail;
+        }
+    }
+    (void)sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL); /* read-only: cannot lose data */
     return 0;
 fail:
-    fp_store_resume_free(out);
-out:
     fp__done(st);
+    fp_store_resume_free(out);
+    (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); /* first error is the news */
     return rc;
 }
 

@@ -90,7 +90,9 @@ void fp_store_set_value_limit(struct fp_store *s, size_t bytes);
 void fp_store_set_part_bytes(struct fp_store *s, size_t bytes);
 
 /* What `fedpress sim --resume` needs: the run's canonical scenario text, its
- * status, and its newest state checkpoint (state NULL if it has none).
+ * status, and its newest state checkpoint (state NULL if it has none), read
+ * in one transaction and checked against the checkpoint's SHA-256 (FP_ESTORE
+ * if it does not match).
  * Owned by the struct; free with fp_store_resume_free. FP_ENOTFOUND if the
  * run does not exist. */
 struct fp_resume {
@@ -142,10 +144,11 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
                                 int (*cb)(void *u, uint32_t round,
                                           const struct fp_client_round *c),
                                 void *u, struct fp_error *err);
-/* *run_id = the newest completed run whose canonical scenario text is
- * exactly `scenario`, or 0 if there is none. */
-int fp_store_find_completed(struct fp_store *s, const char *scenario, int64_t *run_id,
-                            struct fp_error *err);
+/* A run whose canonical scenario text is exactly `scenario`: the newest
+ * completed one if there is one, else the newest of any status; *run_id = 0
+ * if there is none. Its status ("completed", "running", ...) goes to status. */
+int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
+                      size_t status_len, struct fp_error *err);
 /* FP_ENOTFOUND if the run does not exist. */
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err);
 

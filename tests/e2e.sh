@@ -193,5 +193,24 @@ check "sweep: a bad value is a usage error before anything runs" \
   --store "$T/sw.db" --dry-run >"$T/sw3" 2>&1; rc=$?
 check "sweep --dry-run: 6 lines, all done" "[ $rc -eq 0 ] && [ \$(grep -c '(done: run' '$T/sw3') -eq 6 ]"
 
+# 8. a sweep killed with -9 in its second run: the next sweep resumes that
+#    run from its checkpoint, and it ends with the bytes of a plain sim
+P="$ROOT/scenarios/paper/fedavg.ini"
+SW=(--vary run.seed=1,2 --set run.rounds=30 --set run.checkpoint_every=2 --set data.clients=40
+    --set participation.sample=5 --store "$T/swk.db" --threads 1 --quiet)
+"$FP" sweep "$P" "${SW[@]}" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do
+  [ "$(sqlite3 "$T/swk.db" 'select count(*) from rounds where run_id=2' 2>/dev/null)" = 3 ] && break
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+"$FP" sweep "$P" "${SW[@]}" >"$T/swk" 2>&1; rc=$?
+"$FP" sim "$P" --set run.seed=2 --set run.rounds=30 --set run.checkpoint_every=2 \
+  --set data.clients=40 --set participation.sample=5 --set run.name=fedavg-seed=2 \
+  --store "$T/swk-one.db" --quiet >/dev/null 2>&1
+check "sweep after kill -9: run 2 resumed, same model as a plain sim" \
+  "[ $rc -eq 0 ] && grep -Eq '^ +2  resumed ' '$T/swk' && [ \$(sqlite3 '$T/swk.db' 'select count(*) from runs') -eq 2 ] && [ \"\$(sqlite3 '$T/swk.db' 'select model_sha256 from runs where id=2')\" = \"\$(sqlite3 '$T/swk-one.db' 'select model_sha256 from runs where id=1')\" ]"
+
 echo "e2e: $fails failure(s)"
 [ $fails -eq 0 ]
