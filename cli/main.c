@@ -118,7 +118,7 @@ static const char fp__usage[] =
     "      its checkpoint, one another process is running is left to it. Ends with a\n"
     "      table of the runs; exit 1 if a run failed, 130 on Ctrl-C. --dry-run lists\n"
     "      the combinations and which are done or started.\n"
-    "  runs [--store PATH]\n"
+    "  runs [--store PATH] [--format table|csv|json]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, final test loss, uplink bytes, status\n"
     "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
@@ -811,47 +811,7 @@ out:
     return rc;
 }
 
-/* ---- runs ---- */
-
-static int fp__print_run(void *u, const struct fp_run_info *r)
-{
-    (void)u;
-    char acc[16], loss[24];
-    fp__run_numbers(r, acc, sizeof acc, loss, sizeof loss);
-    printf("%5lld  %-24s  %-10s  %-12s  %5u/%-5u  %9s  %10s  %14llu  %s\n", (long long)r->id,
-           r->name, r->algorithm, r->compressor ? r->compressor : "-", r->rounds_done,
-           r->rounds_planned, acc, loss, (unsigned long long)r->uplink_bytes, r->status);
-    return 0;
-}
-
-static int fp__cmd_runs(int argc, char **argv)
-{
-    const char *store_path = "runs.db";
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
-            return 0;
-        } else if (fp__is_opt(argv[i], "--store")) {
-            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
-                return fp__usage_error("runs: option '%s' needs a value", "--store");
-        } else {
-            return fp__usage_error("runs: unexpected argument '%s'", argv[i]);
-        }
-    }
-    struct fp_store *store;
-    if (fp_cli_open_store(&store, store_path, 1))
-        return FP_EXIT_RUNTIME;
-    printf("%5s  %-24s  %-10s  %-12s  %11s  %9s  %10s  %14s  %s\n", "id", "name", "algorithm",
-           "compressor", "rounds", "final_acc", "final_loss", "uplink_bytes", "status");
-    struct fp_error err = {0};
-    int rc = fp_store_list_runs(store, fp__print_run, NULL, &err);
-    if (rc)
-        fprintf(stderr, "fedpress: %s\n", err.msg);
-    fp_store_close(store);
-    return rc ? FP_EXIT_RUNTIME : 0;
-}
-
-/* ---- metrics ---- */
+/* ---- output formats (runs, metrics) ---- */
 
 enum fp__fmt { FMT_TABLE, FMT_CSV, FMT_JSON };
 struct fp__metrics_ctx {
@@ -874,6 +834,157 @@ static void fp__num(enum fp__fmt f, double v, const char *cfmt, int width)
     else
         printf(cfmt, v);
 }
+
+/* ---- runs ---- */
+
+/* s as a JSON string (UTF-8 passes through; quotes, backslashes and control
+ * characters are escaped). */
+static void fp__json_str(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+/* s as a CSV field: quoted, with quotes doubled, when it holds a comma, a
+ * quote or a line break. */
+static void fp__csv_str(const char *s)
+{
+    if (!s || !strpbrk(s, ",\"\r\n")) {
+        fputs(s ? s : "", stdout);
+        return;
+    }
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"')
+            putchar('"');
+        putchar(*s);
+    }
+    putchar('"');
+}
+
+struct fp__runs_ctx {
+    enum fp__fmt fmt;
+    int first;
+    int width; /* of the name column (table) */
+};
+
+static int fp__name_width(void *u, const struct fp_run_info *r)
+{
+    struct fp__runs_ctx *c = u;
+    int n = (int)strlen(r->name);
+    if (n > c->width)
+        c->width = n > 80 ? 80 : n;
+    return 0;
+}
+
+static int fp__print_run(void *u, const struct fp_run_info *r)
+{
+    struct fp__runs_ctx *c = u;
+    char acc[16], loss[24];
+    const char *comp = r->compressor ? r->compressor : "-";
+    switch (c->fmt) {
+    case FMT_TABLE:
+        fp__run_numbers(r, acc, sizeof acc, loss, sizeof loss);
+        printf("%5lld  %-*s  %-10s  %-12s  %5u/%-5u  %9s  %10s  %14llu  %s\n", (long long)r->id,
+               c->width, r->name, r->algorithm, comp, r->rounds_done, r->rounds_planned, acc, loss,
+               (unsigned long long)r->uplink_bytes, r->status);
+        break;
+    case FMT_CSV:
+        printf("%lld,", (long long)r->id);
+        fp__csv_str(r->name);
+        printf(",%s,%s,%u,%u,", r->algorithm, comp, r->rounds_done, r->rounds_planned);
+        fp__num(c->fmt, r->final_accuracy, "%.9g", 0);
+        putchar(',');
+        fp__num(c->fmt, r->final_loss, "%.9g", 0);
+        printf(",%llu,%s\n", (unsigned long long)r->uplink_bytes, r->status);
+        break;
+    case FMT_JSON:
+        printf("%s\n  {\"id\": %lld, \"name\": ", c->first ? "" : ",", (long long)r->id);
+        fp__json_str(r->name);
+        printf(", \"algorithm\": \"%s\", \"compressor\": \"%s\", \"rounds_done\": %u, "
+               "\"rounds_planned\": %u, \"final_accuracy\": ",
+               r->algorithm, comp, r->rounds_done, r->rounds_planned);
+        fp__num(c->fmt, r->final_accuracy, "%.9g", 0);
+        printf(", \"final_loss\": ");
+        fp__num(c->fmt, r->final_loss, "%.9g", 0);
+        printf(", \"uplink_bytes\": %llu, \"status\": \"%s\"}",
+               (unsigned long long)r->uplink_bytes, r->status);
+        break;
+    }
+    c->first = 0;
+    return 0;
+}
+
+/* "table", "csv" or "json" into *f; -1 if none of them. */
+static int fp__parse_fmt(const char *v, enum fp__fmt *f)
+{
+    if (!strcmp(v, "table"))
+        *f = FMT_TABLE;
+    else if (!strcmp(v, "csv"))
+        *f = FMT_CSV;
+    else if (!strcmp(v, "json"))
+        *f = FMT_JSON;
+    else
+        return -1;
+    return 0;
+}
+
+static int fp__cmd_runs(int argc, char **argv)
+{
+    const char *store_path = "runs.db", *v;
+    struct fp__runs_ctx c = {FMT_TABLE, 1, 4};
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(fp__usage, stdout);
+            return 0;
+        } else if (fp__is_opt(argv[i], "--store")) {
+            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
+                return fp__usage_error("runs: option '%s' needs a value", "--store");
+        } else if (fp__is_opt(argv[i], "--format")) {
+            if (!(v = fp__optval(argc, argv, &i, "--format")))
+                return fp__usage_error("runs: option '%s' needs a value", "--format");
+            if (fp__parse_fmt(v, &c.fmt))
+                return fp__usage_error("runs: --format '%s': expected table, csv or json", v);
+        } else {
+            return fp__usage_error("runs: unexpected argument '%s'", argv[i]);
+        }
+    }
+    struct fp_store *store;
+    if (fp_cli_open_store(&store, store_path, 1))
+        return FP_EXIT_RUNTIME;
+    struct fp_error err = {0};
+    int rc = 0;
+    if (c.fmt == FMT_TABLE) {
+        rc = fp_store_list_runs(store, fp__name_width, &c, &err);
+        if (!rc)
+            printf("%5s  %-*s  %-10s  %-12s  %11s  %9s  %10s  %14s  %s\n", "id", c.width, "name",
+                   "algorithm", "compressor", "rounds", "final_acc", "final_loss",
+                   "uplink_bytes", "status");
+    } else if (c.fmt == FMT_CSV) {
+        printf("id,name,algorithm,compressor,rounds_done,rounds_planned,final_accuracy,"
+               "final_loss,uplink_bytes,status\n");
+    } else {
+        printf("[");
+    }
+    if (!rc)
+        rc = fp_store_list_runs(store, fp__print_run, &c, &err);
+    if (c.fmt == FMT_JSON)
+        printf("%s]\n", c.first ? "" : "\n");
+    if (rc)
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    fp_store_close(store);
+    return rc ? FP_EXIT_RUNTIME : 0;
+}
+
+/* ---- metrics ---- */
 
 static int fp__print_round(void *u, const struct fp_round *r)
 {
@@ -962,13 +1073,7 @@ static int fp__cmd_metrics(int argc, char **argv)
         } else if (fp__is_opt(argv[i], "--format")) {
             if (!(v = fp__optval(argc, argv, &i, "--format")))
                 return fp__usage_error("metrics: option '%s' needs a value", "--format");
-            if (!strcmp(v, "table"))
-                m.fmt = FMT_TABLE;
-            else if (!strcmp(v, "csv"))
-                m.fmt = FMT_CSV;
-            else if (!strcmp(v, "json"))
-                m.fmt = FMT_JSON;
-            else
+            if (fp__parse_fmt(v, &m.fmt))
                 return fp__usage_error("metrics: --format '%s': expected table, csv or json", v);
         } else if (!strcmp(argv[i], "--clients")) {
             clients = 1;

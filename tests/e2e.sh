@@ -55,6 +55,12 @@ check "metrics --client: json, only that client's rounds" \
   "python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r and all(x[\"client\"]==int(sys.argv[2]) for x in r) and len(r)==int(sys.argv[3])' '$T/mc.json' $c1 \$(sqlite3 '$T/runs.db' \"select count(*) from client_rounds where run_id=1 and client=$c1\")"
 "$FP" metrics 1 --store "$T/runs.db" --client -3 2>"$T/e"; rc=$?
 check "metrics --client -3: usage error" "[ $rc -eq 2 ] && grep -q 'expected a client id' '$T/e'"
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set run.rounds=3 \
+  --set 'run.name=odd, "name" \ here' --store "$T/odd.db" --quiet >/dev/null 2>&1
+"$FP" runs --store "$T/odd.db" --format csv >"$T/odd.csv"
+"$FP" runs --store "$T/odd.db" --format json >"$T/odd.json"
+check "runs --format csv and json: a name with a comma, quotes and a backslash survives" \
+  "python3 -c 'import csv,json,sys; want=\"odd, \\\"name\\\" \\\\ here\"; r=list(csv.DictReader(open(sys.argv[1]))); j=json.load(open(sys.argv[2])); assert r[0][\"name\"]==want and j[0][\"name\"]==want and r[0][\"final_accuracy\"]==\"\" and j[0][\"final_accuracy\"] is None and float(r[0][\"final_loss\"])==j[0][\"final_loss\"]' '$T/odd.csv' '$T/odd.json'"
 "$FP" metrics 99 --store "$T/runs.db" 2>"$T/e" ; rc=$?
 check "metrics on a missing run: exit 1 and says so" "[ $rc -eq 1 ] && grep -q 'no run 99' '$T/e'"
 
