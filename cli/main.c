@@ -1,5 +1,6 @@
 /*
- * cli/main.c — the fedpress command: sim, runs, metrics.
+ * cli/main.c — the fedpress command: sim, sweep, runs, metrics, help,
+ * version (plot is cli/plot.c).
  *
  * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
  * 130 interrupted by a signal (the run is marked 'interrupted' in the store).

@@ -67,7 +67,7 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_RUN_ROUNDS] = {"run", "rounds", "an integer in [1, 10000000]"},
     [K_RUN_EVAL_EVERY] = {"run", "eval_every", "an integer in [1, 10000000]"},
     [K_RUN_CHECKPOINT_EVERY] = {"run", "checkpoint_every",
-                                "an integer in [0, 10000000] (0: no resumable checkpoints)"},
+                                "an integer in [0, 10000000] (0: a checkpoint only when a signal stops the run)"},
     [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
     [K_DATA_PATH] = {"data", "path",
                      "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
