@@ -886,48 +886,91 @@ out:
     return rc;
 }
 
-int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
-                         int (*cb)(void *u, const struct fp_round *r), void *u,
-                         struct fp_error *err)
+/*
+ * One run's rows of statement `which` (?1 = run_id, and ?2 = *arg2 if arg2),
+ * each handed to row(st, ctx); a nonzero return stops the listing (negative:
+ * returned as the error). *busy refuses a re-entry from a callback, which
+ * would reset the statement under the outer loop. FP_ENOTFOUND if the run
+ * does not exist: it would otherwise look like a run with no rows yet.
+ */
+static int fp__list_run(struct fp_store *s, int which, int64_t run_id, const int64_t *arg2,
+                        bool *busy, const char *fname, const char *what,
+                        int (*row)(sqlite3_stmt *st, void *ctx), void *ctx, struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_LIST_ROUNDS];
+    sqlite3_stmt *st = s->st[which];
     int rc, step;
-
-    assert(s && cb);
-    if (s->listing_rounds)
-        return fp_error_set(err, FP_EINVAL,
-                            "fp_store_list_rounds called from inside its own callback.");
-    /* An unknown run would otherwise look like a run with no rounds yet. */
+    if (*busy)
+        return fp_error_set(err, FP_EINVAL, "%s called from inside its own callback.", fname);
     rc = fp_store_run_exists(s, run_id, err);
     if (rc)
         return rc;
-    s->listing_rounds = true;
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+    *busy = true;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK ||
+        (arg2 && sqlite3_bind_int64(st, 2, *arg2) != SQLITE_OK)) {
         rc = fp__sqlerr(s, err, "binding the run id");
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct fp_round r = {0};
-        r.round = (uint32_t)sqlite3_column_int64(st, 0);
-        r.train_loss = fp__column_real(st, 1);
-        r.test_loss = fp__column_real(st, 2);
-        r.test_accuracy = fp__column_real(st, 3);
-        r.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
-        r.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 5);
-        r.participants = (uint32_t)sqlite3_column_int64(st, 6);
-        r.wall_ms = fp__column_real(st, 7);
-        r.clients = NULL;
-        rc = cb(u, &r);
+        rc = row(st, ctx);
         if (rc) {
             rc = rc < 0 ? rc : 0;
             goto out;
         }
     }
-    rc = step == SQLITE_DONE ? 0 : fp__sqlerr(s, err, "listing rounds");
+    rc = step == SQLITE_DONE ? 0 : fp__sqlerr(s, err, what);
 out:
     fp__done(st);
-    s->listing_rounds = false;
+    *busy = false;
     return rc;
+}
+
+struct fp__rounds_ctx {
+    int (*cb)(void *u, const struct fp_round *r);
+    void *u;
+};
+
+static int fp__round_row(sqlite3_stmt *st, void *ctx)
+{
+    struct fp__rounds_ctx *c = ctx;
+    struct fp_round r = {0};
+    r.round = (uint32_t)sqlite3_column_int64(st, 0);
+    r.train_loss = fp__column_real(st, 1);
+    r.test_loss = fp__column_real(st, 2);
+    r.test_accuracy = fp__column_real(st, 3);
+    r.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+    r.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 5);
+    r.participants = (uint32_t)sqlite3_column_int64(st, 6);
+    r.wall_ms = fp__column_real(st, 7);
+    r.clients = NULL;
+    return c->cb(c->u, &r);
+}
+
+int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
+                         int (*cb)(void *u, const struct fp_round *r), void *u,
+                         struct fp_error *err)
+{
+    assert(s && cb);
+    struct fp__rounds_ctx c = {cb, u};
+    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds,
+                        "fp_store_list_rounds", "listing rounds", fp__round_row, &c, err);
+}
+
+struct fp__clients_ctx {
+    int (*cb)(void *u, uint32_t round, const struct fp_client_round *c);
+    void *u;
+};
+
+static int fp__client_row(sqlite3_stmt *st, void *ctx)
+{
+    struct fp__clients_ctx *x = ctx;
+    struct fp_client_round c = {0};
+    uint32_t round = (uint32_t)sqlite3_column_int64(st, 0);
+    c.client = (uint32_t)sqlite3_column_int64(st, 1);
+    c.train_loss = fp__column_real(st, 2);
+    c.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 3);
+    c.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
+    c.examples = (uint32_t)sqlite3_column_int64(st, 5);
+    return x->cb(x->u, round, &c);
 }
 
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
@@ -935,41 +978,11 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
                                           const struct fp_client_round *c),
                                 void *u, struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_LIST_CLIENTS];
-    int rc, step;
-
     assert(s && cb);
-    if (s->listing_clients)
-        return fp_error_set(err, FP_EINVAL,
-                            "fp_store_list_client_rounds called from inside its own callback.");
-    rc = fp_store_run_exists(s, run_id, err);
-    if (rc)
-        return rc;
-    s->listing_clients = true;
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 2, client) != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "binding the run id");
-        goto out;
-    }
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct fp_client_round c = {0};
-        uint32_t round = (uint32_t)sqlite3_column_int64(st, 0);
-        c.client = (uint32_t)sqlite3_column_int64(st, 1);
-        c.train_loss = fp__column_real(st, 2);
-        c.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 3);
-        c.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
-        c.examples = (uint32_t)sqlite3_column_int64(st, 5);
-        rc = cb(u, round, &c);
-        if (rc) {
-            rc = rc < 0 ? rc : 0;
-            goto out;
-        }
-    }
-    rc = step == SQLITE_DONE ? 0 : fp__sqlerr(s, err, "listing client rounds");
-out:
-    fp__done(st);
-    s->listing_clients = false;
-    return rc;
+    struct fp__clients_ctx c = {cb, u};
+    return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
+                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row,
+                        &c, err);
 }
 
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
