@@ -185,6 +185,7 @@ int fp_cli_open_store(struct fp_store **st, const char *path, int must_exist)
 
 /* The options sim and sweep share. */
 struct fp__run_opts {
+    const char *file;  /* the scenario file, NULL if none was given */
     const char **sets; /* argc entries */
     size_t nsets;
     unsigned long threads;
@@ -204,12 +205,27 @@ static int fp__run_opts_init(struct fp__run_opts *o, int argc)
     return o->sets ? 0 : -1;
 }
 
-/* Takes argv[*i] if it is a shared option: 1 taken, 0 not one of them, or
- * an exit code (< 0 as -code) after printing the usage error. */
+/* Takes argv[*i] if it is a shared option, --help or the scenario file:
+ * 1 taken, 0 not one of them (an option of the command's own, or unknown),
+ * FP__OPT_HELP after printing the usage (exit 0), or an exit code (< 0 as
+ * -code) after printing the usage error. */
+#define FP__OPT_HELP 2
 static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp__run_opts *o)
 {
     const char *v, *opt = argv[*i];
-    if (fp__is_opt(opt, "--set")) {
+    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+        fputs(fp__usage, stdout);
+        return FP__OPT_HELP;
+    } else if (opt[0] != '-') {
+        if (o->file) {
+            fprintf(stderr,
+                    "fedpress: %s: more than one scenario file given ('%s')\n"
+                    "(run 'fedpress help' for usage)\n",
+                    cmd, opt);
+            return -FP_EXIT_USAGE;
+        }
+        o->file = opt;
+    } else if (fp__is_opt(opt, "--set")) {
         if (!(v = fp__optval(argc, argv, i, "--set")))
             goto missing;
         o->sets[o->nsets++] = v;
@@ -301,7 +317,7 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
 
 static int fp__cmd_sim(int argc, char **argv)
 {
-    const char *file = NULL, *model_out = NULL;
+    const char *model_out = NULL;
     struct fp__run_opts o;
     const char *resume_arg = NULL;
     /* first, so that every `goto out` finds it initialised */
@@ -311,33 +327,24 @@ static int fp__cmd_sim(int argc, char **argv)
         return FP_EXIT_RUNTIME;
     for (int i = 2; i < argc; i++) {
         int took = fp__run_opt(argc, argv, &i, "sim", &o);
-        if (took < 0) {
-            rc = -took;
+        if (took < 0 || took == FP__OPT_HELP) {
+            rc = took < 0 ? -took : 0;
             goto out;
         }
         if (took)
             continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
-            rc = 0;
-            goto out;
-        } else if (fp__is_opt(argv[i], "--model-out")) {
+        if (fp__is_opt(argv[i], "--model-out")) {
             if (!(model_out = fp__optval(argc, argv, &i, "--model-out")))
                 goto missing;
         } else if (fp__is_opt(argv[i], "--resume")) {
             if (!(resume_arg = fp__optval(argc, argv, &i, "--resume")))
                 goto missing;
-        } else if (argv[i][0] == '-') {
-            rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
-            goto out;
-        } else if (!file) {
-            file = argv[i];
         } else {
-            rc = fp__usage_error("sim: more than one scenario file given ('%s')", argv[i]);
+            rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
             goto out;
         }
     }
-    const char **sets = o.sets, *store_path = o.store_path;
+    const char *file = o.file, **sets = o.sets, *store_path = o.store_path;
     size_t nsets = o.nsets;
     unsigned long threads = o.threads;
     int quiet = o.quiet, dry_run = o.dry_run;
@@ -651,7 +658,6 @@ out:
 
 static int fp__cmd_sweep(int argc, char **argv)
 {
-    const char *file = NULL;
     struct fp__run_opts o;
     int rc = FP_EXIT_USAGE;
     struct fp__vary *vs = calloc((size_t)argc, sizeof *vs);
@@ -665,17 +671,13 @@ static int fp__cmd_sweep(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *v;
         int took = fp__run_opt(argc, argv, &i, "sweep", &o);
-        if (took < 0) {
-            rc = -took;
+        if (took < 0 || took == FP__OPT_HELP) {
+            rc = took < 0 ? -took : 0;
             goto out;
         }
         if (took)
             continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
-            rc = 0;
-            goto out;
-        } else if (fp__is_opt(argv[i], "--vary")) {
+        if (fp__is_opt(argv[i], "--vary")) {
             if (!(v = fp__optval(argc, argv, &i, "--vary"))) {
                 rc = fp__usage_error("sweep: option '%s' needs a value", "--vary");
                 goto out;
@@ -686,16 +688,12 @@ static int fp__cmd_sweep(int argc, char **argv)
             }
             if (fp__parse_vary(v, &vs[nv++]))
                 goto out;
-        } else if (argv[i][0] == '-') {
-            rc = fp__usage_error("sweep: unknown option '%s'", argv[i]);
-            goto out;
-        } else if (!file) {
-            file = argv[i];
         } else {
-            rc = fp__usage_error("sweep: more than one scenario file given ('%s')", argv[i]);
+            rc = fp__usage_error("sweep: unknown option '%s'", argv[i]);
             goto out;
         }
     }
+    const char *file = o.file;
     if (!file || !nv) {
         rc = fp__usage_error("sweep: %s", !file ? "no scenario file given"
                                                 : "nothing to vary (give --vary section.key=a,b)");
