@@ -375,11 +375,6 @@ static int fp__support_read(const struct fp_compressor *c, const uint8_t *at, bo
 
 /* ---- QSGD (Alistarh et al. 2017, "QSGD", Sec. 3.1, Lemma 3.1) ---- */
 
-static unsigned fp__qsgd_bits(uint32_t s)
-{
-    return 32u - (unsigned)__builtin_clz(s);
-}
-
 /* omega of QSGD with s levels on n coordinates (Lemma 3.1). */
 static double fp__qsgd_omega(size_t n, uint32_t s)
 {
@@ -434,7 +429,7 @@ static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm
     float norm = fp__ldf(in_norm);
     if (!isfinite(norm) || signbit(norm))
         return FP_EFORMAT;
-    unsigned fb = 1 + fp__qsgd_bits(s);
+    unsigned fb = fp_qsgd_field_bits(s);
     const float *tab = fp__qsgd_table(qtab, norm, s, denom, n);
     uint32_t any = 0;
     size_t i = 0;
@@ -855,10 +850,10 @@ int fp_compressor_init(struct fp_compressor *c, const struct fp_comp_spec *spec,
     case FP_COMP_IDENTITY: bits = 32 * D; break;
     case FP_COMP_TOPK: bits = (D >= 32 * K ? 32 * K : D) + 32 * K; break;
     case FP_COMP_RANDK: bits = 32 * K; break;
-    case FP_COMP_QSGD: bits = 32 + D * (1 + fp__qsgd_bits(s)); break;
+    case FP_COMP_QSGD: bits = 32 + D * fp_qsgd_field_bits(s); break;
     case FP_COMP_SIGN: bits = 32 + D; break;
     case FP_COMP_TOPK_QSGD:
-        bits = 32 + (D >= 32 * K ? 32 * K : D) + K * (1 + fp__qsgd_bits(s));
+        bits = 32 + (D >= 32 * K ? 32 * K : D) + K * fp_qsgd_field_bits(s);
         break;
     }
     uint64_t bytes = bits / 8 + (bits % 8 != 0);

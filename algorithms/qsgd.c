@@ -54,11 +54,6 @@ static inline void fp__lanes_next(struct fp__lanes *ln, uint64_t out[FP__LANES])
     }
 }
 
-static unsigned fp__field_bits(uint32_t s)
-{
-    return 33u - (unsigned)__builtin_clz(s);
-}
-
 /* ---- bit writer, LSB first ---- */
 
 struct fp__bw {
@@ -127,7 +122,7 @@ static void fp__block_fields(const float *x, size_t m, const uint64_t rnd[FP__LA
 static void fp__quantise_tail(const struct fp_qsgd_job *job, struct fp__lanes *ln, double q,
                               size_t from, fp_rng *rng)
 {
-    unsigned fb = fp__field_bits(job->s);
+    unsigned fb = fp_qsgd_field_bits(job->s);
     struct fp__bw w;
     fp__bw_init(&w, job->buf, job->bit + from * fb);
     for (size_t j = from; j < job->n; j += FP__BLOCK) {
@@ -197,7 +192,7 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
                                          double q, fp_rng *rng)
 {
     const uint32_t s = job->s;
-    const unsigned fb = fp__field_bits(s);
+    const unsigned fb = fp_qsgd_field_bits(s);
     const size_t nb = job->n / FP__BLOCK;
     const float *x = job->x;
     float *xhat = job->xhat;
@@ -306,7 +301,7 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
                                              double q, fp_rng *rng)
 {
     const uint32_t s = job->s;
-    const unsigned fb = fp__field_bits(s);
+    const unsigned fb = fp_qsgd_field_bits(s);
     const float *x = job->x;
     float *xhat = job->xhat;
     uint8_t *p = job->buf + job->bit / 8, *end = job->buf + job->end;
@@ -385,7 +380,7 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
 static FP__AVX512 size_t fp__decode_avx512(const struct fp_qsgd_dec *dj, uint32_t *any, int *bad)
 {
     const uint32_t s = dj->s;
-    const unsigned fb = fp__field_bits(s);
+    const unsigned fb = fp_qsgd_field_bits(s);
     const uint64_t pm = 0x0101010101010101ull * ((1u << fb) - 1);
     const uint8_t *p = dj->buf + dj->bit / 8, *end = dj->buf + dj->end;
     size_t nb = dj->n / FP__BLOCK;
@@ -491,7 +486,7 @@ void fp_qsgd_quantise_isa(const struct fp_qsgd_job *job, fp_rng *rng, int isa)
     size_t done = 0;
     isa = fp__isa_clamp(isa);
 #ifdef FP__HAVE_AVX2
-    if (isa != FP_QSGD_PORTABLE && fp__field_bits(job->s) <= 8 && job->bit % 8 == 0 &&
+    if (isa != FP_QSGD_PORTABLE && fp_qsgd_field_bits(job->s) <= 8 && job->bit % 8 == 0 &&
         (!job->xhat || job->tab))
         done = isa == FP_QSGD_AVX512 ? fp__quantise_avx512(job, &ln, q, rng)
                                      : fp__quantise_avx2(job, &ln, q, rng);
@@ -510,7 +505,7 @@ size_t fp_qsgd_decode_blocks_isa(const struct fp_qsgd_dec *dj, uint32_t *any, in
     *bad = 0;
     isa = fp__isa_clamp(isa);
 #ifdef FP__HAVE_AVX2
-    if (isa == FP_QSGD_AVX512 && fp__field_bits(dj->s) <= 8 && dj->bit % 8 == 0 && dj->tab)
+    if (isa == FP_QSGD_AVX512 && fp_qsgd_field_bits(dj->s) <= 8 && dj->bit % 8 == 0 && dj->tab)
         return fp__decode_avx512(dj, any, bad);
 #else
     (void)dj;

@@ -27,6 +27,12 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Bits of one field: a sign bit and ceil(log2(s + 1)) level bits. */
+static inline unsigned fp_qsgd_field_bits(uint32_t s)
+{
+    return 33u - (unsigned)__builtin_clz(s);
+}
+
 /* The decoded value of level l; encoder (for vhat) and decoder share it, so
  * both round identically. denom = s for qsgd, s (1 + omega_k) for
  * topk+qsgd. */
