@@ -164,6 +164,18 @@ static void fp__fix_ties(void *fields, const uint64_t rnd[FP__LANES], uint32_t t
     memcpy(fields, f, sizeof f);
 }
 
+/* Whole blocks the vector code may take on n fields of fb bits from bit
+ * `bit` of a message of `end` bytes. It stores or loads 8 bytes at each
+ * fb-byte step, so a last block without 8 - fb bytes after its fields is
+ * left to the portable code. */
+static size_t fp__vector_blocks(size_t n, size_t bit, size_t end, unsigned fb)
+{
+    size_t nb = n / FP__BLOCK, room = end - bit / 8;
+    while (nb > 0 && room < FP__BLOCK / 8 * fb * nb + 8 - fb)
+        nb--;
+    return nb;
+}
+
 /* Four lanes' xoshiro256** step; x 5 and x 9 as shifts and adds. */
 static inline FP__AVX2 __m256i fp__x4_next(__m256i s[4])
 {
@@ -193,10 +205,10 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
 {
     const uint32_t s = job->s;
     const unsigned fb = fp_qsgd_field_bits(s);
-    const size_t nb = job->n / FP__BLOCK;
+    const size_t nb = fp__vector_blocks(job->n, job->bit, job->end, fb);
     const float *x = job->x;
     float *xhat = job->xhat;
-    uint8_t *p = job->buf + job->bit / 8, *end = job->buf + job->end;
+    uint8_t *p = job->buf + job->bit / 8;
 
     __m256i lo[4], hi[4]; /* lanes 0-3 and 4-7 */
     for (int k = 0; k < 4; k++) {
@@ -262,13 +274,9 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
         uint64_t o[4];
         _mm256_storeu_si256((__m256i *)o, v);
         /* Eight bytes each; the ones past fb are zero and the next store
-         * overwrites them, except past the end of the message. */
-        for (int k = 0; k < 4; k++, p += fb) {
-            if (end - p >= 8)
-                memcpy(p, &o[k], 8);
-            else
-                memcpy(p, &o[k], fb);
-        }
+         * overwrites them (fp__vector_blocks leaves the room). */
+        for (int k = 0; k < 4; k++, p += fb)
+            memcpy(p, &o[k], 8);
     }
     for (int k = 0; k < 4; k++) {
         _mm256_storeu_si256((__m256i *)&ln->s[k][0], lo[k]);
@@ -304,7 +312,7 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
     const unsigned fb = fp_qsgd_field_bits(s);
     const float *x = job->x;
     float *xhat = job->xhat;
-    uint8_t *p = job->buf + job->bit / 8, *end = job->buf + job->end;
+    uint8_t *p = job->buf + job->bit / 8;
 
     __m512i st[4];
     for (int k = 0; k < 4; k++)
@@ -313,11 +321,7 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
     const __m512i m16 = _mm512_set1_epi32(0xffff), sv = _mm512_set1_epi32((int)s);
     const __m512i one = _mm512_set1_epi32(1);
     const uint64_t pm = 0x0101010101010101ull * ((1u << fb) - 1);
-    /* Each block stores 8 bytes at its last fb-byte step: a block without
-     * room for that is left to the portable code. */
-    size_t nb = job->n / FP__BLOCK;
-    while (nb > 0 && (size_t)(end - p) < FP__BLOCK / 8 * fb * nb + 8 - fb)
-        nb--;
+    const size_t nb = fp__vector_blocks(job->n, job->bit, job->end, fb);
     float tab32[32] = {0};
     if (xhat && s < 32)
         memcpy(tab32, job->tab, (s + 1) * sizeof *tab32);
@@ -382,10 +386,8 @@ static FP__AVX512 size_t fp__decode_avx512(const struct fp_qsgd_dec *dj, uint32_
     const uint32_t s = dj->s;
     const unsigned fb = fp_qsgd_field_bits(s);
     const uint64_t pm = 0x0101010101010101ull * ((1u << fb) - 1);
-    const uint8_t *p = dj->buf + dj->bit / 8, *end = dj->buf + dj->end;
-    size_t nb = dj->n / FP__BLOCK;
-    while (nb > 0 && (size_t)(end - p) < FP__BLOCK / 8 * fb * nb + 8 - fb)
-        nb--;
+    const uint8_t *p = dj->buf + dj->bit / 8;
+    const size_t nb = fp__vector_blocks(dj->n, dj->bit, dj->end, fb);
     float tab32[32] = {0};
     if (s < 32)
         memcpy(tab32, dj->tab, (s + 1) * sizeof *tab32);
