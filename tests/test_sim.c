@@ -373,6 +373,12 @@ static void test_resume_gives_the_same_run(void **state)
     fp_store_close(st);
 }
 
+/* d = 1000: the model is 4000 bytes, the SCAFCOM state over 8000 */
+static const char big_state_text[] =
+    "[run]\nrounds = 4\ncheckpoint_every = 1\n[data]\ndataset = quadratic\n"
+    "clients = 5\ndim = 1000\n[algorithm]\nname = scafcom\nlocal_steps = 2\n"
+    "batch = 1\nlr_local = 0.1\n";
+
 /* A state checkpoint the store refuses (here: a 5000-byte value limit
  * below the 256 MiB parts, standing in for any failure to store it) costs
  * the resume point, never the round: the run completes, or stops as
@@ -381,10 +387,7 @@ static void test_state_too_big_keeps_the_rounds(void **state)
 {
     (void)state;
     struct fp_scenario sc;
-    /* d = 1000: the model is 4000 bytes, the SCAFCOM state over 8000 */
-    load(&sc, "[run]\nrounds = 4\ncheckpoint_every = 1\n[data]\ndataset = quadratic\n"
-              "clients = 5\ndim = 1000\n[algorithm]\nname = scafcom\nlocal_steps = 2\n"
-              "batch = 1\nlr_local = 0.1\n");
+    load(&sc, big_state_text);
     struct fp_store *st = open_store("big.db");
     struct fp_sim_result ref, capped, stopped;
     run_sim(&sc, 1, "ref.f32", st, &ref);
@@ -413,9 +416,7 @@ static void test_state_in_parts(void **state)
 {
     (void)state;
     struct fp_scenario sc;
-    load(&sc, "[run]\nrounds = 4\ncheckpoint_every = 1\n[data]\ndataset = quadratic\n"
-              "clients = 5\ndim = 1000\n[algorithm]\nname = scafcom\nlocal_steps = 2\n"
-              "batch = 1\nlr_local = 0.1\n");
+    load(&sc, big_state_text);
     struct fp_store *st = open_store("parts.db");
     struct fp_sim_result ref, stopped, resumed;
     run_sim(&sc, 1, "ref.f32", st, &ref);
