@@ -206,8 +206,11 @@ SW=(--vary run.seed=1,2 --set run.rounds=30 --set run.checkpoint_every=2 --set d
     --set participation.sample=5 --store "$T/swk.db" --threads 1 --quiet)
 "$FP" sweep "$P" "${SW[@]}" >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 600); do
-  [ "$(sqlite3 "$T/swk.db" 'select count(*) from rounds where run_id=2' 2>/dev/null)" = 3 ] && break
+# (wait for run 2's third round, however slow a loaded machine is; stop
+# waiting if the sweep has ended)
+for _ in $(seq 6000); do
+  [ "$(sqlite3 "$T/swk.db" 'select count(*) from rounds where run_id=2' 2>/dev/null || echo 0)" -ge 3 ] && break
+  kill -0 $pid 2>/dev/null || break
   sleep 0.05
 done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
