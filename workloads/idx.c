@@ -65,7 +65,7 @@ struct fp__src {
 /* Moves the unread bytes to the front of buf and reads more after them. */
 static int fp__src_more(struct fp__src *s, struct fp_error *err)
 {
-    if (s->in_eof)
+    if (s->in_eof || s->zs.avail_in == FP__IN_BYTES) /* a full buffer: nothing to read into */
         return 0;
     if (s->zs.avail_in && s->zs.next_in != s->buf)
         memmove(s->buf, s->zs.next_in, s->zs.avail_in);
