@@ -13,12 +13,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FP__DEFAULT_FMNIST_PATH "/usr/share/datasets/fashion-mnist"
 /* Longest string value: "key = value" must fit inih's 200-byte line so that
@@ -66,8 +68,9 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_RUN_SEED] = {"run", "seed", "an integer in [0, 2^64)"},
     [K_RUN_ROUNDS] = {"run", "rounds", "an integer in [1, 10000000]"},
     [K_RUN_EVAL_EVERY] = {"run", "eval_every", "an integer in [1, 10000000]"},
-    [K_RUN_CHECKPOINT_EVERY] = {"run", "checkpoint_every",
-                                "an integer in [0, 10000000] (0: a checkpoint only when a signal stops the run)"},
+    [K_RUN_CHECKPOINT_EVERY] =
+        {"run", "checkpoint_every",
+         "an integer in [0, 10000000] (0: a checkpoint only when a signal stops the run)"},
     [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
     [K_DATA_PATH] = {"data", "path",
                      "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
@@ -176,6 +179,36 @@ static int fp__parse_str(const char *v, size_t min, char *dst)
     return 0;
 }
 
+/* A file or directory the run reads ([data] path, [model] init), made
+ * absolute here, when the scenario is loaded, so that the canonical text the
+ * store keeps means the same file from whatever directory the run is
+ * resumed. A relative path goes through realpath() against the working
+ * directory (or, for a path that does not exist yet, is joined to it: the
+ * open then fails naming the absolute path). An absolute path stays as
+ * typed: it already means one file from anywhere, and keeping its text keeps
+ * a sweep's match with runs stored before paths were resolved. Which bytes
+ * the file held is the input hashes' business (core/inputs.h), not the
+ * path's. -1: not a valid string; -2: valid, but its absolute form breaks
+ * the string rules (too long, or a ';' or control character). */
+static int fp__parse_path(const char *v, char *dst)
+{
+    if (fp__parse_str(v, 1, dst))
+        return -1;
+    if (v[0] == '/')
+        return 0;
+    char abs[PATH_MAX + 2];
+    if (!realpath(v, abs)) {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            return -2;
+        int n = snprintf(abs, sizeof abs, "%s/%s", strcmp(cwd, "/") ? cwd : "",
+                         strncmp(v, "./", 2) ? v : v + 2);
+        if (n < 0 || (size_t)n >= sizeof abs)
+            return -2;
+    }
+    return fp__parse_str(abs, 1, dst) ? -2 : 0;
+}
+
 static int fp__parse_comp(const char *v, struct fp_comp_spec *c)
 {
     if (!strcmp(v, "identity"))
@@ -245,7 +278,7 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         else
             return -1;
         return 0;
-    case K_DATA_PATH: return fp__parse_str(v, 1, sc->data_path);
+    case K_DATA_PATH: return fp__parse_path(v, sc->data_path);
     case K_DATA_CLIENTS: return fp__parse_u32(v, 1, 1000000, &sc->clients);
     case K_DATA_PARTITION:
         if (!strcmp(v, "iid"))
@@ -278,7 +311,7 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             return -1;
         return 0;
     case K_MODEL_HIDDEN: return fp__parse_u32(v, 1, 100000, &sc->hidden);
-    case K_MODEL_INIT: return fp__parse_str(v, 1, sc->init_path);
+    case K_MODEL_INIT: return fp__parse_path(v, sc->init_path);
     case K_ALGO_NAME:
         if (!strcmp(v, "fedavg"))
             sc->algorithm = FP_ALGO_FEDAVG;
@@ -365,7 +398,15 @@ static int fp__apply(struct fp__parse *p, const char *section, const char *name,
                             p->key_line[k]);
         if (line > 0 && p->dropped[k])
             return 1; /* removed by --set section.key= : the default stands */
-        if (fp__set_value(p, (enum fp__key)k, value))
+        int bad = fp__set_value(p, (enum fp__key)k, value);
+        if (bad == -2)
+            return fp__fail(p, line,
+                            "[%s] %s = '%s': its absolute path (which the run store keeps, so "
+                            "that a resumed run reads the same file) is longer than %d "
+                            "characters or holds a ';' or control character; use a shorter "
+                            "absolute path",
+                            section, name, value, FP__STR_MAX);
+        if (bad)
             return fp__fail(p, line, "[%s] %s = '%s' is not valid: expected %s", section, name,
                             value, fp__keys[k].allowed);
         p->key_line[k] = line;

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fi >= 0 && fl >= 0) {
         struct fp_dataset ds;
         struct fp_error err;
-        if (fp_idx_load(&ds, ip, lp, &err) == 0) {
+        if (fp_idx_load(&ds, ip, lp, NULL, &err) == 0) {
             if (ds.n == 0 && ds.x)
                 abort();
             for (size_t i = 0; i < ds.n; i++)

@@ -22,6 +22,7 @@
 #include "../algorithms/algorithm.h"
 #include "../core/format.h"
 #include "../core/hash.h"
+#include "../core/inputs.h"
 #include "../workloads/workload.h"
 
 #define FP__CHUNK_BYTES ((size_t)256 << 20) /* uploads held at once */
@@ -219,7 +220,41 @@ static int fp__load_init(struct fp__sim *s, struct fp_error *err)
         if (!isfinite(s->server.x[j]))
             return fp_error_set(err, FP_EFORMAT, "[model] init = %s: value %zu is not finite", path,
                                 j);
-    return 0;
+    /* The file is exactly these bytes (checked above): their hash is the
+     * file's, without reading it twice. */
+    char hex[65];
+    fp_sha256_hex(s->server.x, d * sizeof(float), hex);
+    return fp_inputs_add(&s->w->inputs, path, hex, err);
+}
+
+/* A resumed run must end with the model the run would have ended with, so
+ * every file it read when it started must still hold the same bytes. The
+ * workload recorded what it read now (s->w->inputs); the init file, which a
+ * state checkpoint makes unnecessary to read, is hashed here so that it is
+ * checked all the same. A run stored before schema version 3 recorded
+ * nothing: it resumes as it always did, with a warning. */
+static int fp__check_inputs(struct fp__sim *s, const struct fp_resume *rs, int64_t run,
+                            struct fp_error *err)
+{
+    char whose[48];
+    snprintf(whose, sizeof whose, "run %lld", (long long)run);
+    if (!rs->inputs) {
+        fprintf(stderr,
+                "fedpress: warning: %s was stored by an older fedpress, which did not record "
+                "the SHA-256 of its input files: they cannot be checked, so nothing shows "
+                "that the resumed run reads the data it started with\n",
+                whose);
+        return 0;
+    }
+    if (rs->state && s->sc->init_path[0]) {
+        char hex[65];
+        int rc = fp_sha256_file(s->sc->init_path, hex, err);
+        if (rc)
+            return rc;
+        if ((rc = fp_inputs_add(&s->w->inputs, s->sc->init_path, hex, err)))
+            return rc;
+    }
+    return fp_inputs_compare(rs->inputs, s->w->inputs.text, whose, err);
 }
 
 static int fp__write_model(const char *path, const float *x, size_t d, struct fp_error *err)
@@ -327,6 +362,14 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
      * client would oversubscribe the cores and make timing erratic. */
     openblas_set_num_threads(1);
 
+    /* A stored input that is gone is named before the loader trips on it
+     * with a less helpful "not found". */
+    if (opt->resume && opt->resume->inputs) {
+        char whose[48];
+        snprintf(whose, sizeof whose, "run %lld", (long long)opt->resume_run);
+        if ((rc = fp_inputs_present(opt->resume->inputs, whose, err)))
+            goto fail;
+    }
     if ((rc = fp_workload_create(&s.w, sc, err)))
         goto fail;
     if ((rc = fp_algo_params_from(&s.p, sc, s.w->d, err)))
@@ -400,13 +443,18 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
                                .clients = N,
                                .sample = S,
                                .d = s.p.d,
-                               .threads = s.nworkers};
+                               .threads = s.nworkers,
+                               .inputs = s.w->inputs.text ? s.w->inputs.text : ""};
     uint32_t first_round = 1, state_round = 0;
     if (opt->resume) {
         /* Continue run opt->resume_run after its newest state checkpoint:
          * everything the store holds past that round is forgotten and run
          * again, the same bits since every draw is keyed by its round. */
         const struct fp_resume *rs = opt->resume;
+        /* Before anything of the run in the store is touched: a refusal
+         * leaves it as it was. */
+        if ((rc = fp__check_inputs(&s, rs, opt->resume_run, err)))
+            goto fail;
         if (rs->state &&
             (rc = fp_algo_state_load(&s.server, s.cstate, rs->state, rs->state_len, err)))
             goto fail;

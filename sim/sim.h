@@ -27,7 +27,11 @@ struct fp_sim_options {
     const char *model_out;       /* if set, the final model is written here (raw f32) */
     /* Resume: continue run resume_run of the store from the checkpoint in
      * *resume (fp_store_load_resume); the scenario must be the one parsed
-     * from resume->scenario. NULL: a new run. */
+     * from resume->scenario. The files the run read when it started
+     * (resume->inputs) must hold the same bytes now, or the run is refused
+     * (FP_ENOTFOUND / FP_EFORMAT naming the file) before the store is
+     * touched; resume->inputs NULL (a run from before schema version 3)
+     * resumes with a warning on stderr. NULL: a new run. */
     const struct fp_resume *resume;
     int64_t resume_run;
     /* Called once a new run has its id, before its first round (e.g. to

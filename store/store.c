@@ -33,11 +33,11 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
                "store: model blobs are IEEE-754 binary32");
 
-#define FP_STORE_SCHEMA_VERSION 2
+#define FP_STORE_SCHEMA_VERSION 3
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
-#define FP__PART_BYTES ((size_t)1 << 28)
-#define FP_STORE_BUSY_MS        5000
+#define FP__PART_BYTES   ((size_t)1 << 28)
+#define FP_STORE_BUSY_MS 5000
 
 enum fp__stmt_id {
     ST_BEGIN,
@@ -71,8 +71,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_INSERT_RUN] =
         "INSERT INTO runs(name, algorithm, dataset, scenario, seed, rounds_planned, clients,"
-        " sample, d, threads, compressor, status, started_at)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'running',"
+        " sample, d, threads, compressor, inputs, blas, status, started_at)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'running',"
         " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
     [ST_UPDATE_RUN_ROUND] =
         "UPDATE runs SET rounds_done = max(rounds_done, ?2),"
@@ -108,7 +108,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                     " VALUES(?1, ?2, 'state', ?3, ?4)",
     [ST_GET_PARTS] = "SELECT data FROM checkpoint_parts"
                      " WHERE run_id = ?1 AND round = ?2 AND kind = 'state' ORDER BY part",
-    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256 FROM runs r"
+    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256, r.inputs FROM runs r"
                       " LEFT JOIN checkpoints c ON c.run_id = r.id AND c.kind = 'state'"
                       " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
     [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
@@ -142,7 +142,16 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     " FOREIGN KEY(run_id, round, kind) REFERENCES checkpoints(run_id, round, kind)"                \
     "  ON DELETE CASCADE);"
 
-/* Schema version 2. Executed only on a file whose user_version is 0, inside
+/* Schema version 3 added two columns to runs: inputs, the SHA-256 of every
+ * file the run reads (core/inputs.h), which --resume checks; and blas, the
+ * BLAS library and kernel the run used. Version 1 and 2 files get them,
+ * NULL for their runs, in place: ALTER TABLE ADD COLUMN, in the same
+ * IMMEDIATE transaction that sets user_version. */
+#define FP__V3_SQL                                                                                 \
+    "ALTER TABLE runs ADD COLUMN inputs TEXT;"                                                     \
+    "ALTER TABLE runs ADD COLUMN blas TEXT;"
+
+/* Schema version 3. Executed only on a file whose user_version is 0, inside
  * the same IMMEDIATE transaction that sets user_version, so two processes
  * opening a fresh file cannot both create it. Every column is documented in
  * docs/store.md; keep the two in step. */
@@ -169,7 +178,9 @@ static const char fp__schema_sql[] =
     " final_test_loss REAL,"
     " uplink_bytes INTEGER NOT NULL DEFAULT 0,"
     " downlink_bytes INTEGER NOT NULL DEFAULT 0,"
-    " model_sha256 TEXT CHECK(model_sha256 IS NULL OR length(model_sha256) = 64));"
+    " model_sha256 TEXT CHECK(model_sha256 IS NULL OR length(model_sha256) = 64),"
+    " inputs TEXT,"
+    " blas TEXT);"
     "CREATE TABLE rounds("
     " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
     " round INTEGER NOT NULL CHECK(round >= 1),"
@@ -200,9 +211,8 @@ static const char fp__schema_sql[] =
     " PRIMARY KEY(run_id, round, kind));"
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
-    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);"
-    FP__PARTS_SQL
-    "PRAGMA user_version = 2;";
+    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
+    "PRAGMA user_version = 3;";
 
 struct fp_store {
     sqlite3 *db;
@@ -380,13 +390,15 @@ static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
             sqlite3_free(msg);
             goto fail;
         }
-    } else if (ver == 1) {
+    } else if (ver == 1 || ver == 2) {
         char *msg = NULL;
-        if (sqlite3_exec(s->db, FP__PARTS_SQL "PRAGMA user_version = 2;", NULL, NULL, &msg) !=
-            SQLITE_OK) {
+        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL "PRAGMA user_version = 3;"
+                                   : FP__V3_SQL "PRAGMA user_version = 3;";
+        if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
             rc = fp_error_set(err, FP_ESTORE,
-                              "Run store %s: upgrading the schema from version 1 failed: %s.",
-                              s->path, msg ? msg : sqlite3_errmsg(s->db));
+                              "Run store %s: upgrading the schema from version %" PRId64
+                              " failed: %s.",
+                              s->path, ver, msg ? msg : sqlite3_errmsg(s->db));
             sqlite3_free(msg);
             goto fail;
         }
@@ -566,6 +578,10 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
     FP__BIND(sqlite3_bind_int64(st, 10, meta->threads));
     FP__BIND(meta->compressor ? sqlite3_bind_text(st, 11, meta->compressor, -1, SQLITE_STATIC)
                               : sqlite3_bind_null(st, 11));
+    FP__BIND(meta->inputs ? sqlite3_bind_text(st, 12, meta->inputs, -1, SQLITE_STATIC)
+                          : sqlite3_bind_null(st, 12));
+    FP__BIND(meta->blas ? sqlite3_bind_text(st, 13, meta->blas, -1, SQLITE_STATIC)
+                        : sqlite3_bind_null(st, 13));
     if (sqlite3_step(st) != SQLITE_DONE) {
         fp__sqlerr(s, err, "inserting the runs row");
         goto fail;
@@ -951,8 +967,8 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 {
     assert(s && cb);
     struct fp__rounds_ctx c = {cb, u};
-    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds,
-                        "fp_store_list_rounds", "listing rounds", fp__round_row, &c, err);
+    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds, "fp_store_list_rounds",
+                        "listing rounds", fp__round_row, &c, err);
 }
 
 struct fp__clients_ctx {
@@ -974,15 +990,14 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
 }
 
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
-                                int (*cb)(void *u, uint32_t round,
-                                          const struct fp_client_round *c),
+                                int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
                                 void *u, struct fp_error *err)
 {
     assert(s && cb);
     struct fp__clients_ctx c = {cb, u};
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
-                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row,
-                        &c, err);
+                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
+                        err);
 }
 
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
@@ -1053,6 +1068,7 @@ void fp_store_resume_free(struct fp_resume *r)
 {
     free(r->scenario);
     free(r->status);
+    free(r->inputs);
     free(r->state);
     memset(r, 0, sizeof *r);
 }
@@ -1123,6 +1139,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     }
     out->scenario = fp__strdup_col(st, 0);
     out->status = fp__strdup_col(st, 1);
+    bool has_inputs = sqlite3_column_type(st, 5) != SQLITE_NULL;
+    out->inputs = has_inputs ? fp__strdup_col(st, 5) : NULL;
     bool has_state = sqlite3_column_type(st, 3) == SQLITE_BLOB;
     if (has_state) {
         out->round = (uint32_t)sqlite3_column_int64(st, 2);
@@ -1133,7 +1151,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
         const char *t = (const char *)sqlite3_column_text(st, 4);
         snprintf(sha, sizeof sha, "%s", t ? t : "");
     }
-    if (!out->scenario || !out->status || (out->state_len && !out->state)) {
+    if (!out->scenario || !out->status || (out->state_len && !out->state) ||
+        (has_inputs && !out->inputs)) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
         goto fail;
     }

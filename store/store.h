@@ -36,6 +36,14 @@ struct fp_run_meta {
     uint32_t sample;  /* S */
     uint64_t d;       /* parameter count */
     uint32_t threads;
+    /* The files the run reads with their SHA-256, one "<hex>  <absolute
+     * path>" line each (core/inputs.h); "" if it reads none. NULL stores
+     * NULL, which --resume takes for a run stored before schema version 3
+     * (inputs not recorded, so not checked). */
+    const char *inputs;
+    /* The BLAS library and kernel the run uses (e.g. "OpenBLAS 0.3.21
+     * Haswell"); may be NULL. */
+    const char *blas;
 };
 
 struct fp_client_round {
@@ -90,13 +98,16 @@ void fp_store_set_value_limit(struct fp_store *s, size_t bytes);
 void fp_store_set_part_bytes(struct fp_store *s, size_t bytes);
 
 /* What `fedpress sim --resume` needs: the run's canonical scenario text, its
- * status, and its newest state checkpoint (state NULL if it has none), read
+ * status, the files it read with their hashes (inputs; NULL for a run stored
+ * before schema version 3, which recorded none), and its newest state
+ * checkpoint (state NULL if it has none), read
  * in one transaction and checked against the checkpoint's SHA-256 (FP_ESTORE
  * if it does not match).
  * Owned by the struct; free with fp_store_resume_free. FP_ENOTFOUND if the
  * run does not exist. */
 struct fp_resume {
     char *scenario, *status;
+    char *inputs;   /* see fp_run_meta.inputs; NULL: not recorded */
     uint32_t round; /* the round the state is after */
     void *state;
     size_t state_len;
@@ -141,8 +152,7 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
  * client >= 0 keeps that client's rows only. Stops early as
  * fp_store_list_runs does; FP_ENOTFOUND if the run does not exist. */
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
-                                int (*cb)(void *u, uint32_t round,
-                                          const struct fp_client_round *c),
+                                int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
                                 void *u, struct fp_error *err);
 /* A run whose canonical scenario text is exactly `scenario`: the newest
  * completed one if there is one, else the newest of any status; *run_id = 0

@@ -91,7 +91,7 @@ static void check_good(void)
 {
     struct fp_dataset ds;
     struct fp_error err = {0};
-    assert_int_equal(fp_idx_load(&ds, img_path, lab_path, &err), 0);
+    assert_int_equal(fp_idx_load(&ds, img_path, lab_path, NULL, &err), 0);
     assert_int_equal(ds.n, 3);
     assert_int_equal(ds.dim, 4);
     assert_int_equal(ds.nclasses, 10);
@@ -124,7 +124,7 @@ static void expect_error(int rc_want, const char *needle1, const char *needle2)
 {
     struct fp_dataset ds;
     struct fp_error err = {0};
-    int rc = fp_idx_load(&ds, img_path, lab_path, &err);
+    int rc = fp_idx_load(&ds, img_path, lab_path, NULL, &err);
     if (rc != rc_want)
         fail_msg("rc %d, want %d (%s)", rc, rc_want, err.msg);
     if (!strstr(err.msg, needle1) || (needle2 && !strstr(err.msg, needle2)))
@@ -215,6 +215,170 @@ static void test_huge_header(void **state)
     expect_error(FP_EFORMAT, img_path, "image size 100000x100000");
 }
 
+/* ---- gzip damage: what the format lets us verify (RFC 1952) ------------ */
+
+static unsigned char gzbuf[1 << 16];
+static size_t gzlen;
+
+/* Reads path into gzbuf. */
+static void slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    gzlen = fread(gzbuf, 1, sizeof gzbuf, f);
+    assert_true(gzlen > 18 && gzlen < sizeof gzbuf);
+    fclose(f);
+}
+
+static void spill(const char *path, const unsigned char *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (n)
+        assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The good pair, the images file gzip'd by zlib and held in gzbuf. */
+static void good_images_gz(void)
+{
+    write_good(1);
+    slurp(img_path);
+    /* a gzip member ends with CRC-32 and ISIZE, little-endian */
+    uint32_t isize = (uint32_t)gzbuf[gzlen - 4] | (uint32_t)gzbuf[gzlen - 3] << 8 |
+                     (uint32_t)gzbuf[gzlen - 2] << 16 | (uint32_t)gzbuf[gzlen - 1] << 24;
+    assert_int_equal(isize, 16 + sizeof pixels);
+}
+
+static void test_gz_trailer_cut(void **state)
+{
+    (void)state;
+    /* The whole trailer, the size only, one byte of it: each is refused. */
+    static const size_t cut[] = {8, 4, 1, 5};
+    for (size_t i = 0; i < sizeof cut / sizeof *cut; i++) {
+        good_images_gz();
+        spill(img_path, gzbuf, gzlen - cut[i]);
+        expect_error(FP_EFORMAT, img_path, "truncated");
+    }
+    good_images_gz();
+    check_good(); /* the intact file still loads */
+}
+
+static void test_gz_bad_crc(void **state)
+{
+    (void)state;
+    good_images_gz();
+    gzbuf[gzlen - 8] ^= 0x01;
+    spill(img_path, gzbuf, gzlen);
+    expect_error(FP_EFORMAT, img_path, "the CRC-32 in its trailer does not match the data");
+}
+
+static void test_gz_bad_isize(void **state)
+{
+    (void)state;
+    good_images_gz();
+    gzbuf[gzlen - 4] ^= 0x40;
+    spill(img_path, gzbuf, gzlen);
+    expect_error(FP_EFORMAT, img_path, "the length field in its trailer does not match the data");
+}
+
+static void test_gz_trailing_garbage(void **state)
+{
+    (void)state;
+    static const char *const tails[] = {"garbage", "\0", "\x1f", "\0\0\0\0\0\0\0\0"};
+    static const size_t tail_len[] = {7, 1, 1, 8};
+    for (size_t i = 0; i < sizeof tails / sizeof *tails; i++) {
+        good_images_gz();
+        memcpy(gzbuf + gzlen, tails[i], tail_len[i]);
+        spill(img_path, gzbuf, gzlen + tail_len[i]);
+        expect_error(FP_EFORMAT, img_path, "trailing garbage after the gzip data");
+    }
+}
+
+/* The case that trains on damaged data: a stored (uncompressed) deflate
+ * block has no check of its own, so a flipped pixel is caught only by the
+ * CRC-32 — which is gone when the trailer is cut off as well. */
+static void test_gz_damage_without_trailer(void **state)
+{
+    (void)state;
+    write_good(1);
+    unsigned char h[16];
+    be32(h, 0x803);
+    be32(h + 4, 3);
+    be32(h + 8, 2);
+    be32(h + 12, 2);
+    gzFile f = gzopen(img_path, "wb0"); /* level 0: stored blocks */
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, h, 16), 16);
+    assert_int_equal(gzwrite(f, pixels, sizeof pixels), (int)sizeof pixels);
+    assert_int_equal(gzclose(f), Z_OK);
+    slurp(img_path);
+    unsigned char *px = memmem(gzbuf, gzlen, pixels, sizeof pixels);
+    assert_non_null(px);
+    px[5] ^= 0x80;
+    spill(img_path, gzbuf, gzlen - 8);
+    expect_error(FP_EFORMAT, img_path, "truncated");
+}
+
+/* Damage inside the compressed data: the CRC (or inflate itself) sees it. */
+static void test_gz_corrupt_body(void **state)
+{
+    (void)state;
+    good_images_gz();
+    gzbuf[12] ^= 0x20; /* past the 10-byte header, inside the deflate data */
+    spill(img_path, gzbuf, gzlen);
+    expect_error(FP_EFORMAT, img_path, "corrupt gzip data");
+}
+
+/* RFC 1952 lets a file hold several members, read as one stream (what
+ * gzip -d does): the header in one member and the pixels in the next load;
+ * a second member holding bytes past the last item is refused as any extra
+ * bytes are. */
+static void test_gz_members(void **state)
+{
+    (void)state;
+    write_good(1);
+    unsigned char h[16];
+    be32(h, 0x803);
+    be32(h + 4, 3);
+    be32(h + 8, 2);
+    be32(h + 12, 2);
+    gzFile f = gzopen(img_path, "wb");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, h, 16), 16);
+    assert_int_equal(gzclose(f), Z_OK);
+    f = gzopen(img_path, "ab");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, pixels, sizeof pixels), (int)sizeof pixels);
+    assert_int_equal(gzclose(f), Z_OK);
+    check_good();
+    f = gzopen(img_path, "ab");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, "x", 1), 1);
+    assert_int_equal(gzclose(f), Z_OK);
+    expect_error(FP_EFORMAT, img_path, "unexpected bytes after the last item");
+}
+
+/* Uncompressed IDX: exactly the bytes the header declares, no more, no less. */
+static void test_plain_exact(void **state)
+{
+    (void)state;
+    write_good(0);
+    FILE *f = fopen(img_path, "rb");
+    assert_non_null(f);
+    unsigned char b[64];
+    size_t n = fread(b, 1, sizeof b, f);
+    fclose(f);
+    assert_int_equal(n, 16 + sizeof pixels);
+    spill(img_path, b, n - 1);
+    expect_error(FP_EFORMAT, img_path, "truncated while reading the pixels");
+    b[n] = 0;
+    spill(img_path, b, n + 1);
+    expect_error(FP_EFORMAT, img_path, "unexpected bytes after the last item");
+    spill(img_path, b, n);
+    check_good();
+}
+
 static void test_missing(void **state)
 {
     (void)state;
@@ -227,11 +391,11 @@ static void test_missing(void **state)
              img_path);
     struct fp_dataset ds;
     struct fp_error err = {0};
-    assert_int_equal(fp_idx_load(&ds, img_path, lab_path, &err), FP_EIO);
+    assert_int_equal(fp_idx_load(&ds, img_path, lab_path, NULL, &err), FP_EIO);
     assert_string_equal(err.msg, want);
 
     struct fp_dataset tr, te;
-    assert_int_equal(fp_fmnist_load(&tr, &te, dir, &err), FP_EIO);
+    assert_int_equal(fp_fmnist_load(&tr, &te, dir, NULL, &err), FP_EIO);
     snprintf(want, sizeof want, "%s/train-images-idx3-ubyte.gz: not found", dir);
     assert_non_null(strstr(err.msg, want));
     assert_null(tr.x);
@@ -247,7 +411,7 @@ static void test_real_fmnist(void **state)
     }
     struct fp_dataset tr, te;
     struct fp_error err = {0};
-    if (fp_fmnist_load(&tr, &te, FMNIST_DIR, &err))
+    if (fp_fmnist_load(&tr, &te, FMNIST_DIR, NULL, &err))
         fail_msg("%s", err.msg);
     assert_int_equal(tr.n, 60000);
     assert_int_equal(te.n, 10000);
@@ -293,6 +457,14 @@ int main(void)
         cmocka_unit_test(test_label_out_of_range),
         cmocka_unit_test(test_trailing_bytes),
         cmocka_unit_test(test_huge_header),
+        cmocka_unit_test(test_gz_trailer_cut),
+        cmocka_unit_test(test_gz_bad_crc),
+        cmocka_unit_test(test_gz_bad_isize),
+        cmocka_unit_test(test_gz_trailing_garbage),
+        cmocka_unit_test(test_gz_damage_without_trailer),
+        cmocka_unit_test(test_gz_corrupt_body),
+        cmocka_unit_test(test_gz_members),
+        cmocka_unit_test(test_plain_exact),
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_real_fmnist),
     };

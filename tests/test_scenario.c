@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -280,6 +282,79 @@ static void test_file_errors(void **state)
 }
 
 /* Every shipped scenario loads, and its [run] name is its file name. */
+/* [data] path and [model] init are stored absolute, so that the canonical
+ * text means the same files from any directory: a relative path is resolved
+ * against the working directory when the scenario is loaded. */
+static void test_paths_made_absolute(void **state)
+{
+    (void)state;
+    char dir[64] = "/tmp/fp_test_scn.XXXXXX", old[4096], real[PATH_MAX], want[PATH_MAX + 64];
+    assert_non_null(mkdtemp(dir));
+    assert_non_null(getcwd(old, sizeof old));
+    assert_int_equal(chdir(dir), 0);
+    assert_non_null(realpath(".", real)); /* /tmp may itself be a link */
+    FILE *f = fopen("w.f32", "wb");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(mkdir("fm", 0700), 0);
+
+    struct fp_scenario sc, again;
+    struct fp_error err = {0};
+    const char *text = "[data]\npath = ./fm/../fm\n[model]\nkind = logreg\ninit = w.f32\n";
+    if (fp_scenario_load_string(&sc, text, "t", NULL, 0, &err))
+        fail_msg("%s", err.msg);
+    snprintf(want, sizeof want, "%s/fm", real);
+    assert_string_equal(sc.data_path, want);
+    snprintf(want, sizeof want, "%s/w.f32", real);
+    assert_string_equal(sc.init_path, want);
+    char *canon = fp_scenario_canonical(&sc);
+    assert_non_null(canon);
+    snprintf(want, sizeof want, "\ninit = %s/w.f32\n", real);
+    assert_non_null(strstr(canon, want));
+    snprintf(want, sizeof want, "\npath = %s/fm\n", real);
+    assert_non_null(strstr(canon, want));
+
+    /* A file that does not exist (yet) is joined to the directory; --set
+     * paths are resolved the same way. */
+    const char *set[] = {"model.init=./nope.f32"};
+    assert_int_equal(fp_scenario_load_string(&sc, text, "t", set, 1, &err), 0);
+    snprintf(want, sizeof want, "%s/nope.f32", real);
+    assert_string_equal(sc.init_path, want);
+
+    /* Loaded again from another directory: the same paths. */
+    assert_int_equal(chdir("/"), 0);
+    assert_int_equal(fp_scenario_load_string(&again, canon, "canon", NULL, 0, &err), 0);
+    snprintf(want, sizeof want, "%s/w.f32", real);
+    assert_string_equal(again.init_path, want);
+    snprintf(want, sizeof want, "%s/fm", real);
+    assert_string_equal(again.data_path, want);
+    free(canon);
+
+    /* Absolute paths stay as typed. */
+    assert_int_equal(fp_scenario_load_string(&sc, "[data]\npath = /a/../b/\n", "t", NULL, 0, &err),
+                     0);
+    assert_string_equal(sc.data_path, "/a/../b/");
+
+    /* An absolute form longer than a scenario string may be is refused, by name. */
+    char longdir[200];
+    memset(longdir, 'd', 150);
+    longdir[150] = '\0';
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(mkdir(longdir, 0700), 0);
+    assert_int_equal(chdir(longdir), 0);
+    assert_int_equal(fp_scenario_load_string(&sc, "[model]\ninit = a-rather-long-file-name.f32\n",
+                                             "t", NULL, 0, &err),
+                     FP_EINVAL);
+    assert_non_null(strstr(err.msg, "t:2: [model] init = 'a-rather-long-file-name.f32': its "
+                                    "absolute path"));
+    assert_int_equal(chdir(dir), 0);
+    rmdir(longdir);
+    unlink("w.f32");
+    rmdir("fm");
+    assert_int_equal(chdir(old), 0);
+    rmdir(dir);
+}
+
 static void test_shipped_scenarios_load(void **state)
 {
     (void)state;
@@ -321,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_compressed_scenarios),
         cmocka_unit_test(test_defaults_and_canonical_roundtrip),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_paths_made_absolute),
         cmocka_unit_test(test_shipped_scenarios_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -268,7 +268,9 @@ static void test_full_run_round_trip(void **state)
     char txt[200];
     q_text(f->db, "PRAGMA journal_mode", txt, sizeof txt);
     assert_string_equal(txt, "wal");
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 2);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
+    /* meta_a records neither inputs nor BLAS: both NULL, not "" */
+    assert_int_equal(q_int(f->db, "SELECT inputs IS NULL AND blas IS NULL FROM runs"), 1);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 6);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE round = 2 AND "
                                   "client IN (12, 22)"),
@@ -463,7 +465,7 @@ static void test_newer_schema_refused(void **state)
     struct fx *f = *state;
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     struct fp_store *s = NULL;
@@ -471,7 +473,7 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
     assert_null(s);
     assert_non_null(strstr(e.msg, f->db));
-    assert_non_null(strstr(e.msg, "schema version 3"));
+    assert_non_null(strstr(e.msg, "schema version 4"));
 }
 
 struct client_rows {
@@ -519,6 +521,133 @@ static void test_list_client_rounds(void **state)
     fp_store_close(s);
 }
 
+/* What schema version 3 added to runs, taken away again: a file as
+ * versions 1 and 2 wrote it. */
+#define V3_COLUMNS_DROPPED "ALTER TABLE runs DROP COLUMN inputs; ALTER TABLE runs DROP COLUMN blas;"
+
+static const char inputs_a[] =
+    "0000000000000000000000000000000000000000000000000000000000000001  /data/train.gz\n"
+    "00000000000000000000000000000000000000000000000000000000000000ff  /w/init.f32\n";
+
+/* Schema version 3: a run's inputs and BLAS go in with the run, and
+ * --resume reads the inputs back; NULL and "" stay apart (not recorded /
+ * recorded: no files). */
+static void test_inputs_and_blas(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    struct fp_run_meta m = meta_a;
+    int64_t id1 = 0, id2 = 0, id3 = 0;
+    m.inputs = inputs_a;
+    m.blas = "OpenBLAS 0.3.21 SkylakeX";
+    assert_int_equal(fp_store_begin_run(s, &m, &id1, &e), 0);
+    m.inputs = "";
+    m.blas = NULL;
+    assert_int_equal(fp_store_begin_run(s, &m, &id2, &e), 0);
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id3, &e), 0);
+    char txt[400];
+    q_text(f->db, "SELECT inputs FROM runs WHERE id = 1", txt, sizeof txt);
+    assert_string_equal(txt, inputs_a);
+    q_text(f->db, "SELECT blas FROM runs WHERE id = 1", txt, sizeof txt);
+    assert_string_equal(txt, "OpenBLAS 0.3.21 SkylakeX");
+    assert_int_equal(q_int(f->db, "SELECT inputs = '' AND blas IS NULL FROM runs WHERE id = 2"), 1);
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(s, id1, &rs, &e), 0);
+    assert_string_equal(rs.inputs, inputs_a);
+    fp_store_resume_free(&rs);
+    assert_null(rs.inputs);
+    assert_int_equal(fp_store_load_resume(s, id2, &rs, &e), 0);
+    assert_non_null(rs.inputs);
+    assert_string_equal(rs.inputs, "");
+    fp_store_resume_free(&rs);
+    assert_int_equal(fp_store_load_resume(s, id3, &rs, &e), 0);
+    assert_null(rs.inputs);
+    fp_store_resume_free(&rs);
+    fp_store_close(s);
+}
+
+/* A version 2 store is upgraded in place when opened: runs gains inputs and
+ * blas (NULL for the runs it had), everything else stays readable, and new
+ * runs record both. */
+static void test_schema_2_upgraded(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = write_run_a(s), id2 = 0;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id2, &e), 0);
+    uint8_t blob[300];
+    for (int i = 0; i < 300; i++)
+        blob[i] = (uint8_t)(i * 5);
+    fp_store_set_part_bytes(s, 128);
+    assert_int_equal(fp_store_put_state(s, id2, 2, blob, sizeof blob, &e), 0);
+    fp_store_close(s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h, V3_COLUMNS_DROPPED "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
+                                  " WHERE name IN ('inputs', 'blas')"),
+                     0);
+
+    s = open_ok(f->db);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
+                                  " WHERE name IN ('inputs', 'blas')"),
+                     2);
+    assert_int_equal(
+        q_int(f->db, "SELECT count(*) FROM runs WHERE inputs IS NULL AND blas IS NULL"), 2);
+    struct run_copy rc = {0};
+    assert_int_equal(fp_store_list_runs(s, collect_run, &rc, &e), 0);
+    assert_int_equal(rc.n, 2);
+    assert_string_equal(rc.sha[0], model_hex);
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(s, id2, &rs, &e), 0);
+    assert_null(rs.inputs);
+    assert_int_equal(rs.round, 2);
+    assert_int_equal(rs.state_len, sizeof blob);
+    assert_memory_equal(rs.state, blob, sizeof blob);
+    fp_store_resume_free(&rs);
+    struct fp_run_meta m = meta_a;
+    m.inputs = inputs_a;
+    m.blas = "OpenBLAS";
+    int64_t id3 = 0;
+    assert_int_equal(fp_store_begin_run(s, &m, &id3, &e), 0);
+    assert_int_equal(fp_store_load_resume(s, id3, &rs, &e), 0);
+    assert_string_equal(rs.inputs, inputs_a);
+    fp_store_resume_free(&rs);
+    fp_store_close(s);
+    (void)id;
+}
+
+/* The upgrade is one transaction with user_version: when its second ALTER
+ * fails (here: the file already has a blas column), the first one is rolled
+ * back too and the file stays a version 2 store, refused by name. */
+static void test_schema_upgrade_is_atomic(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    fp_store_close(s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "ALTER TABLE runs DROP COLUMN inputs; PRAGMA user_version = 2",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+    struct fp_error e = {0};
+    s = NULL;
+    assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
+    assert_null(s);
+    assert_non_null(strstr(e.msg, "upgrading the schema from version 2 failed"));
+    assert_non_null(strstr(e.msg, f->db));
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
+                                  " WHERE name = 'inputs'"),
+                     0);
+}
+
 /* A version 1 store (no checkpoint_parts) is upgraded in place when opened,
  * keeping its runs and its one-value state checkpoints readable. */
 static void test_schema_1_upgraded(void **state)
@@ -537,17 +666,23 @@ static void test_schema_1_upgraded(void **state)
     /* Make it what version 1 wrote */
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1",
+    assert_int_equal(sqlite3_exec(h,
+                                  V3_COLUMNS_DROPPED "DROP TABLE checkpoint_parts;"
+                                                     "PRAGMA user_version = 1",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     s = NULL;
     assert_int_equal(fp_store_open(&s, f->db, &e), 0);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 2);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
+                                  " WHERE name IN ('inputs', 'blas')"),
+                     2);
     struct fp_resume rs;
     assert_int_equal(fp_store_load_resume(s, id, &rs, &e), 0);
+    assert_null(rs.inputs); /* recorded none: --resume warns it cannot check them */
     assert_int_equal(rs.round, 2);
     assert_int_equal(rs.state_len, sizeof blob);
     assert_memory_equal(rs.state, blob, sizeof blob);
@@ -565,8 +700,9 @@ static void test_schema_1_upgraded(void **state)
     /* a damaged part is caught by the SHA-256, not handed to the algorithm */
     sqlite3 *h2 = NULL;
     assert_int_equal(sqlite3_open(f->db, &h2), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h2, "UPDATE checkpoint_parts SET data = zeroblob(length(data))"
-                                      " WHERE part = 2",
+    assert_int_equal(sqlite3_exec(h2,
+                                  "UPDATE checkpoint_parts SET data = zeroblob(length(data))"
+                                  " WHERE part = 2",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_close(h2), SQLITE_OK);
@@ -813,6 +949,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_client_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_1_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_2_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_upgrade_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inputs_and_blas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_run, setup, teardown),

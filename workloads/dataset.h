@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
+#include "../core/inputs.h"
 #include "../core/scenario.h"
 
 /* Classes of Fashion-MNIST and of synthetic(alpha, beta); labels must be below. */
@@ -33,17 +34,22 @@ struct fp_dataset {
 
 void fp_dataset_free(struct fp_dataset *ds);
 
-/* Loads one IDX pair (gzip'd or plain; zlib reads both): images with magic
- * 0x00000803 (n x rows x cols, unsigned bytes, scaled to [0, 1] as byte/255)
- * and labels with magic 0x00000801 (n bytes, each < FP_NCLASSES). Every
- * error names the offending file. A missing file gets FP_EIO and the hint
- * to install dataset-fashion-mnist. On error *ds is left zeroed. */
+/* Loads one IDX pair (gzip'd or plain): images with magic 0x00000803
+ * (n x rows x cols, unsigned bytes, scaled to [0, 1] as byte/255) and labels
+ * with magic 0x00000801 (n bytes, each < FP_NCLASSES). Each file must hold
+ * exactly the bytes its header declares; a gzip file must pass every check
+ * the format has (each member's CRC-32 and length, nothing after the last
+ * member). Every error names the offending file and the reason. A missing
+ * file gets FP_EIO and the hint to install dataset-fashion-mnist. When
+ * inputs is not NULL, each file read is appended to it with the SHA-256 of
+ * its bytes (see core/inputs.h). On error *ds is left zeroed. */
 int fp_idx_load(struct fp_dataset *ds, const char *images_path, const char *labels_path,
-                struct fp_error *err);
+                struct fp_inputs *inputs, struct fp_error *err);
 
-/* Loads dir/train-* and dir/t10k-* (".gz" names first, then the plain ones). */
+/* Loads dir/train-* and dir/t10k-* (".gz" names first, then the plain ones),
+ * in that order; inputs as for fp_idx_load. */
 int fp_fmnist_load(struct fp_dataset *train, struct fp_dataset *test, const char *dir,
-                   struct fp_error *err);
+                   struct fp_inputs *inputs, struct fp_error *err);
 
 /* Client c holds examples indices[offsets[c] .. offsets[c+1]), ascending. */
 struct fp_partition {

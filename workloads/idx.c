@@ -1,16 +1,19 @@
 /*
- * workloads/idx.c — the IDX file format of (Fashion-)MNIST, read through zlib.
+ * workloads/idx.c — the IDX file format of (Fashion-)MNIST, plain or gzip'd.
  *
  * Header: 4-byte big-endian magic (0x00000803 = 3-d unsigned bytes for
  * images, 0x00000801 = 1-d for labels), then one big-endian uint32 per
  * dimension, then the bytes. Nothing from a header reaches malloc before the
  * caps in dataset.h; a file that ends early or carries trailing bytes is
- * rejected rather than half-loaded.
+ * rejected rather than half-loaded, and so is a gzip file that fails any
+ * check of RFC 1952 (see struct fp__src).
  */
 #include "dataset.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +32,67 @@ void fp_dataset_free(struct fp_dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
-/* Opens path for gzread. Separating open() from gzdopen() lets us tell a
- * missing file (the common case: dataset package not installed) from others. */
-static int fp__open(gzFile *out, const char *path, struct fp_error *err)
+/* A file read once, front to back. Its raw bytes go through SHA-256 as
+ * they arrive (the run store records the hash of every input; hashing the
+ * bytes the loader reads anyway costs no second read and hashes exactly what
+ * was trained on). A gzip file goes through inflate driven directly, not
+ * zlib's gzread: gzread ends quietly at trailing garbage after a member and
+ * reports a cut-off trailer only as a soft Z_BUF_ERROR after returning the
+ * data, so neither a truncated nor a padded file would be noticed.
+ *
+ * What is verified, by RFC 1952: every member's header (and its header CRC
+ * where present), its deflate data, and its trailer, the CRC-32 and the
+ * length (ISIZE) of what it holds; members may follow one another (gzip -d
+ * joins them too), and anything else after the last member is refused. The
+ * IDX bytes must be exactly what the header declares: the caller reads them
+ * and fp__src_end refuses any byte more. */
+struct fp__src {
+    const char *path;
+    int fd;
+    int gz;         /* 1: gzip members; 0: the IDX bytes as they are */
+    int zinit;      /* zs is initialised (inflateEnd needed) */
+    int member_end; /* inflate said Z_STREAM_END; what follows is not yet examined */
+    int in_eof;     /* read() returned 0 */
+    uint64_t raw;   /* bytes read from the file so far */
+    z_stream zs;    /* next_in / avail_in: the unread raw bytes in buf (both kinds) */
+    unsigned char *buf;
+    crypto_hash_sha256_state sha;
+    char hex[65]; /* the file's SHA-256, set by fp__src_end */
+};
+
+#define FP__IN_BYTES ((size_t)1 << 17)
+
+/* Moves the unread bytes to the front of buf and reads more after them. */
+static int fp__src_more(struct fp__src *s, struct fp_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    if (s->in_eof || s->zs.avail_in == FP__IN_BYTES) /* a full buffer: nothing to read into */
+        return 0;
+    if (s->zs.avail_in && s->zs.next_in != s->buf)
+        memmove(s->buf, s->zs.next_in, s->zs.avail_in);
+    s->zs.next_in = s->buf;
+    for (;;) {
+        ssize_t got = read(s->fd, s->buf + s->zs.avail_in, FP__IN_BYTES - s->zs.avail_in);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return fp_error_set(err, FP_EIO, "%s: read error: %s", s->path, strerror(errno));
+        if (got == 0)
+            s->in_eof = 1;
+        crypto_hash_sha256_update(&s->sha, s->buf + s->zs.avail_in, (unsigned long long)got);
+        s->zs.avail_in += (unsigned)got;
+        s->raw += (uint64_t)got;
+        return 0;
+    }
+}
+
+/* Opens path. Separating open() from reading lets us tell a missing file
+ * (the common case: dataset package not installed) from others. */
+static int fp__src_open(struct fp__src *s, const char *path, struct fp_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->path = path;
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->fd < 0) {
         if (errno == ENOENT)
             return fp_error_set(err, FP_EIO,
                                 "%s: not found (install it with: apt-get install "
@@ -42,54 +100,179 @@ static int fp__open(gzFile *out, const char *path, struct fp_error *err)
                                 path);
         return fp_error_set(err, FP_EIO, "%s: cannot open: %s", path, strerror(errno));
     }
-    gzFile gz = gzdopen(fd, "rb");
-    if (!gz) {
-        close(fd);
-        return fp_error_set(err, FP_ENOMEM, "%s: cannot start zlib reader", path);
+    s->buf = malloc(FP__IN_BYTES);
+    if (!s->buf)
+        return fp_error_set(err, FP_ENOMEM, "%s: out of memory for its read buffer", path);
+    s->zs.next_in = s->buf;
+    crypto_hash_sha256_init(&s->sha);
+    int rc;
+    while (s->zs.avail_in < 2 && !s->in_eof)
+        if ((rc = fp__src_more(s, err)))
+            return rc;
+    /* An IDX file starts 00 00 08 0x, so only gzip starts 1f 8b. */
+    s->gz = s->zs.avail_in >= 2 && s->buf[0] == 0x1f && s->buf[1] == 0x8b;
+    if (s->gz) {
+        if (inflateInit2(&s->zs, 16 + MAX_WBITS) != Z_OK) /* 16: gzip wrapper only */
+            return fp_error_set(err, FP_ENOMEM, "%s: cannot start zlib's inflate", path);
+        s->zinit = 1;
     }
-    gzbuffer(gz, 1u << 17);
-    *out = gz;
     return 0;
 }
 
-/* Reads exactly len bytes, or fails with "truncated" / zlib's own reason. */
-static int fp__read(gzFile gz, void *buf, size_t len, const char *path, const char *what,
+static void fp__src_close(struct fp__src *s)
+{
+    if (s->zinit)
+        inflateEnd(&s->zs);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->buf);
+    s->zinit = 0;
+    s->fd = -1;
+    s->buf = NULL;
+}
+
+/* inflate's refusal, in words: a trailer that does not match is the
+ * damage the format exists to catch, so say which check failed. */
+static int fp__src_zfail(struct fp__src *s, int zr, const char *what, struct fp_error *err)
+{
+    if (zr == Z_MEM_ERROR)
+        return fp_error_set(err, FP_ENOMEM, "%s: out of memory in zlib's inflate", s->path);
+    const char *m = s->zs.msg ? s->zs.msg : "inflate failed";
+    if (!strcmp(m, "incorrect data check"))
+        m = "the CRC-32 in its trailer does not match the data";
+    else if (!strcmp(m, "incorrect length check"))
+        m = "the length field in its trailer does not match the data";
+    else if (zr == Z_NEED_DICT)
+        m = "it asks for a preset dictionary, which gzip never uses";
+    return fp_error_set(err, FP_EFORMAT,
+                        "%s: corrupt gzip data (%s) while reading %s; the file is damaged: "
+                        "get it again",
+                        s->path, m, what);
+}
+
+/* After a member: 0 at the end of the file, 1 when another member starts
+ * (inflate is reset for it), or an error for bytes that are neither. */
+static int fp__src_next_member(struct fp__src *s, struct fp_error *err)
+{
+    int rc;
+    while (s->zs.avail_in < 2 && !s->in_eof)
+        if ((rc = fp__src_more(s, err)))
+            return rc;
+    if (s->zs.avail_in == 0)
+        return 0;
+    if (s->zs.avail_in >= 2 && s->zs.next_in[0] == 0x1f && s->zs.next_in[1] == 0x8b) {
+        if (inflateReset(&s->zs) != Z_OK)
+            return fp_error_set(err, FP_EFORMAT, "%s: zlib cannot start the next gzip member",
+                                s->path);
+        s->member_end = 0;
+        return 1;
+    }
+    return fp_error_set(err, FP_EFORMAT,
+                        "%s: trailing garbage after the gzip data at byte %" PRIu64
+                        " (neither the end of the file nor another gzip member); the file is "
+                        "damaged: get it again",
+                        s->path, s->raw - s->zs.avail_in);
+}
+
+static int fp__truncated(const struct fp__src *s, const char *what, struct fp_error *err)
+{
+    return fp_error_set(err, FP_EFORMAT, "%s: truncated while reading %s%s", s->path, what,
+                        s->gz ? " (the gzip data ends early)" : "");
+}
+
+/* Reads exactly len bytes, or fails with "truncated" / the gzip damage. */
+static int fp__read(struct fp__src *s, void *out, size_t len, const char *what,
                     struct fp_error *err)
 {
-    unsigned char *p = buf;
+    unsigned char *p = out;
+    int rc;
     while (len > 0) {
-        unsigned chunk = len > (1u << 30) ? (1u << 30) : (unsigned)len;
-        int got = gzread(gz, p, chunk);
-        if (got < 0) {
-            int zerr;
-            const char *msg = gzerror(gz, &zerr);
-            /* zlib reports a stream cut short as Z_BUF_ERROR. */
-            if (zerr == Z_BUF_ERROR)
-                return fp_error_set(err, FP_EFORMAT, "%s: truncated while reading %s", path, what);
-            return fp_error_set(err, FP_EFORMAT, "%s: corrupt gzip data while reading %s: %s", path,
-                                what, msg);
+        if (s->gz && s->member_end) {
+            if ((rc = fp__src_next_member(s, err)) < 0)
+                return rc;
+            if (rc == 0)
+                return fp__truncated(s, what, err);
         }
-        if (got == 0)
-            return fp_error_set(err, FP_EFORMAT, "%s: truncated while reading %s", path, what);
-        p += got;
-        len -= (size_t)got;
+        if (!s->zs.avail_in) {
+            if ((rc = fp__src_more(s, err)))
+                return rc;
+            if (!s->zs.avail_in)
+                return fp__truncated(s, what, err);
+        }
+        if (!s->gz) {
+            size_t n = len < s->zs.avail_in ? len : s->zs.avail_in;
+            memcpy(p, s->zs.next_in, n);
+            s->zs.next_in += n;
+            s->zs.avail_in -= (unsigned)n;
+            p += n;
+            len -= n;
+            continue;
+        }
+        unsigned chunk = len > (1u << 30) ? (1u << 30) : (unsigned)len;
+        s->zs.next_out = p;
+        s->zs.avail_out = chunk;
+        int zr = inflate(&s->zs, Z_NO_FLUSH);
+        size_t made = chunk - s->zs.avail_out;
+        p += made;
+        len -= made;
+        if (zr == Z_STREAM_END)
+            s->member_end = 1;
+        else if (zr != Z_OK && zr != Z_BUF_ERROR) /* Z_BUF_ERROR: needs input, read above */
+            return fp__src_zfail(s, zr, what, err);
     }
     return 0;
 }
 
-static int fp__expect_eof(gzFile gz, const char *path, struct fp_error *err)
+/* The end of the file must come right after the last item: any byte more
+ * (decompressed or, after the last gzip member, raw) is refused, and so is a
+ * gzip member whose trailer is missing or does not match. Then the file's
+ * SHA-256 is final. */
+static int fp__src_end(struct fp__src *s, struct fp_error *err)
 {
-    unsigned char extra;
-    int got = gzread(gz, &extra, 1);
-    if (got == 0)
-        return 0;
-    if (got < 0) {
-        int zerr;
-        const char *msg = gzerror(gz, &zerr);
-        return fp_error_set(err, FP_EFORMAT, "%s: corrupt gzip data after the last item: %s", path,
-                            msg);
+    int rc;
+    for (;;) {
+        if (s->gz && s->member_end) {
+            if ((rc = fp__src_next_member(s, err)) < 0)
+                return rc;
+            if (rc == 0)
+                break;
+        }
+        if (!s->zs.avail_in) {
+            if ((rc = fp__src_more(s, err)))
+                return rc;
+            if (!s->zs.avail_in) {
+                if (s->gz)
+                    return fp_error_set(err, FP_EFORMAT,
+                                        "%s: truncated: the gzip data ends before its trailer "
+                                        "(CRC-32 and length) could be checked; the file is "
+                                        "damaged: get it again",
+                                        s->path);
+                break;
+            }
+        }
+        if (!s->gz)
+            return fp_error_set(err, FP_EFORMAT,
+                                "%s: unexpected bytes after the last item (the file is longer "
+                                "than its header says)",
+                                s->path);
+        unsigned char extra;
+        s->zs.next_out = &extra;
+        s->zs.avail_out = 1;
+        int zr = inflate(&s->zs, Z_NO_FLUSH);
+        if (s->zs.avail_out == 0)
+            return fp_error_set(err, FP_EFORMAT,
+                                "%s: unexpected bytes after the last item (the data is longer "
+                                "than its header says)",
+                                s->path);
+        if (zr == Z_STREAM_END)
+            s->member_end = 1;
+        else if (zr != Z_OK && zr != Z_BUF_ERROR)
+            return fp__src_zfail(s, zr, "the end of the file", err);
     }
-    return fp_error_set(err, FP_EFORMAT, "%s: unexpected bytes after the last item", path);
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&s->sha, h);
+    sodium_bin2hex(s->hex, sizeof s->hex, h, sizeof h);
+    return 0;
 }
 
 static uint32_t fp__be32(const unsigned char *b)
@@ -98,32 +281,42 @@ static uint32_t fp__be32(const unsigned char *b)
 }
 
 /* Reads the magic and ndims dimensions. */
-static int fp__header(gzFile gz, const char *path, uint32_t want_magic, uint32_t *dims, int ndims,
+static int fp__header(struct fp__src *src, uint32_t want_magic, uint32_t *dims, int ndims,
                       struct fp_error *err)
 {
     unsigned char h[16];
     size_t len = 4 + 4 * (size_t)ndims;
-    int rc = fp__read(gz, h, len, path, "the header", err);
+    int rc = fp__read(src, h, len, "the header", err);
     if (rc)
         return rc;
     uint32_t magic = fp__be32(h);
     if (magic != want_magic)
         return fp_error_set(
             err, FP_EFORMAT, "%s: bad magic 0x%08x, expected 0x%08x (IDX %s of unsigned bytes)",
-            path, magic, want_magic, want_magic == FP__IDX_IMAGES ? "images" : "labels");
+            src->path, magic, want_magic, want_magic == FP__IDX_IMAGES ? "images" : "labels");
     for (int i = 0; i < ndims; i++)
         dims[i] = fp__be32(h + 4 + 4 * i);
     return 0;
 }
 
-static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_error *err)
+/* The file is read and checked to its end: record it as an input. */
+static int fp__done(struct fp__src *src, struct fp_inputs *inputs, struct fp_error *err)
 {
-    gzFile gz = NULL;
+    int rc = fp__src_end(src, err);
+    if (!rc && inputs)
+        rc = fp_inputs_add(inputs, src->path, src->hex, err);
+    return rc;
+}
+
+static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_inputs *inputs,
+                           struct fp_error *err)
+{
+    struct fp__src src;
     uint32_t dims[3];
-    int rc = fp__open(&gz, path, err);
+    int rc = fp__src_open(&src, path, err);
     if (rc)
-        return rc;
-    rc = fp__header(gz, path, FP__IDX_IMAGES, dims, 3, err);
+        goto fail;
+    rc = fp__header(&src, FP__IDX_IMAGES, dims, 3, err);
     if (rc)
         goto fail;
     if (dims[0] == 0 || dims[0] > FP_IDX_MAX_ITEMS) {
@@ -150,7 +343,7 @@ static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_er
     unsigned char buf[1u << 16]; /* bounce buffer: never hold every byte twice */
     for (size_t done = 0; done < total;) {
         size_t len = total - done < sizeof buf ? total - done : sizeof buf;
-        rc = fp__read(gz, buf, len, path, "the pixels", err);
+        rc = fp__read(&src, buf, len, "the pixels", err);
         if (rc)
             goto fail;
         if (done + len > cap) {
@@ -169,27 +362,28 @@ static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_er
             ds->x[done + i] = (float)buf[i] / 255.0f;
         done += len;
     }
-    rc = fp__expect_eof(gz, path, err);
+    rc = fp__done(&src, inputs, err);
     if (rc)
         goto fail;
-    gzclose(gz);
+    fp__src_close(&src);
     ds->n = n;
     ds->dim = dim;
     return 0;
 fail:
-    gzclose(gz);
+    fp__src_close(&src);
     fp_dataset_free(ds);
     return rc;
 }
 
-static int fp__load_labels(struct fp_dataset *ds, const char *path, struct fp_error *err)
+static int fp__load_labels(struct fp_dataset *ds, const char *path, struct fp_inputs *inputs,
+                           struct fp_error *err)
 {
-    gzFile gz = NULL;
+    struct fp__src src;
     uint32_t n = 0; /* set by fp__header; 0 keeps -Wmaybe-uninitialized quiet at -O3 */
-    int rc = fp__open(&gz, path, err);
+    int rc = fp__src_open(&src, path, err);
     if (rc)
-        return rc;
-    rc = fp__header(gz, path, FP__IDX_LABELS, &n, 1, err);
+        goto fail;
+    rc = fp__header(&src, FP__IDX_LABELS, &n, 1, err);
     if (rc)
         goto fail;
     if (n != ds->n) {
@@ -202,10 +396,10 @@ static int fp__load_labels(struct fp_dataset *ds, const char *path, struct fp_er
         rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory for %u labels", path, n);
         goto fail;
     }
-    rc = fp__read(gz, ds->y, n, path, "the labels", err);
+    rc = fp__read(&src, ds->y, n, "the labels", err);
     if (rc)
         goto fail;
-    rc = fp__expect_eof(gz, path, err);
+    rc = fp__done(&src, inputs, err);
     if (rc)
         goto fail;
     for (uint32_t i = 0; i < n; i++) {
@@ -215,22 +409,22 @@ static int fp__load_labels(struct fp_dataset *ds, const char *path, struct fp_er
             goto fail;
         }
     }
-    gzclose(gz);
+    fp__src_close(&src);
     ds->nclasses = FP_NCLASSES;
     return 0;
 fail:
-    gzclose(gz);
+    fp__src_close(&src);
     return rc;
 }
 
 int fp_idx_load(struct fp_dataset *ds, const char *images_path, const char *labels_path,
-                struct fp_error *err)
+                struct fp_inputs *inputs, struct fp_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    int rc = fp__load_images(ds, images_path, err);
+    int rc = fp__load_images(ds, images_path, inputs, err);
     if (rc)
         return rc;
-    rc = fp__load_labels(ds, labels_path, err);
+    rc = fp__load_labels(ds, labels_path, inputs, err);
     if (rc)
         fp_dataset_free(ds);
     return rc;
@@ -253,7 +447,7 @@ static int fp__pick(char *out, size_t size, const char *dir, const char *name, s
 }
 
 int fp_fmnist_load(struct fp_dataset *train, struct fp_dataset *test, const char *dir,
-                   struct fp_error *err)
+                   struct fp_inputs *inputs, struct fp_error *err)
 {
     char img[4096], lab[4096];
     int rc;
@@ -261,11 +455,11 @@ int fp_fmnist_load(struct fp_dataset *train, struct fp_dataset *test, const char
     memset(test, 0, sizeof *test);
     if ((rc = fp__pick(img, sizeof img, dir, "train-images-idx3-ubyte", err)) ||
         (rc = fp__pick(lab, sizeof lab, dir, "train-labels-idx1-ubyte", err)) ||
-        (rc = fp_idx_load(train, img, lab, err)))
+        (rc = fp_idx_load(train, img, lab, inputs, err)))
         return rc;
     if ((rc = fp__pick(img, sizeof img, dir, "t10k-images-idx3-ubyte", err)) ||
         (rc = fp__pick(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte", err)) ||
-        (rc = fp_idx_load(test, img, lab, err)))
+        (rc = fp_idx_load(test, img, lab, inputs, err)))
         goto fail;
     if (test->dim != train->dim) {
         rc = fp_error_set(err, FP_EFORMAT, "%s: images are %zu pixels, training images %zu", img,

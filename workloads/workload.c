@@ -35,6 +35,7 @@ int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, s
 {
     struct fp_dataset train, test;
     struct fp_partition part;
+    struct fp_inputs inputs = {0};
     int rc;
     *out = NULL;
     if (sc->clients == 0)
@@ -47,15 +48,18 @@ int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, s
             return fp_error_set(err, FP_EINVAL,
                                 "[data] partition = natural does not apply to fashion-mnist "
                                 "(use iid, shards, dirichlet or sorted)");
-        if ((rc = fp_fmnist_load(&train, &test, sc->data_path, err)))
-            return rc;
+        if ((rc = fp_fmnist_load(&train, &test, sc->data_path, &inputs, err)))
+            goto fail;
         rc = fp_partition_make(&part, train.y, train.n, train.nclasses, sc, err);
         if (rc) {
             fp_dataset_free(&train);
             fp_dataset_free(&test);
-            return rc;
+            goto fail;
         }
-        return fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err);
+        if ((rc = fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err)))
+            goto fail;
+        (*out)->inputs = inputs;
+        return 0;
     case FP_DATA_SYNTHETIC:
         if ((rc = fp__classifier_ok(sc, err)))
             return rc;
@@ -80,10 +84,16 @@ int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, s
     default:
         return fp_error_set(err, FP_EINVAL, "[data] dataset: unknown kind %d", (int)sc->dataset);
     }
+fail:
+    fp_inputs_free(&inputs);
+    return rc;
 }
 
 void fp_workload_free(struct fp_workload *w)
 {
-    if (w)
+    if (w) {
+        struct fp_inputs inputs = w->inputs;
         w->ops->destroy(w);
+        fp_inputs_free(&inputs);
+    }
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
+#include "../core/inputs.h"
 #include "../core/rng.h"
 #include "../core/scenario.h"
 
@@ -57,11 +58,16 @@ struct fp_workload {
     uint32_t nclients;          /* N */
     const uint32_t *n_local;    /* examples held by each client, [nclients] */
     uint64_t flops_per_example; /* forward+backward FLOPs per example (0 if n/a), for benchmarks */
+    /* The files the workload read, each with its SHA-256 (core/inputs.h);
+     * empty (text NULL) for a workload made without files. Owned by the
+     * workload. */
+    struct fp_inputs inputs;
     void *impl;
 };
 
 /* Builds the workload a scenario describes: loads (or generates) data,
- * partitions it with the (seed, PARTITION) stream, sets up the model.
+ * partitions it with the (seed, PARTITION) stream, sets up the model, and
+ * records the files it read in (*out)->inputs.
  * Errors name the file and, for a missing dataset, the apt package. */
 int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc,
                        struct fp_error *err);
