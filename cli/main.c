@@ -325,6 +325,8 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
 {
     struct fp_error err = {0};
     fp__catch_stop_signals();
+    /* stderr gone (a closed terminal, a reader gone): no more lines for it */
+    quiet = quiet || ferror(stderr);
 
     struct fp_sim_options opt = {.threads = (unsigned)threads,
                                  .progress = quiet ? NULL : stderr,
@@ -675,7 +677,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
     row->id = id;
     if (id && !strcmp(status, "completed")) {
         row->how = "done before";
-        if (!o->quiet)
+        if (!o->quiet && !ferror(stderr))
             fprintf(stderr, "[sweep] %zu/%zu %s: completed before as run %lld\n", idx + 1, total,
                     row->name, (long long)id);
         return 0;
@@ -699,10 +701,10 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
             row->how = "failed";
             goto out;
         }
-        if (!o->quiet)
+        if (!o->quiet && !ferror(stderr))
             fprintf(stderr, "[sweep] %zu/%zu %s: resuming run %lld (%s)\n", idx + 1, total,
                     row->name, (long long)id, status);
-    } else if (!o->quiet) {
+    } else if (!o->quiet && !ferror(stderr)) {
         fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, row->name);
     }
     if (fp_scenario_load_string(&sc, row->canon, row->name, NULL, 0, &err)) {

@@ -74,8 +74,8 @@ static int fp__has_class(const uint32_t *slots, uint32_t k, const uint8_t *cls, 
 
 /* The largest K' < k for which no class has more than nc of the nc*K'
  * shards (the check fp__shards makes), or 0 if none does. */
-static uint32_t fp__shards_fit(const uint32_t *sorted, const uint8_t *y, uint32_t n,
-                               uint32_t nclasses, uint32_t nc, uint32_t k)
+static uint32_t fp__shards_fit(const uint32_t *sorted, const uint8_t *y, uint32_t n, uint32_t nc,
+                               uint32_t k)
 {
     for (uint32_t kk = k - 1; kk >= 1; kk--) {
         uint64_t nshards = (uint64_t)nc * kk;
@@ -85,7 +85,6 @@ static uint32_t fp__shards_fit(const uint32_t *sorted, const uint8_t *y, uint32_
             if (++count[c] > worst)
                 worst = count[c];
         }
-        (void)nclasses;
         if (worst <= nc)
             return kk;
     }
@@ -132,7 +131,7 @@ static int fp__shards(uint32_t *owner, const uint32_t *sorted, const uint8_t *y,
             /* A class's share of the shards does not shrink with more
              * clients (both scale with N): only fewer shards per client
              * help, if any count does. */
-            uint32_t fit = fp__shards_fit(sorted, y, n, nclasses, nc, k);
+            uint32_t fit = fp__shards_fit(sorted, y, n, nc, k);
             char advice[96];
             if (fit)
                 snprintf(advice, sizeof advice, "use fewer shards per client (shards:%u fits)",
