@@ -296,7 +296,8 @@ static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp
         if (!(v = fp__optval(argc, argv, i, "--threads")))
             goto missing;
         o->threads = strtoul(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || o->threads < 1 || o->threads > 256)
+        /* digits only: strtoul would take " 4", "+4" and "-1" (as ULONG_MAX) */
+        if (!isdigit((unsigned char)*v) || *end != '\0' || o->threads < 1 || o->threads > 256)
             return -fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
     } else if (fp__is_opt(opt, "--store")) {
         if (!(o->store_path = fp__optval(argc, argv, i, "--store")))

@@ -173,6 +173,8 @@ check "unterminated [run: exit 2 naming line 1" \
   "[ $rc -eq 2 ] && grep -q \"unterminated.ini:1: section header '\[run' has no closing '\]'\" '$T/e'"
 "$FP" sim "$Q" --set algorithm.lr_local=0x1p-3 --dry-run >/dev/null 2>"$T/e"; rc=$?
 check "--set lr_local=0x1p-3: exit 2" "[ $rc -eq 2 ] && grep -q \"lr_local = '0x1p-3' is not valid\" '$T/e'"
+"$FP" sim "$Q" --threads +2 --dry-run >/dev/null 2>"$T/e"; rc=$?
+check "--threads +2: exit 2 (digits only, as in scenarios)" "[ $rc -eq 2 ] && grep -q \"threads '+2'\" '$T/e'"
 "$FP" sim "$S" --set data.partition=dirichlet:1e308 --set run.rounds=1 --store "$T/sc.db" \
   >/dev/null 2>"$T/e"; rc=$?
 check "dirichlet:1e308: exit 1, advises a smaller alpha, never a larger one" \
