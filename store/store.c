@@ -36,8 +36,8 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
 #define FP_STORE_SCHEMA_VERSION 2
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
-#define FP__PART_BYTES   ((size_t)1 << 28)
-#define FP_STORE_BUSY_MS 5000
+#define FP__PART_BYTES ((size_t)1 << 28)
+#define FP_STORE_BUSY_MS        5000
 
 enum fp__stmt_id {
     ST_BEGIN,
@@ -200,7 +200,8 @@ static const char fp__schema_sql[] =
     " PRIMARY KEY(run_id, round, kind));"
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
-    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
+    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);"
+    FP__PARTS_SQL
     "PRAGMA user_version = 2;";
 
 struct fp_store {
@@ -951,8 +952,8 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 {
     assert(s && cb);
     struct fp__rounds_ctx c = {cb, u};
-    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds, "fp_store_list_rounds",
-                        "listing rounds", fp__round_row, &c, err);
+    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds,
+                        "fp_store_list_rounds", "listing rounds", fp__round_row, &c, err);
 }
 
 struct fp__clients_ctx {
@@ -974,14 +975,15 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
 }
 
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
-                                int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
+                                int (*cb)(void *u, uint32_t round,
+                                          const struct fp_client_round *c),
                                 void *u, struct fp_error *err)
 {
     assert(s && cb);
     struct fp__clients_ctx c = {cb, u};
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
-                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
-                        err);
+                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row,
+                        &c, err);
 }
 
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,

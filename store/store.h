@@ -142,7 +142,8 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
  * client >= 0 keeps that client's rows only. Stops early as
  * fp_store_list_runs does; FP_ENOTFOUND if the run does not exist. */
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
-                                int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
+                                int (*cb)(void *u, uint32_t round,
+                                          const struct fp_client_round *c),
                                 void *u, struct fp_error *err);
 /* A run whose canonical scenario text is exactly `scenario`: the newest
  * completed one if there is one, else the newest of any status; *run_id = 0
