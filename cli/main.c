@@ -4,6 +4,9 @@
  *
  * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
  * 130 interrupted by a signal (the run is marked 'interrupted' in the store).
+ * Output that cannot be written is a runtime error: every command's stdout
+ * is flushed and checked once, in main (fp__finish_stdout), so a truncated
+ * listing or CSV export never exits 0.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -30,6 +33,23 @@
 #define FP_EXIT_INTERRUPTED 130
 
 static volatile sig_atomic_t fp__stop;
+
+/* stdout's write error: its errno, once known, and whether a command has
+ * already said what could not be written (main then only sets the exit
+ * code). */
+static int fp__out_errno;
+static int fp__out_reported;
+
+/* 1 once stdout has failed: a listing stops early instead of formatting
+ * rows nobody can read. Call right after a write, while errno is its. */
+static int fp__out_failed(void)
+{
+    if (!ferror(stdout))
+        return 0;
+    if (!fp__out_errno)
+        fp__out_errno = errno ? errno : EIO;
+    return 1;
+}
 
 /* A run is continued by one process at a time: whoever runs it holds an
  * advisory lock (flock) on STORE.runID.lock for as long as it runs; the
@@ -90,6 +110,39 @@ static void fp__on_signal(int sig)
     fp__stop = 1;
 }
 
+/* SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session)
+ * stop a run the same way: the round in progress is finished and committed,
+ * the state saved, the run marked 'interrupted', exit 130. A second SIGINT or
+ * SIGTERM kills at once (SA_RESETHAND); a second SIGHUP does not, because a
+ * hangup often delivers two (the kernel to the terminal's foreground group,
+ * the shell to its jobs) and the second must not kill the run before its
+ * state is saved. A SIGHUP ignored from the start (nohup) stays ignored. */
+static void fp__catch_stop_signals(void)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fp__on_signal;
+    sa.sa_flags = (int)SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_flags = 0;
+    if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+        sigaction(SIGHUP, &sa, NULL);
+}
+
+/* sim and sweep run for hours: a reader that goes away (`| head -1`) must
+ * not kill them between two commits and leave the run 'running' with no
+ * state. With SIGPIPE ignored a write to a closed pipe fails with EPIPE
+ * instead: the progress lines stop (fp_sim_run drops them after the first
+ * failure), the run goes on and commits, and the summary's failure makes the
+ * exit code 1. An explicit `kill -PIPE` is then ignored too: SIGPIPE means
+ * "your reader is gone", which a failed write tells us anyway; stop a run
+ * with SIGINT, SIGTERM or SIGHUP. */
+static void fp__ignore_sigpipe(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+}
+
 static const char fp__usage[] =
     "usage: fedpress <command> [options]\n"
     "\n"
@@ -103,14 +156,19 @@ static const char fp__usage[] =
     "      --model-out writes the final model as raw little-endian float32;\n"
     "      --quiet drops the per-round progress lines (the summary stays);\n"
     "      --dry-run checks the scenario and prints its effective configuration.\n"
-    "      Ctrl-C finishes and commits the round in progress, marks the run\n"
-    "      'interrupted' and exits 130; a second Ctrl-C stops at once (the store\n"
-    "      keeps every committed round).\n"
+    "      A file that sets no key (empty, or only comments) is refused.\n"
+    "      Ctrl-C, SIGTERM or SIGHUP (a closed terminal) finishes and commits the round\n"
+    "      in progress, saves its state, marks the run 'interrupted' and exits 130; a\n"
+    "      second Ctrl-C or SIGTERM stops at once (the store keeps every committed\n"
+    "      round). A broken pipe never stops a run: progress lines that cannot be\n"
+    "      written are dropped, and a summary that cannot be written is exit 1 with\n"
+    "      the run completed in the store.\n"
     "  sim --resume RUN [--store PATH] [--threads N] [--model-out PATH] [--quiet]\n"
     "      continue an interrupted, failed or killed run from its newest checkpoint\n"
-    "      ([run] checkpoint_every, and always when SIGINT/SIGTERM stops it); it ends with the\n"
-    "      same model as a run that was never stopped, or refuses (exit 1, store untouched)\n"
-    "      when a file the run read (dataset, [model] init) changed or is gone since it began.\n"
+    "      ([run] checkpoint_every, and always when SIGINT/SIGTERM/SIGHUP stops it); it\n"
+    "      ends with the same model as a run that was never stopped, or refuses (exit 1,\n"
+    "      store untouched) when a file the run read (dataset, [model] init) changed or\n"
+    "      is gone since it began.\n"
     "  sweep FILE.ini --vary section.key=v1,v2,... [--vary ...] [--set section.key=value ...]\n"
     "                [--store PATH] [--threads N] [--quiet] [--dry-run]\n"
     "      run FILE.ini once for every combination of the --vary values (the last\n"
@@ -119,7 +177,8 @@ static const char fp__usage[] =
     "      in the store before is not run again, one that was stopped is resumed from\n"
     "      its checkpoint, one another process is running is left to it. Ends with a\n"
     "      table of the runs; exit 1 if a run failed, 130 on Ctrl-C. --dry-run lists\n"
-    "      the combinations and which are done or started.\n"
+    "      the combinations and which are done or started. A key may not be given\n"
+    "      to both --set and --vary.\n"
     "  runs [--store PATH] [--format table|csv|json]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, final test loss, uplink bytes, status\n"
@@ -127,7 +186,8 @@ static const char fp__usage[] =
     "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
     "      --clients, every participant of every round instead (round, client,\n"
     "      train_loss, uplink_bytes, downlink_bytes, examples); --client ID keeps the\n"
-    "      rounds client ID took part in\n"
+    "      rounds client ID took part in: an ID outside the run's clients is an error\n"
+    "      (exit 1), one never sampled gets an empty table and a note on stderr\n"
     "  plot RUN... [--store PATH] [--metric M] [--x X] [--logx] [--logy] [-o FILE]\n"
     "              [--title TEXT]\n"
     "      draw one curve per run into FILE (.svg, .png or .pdf; default plot.svg);\n"
@@ -139,6 +199,9 @@ static const char fp__usage[] =
     "environment:\n"
     "  FEDPRESS_SIMD=portable|avx2|avx512|native  cap the vector code QSGD uses (default\n"
     "      native: the best this CPU runs); every choice gives the same bytes\n"
+    "\n"
+    "Every command checks its output: one that cannot be written (a full disk, a\n"
+    "closed stdout) is exit 1 with 'fedpress: writing to stdout: ...'.\n"
     "\n"
     "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
 
@@ -235,7 +298,8 @@ static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp
         if (!(v = fp__optval(argc, argv, i, "--threads")))
             goto missing;
         o->threads = strtoul(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || o->threads < 1 || o->threads > 256)
+        /* digits only: strtoul would take " 4", "+4" and "-1" (as ULONG_MAX) */
+        if (!isdigit((unsigned char)*v) || *end != '\0' || o->threads < 1 || o->threads > 256)
             return -fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
     } else if (fp__is_opt(opt, "--store")) {
         if (!(o->store_path = fp__optval(argc, argv, i, "--store")))
@@ -263,12 +327,9 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
                             struct fp__lock *lock, struct fp_sim_result *res)
 {
     struct fp_error err = {0};
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fp__on_signal;
-    sa.sa_flags = (int)SA_RESETHAND; /* a second Ctrl-C kills at once */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    fp__catch_stop_signals();
+    /* stderr gone (a closed terminal, a reader gone): no more lines for it */
+    quiet = quiet || ferror(stderr);
 
     struct fp_sim_options opt = {.threads = (unsigned)threads,
                                  .progress = quiet ? NULL : stderr,
@@ -288,8 +349,8 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
                 sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path);
     }
     if (resume && !quiet)
-        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n",
-                sc->name, (long long)resume_id, resume->state ? resume->round : 0u);
+        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n", sc->name,
+                (long long)resume_id, resume->state ? resume->round : 0u);
     if (fp_sim_run(sc, store, &opt, res, &err)) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         if (res->run_id >= 0)
@@ -312,7 +373,16 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
            (long long)res->run_id, sc->name, res->interrupted ? "interrupted" : "completed",
            res->rounds_done, sc->rounds, fp_algo_name(sc->algorithm), fp_dataset_name(sc->dataset),
            acc, up, down, res->seconds, res->model_sha256);
-    fflush(stdout);
+    /* The run is in the store whatever happens to its summary: a summary
+     * that cannot be written is said here (if stderr still works) and makes
+     * main's exit code 1 (fp__finish_stdout), never the run 'failed'. */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && !fp__out_reported) {
+        fp__out_errno = fp__out_errno ? fp__out_errno : errno;
+        fprintf(stderr, "fedpress: writing the summary to stdout: %s (run %lld is %s in %s)\n",
+                strerror(fp__out_errno ? fp__out_errno : EIO), (long long)res->run_id,
+                res->interrupted ? "interrupted" : "completed", store_path);
+        fp__out_reported = 1;
+    }
     return res->interrupted ? FP_EXIT_INTERRUPTED : 0;
 }
 
@@ -324,6 +394,7 @@ static int fp__cmd_sim(int argc, char **argv)
     /* first, so that every `goto out` finds it initialised */
     struct fp__lock lock = {.store = NULL, .fd = -1};
     int rc = FP_EXIT_USAGE;
+    fp__ignore_sigpipe();
     if (fp__run_opts_init(&o, argc))
         return FP_EXIT_RUNTIME;
     for (int i = 2; i < argc; i++) {
@@ -520,9 +591,9 @@ static void fp__sweep_name(char *out, size_t n, const char *base, const struct f
 }
 
 struct fp__sweep_row {
-    char *name;  /* the combination's run name */
-    char *canon; /* its canonical scenario text */
-    int64_t id;  /* its run, 0 if none */
+    char *name;      /* the combination's run name */
+    char *canon;     /* its canonical scenario text */
+    int64_t id;      /* its run, 0 if none */
     const char *how; /* "done before", "completed", "resumed", "interrupted", "failed",
                       * "elsewhere" (another process is running it), "not run" */
     char acc[16], loss[24];
@@ -609,7 +680,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
     row->id = id;
     if (id && !strcmp(status, "completed")) {
         row->how = "done before";
-        if (!o->quiet)
+        if (!o->quiet && !ferror(stderr))
             fprintf(stderr, "[sweep] %zu/%zu %s: completed before as run %lld\n", idx + 1, total,
                     row->name, (long long)id);
         return 0;
@@ -633,10 +704,10 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
             row->how = "failed";
             goto out;
         }
-        if (!o->quiet)
+        if (!o->quiet && !ferror(stderr))
             fprintf(stderr, "[sweep] %zu/%zu %s: resuming run %lld (%s)\n", idx + 1, total,
                     row->name, (long long)id, status);
-    } else if (!o->quiet) {
+    } else if (!o->quiet && !ferror(stderr)) {
         fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, row->name);
     }
     if (fp_scenario_load_string(&sc, row->canon, row->name, NULL, 0, &err)) {
@@ -648,7 +719,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
                           id ? &resume : NULL, id, &lock, &res);
     if (res.run_id > 0)
         row->id = res.run_id;
-    row->how = rc == 0 ? (id ? "resumed" : "completed")
+    row->how = rc == 0                     ? (id ? "resumed" : "completed")
                : rc == FP_EXIT_INTERRUPTED ? "interrupted"
                                            : "failed";
 out:
@@ -665,6 +736,7 @@ static int fp__cmd_sweep(int argc, char **argv)
     struct fp__sweep_row *rows = NULL;
     struct fp_store *store = NULL;
     size_t nv = 0, total = 1;
+    fp__ignore_sigpipe();
     if (fp__run_opts_init(&o, argc + 64) || !vs) {
         rc = FP_EXIT_RUNTIME;
         goto out;
@@ -706,6 +778,16 @@ static int fp__cmd_sweep(int argc, char **argv)
                 rc = fp__usage_error("sweep: %s is given to --vary twice", vs[i].key);
                 goto out;
             }
+        /* Each combination's --vary value is applied after the --set
+         * overrides, so a --set of the same key would be silently lost. */
+        size_t kl = strlen(vs[i].key);
+        for (size_t j = 0; j < o.nsets; j++)
+            if (!strncmp(o.sets[j], vs[i].key, kl) && o.sets[j][kl] == '=') {
+                rc = fp__usage_error("sweep: %s is given to both --set and --vary; give it to "
+                                     "one of them",
+                                     vs[i].key);
+                goto out;
+            }
         if (total > FP__SWEEP_MAX / vs[i].n) {
             fprintf(stderr, "fedpress: sweep: more than %d combinations\n", FP__SWEEP_MAX);
             goto out;
@@ -742,8 +824,8 @@ static int fp__cmd_sweep(int argc, char **argv)
         for (size_t idx = 0; idx < total; idx++) {
             char status[16] = "";
             int64_t id = 0;
-            if (store && fp_store_find_run(store, rows[idx].canon, &id, status, sizeof status,
-                                           &err)) {
+            if (store &&
+                fp_store_find_run(store, rows[idx].canon, &id, status, sizeof status, &err)) {
                 fprintf(stderr, "fedpress: %s\n", err.msg);
                 rc = FP_EXIT_RUNTIME;
                 goto out;
@@ -915,12 +997,12 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
         fp__num(c->fmt, r->final_accuracy, "%.9g", 0);
         printf(", \"final_loss\": ");
         fp__num(c->fmt, r->final_loss, "%.9g", 0);
-        printf(", \"uplink_bytes\": %llu, \"status\": \"%s\"}",
-               (unsigned long long)r->uplink_bytes, r->status);
+        printf(", \"uplink_bytes\": %llu, \"status\": \"%s\"}", (unsigned long long)r->uplink_bytes,
+               r->status);
         break;
     }
     c->first = 0;
-    return 0;
+    return fp__out_failed(); /* 1: stop listing; main reports it */
 }
 
 /* "table", "csv" or "json" into *f; -1 if none of them. */
@@ -966,8 +1048,8 @@ static int fp__cmd_runs(int argc, char **argv)
         rc = fp_store_list_runs(store, fp__name_width, &c, &err);
         if (!rc)
             printf("%5s  %-*s  %-10s  %-12s  %11s  %9s  %10s  %14s  %s\n", "id", c.width, "name",
-                   "algorithm", "compressor", "rounds", "final_acc", "final_loss",
-                   "uplink_bytes", "status");
+                   "algorithm", "compressor", "rounds", "final_acc", "final_loss", "uplink_bytes",
+                   "status");
     } else if (c.fmt == FMT_CSV) {
         printf("id,name,algorithm,compressor,rounds_done,rounds_planned,final_accuracy,"
                "final_loss,uplink_bytes,status\n");
@@ -1024,7 +1106,7 @@ static int fp__print_round(void *u, const struct fp_round *r)
         break;
     }
     m->first = 0;
-    return 0;
+    return fp__out_failed();
 }
 
 static int fp__print_client(void *u, uint32_t round, const struct fp_client_round *c)
@@ -1044,8 +1126,8 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
                (unsigned long long)c->downlink_bytes, c->examples);
         break;
     case FMT_JSON:
-        printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",",
-               round, c->client);
+        printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",", round,
+               c->client);
         fp__num(m->fmt, c->train_loss, "%.9g", 0);
         printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u}",
                (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,
@@ -1053,6 +1135,67 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
         break;
     }
     m->first = 0;
+    return fp__out_failed();
+}
+
+static int fp__any_row(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    (void)round;
+    (void)c;
+    *(int *)u = 1;
+    return 1; /* one is enough */
+}
+
+struct fp__run_lookup {
+    int64_t id;
+    int found;
+    uint32_t clients, rounds_done;
+    char name[64]; /* enough to recognise it in a message */
+};
+
+static int fp__find_run_info(void *u, const struct fp_run_info *r)
+{
+    struct fp__run_lookup *l = u;
+    if (r->id != l->id)
+        return 0;
+    l->found = 1;
+    l->clients = r->clients;
+    l->rounds_done = r->rounds_done;
+    snprintf(l->name, sizeof l->name, "%s", r->name);
+    return 1;
+}
+
+/* --client ID of a run ID never took part in: a client outside the run's
+ * 0 .. N-1 is an error (exit 1; an empty table would look like an answer);
+ * one inside it that was never sampled gets an empty table (a true answer,
+ * so a script going over every client keeps working) and a note on stderr
+ * saying why it is empty. Returns 0 or the exit code. */
+static int fp__check_client(struct fp_store *store, const char *store_path, long long id,
+                            long long client)
+{
+    struct fp_error err = {0};
+    int any = 0;
+    if (fp_store_list_client_rounds(store, id, client, fp__any_row, &any, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        return FP_EXIT_RUNTIME;
+    }
+    if (any)
+        return 0;
+    struct fp__run_lookup l = {.id = id};
+    if (fp_store_list_runs(store, fp__find_run_info, &l, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        return FP_EXIT_RUNTIME;
+    }
+    if (l.clients && client >= l.clients) {
+        fprintf(stderr,
+                "fedpress: run %lld ('%s') in %s has clients 0 to %u: there is no client %lld\n",
+                id, l.name, store_path, l.clients - 1, client);
+        return FP_EXIT_RUNTIME;
+    }
+    fprintf(stderr,
+            "fedpress: note: client %lld of run %lld ('%s') took part in none of its %u stored "
+            "round%s (never sampled): the table is empty\n",
+            client, id, l.name, l.rounds_done, l.rounds_done == 1 ? "" : "s");
     return 0;
 }
 
@@ -1117,6 +1260,10 @@ static int fp__cmd_metrics(int argc, char **argv)
         fp_store_close(store);
         return FP_EXIT_RUNTIME;
     }
+    if (client >= 0 && (rc = fp__check_client(store, store_path, id, client))) {
+        fp_store_close(store);
+        return rc;
+    }
     if (clients) {
         if (m.fmt == FMT_TABLE)
             printf("%6s  %8s  %11s  %14s  %14s  %9s\n", "round", "client", "train_loss",
@@ -1146,7 +1293,40 @@ static int fp__cmd_metrics(int argc, char **argv)
     return rc ? FP_EXIT_RUNTIME : 0;
 }
 
-int main(int argc, char **argv)
+/* Descriptors 0-2 closed by the caller (`>&-`) would be handed to the
+ * next file we open (a lock file, the model), and printf would then write
+ * into it and succeed. Held open on /dev/null read-only instead, a write to
+ * a closed stdout fails (EBADF) as it should. */
+static void fp__hold_std_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int got = open("/dev/null", O_RDONLY);
+            if (got >= 0 && got != fd)
+                close(got); /* a lower one was free after all: leave it */
+        }
+}
+
+/* The one check of stdout for every command: whatever is still buffered is
+ * written, and an error at any point (a full disk, a closed descriptor, a
+ * reader gone) turns exit 0 into 1 with a message. */
+static int fp__finish_stdout(int rc)
+{
+    int e = 0;
+    if (fflush(stdout) != 0)
+        e = errno;
+    if (ferror(stdout) && !e)
+        e = fp__out_errno ? fp__out_errno : EIO;
+    if (fclose(stdout) != 0 && !e)
+        e = errno;
+    if (!e)
+        return rc;
+    if (!fp__out_reported)
+        fprintf(stderr, "fedpress: writing to stdout: %s\n", strerror(e));
+    return rc == 0 ? FP_EXIT_RUNTIME : rc;
+}
+
+static int fp__main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(fp__usage, stderr);
@@ -1178,4 +1358,10 @@ int main(int argc, char **argv)
         return 0;
     }
     return fp__usage_error("unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    fp__hold_std_fds();
+    return fp__finish_stdout(fp__main(argc, argv));
 }

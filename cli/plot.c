@@ -127,19 +127,89 @@ static int fp__pick(const char *v, const char *const *names, size_t n)
     return -1;
 }
 
-/* PLplot treats '#' as its escape character in every drawn string. */
-static char *fp__plot_text(const char *s)
+/* The longest text PLplot draws, in its units: one per code point, two for
+ * an escaped '#'. For the svg device its core converts a text into a static
+ * buffer of 1024 code points with no bounds check (plcore.c: encode_unicode
+ * into unicode_buffer_static): a longer one overflows it (the 1026-character
+ * --title crash). Its cairo devices (png, pdf) build Pango markup in a
+ * 5000-byte buffer and silently drop what comes past about 4950 bytes
+ * (cairo.c: text_char_cairo, MAX_MARKUP_LEN), which a text of '&' (5 bytes of
+ * markup each) reaches near 970; cairo's other text path (proc_str) draws
+ * nothing at 500 or more. 499 is clear of all three, whatever the text. */
+#define FP_PLOT_TEXT_MAX 499
+
+/* The byte length of the UTF-8 sequence at s, or 0 if it is not one
+ * (PLplot aborts the whole text on a malformed one). */
+static size_t fp__utf8_len(const unsigned char *s)
 {
-    size_t n = 0;
-    for (const char *p = s; *p; p++)
-        n += *p == '#' ? 2 : 1;
-    char *out = malloc(n + 1), *q = out;
+    size_t n = s[0] < 0x80                    ? 1
+               : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* s's length in PLplot units (FP_PLOT_TEXT_MAX), or -1 if it is not valid
+ * UTF-8. */
+static long fp__plot_units(const char *s)
+{
+    long units = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = fp__utf8_len(p);
+        if (!n)
+            return -1;
+        units += *p == '#' ? 2 : 1;
+        p += n;
+    }
+    return units;
+}
+
+/* s's length in PLplot units as fp__plot_text_cap draws it (a byte that
+ * is not UTF-8 as '?', one unit). */
+static size_t fp__plot_drawn_units(const char *s)
+{
+    size_t units = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = fp__utf8_len(p);
+        units += *p == '#' ? 2 : 1;
+        p += n ? n : 1;
+    }
+    return units;
+}
+
+/* s as PLplot should get it: '#' (its escape character) doubled, a byte
+ * that is not UTF-8 shown as '?', and at most max units: a longer s is cut
+ * at a code point, never inside one, and ends in an ellipsis. Caller frees. */
+static char *fp__plot_text_cap(const char *s, size_t max)
+{
+    static const char ellipsis[] = "\xE2\x80\xA6"; /* U+2026, one unit */
+    size_t len = strlen(s);
+    char *out = malloc(2 * len + sizeof ellipsis), *q = out;
     if (!out)
         return NULL;
-    for (const char *p = s; *p; p++) {
-        if (*p == '#')
-            *q++ = '#';
-        *q++ = *p;
+    size_t units = 0, room = fp__plot_drawn_units(s) > max ? max - 1 : max; /* the ellipsis: one */
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = fp__utf8_len(p), u = *p == '#' ? 2 : 1;
+        if (units + u > room) {
+            memcpy(q, ellipsis, sizeof ellipsis - 1);
+            q += sizeof ellipsis - 1;
+            break;
+        }
+        if (!n) {
+            *q++ = '?';
+            p++;
+        } else {
+            if (*p == '#')
+                *q++ = '#';
+            memcpy(q, p, n);
+            q += n;
+            p += n;
+        }
+        units += u;
     }
     *q = '\0';
     return out;
@@ -530,6 +600,20 @@ int fp_cli_plot(int argc, char **argv)
         } else if (fp__plot_opt(argc, argv, &i, "--title", &v)) {
             if (!(title = v))
                 goto missing;
+            long units = fp__plot_units(title);
+            if (units < 0) {
+                fp__plot_usage_error("%s", "--title is not valid UTF-8");
+                goto out;
+            }
+            if (units > FP_PLOT_TEXT_MAX) {
+                char why[160];
+                snprintf(why, sizeof why,
+                         "--title is %ld characters long; PLplot draws at most %d (a '#' counts "
+                         "twice)",
+                         units, FP_PLOT_TEXT_MAX);
+                fp__plot_usage_error("%s", why);
+                goto out;
+            }
         } else if (!strcmp(argv[i], "--logx")) {
             p.logx = 1;
         } else if (!strcmp(argv[i], "--logy")) {
@@ -616,23 +700,26 @@ int fp_cli_plot(int argc, char **argv)
     if (!labels)
         goto oom;
     for (size_t k = 0; k < p.ns; k++) {
+        /* Names come from the store and can be anything: the name is cut
+         * (with an ellipsis) so that the whole label fits PLplot's limit
+         * and its "(algorithm + compressor)" stays whole. */
         const struct fp__series *s = &p.s[k];
-        size_t n = strlen(s->name) + strlen(s->algorithm) +
-                   (s->compressor ? strlen(s->compressor) : 0) + 8;
-        char *raw = malloc(n);
-        if (!raw)
-            goto oom;
+        char tail[160];
         if (s->compressor)
-            snprintf(raw, n, "%s (%s + %s)", s->name, s->algorithm, s->compressor);
+            snprintf(tail, sizeof tail, " (%.60s + %.60s)", s->algorithm, s->compressor);
         else
-            snprintf(raw, n, "%s (%s)", s->name, s->algorithm);
-        labels[k] = fp__plot_text(raw);
-        free(raw);
+            snprintf(tail, sizeof tail, " (%.60s)", s->algorithm);
+        char *etail = fp__plot_text_cap(tail, sizeof tail);
+        char *ename = fp__plot_text_cap(s->name, FP_PLOT_TEXT_MAX - fp__plot_drawn_units(tail));
+        if (etail && ename && (labels[k] = malloc(strlen(ename) + strlen(etail) + 1)))
+            sprintf(labels[k], "%s%s", ename, etail);
+        free(etail);
+        free(ename);
         if (!labels[k])
             goto oom;
     }
     if (title) {
-        title_text = fp__plot_text(title);
+        title_text = fp__plot_text_cap(title, FP_PLOT_TEXT_MAX);
     } else if ((title_text = malloc(64))) {
         snprintf(title_text, 64, "%s vs %s", fp__metric_names[p.metric], fp__x_names[p.xaxis]);
     }

@@ -118,14 +118,46 @@ struct fp__parse {
     int key_line[K_COUNT]; /* 0 = not set; -1 = set by --set */
     bool dropped[K_COUNT]; /* `--set section.key=` with no value: the file's line is ignored */
     bool sample_all;
+    unsigned file_keys; /* keys the text sets */
 };
 
 /* ---- value parsers: return 0 or -1 (the caller reports) ---- */
 
+/* The one number syntax of a scenario: plain decimal. Digits, for an
+ * integer; for a real, digits with an optional fraction and an optional
+ * decimal exponent ("0.05", ".5", "1e-3", "2.5E+4"). No sign, no spaces, no
+ * hex ("0x1p-3", which strtod reads), no inf or nan: docs/scenarios.md
+ * promises plain decimal, and strtoull and strtod accept far more. */
+static bool fp__plain_decimal(const char *v, bool real)
+{
+    const char *s = v;
+    size_t digits = 0;
+    while (isdigit((unsigned char)*s))
+        s++, digits++;
+    if (!real)
+        return digits > 0 && *s == '\0';
+    if (*s == '.') {
+        s++;
+        while (isdigit((unsigned char)*s))
+            s++, digits++;
+    }
+    if (digits == 0)
+        return false;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!isdigit((unsigned char)*s))
+            return false;
+        while (isdigit((unsigned char)*s))
+            s++;
+    }
+    return *s == '\0';
+}
+
 static int fp__parse_u64(const char *v, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    /* strtoull would skip spaces and accept "-1" as 2^64 - 1: demand a digit. */
-    if (!isdigit((unsigned char)*v))
+    if (!fp__plain_decimal(v, false))
         return -1;
     errno = 0;
     char *end;
@@ -147,13 +179,12 @@ static int fp__parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
 
 static int fp__parse_double(const char *v, double lo, bool lo_open, double *out)
 {
-    /* strtod skips leading spaces; a file's values never have them (inih
-     * strips them), so neither may --set's. */
-    if (*v == '\0' || isspace((unsigned char)*v))
+    if (!fp__plain_decimal(v, true))
         return -1;
     errno = 0;
     char *end;
     double x = strtod(v, &end);
+    /* ERANGE: overflow to inf, or an underflow that loses the value */
     if (errno || *end != '\0' || !isfinite(x) || x < lo || (lo_open && x == lo))
         return -1;
     *out = x;
@@ -430,6 +461,7 @@ static int fp__handler(void *user, const char *section, const char *name, const 
     struct fp__parse *p = user;
     if (section[0] == '\0')
         return fp__fail(p, p->line, "key '%s' appears before any [section]", name);
+    p->file_keys++;
     fp__apply(p, section, name, value, p->line);
     return !p->failed;
 }
@@ -453,20 +485,33 @@ static char *fp__reader(char *str, int num, void *stream)
     p->pos += len;
 
     const char *s = str;
+    if (p->line == 1 && !strncmp(s, "\xEF\xBB\xBF", 3))
+        s += 3; /* inih skips a UTF-8 byte order mark */
     while (*s == ' ' || *s == '\t')
         s++;
+    /* inih reports a malformed line only when the whole text is parsed, and
+     * goes on meanwhile: the keys after it reach the handler first, so its
+     * error would name a later line ("[run" then "name = x": "key before any
+     * section" on line 2). Every malformed line fails here, on its own line. */
     if (*s == '[') {
         const char *e = strchr(s, ']');
-        if (e) {
-            char sec[64];
-            size_t n = (size_t)(e - s - 1);
-            if (n >= sizeof sec ||
-                (memcpy(sec, s + 1, n), sec[n] = '\0', !fp__section_known(sec))) {
-                fp__fail(p, p->line, "unknown section [%.*s]; " FP__SECTIONS_ALLOWED,
-                         (int)(n > 60 ? 60 : n), s + 1);
-                return NULL;
-            }
+        if (!e) {
+            size_t n = strcspn(s + 1, "\r\n");
+            fp__fail(p, p->line, "section header '[%.*s' has no closing ']'",
+                     (int)(n > 60 ? 60 : n), s + 1);
+            return NULL;
         }
+        char sec[64];
+        size_t n = (size_t)(e - s - 1);
+        if (n >= sizeof sec || (memcpy(sec, s + 1, n), sec[n] = '\0', !fp__section_known(sec))) {
+            fp__fail(p, p->line, "unknown section [%.*s]; " FP__SECTIONS_ALLOWED,
+                     (int)(n > 60 ? 60 : n), s + 1);
+            return NULL;
+        }
+    } else if (*s != '\0' && *s != '\r' && *s != '\n' && *s != ';' && *s != '#' &&
+               !strpbrk(s, "=:")) {
+        fp__fail(p, p->line, "not a 'key = value' line or a [section] header");
+        return NULL;
     }
     return str;
 }
@@ -649,6 +694,15 @@ int fp_scenario_load_string(struct fp_scenario *sc, const char *text, const char
                                     rc);
             if (rc < 0)
                 return fp_error_set(err, FP_ENOMEM, "%s: out of memory while parsing", origin);
+            /* An empty file (or one of comments only) would run the whole
+             * default scenario: 100 rounds of an MLP on Fashion-MNIST. That
+             * is a wrong or truncated file far more often than a wish. */
+            if (p.file_keys == 0)
+                return fp_error_set(err, FP_EINVAL,
+                                    "%s: sets no key (the file is empty, or holds only comments "
+                                    "and section headers); a scenario sets at least one key, "
+                                    "e.g. [data] dataset = fashion-mnist (see docs/scenarios.md)",
+                                    origin);
         }
         for (size_t i = 0; i < n_overrides; i++) {
             const char *o = overrides[i];

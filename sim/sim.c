@@ -548,7 +548,10 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         res->rounds_done = round;
         res->uplink_bytes += row.uplink_bytes;
         res->downlink_bytes += row.downlink_bytes;
-        if (opt->progress)
+        /* A progress line that cannot be written (a closed terminal, a
+         * reader gone, a full disk) is dropped, and after the first failure
+         * no more are tried: the run goes on. */
+        if (opt->progress && !ferror(opt->progress))
             fp__progress(&s, opt->progress, &row, round - first_round + 1, res->uplink_bytes,
                          fp__now_ms() - t_rounds);
     }

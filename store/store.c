@@ -113,7 +113,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                       " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
     [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
                      " rounds_planned, rounds_done, final_test_accuracy, uplink_bytes, compressor,"
-                     " final_test_loss"
+                     " final_test_loss, clients"
                      " FROM runs ORDER BY id",
     [ST_LIST_ROUNDS] =
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
@@ -889,6 +889,7 @@ int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_ru
         ri.final_accuracy = fp__column_real(st, 9);
         ri.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 10);
         ri.final_loss = fp__column_real(st, 12);
+        ri.clients = (uint32_t)sqlite3_column_int64(st, 13);
         rc = cb(u, &ri);
         if (rc) {
             rc = rc < 0 ? rc : 0;

@@ -133,6 +133,7 @@ struct fp_run_info {
     int64_t id;
     char *name, *algorithm, *compressor, *dataset, *status, *model_sha256, *started_at;
     uint32_t rounds_planned, rounds_done;
+    uint32_t clients;      /* N: client ids are 0 .. N-1 (0 if not recorded) */
     double final_accuracy; /* NaN if none */
     double final_loss;     /* final test loss, NaN if none */
     uint64_t uplink_bytes; /* total */

@@ -226,10 +226,17 @@ static void test_shards_impossible(void **state)
     assert_int_equal(fp_partition_make(&p, y, 100, 10, &sc, &err), FP_EINVAL);
     if (!strstr(err.msg, "class 0 has 4 shards"))
         fail_msg("%s", err.msg);
+    /* more clients cannot help (a class's share of the shards stays): the
+     * advice is the K that fits, here shards:1 (2 shards of 50) */
+    if (!strstr(err.msg, "use fewer shards per client (shards:1 fits)") ||
+        strstr(err.msg, "more clients"))
+        fail_msg("%s", err.msg);
     /* More shards than examples. */
     sc = scen(FP_PART_SHARDS, 60, 5);
     assert_int_equal(fp_partition_make(&p, y, 100, 10, &sc, &err), FP_EINVAL);
     assert_non_null(strstr(err.msg, "needs 120 shards"));
+    if (!strstr(err.msg, "use fewer clients (at most 50 with shards:2)"))
+        fail_msg("%s", err.msg);
     free(y);
 }
 
@@ -267,9 +274,44 @@ static void test_dirichlet(void **state)
     sc.dirichlet_alpha = 1e-4;
     assert_int_equal(fp_partition_make(&p, y, 1000, 10, &sc, &err), FP_EINVAL);
     assert_non_null(strstr(err.msg, "after 100 draws some client still had no examples"));
+    assert_non_null(strstr(err.msg, "use a larger alpha or fewer clients"));
     sc.dirichlet_alpha = 0;
     assert_int_equal(fp_partition_make(&p, y, 1000, 10, &sc, &err), FP_EINVAL);
     assert_non_null(strstr(err.msg, "alpha must be > 0"));
+    free(y);
+}
+
+/* Each way a dirichlet alpha fails gets advice pointing the right way. */
+static void test_dirichlet_advice(void **state)
+{
+    (void)state;
+    size_t n = 1000;
+    uint8_t *y = balanced_labels(n, 10);
+    struct fp_error err = {0};
+    struct fp_partition p;
+    /* huge: 100 draws of ~1e308 overflow their sum */
+    struct fp_scenario sc = scen(FP_PART_DIRICHLET, 100, 9);
+    sc.dirichlet_alpha = 1e308;
+    assert_int_equal(fp_partition_make(&p, y, n, 10, &sc, &err), FP_EINVAL);
+    if (!strstr(err.msg, "alpha is too large") || !strstr(err.msg, "use a smaller alpha (below") ||
+        strstr(err.msg, "larger alpha"))
+        fail_msg("%s", err.msg);
+    /* the bound the message gives works */
+    sc.dirichlet_alpha = 1e305;
+    make(&p, y, n, &sc);
+    assert_int_equal(check_lists(&p, n, NULL), n);
+    fp_partition_free(&p);
+    /* tiny: every draw underflows to 0 */
+    sc.dirichlet_alpha = 1e-300;
+    assert_int_equal(fp_partition_make(&p, y, n, 10, &sc, &err), FP_EINVAL);
+    if (!strstr(err.msg, "alpha is too small") || !strstr(err.msg, "use a larger alpha"))
+        fail_msg("%s", err.msg);
+    /* near-equal shares already: only fewer clients help */
+    sc = scen(FP_PART_DIRICHLET, 900, 9);
+    sc.dirichlet_alpha = 1e6;
+    assert_int_equal(fp_partition_make(&p, y, n, 10, &sc, &err), FP_EINVAL);
+    if (!strstr(err.msg, "use fewer clients") || strstr(err.msg, "larger alpha"))
+        fail_msg("%s", err.msg);
     free(y);
 }
 
@@ -335,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_shards_leftover),
         cmocka_unit_test(test_shards_impossible),
         cmocka_unit_test(test_dirichlet),
+        cmocka_unit_test(test_dirichlet_advice),
         cmocka_unit_test(test_sorted),
         cmocka_unit_test(test_bad_counts),
     };

@@ -213,12 +213,129 @@ static void test_overrides(void **state)
     expect_error(full, bad6, 1, "--set: [algorithm] lr_local = ' 0.1'", NULL);
 }
 
+/* A text that sets no key would run the whole default scenario: refused,
+ * with --set or without. */
+static void test_empty_text_refused(void **state)
+{
+    (void)state;
+    const char *texts[] = {"",
+                           "\n\n",
+                           "; a comment\n",
+                           "# a comment\n  ; another\n",
+                           "[run]\n",
+                           "[run]\n; nothing\n[data]\n"};
+    const char *sets[] = {"run.rounds=3"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        expect_error(texts[i], NULL, 0, "bad.ini: sets no key", "empty");
+        expect_error(texts[i], sets, 1, "bad.ini: sets no key", NULL);
+    }
+}
+
+/* Every number is plain decimal: one parser for every numeric key, integer
+ * or real, in the file, in --set and inside a value (shards:K, qsgd:S,
+ * dirichlet:ALPHA). */
+static void test_numbers_plain_decimal(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *section, *key, *good; /* good: a valid value of the key */
+    } keys[] = {
+        {"run", "seed", "7"},
+        {"run", "rounds", "7"},
+        {"run", "eval_every", "7"},
+        {"run", "checkpoint_every", "7"},
+        {"data", "clients", "7"},
+        {"algorithm", "local_steps", "7"},
+        {"algorithm", "batch", "7"},
+        {"algorithm", "lr_local", "0.25"},
+        {"algorithm", "lr_global", "0.25"},
+        {"participation", "sample", "7"},
+    };
+    static const char *const bad[] = {"0x10",   "0X1p-2", "0x1p-3", "inf",  "Infinity", "nan",
+                                      "NAN(1)", "+7",     "-0",     " 7",   "7 ",       "1e",
+                                      "1e+",    ".",      "e5",     "1.5.2"};
+    char text[256], set[128];
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        /* the good value loads: the bad ones fail for their syntax alone */
+        snprintf(text, sizeof text, "[data]\nclients = 20\n%s%s%s\n%s = %s\n",
+                 strcmp(keys[k].section, "data") ? "[" : "",
+                 strcmp(keys[k].section, "data") ? keys[k].section : "",
+                 strcmp(keys[k].section, "data") ? "]" : "", keys[k].key, keys[k].good);
+        if (!strcmp(keys[k].key, "clients"))
+            snprintf(text, sizeof text, "[data]\nclients = %s\n", keys[k].good);
+        struct fp_scenario sc;
+        struct fp_error err = {0};
+        if (fp_scenario_load_string(&sc, text, "t", NULL, 0, &err))
+            fail_msg("%s: %s", text, err.msg);
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            char want[128];
+            snprintf(set, sizeof set, "%s.%s=%s", keys[k].section, keys[k].key, bad[b]);
+            const char *sets[] = {set};
+            snprintf(want, sizeof want, "--set: [%s] %s = '%s' is not valid", keys[k].section,
+                     keys[k].key, bad[b]);
+            expect_error("[run]\nname = t\n", sets, 1, want, NULL);
+        }
+    }
+    /* reals where the docs' examples put them */
+    expect_error("[data]\ndataset = synthetic\nalpha = 0x1p-1\n", NULL, 0, "bad.ini:3",
+                 "[data] alpha = '0x1p-1' is not valid");
+    expect_error("[data]\ndataset = quadratic\nnoise = inf\n", NULL, 0, "bad.ini:3", "noise");
+    expect_error("[algorithm]\nname = scallion\nalpha = 0x1p-2\n", NULL, 0, "bad.ini:3", "'auto'");
+    expect_error("[algorithm]\nname = scafcom\nbeta = 0x1p-2\n", NULL, 0, "bad.ini:3", "(0, 1]");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = topk\nratio = 0x1p-4\n", NULL, 0,
+                 "bad.ini:5", "(0, 1]");
+    expect_error("[algorithm]\nname = fedef\n[compressor]\nname = topk\nk = 0x10\n", NULL, 0,
+                 "bad.ini:5", "[1, 4294967295]");
+    expect_error("[data]\npartition = dirichlet:0x1p-1\n", NULL, 0, "bad.ini:2", "dirichlet:ALPHA");
+    expect_error("[data]\npartition = dirichlet:inf\n", NULL, 0, "bad.ini:2", "dirichlet:ALPHA");
+    expect_error("[data]\npartition = dirichlet:1e999\n", NULL, 0, "bad.ini:2", "dirichlet:ALPHA");
+    expect_error("[data]\npartition = shards:0x2\n", NULL, 0, "bad.ini:2", "shards:K");
+    expect_error("[compressor]\nname = qsgd:0x4\n", NULL, 0, "bad.ini:2", "qsgd:S");
+    expect_error("[run]\nseed = 0x10\n", NULL, 0, "bad.ini:2", "[0, 2^64)");
+
+    /* what plain decimal does allow, read as the same double */
+    static const struct {
+        const char *text;
+        double want;
+    } good[] = {{"0.05", 0.05}, {".5", 0.5}, {"5.", 5.0}, {"1e-3", 1e-3}, {"2.5E+1", 25.0}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        struct fp_scenario sc;
+        struct fp_error err = {0};
+        snprintf(text, sizeof text, "[algorithm]\nlr_local = %s\n", good[i].text);
+        if (fp_scenario_load_string(&sc, text, "t", NULL, 0, &err))
+            fail_msg("%s: %s", good[i].text, err.msg);
+        assert_true(sc.lr_local == good[i].want);
+    }
+}
+
+/* A malformed line fails on its own line, not on the next key inih hands
+ * over after it. */
+static void test_malformed_line_named(void **state)
+{
+    (void)state;
+    expect_error("[run\nname = x\n", NULL, 0, "bad.ini:1: section header '[run' has no closing ']'",
+                 NULL);
+    expect_error("[run]\nname = x\n[data\nclients = 3\n", NULL, 0,
+                 "bad.ini:3: section header '[data'", NULL);
+    expect_error("[run\r\nname = x\r\n", NULL, 0, "bad.ini:1: section header '[run' has", NULL);
+    expect_error("[run]\nname x\nbogus = 1\n", NULL, 0, "bad.ini:2: not a 'key = value' line",
+                 NULL);
+    expect_error("[run]\nrounds = 3\n  [data\n", NULL, 0, "bad.ini:3: section header", NULL);
+    /* a UTF-8 byte order mark before the first header is fine */
+    struct fp_scenario sc;
+    struct fp_error err = {0};
+    assert_int_equal(
+        fp_scenario_load_string(&sc, "\xEF\xBB\xBF[run]\nrounds = 3\n", "t", NULL, 0, &err), 0);
+    assert_int_equal(sc.rounds, 3);
+}
+
 static void test_defaults_and_canonical_roundtrip(void **state)
 {
     (void)state;
     struct fp_scenario a, b;
     struct fp_error err = {0};
-    assert_int_equal(fp_scenario_load_string(&a, "", "empty", NULL, 0, &err), 0);
+    /* one key, set to its default: everything else is the default */
+    assert_int_equal(fp_scenario_load_string(&a, "[run]\nname = run\n", "t", NULL, 0, &err), 0);
     assert_int_equal(a.dataset, FP_DATA_FMNIST);
     assert_int_equal(a.algorithm, FP_ALGO_FEDAVG);
     assert_int_equal(a.sample, a.clients); /* default: everyone participates */
@@ -394,6 +511,9 @@ int main(void)
         cmocka_unit_test(test_errors_name_line_key_allowed),
         cmocka_unit_test(test_overrides),
         cmocka_unit_test(test_compressed_scenarios),
+        cmocka_unit_test(test_empty_text_refused),
+        cmocka_unit_test(test_numbers_plain_decimal),
+        cmocka_unit_test(test_malformed_line_named),
         cmocka_unit_test(test_defaults_and_canonical_roundtrip),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_paths_made_absolute),

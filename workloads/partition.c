@@ -13,6 +13,7 @@
  */
 #include "dataset.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,25 @@ static int fp__has_class(const uint32_t *slots, uint32_t k, const uint8_t *cls, 
     return 0;
 }
 
+/* The largest K' < k for which no class has more than nc of the nc*K'
+ * shards (the check fp__shards makes), or 0 if none does. */
+static uint32_t fp__shards_fit(const uint32_t *sorted, const uint8_t *y, uint32_t n, uint32_t nc,
+                               uint32_t k)
+{
+    for (uint32_t kk = k - 1; kk >= 1; kk--) {
+        uint64_t nshards = (uint64_t)nc * kk;
+        uint32_t size = (uint32_t)(n / nshards), count[256] = {0}, worst = 0;
+        for (uint64_t j = 0; j < nshards; j++) {
+            uint8_t c = y[sorted[j * size]];
+            if (++count[c] > worst)
+                worst = count[c];
+        }
+        if (worst <= nc)
+            return kk;
+    }
+    return 0;
+}
+
 static int fp__shards(uint32_t *owner, const uint32_t *sorted, const uint8_t *y, uint32_t n,
                       uint32_t nclasses, const struct fp_scenario *sc, fp_rng *rng,
                       struct fp_error *err)
@@ -85,8 +105,9 @@ static int fp__shards(uint32_t *owner, const uint32_t *sorted, const uint8_t *y,
     if (nshards > n)
         return fp_error_set(err, FP_EINVAL,
                             "[data] partition = shards:%u with %u clients needs %llu shards, "
-                            "more than the %u training examples",
-                            k, nc, (unsigned long long)nshards, n);
+                            "more than the %u training examples; use fewer clients (at most "
+                            "%u with shards:%u) or fewer shards per client",
+                            k, nc, (unsigned long long)nshards, n, n / k, k);
     uint32_t size = (uint32_t)(n / nshards);
     uint32_t *slot = malloc(nshards * sizeof *slot);
     uint8_t *cls = malloc(nshards);
@@ -107,11 +128,22 @@ static int fp__shards(uint32_t *owner, const uint32_t *sorted, const uint8_t *y,
      * round-robin shows that N or fewer per class always can. */
     for (uint32_t c = 0; c < nclasses; c++) {
         if (count[c] > nc) {
+            /* A class's share of the shards does not shrink with more
+             * clients (both scale with N): only fewer shards per client
+             * help, if any count does. */
+            uint32_t fit = fp__shards_fit(sorted, y, n, nc, k);
+            char advice[96];
+            if (fit)
+                snprintf(advice, sizeof advice, "use fewer shards per client (shards:%u fits)",
+                         fit);
+            else
+                snprintf(advice, sizeof advice,
+                         "no shards:K fits these labels; use dirichlet:ALPHA or iid");
             rc = fp_error_set(err, FP_EINVAL,
                               "[data] partition = shards:%u with %u clients: class %u has %u "
                               "shards of %u examples but a client may hold only one shard per "
-                              "class; use fewer shards per client or more clients",
-                              k, nc, c, count[c], size);
+                              "class; %s",
+                              k, nc, c, count[c], size, advice);
             goto out;
         }
     }
@@ -156,7 +188,7 @@ static int fp__shards(uint32_t *owner, const uint32_t *sorted, const uint8_t *y,
     if (!clean) {
         rc = fp_error_set(err, FP_EINVAL,
                           "[data] partition = shards:%u with %u clients: could not give every "
-                          "client %u shards of different classes",
+                          "client %u shards of different classes; use fewer shards per client",
                           k, nc, k);
         goto out;
     }
@@ -189,6 +221,10 @@ static int fp__dirichlet(uint32_t *owner, const uint32_t *sorted, const uint32_t
         rc = fp_error_set(err, FP_ENOMEM, "out of memory for the dirichlet partition");
         goto out;
     }
+    /* Why draws failed, for advice that points the right way: the gamma
+     * draws can overflow (alpha too large) or underflow to 0 (too small),
+     * or leave a client empty (too small for N, or too many clients). */
+    int overflow = 0, underflow = 0;
     for (int attempt = 0; attempt < FP__DIRICHLET_TRIES; attempt++) {
         int ok = 1;
         memset(have, 0, (size_t)nc * sizeof *have);
@@ -201,8 +237,11 @@ static int fp__dirichlet(uint32_t *owner, const uint32_t *sorted, const uint32_t
                 g[c] = fp_rng_gamma(rng, alpha);
                 sum += g[c];
             }
-            /* Tiny alpha can underflow every draw to 0: count it as a failed draw. */
+            /* Tiny alpha can underflow every draw to 0, a huge one overflow
+             * their sum: count either as a failed draw. */
             if (!(sum > 0) || !isfinite(sum)) {
+                overflow += !(sum < INFINITY);
+                underflow += sum == 0;
                 ok = 0;
                 break;
             }
@@ -227,10 +266,31 @@ static int fp__dirichlet(uint32_t *owner, const uint32_t *sorted, const uint32_t
         if (ok)
             goto out;
     }
-    rc = fp_error_set(err, FP_EINVAL,
-                      "[data] partition = dirichlet:%g with %u clients: after %d draws some "
-                      "client still had no examples; use a larger alpha or fewer clients",
-                      alpha, nc, FP__DIRICHLET_TRIES);
+    if (overflow)
+        /* nc draws of about alpha each must sum below DBL_MAX */
+        rc = fp_error_set(err, FP_EINVAL,
+                          "[data] partition = dirichlet:%g with %u clients: alpha is too large, "
+                          "the gamma draws overflow a double; use a smaller alpha (below %.3g; "
+                          "beyond about 1000 every client gets each class in near-equal shares "
+                          "already)",
+                          alpha, nc, DBL_MAX / 2 / nc);
+    else if (underflow)
+        rc = fp_error_set(err, FP_EINVAL,
+                          "[data] partition = dirichlet:%g with %u clients: alpha is too small, "
+                          "the gamma draws underflow to 0; use a larger alpha",
+                          alpha, nc);
+    else if (alpha >= 1000)
+        /* the shares are near-equal already: a larger alpha cannot help */
+        rc = fp_error_set(err, FP_EINVAL,
+                          "[data] partition = dirichlet:%g with %u clients: after %d draws some "
+                          "client still had no examples (%u examples, %u classes); use fewer "
+                          "clients",
+                          alpha, nc, FP__DIRICHLET_TRIES, n, nclasses);
+    else
+        rc = fp_error_set(err, FP_EINVAL,
+                          "[data] partition = dirichlet:%g with %u clients: after %d draws some "
+                          "client still had no examples; use a larger alpha or fewer clients",
+                          alpha, nc, FP__DIRICHLET_TRIES);
 out:
     free(tmp);
     free(have);
