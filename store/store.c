@@ -9,18 +9,36 @@
  *
  * A handle is used by one thread at a time: the prepared statements are
  * shared state.
+ *
+ * Inspect before modifying: fp_store_open() reads the file's schema version
+ * and tables before it switches the file to WAL or creates anything, and a
+ * reader (fp_store_open_readonly) never writes at all. A writer keeps the
+ * store file's identity (st_dev, st_ino) and checks before every commit that
+ * its path still names that file, and locks runs with open-file-description
+ * locks on the database file itself (see "Run locks" below).
  */
+/* F_OFD_SETLK needs _GNU_SOURCE, which the build defines (meson.build). */
 #include "store.h"
 
 #include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../core/hash.h"
 
@@ -37,7 +55,11 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
 #define FP__PART_BYTES ((size_t)1 << 28)
-#define FP_STORE_BUSY_MS        5000
+/* SQLite's own wait for a lock, per attempt; a write transaction that still
+ * finds the store busy is tried again until FP_STORE_BUSY_WAIT_MS have
+ * passed (a large state checkpoint of another run takes seconds to write). */
+#define FP_STORE_BUSY_MS      5000
+#define FP_STORE_BUSY_WAIT_MS (5 * 60 * 1000)
 
 enum fp__stmt_id {
     ST_BEGIN,
@@ -74,6 +96,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " sample, d, threads, compressor, status, started_at)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'running',"
         " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    /* Only a running run takes rounds: a completed one is never changed. */
     [ST_UPDATE_RUN_ROUND] =
         "UPDATE runs SET rounds_done = max(rounds_done, ?2),"
         " uplink_bytes = uplink_bytes + ?3, downlink_bytes = downlink_bytes + ?4,"
@@ -82,7 +105,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " final_test_accuracy = CASE WHEN ?5 IS NULL AND ?6 IS NULL THEN final_test_accuracy"
         "  ELSE ?5 END,"
         " final_test_loss = CASE WHEN ?5 IS NULL AND ?6 IS NULL THEN final_test_loss ELSE ?6 END"
-        " WHERE id = ?1",
+        " WHERE id = ?1 AND status = 'running'",
     [ST_INSERT_ROUND] =
         "INSERT INTO rounds(run_id, round, train_loss, test_loss, test_accuracy, uplink_bytes,"
         " downlink_bytes, participants, wall_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -91,7 +114,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " downlink_bytes, examples) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_FINISH_RUN] =
         "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-        " model_sha256 = ?3 WHERE id = ?1",
+        " model_sha256 = ?3 WHERE id = ?1 AND status = 'running'",
     /* REPLACE: finishing again (e.g. a resumed run) overwrites that round's model. */
     [ST_INSERT_CHECKPOINT] = "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
                              " VALUES(?1, ?2, 'model', ?3, ?4)",
@@ -118,7 +141,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     [ST_LIST_ROUNDS] =
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
-    [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+    [ST_RUN_EXISTS] = "SELECT status FROM runs WHERE id = ?1",
     /* a completed run first, else the newest */
     [ST_FIND_RUN] = "SELECT id, status FROM runs WHERE scenario = ?1"
                     " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
@@ -200,15 +223,20 @@ static const char fp__schema_sql[] =
     " PRIMARY KEY(run_id, round, kind));"
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
-    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);"
-    FP__PARTS_SQL
+    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
     "PRAGMA user_version = 2;";
+
+struct fp__file;
 
 struct fp_store {
     sqlite3 *db;
     char *path;
-    size_t part_bytes; /* FP__PART_BYTES, or smaller for tests */
-    sqlite3_stmt *st[ST__COUNT];
+    bool readonly;
+    int64_t version;       /* the file's schema version (a reader may see an older one) */
+    struct fp__file *file; /* writers: the store file (identity, run locks) */
+    unsigned busy_ms, busy_wait_ms;
+    size_t part_bytes;           /* FP__PART_BYTES, or smaller for tests */
+    sqlite3_stmt *st[ST__COUNT]; /* NULL in a reader where an older schema lacks a table */
     /* Set while a listing callback runs: re-entering the same listing would
      * reset the statement under the outer loop. */
     bool listing_runs, listing_rounds, listing_clients;
@@ -252,6 +280,323 @@ static bool fp__fits_i64(uint64_t v)
     return v <= (uint64_t)INT64_MAX;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The store file: identity and run locks                                   */
+
+/*
+ * Run locks. Whoever writes a run holds a write lock on one byte of the
+ * store's own database file, at FP__RUN_LOCK_BASE + run id: an
+ * open-file-description lock (F_OFD_SETLK), far above the bytes SQLite locks
+ * (0x40000000 + 512). The kernel drops it when the process dies, even by
+ * kill -9, so a crash never leaves a stale claim; it belongs to the file,
+ * not to the path, so a symlink, a hard link or "./runs.db" against
+ * "runs.db" take the same lock; and no lock file exists that could be
+ * deleted under its holder.
+ *
+ * Closing any descriptor of a file drops every POSIX lock the process holds
+ * on it, SQLite's own included. So this process opens each store file once
+ * (struct fp__file, shared by every writer handle on that file, found by
+ * st_dev/st_ino) and closes it only with the last handle. OFD locks on one
+ * descriptor do not conflict with each other, so the entry also lists which
+ * handle holds which run.
+ */
+#define FP__RUN_LOCK_BASE ((off_t)1 << 62)
+
+struct fp__held {
+    int64_t run;
+    const struct fp_store *owner;
+};
+
+struct fp__file {
+    struct fp__file *next;
+    dev_t dev;
+    ino_t ino;
+    pid_t pid; /* an entry inherited through fork() is the parent's */
+    int fd;
+    unsigned refs;
+    struct fp__held *held;
+    size_t nheld, cap;
+};
+
+static pthread_mutex_t fp__files_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct fp__file *fp__files;
+
+/* The shared entry of the file at path (opened now if this process has none). */
+static int fp__file_get(struct fp_store *s, struct fp_error *err)
+{
+    struct stat st;
+    int rc = 0;
+    if (stat(s->path, &st) != 0)
+        return fp_error_set(err, FP_EIO, "Run store %s: cannot stat it after opening: %s.", s->path,
+                            strerror(errno));
+    pthread_mutex_lock(&fp__files_mu);
+    struct fp__file *f = fp__files;
+    while (f && (f->dev != st.st_dev || f->ino != st.st_ino || f->pid != getpid()))
+        f = f->next;
+    if (!f) {
+        struct stat fst;
+        int fd = open(s->path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            rc = fp_error_set(err, FP_EIO, "Run store %s: cannot open it for its run locks: %s.",
+                              s->path, strerror(errno));
+            goto out;
+        }
+        if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+            /* replaced between stat and open: not the file SQLite has */
+            close(fd);
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s was replaced by another file while it was being "
+                              "opened; try again.",
+                              s->path);
+            goto out;
+        }
+        if (!(f = calloc(1, sizeof *f))) {
+            close(fd);
+            rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", s->path);
+            goto out;
+        }
+        f->dev = st.st_dev;
+        f->ino = st.st_ino;
+        f->pid = getpid();
+        f->fd = fd;
+        f->next = fp__files;
+        fp__files = f;
+    }
+    f->refs++;
+    s->file = f;
+out:
+    pthread_mutex_unlock(&fp__files_mu);
+    return rc;
+}
+
+static void fp__lock_byte(int fd, int64_t run_id, short type)
+{
+    struct flock fl = {
+        .l_type = type, .l_whence = SEEK_SET, .l_start = FP__RUN_LOCK_BASE + run_id, .l_len = 1};
+    (void)fcntl(fd, F_OFD_SETLK, &fl); /* unlocking cannot fail on a valid fd */
+}
+
+/* Drops s's run locks and its reference to the file; the last one closes it
+ * (after SQLite closed its own descriptor: see above). */
+static void fp__file_put(struct fp_store *s)
+{
+    struct fp__file *f = s->file;
+    if (!f)
+        return;
+    pthread_mutex_lock(&fp__files_mu);
+    for (size_t i = 0; i < f->nheld;) {
+        if (f->held[i].owner == s) {
+            fp__lock_byte(f->fd, f->held[i].run, F_UNLCK);
+            f->held[i] = f->held[--f->nheld];
+        } else {
+            i++;
+        }
+    }
+    if (--f->refs == 0) {
+        struct fp__file **pp = &fp__files;
+        while (*pp != f)
+            pp = &(*pp)->next;
+        *pp = f->next;
+        close(f->fd);
+        free(f->held);
+        free(f);
+    }
+    pthread_mutex_unlock(&fp__files_mu);
+    s->file = NULL;
+}
+
+/* The process holding an OFD lock on byte `off` of the file (dev, ino), from
+ * /proc/PID/fdinfo (the kernel reports no pid for OFD locks elsewhere); 0 if
+ * none is found. Only used to word an error message. */
+static long fp__lock_holder(dev_t dev, ino_t ino, off_t off)
+{
+    char want[96], path[300], line[256];
+    snprintf(want, sizeof want, " %02x:%02x:%lu %lld ", major(dev), minor(dev), (unsigned long)ino,
+             (long long)off);
+    DIR *proc = opendir("/proc");
+    long found = 0;
+    struct dirent *p;
+    while (proc && !found && (p = readdir(proc))) {
+        char *end;
+        long pid = strtol(p->d_name, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid())
+            continue;
+        snprintf(path, sizeof path, "/proc/%ld/fdinfo", pid);
+        DIR *fds = opendir(path);
+        struct dirent *q;
+        while (fds && !found && (q = readdir(fds))) {
+            if (q->d_name[0] == '.')
+                continue;
+            snprintf(path, sizeof path, "/proc/%ld/fdinfo/%s", pid, q->d_name);
+            FILE *fi = fopen(path, "r");
+            while (fi && !found && fgets(line, sizeof line, fi))
+                if (strstr(line, "OFDLCK") && strstr(line, want))
+                    found = pid;
+            if (fi)
+                fclose(fi);
+        }
+        if (fds)
+            closedir(fds);
+    }
+    if (proc)
+        closedir(proc);
+    return found;
+}
+
+int fp_store_lock_run(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    int rc = 0;
+    assert(s);
+    if (!s->file)
+        return fp_error_set(err, FP_EINVAL, "Run store %s is open read-only: no run locks.",
+                            s->path);
+    if (run_id < 1 || run_id > INT64_MAX - FP__RUN_LOCK_BASE)
+        return fp_error_set(err, FP_EINVAL, "Run store %s: run id %" PRId64 " is out of range.",
+                            s->path, run_id);
+    struct fp__file *f = s->file;
+    pthread_mutex_lock(&fp__files_mu);
+    for (size_t i = 0; i < f->nheld; i++) {
+        if (f->held[i].run != run_id)
+            continue;
+        if (f->held[i].owner != s)
+            rc = fp_error_set(err, FP_STORE_HELD,
+                              "Run %" PRId64 " of %s is being run by another handle of this "
+                              "process (pid %ld).",
+                              run_id, s->path, (long)getpid());
+        goto out;
+    }
+    if (f->nheld == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 4;
+        struct fp__held *h = realloc(f->held, cap * sizeof *h);
+        if (!h) {
+            rc = fp_error_set(err, FP_ENOMEM, "Out of memory locking run %" PRId64 ".", run_id);
+            goto out;
+        }
+        f->held = h;
+        f->cap = cap;
+    }
+    struct flock fl = {
+        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = FP__RUN_LOCK_BASE + run_id, .l_len = 1};
+    if (fcntl(f->fd, F_OFD_SETLK, &fl) != 0) {
+        if (errno == EAGAIN || errno == EACCES) {
+            long pid = fp__lock_holder(f->dev, f->ino, fl.l_start);
+            char who[48] = "";
+            if (pid)
+                snprintf(who, sizeof who, " (pid %ld)", pid);
+            rc = fp_error_set(err, FP_STORE_HELD,
+                              "Run %" PRId64 " of %s is being run by another process%s.", run_id,
+                              s->path, who);
+        } else {
+            rc = fp_error_set(err, FP_EIO, "Run store %s: cannot lock run %" PRId64 ": %s.",
+                              s->path, run_id, strerror(errno));
+        }
+        goto out;
+    }
+    f->held[f->nheld++] = (struct fp__held){run_id, s};
+out:
+    pthread_mutex_unlock(&fp__files_mu);
+    return rc;
+}
+
+void fp_store_unlock_run(struct fp_store *s, int64_t run_id)
+{
+    struct fp__file *f = s ? s->file : NULL;
+    if (!f)
+        return;
+    pthread_mutex_lock(&fp__files_mu);
+    for (size_t i = 0; i < f->nheld; i++)
+        if (f->held[i].run == run_id && f->held[i].owner == s) {
+            fp__lock_byte(f->fd, run_id, F_UNLCK);
+            f->held[i] = f->held[--f->nheld];
+            break;
+        }
+    pthread_mutex_unlock(&fp__files_mu);
+}
+
+int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
+{
+    struct stat a, b;
+    if (!s->file)
+        return 0;
+    if (fstat(s->file->fd, &a) == 0 && a.st_nlink == 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s was deleted while this process was writing to it: "
+                            "what it writes now is lost. Stopped.",
+                            s->path);
+    if (stat(s->path, &b) != 0) {
+        if (errno == ENOENT)
+            return fp_error_set(err, FP_ESTORE,
+                                "Run store %s was moved or renamed while this process was "
+                                "writing to it (the path no longer exists). Stopped; the "
+                                "committed rounds are in the moved file (continue there with "
+                                "fedpress sim --resume RUN --store NEWPATH).",
+                                s->path);
+        return fp_error_set(err, FP_ESTORE, "Run store %s: cannot check it is still there: %s.",
+                            s->path, strerror(errno));
+    }
+    if (b.st_dev != s->file->dev || b.st_ino != s->file->ino)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s was replaced while this process was writing to it: "
+                            "the path now names another file. Stopped; the rounds committed so "
+                            "far are in the file it was moved to, if any.",
+                            s->path);
+    return 0;
+}
+
+/* Writers hold the lock of every run they write: taken here at the first
+ * write if this handle does not hold it yet, refused if another does. */
+static int fp__hold(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    int rc = fp_store_lock_run(s, run_id, err);
+    return rc == FP_STORE_HELD ? FP_ESTORE : rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Output paths                                                             */
+
+/* "realpath(dirname(p))/basename(p)": the directory entry p names, without
+ * following p itself (it may not exist yet). 0, or -1 if its directory
+ * cannot be resolved. */
+static int fp__entry(const char *p, char *out, size_t n)
+{
+    const char *slash = strrchr(p, '/');
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *base = slash ? slash + 1 : p;
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", slash == p ? 1 : (int)(slash - p), p);
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (!realpath(dir, real))
+        return -1;
+    if (*base == '\0' || !strcmp(base, ".") || !strcmp(base, ".."))
+        return -1;
+    return (size_t)snprintf(out, n, "%s/%s", real, base) < n ? 0 : -1;
+}
+
+int fp_store_check_output(const char *store_path, const char *out, struct fp_error *err)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char real[PATH_MAX], c[PATH_MAX + 16], eo[PATH_MAX + 8], ec[PATH_MAX + 24];
+    struct stat so, sc;
+    const char *bases[2] = {store_path, realpath(store_path, real) ? real : NULL};
+    bool out_exists = stat(out, &so) == 0;
+    bool have_eo = fp__entry(out, eo, sizeof eo) == 0;
+    for (size_t b = 0; b < 2 && bases[b]; b++)
+        for (size_t k = 0; k < sizeof suffix / sizeof *suffix; k++) {
+            snprintf(c, sizeof c, "%s%s", bases[b], suffix[k]);
+            bool same =
+                out_exists && stat(c, &sc) == 0 && sc.st_dev == so.st_dev && sc.st_ino == so.st_ino;
+            same = same || (have_eo && fp__entry(c, ec, sizeof ec) == 0 && !strcmp(eo, ec));
+            if (same)
+                return fp_error_set(err, FP_EINVAL,
+                                    "%s is the run store %s%s%s: writing there would destroy "
+                                    "the store. Choose another file.",
+                                    out, store_path, *suffix[k] ? " (its " : "",
+                                    *suffix[k] ? "companion file)" : "");
+        }
+    return 0;
+}
+
 /* Runs a statement that returns no rows. */
 static int fp__exec_stmt(struct fp_store *s, enum fp__stmt_id id, struct fp_error *err,
                          const char *what)
@@ -266,9 +611,59 @@ static int fp__exec_stmt(struct fp_store *s, enum fp__stmt_id id, struct fp_erro
     return 0;
 }
 
+static double fp__now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* BEGIN IMMEDIATE (the write lock). SQLite waits busy_ms for another writer;
+ * if the store is still busy, this tries again, with a warning, until
+ * busy_wait_ms have passed: another run's large checkpoint can hold the
+ * lock for seconds, and a run must not fail for that. Nothing of the
+ * transaction has happened yet, so trying again is safe. */
 static int fp__begin(struct fp_store *s, struct fp_error *err)
 {
-    return fp__exec_stmt(s, ST_BEGIN, err, "BEGIN IMMEDIATE");
+    if (!s->file)
+        return fp_error_set(err, FP_EINVAL, "Run store %s is open read-only.", s->path);
+    const double t0 = fp__now_s();
+    bool warned = false;
+    for (unsigned attempt = 1;; attempt++) {
+        int rc = sqlite3_step(s->st[ST_BEGIN]);
+        int ec = sqlite3_extended_errcode(s->db);
+        if (rc == SQLITE_DONE) {
+            fp__done(s->st[ST_BEGIN]);
+            if (warned)
+                fprintf(stderr, "fedpress: run store %s is free again after %.0f s\n", s->path,
+                        fp__now_s() - t0);
+            return 0;
+        }
+        double waited = fp__now_s() - t0;
+        if ((ec & 0xff) != SQLITE_BUSY || waited * 1e3 >= s->busy_wait_ms) {
+            if ((ec & 0xff) == SQLITE_BUSY)
+                fp_error_set(err, FP_ESTORE,
+                             "Run store %s stayed busy for %.0f s: another process kept its "
+                             "write lock all that time (SQLite: %s). Try again when it is done.",
+                             s->path, waited, sqlite3_errmsg(s->db));
+            else
+                fp__sqlerr(s, err, "BEGIN IMMEDIATE");
+            fp__done(s->st[ST_BEGIN]);
+            return FP_ESTORE;
+        }
+        fp__done(s->st[ST_BEGIN]);
+        if (!warned)
+            fprintf(stderr,
+                    "fedpress: warning: run store %s is busy (another process is writing to "
+                    "it); waiting up to %u s\n",
+                    s->path, s->busy_wait_ms / 1000);
+        warned = true;
+        /* SQLite's busy handler has just waited busy_ms; pause a little
+         * longer each time so a short busy_ms does not spin. */
+        unsigned ms = attempt < 10 ? 20 * attempt : 200;
+        struct timespec pause = {0, (long)ms * 1000000L};
+        nanosleep(&pause, NULL);
+    }
 }
 
 /* Rolls back if a transaction is still open (SQLite already rolls back by
@@ -287,8 +682,13 @@ static void fp__rollback(struct fp_store *s, struct fp_error *err)
     fp__done(s->st[ST_ROLLBACK]);
 }
 
+/* The store file must still be where it was opened: a run must not go on
+ * writing into a deleted or moved file and then report success. */
 static int fp__commit(struct fp_store *s, struct fp_error *err)
 {
+    int rc = fp_store_check_identity(s, err);
+    if (rc)
+        return rc;
     return fp__exec_stmt(s, ST_COMMIT, err, "COMMIT");
 }
 
@@ -417,14 +817,174 @@ void fp_store_close(struct fp_store *s)
         assert(rc == SQLITE_OK);
         (void)rc;
     }
+    fp__file_put(s); /* after SQLite's descriptor: see "Run locks" */
     free(s->path);
     free(s);
 }
 
-int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
+/* Refuses what is not a regular file before SQLite sees it: SQLite would take
+ * /dev/null for an empty database and create /dev/null-journal beside it. */
+static int fp__check_regular(const char *path, bool must_exist, struct fp_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && !must_exist)
+            return 0;
+        return fp_error_set(err, errno == ENOENT ? FP_ENOTFOUND : FP_EIO,
+                            "Cannot open run store %s: %s.", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s is not a regular file (it is a %s); give --store the "
+                            "path of a file.",
+                            path,
+                            S_ISDIR(st.st_mode)    ? "directory"
+                            : S_ISCHR(st.st_mode)  ? "character device"
+                            : S_ISBLK(st.st_mode)  ? "block device"
+                            : S_ISFIFO(st.st_mode) ? "pipe"
+                                                   : "socket or other special file");
+    return 0;
+}
+
+/* Opens the file for SQLite. A reader on read-only media cannot make the
+ * -shm file a WAL-mode database needs; if there is also no -wal file (so
+ * nothing is uncommitted to the main file), it reads the file as immutable. */
+static int fp__sqlite_open(struct fp_store *s, bool immutable, struct fp_error *err)
+{
+    int flags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    char uri[3 * PATH_MAX + 32], real[PATH_MAX];
+    const char *name = s->path;
+    if (immutable) {
+        if (!realpath(s->path, real))
+            return fp_error_set(err, FP_EIO, "Cannot open run store %s: %s.", s->path,
+                                strerror(errno));
+        size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+        for (const char *c = real; *c && n + 4 < sizeof uri; c++)
+            n += (size_t)(*c == '%' || *c == '?' || *c == '#'
+                              ? snprintf(uri + n, sizeof uri - n, "%%%02X", (unsigned char)*c)
+                              : snprintf(uri + n, sizeof uri - n, "%c", *c));
+        snprintf(uri + n, sizeof uri - n, "?immutable=1");
+        name = uri;
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(name, &s->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (!s->db)
+            return fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", s->path);
+        return fp_error_set(err, FP_ESTORE, "Cannot open run store %s: %s.", s->path,
+                            sqlite3_errmsg(s->db));
+    }
+    if (sqlite3_extended_result_codes(s->db, 1) != SQLITE_OK)
+        return fp__sqlerr(s, err, "enabling extended result codes");
+    if (sqlite3_busy_timeout(s->db, (int)s->busy_ms) != SQLITE_OK)
+        return fp__sqlerr(s, err, "setting the busy timeout");
+    return 0;
+}
+
+/* Reads the schema version and, for version 0, whether the file holds other
+ * tables: before anything is changed, so that a file that is not a store
+ * (or is newer than this fedpress) is refused exactly as it was found. */
+static int fp__inspect(struct fp_store *s, struct fp_error *err)
+{
+    int64_t ntables = 0;
+    /* The first read is where SQLite notices a file that is not a database
+     * (open itself is lazy); say so in words rather than "file is not a
+     * database" alone. */
+    int rc = fp__pragma(s, "PRAGMA user_version", &s->version, NULL, 0, err);
+    if (rc) {
+        int ec = sqlite3_errcode(s->db);
+        if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s is not an SQLite database (or is corrupt): %s.",
+                              s->path, sqlite3_errmsg(s->db));
+        return rc;
+    }
+    if (s->version > FP_STORE_SCHEMA_VERSION)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s has schema version %" PRId64
+                            ", newer than the version %d this fedpress understands; "
+                            "use a newer fedpress or another file.",
+                            s->path, s->version, FP_STORE_SCHEMA_VERSION);
+    if (s->version != 0)
+        return 0;
+    rc = fp__pragma(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+                    &ntables, NULL, 0, err);
+    if (rc)
+        return rc;
+    if (ntables > 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s is an SQLite database with other tables but no "
+                            "fedpress schema version: it is not a run store; refusing to "
+                            "touch it.",
+                            s->path);
+    if (s->readonly)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s is empty: it has no fedpress schema yet (fedpress sim "
+                            "creates it).",
+                            s->path);
+    return 0;
+}
+
+/* The reader's first read; on read-only media, once more as immutable. */
+static int fp__open_reader(struct fp_store *s, struct fp_error *err)
+{
+    int rc = fp__sqlite_open(s, false, err);
+    if (!rc)
+        rc = fp__inspect(s, err);
+    if (!rc || !s->db || (sqlite3_errcode(s->db) & 0xff) != SQLITE_CANTOPEN)
+        return rc;
+    char wal[PATH_MAX + 8];
+    struct stat st;
+    snprintf(wal, sizeof wal, "%s-wal", s->path);
+    if (stat(wal, &st) == 0 && st.st_size > 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Cannot read run store %s: it has a write-ahead log (%s) that only "
+                            "a process able to write beside it can read; copy the store with "
+                            "its -wal file somewhere writable.",
+                            s->path, wal);
+    (void)sqlite3_close(s->db);
+    s->db = NULL;
+    rc = fp__sqlite_open(s, true, err);
+    return rc ? rc : fp__inspect(s, err);
+}
+
+/* The writer's settings and schema, once the file is known to be a store
+ * (or empty). */
+static int fp__prepare_writer(struct fp_store *s, struct fp_error *err)
+{
+    char mode[32];
+    /* WAL: readers (sqlite3, `fedpress runs`) never block the simulation and
+     * vice versa. journal_mode persists in the file; asking again is a no-op. */
+    int rc = fp__pragma(s, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode, err);
+    if (rc)
+        return rc;
+    /* An in-memory database reports "memory" and cannot do WAL; that is fine. */
+    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s could not switch to WAL journal mode (it is '%s'); "
+                            "is it on a network file system?",
+                            s->path, mode);
+    /* In WAL mode NORMAL loses no committed transaction when the application
+     * crashes, only possibly the last ones on power loss, and skips an fsync
+     * per round. */
+    rc = fp__exec_one(s, "PRAGMA synchronous=NORMAL", err);
+    if (rc)
+        return rc;
+    /* Off by default in SQLite, per connection: needed for the REFERENCES
+     * checks and ON DELETE CASCADE. */
+    rc = fp__exec_one(s, "PRAGMA foreign_keys=ON", err);
+    if (rc)
+        return rc;
+    rc = fp__ensure_schema(s, err);
+    if (rc)
+        return rc;
+    s->version = FP_STORE_SCHEMA_VERSION;
+    return 0;
+}
+
+static int fp__open(struct fp_store **out, const char *path, bool readonly, struct fp_error *err)
 {
     struct fp_store *s = NULL;
-    char mode[32];
     int rc;
 
     if (!out || !path)
@@ -433,96 +993,81 @@ int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
     /* sodium_init() is idempotent and thread-safe; 1 means "already done". */
     if (sodium_init() < 0)
         return fp_error_set(err, FP_ESTORE, "Run store %s: libsodium failed to initialise.", path);
+    if ((rc = fp__check_regular(path, readonly, err)))
+        return rc;
 
     s = calloc(1, sizeof *s);
     if (!s)
         return fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
     s->part_bytes = FP__PART_BYTES;
+    s->busy_ms = FP_STORE_BUSY_MS;
+    s->busy_wait_ms = FP_STORE_BUSY_WAIT_MS;
+    s->readonly = readonly;
     s->path = strdup(path);
     if (!s->path) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
         goto fail;
     }
 
-    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK) {
-        if (!s->db) {
-            rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
+    if (readonly) {
+        if ((rc = fp__open_reader(s, err)))
             goto fail;
-        }
-        rc = fp_error_set(err, FP_ESTORE, "Cannot open run store %s: %s.", path,
-                          sqlite3_errmsg(s->db));
+        /* Belt and braces: this connection never writes. */
+        if ((rc = fp__exec_one(s, "PRAGMA query_only=ON", err)))
+            goto fail;
+    } else if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err)) ||
+               (rc = fp__file_get(s, err)) || (rc = fp__prepare_writer(s, err))) {
         goto fail;
     }
-    rc = sqlite3_extended_result_codes(s->db, 1);
-    if (rc != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "enabling extended result codes");
-        goto fail;
-    }
-    rc = sqlite3_busy_timeout(s->db, FP_STORE_BUSY_MS);
-    if (rc != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "setting the busy timeout");
-        goto fail;
-    }
-
-    /* The first read is where SQLite notices a file that is not a database
-     * (open itself is lazy); say so in words rather than "file is not a
-     * database" alone. */
-    int64_t ver = 0;
-    rc = fp__pragma(s, "PRAGMA user_version", &ver, NULL, 0, err);
-    if (rc) {
-        int ec = sqlite3_errcode(s->db);
-        if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
-            rc = fp_error_set(err, FP_ESTORE,
-                              "Run store %s is not an SQLite database (or is corrupt): %s.", path,
-                              sqlite3_errmsg(s->db));
-        goto fail;
-    }
-
-    /* WAL: readers (sqlite3, `fedpress runs`) never block the simulation and
-     * vice versa. journal_mode persists in the file; asking again is a no-op. */
-    rc = fp__pragma(s, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode, err);
-    if (rc)
-        goto fail;
-    /* An in-memory database reports "memory" and cannot do WAL; that is fine. */
-    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
-        rc = fp_error_set(err, FP_ESTORE,
-                          "Run store %s could not switch to WAL journal mode (it is '%s'); "
-                          "is it on a network file system?",
-                          path, mode);
-        goto fail;
-    }
-    /* In WAL mode NORMAL loses no committed transaction when the application
-     * crashes, only possibly the last ones on power loss, and skips an fsync
-     * per round. */
-    rc = fp__exec_one(s, "PRAGMA synchronous=NORMAL", err);
-    if (rc)
-        goto fail;
-    /* Off by default in SQLite, per connection: needed for the REFERENCES
-     * checks and ON DELETE CASCADE. */
-    rc = fp__exec_one(s, "PRAGMA foreign_keys=ON", err);
-    if (rc)
-        goto fail;
-
-    rc = fp__ensure_schema(s, err);
-    if (rc)
-        goto fail;
 
     for (int i = 0; i < ST__COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, fp__stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                               NULL) != SQLITE_OK) {
-            rc = fp_error_set(err, FP_ESTORE,
-                              "Run store %s: preparing \"%s\" failed: %s (is the schema "
-                              "damaged?).",
-                              path, fp__stmt_sql[i], sqlite3_errmsg(s->db));
-            goto fail;
+                               NULL) == SQLITE_OK)
+            continue;
+        /* A reader does not upgrade an older schema: what it lacks stays
+         * unprepared, and using it says so (fp__need). */
+        if (readonly && s->version < FP_STORE_SCHEMA_VERSION) {
+            s->st[i] = NULL;
+            continue;
         }
+        rc = fp_error_set(err, FP_ESTORE,
+                          "Run store %s: preparing \"%s\" failed: %s (is the schema "
+                          "damaged?).",
+                          path, fp__stmt_sql[i], sqlite3_errmsg(s->db));
+        goto fail;
     }
     *out = s;
     return 0;
 fail:
     fp_store_close(s);
     return rc;
+}
+
+int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
+{
+    return fp__open(out, path, false, err);
+}
+
+int fp_store_open_readonly(struct fp_store **out, const char *path, struct fp_error *err)
+{
+    return fp__open(out, path, true, err);
+}
+
+const char *fp_store_path(const struct fp_store *s)
+{
+    return s->path;
+}
+
+/* A statement a reader of an older schema may lack. */
+static int fp__need(struct fp_store *s, enum fp__stmt_id id, struct fp_error *err)
+{
+    if (s->st[id])
+        return 0;
+    return fp_error_set(err, FP_ESTORE,
+                        "Run store %s has schema version %" PRId64 ", older than this fedpress's "
+                        "%d, and was opened read-only: this needs the newer schema. Open it "
+                        "once with a writer (fedpress sim or sweep) to upgrade it.",
+                        s->path, s->version, FP_STORE_SCHEMA_VERSION);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -550,6 +1095,10 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
                             "64-bit signed integers.",
                             s->path, meta->d);
     sqlite3_stmt *st = s->st[ST_INSERT_RUN];
+    int64_t id;
+    int rc = fp__begin(s, err);
+    if (rc)
+        return rc;
     FP__BIND(sqlite3_bind_text(st, 1, meta->name, -1, SQLITE_STATIC));
     FP__BIND(sqlite3_bind_text(st, 2, meta->algorithm, -1, SQLITE_STATIC));
     FP__BIND(meta->dataset ? sqlite3_bind_text(st, 3, meta->dataset, -1, SQLITE_STATIC)
@@ -567,18 +1116,74 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
     FP__BIND(meta->compressor ? sqlite3_bind_text(st, 11, meta->compressor, -1, SQLITE_STATIC)
                               : sqlite3_bind_null(st, 11));
     if (sqlite3_step(st) != SQLITE_DONE) {
-        fp__sqlerr(s, err, "inserting the runs row");
+        rc = fp__sqlerr(s, err, "inserting the runs row");
         goto fail;
     }
-    /* A single INSERT in autocommit mode: atomic on its own. */
-    *run_id = sqlite3_last_insert_rowid(s->db);
+    id = sqlite3_last_insert_rowid(s->db);
     fp__done(st);
+    /* Locked before the row is committed: no other process can see the new
+     * run and take it (a sweep resumes runs it finds unlocked). */
+    if ((rc = fp__hold(s, id, err)))
+        goto fail;
+    if ((rc = fp__commit(s, err))) {
+        fp_store_unlock_run(s, id);
+        goto fail;
+    }
+    *run_id = id;
     return 0;
 bind_fail:
-    fp__sqlerr(s, err, "binding the runs row");
+    rc = fp__sqlerr(s, err, "binding the runs row");
 fail:
     fp__done(st);
-    return FP_ESTORE;
+    fp__rollback(s, err);
+    return rc;
+}
+
+/* Why a run did not take a write meant for a running run: it does not
+ * exist (FP_ENOTFOUND), or it has a final status that no write may change. */
+static int fp__not_running(struct fp_store *s, int64_t run_id, const char *what,
+                           struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int rc;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    switch (sqlite3_step(st)) {
+    case SQLITE_ROW:
+        rc = fp_error_set(err, FP_ESTORE,
+                          "Run store %s: run %" PRId64 " is '%s', not running: refusing to %s "
+                          "(a finished run is never changed; a stopped one is continued with "
+                          "fedpress sim --resume).",
+                          s->path, run_id, (const char *)sqlite3_column_text(st, 0), what);
+        break;
+    case SQLITE_DONE:
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        break;
+    default: rc = fp__sqlerr(s, err, "looking up a run"); break;
+    }
+out:
+    fp__done(st);
+    return rc;
+}
+
+/* Inside a write transaction: the run exists and is running. */
+static int fp__require_running(struct fp_store *s, int64_t run_id, const char *what,
+                               struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int step = SQLITE_ERROR;
+    bool running = false;
+    if (sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        running = !strcmp((const char *)sqlite3_column_text(st, 0), "running");
+    fp__done(st);
+    if (running)
+        return 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return fp__sqlerr(s, err, "looking up a run");
+    return fp__not_running(s, run_id, what, err);
 }
 
 /* Inside an open transaction: the run's state checkpoint after `round`,
@@ -674,12 +1279,12 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
                                 "2^63-1.",
                                 s->path, r->clients[i].client, r->round);
 
-    rc = fp__begin(s, err);
-    if (rc)
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
 
-    /* Update the run first: zero changed rows tells "no such run" apart from
-     * a foreign-key failure on the rounds insert. */
+    /* Update the run first: zero changed rows tells "no such run" (or one
+     * that is not running) apart from a foreign-key failure on the rounds
+     * insert. */
     st = s->st[ST_UPDATE_RUN_ROUND];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_int64(st, 2, r->round));
@@ -691,12 +1296,13 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
         rc = fp__sqlerr(s, err, "updating the run's totals");
         goto fail;
     }
+    fp__done(st);
     if (sqlite3_changes(s->db) != 1) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
+        char what[64];
+        snprintf(what, sizeof what, "add round %u", r->round);
+        rc = fp__not_running(s, run_id, what, err);
         goto fail;
     }
-    fp__done(st);
 
     st = s->st[ST_INSERT_ROUND];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
@@ -775,10 +1381,11 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
         fp_sha256_hex(model, nbytes, hex);
     }
 
-    rc = fp__begin(s, err);
-    if (rc)
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
 
+    /* Only a running run is finished: a process that lost the race for a
+     * run can never mark the winner's completed run failed. */
     st = s->st[ST_FINISH_RUN];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_text(st, 2, fp_run_status_name(status), -1, SQLITE_STATIC));
@@ -787,12 +1394,13 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
         rc = fp__sqlerr(s, err, "updating the run's final status");
         goto fail;
     }
+    fp__done(st);
     if (sqlite3_changes(s->db) != 1) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
+        char what[64];
+        snprintf(what, sizeof what, "mark it '%s'", fp_run_status_name(status));
+        rc = fp__not_running(s, run_id, what, err);
         goto fail;
     }
-    fp__done(st);
 
     /* A completed run will not be resumed: its state checkpoint (up to
      * N client vectors) would only weigh on the file. */
@@ -824,7 +1432,8 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
     rc = fp__commit(s, err);
     if (rc)
         goto fail;
-    return 0;
+    /* Committed into a file that vanished just before: still not saved. */
+    return fp_store_check_identity(s, err);
 bind_fail:
     rc = fp__sqlerr(s, err, "binding the run's final values");
 fail:
@@ -852,6 +1461,8 @@ int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_ru
     int rc, step;
 
     assert(s && cb);
+    if ((rc = fp__need(s, ST_LIST_RUNS, err)))
+        return rc;
     if (s->listing_runs)
         return fp_error_set(err, FP_EINVAL,
                             "fp_store_list_runs called from inside its own callback.");
@@ -901,6 +1512,8 @@ static int fp__list_run(struct fp_store *s, int which, int64_t run_id, const int
     int rc, step;
     if (*busy)
         return fp_error_set(err, FP_EINVAL, "%s called from inside its own callback.", fname);
+    if ((rc = fp__need(s, which, err)))
+        return rc;
     rc = fp_store_run_exists(s, run_id, err);
     if (rc)
         return rc;
@@ -951,8 +1564,8 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 {
     assert(s && cb);
     struct fp__rounds_ctx c = {cb, u};
-    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds,
-                        "fp_store_list_rounds", "listing rounds", fp__round_row, &c, err);
+    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds, "fp_store_list_rounds",
+                        "listing rounds", fp__round_row, &c, err);
 }
 
 struct fp__clients_ctx {
@@ -974,15 +1587,14 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
 }
 
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
-                                int (*cb)(void *u, uint32_t round,
-                                          const struct fp_client_round *c),
+                                int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
                                 void *u, struct fp_error *err)
 {
     assert(s && cb);
     struct fp__clients_ctx c = {cb, u};
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
-                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row,
-                        &c, err);
+                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
+                        err);
 }
 
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
@@ -993,6 +1605,8 @@ int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id,
     *run_id = 0;
     if (status_len)
         status[0] = '\0';
+    if ((rc = fp__need(s, ST_FIND_RUN, err)))
+        return rc;
     if (sqlite3_bind_text(st, 1, scenario, -1, SQLITE_STATIC) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the scenario text");
         goto out;
@@ -1017,6 +1631,8 @@ int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err
     int rc;
 
     assert(s);
+    if ((rc = fp__need(s, ST_RUN_EXISTS, err)))
+        return rc;
     if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the run id");
         goto out;
@@ -1103,6 +1719,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     int rc = 0;
     char sha[65] = "";
     memset(out, 0, sizeof *out);
+    if ((rc = fp__need(s, ST_GET_RESUME, err)) || (rc = fp__need(s, ST_GET_PARTS, err)))
+        return rc;
     /* One read transaction: the checkpoint row and its parts from the same
      * snapshot, whatever a writer commits meanwhile. */
     if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
@@ -1178,6 +1796,21 @@ static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_i
     return rc;
 }
 
+static int fp__rewindable(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int step = SQLITE_ERROR;
+    bool completed = false;
+    if (sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        completed = !strcmp((const char *)sqlite3_column_text(st, 0), "completed");
+    fp__done(st);
+    if (step == SQLITE_ROW && !completed)
+        return 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return fp__sqlerr(s, err, "looking up a run");
+    return fp__not_running(s, run_id, "rewind it", err);
+}
+
 int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
                     struct fp_error *err)
 {
@@ -1197,9 +1830,15 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t
         "  (test_accuracy IS NOT NULL OR test_loss IS NOT NULL) ORDER BY round DESC LIMIT 1)"
         " WHERE id = ?1",
     };
-    int rc = fp__begin(s, err);
-    if (rc)
+    int rc;
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
+    /* A completed run is final: it is never rewound (and so never marked
+     * running again or stripped of its model). */
+    if ((rc = fp__rewindable(s, run_id, err))) {
+        fp__rollback(s, err);
+        return rc;
+    }
     for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
         rc = fp__exec_run_round(s, sql[i], run_id, round, threads, err);
         if (rc) {
@@ -1216,10 +1855,11 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t
 int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
                        size_t state_len, struct fp_error *err)
 {
-    int rc = fp__begin(s, err);
-    if (rc)
+    int rc;
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
-    if ((rc = fp__write_state(s, run_id, round, state, state_len, err)) ||
+    if ((rc = fp__require_running(s, run_id, "store a state checkpoint", err)) ||
+        (rc = fp__write_state(s, run_id, round, state, state_len, err)) ||
         (rc = fp__commit(s, err))) {
         fp__rollback(s, err);
         return rc;
@@ -1230,6 +1870,13 @@ int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const
 void fp_store_set_part_bytes(struct fp_store *s, size_t bytes)
 {
     s->part_bytes = bytes == 0 ? 1 : bytes > FP__PART_BYTES ? FP__PART_BYTES : bytes;
+}
+
+void fp_store_set_busy(struct fp_store *s, unsigned busy_ms, unsigned wait_ms)
+{
+    s->busy_ms = busy_ms;
+    s->busy_wait_ms = wait_ms;
+    (void)sqlite3_busy_timeout(s->db, (int)busy_ms); /* cannot fail on an open handle */
 }
 
 void fp_store_set_value_limit(struct fp_store *s, size_t bytes)
