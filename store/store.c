@@ -223,7 +223,8 @@ static const char fp__schema_sql[] =
     " PRIMARY KEY(run_id, round, kind));"
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
-    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
+    "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);"
+    FP__PARTS_SQL
     "PRAGMA user_version = 2;";
 
 struct fp__file;
