@@ -259,6 +259,14 @@ static int fp__check_model_out(const char *path, struct fp_error *err)
                             "--model-out %s is not a regular file (the model would replace it); "
                             "give the path of a file",
                             path);
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        snprintf(tmp, sizeof tmp, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        int found = stat(tmp, &st) == 0;
+        if (!found || !S_ISDIR(st.st_mode))
+            return fp_error_set(err, FP_EIO, "--model-out %s: its directory %s: %s", path, tmp,
+                                found ? "not a directory" : strerror(errno));
+    }
     int fd = fp__model_tmp(path, tmp, sizeof tmp, err);
     if (fd < 0)
         return fd;

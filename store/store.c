@@ -588,12 +588,16 @@ int fp_store_check_output(const char *store_path, const char *out, struct fp_err
             bool same =
                 out_exists && stat(c, &sc) == 0 && sc.st_dev == so.st_dev && sc.st_ino == so.st_ino;
             same = same || (have_eo && fp__entry(c, ec, sizeof ec) == 0 && !strcmp(eo, ec));
+            if (same && !*suffix[k])
+                return fp_error_set(err, FP_EINVAL,
+                                    "%s is the run store %s: writing there would destroy the "
+                                    "store. Choose another file.",
+                                    out, store_path);
             if (same)
                 return fp_error_set(err, FP_EINVAL,
-                                    "%s is the run store %s%s%s: writing there would destroy "
-                                    "the store. Choose another file.",
-                                    out, store_path, *suffix[k] ? " (its " : "",
-                                    *suffix[k] ? "companion file)" : "");
+                                    "%s is the %s file of the run store %s (%s%s): writing "
+                                    "there would damage the store. Choose another file.",
+                                    out, suffix[k] + 1, store_path, bases[b], suffix[k]);
         }
     return 0;
 }
@@ -844,6 +848,16 @@ static int fp__check_regular(const char *path, bool must_exist, struct fp_error 
                             : S_ISBLK(st.st_mode)  ? "block device"
                             : S_ISFIFO(st.st_mode) ? "pipe"
                                                    : "socket or other special file");
+    /* SQLite names the -wal file after the path it was given: through two
+     * hard links, two processes would keep two logs of one database and
+     * damage it (a symlink is fine: SQLite resolves it). */
+    if (st.st_nlink > 1)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s has %ju hard links: SQLite would keep a separate "
+                            "write-ahead log for each name and damage the store. Remove the "
+                            "other links (find -samefile %s) and use one path; a symlink is "
+                            "fine.",
+                            path, (uintmax_t)st.st_nlink, path);
     return 0;
 }
 
