@@ -528,9 +528,7 @@ int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
         if (errno == ENOENT)
             return fp_error_set(err, FP_ESTORE,
                                 "Run store %s was moved or renamed while this process was "
-                                "writing to it (the path no longer exists). Stopped; the "
-                                "committed rounds are in the moved file (continue there with "
-                                "fedpress sim --resume RUN --store NEWPATH).",
+                                "writing to it (the path no longer exists). Stopped.",
                                 s->path);
         return fp_error_set(err, FP_ESTORE, "Run store %s: cannot check it is still there: %s.",
                             s->path, strerror(errno));
@@ -538,10 +536,35 @@ int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
     if (b.st_dev != s->file->dev || b.st_ino != s->file->ino)
         return fp_error_set(err, FP_ESTORE,
                             "Run store %s was replaced while this process was writing to it: "
-                            "the path now names another file. Stopped; the rounds committed so "
-                            "far are in the file it was moved to, if any.",
+                            "the path now names another file. Stopped.",
                             s->path);
     return 0;
+}
+
+/* After a move: SQLite names the -wal file after the path it opened, so the
+ * newest committed transactions stayed behind in PATH-wal, not with the
+ * moved file. Copy them into the file itself (a checkpoint writes through
+ * the open descriptor, wherever the file now is) and say what happened.
+ * Outside any transaction. */
+static void fp__save_moved(struct fp_store *s, struct fp_error *err)
+{
+    struct stat st;
+    int log = -1, done = -1;
+    if (!s->file || fstat(s->file->fd, &st) != 0 || st.st_nlink == 0)
+        return; /* deleted: there is nowhere to save to */
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+    size_t n = strlen(err->msg);
+    if (rc == SQLITE_OK && log == done)
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 " Every round committed before is in the moved file (continue there with "
+                 "fedpress sim --resume RUN --store NEWPATH).");
+    else
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 " Its newest committed rounds could not be copied into the moved file (%s): "
+                 "they are in %s-wal; with no process using either, move that file next to the "
+                 "store as NEWPATH-wal before you open NEWPATH.",
+                 rc == SQLITE_OK ? "another process is reading it" : sqlite3_errmsg(s->db),
+                 s->path);
 }
 
 /* Writers hold the lock of every run they write: taken here at the first
@@ -692,8 +715,11 @@ static void fp__rollback(struct fp_store *s, struct fp_error *err)
 static int fp__commit(struct fp_store *s, struct fp_error *err)
 {
     int rc = fp_store_check_identity(s, err);
-    if (rc)
+    if (rc) {
+        fp__rollback(s, err);
+        fp__save_moved(s, err);
         return rc;
+    }
     return fp__exec_stmt(s, ST_COMMIT, err, "COMMIT");
 }
 
@@ -1448,7 +1474,9 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
     if (rc)
         goto fail;
     /* Committed into a file that vanished just before: still not saved. */
-    return fp_store_check_identity(s, err);
+    if ((rc = fp_store_check_identity(s, err)))
+        fp__save_moved(s, err);
+    return rc;
 bind_fail:
     rc = fp__sqlerr(s, err, "binding the run's final values");
 fail:
