@@ -203,11 +203,12 @@ if [ -e /dev/null-journal ]; then
   skip "--store /dev/null: /dev/null-journal exists already and cannot be removed"
 else
   "$FP" sim "$Q" --store /dev/null --quiet >/dev/null 2>"$T/e"; rc1=$?
-  rm -f /dev/null-journal 2>/dev/null && created=0 || created=1
-  [ -e /dev/null-journal ] && created=1
   "$FP" runs --store /dev/null >/dev/null 2>>"$T/e"; rc2=$?
+  created=0
+  [ -e /dev/null-journal ] && created=1
+  rm -f /dev/null-journal 2>/dev/null  # (an older fedpress makes it)
   check "--store /dev/null: refused (not a regular file), no /dev/null-journal" \
-    "[ $rc1 -eq 1 ] && [ $rc2 -eq 1 ] && grep -q 'not a regular file' '$T/e' && [ ! -e /dev/null-journal ]"
+    "[ $rc1 -eq 1 ] && [ $rc2 -eq 1 ] && grep -q 'not a regular file' '$T/e' && [ $created -eq 0 ]"
 fi
 mkdir -p "$T/adir"
 "$FP" sim "$Q" --store "$T/adir" --quiet >/dev/null 2>"$T/e"; rc=$?
