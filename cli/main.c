@@ -249,8 +249,8 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
                 sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path);
     }
     if (resume && !quiet)
-        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n", sc->name,
-                (long long)resume_id, resume->state ? resume->round : 0u);
+        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n",
+                sc->name, (long long)resume_id, resume->state ? resume->round : 0u);
     if (fp_sim_run(sc, store, &opt, res, &err)) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         /* An error after the run's final status was stored (writing
@@ -490,9 +490,9 @@ static void fp__sweep_name(char *out, size_t n, const char *base, const struct f
 }
 
 struct fp__sweep_row {
-    char *name;      /* the combination's run name */
-    char *canon;     /* its canonical scenario text */
-    int64_t id;      /* its run, 0 if none */
+    char *name;  /* the combination's run name */
+    char *canon; /* its canonical scenario text */
+    int64_t id;  /* its run, 0 if none */
     const char *how; /* "done before", "completed", "resumed", "interrupted", "failed",
                       * "elsewhere" (another process is running it), "not run" */
     char acc[16], loss[24];
@@ -607,6 +607,13 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
             row->how = "failed";
             goto out;
         }
+        /* Read under the lock: the process that held it may have completed
+         * the run since fp_store_find_run looked. */
+        if (!strcmp(resume.status, "completed")) {
+            row->how = "done before";
+            rc = 0;
+            goto out;
+        }
         if (!o->quiet)
             fprintf(stderr, "[sweep] %zu/%zu %s: resuming run %lld (%s)\n", idx + 1, total,
                     row->name, (long long)id, status);
@@ -622,7 +629,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
                           id ? &resume : NULL, id, &res);
     if (res.run_id > 0)
         row->id = res.run_id;
-    row->how = rc == 0                     ? (id ? "resumed" : "completed")
+    row->how = rc == 0 ? (id ? "resumed" : "completed")
                : rc == FP_EXIT_INTERRUPTED ? "interrupted"
                                            : "failed";
 out:
@@ -718,8 +725,8 @@ static int fp__cmd_sweep(int argc, char **argv)
         for (size_t idx = 0; idx < total; idx++) {
             char status[16] = "";
             int64_t id = 0;
-            if (store &&
-                fp_store_find_run(store, rows[idx].canon, &id, status, sizeof status, &err)) {
+            if (store && fp_store_find_run(store, rows[idx].canon, &id, status, sizeof status,
+                                           &err)) {
                 fprintf(stderr, "fedpress: %s\n", err.msg);
                 rc = FP_EXIT_RUNTIME;
                 goto out;
@@ -891,8 +898,8 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
         fp__num(c->fmt, r->final_accuracy, "%.9g", 0);
         printf(", \"final_loss\": ");
         fp__num(c->fmt, r->final_loss, "%.9g", 0);
-        printf(", \"uplink_bytes\": %llu, \"status\": \"%s\"}", (unsigned long long)r->uplink_bytes,
-               r->status);
+        printf(", \"uplink_bytes\": %llu, \"status\": \"%s\"}",
+               (unsigned long long)r->uplink_bytes, r->status);
         break;
     }
     c->first = 0;
@@ -942,8 +949,8 @@ static int fp__cmd_runs(int argc, char **argv)
         rc = fp_store_list_runs(store, fp__name_width, &c, &err);
         if (!rc)
             printf("%5s  %-*s  %-10s  %-12s  %11s  %9s  %10s  %14s  %s\n", "id", c.width, "name",
-                   "algorithm", "compressor", "rounds", "final_acc", "final_loss", "uplink_bytes",
-                   "status");
+                   "algorithm", "compressor", "rounds", "final_acc", "final_loss",
+                   "uplink_bytes", "status");
     } else if (c.fmt == FMT_CSV) {
         printf("id,name,algorithm,compressor,rounds_done,rounds_planned,final_accuracy,"
                "final_loss,uplink_bytes,status\n");
@@ -1020,8 +1027,8 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
                (unsigned long long)c->downlink_bytes, c->examples);
         break;
     case FMT_JSON:
-        printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",", round,
-               c->client);
+        printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",",
+               round, c->client);
         fp__num(m->fmt, c->train_loss, "%.9g", 0);
         printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u}",
                (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,

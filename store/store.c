@@ -1607,8 +1607,8 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 {
     assert(s && cb);
     struct fp__rounds_ctx c = {cb, u};
-    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds, "fp_store_list_rounds",
-                        "listing rounds", fp__round_row, &c, err);
+    return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds,
+                        "fp_store_list_rounds", "listing rounds", fp__round_row, &c, err);
 }
 
 struct fp__clients_ctx {
@@ -1630,14 +1630,15 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
 }
 
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
-                                int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
+                                int (*cb)(void *u, uint32_t round,
+                                          const struct fp_client_round *c),
                                 void *u, struct fp_error *err)
 {
     assert(s && cb);
     struct fp__clients_ctx c = {cb, u};
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
-                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
-                        err);
+                        "fp_store_list_client_rounds", "listing client rounds", fp__client_row,
+                        &c, err);
 }
 
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,

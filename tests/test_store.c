@@ -543,9 +543,9 @@ static void test_schema_1_upgraded(void **state)
     /* Make it what version 1 wrote */
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1", NULL, NULL, NULL),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     s = NULL;
@@ -571,9 +571,8 @@ static void test_schema_1_upgraded(void **state)
     /* a damaged part is caught by the SHA-256, not handed to the algorithm */
     sqlite3 *h2 = NULL;
     assert_int_equal(sqlite3_open(f->db, &h2), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h2,
-                                  "UPDATE checkpoint_parts SET data = zeroblob(length(data))"
-                                  " WHERE part = 2",
+    assert_int_equal(sqlite3_exec(h2, "UPDATE checkpoint_parts SET data = zeroblob(length(data))"
+                                      " WHERE part = 2",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_close(h2), SQLITE_OK);
@@ -1171,9 +1170,9 @@ static void test_reader_on_old_schema(void **state)
     fp_store_close(s);
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1", NULL, NULL, NULL),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     s = NULL;
