@@ -244,9 +244,9 @@ static int fp__model_tmp(const char *path, char *tmp, size_t n, struct fp_error 
 }
 
 /* Everything about the model's path that can be known before the run: not
- * a directory or a special file (rename would replace a device node or a
- * symlink like /dev/stdout), and a directory that exists and takes a new
- * file (made and removed here). */
+ * a directory, a special file or a symlink (rename would replace a device
+ * node, or a link such as /dev/stdout), and a directory that exists and
+ * takes a new file (made and removed here). */
 static int fp__check_model_out(const char *path, struct fp_error *err)
 {
     struct stat st;
@@ -254,11 +254,13 @@ static int fp__check_model_out(const char *path, struct fp_error *err)
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return fp_error_set(err, FP_EINVAL, "--model-out %s is a directory; give a file name",
                             path);
+    /* lstat: rename replaces the directory entry itself, so a symlink
+     * would be replaced, not written through */
     if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
         return fp_error_set(err, FP_EINVAL,
-                            "--model-out %s is not a regular file (the model would replace it); "
-                            "give the path of a file",
-                            path);
+                            "--model-out %s is %s, not a regular file (the model would replace "
+                            "it); give the path of a file",
+                            path, S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file");
     const char *slash = strrchr(path, '/');
     if (slash) {
         snprintf(tmp, sizeof tmp, "%.*s", slash == path ? 1 : (int)(slash - path), path);

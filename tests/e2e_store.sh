@@ -143,6 +143,14 @@ check "--model-out into a directory that takes no files (/proc): exit 1, no run 
 "$FP" sim "$Q" --store "$Mo" --model-out "$T" --quiet >/dev/null 2>"$T/e"; rc=$?
 check "--model-out a directory: exit 1, no run started" \
   "[ $rc -eq 1 ] && grep -q 'is a directory' '$T/e' && [ \"\$(q '$Mo' 'select count(*) from runs')\" = 0 ]"
+echo keep >"$T/target"
+ln -s "$T/target" "$T/mlink"
+mkfifo "$T/fifo"
+for out in "$T/mlink" "$T/fifo"; do
+  "$FP" sim "$Q" --store "$Mo" --model-out "$out" --quiet >/dev/null 2>"$T/e"; rc=$?
+  check "--model-out $(basename "$out") (a symlink, a pipe): exit 1 before any run, left as it was" \
+    "[ $rc -eq 1 ] && grep -q 'not a regular file' '$T/e' && [ \"\$(q '$Mo' 'select count(*) from runs')\" = 0 ] && { [ -L '$out' ] || [ -p '$out' ]; } && [ \"\$(cat '$T/target')\" = keep ]"
+done
 mkdir -p "$T/rodir"
 if ro_mount "$T/rodir"; then
   "$FP" sim "$Q" --store "$Mo" --model-out "$T/rodir/m.f32" --quiet >/dev/null 2>"$T/e"; rc=$?
