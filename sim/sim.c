@@ -251,6 +251,8 @@ static int fp__check_model_out(const char *path, struct fp_error *err)
 {
     struct stat st;
     char tmp[PATH_MAX];
+    if (!*path)
+        return fp_error_set(err, FP_EINVAL, "--model-out: the path is empty");
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return fp_error_set(err, FP_EINVAL, "--model-out %s is a directory; give a file name",
                             path);
