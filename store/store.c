@@ -15,20 +15,16 @@
  * reader (fp_store_open_readonly) never writes at all. A writer keeps the
  * store file's identity (st_dev, st_ino) and checks before every commit that
  * its path still names that file, and locks runs with open-file-description
- * locks on the database file itself (see "Run locks" below).
+ * locks on the database file itself (storefile.c).
  */
-/* F_OFD_SETLK needs _GNU_SOURCE, which the build defines (meson.build). */
 #include "store.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -36,11 +32,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "../core/hash.h"
+#include "storefile.h"
 
 /* The model blob and its hash are defined as raw little-endian IEEE-754
  * float32. Hashing the in-memory bytes is only that on a little-endian host
@@ -227,14 +222,12 @@ static const char fp__schema_sql[] =
     FP__PARTS_SQL
     "PRAGMA user_version = 2;";
 
-struct fp__file;
-
 struct fp_store {
     sqlite3 *db;
     char *path;
     bool readonly;
-    int64_t version;       /* the file's schema version (a reader may see an older one) */
-    struct fp__file *file; /* writers: the store file (identity, run locks) */
+    int64_t version;           /* the file's schema version (a reader may see an older one) */
+    struct fp_storefile *file; /* writers: the store file (identity, run locks) */
     unsigned busy_ms, busy_wait_ms;
     size_t part_bytes;           /* FP__PART_BYTES, or smaller for tests */
     sqlite3_stmt *st[ST__COUNT]; /* NULL in a reader where an older schema lacks a table */
@@ -282,263 +275,26 @@ static bool fp__fits_i64(uint64_t v)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The store file: identity and run locks                                   */
-
-/*
- * Run locks. Whoever writes a run holds a write lock on one byte of the
- * store's own database file, at FP__RUN_LOCK_BASE + run id: an
- * open-file-description lock (F_OFD_SETLK), far above the bytes SQLite locks
- * (0x40000000 + 512). The kernel drops it when the process dies, even by
- * kill -9, so a crash never leaves a stale claim; it belongs to the file,
- * not to the path, so a symlink, a hard link or "./runs.db" against
- * "runs.db" take the same lock; and no lock file exists that could be
- * deleted under its holder.
- *
- * Closing any descriptor of a file drops every POSIX lock the process holds
- * on it, SQLite's own included. So this process opens each store file once
- * (struct fp__file, shared by every writer handle on that file, found by
- * st_dev/st_ino) and closes it only with the last handle. OFD locks on one
- * descriptor do not conflict with each other, so the entry also lists which
- * handle holds which run.
- */
-#define FP__RUN_LOCK_BASE ((off_t)1 << 62)
-
-struct fp__held {
-    int64_t run;
-    const struct fp_store *owner;
-};
-
-struct fp__file {
-    struct fp__file *next;
-    dev_t dev;
-    ino_t ino;
-    pid_t pid; /* an entry inherited through fork() is the parent's */
-    int fd;
-    unsigned refs;
-    struct fp__held *held;
-    size_t nheld, cap;
-};
-
-static pthread_mutex_t fp__files_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct fp__file *fp__files;
-
-/* The shared entry of the file at path (opened now if this process has none). */
-static int fp__file_get(struct fp_store *s, struct fp_error *err)
-{
-    struct stat st;
-    int rc = 0;
-    if (stat(s->path, &st) != 0)
-        return fp_error_set(err, FP_EIO, "Run store %s: cannot stat it after opening: %s.", s->path,
-                            strerror(errno));
-    pthread_mutex_lock(&fp__files_mu);
-    struct fp__file *f = fp__files;
-    while (f && (f->dev != st.st_dev || f->ino != st.st_ino || f->pid != getpid()))
-        f = f->next;
-    if (!f) {
-        struct stat fst;
-        int fd = open(s->path, O_RDWR | O_CLOEXEC);
-        if (fd < 0) {
-            rc = fp_error_set(err, FP_EIO, "Run store %s: cannot open it for its run locks: %s.",
-                              s->path, strerror(errno));
-            goto out;
-        }
-        if (fstat(fd, &fst) != 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
-            /* replaced between stat and open: not the file SQLite has */
-            close(fd);
-            rc = fp_error_set(err, FP_ESTORE,
-                              "Run store %s was replaced by another file while it was being "
-                              "opened; try again.",
-                              s->path);
-            goto out;
-        }
-        if (!(f = calloc(1, sizeof *f))) {
-            close(fd);
-            rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", s->path);
-            goto out;
-        }
-        f->dev = st.st_dev;
-        f->ino = st.st_ino;
-        f->pid = getpid();
-        f->fd = fd;
-        f->next = fp__files;
-        fp__files = f;
-    }
-    f->refs++;
-    s->file = f;
-out:
-    pthread_mutex_unlock(&fp__files_mu);
-    return rc;
-}
-
-static void fp__lock_byte(int fd, int64_t run_id, short type)
-{
-    struct flock fl = {
-        .l_type = type, .l_whence = SEEK_SET, .l_start = FP__RUN_LOCK_BASE + run_id, .l_len = 1};
-    (void)fcntl(fd, F_OFD_SETLK, &fl); /* unlocking cannot fail on a valid fd */
-}
-
-/* Drops s's run locks and its reference to the file; the last one closes it
- * (after SQLite closed its own descriptor: see above). */
-static void fp__file_put(struct fp_store *s)
-{
-    struct fp__file *f = s->file;
-    if (!f)
-        return;
-    pthread_mutex_lock(&fp__files_mu);
-    for (size_t i = 0; i < f->nheld;) {
-        if (f->held[i].owner == s) {
-            fp__lock_byte(f->fd, f->held[i].run, F_UNLCK);
-            f->held[i] = f->held[--f->nheld];
-        } else {
-            i++;
-        }
-    }
-    if (--f->refs == 0) {
-        struct fp__file **pp = &fp__files;
-        while (*pp != f)
-            pp = &(*pp)->next;
-        *pp = f->next;
-        close(f->fd);
-        free(f->held);
-        free(f);
-    }
-    pthread_mutex_unlock(&fp__files_mu);
-    s->file = NULL;
-}
-
-/* The process holding an OFD lock on byte `off` of the file (dev, ino), from
- * /proc/PID/fdinfo (the kernel reports no pid for OFD locks elsewhere); 0 if
- * none is found. Only used to word an error message. */
-static long fp__lock_holder(dev_t dev, ino_t ino, off_t off)
-{
-    char want[96], path[300], line[256];
-    snprintf(want, sizeof want, " %02x:%02x:%lu %lld ", major(dev), minor(dev), (unsigned long)ino,
-             (long long)off);
-    DIR *proc = opendir("/proc");
-    long found = 0;
-    struct dirent *p;
-    while (proc && !found && (p = readdir(proc))) {
-        char *end;
-        long pid = strtol(p->d_name, &end, 10);
-        if (*end || pid <= 0 || pid == (long)getpid())
-            continue;
-        snprintf(path, sizeof path, "/proc/%ld/fdinfo", pid);
-        DIR *fds = opendir(path);
-        struct dirent *q;
-        while (fds && !found && (q = readdir(fds))) {
-            if (q->d_name[0] == '.')
-                continue;
-            snprintf(path, sizeof path, "/proc/%ld/fdinfo/%s", pid, q->d_name);
-            FILE *fi = fopen(path, "r");
-            while (fi && !found && fgets(line, sizeof line, fi))
-                if (strstr(line, "OFDLCK") && strstr(line, want))
-                    found = pid;
-            if (fi)
-                fclose(fi);
-        }
-        if (fds)
-            closedir(fds);
-    }
-    if (proc)
-        closedir(proc);
-    return found;
-}
+/* The store file: run locks and identity (storefile.c)                     */
 
 int fp_store_lock_run(struct fp_store *s, int64_t run_id, struct fp_error *err)
 {
-    int rc = 0;
     assert(s);
     if (!s->file)
         return fp_error_set(err, FP_EINVAL, "Run store %s is open read-only: no run locks.",
                             s->path);
-    if (run_id < 1 || run_id > INT64_MAX - FP__RUN_LOCK_BASE)
-        return fp_error_set(err, FP_EINVAL, "Run store %s: run id %" PRId64 " is out of range.",
-                            s->path, run_id);
-    struct fp__file *f = s->file;
-    pthread_mutex_lock(&fp__files_mu);
-    for (size_t i = 0; i < f->nheld; i++) {
-        if (f->held[i].run != run_id)
-            continue;
-        if (f->held[i].owner != s)
-            rc = fp_error_set(err, FP_STORE_HELD,
-                              "Run %" PRId64 " of %s is being run by another handle of this "
-                              "process (pid %ld).",
-                              run_id, s->path, (long)getpid());
-        goto out;
-    }
-    if (f->nheld == f->cap) {
-        size_t cap = f->cap ? 2 * f->cap : 4;
-        struct fp__held *h = realloc(f->held, cap * sizeof *h);
-        if (!h) {
-            rc = fp_error_set(err, FP_ENOMEM, "Out of memory locking run %" PRId64 ".", run_id);
-            goto out;
-        }
-        f->held = h;
-        f->cap = cap;
-    }
-    struct flock fl = {
-        .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = FP__RUN_LOCK_BASE + run_id, .l_len = 1};
-    if (fcntl(f->fd, F_OFD_SETLK, &fl) != 0) {
-        if (errno == EAGAIN || errno == EACCES) {
-            long pid = fp__lock_holder(f->dev, f->ino, fl.l_start);
-            char who[48] = "";
-            if (pid)
-                snprintf(who, sizeof who, " (pid %ld)", pid);
-            rc = fp_error_set(err, FP_STORE_HELD,
-                              "Run %" PRId64 " of %s is being run by another process%s.", run_id,
-                              s->path, who);
-        } else {
-            rc = fp_error_set(err, FP_EIO, "Run store %s: cannot lock run %" PRId64 ": %s.",
-                              s->path, run_id, strerror(errno));
-        }
-        goto out;
-    }
-    f->held[f->nheld++] = (struct fp__held){run_id, s};
-out:
-    pthread_mutex_unlock(&fp__files_mu);
-    return rc;
+    return fp_storefile_lock(s->file, s, s->path, run_id, err);
 }
 
 void fp_store_unlock_run(struct fp_store *s, int64_t run_id)
 {
-    struct fp__file *f = s ? s->file : NULL;
-    if (!f)
-        return;
-    pthread_mutex_lock(&fp__files_mu);
-    for (size_t i = 0; i < f->nheld; i++)
-        if (f->held[i].run == run_id && f->held[i].owner == s) {
-            fp__lock_byte(f->fd, run_id, F_UNLCK);
-            f->held[i] = f->held[--f->nheld];
-            break;
-        }
-    pthread_mutex_unlock(&fp__files_mu);
+    if (s && s->file)
+        fp_storefile_unlock(s->file, s, run_id);
 }
 
 int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
 {
-    struct stat a, b;
-    if (!s->file)
-        return 0;
-    if (fstat(s->file->fd, &a) == 0 && a.st_nlink == 0)
-        return fp_error_set(err, FP_ESTORE,
-                            "Run store %s was deleted while this process was writing to it: "
-                            "what it writes now is lost. Stopped.",
-                            s->path);
-    if (stat(s->path, &b) != 0) {
-        if (errno == ENOENT)
-            return fp_error_set(err, FP_ESTORE,
-                                "Run store %s was moved or renamed while this process was "
-                                "writing to it (the path no longer exists). Stopped.",
-                                s->path);
-        return fp_error_set(err, FP_ESTORE, "Run store %s: cannot check it is still there: %s.",
-                            s->path, strerror(errno));
-    }
-    if (b.st_dev != s->file->dev || b.st_ino != s->file->ino)
-        return fp_error_set(err, FP_ESTORE,
-                            "Run store %s was replaced while this process was writing to it: "
-                            "the path now names another file. Stopped.",
-                            s->path);
-    return 0;
+    return s->file ? fp_storefile_check(s->file, s->path, err) : 0;
 }
 
 /* After a move: SQLite names the -wal file after the path it opened, so the
@@ -548,9 +304,8 @@ int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
  * Outside any transaction. */
 static void fp__save_moved(struct fp_store *s, struct fp_error *err)
 {
-    struct stat st;
     int log = -1, done = -1;
-    if (!s->file || fstat(s->file->fd, &st) != 0 || st.st_nlink == 0)
+    if (!s->file || !fp_storefile_linked(s->file))
         return; /* deleted: there is nowhere to save to */
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
     size_t n = strlen(err->msg);
@@ -573,56 +328,6 @@ static int fp__hold(struct fp_store *s, int64_t run_id, struct fp_error *err)
 {
     int rc = fp_store_lock_run(s, run_id, err);
     return rc == FP_STORE_HELD ? FP_ESTORE : rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Output paths                                                             */
-
-/* "realpath(dirname(p))/basename(p)": the directory entry p names, without
- * following p itself (it may not exist yet). 0, or -1 if its directory
- * cannot be resolved. */
-static int fp__entry(const char *p, char *out, size_t n)
-{
-    const char *slash = strrchr(p, '/');
-    char dir[PATH_MAX], real[PATH_MAX];
-    const char *base = slash ? slash + 1 : p;
-    if (slash)
-        snprintf(dir, sizeof dir, "%.*s", slash == p ? 1 : (int)(slash - p), p);
-    else
-        snprintf(dir, sizeof dir, ".");
-    if (!realpath(dir, real))
-        return -1;
-    if (*base == '\0' || !strcmp(base, ".") || !strcmp(base, ".."))
-        return -1;
-    return (size_t)snprintf(out, n, "%s/%s", real, base) < n ? 0 : -1;
-}
-
-int fp_store_check_output(const char *store_path, const char *out, struct fp_error *err)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char real[PATH_MAX], c[PATH_MAX + 16], eo[PATH_MAX + 8], ec[PATH_MAX + 24];
-    struct stat so, sc;
-    const char *bases[2] = {store_path, realpath(store_path, real) ? real : NULL};
-    bool out_exists = stat(out, &so) == 0;
-    bool have_eo = fp__entry(out, eo, sizeof eo) == 0;
-    for (size_t b = 0; b < 2 && bases[b]; b++)
-        for (size_t k = 0; k < sizeof suffix / sizeof *suffix; k++) {
-            snprintf(c, sizeof c, "%s%s", bases[b], suffix[k]);
-            bool same =
-                out_exists && stat(c, &sc) == 0 && sc.st_dev == so.st_dev && sc.st_ino == so.st_ino;
-            same = same || (have_eo && fp__entry(c, ec, sizeof ec) == 0 && !strcmp(eo, ec));
-            if (same && !*suffix[k])
-                return fp_error_set(err, FP_EINVAL,
-                                    "%s is the run store %s: writing there would destroy the "
-                                    "store. Choose another file.",
-                                    out, store_path);
-            if (same)
-                return fp_error_set(err, FP_EINVAL,
-                                    "%s is the %s file of the run store %s (%s%s): writing "
-                                    "there would damage the store. Choose another file.",
-                                    out, suffix[k] + 1, store_path, bases[b], suffix[k]);
-        }
-    return 0;
 }
 
 /* Runs a statement that returns no rows. */
@@ -848,7 +553,8 @@ void fp_store_close(struct fp_store *s)
         assert(rc == SQLITE_OK);
         (void)rc;
     }
-    fp__file_put(s); /* after SQLite's descriptor: see "Run locks" */
+    if (s->file) /* after SQLite's descriptor: see storefile.h */
+        fp_storefile_put(s->file, s);
     free(s->path);
     free(s);
 }
@@ -1057,7 +763,8 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
         if ((rc = fp__exec_one(s, "PRAGMA query_only=ON", err)))
             goto fail;
     } else if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err)) ||
-               (rc = fp__file_get(s, err)) || (rc = fp__prepare_writer(s, err))) {
+               (rc = fp_storefile_get(s->path, &s->file, err)) ||
+               (rc = fp__prepare_writer(s, err))) {
         goto fail;
     }
 
