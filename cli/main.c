@@ -51,57 +51,19 @@ static int fp__out_failed(void)
     return 1;
 }
 
-/* A run is continued by one process at a time: whoever runs it holds an
- * advisory lock (flock) on STORE.runID.lock for as long as it runs; the
- * kernel releases it when the process dies, even by kill -9, so a stale
- * file never blocks a --resume. */
-struct fp__lock {
-    const char *store;
-    char path[4200];
-    int fd;
-};
-
-static int fp__lock_run(struct fp__lock *l, int64_t run_id)
+/* A run is written by one process at a time: the store holds a lock on the
+ * run for the handle that writes it (fp_store_lock_run; a new run is
+ * locked by fp_store_begin_run). The lock is on the store file itself, so
+ * another path to the same file meets it, and the kernel drops it when the
+ * process dies, even by kill -9, so a crash never blocks a --resume.
+ * Returns 0, FP_STORE_HELD after saying who holds it, or an error. */
+static int fp__lock_run(struct fp_store *store, int64_t run_id)
 {
-    if ((size_t)snprintf(l->path, sizeof l->path, "%s.run%lld.lock", l->store, (long long)run_id) >=
-        sizeof l->path)
-        return FP_EINVAL;
-    l->fd = open(l->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (l->fd < 0) {
-        fprintf(stderr, "fedpress: %s: %s\n", l->path, strerror(errno));
-        return FP_EIO;
-    }
-    if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
-        char pid[32] = "";
-        ssize_t n = pread(l->fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        fprintf(stderr, "fedpress: run %lld of %s is being run by another process%s%s\n",
-                (long long)run_id, l->store, pid[0] ? " (pid " : "", pid[0] ? pid : "");
-        if (pid[0])
-            fprintf(stderr, "fedpress: (that pid holds %s)\n", l->path);
-        close(l->fd);
-        l->fd = -1;
-        return FP_EINVAL;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%ld)", (long)getpid());
-    if (ftruncate(l->fd, 0) != 0 || pwrite(l->fd, pid, (size_t)n, 0) != n)
-        fprintf(stderr, "fedpress: warning: %s: cannot record the pid\n", l->path);
-    return 0;
-}
-
-static int fp__lock_started(void *u, int64_t run_id)
-{
-    return fp__lock_run(u, run_id);
-}
-
-static void fp__unlock_run(struct fp__lock *l)
-{
-    if (l->fd >= 0) {
-        unlink(l->path); /* before closing: nobody can lock the unlinked file meanwhile */
-        close(l->fd);
-        l->fd = -1;
-    }
+    struct fp_error err = {0};
+    int rc = fp_store_lock_run(store, run_id, &err);
+    if (rc)
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    return rc;
 }
 
 static void fp__on_signal(int sig)
@@ -153,7 +115,9 @@ static const char fp__usage[] =
     "      section.key= with no value removes the key); --threads trains that many\n"
     "      clients at once (default: every core; results are identical at any thread\n"
     "      count); --store is the SQLite run store (default runs.db);\n"
-    "      --model-out writes the final model as raw little-endian float32;\n"
+    "      --model-out writes the final model as raw little-endian float32 (its\n"
+    "      directory is checked before the first round; it may not be the store or\n"
+    "      one of its files; the store keeps the model too, as a checkpoint);\n"
     "      --quiet drops the per-round progress lines (the summary stays);\n"
     "      --dry-run checks the scenario and prints its effective configuration.\n"
     "      A file that sets no key (empty, or only comments) is refused.\n"
@@ -181,7 +145,8 @@ static const char fp__usage[] =
     "      to both --set and --vary.\n"
     "  runs [--store PATH] [--format table|csv|json]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
-    "      final accuracy, final test loss, uplink bytes, status\n"
+    "      final accuracy, final test loss, uplink bytes, status (runs, metrics and\n"
+    "      plot open the store read-only: it must exist, and they change nothing)\n"
     "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
     "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
     "      --clients, every participant of every round instead (round, client,\n"
@@ -232,15 +197,17 @@ static int fp__is_opt(const char *arg, const char *opt)
     return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
 }
 
-int fp_cli_open_store(struct fp_store **st, const char *path, int must_exist)
+int fp_cli_open_store(struct fp_store **st, const char *path, int mode)
 {
     struct fp_error err = {0};
-    if (must_exist && access(path, F_OK) != 0) {
+    if (mode != FP_CLI_STORE_CREATE && access(path, F_OK) != 0) {
         fprintf(stderr, "fedpress: %s: no such run store (fedpress sim creates it; see --store)\n",
                 path);
         return -1;
     }
-    if (fp_store_open(st, path, &err)) {
+    int rc = mode == FP_CLI_STORE_READ ? fp_store_open_readonly(st, path, &err)
+                                       : fp_store_open(st, path, &err);
+    if (rc) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
         return -1;
     }
@@ -319,12 +286,12 @@ missing:
 }
 
 /* Runs a loaded scenario into an open store: Ctrl-C handling, the header
- * line, the simulation (its run locked through *lock), the summary line.
+ * line, the simulation, the summary line.
  * Returns the exit code: 0, FP_EXIT_INTERRUPTED or FP_EXIT_RUNTIME. */
 static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store,
                             const char *store_path, unsigned long threads, int quiet,
                             const char *model_out, struct fp_resume *resume, int64_t resume_id,
-                            struct fp__lock *lock, struct fp_sim_result *res)
+                            struct fp_sim_result *res)
 {
     struct fp_error err = {0};
     fp__catch_stop_signals();
@@ -336,9 +303,7 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
                                  .stop = &fp__stop,
                                  .model_out = model_out,
                                  .resume = resume,
-                                 .resume_run = resume_id,
-                                 .started = fp__lock_started,
-                                 .started_u = lock};
+                                 .resume_run = resume_id};
     if (!quiet) {
         char cname[64];
         fprintf(stderr,
@@ -353,7 +318,14 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
                 (long long)resume_id, resume->state ? resume->round : 0u);
     if (fp_sim_run(sc, store, &opt, res, &err)) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
-        if (res->run_id >= 0)
+        /* An error after the run's final status was stored (writing
+         * --model-out) leaves the run as it ended; err says where its model is. */
+        if (res->run_id >= 0 && !res->stored_status)
+            fprintf(stderr,
+                    "fedpress: run %lld could not be marked 'failed' in %s: it stays 'running' "
+                    "there\n",
+                    (long long)res->run_id, store_path);
+        else if (res->run_id >= 0 && !strcmp(res->stored_status, "failed"))
             fprintf(stderr, "fedpress: run %lld marked 'failed' in %s\n", (long long)res->run_id,
                     store_path);
         return FP_EXIT_RUNTIME;
@@ -391,8 +363,6 @@ static int fp__cmd_sim(int argc, char **argv)
     const char *model_out = NULL;
     struct fp__run_opts o;
     const char *resume_arg = NULL;
-    /* first, so that every `goto out` finds it initialised */
-    struct fp__lock lock = {.store = NULL, .fd = -1};
     int rc = FP_EXIT_USAGE;
     fp__ignore_sigpipe();
     if (fp__run_opts_init(&o, argc))
@@ -431,8 +401,12 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
 
-    lock.store = store_path;
     struct fp_error err = {0};
+    /* No output may land on the store: checked before anything is opened. */
+    if (model_out && fp_store_check_output(store_path, model_out, &err)) {
+        rc = fp__usage_error("sim: --model-out: %s", err.msg);
+        goto out;
+    }
     struct fp_scenario sc;
     struct fp_store *store = NULL;
     struct fp_resume resume = {0};
@@ -448,9 +422,10 @@ static int fp__cmd_sim(int argc, char **argv)
             goto out;
         }
         rc = FP_EXIT_RUNTIME;
-        if (fp_cli_open_store(&store, store_path, 1))
+        if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_WRITE))
             goto out;
-        if (fp__lock_run(&lock, resume_id)) {
+        /* Held from here to the end of the run (closing the store drops it). */
+        if (fp__lock_run(store, resume_id)) {
             fp_store_close(store);
             goto out;
         }
@@ -494,20 +469,19 @@ static int fp__cmd_sim(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (!store && fp_cli_open_store(&store, store_path, 0)) {
+    if (!store && fp_cli_open_store(&store, store_path, FP_CLI_STORE_CREATE)) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
     struct fp_sim_result res;
     rc = fp__run_scenario(&sc, store, store_path, threads, quiet, model_out,
-                          resume_arg ? &resume : NULL, resume_id, &lock, &res);
+                          resume_arg ? &resume : NULL, resume_id, &res);
     fp_store_resume_free(&resume);
     fp_store_close(store);
     goto out;
 missing:
     rc = fp__usage_error("sim: option '%s' needs a value", argv[argc - 1]);
 out:
-    fp__unlock_run(&lock);
     free(o.sets);
     return rc;
 }
@@ -685,7 +659,6 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
                     row->name, (long long)id);
         return 0;
     }
-    struct fp__lock lock = {.store = o->store_path, .fd = -1};
     struct fp_resume resume = {0};
     struct fp_scenario sc;
     struct fp_sim_result res = {.run_id = -1};
@@ -693,7 +666,12 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
     if (id) {
         /* started before and not completed: resume it, unless another
          * process holds it */
-        if (fp__lock_run(&lock, id)) {
+        int lrc = fp__lock_run(store, id);
+        if (lrc < 0) {
+            row->how = "failed";
+            return FP_EXIT_RUNTIME;
+        }
+        if (lrc == FP_STORE_HELD) {
             row->how = "elsewhere";
             fprintf(stderr, "[sweep] %zu/%zu %s: left to the process running it\n", idx + 1, total,
                     row->name);
@@ -702,6 +680,13 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
         if (fp_store_load_resume(store, id, &resume, &err)) {
             fprintf(stderr, "fedpress: %s\n", err.msg);
             row->how = "failed";
+            goto out;
+        }
+        /* Read under the lock: the process that held it may have completed
+         * the run since fp_store_find_run looked. */
+        if (!strcmp(resume.status, "completed")) {
+            row->how = "done before";
+            rc = 0;
             goto out;
         }
         if (!o->quiet && !ferror(stderr))
@@ -716,7 +701,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
         goto out;
     }
     rc = fp__run_scenario(&sc, store, o->store_path, o->threads, o->quiet, NULL,
-                          id ? &resume : NULL, id, &lock, &res);
+                          id ? &resume : NULL, id, &res);
     if (res.run_id > 0)
         row->id = res.run_id;
     row->how = rc == 0                     ? (id ? "resumed" : "completed")
@@ -724,7 +709,8 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
                                            : "failed";
 out:
     fp_store_resume_free(&resume);
-    fp__unlock_run(&lock);
+    /* the run is done with (a new run was locked by fp_store_begin_run) */
+    fp_store_unlock_run(store, row->id);
     return rc;
 }
 
@@ -817,7 +803,8 @@ static int fp__cmd_sweep(int argc, char **argv)
             goto out;
     }
     if (o.dry_run) {
-        if (access(o.store_path, F_OK) == 0 && fp_cli_open_store(&store, o.store_path, 1)) {
+        if (access(o.store_path, F_OK) == 0 &&
+            fp_cli_open_store(&store, o.store_path, FP_CLI_STORE_READ)) {
             rc = FP_EXIT_RUNTIME;
             goto out;
         }
@@ -839,7 +826,7 @@ static int fp__cmd_sweep(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if (fp_cli_open_store(&store, o.store_path, 0)) {
+    if (fp_cli_open_store(&store, o.store_path, FP_CLI_STORE_CREATE)) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
@@ -1040,7 +1027,7 @@ static int fp__cmd_runs(int argc, char **argv)
         }
     }
     struct fp_store *store;
-    if (fp_cli_open_store(&store, store_path, 1))
+    if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
         return FP_EXIT_RUNTIME;
     struct fp_error err = {0};
     int rc = 0;
@@ -1247,7 +1234,7 @@ static int fp__cmd_metrics(int argc, char **argv)
         return fp__usage_error("metrics: run '%s': expected a run id (see 'fedpress runs')", run);
 
     struct fp_store *store;
-    if (fp_cli_open_store(&store, store_path, 1))
+    if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
         return FP_EXIT_RUNTIME;
     struct fp_error err = {0};
     int rc = fp_store_run_exists(store, id, &err);

@@ -659,6 +659,12 @@ int fp_cli_plot(int argc, char **argv)
         goto out;
     }
 
+    /* The plot is renamed onto -o: never onto the store or its files. */
+    if (fp_store_check_output(store_path, out, &err)) {
+        fp__plot_usage_error("-o: %s", err.msg);
+        goto out;
+    }
+
     rc = FP_PLOT_EXIT_RUNTIME;
     /* As for `runs` and `metrics`: a reading command never creates a store. */
     if (fp_cli_open_store(&store, store_path, 1)) {

@@ -12,11 +12,15 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "../algorithms/algorithm.h"
@@ -257,20 +261,79 @@ static int fp__check_inputs(struct fp__sim *s, const struct fp_resume *rs, int64
     return fp_inputs_compare(rs->inputs, s->w->inputs.text, whose, err);
 }
 
+/* The temporary file next to path (so that rename() is atomic): a fresh
+ * name (mkstemp, O_EXCL), so it never replaces a file that exists, with the
+ * permissions a plain fopen() would have given. Returns its descriptor. */
+static int fp__model_tmp(const char *path, char *tmp, size_t n, struct fp_error *err)
+{
+    if ((size_t)snprintf(tmp, n, "%s.XXXXXX", path) >= n)
+        return fp_error_set(err, FP_EINVAL, "--model-out %s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return fp_error_set(err, FP_EIO, "--model-out %s: cannot create a file there: %s", path,
+                            strerror(errno));
+    mode_t mask = umask(0);
+    umask(mask);
+    (void)fchmod(fd, 0666 & ~mask); /* mkstemp's 0600 is only safer, never wrong */
+    return fd;
+}
+
+/* Everything about the model's path that can be known before the run: not
+ * a directory, a special file or a symlink (rename would replace a device
+ * node, or a link such as /dev/stdout), and a directory that exists and
+ * takes a new file (made and removed here). */
+static int fp__check_model_out(const char *path, struct fp_error *err)
+{
+    struct stat st;
+    char tmp[PATH_MAX];
+    if (!*path)
+        return fp_error_set(err, FP_EINVAL, "--model-out: the path is empty");
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return fp_error_set(err, FP_EINVAL, "--model-out %s is a directory; give a file name",
+                            path);
+    /* lstat: rename replaces the directory entry itself, so a symlink
+     * would be replaced, not written through */
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return fp_error_set(err, FP_EINVAL,
+                            "--model-out %s is %s, not a regular file (the model would replace "
+                            "it); give the path of a file",
+                            path, S_ISLNK(st.st_mode) ? "a symbolic link" : "a special file");
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        snprintf(tmp, sizeof tmp, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        int found = stat(tmp, &st) == 0;
+        if (!found || !S_ISDIR(st.st_mode))
+            return fp_error_set(err, FP_EIO, "--model-out %s: its directory %s: %s", path, tmp,
+                                found ? "not a directory" : strerror(errno));
+    }
+    int fd = fp__model_tmp(path, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    unlink(tmp);
+    return 0;
+}
+
 static int fp__write_model(const char *path, const float *x, size_t d, struct fp_error *err)
 {
     /* Write to a temporary name and rename, so a crash never leaves half a model. */
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return fp_error_set(err, FP_EINVAL, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return fp_error_set(err, FP_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+    char tmp[PATH_MAX];
+    int fd = fp__model_tmp(path, tmp, sizeof tmp, err);
+    if (fd < 0)
+        return fd;
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        close(fd);
+        unlink(tmp);
+        return fp_error_set(err, FP_EIO, "--model-out %s: %s", path, strerror(errno));
+    }
     int ok = fwrite(x, sizeof(float), d, f) == d;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path)) {
-        remove(tmp);
-        return fp_error_set(err, FP_EIO, "%s: cannot write the model: %s", path, strerror(errno));
+        int e = errno;
+        unlink(tmp);
+        return fp_error_set(err, FP_EIO, "--model-out %s: cannot write the model: %s", path,
+                            strerror(e));
     }
     return 0;
 }
@@ -357,6 +420,13 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
     const double t0 = fp__now_ms();
     char *canon = NULL;
     int rc;
+
+    /* Outputs first: a path that cannot take the model, or that would
+     * overwrite the store, is found before a run starts, not after it. */
+    if (opt->model_out &&
+        ((rc = fp_store_check_output(fp_store_path(store), opt->model_out, err)) ||
+         (rc = fp__check_model_out(opt->model_out, err))))
+        return rc;
 
     /* Parallelism is ours, across clients; OpenBLAS threads inside each
      * client would oversubscribe the cores and make timing erratic. */
@@ -572,13 +642,29 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         }
     }
     fp_sha256_hex(s.server.x, s.p.d * sizeof(float), res->model_sha256);
-    if (opt->model_out && (rc = fp__write_model(opt->model_out, s.server.x, s.p.d, err)))
+    /* The store first: it keeps the final model as a checkpoint, so a
+     * model file that cannot be written afterwards loses nothing. */
+    enum fp_run_status fin = res->interrupted ? FP_RUN_INTERRUPTED : FP_RUN_COMPLETED;
+    rc = fp_store_finish_run(store, res->run_id, fin, s.server.x, s.p.d, res->rounds_done, err);
+    if (rc) {
+        /* the store failed: the model file is then the only copy */
+        if (opt->model_out)
+            (void)fp__write_model(opt->model_out, s.server.x, s.p.d, &(struct fp_error){0});
         goto fail;
-    rc = fp_store_finish_run(store, res->run_id,
-                             res->interrupted ? FP_RUN_INTERRUPTED : FP_RUN_COMPLETED, s.server.x,
-                             s.p.d, res->rounds_done, err);
-    if (rc)
-        goto fail;
+    }
+    res->stored_status = fp_run_status_name(fin);
+    if (opt->model_out && (rc = fp__write_model(opt->model_out, s.server.x, s.p.d, err))) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 ". The run is %s and its final model (sha256 %s) is in the store: "
+                 "sqlite3 '%s' \"SELECT writefile('MODEL.f32', data) FROM checkpoints "
+                 "WHERE run_id = %lld AND kind = 'model'\"",
+                 res->stored_status, res->model_sha256, fp_store_path(store),
+                 (long long)res->run_id);
+        free(canon);
+        fp__free(&s);
+        return rc;
+    }
     res->seconds = (fp__now_ms() - t0) / 1e3;
     free(canon);
     fp__free(&s);
@@ -587,7 +673,9 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
 fail:
     if (res->run_id >= 0) {
         struct fp_error e2;
-        fp_store_finish_run(store, res->run_id, FP_RUN_FAILED, NULL, 0, res->rounds_done, &e2);
+        if (fp_store_finish_run(store, res->run_id, FP_RUN_FAILED, NULL, 0, res->rounds_done,
+                                &e2) == 0)
+            res->stored_status = fp_run_status_name(FP_RUN_FAILED);
     }
     free(canon);
     fp__free(&s);

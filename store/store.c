@@ -9,20 +9,33 @@
  *
  * A handle is used by one thread at a time: the prepared statements are
  * shared state.
+ *
+ * Inspect before modifying: fp_store_open() reads the file's schema version
+ * and tables before it switches the file to WAL or creates anything, and a
+ * reader (fp_store_open_readonly) never writes at all. A writer keeps the
+ * store file's identity (st_dev, st_ino) and checks before every commit that
+ * its path still names that file, and locks runs with open-file-description
+ * locks on the database file itself (storefile.c).
  */
 #include "store.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <float.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "../core/hash.h"
+#include "storefile.h"
 
 /* The model blob and its hash are defined as raw little-endian IEEE-754
  * float32. Hashing the in-memory bytes is only that on a little-endian host
@@ -36,8 +49,12 @@ _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
 #define FP_STORE_SCHEMA_VERSION 3
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
-#define FP__PART_BYTES   ((size_t)1 << 28)
-#define FP_STORE_BUSY_MS 5000
+#define FP__PART_BYTES ((size_t)1 << 28)
+/* SQLite's own wait for a lock, per attempt; a write transaction that still
+ * finds the store busy is tried again until FP_STORE_BUSY_WAIT_MS have
+ * passed (a large state checkpoint of another run takes seconds to write). */
+#define FP_STORE_BUSY_MS      5000
+#define FP_STORE_BUSY_WAIT_MS (5 * 60 * 1000)
 
 enum fp__stmt_id {
     ST_BEGIN,
@@ -74,6 +91,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " sample, d, threads, compressor, inputs, blas, status, started_at)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 'running',"
         " strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+    /* Only a running run takes rounds: a completed one is never changed. */
     [ST_UPDATE_RUN_ROUND] =
         "UPDATE runs SET rounds_done = max(rounds_done, ?2),"
         " uplink_bytes = uplink_bytes + ?3, downlink_bytes = downlink_bytes + ?4,"
@@ -82,7 +100,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " final_test_accuracy = CASE WHEN ?5 IS NULL AND ?6 IS NULL THEN final_test_accuracy"
         "  ELSE ?5 END,"
         " final_test_loss = CASE WHEN ?5 IS NULL AND ?6 IS NULL THEN final_test_loss ELSE ?6 END"
-        " WHERE id = ?1",
+        " WHERE id = ?1 AND status = 'running'",
     [ST_INSERT_ROUND] =
         "INSERT INTO rounds(run_id, round, train_loss, test_loss, test_accuracy, uplink_bytes,"
         " downlink_bytes, participants, wall_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -91,7 +109,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " downlink_bytes, examples) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_FINISH_RUN] =
         "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-        " model_sha256 = ?3 WHERE id = ?1",
+        " model_sha256 = ?3 WHERE id = ?1 AND status = 'running'",
     /* REPLACE: finishing again (e.g. a resumed run) overwrites that round's model. */
     [ST_INSERT_CHECKPOINT] = "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
                              " VALUES(?1, ?2, 'model', ?3, ?4)",
@@ -118,7 +136,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     [ST_LIST_ROUNDS] =
         "SELECT round, train_loss, test_loss, test_accuracy, uplink_bytes, downlink_bytes,"
         " participants, wall_ms FROM rounds WHERE run_id = ?1 ORDER BY round",
-    [ST_RUN_EXISTS] = "SELECT 1 FROM runs WHERE id = ?1",
+    [ST_RUN_EXISTS] = "SELECT status FROM runs WHERE id = ?1",
     /* a completed run first, else the newest */
     [ST_FIND_RUN] = "SELECT id, status FROM runs WHERE scenario = ?1"
                     " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
@@ -217,8 +235,12 @@ static const char fp__schema_sql[] =
 struct fp_store {
     sqlite3 *db;
     char *path;
-    size_t part_bytes; /* FP__PART_BYTES, or smaller for tests */
-    sqlite3_stmt *st[ST__COUNT];
+    bool readonly;
+    int64_t version;           /* the file's schema version (a reader may see an older one) */
+    struct fp_storefile *file; /* writers: the store file (identity, run locks) */
+    unsigned busy_ms, busy_wait_ms;
+    size_t part_bytes;           /* FP__PART_BYTES, or smaller for tests */
+    sqlite3_stmt *st[ST__COUNT]; /* NULL in a reader where an older schema lacks a table */
     /* Set while a listing callback runs: re-entering the same listing would
      * reset the statement under the outer loop. */
     bool listing_runs, listing_rounds, listing_clients;
@@ -262,6 +284,62 @@ static bool fp__fits_i64(uint64_t v)
     return v <= (uint64_t)INT64_MAX;
 }
 
+/* ------------------------------------------------------------------------ */
+/* The store file: run locks and identity (storefile.c)                     */
+
+int fp_store_lock_run(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    assert(s);
+    if (!s->file)
+        return fp_error_set(err, FP_EINVAL, "Run store %s is open read-only: no run locks.",
+                            s->path);
+    return fp_storefile_lock(s->file, s, s->path, run_id, err);
+}
+
+void fp_store_unlock_run(struct fp_store *s, int64_t run_id)
+{
+    if (s && s->file)
+        fp_storefile_unlock(s->file, s, run_id);
+}
+
+int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
+{
+    return s->file ? fp_storefile_check(s->file, s->path, err) : 0;
+}
+
+/* After a move: SQLite names the -wal file after the path it opened, so the
+ * newest committed transactions stayed behind in PATH-wal, not with the
+ * moved file. Copy them into the file itself (a checkpoint writes through
+ * the open descriptor, wherever the file now is) and say what happened.
+ * Outside any transaction. */
+static void fp__save_moved(struct fp_store *s, struct fp_error *err)
+{
+    int log = -1, done = -1;
+    if (!s->file || !fp_storefile_linked(s->file))
+        return; /* deleted: there is nowhere to save to */
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+    size_t n = strlen(err->msg);
+    if (rc == SQLITE_OK && log == done)
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 " Every round committed before is in the moved file (continue there with "
+                 "fedpress sim --resume RUN --store NEWPATH).");
+    else
+        snprintf(err->msg + n, sizeof err->msg - n,
+                 " Its newest committed rounds could not be copied into the moved file (%s): "
+                 "they are in %s-wal; with no process using either, move that file next to the "
+                 "store as NEWPATH-wal before you open NEWPATH.",
+                 rc == SQLITE_OK ? "another process is reading it" : sqlite3_errmsg(s->db),
+                 s->path);
+}
+
+/* Writers hold the lock of every run they write: taken here at the first
+ * write if this handle does not hold it yet, refused if another does. */
+static int fp__hold(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    int rc = fp_store_lock_run(s, run_id, err);
+    return rc == FP_STORE_HELD ? FP_ESTORE : rc;
+}
+
 /* Runs a statement that returns no rows. */
 static int fp__exec_stmt(struct fp_store *s, enum fp__stmt_id id, struct fp_error *err,
                          const char *what)
@@ -276,9 +354,59 @@ static int fp__exec_stmt(struct fp_store *s, enum fp__stmt_id id, struct fp_erro
     return 0;
 }
 
+static double fp__now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* BEGIN IMMEDIATE (the write lock). SQLite waits busy_ms for another writer;
+ * if the store is still busy, this tries again, with a warning, until
+ * busy_wait_ms have passed: another run's large checkpoint can hold the
+ * lock for seconds, and a run must not fail for that. Nothing of the
+ * transaction has happened yet, so trying again is safe. */
 static int fp__begin(struct fp_store *s, struct fp_error *err)
 {
-    return fp__exec_stmt(s, ST_BEGIN, err, "BEGIN IMMEDIATE");
+    if (!s->file)
+        return fp_error_set(err, FP_EINVAL, "Run store %s is open read-only.", s->path);
+    const double t0 = fp__now_s();
+    bool warned = false;
+    for (unsigned attempt = 1;; attempt++) {
+        int rc = sqlite3_step(s->st[ST_BEGIN]);
+        int ec = sqlite3_extended_errcode(s->db);
+        if (rc == SQLITE_DONE) {
+            fp__done(s->st[ST_BEGIN]);
+            if (warned)
+                fprintf(stderr, "fedpress: run store %s is free again after %.0f s\n", s->path,
+                        fp__now_s() - t0);
+            return 0;
+        }
+        double waited = fp__now_s() - t0;
+        if ((ec & 0xff) != SQLITE_BUSY || waited * 1e3 >= s->busy_wait_ms) {
+            if ((ec & 0xff) == SQLITE_BUSY)
+                fp_error_set(err, FP_ESTORE,
+                             "Run store %s stayed busy for %.0f s: another process kept its "
+                             "write lock all that time (SQLite: %s). Try again when it is done.",
+                             s->path, waited, sqlite3_errmsg(s->db));
+            else
+                fp__sqlerr(s, err, "BEGIN IMMEDIATE");
+            fp__done(s->st[ST_BEGIN]);
+            return FP_ESTORE;
+        }
+        fp__done(s->st[ST_BEGIN]);
+        if (!warned)
+            fprintf(stderr,
+                    "fedpress: warning: run store %s is busy (another process is writing to "
+                    "it); waiting up to %u s\n",
+                    s->path, s->busy_wait_ms / 1000);
+        warned = true;
+        /* SQLite's busy handler has just waited busy_ms; pause a little
+         * longer each time so a short busy_ms does not spin. */
+        unsigned ms = attempt < 10 ? 20 * attempt : 200;
+        struct timespec pause = {0, (long)ms * 1000000L};
+        nanosleep(&pause, NULL);
+    }
 }
 
 /* Rolls back if a transaction is still open (SQLite already rolls back by
@@ -297,8 +425,16 @@ static void fp__rollback(struct fp_store *s, struct fp_error *err)
     fp__done(s->st[ST_ROLLBACK]);
 }
 
+/* The store file must still be where it was opened: a run must not go on
+ * writing into a deleted or moved file and then report success. */
 static int fp__commit(struct fp_store *s, struct fp_error *err)
 {
+    int rc = fp_store_check_identity(s, err);
+    if (rc) {
+        fp__rollback(s, err);
+        fp__save_moved(s, err);
+        return rc;
+    }
     return fp__exec_stmt(s, ST_COMMIT, err, "COMMIT");
 }
 
@@ -429,14 +565,185 @@ void fp_store_close(struct fp_store *s)
         assert(rc == SQLITE_OK);
         (void)rc;
     }
+    if (s->file) /* after SQLite's descriptor: see storefile.h */
+        fp_storefile_put(s->file, s);
     free(s->path);
     free(s);
 }
 
-int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
+/* Refuses what is not a regular file before SQLite sees it: SQLite would take
+ * /dev/null for an empty database and create /dev/null-journal beside it. */
+static int fp__check_regular(const char *path, bool must_exist, struct fp_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT && !must_exist)
+            return 0;
+        return fp_error_set(err, errno == ENOENT ? FP_ENOTFOUND : FP_EIO,
+                            "Cannot open run store %s: %s.", path, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s is not a regular file (it is a %s); give --store the "
+                            "path of a file.",
+                            path,
+                            S_ISDIR(st.st_mode)    ? "directory"
+                            : S_ISCHR(st.st_mode)  ? "character device"
+                            : S_ISBLK(st.st_mode)  ? "block device"
+                            : S_ISFIFO(st.st_mode) ? "pipe"
+                                                   : "socket or other special file");
+    /* SQLite names the -wal file after the path it was given: through two
+     * hard links, two processes would keep two logs of one database and
+     * damage it (a symlink is fine: SQLite resolves it). */
+    if (st.st_nlink > 1)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s has %ju hard links: SQLite would keep a separate "
+                            "write-ahead log for each name and damage the store. Remove the "
+                            "other links (find -samefile %s) and use one path; a symlink is "
+                            "fine.",
+                            path, (uintmax_t)st.st_nlink, path);
+    return 0;
+}
+
+/* Opens the file for SQLite. A reader on read-only media cannot make the
+ * -shm file a WAL-mode database needs; if there is also no -wal file (so
+ * nothing is uncommitted to the main file), it reads the file as immutable. */
+static int fp__sqlite_open(struct fp_store *s, bool immutable, struct fp_error *err)
+{
+    int flags = s->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    char uri[3 * PATH_MAX + 32], real[PATH_MAX];
+    const char *name = s->path;
+    if (immutable) {
+        if (!realpath(s->path, real))
+            return fp_error_set(err, FP_EIO, "Cannot open run store %s: %s.", s->path,
+                                strerror(errno));
+        size_t n = (size_t)snprintf(uri, sizeof uri, "file:");
+        for (const char *c = real; *c && n + 4 < sizeof uri; c++)
+            n += (size_t)(*c == '%' || *c == '?' || *c == '#'
+                              ? snprintf(uri + n, sizeof uri - n, "%%%02X", (unsigned char)*c)
+                              : snprintf(uri + n, sizeof uri - n, "%c", *c));
+        snprintf(uri + n, sizeof uri - n, "?immutable=1");
+        name = uri;
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(name, &s->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (!s->db)
+            return fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", s->path);
+        return fp_error_set(err, FP_ESTORE, "Cannot open run store %s: %s.", s->path,
+                            sqlite3_errmsg(s->db));
+    }
+    if (sqlite3_extended_result_codes(s->db, 1) != SQLITE_OK)
+        return fp__sqlerr(s, err, "enabling extended result codes");
+    if (sqlite3_busy_timeout(s->db, (int)s->busy_ms) != SQLITE_OK)
+        return fp__sqlerr(s, err, "setting the busy timeout");
+    return 0;
+}
+
+/* Reads the schema version and, for version 0, whether the file holds other
+ * tables: before anything is changed, so that a file that is not a store
+ * (or is newer than this fedpress) is refused exactly as it was found. */
+static int fp__inspect(struct fp_store *s, struct fp_error *err)
+{
+    int64_t ntables = 0;
+    /* The first read is where SQLite notices a file that is not a database
+     * (open itself is lazy); say so in words rather than "file is not a
+     * database" alone. */
+    int rc = fp__pragma(s, "PRAGMA user_version", &s->version, NULL, 0, err);
+    if (rc) {
+        int ec = sqlite3_errcode(s->db);
+        if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s is not an SQLite database (or is corrupt): %s.",
+                              s->path, sqlite3_errmsg(s->db));
+        return rc;
+    }
+    if (s->version > FP_STORE_SCHEMA_VERSION)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s has schema version %" PRId64
+                            ", newer than the version %d this fedpress understands; "
+                            "use a newer fedpress or another file.",
+                            s->path, s->version, FP_STORE_SCHEMA_VERSION);
+    if (s->version != 0)
+        return 0;
+    rc = fp__pragma(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+                    &ntables, NULL, 0, err);
+    if (rc)
+        return rc;
+    if (ntables > 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s is an SQLite database with other tables but no "
+                            "fedpress schema version: it is not a run store; refusing to "
+                            "touch it.",
+                            s->path);
+    if (s->readonly)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s is empty: it has no fedpress schema yet (fedpress sim "
+                            "creates it).",
+                            s->path);
+    return 0;
+}
+
+/* The reader's first read; on read-only media, once more as immutable. */
+static int fp__open_reader(struct fp_store *s, struct fp_error *err)
+{
+    int rc = fp__sqlite_open(s, false, err);
+    if (!rc)
+        rc = fp__inspect(s, err);
+    if (!rc || !s->db || (sqlite3_errcode(s->db) & 0xff) != SQLITE_CANTOPEN)
+        return rc;
+    char wal[PATH_MAX + 8];
+    struct stat st;
+    snprintf(wal, sizeof wal, "%s-wal", s->path);
+    if (stat(wal, &st) == 0 && st.st_size > 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Cannot read run store %s: it has a write-ahead log (%s) that only "
+                            "a process able to write beside it can read; copy the store with "
+                            "its -wal file somewhere writable.",
+                            s->path, wal);
+    (void)sqlite3_close(s->db);
+    s->db = NULL;
+    rc = fp__sqlite_open(s, true, err);
+    return rc ? rc : fp__inspect(s, err);
+}
+
+/* The writer's settings and schema, once the file is known to be a store
+ * (or empty). */
+static int fp__prepare_writer(struct fp_store *s, struct fp_error *err)
+{
+    char mode[32];
+    /* WAL: readers (sqlite3, `fedpress runs`) never block the simulation and
+     * vice versa. journal_mode persists in the file; asking again is a no-op. */
+    int rc = fp__pragma(s, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode, err);
+    if (rc)
+        return rc;
+    /* An in-memory database reports "memory" and cannot do WAL; that is fine. */
+    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)
+        return fp_error_set(err, FP_ESTORE,
+                            "Run store %s could not switch to WAL journal mode (it is '%s'); "
+                            "is it on a network file system?",
+                            s->path, mode);
+    /* In WAL mode NORMAL loses no committed transaction when the application
+     * crashes, only possibly the last ones on power loss, and skips an fsync
+     * per round. */
+    rc = fp__exec_one(s, "PRAGMA synchronous=NORMAL", err);
+    if (rc)
+        return rc;
+    /* Off by default in SQLite, per connection: needed for the REFERENCES
+     * checks and ON DELETE CASCADE. */
+    rc = fp__exec_one(s, "PRAGMA foreign_keys=ON", err);
+    if (rc)
+        return rc;
+    rc = fp__ensure_schema(s, err);
+    if (rc)
+        return rc;
+    s->version = FP_STORE_SCHEMA_VERSION;
+    return 0;
+}
+
+static int fp__open(struct fp_store **out, const char *path, bool readonly, struct fp_error *err)
 {
     struct fp_store *s = NULL;
-    char mode[32];
     int rc;
 
     if (!out || !path)
@@ -445,96 +752,82 @@ int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
     /* sodium_init() is idempotent and thread-safe; 1 means "already done". */
     if (sodium_init() < 0)
         return fp_error_set(err, FP_ESTORE, "Run store %s: libsodium failed to initialise.", path);
+    if ((rc = fp__check_regular(path, readonly, err)))
+        return rc;
 
     s = calloc(1, sizeof *s);
     if (!s)
         return fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
     s->part_bytes = FP__PART_BYTES;
+    s->busy_ms = FP_STORE_BUSY_MS;
+    s->busy_wait_ms = FP_STORE_BUSY_WAIT_MS;
+    s->readonly = readonly;
     s->path = strdup(path);
     if (!s->path) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
         goto fail;
     }
 
-    rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-    if (rc != SQLITE_OK) {
-        if (!s->db) {
-            rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
+    if (readonly) {
+        if ((rc = fp__open_reader(s, err)))
             goto fail;
-        }
-        rc = fp_error_set(err, FP_ESTORE, "Cannot open run store %s: %s.", path,
-                          sqlite3_errmsg(s->db));
+        /* Belt and braces: this connection never writes. */
+        if ((rc = fp__exec_one(s, "PRAGMA query_only=ON", err)))
+            goto fail;
+    } else if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err)) ||
+               (rc = fp_storefile_get(s->path, &s->file, err)) ||
+               (rc = fp__prepare_writer(s, err))) {
         goto fail;
     }
-    rc = sqlite3_extended_result_codes(s->db, 1);
-    if (rc != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "enabling extended result codes");
-        goto fail;
-    }
-    rc = sqlite3_busy_timeout(s->db, FP_STORE_BUSY_MS);
-    if (rc != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "setting the busy timeout");
-        goto fail;
-    }
-
-    /* The first read is where SQLite notices a file that is not a database
-     * (open itself is lazy); say so in words rather than "file is not a
-     * database" alone. */
-    int64_t ver = 0;
-    rc = fp__pragma(s, "PRAGMA user_version", &ver, NULL, 0, err);
-    if (rc) {
-        int ec = sqlite3_errcode(s->db);
-        if (ec == SQLITE_NOTADB || ec == SQLITE_CORRUPT)
-            rc = fp_error_set(err, FP_ESTORE,
-                              "Run store %s is not an SQLite database (or is corrupt): %s.", path,
-                              sqlite3_errmsg(s->db));
-        goto fail;
-    }
-
-    /* WAL: readers (sqlite3, `fedpress runs`) never block the simulation and
-     * vice versa. journal_mode persists in the file; asking again is a no-op. */
-    rc = fp__pragma(s, "PRAGMA journal_mode=WAL", NULL, mode, sizeof mode, err);
-    if (rc)
-        goto fail;
-    /* An in-memory database reports "memory" and cannot do WAL; that is fine. */
-    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
-        rc = fp_error_set(err, FP_ESTORE,
-                          "Run store %s could not switch to WAL journal mode (it is '%s'); "
-                          "is it on a network file system?",
-                          path, mode);
-        goto fail;
-    }
-    /* In WAL mode NORMAL loses no committed transaction when the application
-     * crashes, only possibly the last ones on power loss, and skips an fsync
-     * per round. */
-    rc = fp__exec_one(s, "PRAGMA synchronous=NORMAL", err);
-    if (rc)
-        goto fail;
-    /* Off by default in SQLite, per connection: needed for the REFERENCES
-     * checks and ON DELETE CASCADE. */
-    rc = fp__exec_one(s, "PRAGMA foreign_keys=ON", err);
-    if (rc)
-        goto fail;
-
-    rc = fp__ensure_schema(s, err);
-    if (rc)
-        goto fail;
 
     for (int i = 0; i < ST__COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, fp__stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                               NULL) != SQLITE_OK) {
-            rc = fp_error_set(err, FP_ESTORE,
-                              "Run store %s: preparing \"%s\" failed: %s (is the schema "
-                              "damaged?).",
-                              path, fp__stmt_sql[i], sqlite3_errmsg(s->db));
-            goto fail;
+                               NULL) == SQLITE_OK)
+            continue;
+        /* A reader does not upgrade an older schema: what it lacks stays
+         * unprepared, and using it says so (fp__need). */
+        if (readonly && s->version < FP_STORE_SCHEMA_VERSION) {
+            s->st[i] = NULL;
+            continue;
         }
+        rc = fp_error_set(err, FP_ESTORE,
+                          "Run store %s: preparing \"%s\" failed: %s (is the schema "
+                          "damaged?).",
+                          path, fp__stmt_sql[i], sqlite3_errmsg(s->db));
+        goto fail;
     }
     *out = s;
     return 0;
 fail:
     fp_store_close(s);
     return rc;
+}
+
+int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err)
+{
+    return fp__open(out, path, false, err);
+}
+
+int fp_store_open_readonly(struct fp_store **out, const char *path, struct fp_error *err)
+{
+    return fp__open(out, path, true, err);
+}
+
+const char *fp_store_path(const struct fp_store *s)
+{
+    return s->path;
+}
+
+/* A statement a reader of an older schema may lack. */
+static int fp__need(struct fp_store *s, enum fp__stmt_id id, struct fp_error *err)
+{
+    if (s->st[id])
+        return 0;
+    return fp_error_set(err, FP_ESTORE,
+                        "Run store %s has schema version %" PRId64 ", older than this fedpress's "
+                        "%d, and was opened read-only: this needs the newer schema. Open it "
+                        "once with a writer (fedpress sim or sweep) to upgrade it.",
+                        s->path, s->version, FP_STORE_SCHEMA_VERSION);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -562,6 +855,10 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
                             "64-bit signed integers.",
                             s->path, meta->d);
     sqlite3_stmt *st = s->st[ST_INSERT_RUN];
+    int64_t id;
+    int rc = fp__begin(s, err);
+    if (rc)
+        return rc;
     FP__BIND(sqlite3_bind_text(st, 1, meta->name, -1, SQLITE_STATIC));
     FP__BIND(sqlite3_bind_text(st, 2, meta->algorithm, -1, SQLITE_STATIC));
     FP__BIND(meta->dataset ? sqlite3_bind_text(st, 3, meta->dataset, -1, SQLITE_STATIC)
@@ -583,18 +880,74 @@ int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64
     FP__BIND(meta->blas ? sqlite3_bind_text(st, 13, meta->blas, -1, SQLITE_STATIC)
                         : sqlite3_bind_null(st, 13));
     if (sqlite3_step(st) != SQLITE_DONE) {
-        fp__sqlerr(s, err, "inserting the runs row");
+        rc = fp__sqlerr(s, err, "inserting the runs row");
         goto fail;
     }
-    /* A single INSERT in autocommit mode: atomic on its own. */
-    *run_id = sqlite3_last_insert_rowid(s->db);
+    id = sqlite3_last_insert_rowid(s->db);
     fp__done(st);
+    /* Locked before the row is committed: no other process can see the new
+     * run and take it (a sweep resumes runs it finds unlocked). */
+    if ((rc = fp__hold(s, id, err)))
+        goto fail;
+    if ((rc = fp__commit(s, err))) {
+        fp_store_unlock_run(s, id);
+        goto fail;
+    }
+    *run_id = id;
     return 0;
 bind_fail:
-    fp__sqlerr(s, err, "binding the runs row");
+    rc = fp__sqlerr(s, err, "binding the runs row");
 fail:
     fp__done(st);
-    return FP_ESTORE;
+    fp__rollback(s, err);
+    return rc;
+}
+
+/* Why a run did not take a write meant for a running run: it does not
+ * exist (FP_ENOTFOUND), or it has a final status that no write may change. */
+static int fp__not_running(struct fp_store *s, int64_t run_id, const char *what,
+                           struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int rc;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    switch (sqlite3_step(st)) {
+    case SQLITE_ROW:
+        rc = fp_error_set(err, FP_ESTORE,
+                          "Run store %s: run %" PRId64 " is '%s', not running: refusing to %s "
+                          "(a finished run is never changed; a stopped one is continued with "
+                          "fedpress sim --resume).",
+                          s->path, run_id, (const char *)sqlite3_column_text(st, 0), what);
+        break;
+    case SQLITE_DONE:
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        break;
+    default: rc = fp__sqlerr(s, err, "looking up a run"); break;
+    }
+out:
+    fp__done(st);
+    return rc;
+}
+
+/* Inside a write transaction: the run exists and is running. */
+static int fp__require_running(struct fp_store *s, int64_t run_id, const char *what,
+                               struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int step = SQLITE_ERROR;
+    bool running = false;
+    if (sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        running = !strcmp((const char *)sqlite3_column_text(st, 0), "running");
+    fp__done(st);
+    if (running)
+        return 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return fp__sqlerr(s, err, "looking up a run");
+    return fp__not_running(s, run_id, what, err);
 }
 
 /* Inside an open transaction: the run's state checkpoint after `round`,
@@ -690,12 +1043,12 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
                                 "2^63-1.",
                                 s->path, r->clients[i].client, r->round);
 
-    rc = fp__begin(s, err);
-    if (rc)
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
 
-    /* Update the run first: zero changed rows tells "no such run" apart from
-     * a foreign-key failure on the rounds insert. */
+    /* Update the run first: zero changed rows tells "no such run" (or one
+     * that is not running) apart from a foreign-key failure on the rounds
+     * insert. */
     st = s->st[ST_UPDATE_RUN_ROUND];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_int64(st, 2, r->round));
@@ -707,12 +1060,13 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
         rc = fp__sqlerr(s, err, "updating the run's totals");
         goto fail;
     }
+    fp__done(st);
     if (sqlite3_changes(s->db) != 1) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
+        char what[64];
+        snprintf(what, sizeof what, "add round %u", r->round);
+        rc = fp__not_running(s, run_id, what, err);
         goto fail;
     }
-    fp__done(st);
 
     st = s->st[ST_INSERT_ROUND];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
@@ -791,10 +1145,11 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
         fp_sha256_hex(model, nbytes, hex);
     }
 
-    rc = fp__begin(s, err);
-    if (rc)
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
 
+    /* Only a running run is finished: a process that lost the race for a
+     * run can never mark the winner's completed run failed. */
     st = s->st[ST_FINISH_RUN];
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_text(st, 2, fp_run_status_name(status), -1, SQLITE_STATIC));
@@ -803,12 +1158,13 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
         rc = fp__sqlerr(s, err, "updating the run's final status");
         goto fail;
     }
+    fp__done(st);
     if (sqlite3_changes(s->db) != 1) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
+        char what[64];
+        snprintf(what, sizeof what, "mark it '%s'", fp_run_status_name(status));
+        rc = fp__not_running(s, run_id, what, err);
         goto fail;
     }
-    fp__done(st);
 
     /* A completed run will not be resumed: its state checkpoint (up to
      * N client vectors) would only weigh on the file. */
@@ -840,7 +1196,10 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
     rc = fp__commit(s, err);
     if (rc)
         goto fail;
-    return 0;
+    /* Committed into a file that vanished just before: still not saved. */
+    if ((rc = fp_store_check_identity(s, err)))
+        fp__save_moved(s, err);
+    return rc;
 bind_fail:
     rc = fp__sqlerr(s, err, "binding the run's final values");
 fail:
@@ -868,6 +1227,8 @@ int fp_store_list_runs(struct fp_store *s, int (*cb)(void *u, const struct fp_ru
     int rc, step;
 
     assert(s && cb);
+    if ((rc = fp__need(s, ST_LIST_RUNS, err)))
+        return rc;
     if (s->listing_runs)
         return fp_error_set(err, FP_EINVAL,
                             "fp_store_list_runs called from inside its own callback.");
@@ -918,6 +1279,8 @@ static int fp__list_run(struct fp_store *s, int which, int64_t run_id, const int
     int rc, step;
     if (*busy)
         return fp_error_set(err, FP_EINVAL, "%s called from inside its own callback.", fname);
+    if ((rc = fp__need(s, which, err)))
+        return rc;
     rc = fp_store_run_exists(s, run_id, err);
     if (rc)
         return rc;
@@ -1009,6 +1372,8 @@ int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id,
     *run_id = 0;
     if (status_len)
         status[0] = '\0';
+    if ((rc = fp__need(s, ST_FIND_RUN, err)))
+        return rc;
     if (sqlite3_bind_text(st, 1, scenario, -1, SQLITE_STATIC) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the scenario text");
         goto out;
@@ -1033,6 +1398,8 @@ int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err
     int rc;
 
     assert(s);
+    if ((rc = fp__need(s, ST_RUN_EXISTS, err)))
+        return rc;
     if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the run id");
         goto out;
@@ -1120,6 +1487,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     int rc = 0;
     char sha[65] = "";
     memset(out, 0, sizeof *out);
+    if ((rc = fp__need(s, ST_GET_RESUME, err)) || (rc = fp__need(s, ST_GET_PARTS, err)))
+        return rc;
     /* One read transaction: the checkpoint row and its parts from the same
      * snapshot, whatever a writer commits meanwhile. */
     if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
@@ -1198,6 +1567,21 @@ static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_i
     return rc;
 }
 
+static int fp__rewindable(struct fp_store *s, int64_t run_id, struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
+    int step = SQLITE_ERROR;
+    bool completed = false;
+    if (sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
+        completed = !strcmp((const char *)sqlite3_column_text(st, 0), "completed");
+    fp__done(st);
+    if (step == SQLITE_ROW && !completed)
+        return 0;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return fp__sqlerr(s, err, "looking up a run");
+    return fp__not_running(s, run_id, "rewind it", err);
+}
+
 int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
                     struct fp_error *err)
 {
@@ -1217,9 +1601,15 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t
         "  (test_accuracy IS NOT NULL OR test_loss IS NOT NULL) ORDER BY round DESC LIMIT 1)"
         " WHERE id = ?1",
     };
-    int rc = fp__begin(s, err);
-    if (rc)
+    int rc;
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
+    /* A completed run is final: it is never rewound (and so never marked
+     * running again or stripped of its model). */
+    if ((rc = fp__rewindable(s, run_id, err))) {
+        fp__rollback(s, err);
+        return rc;
+    }
     for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
         rc = fp__exec_run_round(s, sql[i], run_id, round, threads, err);
         if (rc) {
@@ -1236,10 +1626,11 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t
 int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const void *state,
                        size_t state_len, struct fp_error *err)
 {
-    int rc = fp__begin(s, err);
-    if (rc)
+    int rc;
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
         return rc;
-    if ((rc = fp__write_state(s, run_id, round, state, state_len, err)) ||
+    if ((rc = fp__require_running(s, run_id, "store a state checkpoint", err)) ||
+        (rc = fp__write_state(s, run_id, round, state, state_len, err)) ||
         (rc = fp__commit(s, err))) {
         fp__rollback(s, err);
         return rc;
@@ -1250,6 +1641,13 @@ int fp_store_put_state(struct fp_store *s, int64_t run_id, uint32_t round, const
 void fp_store_set_part_bytes(struct fp_store *s, size_t bytes)
 {
     s->part_bytes = bytes == 0 ? 1 : bytes > FP__PART_BYTES ? FP__PART_BYTES : bytes;
+}
+
+void fp_store_set_busy(struct fp_store *s, unsigned busy_ms, unsigned wait_ms)
+{
+    s->busy_ms = busy_ms;
+    s->busy_wait_ms = wait_ms;
+    (void)sqlite3_busy_timeout(s->db, (int)busy_ms); /* cannot fail on an open handle */
 }
 
 void fp_store_set_value_limit(struct fp_store *s, size_t bytes)

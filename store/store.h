@@ -68,13 +68,58 @@ struct fp_round {
 
 enum fp_run_status { FP_RUN_RUNNING = 0, FP_RUN_COMPLETED, FP_RUN_INTERRUPTED, FP_RUN_FAILED };
 
+/* Opens the store at path to write, creating it if there is no file. It
+ * first reads what the file is and refuses, unchanged, anything that is not
+ * a regular file, not an SQLite database, another program's database (tables
+ * but no fedpress schema version) or a newer schema; only then does it switch
+ * the file to WAL and create or upgrade the schema. */
 int fp_store_open(struct fp_store **out, const char *path, struct fp_error *err);
+/* Opens an existing store to read (SQLITE_OPEN_READONLY): it creates,
+ * converts and upgrades nothing, so it works on read-only media and on an
+ * older schema (what that schema lacks fails with a message saying a writer
+ * must open it once). The write functions refuse such a handle. */
+int fp_store_open_readonly(struct fp_store **out, const char *path, struct fp_error *err);
+/* Closes the handle and releases the run locks it holds. */
 void fp_store_close(struct fp_store *s);
+/* The path the store was opened with (borrowed, valid until close). */
+const char *fp_store_path(const struct fp_store *s);
 
-/* Inserts a runs row with status 'running'; *run_id receives its id. */
+/*
+ * Run locks: a run is written by one handle at a time. A writer holds the
+ * lock of every run it writes: fp_store_begin_run takes it for the new run
+ * before the run becomes visible, and every other write on a run takes it
+ * if this handle does not hold it yet and fails if another handle or
+ * process does. The lock is on the store file itself, not its path (a
+ * symlink or hard link takes the same lock), and the kernel drops it when
+ * the process dies, even by kill -9.
+ *
+ * fp_store_lock_run: 0 when this handle holds run_id's lock (now or
+ * already), FP_STORE_HELD (positive) when another handle or process holds
+ * it (err says which pid, when it can be found), or a negative error.
+ */
+#define FP_STORE_HELD 1
+int fp_store_lock_run(struct fp_store *s, int64_t run_id, struct fp_error *err);
+/* Releases run_id's lock if this handle holds it. */
+void fp_store_unlock_run(struct fp_store *s, int64_t run_id);
+
+/* FP_ESTORE, with the path and what happened, if the path the store was
+ * opened with no longer names the file it opened (deleted, moved, replaced).
+ * Every commit checks this first. 0 for a read-only handle. */
+int fp_store_check_identity(struct fp_store *s, struct fp_error *err);
+
+/* FP_EINVAL if writing a file at `out` could destroy the store at
+ * store_path: out is the store, its -wal, -shm or -journal file (by file
+ * identity where they exist, through any symlink or hard link, and by
+ * directory entry where they do not exist yet). Call it for every output
+ * path before writing anything. */
+int fp_store_check_output(const char *store_path, const char *out, struct fp_error *err);
+
+/* Inserts a runs row with status 'running', locked by this handle (see Run
+ * locks); *run_id receives its id. */
 int fp_store_begin_run(struct fp_store *s, const struct fp_run_meta *meta, int64_t *run_id,
                        struct fp_error *err);
-/* One transaction: the rounds row and its client_rounds rows. */
+/* One transaction: the rounds row and its client_rounds rows. Only a
+ * 'running' run takes rounds (FP_ESTORE otherwise). */
 int fp_store_commit_round(struct fp_store *s, int64_t run_id, const struct fp_round *r,
                           struct fp_error *err);
 /* The same, and in the same transaction the run's resumable state (an
@@ -96,6 +141,10 @@ void fp_store_set_value_limit(struct fp_store *s, size_t bytes);
 /* The size of the parts a state checkpoint is cut into (default and
  * largest 256 MiB). For tests. */
 void fp_store_set_part_bytes(struct fp_store *s, size_t bytes);
+/* SQLite's wait for a lock per attempt (default 5000 ms) and how long a write
+ * transaction keeps trying while another process holds the write lock
+ * (default 5 minutes, with a warning line on stderr). For tests. */
+void fp_store_set_busy(struct fp_store *s, unsigned busy_ms, unsigned wait_ms);
 
 /* What `fedpress sim --resume` needs: the run's canonical scenario text, its
  * status, the files it read with their hashes (inputs; NULL for a run stored
@@ -118,13 +167,14 @@ void fp_store_resume_free(struct fp_resume *r);
 /* One transaction: forgets everything of the run after `round` (rounds,
  * client_rounds, checkpoints, the final model), recomputes its totals from
  * the rounds that remain, and marks it 'running' again, now run by
- * `threads` worker threads. */
+ * `threads` worker threads. A completed run is refused (FP_ESTORE). */
 int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
                     struct fp_error *err);
 
 /* Sets status, finished_at, final metrics, and the SHA-256 (hex) of the final
  * model; stores the model (raw little-endian float32) as a checkpoint row.
- * model may be NULL (then no checkpoint and model_sha256 stays NULL). */
+ * model may be NULL (then no checkpoint and model_sha256 stays NULL). Only
+ * a 'running' run is finished: a final status is never changed (FP_ESTORE). */
 int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
                         const float *model, size_t d, uint32_t round_done, struct fp_error *err);
 

@@ -11,12 +11,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -45,14 +48,17 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    char p[400];
-    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
-        snprintf(p, sizeof p, "%s%s", f->db, suffix[i]);
-        unlink(p);
-    }
-    snprintf(p, sizeof p, "%s/notadb.txt", f->dir);
-    unlink(p);
+    char p[600];
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", f->dir, e->d_name);
+            if (unlink(p) != 0)
+                rmdir(p);
+        }
+    if (d)
+        closedir(d);
     rmdir(f->dir);
     free(f);
     return 0;
@@ -930,6 +936,410 @@ static void test_state_and_rewind(void **state)
     fp_store_close(s);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Hardening: output paths, store identity, run locks, final statuses,      */
+/* busy retry, inspect-before-modify, read-only readers                     */
+
+static void path_in(const struct fx *f, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", f->dir, name);
+}
+
+/* Every name of the store and its companion files is refused as an
+ * output, existing or not, through a symlink, a hard link or another
+ * spelling of the path; other names pass. */
+static void test_output_paths(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    write_run_a(s); /* the -wal and -shm files exist while s is open */
+    char p[600], link_[600], hard[600];
+    assert_int_equal(fp_store_check_output(f->db, f->db, &e), FP_EINVAL);
+    assert_non_null(strstr(e.msg, "is the run store"));
+    snprintf(p, sizeof p, "%s-wal", f->db);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), FP_EINVAL);
+    assert_non_null(strstr(e.msg, "wal file of the run store"));
+    snprintf(p, sizeof p, "%s-shm", f->db);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), FP_EINVAL);
+    snprintf(p, sizeof p, "%s-journal", f->db); /* does not exist */
+    assert_int_equal(fp_store_check_output(f->db, p, &e), FP_EINVAL);
+    snprintf(p, sizeof p, "%s/./../%s/runs.db", f->dir, strrchr(f->dir, '/') + 1);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), FP_EINVAL);
+    path_in(f, "link.f32", link_, sizeof link_);
+    assert_int_equal(symlink(f->db, link_), 0);
+    assert_int_equal(fp_store_check_output(f->db, link_, &e), FP_EINVAL);
+    /* the store given through the symlink: its real files are found too */
+    snprintf(p, sizeof p, "%s-wal", f->db);
+    assert_int_equal(fp_store_check_output(link_, p, &e), FP_EINVAL);
+    path_in(f, "hard.f32", hard, sizeof hard);
+    assert_int_equal(link(f->db, hard), 0);
+    assert_int_equal(fp_store_check_output(f->db, hard, &e), FP_EINVAL);
+    assert_int_equal(unlink(hard), 0);
+    path_in(f, "model.f32", p, sizeof p);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
+    path_in(f, "runs.db.f32", p, sizeof p);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
+    fp_store_close(s);
+}
+
+static void commit_k(struct fp_store *s, int64_t id, uint32_t k, int want, struct fp_error *e)
+{
+    struct fp_client_round c = {.client = 1, .train_loss = 1, .uplink_bytes = 4};
+    struct fp_round r = {.round = k,
+                         .train_loss = 1,
+                         .test_loss = NAN,
+                         .test_accuracy = NAN,
+                         .uplink_bytes = 4,
+                         .participants = 1,
+                         .clients = &c};
+    int rc = fp_store_commit_round(s, id, &r, e);
+    if (rc != want)
+        fail_msg("commit round %u: %d, wanted %d (%s)", k, rc, want, e->msg);
+}
+
+/* A store deleted, renamed or replaced under a writer stops its next
+ * commit with a message naming the path and what happened. */
+static void test_store_moved_or_deleted(void **state)
+{
+    struct fx *f = *state;
+    struct fp_error e = {0};
+    char moved[600];
+    path_in(f, "moved.db", moved, sizeof moved);
+
+    struct fp_store *s = open_ok(f->db);
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    commit_k(s, id, 1, 0, &e);
+    assert_int_equal(rename(f->db, moved), 0);
+    commit_k(s, id, 2, FP_ESTORE, &e);
+    assert_non_null(strstr(e.msg, f->db));
+    assert_non_null(strstr(e.msg, "moved or renamed"));
+    assert_non_null(strstr(e.msg, "Every round committed before is in the moved file"));
+    assert_int_equal(fp_store_finish_run(s, id, FP_RUN_COMPLETED, model, 4, 1, &e), FP_ESTORE);
+    fp_store_close(s);
+    /* the moved file has round 1 only (not in a -wal left at the old
+     * name: copied into the file), and the run is still running */
+    char oldwal[600];
+    snprintf(oldwal, sizeof oldwal, "%s-wal", f->db);
+    unlink(oldwal);
+    assert_int_equal(q_int(moved, "SELECT count(*) FROM rounds"), 1);
+    assert_int_equal(q_int(moved, "SELECT status = 'running' FROM runs"), 1);
+
+    /* replaced: the path names another store now */
+    s = open_ok(moved);
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    struct fp_store *other = open_ok(f->db); /* a new, different file at the old path */
+    fp_store_close(other);
+    assert_int_equal(rename(f->db, moved), 0); /* moved now names that new file */
+    commit_k(s, id, 1, FP_ESTORE, &e);
+    assert_non_null(strstr(e.msg, "was deleted")); /* its old file has no name left */
+    fp_store_close(s);
+
+    s = open_ok(moved);
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    struct stat st;
+    assert_int_equal(stat(moved, &st), 0);
+    other = open_ok(f->db);
+    fp_store_close(other);
+    char aside[600];
+    path_in(f, "aside.db", aside, sizeof aside);
+    assert_int_equal(rename(moved, aside), 0);
+    assert_int_equal(rename(f->db, moved), 0);
+    commit_k(s, id, 1, FP_ESTORE, &e);
+    assert_non_null(strstr(e.msg, "was replaced"));
+    assert_non_null(strstr(e.msg, "Every round committed before is in the moved file"));
+    fp_store_close(s);
+
+    /* deleted */
+    s = open_ok(f->db);
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    commit_k(s, id, 1, 0, &e);
+    assert_int_equal(unlink(f->db), 0);
+    commit_k(s, id, 2, FP_ESTORE, &e);
+    assert_non_null(strstr(e.msg, f->db));
+    assert_non_null(strstr(e.msg, "was deleted"));
+    fp_store_close(s);
+}
+
+/* A child process tries run_id's lock through path: its exit status is
+ * 0 locked, 1 held elsewhere, 2 error. No connection crosses the fork:
+ * the child opens its own. */
+static int child_lock(const char *path, int64_t run_id)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct fp_store *s = NULL;
+        struct fp_error e = {0};
+        if (fp_store_open(&s, path, &e))
+            _exit(2);
+        int rc = fp_store_lock_run(s, run_id, &e);
+        int held = rc == FP_STORE_HELD && strstr(e.msg, "being run by another process");
+        fp_store_close(s);
+        _exit(rc == 0 ? 0 : held ? 1 : 2);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* The run lock belongs to the store file: another handle, another process,
+ * a symlink or another spelling of the path meet it; it is released by
+ * unlock and by close; a handle cannot write a run another one holds. */
+static void test_run_locks(void **state)
+{
+    struct fx *f = *state;
+    struct fp_error e = {0};
+    char link_[600], dotted[600];
+    path_in(f, "link.db", link_, sizeof link_);
+    assert_int_equal(symlink(f->db, link_), 0);
+    snprintf(dotted, sizeof dotted, "%s/./runs.db", f->dir);
+
+    struct fp_store *a = open_ok(f->db);
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(a, &meta_a, &id, &e), 0); /* locks it */
+    assert_int_equal(fp_store_lock_run(a, id, &e), 0);            /* already held: fine */
+    struct fp_store *b = open_ok(link_);
+    assert_int_equal(fp_store_lock_run(b, id, &e), FP_STORE_HELD);
+    assert_non_null(strstr(e.msg, "being run by another"));
+    commit_k(b, id, 1, FP_ESTORE, &e); /* b cannot write a run a holds */
+    assert_int_equal(fp_store_finish_run(b, id, FP_RUN_FAILED, NULL, 0, 0, &e), FP_ESTORE);
+    assert_int_equal(child_lock(link_, id), 1);
+    assert_int_equal(child_lock(dotted, id), 1);
+    assert_int_equal(child_lock(f->db, id + 1), 0); /* other runs are free */
+    commit_k(a, id, 1, 0, &e);
+
+    fp_store_unlock_run(a, id);
+    assert_int_equal(child_lock(link_, id), 0);
+    assert_int_equal(fp_store_lock_run(b, id, &e), 0);
+    assert_int_equal(fp_store_lock_run(a, id, &e), FP_STORE_HELD);
+    fp_store_close(b); /* closing releases */
+    assert_int_equal(fp_store_lock_run(a, id, &e), 0);
+    commit_k(a, id, 2, 0, &e);
+    /* a's own handle went on working after b closed its descriptor */
+    assert_int_equal(q_int(f->db, "SELECT rounds_done FROM runs"), 2);
+    fp_store_close(a);
+    assert_int_equal(child_lock(f->db, id), 0);
+}
+
+/* A final status is final: a completed run cannot be marked failed, lose
+ * its model hash, be rewound, or take rounds or a state; an interrupted
+ * one can only be rewound (then it runs again). */
+static void test_final_status_kept(void **state)
+{
+    struct fx *f = *state;
+    struct fp_error e = {0};
+    struct fp_store *s = open_ok(f->db);
+    int64_t id = write_run_a(s);
+    char sha[80];
+    assert_int_equal(fp_store_finish_run(s, id, FP_RUN_FAILED, NULL, 0, 3, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "'completed', not running"));
+    assert_int_equal(fp_store_finish_run(s, id, FP_RUN_COMPLETED, model, 4, 3, &e), FP_ESTORE);
+    assert_int_equal(fp_store_rewind(s, id, 1, 1, &e), FP_ESTORE);
+    commit_k(s, id, 4, FP_ESTORE, &e);
+    assert_int_equal(fp_store_put_state(s, id, 3, "x", 1, &e), FP_ESTORE);
+    q_text(f->db, "SELECT status || ' ' || model_sha256 FROM runs", sha, sizeof sha);
+    char want[80];
+    snprintf(want, sizeof want, "completed %s", model_hex);
+    assert_string_equal(sha, want);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 3);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoints WHERE kind = 'model'"), 1);
+
+    /* interrupted: no second final status, but a rewind runs it again */
+    int64_t id2;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id2, &e), 0);
+    assert_int_equal(fp_store_finish_run(s, id2, FP_RUN_INTERRUPTED, model, 4, 0, &e), 0);
+    assert_int_equal(fp_store_finish_run(s, id2, FP_RUN_FAILED, NULL, 0, 0, &e), FP_ESTORE);
+    commit_k(s, id2, 1, FP_ESTORE, &e);
+    assert_int_equal(fp_store_rewind(s, id2, 0, 1, &e), 0);
+    commit_k(s, id2, 1, 0, &e);
+    assert_int_equal(fp_store_finish_run(s, id2, FP_RUN_FAILED, NULL, 0, 1, &e), 0);
+    fp_store_close(s);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Another process holds the write lock for longer than SQLite's busy
+ * timeout: a commit waits and tries again until it gets the lock (and
+ * gives up, saying so, only after the whole wait). */
+static void test_busy_retry(void **state)
+{
+    struct fx *f = *state;
+    struct fp_error e = {0};
+    struct fp_store *s = open_ok(f->db);
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    fp_store_close(s); /* no connection across the fork */
+
+    for (int pass = 0; pass < 2; pass++) {
+        int locked[2];
+        assert_int_equal(pipe(locked), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            sqlite3 *w = NULL;
+            char c = 'E';
+            if (sqlite3_open(f->db, &w) == SQLITE_OK &&
+                sqlite3_exec(w, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK)
+                c = 'L';
+            if (write(locked[1], &c, 1) != 1)
+                _exit(1);
+            usleep(pass == 0 ? 800000 : 1500000); /* holds the lock 0.8 s, 1.5 s */
+            sqlite3_exec(w, "COMMIT", NULL, NULL, NULL);
+            sqlite3_close(w);
+            _exit(0);
+        }
+        char c = 0;
+        assert_int_equal(read(locked[0], &c, 1), 1);
+        assert_int_equal(c, 'L');
+        s = open_ok(f->db);
+        /* SQLite alone would give up after 100 ms */
+        fp_store_set_busy(s, 100, pass == 0 ? 20000 : 300);
+        double t0 = now_s();
+        commit_k(s, id, 1, pass == 0 ? 0 : FP_ESTORE, &e);
+        double waited = now_s() - t0;
+        if (pass == 0) {
+            assert_true(waited > 0.5);
+        } else {
+            assert_non_null(strstr(e.msg, "stayed busy"));
+            assert_true(waited < 1.4);
+        }
+        fp_store_close(s);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        close(locked[0]);
+        close(locked[1]);
+    }
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 1);
+}
+
+static void sha_file(const char *path, unsigned char out[64], size_t *len)
+{
+    /* the file's bytes, enough to compare (these files are small) */
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static unsigned char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    fclose(fp);
+    *len = n;
+    unsigned h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ buf[i]) * 16777619u;
+    memset(out, 0, 64);
+    memcpy(out, &h, sizeof h);
+}
+
+/* Opening another program's database, to write or to read, leaves it
+ * byte for byte as it was: still in its rollback journal mode. */
+static void test_foreign_database_untouched(void **state)
+{
+    struct fx *f = *state;
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h, "CREATE TABLE t(x); INSERT INTO t VALUES(42)", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+    unsigned char before[64], after[64];
+    size_t nb, na;
+    sha_file(f->db, before, &nb);
+
+    struct fp_store *s = NULL;
+    struct fp_error e = {0};
+    assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "not a run store"));
+    assert_int_equal(fp_store_open_readonly(&s, f->db, &e), FP_ESTORE);
+    sha_file(f->db, after, &na);
+    assert_int_equal(na, nb);
+    assert_memory_equal(before, after, 64);
+    char mode[16];
+    q_text(f->db, "PRAGMA journal_mode", mode, sizeof mode);
+    assert_string_equal(mode, "delete");
+    char p[600];
+    snprintf(p, sizeof p, "%s-wal", f->db);
+    assert_int_equal(access(p, F_OK), -1);
+}
+
+/* What is not a regular file is refused before SQLite sees it: nothing is
+ * created beside it. A store with two hard links is refused too. */
+static void test_not_a_regular_file(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = NULL;
+    struct fp_error e = {0};
+    assert_int_equal(fp_store_open(&s, "/dev/null", &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "not a regular file"));
+    assert_int_equal(fp_store_open_readonly(&s, "/dev/null", &e), FP_ESTORE);
+    assert_int_equal(fp_store_open(&s, f->dir, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "directory"));
+    char p[600];
+    snprintf(p, sizeof p, "%s-journal", f->dir);
+    assert_int_equal(access(p, F_OK), -1);
+
+    s = open_ok(f->db);
+    fp_store_close(s);
+    path_in(f, "second-name.db", p, sizeof p);
+    assert_int_equal(link(f->db, p), 0);
+    assert_int_equal(fp_store_open(&s, p, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "hard links"));
+    assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
+    char wal[640];
+    snprintf(wal, sizeof wal, "%s-wal", p);
+    assert_int_equal(access(wal, F_OK), -1);
+}
+
+/* A reader changes nothing: on a version 1 store it reads the runs without
+ * upgrading it, says what needs a writer, and refuses every write. */
+static void test_reader_on_old_schema(void **state)
+{
+    struct fx *f = *state;
+    struct fp_error e = {0};
+    struct fp_store *s = open_ok(f->db);
+    int64_t id = write_run_a(s);
+    fp_store_close(s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+
+    s = NULL;
+    assert_int_equal(fp_store_open_readonly(&s, f->db, &e), 0);
+    struct run_copy rc = {0};
+    assert_int_equal(fp_store_list_runs(s, collect_run, &rc, &e), 0);
+    assert_int_equal(rc.n, 1);
+    assert_string_equal(rc.sha[0], model_hex);
+    struct round_copy rr = {0};
+    assert_int_equal(fp_store_list_rounds(s, id, collect_round, &rr, &e), 0);
+    assert_int_equal(rr.n, 3);
+    struct fp_resume rs;
+    assert_int_equal(fp_store_load_resume(s, id, &rs, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "with a writer"));
+    int64_t id2;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id2, &e), FP_EINVAL);
+    assert_non_null(strstr(e.msg, "read-only"));
+    assert_int_equal(fp_store_lock_run(s, id, &e), FP_EINVAL);
+    commit_k(s, id, 4, FP_EINVAL, &e);
+    fp_store_close(s);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 1);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                  "'checkpoint_parts'"),
+                     0);
+    /* a reader never creates a store */
+    char p[600];
+    path_in(f, "absent.db", p, sizeof p);
+    assert_int_equal(fp_store_open_readonly(&s, p, &e), FP_ENOTFOUND);
+    assert_int_equal(access(p, F_OK), -1);
+}
+
 static void test_status_names(void **state)
 {
     (void)state;
@@ -958,6 +1368,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reader_during_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_only_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_and_rewind, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_moved_or_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_locks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_status_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_busy_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_database_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reader_on_old_schema, setup, teardown),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
