@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "../algorithms/qsgd.h"
+#include "../core/blas.h"
 #include "../core/error.h"
 #include "../core/format.h"
 #include "../core/scenario.h"
@@ -133,11 +134,16 @@ static const char fp__usage[] =
     "      M is test_accuracy (default), test_loss or train_loss; X is round (default),\n"
     "      uplink_bytes or downlink_bytes (cumulative, in MB); see 'fedpress plot --help'\n"
     "  help       this text\n"
-    "  version    the version\n"
+    "  version    the version, and the BLAS library and kernels in use\n"
     "\n"
     "environment:\n"
     "  FEDPRESS_SIMD=portable|avx2|avx512|native  cap the vector code QSGD uses (default\n"
     "      native: the best this CPU runs); every choice gives the same bytes\n"
+    "  OPENBLAS_CORETYPE=NAME  the OpenBLAS kernels to use (e.g. SkylakeX, Haswell);\n"
+    "      always respected. Unset, fedpress restarts itself once with the best kernels\n"
+    "      for this CPU if OpenBLAS's own detection picked slower ones (results are\n"
+    "      bit-identical per kernel: docs/architecture.md)\n"
+    "  FEDPRESS_BLAS_AUTO=off  keep OpenBLAS's own choice of kernels\n"
     "\n"
     "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
 
@@ -281,10 +287,11 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
         char cname[64];
         fprintf(stderr,
                 "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
-                "store %s\n",
+                "store %s\n[%s] BLAS: %s\n",
                 sc->name, fp_algo_name(sc->algorithm),
                 fp_comp_name(&sc->uplink, cname, sizeof cname), fp_dataset_name(sc->dataset),
-                sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path);
+                sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path,
+                sc->name, fp_blas_describe());
     }
     if (resume && !quiet)
         fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n",
@@ -1147,6 +1154,8 @@ static int fp__cmd_metrics(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before anything else: may restart the process with better OpenBLAS kernels. */
+    fp_blas_init(argv);
     if (argc < 2) {
         fputs(fp__usage, stderr);
         return FP_EXIT_USAGE;
@@ -1173,7 +1182,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("fedpress 0.1.0\n");
+        printf("fedpress 0.1.0\nBLAS: %s\n", fp_blas_describe());
         return 0;
     }
     return fp__usage_error("unknown command '%s'", cmd);
