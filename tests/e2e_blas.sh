@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end test of the OpenBLAS kernel choice (core/blas.c): `version` and
 # the run header name the library and core in use; where OpenBLAS's own
-# detection is weaker than the CPU (played by an LD_PRELOAD shim that makes
-# openblas_get_corename() say "Prescott", as 0.3.21 does on Sapphire Rapids),
-# fedpress restarts itself once with OPENBLAS_CORETYPE set and the real
-# library then runs those kernels; FEDPRESS_BLAS_AUTO=off keeps OpenBLAS's
+# detection is weaker than the CPU (played by an LD_PRELOAD shim,
+# tests/blas_shim.c, under which OpenBLAS loads its "Prescott" kernels when
+# OPENBLAS_CORETYPE is unset, as 0.3.21 does on Sapphire Rapids), fedpress
+# restarts itself once with OPENBLAS_CORETYPE set and the library then runs
+# the better kernels; FEDPRESS_BLAS_AUTO=off keeps OpenBLAS's
 # choice; a library that ignores the request gives one warning, not a loop.
 # This script never sets OPENBLAS_CORETYPE; a value the environment sets
 # is checked to be respected, and the restart checks then skip.
@@ -65,8 +66,8 @@ else
   check "restart: version exits 0" "[ $rc -eq 0 ]"
   check "restart: reports $want chosen by fedpress over Prescott" \
     "grep -qE '^BLAS: OpenBLAS [^ ]+ $want \(chosen by fedpress; OpenBLAS detected Prescott\)$' '$T/r'"
-  check "restart: exactly two processes loaded OpenBLAS, the second with $want" \
-    "[ \"\$(cores '$T/re' | cut -d, -f2-)\" = '$want' ] && [ \$(grep -c '^Core: ' '$T/re') -eq 2 ]"
+  check "restart: OpenBLAS loaded Prescott, then (after the restart) $want" \
+    "[ \"\$(cores '$T/re')\" = 'Prescott,$want' ]"
   check "restart: no warning" "! grep -q 'fedpress:' '$T/re'"
 
   # every argument survives the restart: 2 rounds, this store, this name
