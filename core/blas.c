@@ -3,13 +3,13 @@
  *
  * The rule, in tiers of instruction sets (SSE < AVX < AVX2+FMA < AVX-512):
  * when OpenBLAS's own detection lands in a lower tier than the CPU supports,
- * ask for the tier's established core: SkylakeX for AVX-512 (every AVX-512
- * core OpenBLAS has, Cooperlake and SapphireRapids included, runs the
- * SkylakeX sgemm on float32 and adds only bf16/fp16 kernels fedpress never
- * calls; measured in docs/performance.md), Haswell or Zen for AVX2+FMA,
- * Sandybridge for AVX. A detection in the right tier is left alone, even if
- * a sibling core exists, so the kernel (and with it the rounding) changes
- * only where the speed does.
+ * ask for the tier's established core: SkylakeX for AVX-512 (Cooperlake and
+ * SapphireRapids add bf16/fp16 kernels fedpress never calls; their float32
+ * sgemm is no faster, docs/performance.md, but rounds differently, so one
+ * name serves every AVX-512 CPU), Haswell or Zen for AVX2+FMA, Sandybridge
+ * for AVX. A detection in the right tier is left alone, even if a sibling
+ * core exists, so the kernel (and with it the rounding, docs/architecture.md)
+ * changes only where the speed does.
  */
 #include "blas.h"
 
