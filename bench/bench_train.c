@@ -5,12 +5,15 @@
  * The paper's setting (DESIGN.md "Performance"): MLP 784-200-10 on
  * Fashion-MNIST, N = 200 clients, shards:2, batch 32, K = 10 local steps.
  * One update is ~204.5 MFLOP, almost all in two GEMM shapes, so the ceiling
- * is what single-threaded OpenBLAS sgemm does on exactly those shapes. The
+ * is what single-threaded OpenBLAS sgemm does on exactly those shapes, and
+ * above that the core's FP32 FMA peak (a slow BLAS kernel hides behind a
+ * fraction of its own sgemm rate; it cannot hide from the FMA peak). The
  * report has three parts, all measured in this one process:
- *   1. machine limits: sgemm GFLOP/s on the two shapes (1 caller thread, and
- *      2 caller threads each single-threaded), memcpy bandwidth;
+ *   1. machine limits: the FP32 FMA peak of one core (independent FMAs on the
+ *      widest vectors the CPU has), sgemm GFLOP/s on the two shapes (1 caller
+ *      thread, and 2 caller threads each single-threaded), memcpy bandwidth;
  *   2. fp_algo_client_update (FedAvg) per second with 1 and 2 worker threads,
- *      one distinct client per call, as a fraction of (1);
+ *      one distinct client per call, as a fraction of both limits of (1);
  *   3. fp_sim_run on the paper scenarios: seconds per round, with and
  *      without evaluation every round.
  *
@@ -22,6 +25,9 @@
  *   bench_train [--quick] [--only 1|2|3] [--data DIR]
  */
 #include <cblas.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +39,7 @@
 #include <uv.h>
 
 #include "algorithms/algorithm.h"
+#include "core/blas.h"
 #include "core/rng.h"
 #include "core/scenario.h"
 #include "sim/sim.h"
@@ -196,6 +203,127 @@ static double fp_bench_team(unsigned n, void (*fn)(void *, unsigned), void *arg,
 
 /* ---- 1. machine limits -------------------------------------------------- */
 
+/* The FP32 FMA peak of one core: chains of a = a * m + c on the widest
+ * vectors the CPU has, enough independent chains to cover FMA latency (4
+ * cycles) times the FMA ports (2): 24 zmm chains for AVX-512 (32 registers),
+ * 12 ymm for AVX2 (16 registers); without FMA, SSE multiply and add. Each
+ * function returns the FLOPs it did (2 per lane per FMA); the target
+ * attributes keep the rest of the build portable. m and c keep values
+ * finite and normal (a -> c / (1 - m)). */
+#define FP_BENCH_FMA_M 0.99999994f
+#define FP_BENCH_FMA_C 1e-3f
+static volatile float fp_bench_sink;
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static double fp_bench_fma_avx512(long iters)
+{
+    enum { CHAINS = 24 };
+    __m512 a[CHAINS];
+#pragma GCC unroll 32
+    for (int k = 0; k < CHAINS; k++)
+        a[k] = _mm512_set1_ps(fp_bench_sink + (float)k);
+    const __m512 m = _mm512_set1_ps(FP_BENCH_FMA_M), c = _mm512_set1_ps(FP_BENCH_FMA_C);
+    /* the chains fully unrolled, so that they live in registers */
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 32
+        for (int k = 0; k < CHAINS; k++)
+            a[k] = _mm512_fmadd_ps(a[k], m, c);
+    }
+    __m512 s = a[0];
+    for (int k = 1; k < CHAINS; k++)
+        s = _mm512_add_ps(s, a[k]);
+    fp_bench_sink = _mm512_reduce_add_ps(s);
+    return (double)iters * CHAINS * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double fp_bench_fma_avx2(long iters)
+{
+    enum { CHAINS = 12 };
+    __m256 a[CHAINS];
+#pragma GCC unroll 32
+    for (int k = 0; k < CHAINS; k++)
+        a[k] = _mm256_set1_ps(fp_bench_sink + (float)k);
+    const __m256 m = _mm256_set1_ps(FP_BENCH_FMA_M), c = _mm256_set1_ps(FP_BENCH_FMA_C);
+    /* the chains fully unrolled, so that they live in registers */
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 32
+        for (int k = 0; k < CHAINS; k++)
+            a[k] = _mm256_fmadd_ps(a[k], m, c);
+    }
+    __m256 s = a[0];
+    for (int k = 1; k < CHAINS; k++)
+        s = _mm256_add_ps(s, a[k]);
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    fp_bench_sink = out[0] + out[7];
+    return (double)iters * CHAINS * 8 * 2;
+}
+
+static double fp_bench_fma_sse(long iters)
+{
+    enum { CHAINS = 12 };
+    __m128 a[CHAINS];
+#pragma GCC unroll 32
+    for (int k = 0; k < CHAINS; k++)
+        a[k] = _mm_set1_ps(fp_bench_sink + (float)k);
+    const __m128 m = _mm_set1_ps(FP_BENCH_FMA_M), c = _mm_set1_ps(FP_BENCH_FMA_C);
+    /* the chains fully unrolled, so that they live in registers */
+    for (long i = 0; i < iters; i++) {
+#pragma GCC unroll 32
+        for (int k = 0; k < CHAINS; k++)
+            a[k] = _mm_add_ps(_mm_mul_ps(a[k], m), c);
+    }
+    __m128 s = a[0];
+    for (int k = 1; k < CHAINS; k++)
+        s = _mm_add_ps(s, a[k]);
+    fp_bench_sink = _mm_cvtss_f32(s);
+    return (double)iters * CHAINS * 4 * 2;
+}
+#endif
+
+/* The widest this CPU runs, and its name for the report. */
+static double (*fp_bench_fma_pick(const char **name))(long)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) {
+        *name = "AVX-512: 24 chains of vfmadd zmm, 16 lanes";
+        return fp_bench_fma_avx512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        *name = "AVX2: 12 chains of vfmadd ymm, 8 lanes";
+        return fp_bench_fma_avx2;
+    }
+    *name = "SSE: 12 chains of mulps + addps, 4 lanes (no FMA on this CPU)";
+    return fp_bench_fma_sse;
+#else
+    *name = "none (not x86-64)";
+    return NULL;
+#endif
+}
+
+/* Best-of-reps GFLOP/s of one core, each rep about rep_seconds; NaN where
+ * there is no kernel. */
+static double fp_bench_fma_peak(const struct fp_bench_cfg *cfg, const char **name)
+{
+    double (*fma)(long) = fp_bench_fma_pick(name);
+    if (!fma)
+        return NAN;
+    long iters = 1 << 16;
+    double t0 = fp_bench_now();
+    fma(iters); /* also lets the core settle at its wide-vector clock */
+    double t = fp_bench_now() - t0;
+    iters = (long)(iters * (cfg->rep_seconds / (t > 1e-6 ? t : 1e-6))) + 1;
+    double best = 0;
+    for (int r = 0; r < cfg->reps; r++) {
+        t0 = fp_bench_now();
+        double flops = fma(iters);
+        t = fp_bench_now() - t0;
+        best = flops / t / 1e9 > best ? flops / t / 1e9 : best;
+    }
+    return best;
+}
+
 /* Operands of the two big GEMMs, one set per thread so threads never share
  * cache lines. Sizes exactly as in a training step with batch 32. */
 struct fp_bench_gemm {
@@ -286,6 +414,7 @@ static double fp_bench_gemm_rate(struct fp_bench_gemm_job *j, unsigned threads, 
 }
 
 struct fp_bench_limits {
+    double fma1;               /* FP32 FMA peak of one core, GFLOP/s */
     double gemm1[3], gemm2[3]; /* GFLOP/s per shape: 1 caller, 2 callers (aggregate) */
     double memcpy_gbs;
 };
@@ -301,7 +430,13 @@ static int fp_bench_machine(const struct fp_bench_cfg *cfg, struct fp_bench_limi
         return FP_ENOMEM;
     }
     printf("\n== 1. Machine limits (OpenBLAS single-threaded per call) ==\n");
-    printf("%-48s %12s %14s %8s %8s\n", "sgemm shape", "1 thread", "2 threads", "2T/1T", "others");
+    const char *fma_name;
+    struct fp_bench_load lf = fp_bench_load_now();
+    lim->fma1 = fp_bench_fma_peak(cfg, &fma_name);
+    printf("FP32 FMA peak, one core: %.1f GFLOP/s (%s; best of %d; others %.2f)\n", lim->fma1,
+           fma_name, cfg->reps, fp_bench_others(lf));
+    printf("%-48s %12s %14s %8s %8s %9s\n", "sgemm shape", "1 thread", "2 threads", "2T/1T",
+           "others", "of FMA");
     for (int s = FP_BENCH_FWD; s <= FP_BENCH_PAIR; s++) {
         job.shape = (enum fp_bench_shape)s;
         /* Calibrate: enough iterations for rep_seconds at the warm rate. */
@@ -312,12 +447,13 @@ static int fp_bench_machine(const struct fp_bench_cfg *cfg, struct fp_bench_limi
         lim->gemm1[s] = fp_bench_gemm_rate(&job, 1, cfg->reps);
         lim->gemm2[s] = fp_bench_gemm_rate(&job, 2, cfg->reps);
         double others = fp_bench_others(l0);
-        printf("%-48s %7.1f GF/s %9.1f GF/s %7.2fx %7.2f\n", fp_bench_shape_name[s], lim->gemm1[s],
-               lim->gemm2[s], lim->gemm2[s] / lim->gemm1[s], others);
+        printf("%-48s %7.1f GF/s %9.1f GF/s %7.2fx %7.2f %8.1f%%\n", fp_bench_shape_name[s],
+               lim->gemm1[s], lim->gemm2[s], lim->gemm2[s] / lim->gemm1[s], others,
+               100 * lim->gemm1[s] / lim->fma1);
     }
     printf("(FLOPs = 2·M·N·K = %.2f MFLOP per GEMM; best of %d reps of %ld calls; 2 threads = "
            "aggregate of two callers with their own operands; \"others\" = cores busy with "
-           "other processes meanwhile)\n",
+           "other processes meanwhile; of FMA = the 1-thread rate / the FMA peak)\n",
            fp_bench_shape_flops(FP_BENCH_FWD) / 1e6, cfg->reps, job.iters);
     fp_bench_gemm_free(&job.g[0]);
     fp_bench_gemm_free(&job.g[1]);
@@ -489,6 +625,7 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
      * ideal, rather than the measured 2-caller sgemm rate, which a busy
      * neighbour depresses as much as it depresses the updates. */
     const double peak1 = lim->gemm1[FP_BENCH_PAIR], peak2 = 2 * peak1;
+    const double fma1 = lim->fma1, fma2 = 2 * fma1;
     struct fp_bench_load l0 = fp_bench_load_now();
     double c1, c2;
     double r1 = fp_bench_update_rate(&u, 1, cfg->reps, cfg->updates, 0, &c1);
@@ -505,15 +642,17 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
     printf("  (counted: the five matrix products of forward and backward, 2·in·h + 2·h·C "
            "forward, 2·h·C + 2·C·h + 2·h·in backward;\n   not counted: bias, ReLU, softmax, "
            "gather, the SGD step and the d-length message/encode work)\n");
-    printf("%-10s %11s %10s %11s %13s %9s %12s %8s\n", "threads", "updates/s", "ms/update",
-           "GFLOP/s", "of peak", "speedup", "CPU ms/upd", "others");
-    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %9s %12.3f %8.2f\n", "1", r1, 1e3 / r1,
-           r1 * flops / 1e9, 100 * r1 * flops / 1e9 / peak1, "1.00x", c1, o1);
-    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %8.2fx %12.3f %8.2f\n", "2", r2, 1e3 / r2,
-           r2 * flops / 1e9, 100 * r2 * flops / 1e9 / peak2, r2 / r1, c2, o2);
+    printf("%-10s %11s %10s %11s %13s %11s %9s %12s %8s\n", "threads", "updates/s", "ms/update",
+           "GFLOP/s", "of sgemm", "of FMA", "speedup", "CPU ms/upd", "others");
+    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %10.1f%% %9s %12.3f %8.2f\n", "1", r1, 1e3 / r1,
+           r1 * flops / 1e9, 100 * r1 * flops / 1e9 / peak1, 100 * r1 * flops / 1e9 / fma1, "1.00x",
+           c1, o1);
+    printf("%-10s %11.1f %10.3f %11.1f %12.1f%% %10.1f%% %8.2fx %12.3f %8.2f\n", "2", r2, 1e3 / r2,
+           r2 * flops / 1e9, 100 * r2 * flops / 1e9 / peak2, 100 * r2 * flops / 1e9 / fma2, r2 / r1,
+           c2, o2);
     printf("(best of %d reps of %u updates, each a different client; ms/update = wall time "
-           "/ updates; peak = the 1-thread \"both\" sgemm rate of section 1, times the "
-           "thread count)\n",
+           "/ updates; of sgemm = of the 1-thread \"both\" sgemm rate of section 1, of FMA = "
+           "of the one-core FP32 FMA peak, each times the thread count)\n",
            cfg->reps, cfg->updates);
     printf("CPU ms/upd = CPU time the worker threads ran per update (lowest rep): if 2 threads "
            "cost no more CPU per update than 1, the work itself scales and a 2-thread speedup "
@@ -694,6 +833,8 @@ static void fp_bench_print_cpu(void)
 
 int main(int argc, char **argv)
 {
+    /* First: may restart with better OpenBLAS kernels, as fedpress does. */
+    fp_blas_init(argv);
     struct fp_bench_cfg cfg = {.data_path = "/usr/share/datasets/fashion-mnist"};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
@@ -735,8 +876,8 @@ int main(int argc, char **argv)
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&now));
     printf("\ndate: %s\n", date);
     fp_bench_print_cpu();
-    printf("OpenBLAS: %s (core %s, %d thread per call)\n", openblas_get_config(),
-           openblas_get_corename(), openblas_get_num_threads());
+    printf("OpenBLAS: %s (core %s, %d thread per call)\nBLAS: %s\n", openblas_get_config(),
+           openblas_get_corename(), openblas_get_num_threads(), fp_blas_describe());
     fp_bench_print_loadavg("at start");
 
     struct fp_scenario sc;
@@ -749,7 +890,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct fp_bench_limits lim = {{NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN};
+    struct fp_bench_limits lim = {NAN, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN};
     double eval_ms = NAN;
     if ((!cfg.only || cfg.only == 1) && fp_bench_machine(&cfg, &lim))
         return 1;

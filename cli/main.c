@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "../algorithms/qsgd.h"
+#include "../core/blas.h"
 #include "../core/error.h"
 #include "../core/format.h"
 #include "../core/scenario.h"
@@ -105,7 +106,8 @@ static void fp__ignore_sigpipe(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static const char fp__usage[] =
+/* In two parts: ISO C caps a string literal at 4095 bytes. */
+static const char fp__usage_run[] =
     "usage: fedpress <command> [options]\n"
     "\n"
     "commands:\n"
@@ -142,7 +144,8 @@ static const char fp__usage[] =
     "      its checkpoint, one another process is running is left to it. Ends with a\n"
     "      table of the runs; exit 1 if a run failed, 130 on Ctrl-C. --dry-run lists\n"
     "      the combinations and which are done or started. A key may not be given\n"
-    "      to both --set and --vary.\n"
+    "      to both --set and --vary.\n";
+static const char fp__usage_read[] =
     "  runs [--store PATH] [--format table|csv|json]\n"
     "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
     "      final accuracy, final test loss, uplink bytes, status (runs, metrics and\n"
@@ -159,16 +162,28 @@ static const char fp__usage[] =
     "      M is test_accuracy (default), test_loss or train_loss; X is round (default),\n"
     "      uplink_bytes or downlink_bytes (cumulative, in MB); see 'fedpress plot --help'\n"
     "  help       this text\n"
-    "  version    the version\n"
+    "  version    the version, and the BLAS library and kernels in use\n"
     "\n"
     "environment:\n"
     "  FEDPRESS_SIMD=portable|avx2|avx512|native  cap the vector code QSGD uses (default\n"
     "      native: the best this CPU runs); every choice gives the same bytes\n"
+    "  OPENBLAS_CORETYPE=NAME  the OpenBLAS kernels to use (e.g. SkylakeX, Haswell);\n"
+    "      always respected. Unset, fedpress restarts itself once with the best kernels\n"
+    "      for this CPU if OpenBLAS's own detection picked slower ones (results are\n"
+    "      bit-identical per kernel: docs/architecture.md)\n"
+    "  FEDPRESS_BLAS_AUTO=off  keep OpenBLAS's own choice of kernels\n"
     "\n"
     "Every command checks its output: one that cannot be written (a full disk, a\n"
     "closed stdout) is exit 1 with 'fedpress: writing to stdout: ...'.\n"
     "\n"
     "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
+
+static void fp__usage(FILE *f)
+{
+    /* errno is the write's only right after it fails: keep it for main. */
+    if ((fputs(fp__usage_run, f) == EOF || fputs(fp__usage_read, f) == EOF) && f == stdout)
+        fp__out_failed();
+}
 
 static int fp__usage_error(const char *fmt, const char *arg)
 {
@@ -245,7 +260,7 @@ static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp
 {
     const char *v, *opt = argv[*i];
     if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-        fputs(fp__usage, stdout);
+        fp__usage(stdout);
         return FP__OPT_HELP;
     } else if (opt[0] != '-') {
         if (o->file) {
@@ -308,10 +323,11 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
         char cname[64];
         fprintf(stderr,
                 "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
-                "store %s\n",
+                "store %s\n[%s] BLAS: %s\n",
                 sc->name, fp_algo_name(sc->algorithm),
                 fp_comp_name(&sc->uplink, cname, sizeof cname), fp_dataset_name(sc->dataset),
-                sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path);
+                sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path,
+                sc->name, fp_blas_describe());
     }
     if (resume && !quiet)
         fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n", sc->name,
@@ -1012,7 +1028,7 @@ static int fp__cmd_runs(int argc, char **argv)
     struct fp__runs_ctx c = {FMT_TABLE, 1, 4};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
+            fp__usage(stdout);
             return 0;
         } else if (fp__is_opt(argv[i], "--store")) {
             if (!(store_path = fp__optval(argc, argv, &i, "--store")))
@@ -1195,7 +1211,7 @@ static int fp__cmd_metrics(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
+            fp__usage(stdout);
             return 0;
         } else if (fp__is_opt(argv[i], "--store")) {
             if (!(store_path = fp__optval(argc, argv, &i, "--store")))
@@ -1315,8 +1331,10 @@ static int fp__finish_stdout(int rc)
 
 static int fp__main(int argc, char **argv)
 {
+    /* Before anything else: may restart the process with better OpenBLAS kernels. */
+    fp_blas_init(argv);
     if (argc < 2) {
-        fputs(fp__usage, stderr);
+        fp__usage(stderr);
         return FP_EXIT_USAGE;
     }
     const char *simd = getenv("FEDPRESS_SIMD");
@@ -1337,11 +1355,11 @@ static int fp__main(int argc, char **argv)
     if (!strcmp(cmd, "plot"))
         return fp_cli_plot(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        fputs(fp__usage, stdout);
+        fp__usage(stdout);
         return 0;
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("fedpress 0.1.0\n");
+        printf("fedpress 0.1.0\nBLAS: %s\n", fp_blas_describe());
         return 0;
     }
     return fp__usage_error("unknown command '%s'", cmd);

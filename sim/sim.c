@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "../algorithms/algorithm.h"
+#include "../core/blas.h"
 #include "../core/format.h"
 #include "../core/hash.h"
 #include "../core/inputs.h"
@@ -514,7 +515,9 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
                                .sample = S,
                                .d = s.p.d,
                                .threads = s.nworkers,
-                               .inputs = s.w->inputs.text ? s.w->inputs.text : ""};
+                               .inputs = s.w->inputs.text ? s.w->inputs.text : "",
+                               /* a kernel rounds its own way: replay holds per kernel */
+                               .blas = fp_blas_describe()};
     uint32_t first_round = 1, state_round = 0;
     if (opt->resume) {
         /* Continue run opt->resume_run after its newest state checkpoint:

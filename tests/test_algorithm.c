@@ -253,19 +253,32 @@ static void test_malformed_upload_rejected(void **state)
     world_free(&W);
 }
 
-/* Runs two worlds through the same rounds and demands identical bytes. */
-static void assert_worlds_identical(struct world *A, struct world *B)
+/* Runs two worlds through the same rounds and demands identical bytes: x,
+ * and with control variates (with_c) c and every client's c_i, which must
+ * then exist in both, so that their comparison cannot be skipped. */
+static void assert_worlds_identical(struct world *A, struct world *B, int with_c)
 {
+    int compared_ci = 0;
     for (int r = 0; r < 3; r++) {
         run_round(A, r);
         run_round(B, r);
         assert_memory_equal(A->s.x, B->s.x, DIM * sizeof(float));
-        if (A->s.c || B->s.c)
+        assert_int_equal(A->s.c != NULL, with_c);
+        assert_int_equal(B->s.c != NULL, with_c);
+        if (with_c)
             assert_memory_equal(A->s.c, B->s.c, DIM * sizeof(float));
-        for (int i = 0; i < NC; i++)
-            if (A->cs[i].ci || B->cs[i].ci)
+        for (int i = 0; i < NC; i++) {
+            assert_int_equal(A->cs[i].ci != NULL, B->cs[i].ci != NULL);
+            if (A->cs[i].ci) {
                 assert_memory_equal(A->cs[i].ci, B->cs[i].ci, DIM * sizeof(float));
+                compared_ci++;
+            }
+        }
     }
+    if (with_c)
+        assert_true(compared_ci > 0);
+    else
+        assert_int_equal(compared_ci, 0);
     world_free(A);
     world_free(B);
 }
@@ -279,16 +292,16 @@ static void test_identities(void **state)
     struct world A, B;
     world_init(&A, FP_ALGO_SCAFFOLD, 1.0f);
     world_init_c(&B, FP_ALGO_SCALLION, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
-    assert_worlds_identical(&A, &B);
+    assert_worlds_identical(&A, &B, 1);
     world_init(&A, FP_ALGO_SCAFFOLD, 0.5f);
     world_init_c(&B, FP_ALGO_SCAFCOM, 0.5f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
-    assert_worlds_identical(&A, &B);
+    assert_worlds_identical(&A, &B, 1);
     world_init(&A, FP_ALGO_FEDAVG, 1.0f);
     world_init_c(&B, FP_ALGO_FEDPAQ, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
-    assert_worlds_identical(&A, &B);
+    assert_worlds_identical(&A, &B, 0);
     world_init(&A, FP_ALGO_FEDAVG, 1.0f);
     world_init_c(&B, FP_ALGO_FEDEF, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
-    assert_worlds_identical(&A, &B);
+    assert_worlds_identical(&A, &B, 0);
     /* and the identities are not vacuous: beta < 1 does change SCAFCOM */
     world_init(&A, FP_ALGO_SCAFFOLD, 1.0f);
     world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 0.5f);
