@@ -957,9 +957,15 @@ static void test_client_view_fmnist(void **state)
         print_message("fmnist iid N=10: client 3's workload peak RSS +%ld KiB (its 6000 images: "
                       "%ld KiB); the full workload +%ld KiB (all 60000: %ld KiB)\n",
                       peak, held, full_peak, all);
+#if defined(__SANITIZE_ADDRESS__)
+        /* ASan's realloc always copies and its quarantine keeps the old
+         * blocks resident, so the growing row array counts about twice. */
+        print_message("peak memory: not checked under AddressSanitizer (quarantine)\n");
+#else
         /* Its own rows plus buffers; holding every image would be 10x. */
         assert_true(peak < held + 16 * 1024);
         assert_true(full_peak > all); /* the measurement sees a full load */
+#endif
     }
 }
 
