@@ -13,6 +13,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1141,6 +1142,32 @@ static void test_partial_errors(void **state)
     assert_int_equal(fp_workload_check_client(tw, 4, &err), FP_EINVAL);
     assert_non_null(strstr(err.msg, "holds the test set only"));
     assert_int_equal(fp_workload_check_evaluate(cw, &err), FP_EINVAL);
+    /* Unchecked, grad() of another client stops the process with the same
+     * sentence rather than read memory the workload does not have. */
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        float x[33] = {0}, g[33];
+        double loss;
+        fp_rng r;
+        fp_rng_seed(&r, 1, 1, 5, FP_RNG_MINIBATCH);
+        cw->ops->grad(cw, NULL, 5, x, 1, &r, g, &loss);
+        _exit(0); /* not reached if the guard works */
+    }
+    close(fd[1]);
+    char msg[512] = {0};
+    size_t got = 0;
+    for (ssize_t k; got < sizeof msg - 1 && (k = read(fd[0], msg + got, sizeof msg - 1 - got)) > 0;)
+        got += (size_t)k;
+    close(fd[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(strstr(msg, "grad(): client 5: this workload holds client 4's data only"));
+
     struct fp_workload *full = create(&sq);
     assert_int_equal(fp_workload_check_client(full, 8, &err), 0);
     assert_int_equal(fp_workload_check_evaluate(full, &err), 0);
