@@ -70,9 +70,10 @@ static int fp__synth_sizes(const struct fp_scenario *sc, uint32_t *tr, uint64_t 
  * "not kept": a training sample is still drawn (into scratch, the stream
  * must advance through it) but not labelled, and with no test destination
  * the stream stops after the training samples. wk: [10*dim + 10 + 2*dim]
- * scratch whose last dim floats are the stddevs sd[j]; scratch: [dim]. */
-static void fp__synth_client(const struct fp_scenario *sc, uint32_t k, float *wk, float *scratch,
-                             float *xtr, uint8_t *ytr, float *xte, uint8_t *yte)
+ * scratch whose last dim floats are the stddevs sd[j]; scratch: [dim].
+ * Returns n_k, the client's sample count. */
+static uint32_t fp__synth_client(const struct fp_scenario *sc, uint32_t k, float *wk,
+                                 float *scratch, float *xtr, uint8_t *ytr, float *xte, uint8_t *yte)
 {
     const uint32_t dim = sc->dim;
     float *bk = wk + (size_t)FP_NCLASSES * dim, *vk = bk + FP_NCLASSES, *sd = vk + dim;
@@ -113,6 +114,7 @@ static void fp__synth_client(const struct fp_scenario *sc, uint32_t k, float *wk
         else
             yte[s - tr] = best;
     }
+    return nk;
 }
 
 /* Client scratch: W_k, b_k, v_k, the stddevs, and one sample. */
@@ -153,11 +155,9 @@ int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test, struct 
     float *scratch = wk + (size_t)FP_NCLASSES * dim + FP_NCLASSES + 2 * (size_t)dim;
     size_t itr = 0, ite = 0;
     for (uint32_t k = 0; k < nc; k++) {
-        fp_rng r;
-        fp_rng_seed(&r, sc->seed, 0, k, FP_RNG_DATA);
-        uint32_t nk = fp__synth_count(&r), tr = nk * 4u / 5u;
-        fp__synth_client(sc, k, wk, scratch, train->x + itr * dim, train->y + itr,
-                         test->x + ite * dim, test->y + ite);
+        uint32_t nk = fp__synth_client(sc, k, wk, scratch, train->x + itr * dim, train->y + itr,
+                                       test->x + ite * dim, test->y + ite);
+        uint32_t tr = nk * 4u / 5u;
         part->offsets[k] = (uint32_t)itr;
         for (uint32_t s = 0; s < tr; s++, itr++)
             part->indices[itr] = (uint32_t)itr;
@@ -216,11 +216,9 @@ int fp_synthetic_make_view(struct fp_dataset *train, struct fp_dataset *test, ui
     } else {
         size_t ite = 0;
         for (uint32_t k = 0; k < nc; k++) {
-            fp__synth_client(sc, k, wk, scratch, NULL, NULL, ds->x + ite * dim, ds->y + ite);
-            fp_rng r;
-            fp_rng_seed(&r, sc->seed, 0, k, FP_RNG_DATA);
-            uint32_t nk = fp__synth_count(&r);
-            ite += nk - tr[k];
+            ite +=
+                fp__synth_client(sc, k, wk, scratch, NULL, NULL, ds->x + ite * dim, ds->y + ite) -
+                tr[k];
         }
     }
     ds->n = rows;
