@@ -132,6 +132,72 @@ static void expect_error(int rc_want, const char *needle1, const char *needle2)
     assert_null(ds.x);
     assert_null(ds.y);
     assert_int_equal(ds.n, 0);
+
+    /* A client's partial load (labels alone, then some image rows) refuses
+     * the same file, naming it, with the same reason — or, where the two
+     * headers disagree, with that (it compares them before the body). */
+    uint8_t *y = (uint8_t *)1;
+    size_t n = 7;
+    struct fp_error perr = {0};
+    rc = fp_idx_load_labels(&y, &n, lab_path, NULL, &perr);
+    if (rc == 0) {
+        const uint32_t rows[2] = {0, (uint32_t)n - 1}; /* the first and the last */
+        rc = fp_idx_load_rows(&ds, img_path, n, lab_path, rows, n > 1 ? 2 : 1, NULL, &perr);
+        free(y);
+        if (rc == 0)
+            fp_dataset_free(&ds);
+        assert_null(ds.x);
+    } else {
+        assert_null(y);
+        assert_int_equal(n, 0);
+    }
+    if (rc != rc_want)
+        fail_msg("partial load: rc %d, want %d (%s)", rc, rc_want, perr.msg);
+    if (!strstr(perr.msg, needle1) ||
+        (needle2 && !strstr(perr.msg, needle2) && !strstr(perr.msg, "do not belong together")))
+        fail_msg("partial load: message \"%s\" lacks \"%s\" / \"%s\"", perr.msg, needle1,
+                 needle2 ? needle2 : "");
+}
+
+/* One client's rows: exactly the full load's rows, in order; the labels
+ * file alone; a row list that is not ascending is refused. */
+static void test_load_rows(void **state)
+{
+    (void)state;
+    for (int gz = 0; gz < 2; gz++) {
+        write_good(gz);
+        struct fp_dataset ds;
+        struct fp_error err = {0};
+        uint8_t *y = NULL;
+        size_t n = 0;
+        assert_int_equal(fp_idx_load_labels(&y, &n, lab_path, NULL, &err), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(y[0], 9);
+        assert_int_equal(y[1], 0);
+        assert_int_equal(y[2], 3);
+        free(y);
+        struct fp_inputs in = {0};
+        const uint32_t rows[2] = {0, 2};
+        assert_int_equal(fp_idx_load_rows(&ds, img_path, 3, lab_path, rows, 2, &in, &err), 0);
+        assert_int_equal(ds.n, 2);
+        assert_int_equal(ds.dim, 4);
+        assert_null(ds.y);
+        for (int j = 0; j < 4; j++) {
+            assert_true(ds.x[j] == (float)pixels[j] / 255.0f);
+            assert_true(ds.x[4 + j] == (float)pixels[8 + j] / 255.0f);
+        }
+        assert_non_null(strstr(in.text, img_path)); /* read whole: an input, hashed */
+        fp_inputs_free(&in);
+        fp_dataset_free(&ds);
+        const uint32_t bad[2] = {2, 1};
+        assert_int_equal(fp_idx_load_rows(&ds, img_path, 3, lab_path, bad, 2, NULL, &err),
+                         FP_EINVAL);
+        assert_null(ds.x);
+        size_t pn = 0, pdim = 0;
+        assert_int_equal(fp_idx_peek_images(img_path, &pn, &pdim, &err), 0);
+        assert_int_equal(pn, 3);
+        assert_int_equal(pdim, 4);
+    }
 }
 
 static void test_truncated_body(void **state)
@@ -450,6 +516,7 @@ int main(void)
     const struct CMUnitTest t[] = {
         cmocka_unit_test(test_load_gz),
         cmocka_unit_test(test_load_plain),
+        cmocka_unit_test(test_load_rows),
         cmocka_unit_test(test_truncated_body),
         cmocka_unit_test(test_truncated_gzip_stream),
         cmocka_unit_test(test_bad_magic),

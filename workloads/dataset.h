@@ -51,6 +51,28 @@ int fp_idx_load(struct fp_dataset *ds, const char *images_path, const char *labe
 int fp_fmnist_load(struct fp_dataset *train, struct fp_dataset *test, const char *dir,
                    struct fp_inputs *inputs, struct fp_error *err);
 
+/* dir/name.gz if it exists, else dir/name if that exists, else dir/name.gz
+ * (the name a "not found" error should show). FP_EINVAL if too long. */
+int fp_idx_pick(char *out, size_t size, const char *dir, const char *name, struct fp_error *err);
+
+/* A labels file alone: *y (malloc'd, caller frees) gets its *n labels, each
+ * checked below FP_NCLASSES; inputs as for fp_idx_load. */
+int fp_idx_load_labels(uint8_t **y, size_t *n, const char *path, struct fp_inputs *inputs,
+                       struct fp_error *err);
+
+/* The images of path at rows[0..nrows) (strictly ascending) only, in that
+ * order, into ds->x (ds->y is left NULL: the caller has the labels). The
+ * file must hold want_n images, the count of labels_path (named in the
+ * error if not). The whole file is still read and checked as fp_idx_load
+ * does, streaming: memory is nrows images plus fixed buffers. */
+int fp_idx_load_rows(struct fp_dataset *ds, const char *path, size_t want_n,
+                     const char *labels_path, const uint32_t *rows, size_t nrows,
+                     struct fp_inputs *inputs, struct fp_error *err);
+
+/* An images file's header only (checked against the caps): count and pixels
+ * per image. Not an input: the rest of the file is not read. */
+int fp_idx_peek_images(const char *path, size_t *n, size_t *dim, struct fp_error *err);
+
 /* Client c holds examples indices[offsets[c] .. offsets[c+1]), ascending. */
 struct fp_partition {
     uint32_t nclients;

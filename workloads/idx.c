@@ -308,34 +308,40 @@ static int fp__done(struct fp__src *src, struct fp_inputs *inputs, struct fp_err
     return rc;
 }
 
+/* The images header, checked against the caps: n images of dim pixels. */
+static int fp__images_header(struct fp__src *src, size_t *n, size_t *dim, struct fp_error *err)
+{
+    uint32_t dims[3];
+    const char *path = src->path;
+    int rc = fp__header(src, FP__IDX_IMAGES, dims, 3, err);
+    if (rc)
+        return rc;
+    if (dims[0] == 0 || dims[0] > FP_IDX_MAX_ITEMS)
+        return fp_error_set(err, FP_EFORMAT, "%s: %u images (allowed: 1 to %u)", path, dims[0],
+                            FP_IDX_MAX_ITEMS);
+    if (dims[1] == 0 || dims[2] == 0 || (uint64_t)dims[1] * dims[2] > FP_IDX_MAX_DIM)
+        return fp_error_set(err, FP_EFORMAT, "%s: image size %ux%u (allowed: 1 to %u pixels)", path,
+                            dims[1], dims[2], FP_IDX_MAX_DIM);
+    *n = dims[0];
+    *dim = (size_t)dims[1] * dims[2];
+    /* fits: both factors are capped well below 2^32 and 2^20 */
+    if (*n * *dim > FP_IDX_MAX_PIXELS)
+        return fp_error_set(err, FP_EFORMAT, "%s: %zu images of %zu pixels is more than %zu pixels",
+                            path, *n, *dim, (size_t)FP_IDX_MAX_PIXELS);
+    return 0;
+}
+
 static int fp__load_images(struct fp_dataset *ds, const char *path, struct fp_inputs *inputs,
                            struct fp_error *err)
 {
     struct fp__src src;
-    uint32_t dims[3];
+    size_t n = 0, dim = 0;
     int rc = fp__src_open(&src, path, err);
     if (rc)
         goto fail;
-    rc = fp__header(&src, FP__IDX_IMAGES, dims, 3, err);
-    if (rc)
+    if ((rc = fp__images_header(&src, &n, &dim, err)))
         goto fail;
-    if (dims[0] == 0 || dims[0] > FP_IDX_MAX_ITEMS) {
-        rc = fp_error_set(err, FP_EFORMAT, "%s: %u images (allowed: 1 to %u)", path, dims[0],
-                          FP_IDX_MAX_ITEMS);
-        goto fail;
-    }
-    if (dims[1] == 0 || dims[2] == 0 || (uint64_t)dims[1] * dims[2] > FP_IDX_MAX_DIM) {
-        rc = fp_error_set(err, FP_EFORMAT, "%s: image size %ux%u (allowed: 1 to %u pixels)", path,
-                          dims[1], dims[2], FP_IDX_MAX_DIM);
-        goto fail;
-    }
-    size_t n = dims[0], dim = (size_t)dims[1] * dims[2];
-    size_t total = n * dim; /* fits: both factors are capped well below 2^32 and 2^20 */
-    if (total > FP_IDX_MAX_PIXELS) {
-        rc = fp_error_set(err, FP_EFORMAT, "%s: %zu images of %zu pixels is more than %zu pixels",
-                          path, n, dim, (size_t)FP_IDX_MAX_PIXELS);
-        goto fail;
-    }
+    size_t total = n * dim;
     /* The header alone must not decide how much we allocate (a 30-byte file
      * could claim gigabytes): grow the array as pixels actually arrive, so
      * memory is bounded by the file's real content. */
@@ -430,9 +436,146 @@ int fp_idx_load(struct fp_dataset *ds, const char *images_path, const char *labe
     return rc;
 }
 
+/* ---- partial loads: one client's rows, or a labels file alone ----------- */
+
+int fp_idx_load_labels(uint8_t **y, size_t *n, const char *path, struct fp_inputs *inputs,
+                       struct fp_error *err)
+{
+    struct fp__src src;
+    uint32_t count = 0;
+    uint8_t *lab = NULL;
+    *y = NULL;
+    *n = 0;
+    int rc = fp__src_open(&src, path, err);
+    if (rc)
+        goto fail;
+    if ((rc = fp__header(&src, FP__IDX_LABELS, &count, 1, err)))
+        goto fail;
+    if (count == 0 || count > FP_IDX_MAX_ITEMS) {
+        rc = fp_error_set(err, FP_EFORMAT, "%s: %u labels (allowed: 1 to %u)", path, count,
+                          FP_IDX_MAX_ITEMS);
+        goto fail;
+    }
+    /* Grown as labels arrive, as for the pixels: a header is not memory. */
+    for (size_t done = 0, cap = 0; done < count;) {
+        size_t len = count - done < ((size_t)1 << 16) ? count - done : (size_t)1 << 16;
+        if (done + len > cap) {
+            cap = cap ? 2 * cap : (size_t)1 << 16;
+            if (cap > count)
+                cap = count;
+            uint8_t *nl = realloc(lab, cap);
+            if (!nl) {
+                rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory for %u labels", path, count);
+                goto fail;
+            }
+            lab = nl;
+        }
+        if ((rc = fp__read(&src, lab + done, len, "the labels", err)))
+            goto fail;
+        done += len;
+    }
+    if ((rc = fp__done(&src, inputs, err)))
+        goto fail;
+    for (uint32_t i = 0; i < count; i++) {
+        if (lab[i] >= FP_NCLASSES) {
+            rc = fp_error_set(err, FP_EFORMAT, "%s: label %u of example %u is not below %u", path,
+                              lab[i], i, FP_NCLASSES);
+            goto fail;
+        }
+    }
+    fp__src_close(&src);
+    *y = lab;
+    *n = count;
+    return 0;
+fail:
+    fp__src_close(&src);
+    free(lab);
+    return rc;
+}
+
+/* The images are inflated front to back (gzip cannot seek), one image at a
+ * time through a row buffer; a row is converted and kept only when it is
+ * the next one wanted. So memory is the kept rows plus the read buffers,
+ * whatever the file holds, and the file is still checked (and hashed) to
+ * its end exactly as a full load checks it. */
+int fp_idx_load_rows(struct fp_dataset *ds, const char *path, size_t want_n,
+                     const char *labels_path, const uint32_t *rows, size_t nrows,
+                     struct fp_inputs *inputs, struct fp_error *err)
+{
+    struct fp__src src;
+    size_t n = 0, dim = 0, cap = 0, kept = 0;
+    unsigned char *row = NULL;
+    memset(ds, 0, sizeof *ds);
+    int rc = fp__src_open(&src, path, err);
+    if (rc)
+        goto fail;
+    if ((rc = fp__images_header(&src, &n, &dim, err)))
+        goto fail;
+    if (n != want_n) {
+        rc = fp_error_set(err, FP_EFORMAT,
+                          "%s: %zu images, but %s has %zu labels; the two files do not belong "
+                          "together",
+                          path, n, labels_path, want_n);
+        goto fail;
+    }
+    for (size_t i = 0; i < nrows; i++)
+        if (rows[i] >= n || (i > 0 && rows[i] <= rows[i - 1])) {
+            rc = fp_error_set(err, FP_EINVAL, "%s: row list not ascending below %zu", path, n);
+            goto fail;
+        }
+    if (!(row = malloc(dim))) {
+        rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory for one image", path);
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = fp__read(&src, row, dim, "the pixels", err)))
+            goto fail;
+        if (kept == nrows || rows[kept] != i)
+            continue;
+        if (kept == cap) { /* grows with rows that arrived: never sized by a header alone */
+            size_t ncap = cap ? 2 * cap : 256;
+            if (ncap > nrows)
+                ncap = nrows;
+            float *nx = realloc(ds->x, ncap * dim * sizeof *nx);
+            if (!nx) {
+                rc = fp_error_set(err, FP_ENOMEM, "%s: out of memory for %zu images", path, nrows);
+                goto fail;
+            }
+            ds->x = nx;
+            cap = ncap;
+        }
+        float *x = ds->x + kept * dim;
+        for (size_t j = 0; j < dim; j++)
+            x[j] = (float)row[j] / 255.0f; /* as fp__load_images: the same bits */
+        kept++;
+    }
+    if ((rc = fp__done(&src, inputs, err)))
+        goto fail;
+    fp__src_close(&src);
+    free(row);
+    ds->n = nrows;
+    ds->dim = dim;
+    return 0;
+fail:
+    fp__src_close(&src);
+    free(row);
+    fp_dataset_free(ds);
+    return rc;
+}
+
+int fp_idx_peek_images(const char *path, size_t *n, size_t *dim, struct fp_error *err)
+{
+    struct fp__src src;
+    int rc = fp__src_open(&src, path, err);
+    if (!rc)
+        rc = fp__images_header(&src, n, dim, err);
+    fp__src_close(&src);
+    return rc;
+}
+
 /* dir/name.gz if it exists, else dir/name if that exists, else dir/name.gz
  * (so that the "not found" message names the file the package installs). */
-static int fp__pick(char *out, size_t size, const char *dir, const char *name, struct fp_error *err)
+int fp_idx_pick(char *out, size_t size, const char *dir, const char *name, struct fp_error *err)
 {
     int len = snprintf(out, size, "%s/%s.gz", dir, name);
     if (len < 0 || (size_t)len >= size)
@@ -453,12 +596,12 @@ int fp_fmnist_load(struct fp_dataset *train, struct fp_dataset *test, const char
     int rc;
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
-    if ((rc = fp__pick(img, sizeof img, dir, "train-images-idx3-ubyte", err)) ||
-        (rc = fp__pick(lab, sizeof lab, dir, "train-labels-idx1-ubyte", err)) ||
+    if ((rc = fp_idx_pick(img, sizeof img, dir, "train-images-idx3-ubyte", err)) ||
+        (rc = fp_idx_pick(lab, sizeof lab, dir, "train-labels-idx1-ubyte", err)) ||
         (rc = fp_idx_load(train, img, lab, inputs, err)))
         return rc;
-    if ((rc = fp__pick(img, sizeof img, dir, "t10k-images-idx3-ubyte", err)) ||
-        (rc = fp__pick(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte", err)) ||
+    if ((rc = fp_idx_pick(img, sizeof img, dir, "t10k-images-idx3-ubyte", err)) ||
+        (rc = fp_idx_pick(lab, sizeof lab, dir, "t10k-labels-idx1-ubyte", err)) ||
         (rc = fp_idx_load(test, img, lab, inputs, err)))
         goto fail;
     if (test->dim != train->dim) {

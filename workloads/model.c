@@ -242,6 +242,7 @@ static void fp__grad(const struct fp_workload *w, void *wsp, uint32_t client, co
     const struct fp_classif *m = w->impl;
     struct fp_model_ws *ws = wsp;
     assert(client < w->nclients && batch > 0);
+    fp_workload_grad_guard(w, client);
     const uint32_t *idx = m->part.indices + m->part.offsets[client];
     uint32_t n = m->n_local[client];
     uint32_t nb = batch >= n ? n : batch;
@@ -310,6 +311,7 @@ static void fp__eval_block(const struct fp_workload *w, void *wsp, const float *
 static void fp__evaluate(const struct fp_workload *w, void *wsp, const float *params, double *loss,
                          double *accuracy)
 {
+    fp_workload_eval_guard(w);
     double total = 0;
     uint64_t correct = 0, n = 0;
     for (size_t b = 0, nb = fp__eval_blocks(w); b < nb; b++) {
@@ -364,6 +366,28 @@ static const struct fp_workload_ops fp__classif_ops = {
     .ws_free = fp__ws_free,
     .destroy = fp__destroy,
 };
+
+/* Everything that follows from the clients' sizes and the layer shapes.
+ * The chunk (rows per GEMM pass, and the evaluation's block size) comes
+ * from the largest client of the whole population, so that a workload
+ * holding one client or the test set only computes the same bits. */
+static void fp__classif_sizes(struct fp_classif *m, uint32_t nc)
+{
+    m->max_local = 0;
+    for (uint32_t c = 0; c < nc; c++)
+        if (m->n_local[c] > m->max_local)
+            m->max_local = m->n_local[c];
+    m->chunk = m->max_local < FP_MODEL_MIN_CHUNK   ? FP_MODEL_MIN_CHUNK
+               : m->max_local > FP_MODEL_MAX_CHUNK ? FP_MODEL_MAX_CHUNK
+                                                   : m->max_local;
+    m->w.d = fp_model_nparams(m->kind, m->in, m->hidden, m->ncls);
+    m->w.nclients = nc;
+    m->w.n_local = m->n_local;
+    if (m->kind == FP_MODEL_LOGREG)
+        m->w.flops_per_example = 4ull * m->in * m->ncls;
+    else /* forward 2·in·h + 2·h·C; backward dW2 2·h·C, dA 2·C·h, dW1 2·h·in */
+        m->w.flops_per_example = 4ull * m->in * m->hidden + 6ull * m->hidden * m->ncls;
+}
 
 int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_t hidden,
                       struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
@@ -430,22 +454,110 @@ int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_
             rc = fp_error_set(err, FP_EINVAL, "partition: client %u holds no examples", c);
             goto fail;
         }
-        if (m->n_local[c] > m->max_local)
-            m->max_local = m->n_local[c];
     }
-    m->chunk = m->max_local < FP_MODEL_MIN_CHUNK   ? FP_MODEL_MIN_CHUNK
-               : m->max_local > FP_MODEL_MAX_CHUNK ? FP_MODEL_MAX_CHUNK
-                                                   : m->max_local;
-    m->w.d = fp_model_nparams(kind, m->in, m->hidden, m->ncls);
-    m->w.nclients = nc;
-    m->w.n_local = m->n_local;
-    if (kind == FP_MODEL_LOGREG)
-        m->w.flops_per_example = 4ull * m->in * m->ncls;
-    else /* forward 2·in·h + 2·h·C; backward dW2 2·h·C, dA 2·C·h, dW1 2·h·in */
-        m->w.flops_per_example = 4ull * m->in * m->hidden + 6ull * m->hidden * m->ncls;
+    fp__classif_sizes(m, nc);
     *out = &m->w;
     return 0;
 fail:
     fp__destroy(&m->w);
     return rc;
+}
+
+int fp_classif_create_view(struct fp_workload **out, enum fp_model_kind kind, uint32_t hidden,
+                           struct fp_dataset *train, struct fp_dataset *test, uint32_t nclients,
+                           const uint32_t *sizes, enum fp_workload_holds holds, uint32_t client,
+                           struct fp_error *err)
+{
+    *out = NULL;
+    int rc = 0;
+    struct fp_classif *m = calloc(1, sizeof *m);
+    if (!m) {
+        fp_dataset_free(train);
+        fp_dataset_free(test);
+        return fp_error_set(err, FP_ENOMEM, "out of memory for the model");
+    }
+    m->train = *train;
+    m->test = *test;
+    memset(train, 0, sizeof *train);
+    memset(test, 0, sizeof *test);
+    m->kind = kind;
+    m->w.impl = m;
+    m->w.ops = &fp__classif_ops;
+    m->w.holds = holds;
+    m->w.client = holds == FP_HOLDS_CLIENT ? client : 0;
+    /* The data present decides the shapes: the training rows of a client
+     * view, the test rows of a test view. */
+    const struct fp_dataset *have = holds == FP_HOLDS_CLIENT ? &m->train : &m->test;
+    if ((holds != FP_HOLDS_CLIENT && holds != FP_HOLDS_TEST) || nclients == 0 ||
+        (holds == FP_HOLDS_CLIENT && (client >= nclients || sizes[client] != m->train.n))) {
+        rc = fp_error_set(err, FP_EINVAL, "model: inconsistent view (holds %d, client %u of %u)",
+                          (int)holds, client, nclients);
+        goto fail;
+    }
+    if (kind != FP_MODEL_LOGREG && kind != FP_MODEL_MLP) {
+        rc = fp_error_set(err, FP_EINVAL,
+                          "[model] %d is not a classifier (use logreg or mlp with this dataset)",
+                          (int)kind);
+        goto fail;
+    }
+    if (kind == FP_MODEL_MLP && hidden == 0) {
+        rc = fp_error_set(err, FP_EINVAL, "[model] hidden = 0: an MLP needs at least one unit");
+        goto fail;
+    }
+    if (have->n == 0 || have->dim == 0 || have->nclasses < 2 || have->nclasses > 255) {
+        rc = fp_error_set(err, FP_EINVAL, "model: %zu examples of %zu features, %u classes",
+                          have->n, have->dim, have->nclasses);
+        goto fail;
+    }
+    if (have->dim > (1u << 24) || hidden > (1u << 20)) {
+        rc = fp_error_set(err, FP_EINVAL, "model: %zu inputs x %u hidden units is too large",
+                          have->dim, hidden);
+        goto fail;
+    }
+    m->in = (uint32_t)have->dim;
+    m->hidden = kind == FP_MODEL_MLP ? hidden : 0;
+    m->ncls = have->nclasses;
+    /* The held client's rows are 0..n-1 of m->train, so its slice of the
+     * index list is the identity, at offsets[client]; everyone else's
+     * slice is empty. grad() then gathers the same rows, in the same order,
+     * as the full workload does from its global indices. */
+    uint32_t nh = holds == FP_HOLDS_CLIENT ? (uint32_t)m->train.n : 0;
+    m->part.nclients = nclients;
+    m->part.offsets = calloc((size_t)nclients + 1, sizeof *m->part.offsets);
+    m->part.indices = malloc((nh ? nh : 1) * sizeof *m->part.indices);
+    m->n_local = malloc((size_t)nclients * sizeof *m->n_local);
+    if (!m->part.offsets || !m->part.indices || !m->n_local) {
+        rc = fp_error_set(err, FP_ENOMEM, "out of memory for %u clients", nclients);
+        goto fail;
+    }
+    for (uint32_t c = 0; c < nclients; c++)
+        m->part.offsets[c + 1] = holds == FP_HOLDS_CLIENT && c >= client ? nh : 0;
+    for (uint32_t i = 0; i < nh; i++)
+        m->part.indices[i] = i;
+    memcpy(m->n_local, sizes, (size_t)nclients * sizeof *m->n_local);
+    fp__classif_sizes(m, nclients);
+    *out = &m->w;
+    return 0;
+fail:
+    fp__destroy(&m->w);
+    return rc;
+}
+
+const float *fp_classif_example(const struct fp_workload *w, uint32_t client, uint32_t i,
+                                uint8_t *label)
+{
+    const struct fp_classif *m = w->impl;
+    if (client >= w->nclients || (w->holds == FP_HOLDS_CLIENT && client != w->client) ||
+        w->holds == FP_HOLDS_TEST || i >= m->part.offsets[client + 1] - m->part.offsets[client])
+        return NULL;
+    uint32_t e = m->part.indices[m->part.offsets[client] + i];
+    *label = m->train.y[e];
+    return m->train.x + (size_t)e * m->in;
+}
+
+void fp_classif_held(const struct fp_workload *w, size_t *train_rows, size_t *test_rows)
+{
+    const struct fp_classif *m = w->impl;
+    *train_rows = m->train.n;
+    *test_rows = m->test.n;
 }

@@ -32,14 +32,48 @@ int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_
                       struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
                       struct fp_error *err);
 
-/* The exact diagonal quadratic (quadratic.c). */
+/* A classifier holding part of a scenario's data (holds = FP_HOLDS_CLIENT:
+ * train is client `client`'s examples only, in the full workload's order for
+ * it, and test is empty; FP_HOLDS_TEST: test only, train empty).
+ * sizes[0..nclients) are the scenario's n_local (copied): the largest sets
+ * the chunk, as in the full workload, so grad() and evaluate() give the same
+ * bits. Takes ownership of *train and *test whether it succeeds or not. */
+int fp_classif_create_view(struct fp_workload **out, enum fp_model_kind kind, uint32_t hidden,
+                           struct fp_dataset *train, struct fp_dataset *test, uint32_t nclients,
+                           const uint32_t *sizes, enum fp_workload_holds holds, uint32_t client,
+                           struct fp_error *err);
+
+/* For tests: the i-th example of client `client` in its stored order (NULL
+ * if not held or past its end), with *label; and the rows held in memory. */
+const float *fp_classif_example(const struct fp_workload *w, uint32_t client, uint32_t i,
+                                uint8_t *label);
+void fp_classif_held(const struct fp_workload *w, size_t *train_rows, size_t *test_rows);
+
+/* The exact diagonal quadratic (quadratic.c): every client (holds =
+ * FP_HOLDS_ALL or FP_HOLDS_TEST), or client `client` only (FP_HOLDS_CLIENT). */
 int fp_quadratic_create(struct fp_workload **out, const struct fp_scenario *sc,
                         struct fp_error *err);
+int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario *sc,
+                             enum fp_workload_holds holds, uint32_t client, struct fp_error *err);
+
+/* Aborts, naming the client, when grad() is asked for a client w does not
+ * hold / evaluate() of a workload without a test set: the driver should
+ * have asked fp_workload_check_client / _check_evaluate (workload.c). */
+void fp_workload_grad_guard(const struct fp_workload *w, uint32_t client);
+void fp_workload_eval_guard(const struct fp_workload *w);
 
 /* LEAF/FedProx synthetic(alpha, beta) (synthetic.c): fills train (client k's
  * training examples contiguous, in client order), test (the union of the
  * clients' held-out 20%) and the natural partition. Caller frees all three. */
 int fp_synthetic_make(struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
                       const struct fp_scenario *sc, struct fp_error *err);
+
+/* Part of the same data, the same bits: FP_HOLDS_CLIENT fills train with
+ * client `client`'s training examples only (test empty); FP_HOLDS_TEST
+ * fills test only (train empty). *sizes (malloc'd [clients], caller frees)
+ * gets every client's training count. */
+int fp_synthetic_make_view(struct fp_dataset *train, struct fp_dataset *test, uint32_t **sizes,
+                           const struct fp_scenario *sc, enum fp_workload_holds holds,
+                           uint32_t client, struct fp_error *err);
 
 #endif

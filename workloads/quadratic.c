@@ -19,8 +19,9 @@
 struct fp_quad {
     struct fp_workload w;
     uint32_t n, d;
+    uint32_t lo, cnt; /* a and b hold clients lo .. lo+cnt-1 (all, or the one held) */
     double noise;
-    float *a, *b; /* [n][d] each */
+    float *a, *b; /* [cnt][d] each */
     uint32_t *n_local;
 };
 
@@ -28,7 +29,7 @@ struct fp_quad {
  * compare algorithms at 1e-6 relative. */
 static double fp__fi(const struct fp_quad *q, uint32_t i, const float *x)
 {
-    const float *a = q->a + (size_t)i * q->d, *b = q->b + (size_t)i * q->d;
+    const float *a = q->a + (size_t)(i - q->lo) * q->d, *b = q->b + (size_t)(i - q->lo) * q->d;
     double s = 0;
     for (uint32_t j = 0; j < q->d; j++) {
         double r = (double)x[j] - b[j];
@@ -43,7 +44,9 @@ static void fp__qgrad(const struct fp_workload *w, void *ws, uint32_t client, co
     const struct fp_quad *q = w->impl;
     (void)ws;
     (void)batch;
-    const float *a = q->a + (size_t)client * q->d, *b = q->b + (size_t)client * q->d;
+    fp_workload_grad_guard(w, client);
+    const float *a = q->a + (size_t)(client - q->lo) * q->d;
+    const float *b = q->b + (size_t)(client - q->lo) * q->d;
     for (uint32_t j = 0; j < q->d; j++)
         g[j] = a[j] * (x[j] - b[j]);
     if (q->noise > 0)
@@ -57,6 +60,7 @@ static void fp__qeval(const struct fp_workload *w, void *ws, const float *x, dou
 {
     const struct fp_quad *q = w->impl;
     (void)ws;
+    fp_workload_eval_guard(w); /* the global objective needs every client's f_i */
     double s = 0;
     for (uint32_t i = 0; i < q->n; i++)
         s += fp__fi(q, i, x);
@@ -103,6 +107,12 @@ static const struct fp_workload_ops fp__quad_ops = {
 int fp_quadratic_create(struct fp_workload **out, const struct fp_scenario *sc,
                         struct fp_error *err)
 {
+    return fp_quadratic_create_view(out, sc, FP_HOLDS_ALL, 0, err);
+}
+
+int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario *sc,
+                             enum fp_workload_holds holds, uint32_t client, struct fp_error *err)
+{
     *out = NULL;
     uint32_t n = sc->clients, d = sc->dim;
     if (n == 0 || d == 0)
@@ -116,31 +126,40 @@ int fp_quadratic_create(struct fp_workload **out, const struct fp_scenario *sc,
     if (!(sc->quad_noise >= 0) || !isfinite(sc->quad_noise))
         return fp_error_set(err, FP_EINVAL, "quadratic: [data] noise = %g must be >= 0",
                             sc->quad_noise);
+    if (holds == FP_HOLDS_CLIENT && client >= n)
+        return fp_error_set(err, FP_EINVAL, "quadratic: client %u of %u", client, n);
     struct fp_quad *q = calloc(1, sizeof *q);
     if (!q)
         return fp_error_set(err, FP_ENOMEM, "out of memory for the quadratic");
     q->w.impl = q;
     q->w.ops = &fp__quad_ops;
+    q->w.holds = holds;
+    q->w.client = holds == FP_HOLDS_CLIENT ? client : 0;
     q->n = n;
     q->d = d;
+    /* Client i's coefficients come from its own stream (seed, 0, i, DATA),
+     * so one client's alone are the same bits as in the full workload. */
+    q->lo = holds == FP_HOLDS_CLIENT ? client : 0;
+    q->cnt = holds == FP_HOLDS_CLIENT ? 1 : n;
     q->noise = sc->quad_noise;
-    q->a = malloc((size_t)n * d * sizeof *q->a);
-    q->b = malloc((size_t)n * d * sizeof *q->b);
+    q->a = malloc((size_t)q->cnt * d * sizeof *q->a);
+    q->b = malloc((size_t)q->cnt * d * sizeof *q->b);
     q->n_local = malloc((size_t)n * sizeof *q->n_local);
     if (!q->a || !q->b || !q->n_local) {
         fp__qdestroy(&q->w);
-        return fp_error_set(err, FP_ENOMEM, "out of memory for a %u x %u quadratic", n, d);
+        return fp_error_set(err, FP_ENOMEM, "out of memory for a %u x %u quadratic", q->cnt, d);
     }
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++)
+        q->n_local[i] = 1;
+    for (uint32_t i = q->lo; i < q->lo + q->cnt; i++) {
         fp_rng r;
         fp_rng_seed(&r, sc->seed, 0, i, FP_RNG_DATA);
-        float *a = q->a + (size_t)i * d, *b = q->b + (size_t)i * d;
+        float *a = q->a + (size_t)(i - q->lo) * d, *b = q->b + (size_t)(i - q->lo) * d;
         /* All of a_i, then all of b_i: the documented draw order. */
         for (uint32_t j = 0; j < d; j++)
             a[j] = (float)(0.5 + 1.5 * fp_rng_uniform(&r));
         for (uint32_t j = 0; j < d; j++)
             b[j] = (float)fp_rng_normal(&r);
-        q->n_local[i] = 1;
     }
     q->w.d = d;
     q->w.nclients = n;

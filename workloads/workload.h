@@ -8,7 +8,14 @@
  * synthetic(alpha, beta)) partitioned across clients with a model (logreg or
  * MLP) on top, and an exact diagonal quadratic for tests.
  *
- * Ownership: fp_workload_create() returns an object the caller frees with
+ * A workload may hold the whole population (fp_workload_create: the
+ * simulator), one client's training data only (fp_workload_create_client,
+ * fp_workload_create_client_dir: a client daemon) or the test set only
+ * (fp_workload_create_test: a coordinator). Client ids are global in all
+ * three: a client workload keeps client 7's examples under id 7, and the
+ * algorithm core calls it with 7, exactly as it calls the full workload.
+ *
+ * Ownership: every constructor returns an object the caller frees with
  * fp_workload_free(). A workspace (fp_workload_ws_new) is scratch memory for
  * one thread: never share one between threads; its contents never influence
  * results (determinism at any thread count depends on that).
@@ -25,6 +32,13 @@
 #include "../core/scenario.h"
 
 struct fp_workload;
+
+/* What a workload holds (struct fp_workload's `holds`). */
+enum fp_workload_holds {
+    FP_HOLDS_ALL = 0, /* every client's training data and the test set */
+    FP_HOLDS_CLIENT,  /* one client's training data (`client`), no test set */
+    FP_HOLDS_TEST     /* the test set only, no training data */
+};
 
 struct fp_workload_ops {
     /* Stochastic gradient of client `client`'s objective at params, on a
@@ -63,6 +77,13 @@ struct fp_workload {
      * workload. */
     struct fp_inputs inputs;
     void *impl;
+    /* FP_HOLDS_ALL unless made by one of the partial constructors below.
+     * grad() of a client the workload does not hold, or evaluate() of a
+     * workload without a test set, is a programming error (the process
+     * aborts with a message): a driver checks first with
+     * fp_workload_check_client / fp_workload_check_evaluate. */
+    enum fp_workload_holds holds;
+    uint32_t client; /* FP_HOLDS_CLIENT: the global id of the one client held */
 };
 
 /* Builds the workload a scenario describes: loads (or generates) data,
@@ -72,6 +93,48 @@ struct fp_workload {
 int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc,
                        struct fp_error *err);
 void fp_workload_free(struct fp_workload *w);
+
+/* Client `client`'s training data only (FP_HOLDS_CLIENT), for a client that
+ * trains on its shard of the scenario's partition. Its grad() gives the same
+ * bits as the full workload's for that client: the same examples in the
+ * same order, the same model and chunking. nclients and n_local[] are the
+ * whole scenario's (n_local of every client, as in the full workload);
+ * only client `client`'s examples are in memory.
+ *   fashion-mnist: reads the training labels, computes the partition from
+ *     them, then streams the training images and keeps only this client's
+ *     rows (never all of them); the test files are not read. inputs: the
+ *     two training files.
+ *   synthetic: generates client `client`'s stream only (plus the first draw
+ *     of every other client's stream: the sizes).
+ *   quadratic: client `client`'s a_i and b_i only.
+ * FP_EINVAL for a client id >= [data] clients, and every error the full
+ * workload would give for the scenario. */
+int fp_workload_create_client(struct fp_workload **out, const struct fp_scenario *sc,
+                              uint32_t client, struct fp_error *err);
+
+/* Client `client` (of the scenario's N) whose training data is dir's own
+ * IDX pair, train-images-idx3-ubyte and train-labels-idx1-ubyte (".gz"
+ * first, as for [data] path), all of it; [data] path and partition are not
+ * used. The scenario must use an IDX dataset (fashion-mnist) with a
+ * classifier; n_local[] is 0 for every other client (unknown here). */
+int fp_workload_create_client_dir(struct fp_workload **out, const struct fp_scenario *sc,
+                                  uint32_t client, const char *dir, struct fp_error *err);
+
+/* The test set only (FP_HOLDS_TEST), for a coordinator: evaluate() and
+ * eval_block() give the same bits as the full workload's; grad() is not
+ * available. n_local[] holds every client's partition size, which for
+ * fashion-mnist means the training labels are read (not the images: only
+ * their header, to check it fits) — the evaluation's block size derives
+ * from the largest client, as in the full workload. quadratic: its test
+ * objective is (1/N) sum f_i, so this holds every client's a_i and b_i. */
+int fp_workload_create_test(struct fp_workload **out, const struct fp_scenario *sc,
+                            struct fp_error *err);
+
+/* 0 if w can compute client `client`'s gradients; else FP_EINVAL saying why
+ * (id out of range, another client's data, test set only). */
+int fp_workload_check_client(const struct fp_workload *w, uint32_t client, struct fp_error *err);
+/* 0 if w can evaluate (it holds a test set); else FP_EINVAL. */
+int fp_workload_check_evaluate(const struct fp_workload *w, struct fp_error *err);
 
 static inline void *fp_workload_ws_new(const struct fp_workload *w)
 {
