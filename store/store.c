@@ -664,8 +664,26 @@ static int fp__inspect(struct fp_store *s, struct fp_error *err)
                             ", newer than the version %d this fedpress understands; "
                             "use a newer fedpress or another file.",
                             s->path, s->version, FP_STORE_SCHEMA_VERSION);
-    if (s->version != 0)
+    if (s->version != 0) {
+        /* user_version is any program's to set (many do): a file that says
+         * 1 to 3 but lacks the store's tables is another program's, and a
+         * writer must not switch it to WAL or "upgrade" it. */
+        int64_t have = 0, want = s->version >= 2 ? 5 : 4;
+        rc = fp__pragma(s,
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                        " ('runs', 'rounds', 'client_rounds', 'checkpoints', 'checkpoint_parts')",
+                        &have, NULL, 0, err);
+        if (rc)
+            return rc;
+        if (have < want)
+            return fp_error_set(err, FP_ESTORE,
+                                "Run store %s is an SQLite database with user_version %" PRId64
+                                " but without the tables of a fedpress run store (runs, rounds, "
+                                "client_rounds, checkpoints%s): it is not a run store; refusing "
+                                "to touch it.",
+                                s->path, s->version, want == 5 ? ", checkpoint_parts" : "");
         return 0;
+    }
     rc = fp__pragma(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
                     &ntables, NULL, 0, err);
     if (rc)

@@ -1267,6 +1267,47 @@ static void test_foreign_database_untouched(void **state)
     assert_int_equal(access(p, F_OK), -1);
 }
 
+/* Another program's database that sets user_version to a value a store
+ * has (1 to 3; any program may set it) is not taken for a store either:
+ * refused by writers and readers, still in its own journal mode, byte for
+ * byte as it was, with no "upgrade" and no -wal beside it. */
+static void test_foreign_database_with_user_version(void **state)
+{
+    struct fx *f = *state;
+    for (int v = 1; v <= 3; v++) {
+        char db[600], sql[128], p[640];
+        snprintf(db, sizeof db, "%s/foreign%d.db", f->dir, v);
+        sqlite3 *h = NULL;
+        assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE t(x); INSERT INTO t VALUES(42); PRAGMA user_version = %d", v);
+        assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_close(h), SQLITE_OK);
+        unsigned char before[64], after[64];
+        size_t nb, na;
+        sha_file(db, before, &nb);
+
+        struct fp_store *s = NULL;
+        struct fp_error e = {0};
+        assert_int_equal(fp_store_open(&s, db, &e), FP_ESTORE);
+        assert_null(s);
+        assert_non_null(strstr(e.msg, "not a run store"));
+        memset(&e, 0, sizeof e);
+        assert_int_equal(fp_store_open_readonly(&s, db, &e), FP_ESTORE);
+        assert_non_null(strstr(e.msg, "not a run store"));
+
+        sha_file(db, after, &na);
+        assert_int_equal(na, nb);
+        assert_memory_equal(before, after, 64);
+        char mode[16];
+        q_text(db, "PRAGMA journal_mode", mode, sizeof mode);
+        assert_string_equal(mode, "delete");
+        snprintf(p, sizeof p, "%s-wal", db);
+        assert_int_equal(access(p, F_OK), -1);
+        unlink(db);
+    }
+}
+
 /* What is not a regular file is refused before SQLite sees it: nothing is
  * created beside it. A store with two hard links is refused too. */
 static void test_not_a_regular_file(void **state)
@@ -1374,6 +1415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_final_status_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_database_with_user_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_on_old_schema, setup, teardown),
         cmocka_unit_test(test_status_names),
