@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/hash.h"
 #include "storefile.h"
@@ -759,6 +760,37 @@ static int fp__prepare_writer(struct fp_store *s, struct fp_error *err)
     return 0;
 }
 
+/* A writer that could not open the store: if the file or its directory
+ * cannot be written (read-only media, permissions), say that, and what can
+ * still read it, instead of SQLite's "unable to open database file". Leaves
+ * err as it was otherwise. */
+static void fp__explain_unwritable(const char *path, struct fp_error *err)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    const char *what = NULL;
+    int e = 0;
+    if (access(path, W_OK) != 0 && errno != ENOENT) {
+        e = errno;
+        what = "the file";
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        e = errno;
+        what = "its directory";
+    }
+    if (!what)
+        return;
+    fp_error_set(err, FP_ESTORE,
+                 "Run store %s cannot be written (%s: %s): fedpress sim and sweep write the "
+                 "store and create %s-wal and %s-shm beside it: give --store a path that "
+                 "can be written (for a store that exists, a copy of it); fedpress runs, "
+                 "metrics and plot read a store where it is.",
+                 path, what, strerror(e), path, path);
+}
+
 static int fp__open(struct fp_store **out, const char *path, bool readonly, struct fp_error *err)
 {
     struct fp_store *s = NULL;
@@ -792,10 +824,22 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
         /* Belt and braces: this connection never writes. */
         if ((rc = fp__exec_one(s, "PRAGMA query_only=ON", err)))
             goto fail;
-    } else if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err)) ||
-               (rc = fp_storefile_get(s->path, &s->file, err)) ||
-               (rc = fp__prepare_writer(s, err))) {
-        goto fail;
+    } else {
+        if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err))) {
+            int ec = s->db ? sqlite3_errcode(s->db) & 0xff : 0;
+            if (ec == SQLITE_CANTOPEN || ec == SQLITE_READONLY || ec == SQLITE_PERM)
+                fp__explain_unwritable(s->path, err);
+            goto fail;
+        }
+        if ((rc = fp_storefile_get(s->path, &s->file, err))) {
+            fp__explain_unwritable(s->path, err);
+            goto fail;
+        }
+        if ((rc = fp__prepare_writer(s, err))) {
+            if ((sqlite3_errcode(s->db) & 0xff) == SQLITE_READONLY)
+                fp__explain_unwritable(s->path, err);
+            goto fail;
+        }
     }
 
     for (int i = 0; i < ST__COUNT; i++) {

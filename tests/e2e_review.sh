@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# End-to-end checks from the independent review of issue 12's fixes: the
+# cases of each class that the first tests did not reach.
+set -uo pipefail
+FP=$(readlink -f "${FEDPRESS:?FEDPRESS must point at the fedpress binary}")
+ROOT=${FP_SOURCE_ROOT:?}
+T=$(mktemp -d /tmp/fp_e2e_review_XXXXXX)
+mounted=()
+cleanup() {
+  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
+  for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+fails=0
+ok()   { echo "ok   - $1"; }
+bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
+skip() { echo "skip - $1"; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+Q="$ROOT/scenarios/fedavg-quadratic.ini"
+q() { sqlite3 "$@" 2>/dev/null; }
+# a read-only bind mount of directory $1 (root only); 0 if it worked
+ro_mount() {
+  mount --bind "$1" "$1" 2>/dev/null || return 1
+  mounted+=("$1")
+  mount -o remount,ro,bind "$1" 2>/dev/null && ! touch "$1/.w" 2>/dev/null
+}
+
+S="$T/one.db"
+"$FP" sim "$Q" --store "$S" --set run.rounds=5 --quiet >/dev/null 2>&1
+check "setup: run 1 completed" "[ \"\$(q '$S' 'select status from runs')\" = completed ]"
+
+# 10. A writer on read-only media says why it cannot write, not SQLite's
+# "unable to open database file".
+mkdir -p "$T/romedia"
+cp "$S" "$T/romedia/r.db"
+if ro_mount "$T/romedia"; then
+  "$FP" sim "$Q" --store "$T/romedia/r.db" --set run.rounds=2 --quiet >/dev/null 2>"$T/e"; rc1=$?
+  "$FP" sim "$Q" --store "$T/romedia/new.db" --set run.rounds=2 --quiet >/dev/null 2>"$T/e2"; rc2=$?
+  check "sim on a store on read-only media: exit 1, says it cannot be written and why" \
+    "[ $rc1 -eq 1 ] && grep -q 'cannot be written (the file: Read-only file system)' '$T/e'"
+  check "sim --store a new file on read-only media: exit 1, says its directory cannot be written" \
+    "[ $rc2 -eq 1 ] && grep -q 'cannot be written (its directory: Read-only file system)' '$T/e2'"
+else
+  skip "a writer on read-only media: cannot make a read-only bind mount here (needs root and mount)"
+fi
+
+echo "e2e_review: $fails failure(s)"
+[ $fails -eq 0 ]
