@@ -104,6 +104,11 @@ static void fp__catch_stop_signals(void)
 static void fp__ignore_sigpipe(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* The same for a file-size limit (ulimit -f): SIGXFSZ would kill the run
+     * in the middle of a store write and leave it 'running' without a word;
+     * ignored, the write fails with EFBIG and the run stops with a message,
+     * as on a full disk. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* In two parts: ISO C caps a string literal at 4095 bytes. */

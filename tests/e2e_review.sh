@@ -45,5 +45,17 @@ else
   skip "a writer on read-only media: cannot make a read-only bind mount here (needs root and mount)"
 fi
 
+# 7. A file-size limit (ulimit -f) is another write that cannot happen: the
+# run must stop with a message, not die by SIGXFSZ as 'running'.
+X="$T/xfsz.db"
+(ulimit -f 600; exec "$FP" sim "$Q" --store "$X" --set run.rounds=200 --set data.dim=20000 \
+  --set run.checkpoint_every=5 --quiet >/dev/null 2>"$T/e"); rc=$?
+st=$(q "$X" 'select status from runs where id = 1')
+check "sim under ulimit -f: exit 1 with a message naming the store (not killed by SIGXFSZ) and the run's true status" \
+  "[ $rc -eq 1 ] && grep -q 'Run store $X' '$T/e' && { { [ '$st' = failed ] && grep -q \"marked 'failed'\" '$T/e'; } || { [ '$st' = running ] && grep -q \"stays 'running'\" '$T/e'; }; }"
+"$FP" sim --resume 1 --store "$X" --quiet >/dev/null 2>&1; rc=$?
+check "sim under ulimit -f: the run resumes to completion once the limit is gone" \
+  "[ $rc -eq 0 ] && [ \"\$(q '$X' 'select status from runs where id = 1')\" = completed ]"
+
 echo "e2e_review: $fails failure(s)"
 [ $fails -eq 0 ]
