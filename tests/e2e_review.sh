@@ -57,5 +57,24 @@ check "sim under ulimit -f: exit 1 with a message naming the store (not killed b
 check "sim under ulimit -f: the run resumes to completion once the limit is gone" \
   "[ $rc -eq 0 ] && [ \"\$(q '$X' 'select status from runs where id = 1')\" = completed ]"
 
+# 8. plot -o onto a disk that fills up while PLplot writes: PLplot checks no
+# write, so a cut-off plot used to be left behind with exit 0.
+mkdir -p "$T/small"
+if mount -t tmpfs -o size=64k tmpfs "$T/small" 2>/dev/null; then
+  mounted+=("$T/small")
+  "$FP" sim "$Q" --store "$T/p.db" --set run.rounds=30 --quiet >/dev/null 2>&1
+  "$FP" plot 1 --store "$T/p.db" --metric train_loss -o "$T/whole.svg" >/dev/null 2>&1
+  dd if=/dev/zero of="$T/small/fill" bs=1k count=52 2>/dev/null
+  for ext in svg png pdf; do
+    "$FP" plot 1 --store "$T/p.db" --metric train_loss -o "$T/small/p.$ext" >/dev/null 2>"$T/e"; rc=$?
+    check "plot -o p.$ext on a disk that fills up: exit 1, says it cannot write p.$ext, no file left" \
+      "[ $rc -eq 1 ] && grep -q 'cannot write $T/small/p.$ext: No space left on device' '$T/e' && [ ! -e '$T/small/p.$ext' ] && [ -z \"\$(ls '$T/small' | grep -v '^fill\$')\" ]"
+  done
+  check "plot: the svg that did not fit is larger than the room left (the check above meant something)" \
+    "[ \$(stat -c %s '$T/whole.svg') -gt \$(( \$(stat -f -c '%a * %S' '$T/small') )) ]"
+else
+  skip "plot on a full disk: cannot mount a small tmpfs here (needs root)"
+fi
+
 echo "e2e_review: $fails failure(s)"
 [ $fails -eq 0 ]
