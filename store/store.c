@@ -318,6 +318,8 @@ static void fp__save_moved(struct fp_store *s, struct fp_error *err)
     int log = -1, done = -1;
     if (!s->file || !fp_storefile_linked(s->file))
         return; /* deleted: there is nowhere to save to */
+    if (fp_storefile_at(s->file, s->path))
+        return; /* not moved: its -wal or -shm file went (err says so) */
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
     size_t n = strlen(err->msg);
     if (rc == SQLITE_OK && log == done)
@@ -840,6 +842,9 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
                 fp__explain_unwritable(s->path, err);
             goto fail;
         }
+        const char *dbfile = sqlite3_db_filename(s->db, "main");
+        if (dbfile && *dbfile && (rc = fp_storefile_watch(s->file, dbfile, err)))
+            goto fail;
     }
 
     for (int i = 0; i < ST__COUNT; i++) {

@@ -1062,6 +1062,50 @@ static void test_store_moved_or_deleted(void **state)
     fp_store_close(s);
 }
 
+/* The -wal or -shm file deleted or replaced under a writer (a careless
+ * "clean-up" beside the store) stops its next commit too: another process
+ * would make new ones and the two would damage the store. What was
+ * committed before goes into the store when the writer closes it. */
+static void test_store_companion_deleted(void **state)
+{
+    struct fx *f = *state;
+    static const char *const suffix[] = {"-wal", "-shm"};
+    for (int i = 0; i < 2; i++) {
+        for (int replace = 0; replace < 2; replace++) {
+            struct fp_error e = {0};
+            char comp[640], copy[660];
+            snprintf(comp, sizeof comp, "%s%s", f->db, suffix[i]);
+            snprintf(copy, sizeof copy, "%s.copy", comp);
+            unlink(f->db);
+            struct fp_store *s = open_ok(f->db);
+            int64_t id;
+            assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+            commit_k(s, id, 1, 0, &e);
+            if (replace) {
+                char cmd[1400];
+                snprintf(cmd, sizeof cmd, "cp '%s' '%s'", comp, copy);
+                assert_int_equal(system(cmd), 0);
+                assert_int_equal(rename(copy, comp), 0);
+            } else {
+                assert_int_equal(unlink(comp), 0);
+            }
+            commit_k(s, id, 2, FP_ESTORE, &e);
+            assert_non_null(strstr(e.msg, comp));
+            assert_non_null(strstr(e.msg, replace ? "was replaced" : "was deleted"));
+            assert_null(strstr(e.msg, "moved file")); /* the store itself did not move */
+            fp_store_close(s);
+            /* round 1 is in the store, the run still running (resumable) */
+            if (replace) {
+                unlink(comp); /* the stale copy: not the store's */
+                snprintf(comp, sizeof comp, "%s%s", f->db, suffix[1 - i]);
+                unlink(comp);
+            }
+            assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 1);
+            assert_int_equal(q_int(f->db, "SELECT status = 'running' FROM runs"), 1);
+        }
+    }
+}
+
 /* A child process tries run_id's lock through path: its exit status is
  * 0 locked, 1 held elsewhere, 2 error. No connection crosses the fork:
  * the child opens its own. */
@@ -1411,6 +1455,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_and_rewind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_moved_or_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_companion_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_status_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retry, setup, teardown),
