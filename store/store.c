@@ -814,7 +814,14 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
     s->busy_ms = FP_STORE_BUSY_MS;
     s->busy_wait_ms = FP_STORE_BUSY_WAIT_MS;
     s->readonly = readonly;
-    s->path = strdup(path);
+    /* The path is a file name, always: SQLite (built with URI names on, as
+     * Debian's is) would take "file:x.db?..." for a URI naming another file
+     * than the one checked here, and ":memory:" for no file at all. */
+    bool special = path[0] != '/' && (!strncmp(path, "file:", 5) || !strcmp(path, ":memory:"));
+    if (special && (s->path = malloc(strlen(path) + 3)))
+        sprintf(s->path, "./%s", path);
+    else if (!special)
+        s->path = strdup(path);
     if (!s->path) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
         goto fail;

@@ -1352,6 +1352,35 @@ static void test_foreign_database_with_user_version(void **state)
     }
 }
 
+/* --store is a file name, whatever it looks like: "file:..." is not a URI
+ * naming another file, ":memory:" is not an in-memory database. Each is a
+ * store in the working directory, under exactly that name. */
+static void test_store_uri_like_names(void **state)
+{
+    struct fx *f = *state;
+    static const char *const names[] = {"file:u.db?mode=memory", "file:v.db", ":memory:"};
+    char cwd[600];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->dir), 0);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        struct fp_store *s = NULL;
+        struct fp_error e = {0};
+        int64_t id;
+        assert_int_equal(fp_store_open(&s, names[i], &e), 0);
+        assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+        fp_store_close(s);
+        assert_int_equal(access(names[i], F_OK), 0);
+        char plain[64]; /* for the test's own sqlite3_open_v2, which takes URIs */
+        snprintf(plain, sizeof plain, "./%s", names[i]);
+        assert_int_equal(q_int(plain, "SELECT count(*) FROM runs"), 1);
+        assert_int_equal(fp_store_open_readonly(&s, names[i], &e), 0);
+        fp_store_close(s);
+    }
+    assert_int_equal(access("u.db", F_OK), -1);
+    assert_int_equal(access("v.db", F_OK), -1);
+    assert_int_equal(chdir(cwd), 0);
+}
+
 /* What is not a regular file is refused before SQLite sees it: nothing is
  * created beside it. A store with two hard links is refused too. */
 static void test_not_a_regular_file(void **state)
@@ -1460,6 +1489,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_final_status_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_uri_like_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_with_user_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_on_old_schema, setup, teardown),
