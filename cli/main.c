@@ -1302,7 +1302,7 @@ static int fp__cmd_metrics(int argc, char **argv)
 }
 
 /* Descriptors 0-2 closed by the caller (`>&-`) would be handed to the
- * next file we open (a lock file, the model), and printf would then write
+ * next file we open (the store, the model), and printf would then write
  * into it and succeed. Held open on /dev/null read-only instead, a write to
  * a closed stdout fails (EBADF) as it should. */
 static void fp__hold_std_fds(void)
