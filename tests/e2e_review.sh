@@ -76,5 +76,21 @@ else
   skip "plot on a full disk: cannot mount a small tmpfs here (needs root)"
 fi
 
+# 2. The store's -wal and -shm files deleted mid-run (taken for junk): the
+# run stops loudly, as for the store itself, and what it committed is kept.
+W="$T/wal.db"
+"$FP" sim "$Q" --store "$W" --set run.rounds=1000000 --set run.eval_every=100000 \
+  >/dev/null 2>"$T/we" &
+pid=$!
+for _ in $(seq 1 100); do grep -q 'round [0-9]*/' "$T/we" 2>/dev/null && break; sleep 0.1; done
+rm -f "$W-wal" "$W-shm"
+for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -9 $pid 2>/dev/null && stopped=0 || stopped=1
+wait $pid; rc=$?
+check "store's -wal and -shm deleted mid-run: the run stops by itself, exit 1, naming the -wal file" \
+  "[ $stopped -eq 1 ] && [ $rc -eq 1 ] && grep -q \"wal.db-wal was deleted\" '$T/we'"
+check "store's -wal and -shm deleted mid-run: the store is sound, the run 'running' with its rounds" \
+  "[ \"\$(q '$W' 'pragma integrity_check')\" = ok ] && [ \"\$(q '$W' 'select status from runs where id = 1')\" = running ] && [ \"\$(q '$W' 'select count(*) > 0 from rounds')\" = 1 ]"
+
 echo "e2e_review: $fails failure(s)"
 [ $fails -eq 0 ]
