@@ -127,7 +127,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                     " VALUES(?1, ?2, 'state', ?3, ?4)",
     [ST_GET_PARTS] = "SELECT data FROM checkpoint_parts"
                      " WHERE run_id = ?1 AND round = ?2 AND kind = 'state' ORDER BY part",
-    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256, r.inputs FROM runs r"
+    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256, r.inputs, r.blas"
+                      " FROM runs r"
                       " LEFT JOIN checkpoints c ON c.run_id = r.id AND c.kind = 'state'"
                       " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
     [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
@@ -1511,6 +1512,7 @@ void fp_store_resume_free(struct fp_resume *r)
     free(r->scenario);
     free(r->status);
     free(r->inputs);
+    free(r->blas);
     free(r->state);
     memset(r, 0, sizeof *r);
 }
@@ -1585,6 +1587,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     out->status = fp__strdup_col(st, 1);
     bool has_inputs = sqlite3_column_type(st, 5) != SQLITE_NULL;
     out->inputs = has_inputs ? fp__strdup_col(st, 5) : NULL;
+    bool has_blas = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    out->blas = has_blas ? fp__strdup_col(st, 6) : NULL;
     bool has_state = sqlite3_column_type(st, 3) == SQLITE_BLOB;
     if (has_state) {
         out->round = (uint32_t)sqlite3_column_int64(st, 2);
@@ -1596,7 +1600,7 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
         snprintf(sha, sizeof sha, "%s", t ? t : "");
     }
     if (!out->scenario || !out->status || (out->state_len && !out->state) ||
-        (has_inputs && !out->inputs)) {
+        (has_inputs && !out->inputs) || (has_blas && !out->blas)) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
         goto fail;
     }

@@ -157,6 +157,7 @@ void fp_store_set_busy(struct fp_store *s, unsigned busy_ms, unsigned wait_ms);
 struct fp_resume {
     char *scenario, *status;
     char *inputs;   /* see fp_run_meta.inputs; NULL: not recorded */
+    char *blas;     /* see fp_run_meta.blas; NULL: not recorded */
     uint32_t round; /* the round the state is after */
     void *state;
     size_t state_len;

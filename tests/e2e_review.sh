@@ -92,5 +92,23 @@ check "store's -wal and -shm deleted mid-run: the run stops by itself, exit 1, n
 check "store's -wal and -shm deleted mid-run: the store is sound, the run 'running' with its rounds" \
   "[ \"\$(q '$W' 'pragma integrity_check')\" = ok ] && [ \"\$(q '$W' 'select status from runs where id = 1')\" = running ] && [ \"\$(q '$W' 'select count(*) > 0 from rounds')\" = 1 ]"
 
+# 5. A resume under other BLAS kernels than the run began with (another
+# machine, an OpenBLAS upgrade, fedpress's new choice of core) may not end
+# with the run's model: said, with how to pin the run's kernels. The other
+# kernels are played by editing runs.blas (tests never set OPENBLAS_CORETYPE).
+B="$T/blas.db"
+"$FP" sim "$Q" --store "$B" --set run.rounds=40 --set run.checkpoint_every=10 --quiet >/dev/null 2>&1
+q "$B" "update runs set status = 'interrupted' where id = 1"
+q "$B" "delete from checkpoints where kind = 'model'"
+"$FP" sim --resume 1 --store "$B" --quiet >/dev/null 2>"$T/be1"; rc1=$?
+check "resume under the run's own BLAS kernels: exit 0, no BLAS warning" \
+  "[ $rc1 -eq 0 ] && ! grep -q 'began with BLAS' '$T/be1'"
+"$FP" sim "$Q" --store "$B" --set run.rounds=40 --set run.checkpoint_every=10 --quiet >/dev/null 2>&1
+q "$B" "update runs set status = 'interrupted', blas = 'OpenBLAS 0.0.1 Prescott (OpenBLAS''s own detection)' where id = 2"
+q "$B" "delete from checkpoints where kind = 'model'"
+"$FP" sim --resume 2 --store "$B" --quiet >/dev/null 2>"$T/be2"; rc2=$?
+check "resume under other BLAS kernels: warned, naming both and OPENBLAS_CORETYPE=Prescott" \
+  "[ $rc2 -eq 0 ] && grep -q 'run 2 began with BLAS OpenBLAS 0.0.1 Prescott, this process runs OpenBLAS' '$T/be2' && grep -q 'OPENBLAS_CORETYPE=Prescott' '$T/be2'"
+
 echo "e2e_review: $fails failure(s)"
 [ $fails -eq 0 ]
