@@ -377,5 +377,20 @@ int fp_store_check_output(const char *store_path, const char *out, struct fp_err
                                     "there would damage the store. Choose another file.",
                                     out, suffix[k] + 1, store_path, bases[b], suffix[k]);
         }
+    /* Any SQLite database (another run store, another program's): an
+     * output renamed over it would destroy it, and a store that another
+     * process is writing would go on into the unlinked file. */
+    char head[16];
+    int fd = out_exists && S_ISREG(so.st_mode) ? open(out, O_RDONLY | O_CLOEXEC) : -1;
+    bool sqlite = fd >= 0 && read(fd, head, sizeof head) == (ssize_t)sizeof head &&
+                  !memcmp(head, "SQLite format 3", sizeof head);
+    if (fd >= 0)
+        close(fd);
+    if (sqlite)
+        return fp_error_set(err, FP_EINVAL,
+                            "%s is an SQLite database (a run store?): writing there would "
+                            "destroy it. Choose another file, or remove it first if it is "
+                            "really not needed.",
+                            out);
     return 0;
 }

@@ -110,5 +110,19 @@ q "$B" "delete from checkpoints where kind = 'model'"
 check "resume under other BLAS kernels: warned, naming both and OPENBLAS_CORETYPE=Prescott" \
   "[ $rc2 -eq 0 ] && grep -q 'run 2 began with BLAS OpenBLAS 0.0.1 Prescott, this process runs OpenBLAS' '$T/be2' && grep -q 'OPENBLAS_CORETYPE=Prescott' '$T/be2'"
 
+# 1. An output onto another store (one another process is writing, say) is
+# refused too: renamed over it, it would destroy every run in it.
+O="$T/other.db"
+"$FP" sim "$Q" --store "$O" --set run.rounds=5 --quiet >/dev/null 2>&1
+osha=$(sha256sum "$O" | cut -d' ' -f1)
+"$FP" sim "$Q" --store "$T/mine.db" --set run.rounds=5 --model-out "$O" --quiet >/dev/null 2>"$T/oe"; rc1=$?
+"$FP" plot 1 --store "$T/mine.db" --metric train_loss -o "$T/o.svg" >/dev/null 2>&1
+cp "$O" "$T/o.svg"
+"$FP" plot 1 --store "$O" --metric train_loss -o "$T/o.svg" >/dev/null 2>"$T/oe2"; rc2=$?
+check "--model-out another store: exit 2 before any run, the other store untouched" \
+  "[ $rc1 -eq 2 ] && grep -q 'is an SQLite database' '$T/oe' && [ \"\$(sha256sum '$O' | cut -d' ' -f1)\" = '$osha' ] && { [ ! -e '$T/mine.db' ] || [ \"\$(q '$T/mine.db' 'select count(*) from runs')\" = 0 ]; }"
+check "plot -o onto an SQLite database: exit 2, the file untouched" \
+  "[ $rc2 -eq 2 ] && grep -q 'is an SQLite database' '$T/oe2' && [ \"\$(sha256sum '$T/o.svg' | cut -d' ' -f1)\" = '$osha' ]"
+
 echo "e2e_review: $fails failure(s)"
 [ $fails -eq 0 ]

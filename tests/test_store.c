@@ -980,6 +980,18 @@ static void test_output_paths(void **state)
     assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
     path_in(f, "runs.db.f32", p, sizeof p);
     assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
+    /* another store (of another process, say) is refused as well; a file
+     * that exists but is not SQLite is fine */
+    path_in(f, "other.db", p, sizeof p);
+    fp_store_close(open_ok(p));
+    assert_int_equal(fp_store_check_output(f->db, p, &e), FP_EINVAL);
+    assert_non_null(strstr(e.msg, "is an SQLite database"));
+    path_in(f, "model.f32", p, sizeof p);
+    FILE *m = fopen(p, "wb");
+    assert_non_null(m);
+    assert_int_equal(fwrite("SQLite format 2\0 and more", 1, 26, m), 26);
+    assert_int_equal(fclose(m), 0);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
     fp_store_close(s);
 }
 
