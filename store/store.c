@@ -313,16 +313,32 @@ int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
  * newest committed transactions stayed behind in PATH-wal, not with the
  * moved file. Copy them into the file itself (a checkpoint writes through
  * the open descriptor, wherever the file now is) and say what happened.
- * Outside any transaction. */
+ * The same after the -wal or -shm file was deleted or replaced: the log
+ * this process has open is copied into the store. Outside any
+ * transaction. */
 static void fp__save_moved(struct fp_store *s, struct fp_error *err)
 {
     int log = -1, done = -1;
     if (!s->file || !fp_storefile_linked(s->file))
         return; /* deleted: there is nowhere to save to */
-    if (fp_storefile_at(s->file, s->path))
-        return; /* not moved: its -wal or -shm file went (err says so) */
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
     size_t n = strlen(err->msg);
+    if (fp_storefile_at(s->file, s->path)) {
+        /* Not moved: its -wal or -shm file went. SQLite would not copy the
+         * log at close if the directory was renamed too; copied here. */
+        if (rc == SQLITE_OK && log == done)
+            snprintf(err->msg + n, sizeof err->msg - n,
+                     " Every round committed before was copied into %s; continue with "
+                     "fedpress sim --resume.",
+                     s->path);
+        else
+            snprintf(err->msg + n, sizeof err->msg - n,
+                     " Its newest committed rounds could not be copied into %s (%s) and may "
+                     "be lost.",
+                     s->path,
+                     rc == SQLITE_OK ? "another process is reading it" : sqlite3_errmsg(s->db));
+        return;
+    }
     if (rc == SQLITE_OK && log == done)
         snprintf(err->msg + n, sizeof err->msg - n,
                  " Every round committed before is in the moved file (continue there with "

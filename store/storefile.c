@@ -263,14 +263,22 @@ int fp_storefile_watch(struct fp_storefile *f, const char *dbfile, struct fp_err
  * open, so any change is someone else's doing. */
 static int fp__check_companions(struct fp_storefile *f, const char *path, struct fp_error *err)
 {
+    static const char *const suffix[2] = {"-wal", "-shm"};
+    char real[PATH_MAX], now[PATH_MAX + 8];
     int rc = 0;
+    /* The names a process opening path now would use (SQLite resolves the
+     * path as realpath does), not the ones of the open: the directory may
+     * have been renamed (with the store and its files in it) since. */
+    if (!realpath(path, real))
+        return 0; /* the store itself is gone: fp_storefile_check said so */
     pthread_mutex_lock(&fp__files_mu);
     for (size_t i = 0; i < 2 && !rc; i++) {
         struct fp__companion *c = &f->comp[i];
         struct stat st;
         if (!c->path)
             continue;
-        int found = stat(c->path, &st) == 0;
+        snprintf(now, sizeof now, "%s%s", real, suffix[i]);
+        int found = stat(now, &st) == 0;
         if (!c->known) { /* not there at open: SQLite made it since */
             if (found) {
                 c->known = true;
@@ -283,11 +291,10 @@ static int fp__check_companions(struct fp_storefile *f, const char *path, struct
             rc = fp_error_set(err, FP_ESTORE,
                               "Run store %s: its file %s was %s while this process was writing "
                               "to the store; another process opening the store now would miss "
-                              "this run's newest rounds and could damage the store. Stopped: "
-                              "the rounds committed so far go into %s when this process closes "
-                              "it (continue with fedpress sim --resume). Never delete a store's "
-                              "-wal or -shm file while fedpress uses it.",
-                              path, c->path, found ? "replaced" : "deleted", path);
+                              "this run's newest rounds and could damage the store. Stopped "
+                              "(never delete a store's -wal or -shm file while fedpress uses "
+                              "it).",
+                              path, now, found ? "replaced" : "deleted");
     }
     pthread_mutex_unlock(&fp__files_mu);
     return rc;

@@ -1105,6 +1105,7 @@ static void test_store_companion_deleted(void **state)
             assert_non_null(strstr(e.msg, comp));
             assert_non_null(strstr(e.msg, replace ? "was replaced" : "was deleted"));
             assert_null(strstr(e.msg, "moved file")); /* the store itself did not move */
+            assert_non_null(strstr(e.msg, "Every round committed before was copied into"));
             fp_store_close(s);
             /* round 1 is in the store, the run still running (resumable) */
             if (replace) {
@@ -1116,6 +1117,45 @@ static void test_store_companion_deleted(void **state)
             assert_int_equal(q_int(f->db, "SELECT status = 'running' FROM runs"), 1);
         }
     }
+}
+
+/* The store's directory renamed under a writer that named the store by a
+ * relative path: the path still names the store (the working directory
+ * moved with it), and so do its -wal and -shm names derived from it now:
+ * the run goes on. A -wal deleted afterwards is still noticed. */
+static void test_store_directory_renamed(void **state)
+{
+    struct fx *f = *state;
+    char cwd[600], sub[600], moved[600], wal[640];
+    struct fp_error e = {0};
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    path_in(f, "proj", sub, sizeof sub);
+    path_in(f, "proj2", moved, sizeof moved);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(chdir(sub), 0);
+    struct fp_store *s = open_ok("r.db");
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    commit_k(s, id, 1, 0, &e);
+    assert_int_equal(rename(sub, moved), 0);
+    commit_k(s, id, 2, 0, &e);
+    assert_int_equal(unlink("r.db-wal"), 0);
+    commit_k(s, id, 3, FP_ESTORE, &e);
+    snprintf(wal, sizeof wal, "%s/r.db-wal", moved);
+    assert_non_null(strstr(e.msg, wal));
+    assert_non_null(strstr(e.msg, "was deleted"));
+    /* SQLite copies no log at close into a store whose directory moved:
+     * the rounds are in it because the stop copied them */
+    assert_non_null(strstr(e.msg, "was copied into"));
+    fp_store_close(s);
+    assert_int_equal(chdir(cwd), 0);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s/r.db-shm", moved);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s/r.db", moved);
+    assert_int_equal(q_int(wal, "SELECT count(*) FROM rounds"), 2);
+    unlink(wal);
+    rmdir(moved);
 }
 
 /* A child process tries run_id's lock through path: its exit status is
@@ -1497,6 +1537,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_output_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_moved_or_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_companion_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_directory_renamed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_status_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retry, setup, teardown),
