@@ -67,6 +67,36 @@ static int fp__lock_run(struct fp_store *store, int64_t run_id)
     return rc;
 }
 
+/* A resumed run is bit-identical to an uninterrupted one only with the same
+ * BLAS library and kernels (docs/architecture.md, "BLAS kernels"); the store
+ * keeps the ones the run began with (runs.blas). Different ones now (another
+ * machine, an OpenBLAS upgrade, fedpress's own choice of core, another
+ * OPENBLAS_CORETYPE): say so, and how to pin the run's. */
+static void fp__warn_resume_blas(const struct fp_resume *r, long long id)
+{
+    const char *now = fp_blas_describe();
+    if (!r->blas || ferror(stderr))
+        return; /* not recorded (an older store): nothing to compare */
+    /* "OpenBLAS 0.3.21 SkylakeX (how it was chosen)": the part before " (" */
+    size_t a = strcspn(r->blas, "("), b = strcspn(now, "(");
+    while (a && r->blas[a - 1] == ' ')
+        a--;
+    while (b && now[b - 1] == ' ')
+        b--;
+    if (a == b && !strncmp(r->blas, now, a))
+        return;
+    char core[64] = "";
+    const char *w = strchr(r->blas, ' ');
+    if (w && (w = strchr(w + 1, ' ')))
+        snprintf(core, sizeof core, "%.*s", (int)strcspn(w + 1, " ("), w + 1);
+    fprintf(stderr,
+            "fedpress: warning: run %lld began with BLAS %.*s, this process runs %.*s: other "
+            "kernels round differently, so the resumed run may not end with the model it would "
+            "have ended with (docs/architecture.md, \"BLAS kernels\"); to keep its kernels, "
+            "resume with the same OpenBLAS and OPENBLAS_CORETYPE=%s\n",
+            id, (int)a, r->blas, (int)b, now, core[0] ? core : "?");
+}
+
 static void fp__on_signal(int sig)
 {
     (void)sig;
@@ -104,6 +134,11 @@ static void fp__catch_stop_signals(void)
 static void fp__ignore_sigpipe(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* The same for a file-size limit (ulimit -f): SIGXFSZ would kill the run
+     * in the middle of a store write and leave it 'running' without a word;
+     * ignored, the write fails with EFBIG and the run stops with a message,
+     * as on a full disk. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 /* In two parts: ISO C caps a string literal at 4095 bytes. */
@@ -457,6 +492,7 @@ static int fp__cmd_sim(int argc, char **argv)
             fp_store_close(store);
             goto out;
         }
+        fp__warn_resume_blas(&resume, (long long)resume_id);
         char origin[64];
         snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)resume_id);
         lrc = fp_scenario_load_string(&sc, resume.scenario, origin, NULL, 0, &err);
@@ -708,6 +744,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
         if (!o->quiet && !ferror(stderr))
             fprintf(stderr, "[sweep] %zu/%zu %s: resuming run %lld (%s)\n", idx + 1, total,
                     row->name, (long long)id, status);
+        fp__warn_resume_blas(&resume, (long long)id);
     } else if (!o->quiet && !ferror(stderr)) {
         fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, row->name);
     }
@@ -1297,7 +1334,7 @@ static int fp__cmd_metrics(int argc, char **argv)
 }
 
 /* Descriptors 0-2 closed by the caller (`>&-`) would be handed to the
- * next file we open (a lock file, the model), and printf would then write
+ * next file we open (the store, the model), and printf would then write
  * into it and succeed. Held open on /dev/null read-only instead, a write to
  * a closed stdout fails (EBADF) as it should. */
 static void fp__hold_std_fds(void)

@@ -17,6 +17,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <plplot.h>
 #include <stdint.h>
@@ -439,9 +440,46 @@ static int fp__legend_alloc(struct fp__legend *l, size_t n, int markers)
     return 0;
 }
 
-/* Draws into fp__tmp_path. Returns FP_ENOMEM before touching PLplot, or 0. */
+/* PLplot writes and closes the file itself and checks neither (svg:
+ * fprintf; cairo: fwrite from its stream callback), so a full disk would
+ * leave a cut-off plot behind an exit 0. It is handed this stream instead,
+ * whose writes and close go through here, and the first error is kept. */
+struct fp__out {
+    int fd;
+    int err; /* errno of the first failed write or close; 0 if none */
+    int closed;
+};
+
+static ssize_t fp__out_write(void *cookie, const char *buf, size_t n)
+{
+    struct fp__out *o = cookie;
+    for (size_t done = 0; done < n;) {
+        ssize_t w = write(o->fd, buf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (!o->err)
+                o->err = w < 0 ? errno : EIO;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return (ssize_t)n;
+}
+
+static int fp__out_close(void *cookie)
+{
+    struct fp__out *o = cookie;
+    if (close(o->fd) != 0 && !o->err)
+        o->err = errno;
+    o->closed = 1;
+    return o->err ? -1 : 0;
+}
+
+/* Draws into fp__tmp_path. Returns FP_ENOMEM before touching PLplot,
+ * FP_EIO with *werr = the errno when the file could not be written, or 0. */
 static int fp__draw(const struct fp__plot *p, const char *title, const struct fp__format *f,
-                    char *const *labels)
+                    char *const *labels, int *werr)
 {
     double x0, x1, y0, y1;
     fp__range(p, 1, 0.02, &x0, &x1);
@@ -456,9 +494,23 @@ static int fp__draw(const struct fp__plot *p, const char *title, const struct fp
     struct fp__legend l;
     if (fp__legend_alloc(&l, p->ns, markers))
         return FP_ENOMEM;
+    struct fp__out o = {.fd = open(fp__tmp_path, O_WRONLY | O_TRUNC | O_CLOEXEC)};
+    if (o.fd < 0) {
+        *werr = errno;
+        fp__legend_free(&l);
+        return FP_EIO;
+    }
+    FILE *fo = fopencookie(&o, "wb",
+                           (cookie_io_functions_t){.write = fp__out_write, .close = fp__out_close});
+    if (!fo) {
+        close(o.fd);
+        fp__legend_free(&l);
+        return FP_ENOMEM;
+    }
 
     plsdev(f->device);
-    plsfnam(fp__tmp_path);
+    plsfnam(fp__tmp_path); /* for PLplot's messages; it writes to fo */
+    plsfile(fo);
     plspage(0, 0, FP_PLOT_WIDTH, page_h, 0, 0);
     plscmap0(fp__cmap_r, fp__cmap_g, fp__cmap_b, (PLINT)(sizeof fp__cmap_r / sizeof *fp__cmap_r));
     plsexit(fp__plot_on_exit);
@@ -525,6 +577,12 @@ static int fp__draw(const struct fp__plot *p, const char *title, const struct fp
              l.syms);
     plend();
     fp__legend_free(&l);
+    if (!o.closed) /* every driver fedpress uses closes it; in case one did not */
+        fclose(fo);
+    if (o.err) {
+        *werr = o.err;
+        return FP_EIO;
+    }
     return 0;
 }
 
@@ -740,9 +798,14 @@ int fp_cli_plot(int argc, char **argv)
     }
     if (fp__make_tmp(out))
         goto out;
-    if (fp__draw(&p, title_text, fmt, labels)) {
+    int werr = 0, drawn = fp__draw(&p, title_text, fmt, labels, &werr);
+    if (drawn) {
         unlink(fp__tmp_path);
-        goto oom;
+        if (drawn == FP_ENOMEM)
+            goto oom;
+        fprintf(stderr, "fedpress: plot: cannot write %s: %s (nothing written)\n", out,
+                strerror(werr));
+        goto out;
     }
     struct stat st;
     if (stat(fp__tmp_path, &st) != 0 || st.st_size == 0) {

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/hash.h"
 #include "storefile.h"
@@ -126,7 +127,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                     " VALUES(?1, ?2, 'state', ?3, ?4)",
     [ST_GET_PARTS] = "SELECT data FROM checkpoint_parts"
                      " WHERE run_id = ?1 AND round = ?2 AND kind = 'state' ORDER BY part",
-    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256, r.inputs FROM runs r"
+    [ST_GET_RESUME] = "SELECT r.scenario, r.status, c.round, c.data, c.sha256, r.inputs, r.blas"
+                      " FROM runs r"
                       " LEFT JOIN checkpoints c ON c.run_id = r.id AND c.kind = 'state'"
                       " WHERE r.id = ?1 ORDER BY c.round DESC LIMIT 1",
     [ST_LIST_RUNS] = "SELECT id, name, algorithm, dataset, status, model_sha256, started_at,"
@@ -311,7 +313,9 @@ int fp_store_check_identity(struct fp_store *s, struct fp_error *err)
  * newest committed transactions stayed behind in PATH-wal, not with the
  * moved file. Copy them into the file itself (a checkpoint writes through
  * the open descriptor, wherever the file now is) and say what happened.
- * Outside any transaction. */
+ * The same after the -wal or -shm file was deleted or replaced: the log
+ * this process has open is copied into the store. Outside any
+ * transaction. */
 static void fp__save_moved(struct fp_store *s, struct fp_error *err)
 {
     int log = -1, done = -1;
@@ -319,6 +323,22 @@ static void fp__save_moved(struct fp_store *s, struct fp_error *err)
         return; /* deleted: there is nowhere to save to */
     int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
     size_t n = strlen(err->msg);
+    if (fp_storefile_at(s->file, s->path)) {
+        /* Not moved: its -wal or -shm file went. SQLite would not copy the
+         * log at close if the directory was renamed too; copied here. */
+        if (rc == SQLITE_OK && log == done)
+            snprintf(err->msg + n, sizeof err->msg - n,
+                     " Every round committed before was copied into %s; continue with "
+                     "fedpress sim --resume.",
+                     s->path);
+        else
+            snprintf(err->msg + n, sizeof err->msg - n,
+                     " Its newest committed rounds could not be copied into %s (%s) and may "
+                     "be lost.",
+                     s->path,
+                     rc == SQLITE_OK ? "another process is reading it" : sqlite3_errmsg(s->db));
+        return;
+    }
     if (rc == SQLITE_OK && log == done)
         snprintf(err->msg + n, sizeof err->msg - n,
                  " Every round committed before is in the moved file (continue there with "
@@ -664,8 +684,26 @@ static int fp__inspect(struct fp_store *s, struct fp_error *err)
                             ", newer than the version %d this fedpress understands; "
                             "use a newer fedpress or another file.",
                             s->path, s->version, FP_STORE_SCHEMA_VERSION);
-    if (s->version != 0)
+    if (s->version != 0) {
+        /* user_version is any program's to set (many do): a file that says
+         * 1 to 3 but lacks the store's tables is another program's, and a
+         * writer must not switch it to WAL or "upgrade" it. */
+        int64_t have = 0, want = s->version >= 2 ? 5 : 4;
+        rc = fp__pragma(s,
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                        " ('runs', 'rounds', 'client_rounds', 'checkpoints', 'checkpoint_parts')",
+                        &have, NULL, 0, err);
+        if (rc)
+            return rc;
+        if (have < want)
+            return fp_error_set(err, FP_ESTORE,
+                                "Run store %s is an SQLite database with user_version %" PRId64
+                                " but without the tables of a fedpress run store (runs, rounds, "
+                                "client_rounds, checkpoints%s): it is not a run store; refusing "
+                                "to touch it.",
+                                s->path, s->version, want == 5 ? ", checkpoint_parts" : "");
         return 0;
+    }
     rc = fp__pragma(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
                     &ntables, NULL, 0, err);
     if (rc)
@@ -741,6 +779,37 @@ static int fp__prepare_writer(struct fp_store *s, struct fp_error *err)
     return 0;
 }
 
+/* A writer that could not open the store: if the file or its directory
+ * cannot be written (read-only media, permissions), say that, and what can
+ * still read it, instead of SQLite's "unable to open database file". Leaves
+ * err as it was otherwise. */
+static void fp__explain_unwritable(const char *path, struct fp_error *err)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    else
+        snprintf(dir, sizeof dir, ".");
+    const char *what = NULL;
+    int e = 0;
+    if (access(path, W_OK) != 0 && errno != ENOENT) {
+        e = errno;
+        what = "the file";
+    } else if (access(dir, W_OK | X_OK) != 0) {
+        e = errno;
+        what = "its directory";
+    }
+    if (!what)
+        return;
+    fp_error_set(err, FP_ESTORE,
+                 "Run store %s cannot be written (%s: %s): fedpress sim and sweep write the "
+                 "store and create %s-wal and %s-shm beside it: give --store a path that "
+                 "can be written (for a store that exists, a copy of it); fedpress runs, "
+                 "metrics and plot read a store where it is.",
+                 path, what, strerror(e), path, path);
+}
+
 static int fp__open(struct fp_store **out, const char *path, bool readonly, struct fp_error *err)
 {
     struct fp_store *s = NULL;
@@ -762,7 +831,14 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
     s->busy_ms = FP_STORE_BUSY_MS;
     s->busy_wait_ms = FP_STORE_BUSY_WAIT_MS;
     s->readonly = readonly;
-    s->path = strdup(path);
+    /* The path is a file name, always: SQLite (built with URI names on, as
+     * Debian's is) would take "file:x.db?..." for a URI naming another file
+     * than the one checked here, and ":memory:" for no file at all. */
+    bool special = path[0] != '/' && (!strncmp(path, "file:", 5) || !strcmp(path, ":memory:"));
+    if (special && (s->path = malloc(strlen(path) + 3)))
+        sprintf(s->path, "./%s", path);
+    else if (!special)
+        s->path = strdup(path);
     if (!s->path) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", path);
         goto fail;
@@ -774,10 +850,25 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
         /* Belt and braces: this connection never writes. */
         if ((rc = fp__exec_one(s, "PRAGMA query_only=ON", err)))
             goto fail;
-    } else if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err)) ||
-               (rc = fp_storefile_get(s->path, &s->file, err)) ||
-               (rc = fp__prepare_writer(s, err))) {
-        goto fail;
+    } else {
+        if ((rc = fp__sqlite_open(s, false, err)) || (rc = fp__inspect(s, err))) {
+            int ec = s->db ? sqlite3_errcode(s->db) & 0xff : 0;
+            if (ec == SQLITE_CANTOPEN || ec == SQLITE_READONLY || ec == SQLITE_PERM)
+                fp__explain_unwritable(s->path, err);
+            goto fail;
+        }
+        if ((rc = fp_storefile_get(s->path, &s->file, err))) {
+            fp__explain_unwritable(s->path, err);
+            goto fail;
+        }
+        if ((rc = fp__prepare_writer(s, err))) {
+            if ((sqlite3_errcode(s->db) & 0xff) == SQLITE_READONLY)
+                fp__explain_unwritable(s->path, err);
+            goto fail;
+        }
+        const char *dbfile = sqlite3_db_filename(s->db, "main");
+        if (dbfile && *dbfile && (rc = fp_storefile_watch(s->file, dbfile, err)))
+            goto fail;
     }
 
     for (int i = 0; i < ST__COUNT; i++) {
@@ -1437,6 +1528,7 @@ void fp_store_resume_free(struct fp_resume *r)
     free(r->scenario);
     free(r->status);
     free(r->inputs);
+    free(r->blas);
     free(r->state);
     memset(r, 0, sizeof *r);
 }
@@ -1511,6 +1603,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
     out->status = fp__strdup_col(st, 1);
     bool has_inputs = sqlite3_column_type(st, 5) != SQLITE_NULL;
     out->inputs = has_inputs ? fp__strdup_col(st, 5) : NULL;
+    bool has_blas = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    out->blas = has_blas ? fp__strdup_col(st, 6) : NULL;
     bool has_state = sqlite3_column_type(st, 3) == SQLITE_BLOB;
     if (has_state) {
         out->round = (uint32_t)sqlite3_column_int64(st, 2);
@@ -1522,7 +1616,7 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
         snprintf(sha, sizeof sha, "%s", t ? t : "");
     }
     if (!out->scenario || !out->status || (out->state_len && !out->state) ||
-        (has_inputs && !out->inputs)) {
+        (has_inputs && !out->inputs) || (has_blas && !out->blas)) {
         rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
         goto fail;
     }

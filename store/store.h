@@ -110,8 +110,9 @@ int fp_store_check_identity(struct fp_store *s, struct fp_error *err);
 /* FP_EINVAL if writing a file at `out` could destroy the store at
  * store_path: out is the store, its -wal, -shm or -journal file (by file
  * identity where they exist, through any symlink or hard link, and by
- * directory entry where they do not exist yet). Call it for every output
- * path before writing anything. */
+ * directory entry where they do not exist yet); or out is any other SQLite
+ * database (another run store, perhaps in use by another process). Call it
+ * for every output path before writing anything. */
 int fp_store_check_output(const char *store_path, const char *out, struct fp_error *err);
 
 /* Inserts a runs row with status 'running', locked by this handle (see Run
@@ -157,6 +158,7 @@ void fp_store_set_busy(struct fp_store *s, unsigned busy_ms, unsigned wait_ms);
 struct fp_resume {
     char *scenario, *status;
     char *inputs;   /* see fp_run_meta.inputs; NULL: not recorded */
+    char *blas;     /* see fp_run_meta.blas; NULL: not recorded */
     uint32_t round; /* the round the state is after */
     void *state;
     size_t state_len;

@@ -28,11 +28,20 @@ struct fp__held {
     const void *owner;
 };
 
+/* A file SQLite keeps beside the store while it is open (-wal, -shm). */
+struct fp__companion {
+    char *path;
+    bool known; /* dev/ino recorded (the file existed once) */
+    dev_t dev;
+    ino_t ino;
+};
+
 struct fp_storefile {
     struct fp_storefile *next;
     dev_t dev;
     ino_t ino;
-    pid_t pid; /* an entry inherited through fork() is the parent's */
+    struct fp__companion comp[2]; /* -wal, -shm */
+    pid_t pid;                    /* an entry inherited through fork() is the parent's */
     int fd;
     unsigned refs;
     struct fp__held *held;
@@ -114,6 +123,8 @@ void fp_storefile_put(struct fp_storefile *f, const void *owner)
         *pp = f->next;
         close(f->fd);
         free(f->held);
+        for (size_t i = 0; i < 2; i++)
+            free(f->comp[i].path);
         free(f);
     }
     pthread_mutex_unlock(&fp__files_mu);
@@ -220,7 +231,76 @@ void fp_storefile_unlock(struct fp_storefile *f, const void *owner, int64_t run_
     pthread_mutex_unlock(&fp__files_mu);
 }
 
-int fp_storefile_check(const struct fp_storefile *f, const char *path, struct fp_error *err)
+int fp_storefile_watch(struct fp_storefile *f, const char *dbfile, struct fp_error *err)
+{
+    static const char *const suffix[2] = {"-wal", "-shm"};
+    int rc = 0;
+    pthread_mutex_lock(&fp__files_mu);
+    for (size_t i = 0; i < 2 && !rc; i++) {
+        if (f->comp[i].path)
+            continue; /* another handle of this process set it: the same file */
+        size_t n = strlen(dbfile) + 5;
+        if (!(f->comp[i].path = malloc(n))) {
+            rc = fp_error_set(err, FP_ENOMEM, "Out of memory opening run store %s.", dbfile);
+            break;
+        }
+        snprintf(f->comp[i].path, n, "%s%s", dbfile, suffix[i]);
+        struct stat st;
+        if (stat(f->comp[i].path, &st) == 0) {
+            f->comp[i].known = true;
+            f->comp[i].dev = st.st_dev;
+            f->comp[i].ino = st.st_ino;
+        }
+    }
+    pthread_mutex_unlock(&fp__files_mu);
+    return rc;
+}
+
+/* The -wal and -shm files must stay the ones SQLite has open: deleted (as
+ * "junk" beside the store), a process opening the store would make new ones
+ * and read and write past this process's uncheckpointed rounds, and the two
+ * would damage the store. SQLite never removes them while a connection is
+ * open, so any change is someone else's doing. */
+static int fp__check_companions(struct fp_storefile *f, const char *path, struct fp_error *err)
+{
+    static const char *const suffix[2] = {"-wal", "-shm"};
+    char real[PATH_MAX], now[PATH_MAX + 8];
+    int rc = 0;
+    /* The names a process opening path now would use (SQLite resolves the
+     * path as realpath does), not the ones of the open: the directory may
+     * have been renamed (with the store and its files in it) since. */
+    if (!realpath(path, real))
+        return 0; /* the store itself is gone: fp_storefile_check said so */
+    pthread_mutex_lock(&fp__files_mu);
+    for (size_t i = 0; i < 2 && !rc; i++) {
+        struct fp__companion *c = &f->comp[i];
+        struct stat st;
+        if (!c->path)
+            continue;
+        snprintf(now, sizeof now, "%s%s", real, suffix[i]);
+        int found = stat(now, &st) == 0;
+        if (!c->known) { /* not there at open: SQLite made it since */
+            if (found) {
+                c->known = true;
+                c->dev = st.st_dev;
+                c->ino = st.st_ino;
+            }
+            continue;
+        }
+        if (!found || st.st_dev != c->dev || st.st_ino != c->ino)
+            rc = fp_error_set(err, FP_ESTORE,
+                              "Run store %s: its file %s was %s while this process was writing "
+                              "to the store; another process opening the store now would miss "
+                              "this run's newest rounds and could damage the store. Stopped "
+                              "(never delete a store's -wal or -shm file while fedpress uses "
+                              "it).",
+                              path, now, found ? "replaced" : "deleted");
+    }
+    pthread_mutex_unlock(&fp__files_mu);
+    return rc;
+}
+
+int fp_storefile_check(struct fp_storefile *f, const char *path, struct fp_error *err)
 {
     struct stat b;
     if (!fp_storefile_linked(f))
@@ -242,7 +322,13 @@ int fp_storefile_check(const struct fp_storefile *f, const char *path, struct fp
                             "Run store %s was replaced while this process was writing to it: "
                             "the path now names another file. Stopped.",
                             path);
-    return 0;
+    return fp__check_companions(f, path, err);
+}
+
+bool fp_storefile_at(const struct fp_storefile *f, const char *path)
+{
+    struct stat b;
+    return stat(path, &b) == 0 && b.st_dev == f->dev && b.st_ino == f->ino;
 }
 
 bool fp_storefile_linked(const struct fp_storefile *f)
@@ -298,5 +384,20 @@ int fp_store_check_output(const char *store_path, const char *out, struct fp_err
                                     "there would damage the store. Choose another file.",
                                     out, suffix[k] + 1, store_path, bases[b], suffix[k]);
         }
+    /* Any SQLite database (another run store, another program's): an
+     * output renamed over it would destroy it, and a store that another
+     * process is writing would go on into the unlinked file. */
+    char head[16];
+    int fd = out_exists && S_ISREG(so.st_mode) ? open(out, O_RDONLY | O_CLOEXEC) : -1;
+    bool sqlite = fd >= 0 && read(fd, head, sizeof head) == (ssize_t)sizeof head &&
+                  !memcmp(head, "SQLite format 3", sizeof head);
+    if (fd >= 0)
+        close(fd);
+    if (sqlite)
+        return fp_error_set(err, FP_EINVAL,
+                            "%s is an SQLite database (a run store?): writing there would "
+                            "destroy it. Choose another file, or remove it first if it is "
+                            "really not needed.",
+                            out);
     return 0;
 }

@@ -48,9 +48,15 @@ int fp_storefile_lock(struct fp_storefile *f, const void *owner, const char *pat
 /* Releases run_id's lock if owner holds it. */
 void fp_storefile_unlock(struct fp_storefile *f, const void *owner, int64_t run_id);
 
+/* Records the -wal and -shm files of dbfile (the full path SQLite opened,
+ * sqlite3_db_filename) as they are now, to be checked from then on. */
+int fp_storefile_watch(struct fp_storefile *f, const char *dbfile, struct fp_error *err);
 /* FP_ESTORE, saying what happened, if path no longer names this file
- * (deleted, moved, replaced). */
-int fp_storefile_check(const struct fp_storefile *f, const char *path, struct fp_error *err);
+ * (deleted, moved, replaced), or its -wal or -shm file (fp_storefile_watch)
+ * was deleted or replaced. */
+int fp_storefile_check(struct fp_storefile *f, const char *path, struct fp_error *err);
+/* Whether path names this file now. */
+bool fp_storefile_at(const struct fp_storefile *f, const char *path);
 /* Whether the file still has a name somewhere (it was not deleted). */
 bool fp_storefile_linked(const struct fp_storefile *f);
 

@@ -980,6 +980,18 @@ static void test_output_paths(void **state)
     assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
     path_in(f, "runs.db.f32", p, sizeof p);
     assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
+    /* another store (of another process, say) is refused as well; a file
+     * that exists but is not SQLite is fine */
+    path_in(f, "other.db", p, sizeof p);
+    fp_store_close(open_ok(p));
+    assert_int_equal(fp_store_check_output(f->db, p, &e), FP_EINVAL);
+    assert_non_null(strstr(e.msg, "is an SQLite database"));
+    path_in(f, "model.f32", p, sizeof p);
+    FILE *m = fopen(p, "wb");
+    assert_non_null(m);
+    assert_int_equal(fwrite("SQLite format 2\0 and more", 1, 26, m), 26);
+    assert_int_equal(fclose(m), 0);
+    assert_int_equal(fp_store_check_output(f->db, p, &e), 0);
     fp_store_close(s);
 }
 
@@ -1060,6 +1072,90 @@ static void test_store_moved_or_deleted(void **state)
     assert_non_null(strstr(e.msg, f->db));
     assert_non_null(strstr(e.msg, "was deleted"));
     fp_store_close(s);
+}
+
+/* The -wal or -shm file deleted or replaced under a writer (a careless
+ * "clean-up" beside the store) stops its next commit too: another process
+ * would make new ones and the two would damage the store. What was
+ * committed before goes into the store when the writer closes it. */
+static void test_store_companion_deleted(void **state)
+{
+    struct fx *f = *state;
+    static const char *const suffix[] = {"-wal", "-shm"};
+    for (int i = 0; i < 2; i++) {
+        for (int replace = 0; replace < 2; replace++) {
+            struct fp_error e = {0};
+            char comp[640], copy[660];
+            snprintf(comp, sizeof comp, "%s%s", f->db, suffix[i]);
+            snprintf(copy, sizeof copy, "%s.copy", comp);
+            unlink(f->db);
+            struct fp_store *s = open_ok(f->db);
+            int64_t id;
+            assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+            commit_k(s, id, 1, 0, &e);
+            if (replace) {
+                char cmd[1400];
+                snprintf(cmd, sizeof cmd, "cp '%s' '%s'", comp, copy);
+                assert_int_equal(system(cmd), 0);
+                assert_int_equal(rename(copy, comp), 0);
+            } else {
+                assert_int_equal(unlink(comp), 0);
+            }
+            commit_k(s, id, 2, FP_ESTORE, &e);
+            assert_non_null(strstr(e.msg, comp));
+            assert_non_null(strstr(e.msg, replace ? "was replaced" : "was deleted"));
+            assert_null(strstr(e.msg, "moved file")); /* the store itself did not move */
+            assert_non_null(strstr(e.msg, "Every round committed before was copied into"));
+            fp_store_close(s);
+            /* round 1 is in the store, the run still running (resumable) */
+            if (replace) {
+                unlink(comp); /* the stale copy: not the store's */
+                snprintf(comp, sizeof comp, "%s%s", f->db, suffix[1 - i]);
+                unlink(comp);
+            }
+            assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 1);
+            assert_int_equal(q_int(f->db, "SELECT status = 'running' FROM runs"), 1);
+        }
+    }
+}
+
+/* The store's directory renamed under a writer that named the store by a
+ * relative path: the path still names the store (the working directory
+ * moved with it), and so do its -wal and -shm names derived from it now:
+ * the run goes on. A -wal deleted afterwards is still noticed. */
+static void test_store_directory_renamed(void **state)
+{
+    struct fx *f = *state;
+    char cwd[600], sub[600], moved[600], wal[640];
+    struct fp_error e = {0};
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    path_in(f, "proj", sub, sizeof sub);
+    path_in(f, "proj2", moved, sizeof moved);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(chdir(sub), 0);
+    struct fp_store *s = open_ok("r.db");
+    int64_t id;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    commit_k(s, id, 1, 0, &e);
+    assert_int_equal(rename(sub, moved), 0);
+    commit_k(s, id, 2, 0, &e);
+    assert_int_equal(unlink("r.db-wal"), 0);
+    commit_k(s, id, 3, FP_ESTORE, &e);
+    snprintf(wal, sizeof wal, "%s/r.db-wal", moved);
+    assert_non_null(strstr(e.msg, wal));
+    assert_non_null(strstr(e.msg, "was deleted"));
+    /* SQLite copies no log at close into a store whose directory moved:
+     * the rounds are in it because the stop copied them */
+    assert_non_null(strstr(e.msg, "was copied into"));
+    fp_store_close(s);
+    assert_int_equal(chdir(cwd), 0);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s/r.db-shm", moved);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s/r.db", moved);
+    assert_int_equal(q_int(wal, "SELECT count(*) FROM rounds"), 2);
+    unlink(wal);
+    rmdir(moved);
 }
 
 /* A child process tries run_id's lock through path: its exit status is
@@ -1267,6 +1363,76 @@ static void test_foreign_database_untouched(void **state)
     assert_int_equal(access(p, F_OK), -1);
 }
 
+/* Another program's database that sets user_version to a value a store
+ * has (1 to 3; any program may set it) is not taken for a store either:
+ * refused by writers and readers, still in its own journal mode, byte for
+ * byte as it was, with no "upgrade" and no -wal beside it. */
+static void test_foreign_database_with_user_version(void **state)
+{
+    struct fx *f = *state;
+    for (int v = 1; v <= 3; v++) {
+        char db[600], sql[128], p[640];
+        snprintf(db, sizeof db, "%s/foreign%d.db", f->dir, v);
+        sqlite3 *h = NULL;
+        assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+        snprintf(sql, sizeof sql,
+                 "CREATE TABLE t(x); INSERT INTO t VALUES(42); PRAGMA user_version = %d", v);
+        assert_int_equal(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_close(h), SQLITE_OK);
+        unsigned char before[64], after[64];
+        size_t nb, na;
+        sha_file(db, before, &nb);
+
+        struct fp_store *s = NULL;
+        struct fp_error e = {0};
+        assert_int_equal(fp_store_open(&s, db, &e), FP_ESTORE);
+        assert_null(s);
+        assert_non_null(strstr(e.msg, "not a run store"));
+        memset(&e, 0, sizeof e);
+        assert_int_equal(fp_store_open_readonly(&s, db, &e), FP_ESTORE);
+        assert_non_null(strstr(e.msg, "not a run store"));
+
+        sha_file(db, after, &na);
+        assert_int_equal(na, nb);
+        assert_memory_equal(before, after, 64);
+        char mode[16];
+        q_text(db, "PRAGMA journal_mode", mode, sizeof mode);
+        assert_string_equal(mode, "delete");
+        snprintf(p, sizeof p, "%s-wal", db);
+        assert_int_equal(access(p, F_OK), -1);
+        unlink(db);
+    }
+}
+
+/* --store is a file name, whatever it looks like: "file:..." is not a URI
+ * naming another file, ":memory:" is not an in-memory database. Each is a
+ * store in the working directory, under exactly that name. */
+static void test_store_uri_like_names(void **state)
+{
+    struct fx *f = *state;
+    static const char *const names[] = {"file:u.db?mode=memory", "file:v.db", ":memory:"};
+    char cwd[600];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->dir), 0);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        struct fp_store *s = NULL;
+        struct fp_error e = {0};
+        int64_t id;
+        assert_int_equal(fp_store_open(&s, names[i], &e), 0);
+        assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+        fp_store_close(s);
+        assert_int_equal(access(names[i], F_OK), 0);
+        char plain[64]; /* for the test's own sqlite3_open_v2, which takes URIs */
+        snprintf(plain, sizeof plain, "./%s", names[i]);
+        assert_int_equal(q_int(plain, "SELECT count(*) FROM runs"), 1);
+        assert_int_equal(fp_store_open_readonly(&s, names[i], &e), 0);
+        fp_store_close(s);
+    }
+    assert_int_equal(access("u.db", F_OK), -1);
+    assert_int_equal(access("v.db", F_OK), -1);
+    assert_int_equal(chdir(cwd), 0);
+}
+
 /* What is not a regular file is refused before SQLite sees it: nothing is
  * created beside it. A store with two hard links is refused too. */
 static void test_not_a_regular_file(void **state)
@@ -1370,10 +1536,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_state_and_rewind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_moved_or_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_companion_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_directory_renamed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_run_locks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_status_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_database_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_uri_like_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_database_with_user_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_on_old_schema, setup, teardown),
         cmocka_unit_test(test_status_names),
