@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/registry.h"
+
 struct fp_algorithm {
     const char *name;
     int scaffold_family; /* local steps corrected by (c - c_i); server keeps c */
@@ -156,22 +158,32 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
     p->alpha = 1.0f;
     p->beta = (float)sc->beta;
     p->seed = sc->seed;
-    if (!fp__lookup(p->kind))
-        return fp_error_set(err, FP_EINVAL, "unknown algorithm %d", (int)p->kind);
-    int rc = fp_compressor_init(&p->comp, &sc->uplink, d, err);
+    int rc = fp_algo_params_compressors(p, &sc->uplink, err);
     if (rc)
         return rc;
-    /* The class rules live here, with the algorithms, so every driver gets
-     * them; the scenario parser repeats them only to point at the line. */
-    double omega = 0, q = 1;
-    fp_compressor_unbiased(&p->comp, &omega, &q);
-    char why[256];
-    if (fp_algo_comp_misfit(p->kind, &sc->uplink, why, sizeof why))
-        return fp_error_set(err, FP_EINVAL, "%s", why);
     /* [HLL24]: alpha = 1/(1 + omega) unless set. */
+    double omega = 0, q = 1;
+    fp_compressor_unbiased(&p->up, &omega, &q);
     if (p->kind == FP_ALGO_SCALLION)
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
     return 0;
+}
+
+int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
+                               struct fp_error *err)
+{
+    if (!fp__lookup(p->kind))
+        return fp_error_set(err, FP_EINVAL, "unknown algorithm %d", (int)p->kind);
+    int rc = fp_compressor_init(&p->up, uplink, p->d, err);
+    if (rc)
+        return rc;
+    /* The class rules live in the registry, so every driver gets them; the
+     * scenario parser checks them first only to point at the line. */
+    char why[256];
+    if (fp_algo_comp_misfit(p->kind, FP_UPLINK, uplink, why, sizeof why))
+        return fp_error_set(err, FP_EINVAL, "%s", why);
+    const struct fp_comp_spec down = fp_algo_downlink(p->kind);
+    return fp_compressor_init(&p->down, &down, p->d, err);
 }
 
 int fp_algo_has_control(const struct fp_algo_params *p)
@@ -180,15 +192,43 @@ int fp_algo_has_control(const struct fp_algo_params *p)
     return a && a->scaffold_family;
 }
 
-/* The broadcast is full precision: x, and c for the SCAFFOLD family. */
-size_t fp_algo_downlink_bytes(const struct fp_algo_params *p)
+/* ---- exchanges ----
+ * Every algorithm here has one exchange per round: phase 0 broadcasts x
+ * (and c for the SCAFFOLD family), each vector encoded by the downlink
+ * compressor (identity: 4d bytes, today's full-precision broadcast), and
+ * takes back one vector encoded by the uplink compressor. */
+
+int fp_algo_server_phase(const struct fp_server *s, uint32_t round, unsigned phase)
 {
-    return 4 * p->d * (fp_algo_has_control(p) ? 2 : 1);
+    (void)s, (void)round;
+    return phase == 0;
 }
 
-size_t fp_algo_upload_bytes(const struct fp_algo_params *p)
+static unsigned fp__broadcast_vectors(const struct fp_algo_params *p)
 {
-    return fp_compressor_bytes(&p->comp);
+    return fp_algo_has_control(p) ? 2 : 1;
+}
+
+size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, unsigned phase)
+{
+    (void)phase;
+    return fp__broadcast_vectors(p) * fp_compressor_bytes(&p->down);
+}
+
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p, unsigned phase)
+{
+    (void)phase;
+    return fp_compressor_bytes(&p->up);
+}
+
+size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
+{
+    return FP_MSG_HEADER + fp_algo_broadcast_bytes(p, 0);
+}
+
+size_t fp_algo_upload_cap(const struct fp_algo_params *p)
+{
+    return FP_MSG_HEADER + fp_algo_upload_bytes(p, 0);
 }
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err)
@@ -201,10 +241,11 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
     s->x = calloc(p->d, sizeof *s->x);
     s->sum = calloc(p->d, sizeof *s->sum);
     s->dec = calloc(p->d, sizeof *s->dec);
-    s->cws = fp_compressor_ws_new(&p->comp);
+    s->cws = fp_compressor_ws_new(&p->up);
+    s->dws = fp_compressor_ws_new(&p->down);
     if (s->alg->scaffold_family)
         s->c = calloc(p->d, sizeof *s->c);
-    if (!s->x || !s->sum || !s->dec || !s->cws || (s->alg->scaffold_family && !s->c)) {
+    if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || (s->alg->scaffold_family && !s->c)) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -218,10 +259,12 @@ void fp_server_free(struct fp_server *s)
     free(s->sum);
     free(s->dec);
     if (s->cws)
-        fp_compressor_ws_free(&s->p.comp, s->cws);
+        fp_compressor_ws_free(&s->p.up, s->cws);
+    if (s->dws)
+        fp_compressor_ws_free(&s->p.down, s->dws);
     s->x = s->c = s->dec = NULL;
     s->sum = NULL;
-    s->cws = NULL;
+    s->cws = s->dws = NULL;
 }
 
 int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
@@ -231,8 +274,11 @@ int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     ws->g = malloc(p->d * sizeof(float));
     ws->msg = malloc(p->d * sizeof(float));
     ws->vhat = malloc(p->d * sizeof(float));
-    ws->cws = fp_compressor_ws_new(&p->comp);
-    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->cws) {
+    ws->bx = malloc(p->d * sizeof(float));
+    ws->bc = malloc(p->d * sizeof(float));
+    ws->cws = fp_compressor_ws_new(&p->up);
+    ws->dws = fp_compressor_ws_new(&p->down);
+    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->bx || !ws->bc || !ws->cws || !ws->dws) {
         fp_algo_ws_free(ws, p);
         return FP_ENOMEM;
     }
@@ -245,8 +291,12 @@ void fp_algo_ws_free(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     free(ws->g);
     free(ws->msg);
     free(ws->vhat);
+    free(ws->bx);
+    free(ws->bc);
     if (ws->cws)
-        fp_compressor_ws_free(&p->comp, ws->cws);
+        fp_compressor_ws_free(&p->up, ws->cws);
+    if (ws->dws)
+        fp_compressor_ws_free(&p->down, ws->dws);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -257,20 +307,55 @@ void fp_client_state_free(struct fp_client_state *cs)
     cs->ci = cs->mem = NULL;
 }
 
-int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const float *c,
-                          struct fp_client_state *cs, const struct fp_workload *w, void *wws,
-                          struct fp_algo_ws *ws, uint32_t round, uint32_t client, uint8_t *out,
-                          size_t out_cap, size_t *out_len, double *train_loss)
+/* The broadcast's vectors, decoded into ws->bx (and ws->bc). */
+static int fp__client_receive(const struct fp_algo_params *p, const struct fp_msg_header *who,
+                              const uint8_t *bcast, size_t bcast_len, struct fp_algo_ws *ws,
+                              struct fp_error *err)
+{
+    struct fp_msg_header h;
+    if (bcast_len < FP_MSG_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "broadcast of %zu bytes, shorter than its header",
+                            bcast_len);
+    int rc = fp_msg_decode_header(bcast, &h, err);
+    if (rc)
+        return rc;
+    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    if (h.len != bcast_len - FP_MSG_HEADER || h.len != n * vb)
+        return fp_error_set(err, FP_EFORMAT, "broadcast of %zu bytes, expected %zu",
+                            bcast_len - FP_MSG_HEADER, n * vb);
+    const uint8_t *in = bcast + FP_MSG_HEADER;
+    float *dst[2] = {ws->bx, ws->bc};
+    for (size_t v = 0; v < n; v++) {
+        /* the downlink's stream: keyed by the round, for no client */
+        fp_rng drng;
+        fp_rng_seed(&drng, p->seed, who->round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        if (fp_compressor_decompress(&p->down, in + v * vb, vb, &drng, ws->dws, dst[v]))
+            return fp_error_set(err, FP_EFORMAT, "round %u: the broadcast does not decode",
+                                who->round);
+    }
+    return 0;
+}
+
+int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_header *who,
+                          const uint8_t *bcast, size_t bcast_len, struct fp_client_state *cs,
+                          const struct fp_workload *w, void *wws, struct fp_algo_ws *ws,
+                          uint8_t *out, size_t out_cap, size_t *out_len, double *train_loss,
+                          struct fp_error *err)
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
     const size_t d = p->d;
-    if (!a || out_cap < fp_algo_upload_bytes(p))
-        return FP_EINVAL;
+    const uint32_t round = who->round, client = who->client;
+    if (!a || out_cap < fp_algo_upload_cap(p))
+        return fp_error_set(err, FP_EINVAL, "no room for the upload");
+    int rc = fp__client_receive(p, who, bcast, bcast_len, ws, err);
+    if (rc)
+        return rc;
+    const float *x = ws->bx, *c = a->scaffold_family ? ws->bc : NULL;
     /* A never-sampled client holds zeros (c_i = e_i = v_i = 0); allocate them now. */
     if (a->scaffold_family && !cs->ci && !(cs->ci = calloc(d, sizeof *cs->ci)))
-        return FP_ENOMEM;
+        return fp_error_set(err, FP_ENOMEM, "out of memory");
     if (a->client_memory && !cs->mem && !(cs->mem = calloc(d, sizeof *cs->mem)))
-        return FP_ENOMEM;
+        return fp_error_set(err, FP_ENOMEM, "out of memory");
 
     fp_rng rng;
     fp_rng_seed(&rng, p->seed, round, client, FP_RNG_MINIBATCH);
@@ -295,35 +380,84 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
     a->client_message(p, x, c, y, cs, ws->msg);
     for (size_t j = 0; j < d; j++)
         if (!isfinite(ws->msg[j]))
-            return FP_EFORMAT; /* diverged: never let a NaN reach a compressor or the server */
+            /* diverged: never let a NaN reach a compressor or the server */
+            return fp_error_set(err, FP_EFORMAT, "round %u: client %u's update is not finite",
+                                round, client);
     fp_rng crng;
     fp_rng_seed(&crng, p->seed, round, client, FP_RNG_COMPRESS);
-    int rc = fp_compressor_compress(&p->comp, ws->msg, &crng, ws->cws, out, out_cap, ws->vhat);
+    const size_t payload = fp_compressor_bytes(&p->up);
+    rc = fp_compressor_compress(&p->up, ws->msg, &crng, ws->cws, out + FP_MSG_HEADER,
+                                out_cap - FP_MSG_HEADER, ws->vhat);
     if (rc)
-        return rc;
+        return fp_error_set(err, rc, "round %u: client %u's update does not compress", round,
+                            client);
     if (a->client_after)
         a->client_after(p, ws->msg, ws->vhat, cs);
-    *out_len = fp_compressor_bytes(&p->comp);
+    const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
+                                    .phase = who->phase,
+                                    .client = client,
+                                    .run = who->run,
+                                    .round = round,
+                                    .len = payload};
+    fp_msg_encode_header(&h, out);
+    *out_len = FP_MSG_HEADER + payload;
     *train_loss = loss_sum / p->K;
     return 0;
 }
 
-void fp_algo_server_begin(struct fp_server *s)
+int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, unsigned phase,
+                             uint8_t *out, size_t cap, size_t *len)
 {
-    memset(s->sum, 0, s->p.d * sizeof *s->sum);
+    const struct fp_algo_params *p = &s->p;
+    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    if (cap < FP_MSG_HEADER + n * vb)
+        return FP_EINVAL;
+    const float *src[2] = {s->x, s->c};
+    for (size_t v = 0; v < n; v++) {
+        fp_rng drng;
+        fp_rng_seed(&drng, p->seed, round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        int rc = fp_compressor_compress(&p->down, src[v], &drng, s->dws,
+                                        out + FP_MSG_HEADER + v * vb, vb, NULL);
+        if (rc)
+            return rc;
+    }
+    const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
+                                    .phase = (uint16_t)phase,
+                                    .client = FP_MSG_ALL,
+                                    .run = run,
+                                    .round = round,
+                                    .len = n * vb};
+    fp_msg_encode_header(&h, out);
+    *len = FP_MSG_HEADER + n * vb;
+    s->run = run;
+    s->round = round;
+    s->phase = (uint16_t)phase;
+    memset(s->sum, 0, p->d * sizeof *s->sum);
+    return 0;
 }
 
-int fp_algo_server_add(struct fp_server *s, uint32_t round, uint32_t client, const uint8_t *msg,
-                       size_t len, struct fp_error *err)
+int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                       struct fp_error *err)
 {
+    const size_t want = fp_compressor_bytes(&s->p.up);
+    struct fp_msg_header h;
+    int rc = len < FP_MSG_HEADER ? FP_EFORMAT : fp_msg_decode_header(msg, &h, err);
+    if (!rc && h.len != len - FP_MSG_HEADER)
+        rc = FP_EFORMAT;
+    if (rc)
+        return fp_error_set(err, FP_EFORMAT,
+                            "malformed upload from client %u in round %u: %zu bytes (expected "
+                            "%zu) or not a valid header",
+                            client, s->round, len, FP_MSG_HEADER + want);
     fp_rng crng;
-    fp_rng_seed(&crng, s->p.seed, round, client, FP_RNG_COMPRESS);
-    int rc = fp_compressor_decompress(&s->p.comp, msg, len, &crng, s->cws, s->dec);
+    fp_rng_seed(&crng, s->p.seed, s->round, client, FP_RNG_COMPRESS);
+    rc = fp_compressor_decompress(&s->p.up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, s->cws,
+                                  s->dec);
     if (rc)
         return fp_error_set(err, rc,
                             "malformed upload from client %u in round %u: %zu bytes (expected "
                             "%zu) or not a valid encoding",
-                            client, round, len, fp_compressor_bytes(&s->p.comp));
+                            client, s->round, len - FP_MSG_HEADER, want);
     for (size_t j = 0; j < s->p.d; j++)
         s->sum[j] += s->dec[j];
     return 0;

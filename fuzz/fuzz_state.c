@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                .beta = 0.5f};
     struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
     struct fp_error err;
-    if (fp_compressor_init(&p.comp, &id, p.d, &err))
+    if (fp_algo_params_compressors(&p, &id, &err))
         abort();
     struct fp_server s;
     if (fp_server_init(&s, &p, &err))

@@ -122,7 +122,8 @@ static int fp__alloc(struct fp_run *r, struct fp_error *err)
     r->perm = malloc(N * sizeof *r->perm);
     r->chosen = malloc(S * sizeof *r->chosen);
     r->crow = calloc(S, sizeof *r->crow);
-    if (!r->cstate || !r->perm || !r->chosen || !r->crow)
+    r->bcast = malloc(fp_algo_broadcast_cap(&r->p));
+    if (!r->cstate || !r->perm || !r->chosen || !r->crow || !r->bcast)
         return fp_error_set(err, FP_ENOMEM, "out of memory setting up %u clients (d = %zu)", N,
                             r->p.d);
     if (r->w->ops->eval_blocks && r->w->ops->eval_block) {
@@ -242,7 +243,6 @@ void fp_run_round_begin(struct fp_run *r, uint32_t round)
     r->r0 = fp__now_ms();
     r->round = round;
     fp__sample(r, round);
-    fp_algo_server_begin(&r->server);
     r->row = (struct fp_round){.round = round,
                                .participants = r->sc->sample,
                                .clients = r->crow,
@@ -252,31 +252,50 @@ void fp_run_round_begin(struct fp_run *r, uint32_t round)
     r->evaluate = 0;
 }
 
+int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
+{
+    if (!fp_algo_server_phase(&r->server, r->round, phase))
+        return 0;
+    r->phase = phase;
+    int rc = fp_algo_server_broadcast(&r->server, (uint64_t)r->res.run_id, r->round, phase,
+                                      r->bcast, fp_algo_broadcast_cap(&r->p), &r->bcast_len);
+    if (rc)
+        return fp_error_set(err, rc, "round %u: the broadcast of phase %u failed: %s", r->round,
+                            phase, fp_strerror(rc));
+    return 1;
+}
+
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
                    double train_loss, struct fp_error *err)
 {
     const uint32_t client = r->chosen[slot];
-    int rc = fp_algo_server_add(&r->server, r->round, client, upload, len, err);
+    int rc = fp_algo_server_add(&r->server, client, upload, len, err);
     if (rc)
         return rc;
-    const uint64_t down = fp_algo_downlink_bytes(&r->p);
+    /* The store counts payload bytes, the 32-byte headers aside
+     * (docs/store.md): exactly what the compressors encode. */
+    const uint64_t up = len - FP_MSG_HEADER, down = r->bcast_len - FP_MSG_HEADER;
     struct fp_client_round *cr = &r->crow[slot];
-    cr->client = client;
-    cr->train_loss = train_loss;
-    cr->uplink_bytes = len;
-    cr->downlink_bytes = down;
-    cr->examples = r->w->n_local[client];
-    r->loss_sum += train_loss;
-    r->row.uplink_bytes += len;
+    if (r->phase == 0) {
+        *cr = (struct fp_client_round){
+            .client = client, .train_loss = train_loss, .examples = r->w->n_local[client]};
+        r->loss_sum += train_loss;
+    }
+    cr->uplink_bytes += up;
+    cr->downlink_bytes += down;
+    r->row.uplink_bytes += up;
     r->row.downlink_bytes += down;
     return 0;
 }
 
+void fp_run_phase_end(struct fp_run *r)
+{
+    fp_algo_server_finish(&r->server, r->sc->sample);
+}
+
 void fp_run_round_end(struct fp_run *r)
 {
-    const uint32_t S = r->sc->sample;
-    fp_algo_server_finish(&r->server, S);
-    r->row.train_loss = r->loss_sum / S;
+    r->row.train_loss = r->loss_sum / r->sc->sample;
     r->evaluate = r->round % r->sc->eval_every == 0 || r->round == r->sc->rounds;
 }
 
@@ -452,6 +471,7 @@ void fp_run_close(struct fp_run *r)
     free(r->perm);
     free(r->chosen);
     free(r->crow);
+    free(r->bcast);
     free(r->eval_loss);
     free(r->eval_correct);
     free(r->eval_count);

@@ -16,10 +16,11 @@
  *   fp_run_open(&r, ...);
  *   for (round = r.first_round; fp_run_next(&r, round); round++) {
  *       fp_run_round_begin(&r, round);
- *       for (phase = 0; fp_run_phase_begin(&r, phase); phase++)
- *           for each participant, ascending id:
- *               the client trains on fp_run_broadcast(), and
- *               fp_run_include(&r, slot, client, upload, ...);
+ *       for (phase = 0; fp_run_phase_begin(&r, phase, ...); phase++) {
+ *           each participant runs fp_algo_client_update on r.bcast;
+ *           fp_run_include(&r, slot, upload, ...) in ascending slot;
+ *           fp_run_phase_end(&r);
+ *       }
  *       fp_run_round_end(&r); if (r.evaluate) evaluate;
  *       fp_run_commit(&r, ...);
  *   }
@@ -81,8 +82,11 @@ struct fp_run {
     double t0, t_rounds;
     char *canon;
 
-    /* the round in progress */
+    /* the round in progress, and its exchange */
     uint32_t round;
+    unsigned phase;
+    uint8_t *bcast; /* [fp_algo_broadcast_cap] the exchange's broadcast message */
+    size_t bcast_len;
     struct fp_round row;
     double loss_sum, r0;
     int evaluate; /* set by fp_run_round_end: this round is evaluated */
@@ -105,16 +109,25 @@ int fp_run_open(struct fp_run *r, const struct fp_scenario *sc, struct fp_store 
  * whole round. */
 int fp_run_next(const struct fp_run *r, uint32_t round);
 
-/* Samples the round's participants into r->chosen (S of them, ascending)
- * and starts its aggregation. */
+/* Samples the round's participants into r->chosen (S of them, ascending). */
 void fp_run_round_begin(struct fp_run *r, uint32_t round);
 
-/* Includes the upload of participant `slot` (r->chosen[slot]): decoded and
- * added to the aggregate, then its metrics recorded. */
+/* Whether the round has exchange `phase` (the algorithm decides; phase 0
+ * always): if so, its broadcast message is in r->bcast[0..r->bcast_len),
+ * the same bytes for every participant, and the server waits for their
+ * uploads. */
+int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err);
+
+/* Includes the upload message of participant `slot` (r->chosen[slot]):
+ * checked, decoded and added to the aggregate, then its metrics recorded
+ * (payload bytes, both ways). Call in ascending slot. */
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
                    double train_loss, struct fp_error *err);
 
-/* Applies the round's aggregate; sets r->evaluate if the round is evaluated
+/* Ends the exchange: the server applies its aggregate. */
+void fp_run_phase_end(struct fp_run *r);
+
+/* Ends the round's exchanges; sets r->evaluate if the round is evaluated
  * (then the driver fills r->row.test_loss / test_accuracy, with
  * fp_run_evaluate or block by block). */
 void fp_run_round_end(struct fp_run *r);

@@ -26,6 +26,7 @@ struct fp__worker {
     uv_thread_t tid;
     int rc;
     uint32_t failed_client; /* valid when rc != 0 */
+    struct fp_error err;    /* valid when rc != 0 */
 };
 
 struct fp__sim {
@@ -53,10 +54,15 @@ static void fp__worker_main(void *arg)
         if (i >= s->chunk_n)
             break;
         uint32_t client = r->chosen[s->chunk_first + i];
-        int rc = fp_algo_client_update(&r->p, r->server.x, r->server.c, &r->cstate[client], r->w,
-                                       wk->wws, &wk->aws, r->round, client,
-                                       s->uploads + (size_t)i * s->upload_bytes, s->upload_bytes,
-                                       &s->upload_len[i], &s->loss[i]);
+        /* the worker plays the client: it sees the broadcast's bytes only */
+        const struct fp_msg_header who = {.run = (uint64_t)r->res.run_id,
+                                          .round = r->round,
+                                          .phase = (uint16_t)r->phase,
+                                          .client = client};
+        int rc =
+            fp_algo_client_update(&r->p, &who, r->bcast, r->bcast_len, &r->cstate[client], r->w,
+                                  wk->wws, &wk->aws, s->uploads + (size_t)i * s->upload_bytes,
+                                  s->upload_bytes, &s->upload_len[i], &s->loss[i], &wk->err);
         if (rc) {
             wk->rc = rc;
             wk->failed_client = client;
@@ -100,13 +106,13 @@ static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
                                 s->run.round, wk->failed_client);
         if (wk->rc)
             return fp_error_set(err, wk->rc, "round %u: client %u's update failed: %s",
-                                s->run.round, wk->failed_client, fp_strerror(wk->rc));
+                                s->run.round, wk->failed_client, wk->err.msg);
     }
     return 0;
 }
 
-/* Trains the round's participants chunk by chunk and includes their uploads
- * in ascending client id. */
+/* One exchange: the participants train on the broadcast chunk by chunk,
+ * and their uploads are included in ascending client id. */
 static int fp__exchange(struct fp__sim *s, struct fp_error *err)
 {
     const uint32_t S = s->run.sc->sample;
@@ -156,7 +162,7 @@ static int fp__setup(struct fp__sim *s, unsigned threads, struct fp_error *err)
 {
     const struct fp_run *r = &s->run;
     const uint32_t S = r->sc->sample;
-    s->upload_bytes = fp_algo_upload_bytes(&r->p);
+    s->upload_bytes = fp_algo_upload_cap(&r->p);
     size_t per_chunk = FP__CHUNK_BYTES / s->upload_bytes;
     s->chunk = (uint32_t)(per_chunk < 1 ? 1 : per_chunk < S ? per_chunk : S);
     s->nworkers = threads ? threads : 1;
@@ -225,7 +231,12 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         rc = fp__setup(&s, ro.threads, err);
     for (uint32_t round = r->first_round; !rc && fp_run_next(r, round); round++) {
         fp_run_round_begin(r, round);
-        if ((rc = fp__exchange(&s, err)))
+        for (unsigned phase = 0; !rc && (rc = fp_run_phase_begin(r, phase, err)) > 0; phase++) {
+            if ((rc = fp__exchange(&s, err)))
+                break;
+            fp_run_phase_end(r);
+        }
+        if (rc)
             break;
         fp_run_round_end(r);
         if (r->evaluate && (rc = fp__evaluate(&s, err)))

@@ -85,7 +85,7 @@ static void world_init_c(struct world *W, enum fp_algo_kind kind, float lr_g,
                                    .seed = 1};
     struct fp_error err;
     struct fp_comp_spec spec = {.kind = comp, .ratio = ratio, .levels = 4};
-    assert_int_equal(fp_compressor_init(&W->p.comp, &spec, DIM, &err), 0);
+    assert_int_equal(fp_algo_params_compressors(&W->p, &spec, &err), 0);
     assert_int_equal(fp_server_init(&W->s, &W->p, &err), 0);
     W->s.x[0] = 0.5f, W->s.x[1] = -0.25f, W->s.x[2] = 1.0f;
     assert_int_equal(fp_algo_ws_init(&W->ws, &W->p), 0);
@@ -118,27 +118,50 @@ static void check_c_is_mean(const struct world *W)
     }
 }
 
+#define RUN_ID 77
+
+/* Starts exchange (round, phase 0): the broadcast message into bc. */
+static size_t broadcast(struct world *W, uint32_t round, uint8_t *bc, size_t cap)
+{
+    size_t blen = 0;
+    assert_true(fp_algo_server_phase(&W->s, round, 0));
+    assert_int_equal(fp_algo_server_broadcast(&W->s, RUN_ID, round, 0, bc, cap, &blen), 0);
+    assert_int_equal(blen, FP_MSG_HEADER + fp_algo_broadcast_bytes(&W->p, 0));
+    return blen;
+}
+
+/* Client i's upload message for (round, phase 0) into msg; its length. */
+static size_t client_upload(struct world *W, uint32_t round, uint32_t i, const uint8_t *bc,
+                            size_t blen, uint8_t *msg, size_t cap)
+{
+    struct fp_error err;
+    size_t len = 0;
+    double loss = -1;
+    const struct fp_msg_header who = {.run = RUN_ID, .round = round, .phase = 0, .client = i};
+    assert_int_equal(fp_algo_client_update(&W->p, &who, bc, blen, &W->cs[i], &mock_w, W->wws,
+                                           &W->ws, msg, cap, &len, &loss, &err),
+                     0);
+    assert_int_equal(len, FP_MSG_HEADER + fp_algo_upload_bytes(&W->p, 0));
+    assert_true(loss >= 0);
+    return len;
+}
+
 static void run_round(struct world *W, int r)
 {
-    uint8_t msg[64];
+    uint8_t msg[FP_MSG_HEADER + 64], bc[FP_MSG_HEADER + 64];
     struct fp_error err;
     float x_before[DIM];
     memcpy(x_before, W->s.x, sizeof x_before);
-    fp_algo_server_begin(&W->s);
+    const uint32_t round = (uint32_t)r + 1;
+    size_t blen = broadcast(W, round, bc, sizeof bc);
     for (uint32_t k = 0; k < nsel[r]; k++) {
         uint32_t i = rounds[r][k];
-        size_t len = 0;
-        double loss = -1;
-        assert_int_equal(fp_algo_client_update(&W->p, W->s.x, W->s.c, &W->cs[i], &mock_w, W->wws,
-                                               &W->ws, (uint32_t)r + 1, i, msg, sizeof msg, &len,
-                                               &loss),
-                         0);
-        assert_int_equal(len, fp_algo_upload_bytes(&W->p));
-        assert_true(loss >= 0);
+        size_t len = client_upload(W, round, i, bc, blen, msg, sizeof msg);
         /* the client must not have changed the broadcast it trained from */
         assert_memory_equal(W->s.x, x_before, sizeof x_before);
-        assert_int_equal(fp_algo_server_add(&W->s, (uint32_t)r + 1, i, msg, len, &err), 0);
+        assert_int_equal(fp_algo_server_add(&W->s, i, msg, len, &err), 0);
     }
+    assert_false(fp_algo_server_phase(&W->s, round, 1)); /* one exchange per round */
     fp_algo_server_finish(&W->s, nsel[r]);
 }
 
@@ -222,12 +245,14 @@ static void test_sizes(void **state)
     struct fp_algo_params p = {.kind = FP_ALGO_FEDAVG, .d = 159010};
     struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
     struct fp_error err;
-    assert_int_equal(fp_compressor_init(&p.comp, &id, p.d, &err), 0);
-    assert_int_equal(fp_algo_upload_bytes(&p), 636040);
-    assert_int_equal(fp_algo_downlink_bytes(&p), 636040);
+    assert_int_equal(fp_algo_params_compressors(&p, &id, &err), 0);
+    assert_int_equal(fp_algo_upload_bytes(&p, 0), 636040);
+    assert_int_equal(fp_algo_broadcast_bytes(&p, 0), 636040);
+    assert_int_equal(fp_algo_upload_cap(&p), 32 + 636040); /* one header per message */
     p.kind = FP_ALGO_SCAFFOLD;
-    assert_int_equal(fp_algo_upload_bytes(&p), 636040);       /* one vector up: the halved form */
-    assert_int_equal(fp_algo_downlink_bytes(&p), 2 * 636040); /* x and c down */
+    assert_int_equal(fp_algo_upload_bytes(&p, 0), 636040); /* one vector up: the halved form */
+    assert_int_equal(fp_algo_broadcast_bytes(&p, 0), 2 * 636040); /* x and c down */
+    assert_int_equal(fp_algo_broadcast_cap(&p), 32 + 2 * 636040);
 }
 
 static void test_malformed_upload_rejected(void **state)
@@ -237,17 +262,20 @@ static void test_malformed_upload_rejected(void **state)
     world_init(&W, FP_ALGO_SCAFFOLD, 1.0f);
     struct fp_error err;
     float v[DIM] = {1, 2, 3};
-    uint8_t msg[4 * DIM];
-    fp_codec_dense_encode(v, DIM, msg);
-    fp_algo_server_begin(&W.s);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg + 0, &err), 0);
+    uint8_t msg[FP_MSG_HEADER + 4 * DIM], bc[FP_MSG_HEADER + 8 * DIM];
+    broadcast(&W, 1, bc, sizeof bc);
+    const struct fp_msg_header h = {
+        .type = FP_MSG_UPLOAD, .run = RUN_ID, .round = 1, .phase = 0, .client = 0, .len = 4 * DIM};
+    fp_msg_encode_header(&h, msg);
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg + 0, &err), 0);
     v[1] = NAN;
-    fp_codec_dense_encode(v, DIM, msg);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg, &err), FP_EFORMAT);
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
     v[1] = INFINITY;
-    fp_codec_dense_encode(v, DIM, msg);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg, &err), FP_EFORMAT);
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
     /* only the one good upload was summed */
     assert_true(W.s.sum[0] == 1 && W.s.sum[1] == 2 && W.s.sum[2] == 3);
     world_free(&W);
