@@ -316,12 +316,21 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
     if (bcast_len < FP_MSG_HEADER)
         return fp_error_set(err, FP_EFORMAT, "broadcast of %zu bytes, shorter than its header",
                             bcast_len);
+    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    /* the exchange the client takes part in, to the byte count */
+    const struct fp_msg_header expect = {.type = FP_MSG_BROADCAST,
+                                         .phase = who->phase,
+                                         .client = FP_MSG_ALL,
+                                         .run = who->run,
+                                         .round = who->round,
+                                         .len = n * vb};
     int rc = fp_msg_decode_header(bcast, &h, err);
+    if (!rc)
+        rc = fp_msg_check(&h, &expect, 0, err);
     if (rc)
         return rc;
-    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
-    if (h.len != bcast_len - FP_MSG_HEADER || h.len != n * vb)
-        return fp_error_set(err, FP_EFORMAT, "broadcast of %zu bytes, expected %zu",
+    if (h.len != bcast_len - FP_MSG_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "broadcast of %zu payload bytes, its header says %zu",
                             bcast_len - FP_MSG_HEADER, n * vb);
     const uint8_t *in = bcast + FP_MSG_HEADER;
     float *dst[2] = {ws->bx, ws->bc};
@@ -440,15 +449,32 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                        struct fp_error *err)
 {
     const size_t want = fp_compressor_bytes(&s->p.up);
+    /* The header first: an upload is decoded only under the key it names,
+     * and that must be the exchange in progress and the client it came
+     * from, so an upload replayed into another round or phase, or offered
+     * as another client's, is refused instead of decoded under the wrong
+     * rand-k mask or QSGD stream. */
+    const struct fp_msg_header expect = {.type = FP_MSG_UPLOAD,
+                                         .phase = s->phase,
+                                         .client = client,
+                                         .run = s->run,
+                                         .round = s->round,
+                                         .len = want};
     struct fp_msg_header h;
-    int rc = len < FP_MSG_HEADER ? FP_EFORMAT : fp_msg_decode_header(msg, &h, err);
+    struct fp_error why = {0};
+    int rc = len < FP_MSG_HEADER ? fp_error_set(&why, FP_EFORMAT,
+                                                "%zu bytes, shorter than a "
+                                                "message header",
+                                                len)
+                                 : fp_msg_decode_header(msg, &h, &why);
+    if (!rc)
+        rc = fp_msg_check(&h, &expect, 0, &why);
     if (!rc && h.len != len - FP_MSG_HEADER)
-        rc = FP_EFORMAT;
+        rc = fp_error_set(&why, FP_EFORMAT, "%zu payload bytes where the header says %llu",
+                          len - FP_MSG_HEADER, (unsigned long long)h.len);
     if (rc)
-        return fp_error_set(err, FP_EFORMAT,
-                            "malformed upload from client %u in round %u: %zu bytes (expected "
-                            "%zu) or not a valid header",
-                            client, s->round, len, FP_MSG_HEADER + want);
+        return fp_error_set(err, FP_EFORMAT, "upload refused from client %u in round %u: %s",
+                            client, s->round, why.msg);
     fp_rng crng;
     fp_rng_seed(&crng, s->p.seed, s->round, client, FP_RNG_COMPRESS);
     rc = fp_compressor_decompress(&s->p.up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, s->cws,

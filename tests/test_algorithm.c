@@ -281,6 +281,96 @@ static void test_malformed_upload_rejected(void **state)
     world_free(&W);
 }
 
+/* Rewrites one field of a message's header (the payload stays). */
+static void reheader(uint8_t *msg, void (*edit)(struct fp_msg_header *))
+{
+    struct fp_msg_header h;
+    struct fp_error err;
+    assert_int_equal(fp_msg_decode_header(msg, &h, &err), 0);
+    edit(&h);
+    fp_msg_encode_header(&h, msg);
+}
+static void to_round2(struct fp_msg_header *h)
+{
+    h->round = 2;
+}
+static void to_phase1(struct fp_msg_header *h)
+{
+    h->phase = 1;
+}
+static void to_run78(struct fp_msg_header *h)
+{
+    h->run = RUN_ID + 1;
+}
+static void to_broadcast(struct fp_msg_header *h)
+{
+    h->type = FP_MSG_BROADCAST;
+}
+static void to_longer(struct fp_msg_header *h)
+{
+    h->len++;
+}
+
+/* Every upload names its run, round, phase and client, and the server
+ * decodes it only if they are the exchange in progress and the client it
+ * is offered as: anything else is refused and the aggregate is untouched.
+ * With rand-k the (round, client) key picks the mask, so before messages
+ * carried headers such an upload decoded silently under the wrong mask. */
+static void test_upload_key_checked(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init_c(&W, FP_ALGO_FEDPAQ, 1.0f, FP_COMP_RANDK, 0.67, 1.0f, 1.0f);
+    run_round(&W, 0);
+    run_round(&W, 1);
+    uint8_t bc[FP_MSG_HEADER + 64], up2[FP_MSG_HEADER + 64], up3[FP_MSG_HEADER + 64],
+        bad[FP_MSG_HEADER + 65];
+    const size_t blen = broadcast(&W, 3, bc, sizeof bc);
+    const size_t len = client_upload(&W, 3, 2, bc, blen, up2, sizeof up2);
+    assert_int_equal(client_upload(&W, 3, 3, bc, blen, up3, sizeof up3), len);
+    double sum0[DIM];
+    memcpy(sum0, W.s.sum, sizeof sum0);
+    struct fp_error err = {0};
+
+    /* client 2's upload offered as client 3's */
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up2, len, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "for client 2, expected client 3"));
+    void (*edits[])(struct fp_msg_header *) = {to_round2, to_phase1, to_run78, to_broadcast};
+    const char *want[] = {"for round 2, expected round 3", "for phase 1, expected phase 0",
+                          "for run 78, expected run 77", "a broadcast message where a upload"};
+    for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+        memcpy(bad, up3, len);
+        reheader(bad, edits[e]);
+        err.msg[0] = 0;
+        assert_int_equal(fp_algo_server_add(&W.s, 3, bad, len, &err), FP_EFORMAT);
+        if (!strstr(err.msg, want[e]))
+            fail_msg("edit %zu: %s", e, err.msg);
+    }
+    /* wrong length: a byte short, a byte more (header and all), a header only */
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up3, len - 1, &err), FP_EFORMAT);
+    memcpy(bad, up3, len);
+    bad[len] = 0;
+    reheader(bad, to_longer);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, bad, len + 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up3, FP_MSG_HEADER - 1, &err), FP_EFORMAT);
+    /* the server's state is as it was */
+    assert_memory_equal(W.s.sum, sum0, sizeof sum0);
+    /* and the right uploads, under their own names, are taken */
+    assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), 0);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up3, len, &err), 0);
+    assert_true(memcmp(W.s.sum, sum0, sizeof sum0) != 0);
+
+    /* a client refuses a broadcast of another round, and keeps its state */
+    size_t out_len;
+    double loss;
+    const struct fp_msg_header who = {.run = RUN_ID, .round = 4, .client = 1};
+    assert_int_equal(fp_algo_client_update(&W.p, &who, bc, blen, &W.cs[1], &mock_w, W.wws, &W.ws,
+                                           bad, sizeof bad, &out_len, &loss, &err),
+                     FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "for round 3, expected round 4"));
+    world_free(&W);
+}
+
 /* Runs two worlds through the same rounds and demands identical bytes: x,
  * and with control variates (with_c) c and every client's c_i, which must
  * then exist in both, so that their comparison cannot be skipped. */
@@ -499,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_client_state_lazy),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_malformed_upload_rejected),
+        cmocka_unit_test(test_upload_key_checked),
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
