@@ -34,16 +34,19 @@ struct fp_algorithm {
     int client_memory;   /* keeps mem (FedEF e_i, SCAFCOM w_i) */
     /* Computes the vector to compress into msg from x, c and y^K. */
     void (*client_message)(const struct fp_algo_params *p, const float *x, const float *c,
-                           const float *y, struct fp_client_state *cs, float *msg);
-    /* Updates client state with vhat = C(msg), exactly what the server decodes. */
+                           const float *y, const struct fp_client_state *cs, float *msg);
+    /* The client's next state from its current one (cs) and vhat = C(msg),
+     * exactly what the server decodes: written into next, which becomes
+     * current only when the server includes the upload
+     * (fp_algo_client_commit). Every vector of next is written whole. */
     void (*client_after)(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                         struct fp_client_state *cs);
+                         const struct fp_client_state *cs, struct fp_client_state *next);
 };
 
 /* ---- FedAvg family: the message is the model delta Delta_i = x - y^K ---- */
 
 static void fp__delta_message(const struct fp_algo_params *p, const float *x, const float *c,
-                              const float *y, struct fp_client_state *cs, float *msg)
+                              const float *y, const struct fp_client_state *cs, float *msg)
 {
     (void)c, (void)cs;
     for (size_t j = 0; j < p->d; j++)
@@ -52,7 +55,7 @@ static void fp__delta_message(const struct fp_algo_params *p, const float *x, co
 
 /* FedEF [SCJ18 on Delta]: delta_i = C(Delta_i + e_i), e_i <- Delta_i + e_i - delta_i. */
 static void fp__fedef_message(const struct fp_algo_params *p, const float *x, const float *c,
-                              const float *y, struct fp_client_state *cs, float *msg)
+                              const float *y, const struct fp_client_state *cs, float *msg)
 {
     (void)c;
     const float *e = cs->mem;
@@ -61,9 +64,10 @@ static void fp__fedef_message(const struct fp_algo_params *p, const float *x, co
 }
 
 static void fp__fedef_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                            struct fp_client_state *cs)
+                            const struct fp_client_state *cs, struct fp_client_state *next)
 {
-    float *e = cs->mem;
+    (void)cs;
+    float *e = next->mem;
     for (size_t j = 0; j < p->d; j++)
         e[j] = msg[j] - vhat[j];
 }
@@ -75,7 +79,7 @@ static void fp__fedef_after(const struct fp_algo_params *p, const float *msg, co
  * Delta c_i = u_i - c, and x + eta_g mean(Delta y_i) = x - gamma (c + mean
  * delta_i): one vector carries both of [KKM+20]'s uploads.) */
 static void fp__scaffold_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                 const float *y, struct fp_client_state *cs, float *msg)
+                                 const float *y, const struct fp_client_state *cs, float *msg)
 {
     (void)cs;
     const float inv = 1.0f / (p->lr_local * (float)p->K);
@@ -86,12 +90,12 @@ static void fp__scaffold_message(const struct fp_algo_params *p, const float *x,
 /* c_i <- c_i + alpha delta_i; alpha = 1 for SCAFFOLD, and 1.0f * v == v
  * exactly, so SCALLION with identity and alpha = 1 is SCAFFOLD bit for bit. */
 static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                               struct fp_client_state *cs)
+                               const struct fp_client_state *cs, struct fp_client_state *next)
 {
     (void)msg;
     const float a = p->alpha;
     for (size_t j = 0; j < p->d; j++)
-        cs->ci[j] += a * vhat[j];
+        next->ci[j] = cs->ci[j] + a * vhat[j];
 }
 
 /*
@@ -109,7 +113,7 @@ static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg,
  * fp__scafcom_after, once the message is known to be finite and encoded, so
  * a failed update leaves the client as it was. */
 static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                const float *y, struct fp_client_state *cs, float *msg)
+                                const float *y, const struct fp_client_state *cs, float *msg)
 {
     const float inv = 1.0f / (p->lr_local * (float)p->K);
     const float b = p->beta, keep = 1.0f - p->beta;
@@ -120,11 +124,11 @@ static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, 
 
 /* w_i <- w_i - delta_i (with w_i = msg, the momentum step's result), c_i <- c_i + delta_i. */
 static void fp__scafcom_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                              struct fp_client_state *cs)
+                              const struct fp_client_state *cs, struct fp_client_state *next)
 {
     for (size_t j = 0; j < p->d; j++) {
-        cs->mem[j] = msg[j] - vhat[j];
-        cs->ci[j] += vhat[j];
+        next->mem[j] = msg[j] - vhat[j];
+        next->ci[j] = cs->ci[j] + vhat[j];
     }
 }
 
@@ -276,9 +280,11 @@ int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     ws->vhat = malloc(p->d * sizeof(float));
     ws->bx = malloc(p->d * sizeof(float));
     ws->bc = malloc(p->d * sizeof(float));
+    ws->zero = calloc(p->d, sizeof(float));
     ws->cws = fp_compressor_ws_new(&p->up);
     ws->dws = fp_compressor_ws_new(&p->down);
-    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->bx || !ws->bc || !ws->cws || !ws->dws) {
+    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->bx || !ws->bc || !ws->zero || !ws->cws ||
+        !ws->dws) {
         fp_algo_ws_free(ws, p);
         return FP_ENOMEM;
     }
@@ -293,6 +299,7 @@ void fp_algo_ws_free(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     free(ws->vhat);
     free(ws->bx);
     free(ws->bc);
+    free(ws->zero);
     if (ws->cws)
         fp_compressor_ws_free(&p->up, ws->cws);
     if (ws->dws)
@@ -346,10 +353,10 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
 }
 
 int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_header *who,
-                          const uint8_t *bcast, size_t bcast_len, struct fp_client_state *cs,
-                          const struct fp_workload *w, void *wws, struct fp_algo_ws *ws,
-                          uint8_t *out, size_t out_cap, size_t *out_len, double *train_loss,
-                          struct fp_error *err)
+                          const uint8_t *bcast, size_t bcast_len, const struct fp_client_state *cs,
+                          struct fp_client_state *next, const struct fp_workload *w, void *wws,
+                          struct fp_algo_ws *ws, uint8_t *out, size_t out_cap, size_t *out_len,
+                          double *train_loss, struct fp_error *err)
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
     const size_t d = p->d;
@@ -360,10 +367,13 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
     if (rc)
         return rc;
     const float *x = ws->bx, *c = a->scaffold_family ? ws->bc : NULL;
-    /* A never-sampled client holds zeros (c_i = e_i = v_i = 0); allocate them now. */
-    if (a->scaffold_family && !cs->ci && !(cs->ci = calloc(d, sizeof *cs->ci)))
+    /* A never-sampled client holds zeros (c_i = e_i = v_i = 0), read from
+     * ws->zero: its own state stays unallocated until a commit. */
+    const struct fp_client_state cur = {.ci = cs->ci ? cs->ci : ws->zero,
+                                        .mem = cs->mem ? cs->mem : ws->zero};
+    if (a->scaffold_family && !next->ci && !(next->ci = malloc(d * sizeof *next->ci)))
         return fp_error_set(err, FP_ENOMEM, "out of memory");
-    if (a->client_memory && !cs->mem && !(cs->mem = calloc(d, sizeof *cs->mem)))
+    if (a->client_memory && !next->mem && !(next->mem = malloc(d * sizeof *next->mem)))
         return fp_error_set(err, FP_ENOMEM, "out of memory");
 
     fp_rng rng;
@@ -378,7 +388,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
         loss_sum += loss;
         if (a->scaffold_family) {
             /* [KKM+20] eq. (3): y <- y - eta_l (g_i(y) - c_i + c) */
-            const float *ci = cs->ci;
+            const float *ci = cur.ci;
             for (size_t j = 0; j < d; j++)
                 y[j] -= lr * (g[j] - ci[j] + c[j]);
         } else {
@@ -386,7 +396,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
                 y[j] -= lr * g[j];
         }
     }
-    a->client_message(p, x, c, y, cs, ws->msg);
+    a->client_message(p, x, c, y, &cur, ws->msg);
     for (size_t j = 0; j < d; j++)
         if (!isfinite(ws->msg[j]))
             /* diverged: never let a NaN reach a compressor or the server */
@@ -401,7 +411,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
         return fp_error_set(err, rc, "round %u: client %u's update does not compress", round,
                             client);
     if (a->client_after)
-        a->client_after(p, ws->msg, ws->vhat, cs);
+        a->client_after(p, ws->msg, ws->vhat, &cur, next);
     const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
                                     .phase = who->phase,
                                     .client = client,
@@ -412,6 +422,23 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
     *out_len = FP_MSG_HEADER + payload;
     *train_loss = loss_sum / p->K;
     return 0;
+}
+
+void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_state *cs,
+                           struct fp_client_state *next)
+{
+    /* a swap: the old vectors become the next update's scratch */
+    const struct fp_algorithm *a = fp__lookup(p->kind);
+    if (a && a->scaffold_family) {
+        float *t = cs->ci;
+        cs->ci = next->ci;
+        next->ci = t;
+    }
+    if (a && a->client_memory) {
+        float *t = cs->mem;
+        cs->mem = next->mem;
+        next->mem = t;
+    }
 }
 
 int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, unsigned phase,

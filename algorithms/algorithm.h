@@ -73,6 +73,7 @@ struct fp_client_state {
 struct fp_algo_ws {
     float *y, *g, *msg, *vhat; /* [d] each */
     float *bx, *bc;            /* [d] each: the broadcast x and c, decoded */
+    float *zero;               /* [d] zeros: the state of a client never included */
     void *cws;                 /* uplink compressor workspace */
     void *dws;                 /* downlink compressor workspace */
 };
@@ -144,15 +145,27 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
 /* Runs client who->client's part of exchange (who->run, who->round,
  * who->phase) from the broadcast message bcast[0..bcast_len) and writes its
  * upload message into out (out_cap >= fp_algo_upload_cap): the K local
- * steps and the compressed message. Updates cs (allocating it on first
- * use). *train_loss = mean minibatch loss over the K steps. FP_EFORMAT if
- * the broadcast is not the one named by who, or does not decode, or the
- * update is not finite (err says which). */
+ * steps and the compressed message. The client's state is computed, then
+ * committed: cs (its current state) is only read; the state it will have
+ * if the server includes the upload goes to next (vectors allocated there
+ * on first use, every one written whole), and becomes current only through
+ * fp_algo_client_commit. A dropped or late upload is never committed, so
+ * the client stays as it was: c = (1/N) sum c_i holds and FedEF loses no
+ * error mass. *train_loss = mean minibatch loss over the K steps.
+ * FP_EFORMAT if the broadcast is not the one named by who, or does not
+ * decode, or the update is not finite (err says which). */
 int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_header *who,
-                          const uint8_t *bcast, size_t bcast_len, struct fp_client_state *cs,
-                          const struct fp_workload *w, void *wws, struct fp_algo_ws *ws,
-                          uint8_t *out, size_t out_cap, size_t *out_len, double *train_loss,
-                          struct fp_error *err);
+                          const uint8_t *bcast, size_t bcast_len, const struct fp_client_state *cs,
+                          struct fp_client_state *next, const struct fp_workload *w, void *wws,
+                          struct fp_algo_ws *ws, uint8_t *out, size_t out_cap, size_t *out_len,
+                          double *train_loss, struct fp_error *err);
+
+/* The server included the upload fp_algo_client_update made with this
+ * next: it becomes the client's state. next receives the old vectors, to be
+ * reused as scratch by a later update (or freed with
+ * fp_client_state_free). */
+void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_state *cs,
+                           struct fp_client_state *next);
 
 /* Adds client `client`'s upload message to the exchange in progress; add
  * in ascending client id. The exchange's (round, client) keys the

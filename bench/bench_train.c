@@ -503,7 +503,7 @@ static const char fp_bench_scenario_ini[] =
 struct fp_bench_worker {
     void *wws;
     struct fp_algo_ws aws;
-    struct fp_client_state cs;
+    struct fp_client_state cs, next;
     uint8_t *out;
     int rc;
 };
@@ -545,8 +545,8 @@ static void fp_bench_update_thread(void *arg, unsigned tid)
         size_t len;
         double loss;
         const struct fp_msg_header who = {.round = u->round, .client = client};
-        int rc = fp_algo_client_update(&u->p, &who, u->bc, u->bc_len, &wk->cs, w, wk->wws, &wk->aws,
-                                       wk->out, u->out_cap, &len, &loss, NULL);
+        int rc = fp_algo_client_update(&u->p, &who, u->bc, u->bc_len, &wk->cs, &wk->next, w,
+                                       wk->wws, &wk->aws, wk->out, u->out_cap, &len, &loss, NULL);
         if (rc) {
             wk->rc = rc;
             break;
@@ -698,6 +698,7 @@ fail:
             fp_workload_ws_free(w, u.wk[t].wws);
         fp_algo_ws_free(&u.wk[t].aws, &u.p);
         fp_client_state_free(&u.wk[t].cs);
+        fp_client_state_free(&u.wk[t].next);
         free(u.wk[t].out);
     }
     free(x);

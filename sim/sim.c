@@ -34,7 +34,10 @@ struct fp__sim {
     uint8_t *uploads; /* [chunk][upload_bytes] */
     size_t upload_bytes;
     size_t *upload_len; /* [chunk] */
-    double *loss;       /* [chunk] */
+    /* [chunk] the state each slot's client will have once its upload is
+     * included (fp_algo_client_commit), and scratch after that */
+    struct fp_client_state *pending;
+    double *loss; /* [chunk] */
     uint32_t chunk;
     unsigned nworkers;
     struct fp__worker *workers;
@@ -59,10 +62,10 @@ static void fp__worker_main(void *arg)
                                           .round = r->round,
                                           .phase = (uint16_t)r->phase,
                                           .client = client};
-        int rc =
-            fp_algo_client_update(&r->p, &who, r->bcast, r->bcast_len, &r->cstate[client], r->w,
-                                  wk->wws, &wk->aws, s->uploads + (size_t)i * s->upload_bytes,
-                                  s->upload_bytes, &s->upload_len[i], &s->loss[i], &wk->err);
+        int rc = fp_algo_client_update(&r->p, &who, r->bcast, r->bcast_len, &r->cstate[client],
+                                       &s->pending[i], r->w, wk->wws, &wk->aws,
+                                       s->uploads + (size_t)i * s->upload_bytes, s->upload_bytes,
+                                       &s->upload_len[i], &s->loss[i], &wk->err);
         if (rc) {
             wk->rc = rc;
             wk->failed_client = client;
@@ -122,10 +125,14 @@ static int fp__exchange(struct fp__sim *s, struct fp_error *err)
         s->chunk_n = S - first < s->chunk ? S - first : s->chunk;
         if ((rc = fp__train_chunk(s, err)))
             return rc;
-        for (uint32_t i = 0; i < s->chunk_n; i++)
+        for (uint32_t i = 0; i < s->chunk_n; i++) {
             if ((rc = fp_run_include(&s->run, first + i, s->uploads + (size_t)i * s->upload_bytes,
                                      s->upload_len[i], s->loss[i], err)))
                 return rc;
+            /* included: the client's new state becomes current */
+            fp_algo_client_commit(&s->run.p, &s->run.cstate[s->run.chosen[first + i]],
+                                  &s->pending[i]);
+        }
     }
     return 0;
 }
@@ -169,8 +176,9 @@ static int fp__setup(struct fp__sim *s, unsigned threads, struct fp_error *err)
     s->uploads = malloc((size_t)s->chunk * s->upload_bytes);
     s->upload_len = calloc(s->chunk, sizeof *s->upload_len);
     s->loss = calloc(s->chunk, sizeof *s->loss);
+    s->pending = calloc(s->chunk, sizeof *s->pending);
     s->workers = calloc(s->nworkers, sizeof *s->workers);
-    if (!s->uploads || !s->upload_len || !s->loss || !s->workers)
+    if (!s->uploads || !s->upload_len || !s->loss || !s->pending || !s->workers)
         return fp_error_set(err, FP_ENOMEM, "out of memory setting up %u clients (d = %zu)",
                             r->sc->clients, r->p.d);
     for (unsigned t = 0; t < s->nworkers; t++) {
@@ -195,6 +203,10 @@ static void fp__free(struct fp__sim *s)
     free(s->uploads);
     free(s->upload_len);
     free(s->loss);
+    if (s->pending)
+        for (uint32_t i = 0; i < s->chunk; i++)
+            fp_client_state_free(&s->pending[i]);
+    free(s->pending);
     fp_run_close(&s->run);
 }
 

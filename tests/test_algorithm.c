@@ -65,6 +65,7 @@ struct world {
     struct fp_algo_params p;
     struct fp_server s;
     struct fp_client_state cs[NC];
+    struct fp_client_state next[NC]; /* each client's pending state */
     struct fp_algo_ws ws;
     void *wws;
 };
@@ -99,8 +100,10 @@ static void world_init(struct world *W, enum fp_algo_kind kind, float lr_g)
 
 static void world_free(struct world *W)
 {
-    for (int i = 0; i < NC; i++)
+    for (int i = 0; i < NC; i++) {
         fp_client_state_free(&W->cs[i]);
+        fp_client_state_free(&W->next[i]);
+    }
     fp_algo_ws_free(&W->ws, &W->p);
     fp_server_free(&W->s);
     mock_ws_free(W->wws);
@@ -138,8 +141,8 @@ static size_t client_upload(struct world *W, uint32_t round, uint32_t i, const u
     size_t len = 0;
     double loss = -1;
     const struct fp_msg_header who = {.run = RUN_ID, .round = round, .phase = 0, .client = i};
-    assert_int_equal(fp_algo_client_update(&W->p, &who, bc, blen, &W->cs[i], &mock_w, W->wws,
-                                           &W->ws, msg, cap, &len, &loss, &err),
+    assert_int_equal(fp_algo_client_update(&W->p, &who, bc, blen, &W->cs[i], &W->next[i], &mock_w,
+                                           W->wws, &W->ws, msg, cap, &len, &loss, &err),
                      0);
     assert_int_equal(len, FP_MSG_HEADER + fp_algo_upload_bytes(&W->p, 0));
     assert_true(loss >= 0);
@@ -160,6 +163,7 @@ static void run_round(struct world *W, int r)
         /* the client must not have changed the broadcast it trained from */
         assert_memory_equal(W->s.x, x_before, sizeof x_before);
         assert_int_equal(fp_algo_server_add(&W->s, i, msg, len, &err), 0);
+        fp_algo_client_commit(&W->p, &W->cs[i], &W->next[i]);
     }
     assert_false(fp_algo_server_phase(&W->s, round, 1)); /* one exchange per round */
     fp_algo_server_finish(&W->s, nsel[r]);
@@ -358,17 +362,95 @@ static void test_upload_key_checked(void **state)
     /* and the right uploads, under their own names, are taken */
     assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), 0);
     assert_int_equal(fp_algo_server_add(&W.s, 3, up3, len, &err), 0);
+    fp_algo_client_commit(&W.p, &W.cs[2], &W.next[2]);
+    fp_algo_client_commit(&W.p, &W.cs[3], &W.next[3]);
     assert_true(memcmp(W.s.sum, sum0, sizeof sum0) != 0);
 
     /* a client refuses a broadcast of another round, and keeps its state */
     size_t out_len;
     double loss;
     const struct fp_msg_header who = {.run = RUN_ID, .round = 4, .client = 1};
-    assert_int_equal(fp_algo_client_update(&W.p, &who, bc, blen, &W.cs[1], &mock_w, W.wws, &W.ws,
-                                           bad, sizeof bad, &out_len, &loss, &err),
+    assert_int_equal(fp_algo_client_update(&W.p, &who, bc, blen, &W.cs[1], &W.next[1], &mock_w,
+                                           W.wws, &W.ws, bad, sizeof bad, &out_len, &loss, &err),
                      FP_EFORMAT);
     assert_non_null(strstr(err.msg, "for round 3, expected round 4"));
     world_free(&W);
+}
+
+/* A copy of client i's state (NULL stays NULL). */
+static void snapshot(const struct world *W, int i, float *ci, float *mem, int *has_ci, int *has_mem)
+{
+    *has_ci = W->cs[i].ci != NULL;
+    *has_mem = W->cs[i].mem != NULL;
+    if (*has_ci)
+        memcpy(ci, W->cs[i].ci, sizeof(float) * DIM);
+    if (*has_mem)
+        memcpy(mem, W->cs[i].mem, sizeof(float) * DIM);
+}
+
+/* Uploads dropped on purpose: every client trains each round, the server
+ * includes only some. A dropped client's state must be exactly what it was
+ * (its pending state is never committed), so c = (1/N) sum c_i holds after
+ * rounds with drops and FedEF's error memory keeps its mass. With the state
+ * updated as the upload is made (before this was split), the dropped
+ * client's c_i moves while c does not, and the check fails by |delta_i|. */
+static void test_dropped_uploads_leave_clients_unchanged(void **state)
+{
+    (void)state;
+    const struct {
+        enum fp_algo_kind a;
+        enum fp_comp_kind c;
+        double ratio;
+    } algos[] = {{FP_ALGO_SCAFFOLD, FP_COMP_IDENTITY, 1.0},
+                 {FP_ALGO_SCALLION, FP_COMP_RANDK, 0.67},
+                 {FP_ALGO_SCAFCOM, FP_COMP_TOPK, 0.34},
+                 {FP_ALGO_FEDEF, FP_COMP_TOPK, 0.34}};
+    /* drop[r][i]: client i's upload in round r + 1 is lost */
+    static const int drop[4][NC] = {{0, 1, 0, 0}, {1, 0, 0, 1}, {0, 0, 1, 0}, {0, 1, 0, 1}};
+    for (size_t k = 0; k < sizeof algos / sizeof algos[0]; k++) {
+        struct world W;
+        /* alpha != 1 is SCALLION's alone (fp_algo_params_from sets 1 otherwise) */
+        const float alpha = algos[k].a == FP_ALGO_SCALLION ? 0.5f : 1.0f;
+        world_init_c(&W, algos[k].a, 1.0f, algos[k].c, algos[k].ratio, alpha, 0.5f);
+        for (uint32_t r = 0; r < 4; r++) {
+            const uint32_t round = r + 1;
+            uint8_t bc[FP_MSG_HEADER + 64], up[NC][FP_MSG_HEADER + 64];
+            size_t len[NC];
+            float ci[NC][DIM], mem[NC][DIM];
+            int has_ci[NC], has_mem[NC];
+            size_t blen = broadcast(&W, round, bc, sizeof bc);
+            for (uint32_t i = 0; i < NC; i++) {
+                snapshot(&W, (int)i, ci[i], mem[i], &has_ci[i], &has_mem[i]);
+                len[i] = client_upload(&W, round, i, bc, blen, up[i], sizeof up[i]);
+            }
+            uint32_t included = 0;
+            struct fp_error err;
+            for (uint32_t i = 0; i < NC; i++) {
+                if (drop[r][i])
+                    continue;
+                assert_int_equal(fp_algo_server_add(&W.s, i, up[i], len[i], &err), 0);
+                fp_algo_client_commit(&W.p, &W.cs[i], &W.next[i]);
+                included++;
+            }
+            fp_algo_server_finish(&W.s, included);
+            for (uint32_t i = 0; i < NC; i++) {
+                if (!drop[r][i])
+                    continue;
+                /* exactly as before the round: bits, or still never allocated */
+                assert_int_equal(W.cs[i].ci != NULL, has_ci[i]);
+                assert_int_equal(W.cs[i].mem != NULL, has_mem[i]);
+                if (has_ci[i])
+                    assert_memory_equal(W.cs[i].ci, ci[i], sizeof ci[i]);
+                if (has_mem[i])
+                    assert_memory_equal(W.cs[i].mem, mem[i], sizeof mem[i]);
+            }
+            if (W.s.c)
+                check_c_is_mean(&W);
+        }
+        /* the drops were real: some client's state did move in some round */
+        assert_non_null(algos[k].a == FP_ALGO_FEDEF ? W.cs[0].mem : W.cs[0].ci);
+        world_free(&W);
+    }
 }
 
 /* Runs two worlds through the same rounds and demands identical bytes: x,
@@ -590,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_malformed_upload_rejected),
         cmocka_unit_test(test_upload_key_checked),
+        cmocka_unit_test(test_dropped_uploads_leave_clients_unchanged),
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
