@@ -541,9 +541,31 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
     }
 }
 
-/* ---- checkpoints ---- */
+/* ---- checkpoints ----
+ *
+ * The server's state and each client's are separate blobs, as a
+ * coordinator holds no client state and a client daemon only its own:
+ *
+ *   server "FPSV": u32 magic, u32 version 1, u32 algorithm, u32 flags,
+ *                  u64 d, u32 N, u32 0; then x, and c if the algorithm has it
+ *   client "FPCL": u32 magic, u32 version 1, u32 algorithm, u32 flags,
+ *                  u64 d, u32 client id, u32 0; then c_i and/or e_i / w_i
+ *
+ * The simulator, which holds both, stores them together as "FPS2":
+ *
+ *   u32 magic, u32 version 2, u32 algorithm, u32 flags, u64 d, u32 N,
+ *   u32 n; then the server blob, then n client blobs in ascending id
+ *
+ * all little-endian, vectors float32. flags name the vectors present
+ * (FP__ST_*), so a blob of another algorithm or size is refused, not
+ * misread. fp_algo_state_load also reads the single "FPS1" blob that
+ * fedpress wrote before (stores made then still resume).
+ */
 
 #define FP__STATE_MAGIC   0x31535046u /* "FPS1" little-endian */
+#define FP__STATE2_MAGIC  0x32535046u /* "FPS2" */
+#define FP__SERVER_MAGIC  0x56535046u /* "FPSV" */
+#define FP__CLIENT_MAGIC  0x4c435046u /* "FPCL" */
 #define FP__STATE_VERSION 1u
 #define FP__STATE_HEADER  32u
 
@@ -569,44 +591,80 @@ static void fp__putv(uint8_t **p, const float *v, size_t d)
     *p += d * sizeof *v;
 }
 
-int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
-                       size_t *len)
+/* The 32-byte header every blob starts with; `last` is N, a client id or
+ * the FPS2 client count, `extra` N for FPS2 and 0 otherwise. */
+static void fp__put_header(uint8_t **p, uint32_t magic, uint32_t version,
+                           const struct fp_algo_params *ap, unsigned flags, uint32_t a, uint32_t b)
 {
-    const size_t d = s->p.d, vb = d * sizeof(float);
+    fp__put32(p, magic);
+    fp__put32(p, version);
+    fp__put32(p, (uint32_t)ap->kind);
+    fp__put32(p, flags);
+    uint64_t d64 = ap->d;
+    memcpy(*p, &d64, 8);
+    *p += 8;
+    fp__put32(p, a);
+    fp__put32(p, b);
+}
+
+struct fp__hdr {
+    uint32_t magic, version, kind, flags;
+    uint64_t d;
+    uint32_t a, b;
+};
+
+static void fp__get_header(const uint8_t *p, struct fp__hdr *h)
+{
+    memcpy(&h->magic, p, 4);
+    memcpy(&h->version, p + 4, 4);
+    memcpy(&h->kind, p + 8, 4);
+    memcpy(&h->flags, p + 12, 4);
+    memcpy(&h->d, p + 16, 8);
+    memcpy(&h->a, p + 24, 4);
+    memcpy(&h->b, p + 28, 4);
+}
+
+static size_t fp__client_vectors(unsigned flags)
+{
+    return ((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0);
+}
+
+size_t fp_algo_server_state_bytes(const struct fp_algo_params *p)
+{
+    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    return FP__STATE_HEADER + p->d * sizeof(float) * (1 + ((flags & FP__ST_C) != 0));
+}
+
+size_t fp_algo_client_state_bytes(const struct fp_algo_params *p)
+{
+    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    const size_t n = fp__client_vectors(flags);
+    return n ? FP__STATE_HEADER + p->d * sizeof(float) * n : 0;
+}
+
+int fp_algo_client_has_state(const struct fp_client_state *cs)
+{
+    return cs->ci || cs->mem;
+}
+
+void fp_algo_server_save(const struct fp_server *s, uint8_t *out)
+{
     const unsigned flags = fp__state_flags(s->alg);
-    const size_t per = 4 + vb * (((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0));
-    uint32_t n = 0;
-    if (per > 4)
-        for (uint32_t i = 0; i < s->p.N; i++)
-            n += cs[i].ci || cs[i].mem;
-    size_t total = FP__STATE_HEADER + vb * (1 + ((flags & FP__ST_C) != 0)) + (size_t)n * per;
-    uint8_t *b = malloc(total), *p = b;
-    if (!b)
-        return FP_ENOMEM;
-    fp__put32(&p, FP__STATE_MAGIC);
-    fp__put32(&p, FP__STATE_VERSION);
-    fp__put32(&p, (uint32_t)s->p.kind);
-    fp__put32(&p, flags);
-    uint64_t d64 = d;
-    memcpy(p, &d64, 8);
-    p += 8;
-    fp__put32(&p, s->p.N);
-    fp__put32(&p, n);
-    fp__putv(&p, s->x, d);
+    fp__put_header(&out, FP__SERVER_MAGIC, FP__STATE_VERSION, &s->p, flags, s->p.N, 0);
+    fp__putv(&out, s->x, s->p.d);
     if (flags & FP__ST_C)
-        fp__putv(&p, s->c, d);
-    for (uint32_t i = 0; n && i < s->p.N; i++) {
-        if (!cs[i].ci && !cs[i].mem)
-            continue;
-        fp__put32(&p, i);
-        if (flags & FP__ST_CI)
-            fp__putv(&p, cs[i].ci, d);
-        if (flags & FP__ST_MEM)
-            fp__putv(&p, cs[i].mem, d);
-    }
-    *blob = b;
-    *len = (size_t)(p - b);
-    return 0;
+        fp__putv(&out, s->c, s->p.d);
+}
+
+void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
+                         const struct fp_client_state *cs, uint8_t *out)
+{
+    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    fp__put_header(&out, FP__CLIENT_MAGIC, FP__STATE_VERSION, p, flags, client, 0);
+    if (flags & FP__ST_CI)
+        fp__putv(&out, cs->ci, p->d);
+    if (flags & FP__ST_MEM)
+        fp__putv(&out, cs->mem, p->d);
 }
 
 /* Copies d finite floats from *p into a new (or given) vector. */
@@ -622,8 +680,84 @@ static int fp__getv(const uint8_t **p, size_t d, float **dst)
     return 0;
 }
 
-int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
-                       size_t len, struct fp_error *err)
+/* Whether a blob's header is for this algorithm and size. */
+static int fp__check_header(const struct fp__hdr *h, const struct fp_algo_params *p,
+                            const char *what, struct fp_error *err)
+{
+    const struct fp_algorithm *a = fp__lookup(p->kind);
+    if (h->kind != (uint32_t)p->kind || h->flags != fp__state_flags(a) || h->d != p->d)
+        return fp_error_set(err, FP_EFORMAT,
+                            "%s: made for algorithm %u with d = %llu; this run has %s with d = "
+                            "%zu",
+                            what, h->kind, (unsigned long long)h->d, a->name, p->d);
+    return 0;
+}
+
+static int fp__vectors_error(int rc, const char *what, struct fp_error *err)
+{
+    return fp_error_set(err, rc, "%s: %s", what,
+                        rc == FP_EFORMAT ? "a non-finite value" : "out of memory");
+}
+
+int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struct fp_error *err)
+{
+    const uint8_t *p = blob;
+    struct fp__hdr h;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "server state: %zu bytes, shorter than its header",
+                            len);
+    fp__get_header(p, &h);
+    if (h.magic != FP__SERVER_MAGIC || h.version != FP__STATE_VERSION || h.b != 0)
+        return fp_error_set(err, FP_EFORMAT, "server state: not a fedpress server state");
+    int rc = fp__check_header(&h, &s->p, "server state", err);
+    if (rc)
+        return rc;
+    if (h.a != s->p.N)
+        return fp_error_set(err, FP_EFORMAT, "server state: made for N = %u; this run has N = %u",
+                            h.a, s->p.N);
+    if (len != fp_algo_server_state_bytes(&s->p))
+        return fp_error_set(err, FP_EFORMAT, "server state: %zu bytes, expected %zu", len,
+                            fp_algo_server_state_bytes(&s->p));
+    p += FP__STATE_HEADER;
+    rc = fp__getv(&p, s->p.d, &s->x);
+    if (!rc && (h.flags & FP__ST_C))
+        rc = fp__getv(&p, s->p.d, &s->c);
+    return rc ? fp__vectors_error(rc, "server state", err) : 0;
+}
+
+int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct fp_client_state *cs,
+                        const void *blob, size_t len, struct fp_error *err)
+{
+    const uint8_t *q = blob;
+    struct fp__hdr h;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "client state: %zu bytes, shorter than its header",
+                            len);
+    fp__get_header(q, &h);
+    if (h.magic != FP__CLIENT_MAGIC || h.version != FP__STATE_VERSION || h.b != 0)
+        return fp_error_set(err, FP_EFORMAT, "client state: not a fedpress client state");
+    int rc = fp__check_header(&h, p, "client state", err);
+    if (rc)
+        return rc;
+    if (h.a != client)
+        return fp_error_set(err, FP_EFORMAT, "client state: of client %u, not client %u", h.a,
+                            client);
+    if (!fp_algo_client_state_bytes(p) || len != fp_algo_client_state_bytes(p))
+        return fp_error_set(err, FP_EFORMAT, "client state: %zu bytes, expected %zu", len,
+                            fp_algo_client_state_bytes(p));
+    q += FP__STATE_HEADER;
+    rc = 0;
+    if (h.flags & FP__ST_CI)
+        rc = fp__getv(&q, p->d, &cs->ci);
+    if (!rc && (h.flags & FP__ST_MEM))
+        rc = fp__getv(&q, p->d, &cs->mem);
+    return rc ? fp__vectors_error(rc, "client state", err) : 0;
+}
+
+/* The FPS1 checkpoint of fedpress before issue 13 (one blob for server and
+ * clients): still read, so that stores written then resume. */
+static int fp__state_load_v1(struct fp_server *s, struct fp_client_state *cs, const void *blob,
+                             size_t len, struct fp_error *err)
 {
     const uint8_t *p = blob;
     const size_t d = s->p.d, vb = d * sizeof(float);
@@ -671,5 +805,72 @@ int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const vo
     if (rc)
         return fp_error_set(err, rc, "checkpoint: %s",
                             rc == FP_EFORMAT ? "a non-finite value" : "out of memory");
+    return 0;
+}
+
+int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
+                       size_t *len)
+{
+    const size_t sb = fp_algo_server_state_bytes(&s->p), cb = fp_algo_client_state_bytes(&s->p);
+    uint32_t n = 0;
+    if (cb)
+        for (uint32_t i = 0; i < s->p.N; i++)
+            n += fp_algo_client_has_state(&cs[i]);
+    uint8_t *b = malloc(FP__STATE_HEADER + sb + (size_t)n * cb), *p = b;
+    if (!b)
+        return FP_ENOMEM;
+    fp__put_header(&p, FP__STATE2_MAGIC, 2, &s->p, fp__state_flags(s->alg), s->p.N, n);
+    fp_algo_server_save(s, p);
+    p += sb;
+    for (uint32_t i = 0; n && i < s->p.N; i++) {
+        if (!fp_algo_client_has_state(&cs[i]))
+            continue;
+        fp_algo_client_save(&s->p, i, &cs[i], p);
+        p += cb;
+    }
+    *blob = b;
+    *len = (size_t)(p - b);
+    return 0;
+}
+
+int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
+                       size_t len, struct fp_error *err)
+{
+    const uint8_t *p = blob;
+    struct fp__hdr h;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "checkpoint: %zu bytes, shorter than its header", len);
+    fp__get_header(p, &h);
+    if (h.magic == FP__STATE_MAGIC && h.version == 1)
+        return fp__state_load_v1(s, cs, blob, len, err);
+    if (h.magic != FP__STATE2_MAGIC || h.version != 2)
+        return fp_error_set(err, FP_EFORMAT, "checkpoint: not a fedpress state (version %u)",
+                            h.version);
+    int rc = fp__check_header(&h, &s->p, "checkpoint", err);
+    if (rc)
+        return rc;
+    const size_t sb = fp_algo_server_state_bytes(&s->p), cb = fp_algo_client_state_bytes(&s->p);
+    const uint32_t N = h.a, n = h.b;
+    /* n is capped by N before the multiplication, so the size cannot overflow */
+    if (N != s->p.N || n > N || (!cb && n) || len != FP__STATE_HEADER + sb + (size_t)n * cb)
+        return fp_error_set(err, FP_EFORMAT,
+                            "checkpoint: %zu bytes do not hold the server and %u client states "
+                            "of d = %zu, N = %u",
+                            len, n, s->p.d, s->p.N);
+    p += FP__STATE_HEADER;
+    if ((rc = fp_algo_server_load(s, p, sb, err)))
+        return rc;
+    p += sb;
+    int64_t last = -1;
+    for (uint32_t k = 0; k < n; k++, p += cb) {
+        uint32_t id;
+        memcpy(&id, p + 24, 4);
+        if (id >= N || (int64_t)id <= last)
+            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
+                                id);
+        last = id;
+        if ((rc = fp_algo_client_load(&s->p, id, &cs[id], p, cb, err)))
+            return rc;
+    }
     return 0;
 }

@@ -177,14 +177,33 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
 /* Ends the exchange: applies the aggregate of the `included` uploads added. */
 void fp_algo_server_finish(struct fp_server *s, uint32_t included);
 
-/* Checkpoints. fp_algo_state_save serialises the server's x (and c) and the
- * state of every client that has any (cs[0..N), ascending id) into a new
- * malloc'd blob the caller frees: little-endian, header "FPS1", version,
- * kind, d, N, flags, client count, then the vectors. fp_algo_state_load
- * restores it into a server initialised with the same parameters and an
- * array of N empty client states; FP_EFORMAT (with a message) if the blob
- * is truncated, oversized, for another algorithm or size, has client ids out
- * of order or range, or a non-finite value. */
+/* Checkpoints. The server's state and each client's are separate blobs (a
+ * coordinator holds no client state, a client daemon only its own; layouts
+ * in algorithm.c): fp_algo_server_save writes fp_algo_server_state_bytes
+ * bytes, fp_algo_client_save a client's fp_algo_client_state_bytes (0 when
+ * the algorithm keeps no client state; save only clients with
+ * fp_algo_client_has_state). The loaders restore into a server (client
+ * state) initialised with the same parameters, and refuse with FP_EFORMAT
+ * and a message a blob that is truncated, oversized, for another algorithm,
+ * size or client, or holds a non-finite value. */
+size_t fp_algo_server_state_bytes(const struct fp_algo_params *p);
+size_t fp_algo_client_state_bytes(const struct fp_algo_params *p);
+int fp_algo_client_has_state(const struct fp_client_state *cs);
+void fp_algo_server_save(const struct fp_server *s, uint8_t *out);
+void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
+                         const struct fp_client_state *cs, uint8_t *out);
+int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struct fp_error *err);
+int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct fp_client_state *cs,
+                        const void *blob, size_t len, struct fp_error *err);
+
+/* The simulator's checkpoint, which holds both: fp_algo_state_save writes
+ * the server's blob and those of every client that has state (cs[0..N),
+ * ascending id) into one new malloc'd "FPS2" blob the caller frees.
+ * fp_algo_state_load restores it, or the single "FPS1" blob of fedpress
+ * before the split, into a server initialised with the same parameters and
+ * an array of N empty client states; FP_EFORMAT (with a message) if the
+ * blob is truncated, oversized, for another algorithm or size, has client
+ * ids out of order or range, or a non-finite value. */
 int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
                        size_t *len);
 int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,

@@ -628,8 +628,8 @@ static void test_state_roundtrip_and_rejects(void **state)
     size_t len;
     struct fp_error err;
     assert_int_equal(fp_algo_state_save(&A.s, A.cs, &blob, &len), 0);
-    /* header 32 + x + c + 4 clients x (id + c_i + w_i) */
-    assert_int_equal(len, 32 + 2 * 12 + 4 * (4 + 2 * 12));
+    /* FPS2: header 32, the server's blob (32 + x + c), 4 client blobs (32 + c_i + w_i) */
+    assert_int_equal(len, 32 + (32 + 2 * 12) + 4 * (32 + 2 * 12));
     assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), 0);
     run_round(&A, 2);
     run_round(&B, 2);
@@ -650,17 +650,109 @@ static void test_state_roundtrip_and_rejects(void **state)
     assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
     memcpy(bad, b, len);
     uint32_t id = 7; /* first client id beyond N = 4 */
-    memcpy(bad + 32 + 24, &id, 4);
+    memcpy(bad + 32 + 56 + 24, &id, 4);
     assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
     memcpy(bad, b, len);
     float nan = NAN;
-    memcpy(bad + 32, &nan, 4); /* x[0] */
+    memcpy(bad + 32 + 32, &nan, 4); /* x[0] */
     assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
     free(bad);
     free(blob);
     world_free(&A);
     world_free(&B);
     world_free(&C);
+}
+
+/* Writes the FPS1 checkpoint of fedpress before the server and client
+ * states were split, as docs/store.md described it then (written out here,
+ * not by the code under test): header (magic, version 1, algorithm, flags,
+ * d as u64, N, client count), x, c, then per client its u32 id, c_i, w_i. */
+static size_t fps1_blob(const struct world *W, uint8_t *out)
+{
+    uint8_t *p = out;
+    uint32_t h[4] = {0x31535046u, 1, (uint32_t)W->p.kind, 1 | 2 | 4};
+    uint64_t d = DIM;
+    uint32_t N = NC, n = 0;
+    for (int i = 0; i < NC; i++)
+        n += W->cs[i].ci != NULL;
+    memcpy(p, h, 16), p += 16;
+    memcpy(p, &d, 8), p += 8;
+    memcpy(p, &N, 4), p += 4;
+    memcpy(p, &n, 4), p += 4;
+    memcpy(p, W->s.x, 4 * DIM), p += 4 * DIM;
+    memcpy(p, W->s.c, 4 * DIM), p += 4 * DIM;
+    for (uint32_t i = 0; i < NC; i++) {
+        if (!W->cs[i].ci)
+            continue;
+        memcpy(p, &i, 4), p += 4;
+        memcpy(p, W->cs[i].ci, 4 * DIM), p += 4 * DIM;
+        memcpy(p, W->cs[i].mem, 4 * DIM), p += 4 * DIM;
+    }
+    return (size_t)(p - out);
+}
+
+/* A checkpoint in the old single-blob format (stores written before the
+ * split) still restores everything bit for bit, so those runs resume. */
+static void test_state_fps1_still_loads(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    run_round(&A, 0); /* clients 0 and 2 only: 1 and 3 have no state */
+    uint8_t blob[32 + 2 * 12 + NC * (4 + 2 * 12)];
+    size_t len = fps1_blob(&A, blob);
+    assert_int_equal(len, 32 + 2 * 12 + 2 * (4 + 2 * 12));
+    struct fp_error err;
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), 0);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_memory_equal(A.s.c, B.s.c, sizeof(float) * DIM);
+    for (int i = 0; i < NC; i++) {
+        assert_int_equal(A.cs[i].ci != NULL, B.cs[i].ci != NULL);
+        if (A.cs[i].ci) {
+            assert_memory_equal(A.cs[i].ci, B.cs[i].ci, sizeof(float) * DIM);
+            assert_memory_equal(A.cs[i].mem, B.cs[i].mem, sizeof(float) * DIM);
+        }
+    }
+    run_round(&A, 1);
+    run_round(&B, 1);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len - 1, &err), FP_EFORMAT);
+    world_free(&A);
+    world_free(&B);
+}
+
+/* The server's and a client's state stand alone: a coordinator restores x
+ * and c from the server blob without any client's, a client daemon its own
+ * blob, and a blob of another client is refused. */
+static void test_state_server_and_client_separate(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFFOLD, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    world_init_c(&B, FP_ALGO_SCAFFOLD, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    run_round(&A, 0);
+    const size_t sb = fp_algo_server_state_bytes(&A.p), cb = fp_algo_client_state_bytes(&A.p);
+    assert_int_equal(sb, 32 + 2 * 4 * DIM);
+    assert_int_equal(cb, 32 + 4 * DIM);
+    uint8_t sblob[32 + 2 * 4 * DIM], cblob[32 + 4 * DIM];
+    fp_algo_server_save(&A.s, sblob);
+    fp_algo_client_save(&A.p, 2, &A.cs[2], cblob);
+    struct fp_error err;
+    assert_int_equal(fp_algo_server_load(&B.s, sblob, sb, &err), 0);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_memory_equal(A.s.c, B.s.c, sizeof(float) * DIM);
+    assert_null(B.cs[2].ci);
+    assert_int_equal(fp_algo_client_load(&B.p, 3, &B.cs[3], cblob, cb, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "of client 2, not client 3"));
+    assert_null(B.cs[3].ci);
+    assert_int_equal(fp_algo_client_load(&B.p, 2, &B.cs[2], cblob, cb, &err), 0);
+    assert_memory_equal(A.cs[2].ci, B.cs[2].ci, sizeof(float) * DIM);
+    /* a client blob is not a server blob, nor the other way round */
+    assert_int_equal(fp_algo_server_load(&B.s, cblob, cb, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_client_load(&B.p, 2, &B.cs[2], sblob, sb, &err), FP_EFORMAT);
+    world_free(&A);
+    world_free(&B);
 }
 
 int main(void)
@@ -678,6 +770,8 @@ int main(void)
         cmocka_unit_test(test_control_variate_invariant_compressed),
         cmocka_unit_test(test_params_reject_wrong_class),
         cmocka_unit_test(test_state_roundtrip_and_rejects),
+        cmocka_unit_test(test_state_fps1_still_loads),
+        cmocka_unit_test(test_state_server_and_client_separate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
