@@ -266,7 +266,7 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
 }
 
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
-                   double train_loss, struct fp_error *err)
+                   double train_loss, const char *upload_sha256, struct fp_error *err)
 {
     const uint32_t client = r->chosen[slot];
     int rc = fp_algo_server_add(&r->server, client, upload, len, err);
@@ -280,6 +280,12 @@ int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_
         *cr = (struct fp_client_round){
             .client = client, .train_loss = train_loss, .examples = r->w->n_local[client]};
         r->loss_sum += train_loss;
+        /* the payload's hash, comparable across runs (the header names the
+         * run); a driver that hashed it already passes it */
+        if (upload_sha256)
+            memcpy(cr->upload_sha256, upload_sha256, sizeof cr->upload_sha256);
+        else
+            fp_sha256_hex(upload + FP_MSG_HEADER, len - FP_MSG_HEADER, cr->upload_sha256);
     }
     cr->uplink_bytes += up;
     cr->downlink_bytes += down;

@@ -120,9 +120,11 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err);
 
 /* Includes the upload message of participant `slot` (r->chosen[slot]):
  * checked, decoded and added to the aggregate, then its metrics recorded
- * (payload bytes, both ways). Call in ascending slot. */
+ * (payload bytes, both ways, and the SHA-256 of the phase-0 upload's
+ * payload: upload_sha256 if the driver hashed it already, in parallel,
+ * else computed here). Call in ascending slot. */
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
-                   double train_loss, struct fp_error *err);
+                   double train_loss, const char *upload_sha256, struct fp_error *err);
 
 /* Ends the exchange: the server applies its aggregate. */
 void fp_run_phase_end(struct fp_run *r);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "../core/hash.h"
 #include "../run/run.h"
 
 #define FP__CHUNK_BYTES ((size_t)256 << 20) /* uploads held at once */
@@ -37,7 +38,8 @@ struct fp__sim {
     /* [chunk] the state each slot's client will have once its upload is
      * included (fp_algo_client_commit), and scratch after that */
     struct fp_client_state *pending;
-    double *loss; /* [chunk] */
+    double *loss;    /* [chunk] */
+    char (*sha)[65]; /* [chunk] each upload's payload SHA-256, hashed by its worker */
     uint32_t chunk;
     unsigned nworkers;
     struct fp__worker *workers;
@@ -71,6 +73,9 @@ static void fp__worker_main(void *arg)
             wk->failed_client = client;
             break;
         }
+        /* hashed here, in parallel, rather than by the main thread */
+        fp_sha256_hex(s->uploads + (size_t)i * s->upload_bytes + FP_MSG_HEADER,
+                      s->upload_len[i] - FP_MSG_HEADER, s->sha[i]);
     }
 }
 
@@ -127,7 +132,7 @@ static int fp__exchange(struct fp__sim *s, struct fp_error *err)
             return rc;
         for (uint32_t i = 0; i < s->chunk_n; i++) {
             if ((rc = fp_run_include(&s->run, first + i, s->uploads + (size_t)i * s->upload_bytes,
-                                     s->upload_len[i], s->loss[i], err)))
+                                     s->upload_len[i], s->loss[i], s->sha[i], err)))
                 return rc;
             /* included: the client's new state becomes current */
             fp_algo_client_commit(&s->run.p, &s->run.cstate[s->run.chosen[first + i]],
@@ -177,8 +182,9 @@ static int fp__setup(struct fp__sim *s, unsigned threads, struct fp_error *err)
     s->upload_len = calloc(s->chunk, sizeof *s->upload_len);
     s->loss = calloc(s->chunk, sizeof *s->loss);
     s->pending = calloc(s->chunk, sizeof *s->pending);
+    s->sha = calloc(s->chunk, sizeof *s->sha);
     s->workers = calloc(s->nworkers, sizeof *s->workers);
-    if (!s->uploads || !s->upload_len || !s->loss || !s->pending || !s->workers)
+    if (!s->uploads || !s->upload_len || !s->loss || !s->pending || !s->sha || !s->workers)
         return fp_error_set(err, FP_ENOMEM, "out of memory setting up %u clients (d = %zu)",
                             r->sc->clients, r->p.d);
     for (unsigned t = 0; t < s->nworkers; t++) {
@@ -207,6 +213,7 @@ static void fp__free(struct fp__sim *s)
         for (uint32_t i = 0; i < s->chunk; i++)
             fp_client_state_free(&s->pending[i]);
     free(s->pending);
+    free(s->sha);
     fp_run_close(&s->run);
 }
 
