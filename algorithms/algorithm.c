@@ -455,7 +455,7 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
         int rc = fp_compressor_compress(&p->down, src[v], &drng, s->dws,
                                         out + FP_MSG_HEADER + v * vb, vb, NULL);
         if (rc)
-            return rc;
+            return FP_EFORMAT; /* the cap is checked: only a non-finite x or c is refused */
     }
     const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
                                     .phase = (uint16_t)phase,

@@ -137,8 +137,9 @@ size_t fp_algo_broadcast_cap(const struct fp_algo_params *p);
 size_t fp_algo_upload_cap(const struct fp_algo_params *p);
 
 /* Writes the broadcast of exchange (run, round, phase) into out (cap >=
- * fp_algo_broadcast_cap) and starts the exchange's aggregation: the uploads
- * added next must answer it. */
+ * fp_algo_broadcast_cap, else FP_EINVAL) and starts the exchange's
+ * aggregation: the uploads added next must answer it. FP_EFORMAT if the
+ * state to broadcast is not finite (training diverged). */
 int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, unsigned phase,
                              uint8_t *out, size_t cap, size_t *len);
 

@@ -259,6 +259,12 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
     r->phase = phase;
     int rc = fp_algo_server_broadcast(&r->server, (uint64_t)r->res.run_id, r->round, phase,
                                       r->bcast, fp_algo_broadcast_cap(&r->p), &r->bcast_len);
+    /* The encoder refuses a non-finite vector: the model overflowed */
+    if (rc == FP_EFORMAT)
+        return fp_error_set(err, FP_EFORMAT,
+                            "round %u: the global model is not finite: training diverged (try a "
+                            "smaller [algorithm] lr_local or lr_global)",
+                            r->round);
     if (rc)
         return fp_error_set(err, rc, "round %u: the broadcast of phase %u failed: %s", r->round,
                             phase, fp_strerror(rc));

@@ -57,5 +57,11 @@ check "a reader lists a version 3 store's clients without upgrading it" \
 check "a writer upgrades it to 4: old rows NULL, new rows hashed, same model" \
   "[ $rc -eq 0 ] && [ \"\$(q '$T/v3.db' 'pragma user_version')\" = 4 ] && [ \"\$(q '$T/v3.db' 'select count(*) from client_rounds where run_id = 1 and upload_sha256 is not null')\" = 0 ] && [ \"\$(q '$T/v3.db' 'select count(*) from client_rounds where run_id = 2 and upload_sha256 is null')\" = 0 ] && [ \"\$(grep 'model sha256' '$T/o1')\" = \"\$(grep 'model sha256' '$T/o2')\" ]"
 
+# a model that overflows is refused by the broadcast's encoder, with the
+# reason (a guard: the message was the client's before broadcasts were encoded)
+"$FP" sim "$Q" --set algorithm.lr_global=1e30 --set run.rounds=5 --store "$T/dv.db" --quiet >/dev/null 2>"$T/dv.err"; rc=$?
+check "a diverging run fails in round 3, saying training diverged" \
+  "[ $rc -eq 1 ] && grep -q '^fedpress: round 3: .*training diverged' '$T/dv.err' && [ \"\$(q '$T/dv.db' 'select status from runs')\" = failed ]"
+
 echo "e2e_core: $fails failure(s)"
 [ $fails -eq 0 ]
