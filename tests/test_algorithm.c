@@ -17,6 +17,7 @@
 
 #include "algorithms/algorithm.h"
 #include "algorithms/codec.h"
+#include "core/registry.h"
 
 /* ---- the reference problem, defined here independently of workloads/ ---- */
 #define NC  4
@@ -602,6 +603,13 @@ static void test_params_reject_wrong_class(void **state)
         int rc = fp_algo_params_from(&p, &sc, 1000, &err);
         if ((rc == 0) != cases[i].ok)
             fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
+    }
+    /* the downlink: identity for every algorithm today, per the registry */
+    char why[256];
+    struct fp_comp_spec topk = {.kind = FP_COMP_TOPK}, id = {.kind = FP_COMP_IDENTITY};
+    for (enum fp_algo_kind a = FP_ALGO_FEDAVG; a <= FP_ALGO_SCAFCOM; a++) {
+        assert_int_equal(fp_algo_comp_misfit(a, FP_DOWNLINK, &id, why, sizeof why), 0);
+        assert_int_equal(fp_algo_comp_misfit(a, FP_DOWNLINK, &topk, why, sizeof why), 1);
     }
     /* alpha = auto is 1/(1 + omega): rand-k of 1000 at ratio 0.01 has omega = 99 */
     struct fp_scenario sc;
