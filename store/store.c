@@ -546,7 +546,7 @@ static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
         }
     } else if (ver >= 1 && ver <= 3) {
         char *msg = NULL;
-        const char *sql = ver == 1   ? FP__PARTS_SQL FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
+        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
                           : ver == 2 ? FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
                                      : FP__V4_SQL "PRAGMA user_version = 4;";
         if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -809,8 +809,8 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
         if (readonly && s->version < FP_STORE_SCHEMA_VERSION) {
             s->st[i] = NULL;
             if (s->version < 4 && fp__stmt_sql_v3[i])
-                (void)sqlite3_prepare_v3(s->db, fp__stmt_sql_v3[i], -1,
-                                         SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+                (void)sqlite3_prepare_v3(s->db, fp__stmt_sql_v3[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                         &s->st[i], NULL);
             continue;
         }
         rc = fp_error_set(err, FP_ESTORE,
