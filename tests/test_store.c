@@ -608,6 +608,9 @@ static void test_schema_2_upgraded(void **state)
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
                                   " WHERE name IN ('inputs', 'blas')"),
                      2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('client_rounds')"
+                                  " WHERE name = 'upload_sha256'"),
+                     1);
     assert_int_equal(
         q_int(f->db, "SELECT count(*) FROM runs WHERE inputs IS NULL AND blas IS NULL"), 2);
     struct run_copy rc = {0};
@@ -768,6 +771,9 @@ static void test_schema_1_upgraded(void **state)
     assert_int_equal(fp_store_open(&s, f->db, &e), 0);
     assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('client_rounds')"
+                                  " WHERE name = 'upload_sha256'"),
+                     1);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
                                   " WHERE name IN ('inputs', 'blas')"),
                      2);
