@@ -26,22 +26,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/registry.h"
+
 struct fp_algorithm {
     const char *name;
     int scaffold_family; /* local steps corrected by (c - c_i); server keeps c */
     int client_memory;   /* keeps mem (FedEF e_i, SCAFCOM w_i) */
     /* Computes the vector to compress into msg from x, c and y^K. */
     void (*client_message)(const struct fp_algo_params *p, const float *x, const float *c,
-                           const float *y, struct fp_client_state *cs, float *msg);
-    /* Updates client state with vhat = C(msg), exactly what the server decodes. */
+                           const float *y, const struct fp_client_state *cs, float *msg);
+    /* The client's next state from its current one (cs) and vhat = C(msg),
+     * exactly what the server decodes: written into next, which becomes
+     * current only when the server includes the upload
+     * (fp_algo_client_commit). Every vector of next is written whole. */
     void (*client_after)(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                         struct fp_client_state *cs);
+                         const struct fp_client_state *cs, struct fp_client_state *next);
 };
 
 /* ---- FedAvg family: the message is the model delta Delta_i = x - y^K ---- */
 
 static void fp__delta_message(const struct fp_algo_params *p, const float *x, const float *c,
-                              const float *y, struct fp_client_state *cs, float *msg)
+                              const float *y, const struct fp_client_state *cs, float *msg)
 {
     (void)c, (void)cs;
     for (size_t j = 0; j < p->d; j++)
@@ -50,7 +55,7 @@ static void fp__delta_message(const struct fp_algo_params *p, const float *x, co
 
 /* FedEF [SCJ18 on Delta]: delta_i = C(Delta_i + e_i), e_i <- Delta_i + e_i - delta_i. */
 static void fp__fedef_message(const struct fp_algo_params *p, const float *x, const float *c,
-                              const float *y, struct fp_client_state *cs, float *msg)
+                              const float *y, const struct fp_client_state *cs, float *msg)
 {
     (void)c;
     const float *e = cs->mem;
@@ -59,9 +64,10 @@ static void fp__fedef_message(const struct fp_algo_params *p, const float *x, co
 }
 
 static void fp__fedef_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                            struct fp_client_state *cs)
+                            const struct fp_client_state *cs, struct fp_client_state *next)
 {
-    float *e = cs->mem;
+    (void)cs;
+    float *e = next->mem;
     for (size_t j = 0; j < p->d; j++)
         e[j] = msg[j] - vhat[j];
 }
@@ -73,7 +79,7 @@ static void fp__fedef_after(const struct fp_algo_params *p, const float *msg, co
  * Delta c_i = u_i - c, and x + eta_g mean(Delta y_i) = x - gamma (c + mean
  * delta_i): one vector carries both of [KKM+20]'s uploads.) */
 static void fp__scaffold_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                 const float *y, struct fp_client_state *cs, float *msg)
+                                 const float *y, const struct fp_client_state *cs, float *msg)
 {
     (void)cs;
     const float inv = 1.0f / (p->lr_local * (float)p->K);
@@ -84,12 +90,12 @@ static void fp__scaffold_message(const struct fp_algo_params *p, const float *x,
 /* c_i <- c_i + alpha delta_i; alpha = 1 for SCAFFOLD, and 1.0f * v == v
  * exactly, so SCALLION with identity and alpha = 1 is SCAFFOLD bit for bit. */
 static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                               struct fp_client_state *cs)
+                               const struct fp_client_state *cs, struct fp_client_state *next)
 {
     (void)msg;
     const float a = p->alpha;
     for (size_t j = 0; j < p->d; j++)
-        cs->ci[j] += a * vhat[j];
+        next->ci[j] = cs->ci[j] + a * vhat[j];
 }
 
 /*
@@ -107,7 +113,7 @@ static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg,
  * fp__scafcom_after, once the message is known to be finite and encoded, so
  * a failed update leaves the client as it was. */
 static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                const float *y, struct fp_client_state *cs, float *msg)
+                                const float *y, const struct fp_client_state *cs, float *msg)
 {
     const float inv = 1.0f / (p->lr_local * (float)p->K);
     const float b = p->beta, keep = 1.0f - p->beta;
@@ -118,11 +124,11 @@ static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, 
 
 /* w_i <- w_i - delta_i (with w_i = msg, the momentum step's result), c_i <- c_i + delta_i. */
 static void fp__scafcom_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
-                              struct fp_client_state *cs)
+                              const struct fp_client_state *cs, struct fp_client_state *next)
 {
     for (size_t j = 0; j < p->d; j++) {
-        cs->mem[j] = msg[j] - vhat[j];
-        cs->ci[j] += vhat[j];
+        next->mem[j] = msg[j] - vhat[j];
+        next->ci[j] = cs->ci[j] + vhat[j];
     }
 }
 
@@ -156,22 +162,32 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
     p->alpha = 1.0f;
     p->beta = (float)sc->beta;
     p->seed = sc->seed;
-    if (!fp__lookup(p->kind))
-        return fp_error_set(err, FP_EINVAL, "unknown algorithm %d", (int)p->kind);
-    int rc = fp_compressor_init(&p->comp, &sc->uplink, d, err);
+    int rc = fp_algo_params_compressors(p, &sc->uplink, err);
     if (rc)
         return rc;
-    /* The class rules live here, with the algorithms, so every driver gets
-     * them; the scenario parser repeats them only to point at the line. */
-    double omega = 0, q = 1;
-    fp_compressor_unbiased(&p->comp, &omega, &q);
-    char why[256];
-    if (fp_algo_comp_misfit(p->kind, &sc->uplink, why, sizeof why))
-        return fp_error_set(err, FP_EINVAL, "%s", why);
     /* [HLL24]: alpha = 1/(1 + omega) unless set. */
+    double omega = 0, q = 1;
+    fp_compressor_unbiased(&p->up, &omega, &q);
     if (p->kind == FP_ALGO_SCALLION)
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
     return 0;
+}
+
+int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
+                               struct fp_error *err)
+{
+    if (!fp__lookup(p->kind))
+        return fp_error_set(err, FP_EINVAL, "unknown algorithm %d", (int)p->kind);
+    int rc = fp_compressor_init(&p->up, uplink, p->d, err);
+    if (rc)
+        return rc;
+    /* The class rules live in the registry, so every driver gets them; the
+     * scenario parser checks them first only to point at the line. */
+    char why[256];
+    if (fp_algo_comp_misfit(p->kind, FP_UPLINK, uplink, why, sizeof why))
+        return fp_error_set(err, FP_EINVAL, "%s", why);
+    const struct fp_comp_spec down = fp_algo_downlink(p->kind);
+    return fp_compressor_init(&p->down, &down, p->d, err);
 }
 
 int fp_algo_has_control(const struct fp_algo_params *p)
@@ -180,15 +196,43 @@ int fp_algo_has_control(const struct fp_algo_params *p)
     return a && a->scaffold_family;
 }
 
-/* The broadcast is full precision: x, and c for the SCAFFOLD family. */
-size_t fp_algo_downlink_bytes(const struct fp_algo_params *p)
+/* ---- exchanges ----
+ * Every algorithm here has one exchange per round: phase 0 broadcasts x
+ * (and c for the SCAFFOLD family), each vector encoded by the downlink
+ * compressor (identity: 4d bytes, today's full-precision broadcast), and
+ * takes back one vector encoded by the uplink compressor. */
+
+int fp_algo_server_phase(const struct fp_server *s, uint32_t round, unsigned phase)
 {
-    return 4 * p->d * (fp_algo_has_control(p) ? 2 : 1);
+    (void)s, (void)round;
+    return phase == 0;
 }
 
-size_t fp_algo_upload_bytes(const struct fp_algo_params *p)
+static unsigned fp__broadcast_vectors(const struct fp_algo_params *p)
 {
-    return fp_compressor_bytes(&p->comp);
+    return fp_algo_has_control(p) ? 2 : 1;
+}
+
+size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, unsigned phase)
+{
+    (void)phase;
+    return fp__broadcast_vectors(p) * fp_compressor_bytes(&p->down);
+}
+
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p, unsigned phase)
+{
+    (void)phase;
+    return fp_compressor_bytes(&p->up);
+}
+
+size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
+{
+    return FP_MSG_HEADER + fp_algo_broadcast_bytes(p, 0);
+}
+
+size_t fp_algo_upload_cap(const struct fp_algo_params *p)
+{
+    return FP_MSG_HEADER + fp_algo_upload_bytes(p, 0);
 }
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err)
@@ -201,10 +245,11 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
     s->x = calloc(p->d, sizeof *s->x);
     s->sum = calloc(p->d, sizeof *s->sum);
     s->dec = calloc(p->d, sizeof *s->dec);
-    s->cws = fp_compressor_ws_new(&p->comp);
+    s->cws = fp_compressor_ws_new(&p->up);
+    s->dws = fp_compressor_ws_new(&p->down);
     if (s->alg->scaffold_family)
         s->c = calloc(p->d, sizeof *s->c);
-    if (!s->x || !s->sum || !s->dec || !s->cws || (s->alg->scaffold_family && !s->c)) {
+    if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || (s->alg->scaffold_family && !s->c)) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -218,10 +263,12 @@ void fp_server_free(struct fp_server *s)
     free(s->sum);
     free(s->dec);
     if (s->cws)
-        fp_compressor_ws_free(&s->p.comp, s->cws);
+        fp_compressor_ws_free(&s->p.up, s->cws);
+    if (s->dws)
+        fp_compressor_ws_free(&s->p.down, s->dws);
     s->x = s->c = s->dec = NULL;
     s->sum = NULL;
-    s->cws = NULL;
+    s->cws = s->dws = NULL;
 }
 
 int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
@@ -231,8 +278,13 @@ int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     ws->g = malloc(p->d * sizeof(float));
     ws->msg = malloc(p->d * sizeof(float));
     ws->vhat = malloc(p->d * sizeof(float));
-    ws->cws = fp_compressor_ws_new(&p->comp);
-    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->cws) {
+    ws->bx = malloc(p->d * sizeof(float));
+    ws->bc = malloc(p->d * sizeof(float));
+    ws->zero = calloc(p->d, sizeof(float));
+    ws->cws = fp_compressor_ws_new(&p->up);
+    ws->dws = fp_compressor_ws_new(&p->down);
+    if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->bx || !ws->bc || !ws->zero || !ws->cws ||
+        !ws->dws) {
         fp_algo_ws_free(ws, p);
         return FP_ENOMEM;
     }
@@ -245,8 +297,13 @@ void fp_algo_ws_free(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     free(ws->g);
     free(ws->msg);
     free(ws->vhat);
+    free(ws->bx);
+    free(ws->bc);
+    free(ws->zero);
     if (ws->cws)
-        fp_compressor_ws_free(&p->comp, ws->cws);
+        fp_compressor_ws_free(&p->up, ws->cws);
+    if (ws->dws)
+        fp_compressor_ws_free(&p->down, ws->dws);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -257,20 +314,67 @@ void fp_client_state_free(struct fp_client_state *cs)
     cs->ci = cs->mem = NULL;
 }
 
-int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const float *c,
-                          struct fp_client_state *cs, const struct fp_workload *w, void *wws,
-                          struct fp_algo_ws *ws, uint32_t round, uint32_t client, uint8_t *out,
-                          size_t out_cap, size_t *out_len, double *train_loss)
+/* The broadcast's vectors, decoded into ws->bx (and ws->bc). */
+static int fp__client_receive(const struct fp_algo_params *p, const struct fp_msg_header *who,
+                              const uint8_t *bcast, size_t bcast_len, struct fp_algo_ws *ws,
+                              struct fp_error *err)
+{
+    struct fp_msg_header h;
+    if (bcast_len < FP_MSG_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "broadcast of %zu bytes, shorter than its header",
+                            bcast_len);
+    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    /* the exchange the client takes part in, to the byte count */
+    const struct fp_msg_header expect = {.type = FP_MSG_BROADCAST,
+                                         .phase = who->phase,
+                                         .client = FP_MSG_ALL,
+                                         .run = who->run,
+                                         .round = who->round,
+                                         .len = n * vb};
+    int rc = fp_msg_decode_header(bcast, &h, err);
+    if (!rc)
+        rc = fp_msg_check(&h, &expect, 0, err);
+    if (rc)
+        return rc;
+    if (h.len != bcast_len - FP_MSG_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "broadcast of %zu payload bytes, its header says %zu",
+                            bcast_len - FP_MSG_HEADER, n * vb);
+    const uint8_t *in = bcast + FP_MSG_HEADER;
+    float *dst[2] = {ws->bx, ws->bc};
+    for (size_t v = 0; v < n; v++) {
+        /* the downlink's stream: keyed by the round, for no client */
+        fp_rng drng;
+        fp_rng_seed(&drng, p->seed, who->round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        if (fp_compressor_decompress(&p->down, in + v * vb, vb, &drng, ws->dws, dst[v]))
+            return fp_error_set(err, FP_EFORMAT, "round %u: the broadcast does not decode",
+                                who->round);
+    }
+    return 0;
+}
+
+int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_header *who,
+                          const uint8_t *bcast, size_t bcast_len, const struct fp_client_state *cs,
+                          struct fp_client_state *next, const struct fp_workload *w, void *wws,
+                          struct fp_algo_ws *ws, uint8_t *out, size_t out_cap, size_t *out_len,
+                          double *train_loss, struct fp_error *err)
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
     const size_t d = p->d;
-    if (!a || out_cap < fp_algo_upload_bytes(p))
-        return FP_EINVAL;
-    /* A never-sampled client holds zeros (c_i = e_i = v_i = 0); allocate them now. */
-    if (a->scaffold_family && !cs->ci && !(cs->ci = calloc(d, sizeof *cs->ci)))
-        return FP_ENOMEM;
-    if (a->client_memory && !cs->mem && !(cs->mem = calloc(d, sizeof *cs->mem)))
-        return FP_ENOMEM;
+    const uint32_t round = who->round, client = who->client;
+    if (!a || out_cap < fp_algo_upload_cap(p))
+        return fp_error_set(err, FP_EINVAL, "no room for the upload");
+    int rc = fp__client_receive(p, who, bcast, bcast_len, ws, err);
+    if (rc)
+        return rc;
+    const float *x = ws->bx, *c = a->scaffold_family ? ws->bc : NULL;
+    /* A never-sampled client holds zeros (c_i = e_i = v_i = 0), read from
+     * ws->zero: its own state stays unallocated until a commit. */
+    const struct fp_client_state cur = {.ci = cs->ci ? cs->ci : ws->zero,
+                                        .mem = cs->mem ? cs->mem : ws->zero};
+    if (a->scaffold_family && !next->ci && !(next->ci = malloc(d * sizeof *next->ci)))
+        return fp_error_set(err, FP_ENOMEM, "out of memory");
+    if (a->client_memory && !next->mem && !(next->mem = malloc(d * sizeof *next->mem)))
+        return fp_error_set(err, FP_ENOMEM, "out of memory");
 
     fp_rng rng;
     fp_rng_seed(&rng, p->seed, round, client, FP_RNG_MINIBATCH);
@@ -284,7 +388,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
         loss_sum += loss;
         if (a->scaffold_family) {
             /* [KKM+20] eq. (3): y <- y - eta_l (g_i(y) - c_i + c) */
-            const float *ci = cs->ci;
+            const float *ci = cur.ci;
             for (size_t j = 0; j < d; j++)
                 y[j] -= lr * (g[j] - ci[j] + c[j]);
         } else {
@@ -292,38 +396,121 @@ int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const 
                 y[j] -= lr * g[j];
         }
     }
-    a->client_message(p, x, c, y, cs, ws->msg);
+    a->client_message(p, x, c, y, &cur, ws->msg);
     for (size_t j = 0; j < d; j++)
         if (!isfinite(ws->msg[j]))
-            return FP_EFORMAT; /* diverged: never let a NaN reach a compressor or the server */
+            /* diverged: never let a NaN reach a compressor or the server */
+            return fp_error_set(err, FP_EFORMAT, "round %u: client %u's update is not finite",
+                                round, client);
     fp_rng crng;
     fp_rng_seed(&crng, p->seed, round, client, FP_RNG_COMPRESS);
-    int rc = fp_compressor_compress(&p->comp, ws->msg, &crng, ws->cws, out, out_cap, ws->vhat);
+    const size_t payload = fp_compressor_bytes(&p->up);
+    rc = fp_compressor_compress(&p->up, ws->msg, &crng, ws->cws, out + FP_MSG_HEADER,
+                                out_cap - FP_MSG_HEADER, ws->vhat);
     if (rc)
-        return rc;
+        return fp_error_set(err, rc, "round %u: client %u's update does not compress", round,
+                            client);
     if (a->client_after)
-        a->client_after(p, ws->msg, ws->vhat, cs);
-    *out_len = fp_compressor_bytes(&p->comp);
+        a->client_after(p, ws->msg, ws->vhat, &cur, next);
+    const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
+                                    .phase = who->phase,
+                                    .client = client,
+                                    .run = who->run,
+                                    .round = round,
+                                    .len = payload};
+    fp_msg_encode_header(&h, out);
+    *out_len = FP_MSG_HEADER + payload;
     *train_loss = loss_sum / p->K;
     return 0;
 }
 
-void fp_algo_server_begin(struct fp_server *s)
+void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_state *cs,
+                           struct fp_client_state *next)
 {
-    memset(s->sum, 0, s->p.d * sizeof *s->sum);
+    /* a swap: the old vectors become the next update's scratch */
+    const struct fp_algorithm *a = fp__lookup(p->kind);
+    if (a && a->scaffold_family) {
+        float *t = cs->ci;
+        cs->ci = next->ci;
+        next->ci = t;
+    }
+    if (a && a->client_memory) {
+        float *t = cs->mem;
+        cs->mem = next->mem;
+        next->mem = t;
+    }
 }
 
-int fp_algo_server_add(struct fp_server *s, uint32_t round, uint32_t client, const uint8_t *msg,
-                       size_t len, struct fp_error *err)
+int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, unsigned phase,
+                             uint8_t *out, size_t cap, size_t *len)
 {
+    const struct fp_algo_params *p = &s->p;
+    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    if (cap < FP_MSG_HEADER + n * vb)
+        return FP_EINVAL;
+    const float *src[2] = {s->x, s->c};
+    for (size_t v = 0; v < n; v++) {
+        fp_rng drng;
+        fp_rng_seed(&drng, p->seed, round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        int rc = fp_compressor_compress(&p->down, src[v], &drng, s->dws,
+                                        out + FP_MSG_HEADER + v * vb, vb, NULL);
+        if (rc)
+            return FP_EFORMAT; /* the cap is checked: only a non-finite x or c is refused */
+    }
+    const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
+                                    .phase = (uint16_t)phase,
+                                    .client = FP_MSG_ALL,
+                                    .run = run,
+                                    .round = round,
+                                    .len = n * vb};
+    fp_msg_encode_header(&h, out);
+    *len = FP_MSG_HEADER + n * vb;
+    s->run = run;
+    s->round = round;
+    s->phase = (uint16_t)phase;
+    memset(s->sum, 0, p->d * sizeof *s->sum);
+    return 0;
+}
+
+int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                       struct fp_error *err)
+{
+    const size_t want = fp_compressor_bytes(&s->p.up);
+    /* The header first: an upload is decoded only under the key it names,
+     * and that must be the exchange in progress and the client it came
+     * from, so an upload replayed into another round or phase, or offered
+     * as another client's, is refused instead of decoded under the wrong
+     * rand-k mask or QSGD stream. */
+    const struct fp_msg_header expect = {.type = FP_MSG_UPLOAD,
+                                         .phase = s->phase,
+                                         .client = client,
+                                         .run = s->run,
+                                         .round = s->round,
+                                         .len = want};
+    struct fp_msg_header h;
+    struct fp_error why = {0};
+    int rc = len < FP_MSG_HEADER ? fp_error_set(&why, FP_EFORMAT,
+                                                "%zu bytes, shorter than a "
+                                                "message header",
+                                                len)
+                                 : fp_msg_decode_header(msg, &h, &why);
+    if (!rc)
+        rc = fp_msg_check(&h, &expect, 0, &why);
+    if (!rc && h.len != len - FP_MSG_HEADER)
+        rc = fp_error_set(&why, FP_EFORMAT, "%zu payload bytes where the header says %llu",
+                          len - FP_MSG_HEADER, (unsigned long long)h.len);
+    if (rc)
+        return fp_error_set(err, FP_EFORMAT, "upload refused from client %u in round %u: %s",
+                            client, s->round, why.msg);
     fp_rng crng;
-    fp_rng_seed(&crng, s->p.seed, round, client, FP_RNG_COMPRESS);
-    int rc = fp_compressor_decompress(&s->p.comp, msg, len, &crng, s->cws, s->dec);
+    fp_rng_seed(&crng, s->p.seed, s->round, client, FP_RNG_COMPRESS);
+    rc = fp_compressor_decompress(&s->p.up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, s->cws,
+                                  s->dec);
     if (rc)
         return fp_error_set(err, rc,
                             "malformed upload from client %u in round %u: %zu bytes (expected "
                             "%zu) or not a valid encoding",
-                            client, round, len, fp_compressor_bytes(&s->p.comp));
+                            client, s->round, len - FP_MSG_HEADER, want);
     for (size_t j = 0; j < s->p.d; j++)
         s->sum[j] += s->dec[j];
     return 0;
@@ -354,9 +541,31 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
     }
 }
 
-/* ---- checkpoints ---- */
+/* ---- checkpoints ----
+ *
+ * The server's state and each client's are separate blobs, as a
+ * coordinator holds no client state and a client daemon only its own:
+ *
+ *   server "FPSV": u32 magic, u32 version 1, u32 algorithm, u32 flags,
+ *                  u64 d, u32 N, u32 0; then x, and c if the algorithm has it
+ *   client "FPCL": u32 magic, u32 version 1, u32 algorithm, u32 flags,
+ *                  u64 d, u32 client id, u32 0; then c_i and/or e_i / w_i
+ *
+ * The simulator, which holds both, stores them together as "FPS2":
+ *
+ *   u32 magic, u32 version 2, u32 algorithm, u32 flags, u64 d, u32 N,
+ *   u32 n; then the server blob, then n client blobs in ascending id
+ *
+ * all little-endian, vectors float32. flags name the vectors present
+ * (FP__ST_*), so a blob of another algorithm or size is refused, not
+ * misread. fp_algo_state_load also reads the single "FPS1" blob that
+ * fedpress wrote before (stores made then still resume).
+ */
 
 #define FP__STATE_MAGIC   0x31535046u /* "FPS1" little-endian */
+#define FP__STATE2_MAGIC  0x32535046u /* "FPS2" */
+#define FP__SERVER_MAGIC  0x56535046u /* "FPSV" */
+#define FP__CLIENT_MAGIC  0x4c435046u /* "FPCL" */
 #define FP__STATE_VERSION 1u
 #define FP__STATE_HEADER  32u
 
@@ -382,44 +591,80 @@ static void fp__putv(uint8_t **p, const float *v, size_t d)
     *p += d * sizeof *v;
 }
 
-int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
-                       size_t *len)
+/* The 32-byte header every blob starts with; `last` is N, a client id or
+ * the FPS2 client count, `extra` N for FPS2 and 0 otherwise. */
+static void fp__put_header(uint8_t **p, uint32_t magic, uint32_t version,
+                           const struct fp_algo_params *ap, unsigned flags, uint32_t a, uint32_t b)
 {
-    const size_t d = s->p.d, vb = d * sizeof(float);
+    fp__put32(p, magic);
+    fp__put32(p, version);
+    fp__put32(p, (uint32_t)ap->kind);
+    fp__put32(p, flags);
+    uint64_t d64 = ap->d;
+    memcpy(*p, &d64, 8);
+    *p += 8;
+    fp__put32(p, a);
+    fp__put32(p, b);
+}
+
+struct fp__hdr {
+    uint32_t magic, version, kind, flags;
+    uint64_t d;
+    uint32_t a, b;
+};
+
+static void fp__get_header(const uint8_t *p, struct fp__hdr *h)
+{
+    memcpy(&h->magic, p, 4);
+    memcpy(&h->version, p + 4, 4);
+    memcpy(&h->kind, p + 8, 4);
+    memcpy(&h->flags, p + 12, 4);
+    memcpy(&h->d, p + 16, 8);
+    memcpy(&h->a, p + 24, 4);
+    memcpy(&h->b, p + 28, 4);
+}
+
+static size_t fp__client_vectors(unsigned flags)
+{
+    return ((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0);
+}
+
+size_t fp_algo_server_state_bytes(const struct fp_algo_params *p)
+{
+    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    return FP__STATE_HEADER + p->d * sizeof(float) * (1 + ((flags & FP__ST_C) != 0));
+}
+
+size_t fp_algo_client_state_bytes(const struct fp_algo_params *p)
+{
+    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    const size_t n = fp__client_vectors(flags);
+    return n ? FP__STATE_HEADER + p->d * sizeof(float) * n : 0;
+}
+
+int fp_algo_client_has_state(const struct fp_client_state *cs)
+{
+    return cs->ci || cs->mem;
+}
+
+void fp_algo_server_save(const struct fp_server *s, uint8_t *out)
+{
     const unsigned flags = fp__state_flags(s->alg);
-    const size_t per = 4 + vb * (((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0));
-    uint32_t n = 0;
-    if (per > 4)
-        for (uint32_t i = 0; i < s->p.N; i++)
-            n += cs[i].ci || cs[i].mem;
-    size_t total = FP__STATE_HEADER + vb * (1 + ((flags & FP__ST_C) != 0)) + (size_t)n * per;
-    uint8_t *b = malloc(total), *p = b;
-    if (!b)
-        return FP_ENOMEM;
-    fp__put32(&p, FP__STATE_MAGIC);
-    fp__put32(&p, FP__STATE_VERSION);
-    fp__put32(&p, (uint32_t)s->p.kind);
-    fp__put32(&p, flags);
-    uint64_t d64 = d;
-    memcpy(p, &d64, 8);
-    p += 8;
-    fp__put32(&p, s->p.N);
-    fp__put32(&p, n);
-    fp__putv(&p, s->x, d);
+    fp__put_header(&out, FP__SERVER_MAGIC, FP__STATE_VERSION, &s->p, flags, s->p.N, 0);
+    fp__putv(&out, s->x, s->p.d);
     if (flags & FP__ST_C)
-        fp__putv(&p, s->c, d);
-    for (uint32_t i = 0; n && i < s->p.N; i++) {
-        if (!cs[i].ci && !cs[i].mem)
-            continue;
-        fp__put32(&p, i);
-        if (flags & FP__ST_CI)
-            fp__putv(&p, cs[i].ci, d);
-        if (flags & FP__ST_MEM)
-            fp__putv(&p, cs[i].mem, d);
-    }
-    *blob = b;
-    *len = (size_t)(p - b);
-    return 0;
+        fp__putv(&out, s->c, s->p.d);
+}
+
+void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
+                         const struct fp_client_state *cs, uint8_t *out)
+{
+    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    fp__put_header(&out, FP__CLIENT_MAGIC, FP__STATE_VERSION, p, flags, client, 0);
+    if (flags & FP__ST_CI)
+        fp__putv(&out, cs->ci, p->d);
+    if (flags & FP__ST_MEM)
+        fp__putv(&out, cs->mem, p->d);
 }
 
 /* Copies d finite floats from *p into a new (or given) vector. */
@@ -435,8 +680,84 @@ static int fp__getv(const uint8_t **p, size_t d, float **dst)
     return 0;
 }
 
-int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
-                       size_t len, struct fp_error *err)
+/* Whether a blob's header is for this algorithm and size. */
+static int fp__check_header(const struct fp__hdr *h, const struct fp_algo_params *p,
+                            const char *what, struct fp_error *err)
+{
+    const struct fp_algorithm *a = fp__lookup(p->kind);
+    if (h->kind != (uint32_t)p->kind || h->flags != fp__state_flags(a) || h->d != p->d)
+        return fp_error_set(err, FP_EFORMAT,
+                            "%s: made for algorithm %u with d = %llu; this run has %s with d = "
+                            "%zu",
+                            what, h->kind, (unsigned long long)h->d, a->name, p->d);
+    return 0;
+}
+
+static int fp__vectors_error(int rc, const char *what, struct fp_error *err)
+{
+    return fp_error_set(err, rc, "%s: %s", what,
+                        rc == FP_EFORMAT ? "a non-finite value" : "out of memory");
+}
+
+int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struct fp_error *err)
+{
+    const uint8_t *p = blob;
+    struct fp__hdr h;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "server state: %zu bytes, shorter than its header",
+                            len);
+    fp__get_header(p, &h);
+    if (h.magic != FP__SERVER_MAGIC || h.version != FP__STATE_VERSION || h.b != 0)
+        return fp_error_set(err, FP_EFORMAT, "server state: not a fedpress server state");
+    int rc = fp__check_header(&h, &s->p, "server state", err);
+    if (rc)
+        return rc;
+    if (h.a != s->p.N)
+        return fp_error_set(err, FP_EFORMAT, "server state: made for N = %u; this run has N = %u",
+                            h.a, s->p.N);
+    if (len != fp_algo_server_state_bytes(&s->p))
+        return fp_error_set(err, FP_EFORMAT, "server state: %zu bytes, expected %zu", len,
+                            fp_algo_server_state_bytes(&s->p));
+    p += FP__STATE_HEADER;
+    rc = fp__getv(&p, s->p.d, &s->x);
+    if (!rc && (h.flags & FP__ST_C))
+        rc = fp__getv(&p, s->p.d, &s->c);
+    return rc ? fp__vectors_error(rc, "server state", err) : 0;
+}
+
+int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct fp_client_state *cs,
+                        const void *blob, size_t len, struct fp_error *err)
+{
+    const uint8_t *q = blob;
+    struct fp__hdr h;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "client state: %zu bytes, shorter than its header",
+                            len);
+    fp__get_header(q, &h);
+    if (h.magic != FP__CLIENT_MAGIC || h.version != FP__STATE_VERSION || h.b != 0)
+        return fp_error_set(err, FP_EFORMAT, "client state: not a fedpress client state");
+    int rc = fp__check_header(&h, p, "client state", err);
+    if (rc)
+        return rc;
+    if (h.a != client)
+        return fp_error_set(err, FP_EFORMAT, "client state: of client %u, not client %u", h.a,
+                            client);
+    if (!fp_algo_client_state_bytes(p) || len != fp_algo_client_state_bytes(p))
+        return fp_error_set(err, FP_EFORMAT, "client state: %zu bytes, expected %zu", len,
+                            fp_algo_client_state_bytes(p));
+    q += FP__STATE_HEADER;
+    rc = 0;
+    if (h.flags & FP__ST_CI)
+        rc = fp__getv(&q, p->d, &cs->ci);
+    if (!rc && (h.flags & FP__ST_MEM))
+        rc = fp__getv(&q, p->d, &cs->mem);
+    return rc ? fp__vectors_error(rc, "client state", err) : 0;
+}
+
+/* The FPS1 checkpoint of fedpress before issue 13 (one blob for server and
+ * clients): still read, so that stores written then resume. */
+static int fp__state_load_v1(struct fp_server *s, struct fp_client_state *cs, const void *blob,
+                             size_t len, struct fp_error *err)
 {
     const uint8_t *p = blob;
     const size_t d = s->p.d, vb = d * sizeof(float);
@@ -484,5 +805,72 @@ int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const vo
     if (rc)
         return fp_error_set(err, rc, "checkpoint: %s",
                             rc == FP_EFORMAT ? "a non-finite value" : "out of memory");
+    return 0;
+}
+
+int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
+                       size_t *len)
+{
+    const size_t sb = fp_algo_server_state_bytes(&s->p), cb = fp_algo_client_state_bytes(&s->p);
+    uint32_t n = 0;
+    if (cb)
+        for (uint32_t i = 0; i < s->p.N; i++)
+            n += fp_algo_client_has_state(&cs[i]);
+    uint8_t *b = malloc(FP__STATE_HEADER + sb + (size_t)n * cb), *p = b;
+    if (!b)
+        return FP_ENOMEM;
+    fp__put_header(&p, FP__STATE2_MAGIC, 2, &s->p, fp__state_flags(s->alg), s->p.N, n);
+    fp_algo_server_save(s, p);
+    p += sb;
+    for (uint32_t i = 0; n && i < s->p.N; i++) {
+        if (!fp_algo_client_has_state(&cs[i]))
+            continue;
+        fp_algo_client_save(&s->p, i, &cs[i], p);
+        p += cb;
+    }
+    *blob = b;
+    *len = (size_t)(p - b);
+    return 0;
+}
+
+int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,
+                       size_t len, struct fp_error *err)
+{
+    const uint8_t *p = blob;
+    struct fp__hdr h;
+    if (len < FP__STATE_HEADER)
+        return fp_error_set(err, FP_EFORMAT, "checkpoint: %zu bytes, shorter than its header", len);
+    fp__get_header(p, &h);
+    if (h.magic == FP__STATE_MAGIC && h.version == 1)
+        return fp__state_load_v1(s, cs, blob, len, err);
+    if (h.magic != FP__STATE2_MAGIC || h.version != 2)
+        return fp_error_set(err, FP_EFORMAT, "checkpoint: not a fedpress state (version %u)",
+                            h.version);
+    int rc = fp__check_header(&h, &s->p, "checkpoint", err);
+    if (rc)
+        return rc;
+    const size_t sb = fp_algo_server_state_bytes(&s->p), cb = fp_algo_client_state_bytes(&s->p);
+    const uint32_t N = h.a, n = h.b;
+    /* n is capped by N before the multiplication, so the size cannot overflow */
+    if (N != s->p.N || n > N || (!cb && n) || len != FP__STATE_HEADER + sb + (size_t)n * cb)
+        return fp_error_set(err, FP_EFORMAT,
+                            "checkpoint: %zu bytes do not hold the server and %u client states "
+                            "of d = %zu, N = %u",
+                            len, n, s->p.d, s->p.N);
+    p += FP__STATE_HEADER;
+    if ((rc = fp_algo_server_load(s, p, sb, err)))
+        return rc;
+    p += sb;
+    int64_t last = -1;
+    for (uint32_t k = 0; k < n; k++, p += cb) {
+        uint32_t id;
+        memcpy(&id, p + 24, 4);
+        if (id >= N || (int64_t)id <= last)
+            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
+                                id);
+        last = id;
+        if ((rc = fp_algo_client_load(&s->p, id, &cs[id], p, cb, err)))
+            return rc;
+    }
     return 0;
 }

@@ -1,13 +1,14 @@
 /*
  * algorithms/algorithm.h — federated algorithms as pure state machines.
  *
- * The same functions run in the simulator and (later) in the daemons: given
- * the broadcast (x, and c where the algorithm has control variates), the
- * client's own state and its workload, fp_algo_client_update() runs the K
- * local steps and writes the upload message in its wire encoding; the server
- * decodes the round's uploads in ascending client id and applies them with
- * fp_algo_server_aggregate(). No I/O, no clocks, no global state: every
- * random draw comes from the keyed stream (seed, round, client, MINIBATCH).
+ * The same functions run in the simulator and (later) in the daemons: the
+ * server encodes a broadcast message (fp_algo_server_broadcast); from its
+ * bytes, the client's own state and its workload, fp_algo_client_update()
+ * runs the K local steps and writes the upload message; the server checks
+ * and decodes the round's uploads in ascending client id
+ * (fp_algo_server_add) and applies them (fp_algo_server_finish). No I/O,
+ * no clocks, no global state: every random draw comes from the keyed
+ * stream (seed, round, client, MINIBATCH / COMPRESS).
  *
  * The update rules are pinned in docs/algorithms.md (from shared
  * ALGORITHMS.md); each one cites the paper next to it below.
@@ -25,6 +26,7 @@
 #include <stdint.h>
 
 #include "../core/error.h"
+#include "../core/msg.h"
 #include "../core/scenario.h"
 #include "../workloads/workload.h"
 #include "compressor.h"
@@ -41,7 +43,8 @@ struct fp_algo_params {
     float alpha; /* SCALLION: control-variate step (1/(1 + omega) when auto); 1 otherwise */
     float beta;  /* SCAFCOM: momentum */
     uint64_t seed;
-    struct fp_compressor comp; /* uplink; identity for the full-precision baselines */
+    struct fp_compressor up;   /* uplink; identity for the full-precision baselines */
+    struct fp_compressor down; /* downlink; identity for every algorithm today */
 };
 
 struct fp_server {
@@ -51,7 +54,13 @@ struct fp_server {
     float *c;    /* global control variate [d]; NULL when the algorithm has none */
     double *sum; /* [d] accumulator for the round's decoded uploads */
     float *dec;  /* [d] one decoded upload */
-    void *cws;   /* compressor workspace for decoding */
+    void *cws;   /* uplink compressor workspace, for decoding */
+    void *dws;   /* downlink compressor workspace, for encoding */
+    /* the exchange in progress (fp_algo_server_broadcast): every upload
+     * added must name it */
+    uint64_t run;
+    uint32_t round;
+    uint16_t phase;
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,
@@ -63,13 +72,23 @@ struct fp_client_state {
 
 struct fp_algo_ws {
     float *y, *g, *msg, *vhat; /* [d] each */
-    void *cws;                 /* compressor workspace */
+    float *bx, *bc;            /* [d] each: the broadcast x and c, decoded */
+    float *zero;               /* [d] zeros: the state of a client never included */
+    void *cws;                 /* uplink compressor workspace */
+    void *dws;                 /* downlink compressor workspace */
 };
 
 /* Fills p from a scenario for a model of d parameters; sets up the
  * compressor and resolves alpha = auto. FP_EINVAL if they do not fit. */
 int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d,
                         struct fp_error *err);
+
+/* Sets p->up from an uplink spec and p->down to the algorithm's downlink
+ * compressor (identity for every algorithm today), for p->kind and p->d;
+ * FP_EINVAL with a message if the uplink's class does not fit the
+ * algorithm (core/registry.h). fp_algo_params_from calls it. */
+int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
+                               struct fp_error *err);
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err);
 void fp_server_free(struct fp_server *s);
@@ -81,37 +100,111 @@ void fp_client_state_free(struct fp_client_state *cs);
 /* Whether the algorithm keeps control variates (c on the server, c_i on clients). */
 int fp_algo_has_control(const struct fp_algo_params *p);
 
-/* Bytes the server sends each participant (x, and c if any), and the exact
- * size of one upload message. */
-size_t fp_algo_downlink_bytes(const struct fp_algo_params *p);
-size_t fp_algo_upload_bytes(const struct fp_algo_params *p);
+/*
+ * A round is a sequence of exchanges, phases 0, 1, ..., that the algorithm
+ * defines: in each, the server encodes one broadcast for every participant,
+ * each participant answers with one upload, and the server aggregates the
+ * uploads in ascending client id. Every message is a core/msg.h header
+ * (run, round, phase, client) followed by the payload its direction's
+ * compressor encoded; a receiver checks the header before it decodes. A
+ * driver loops
+ *
+ *   for (phase = 0; fp_algo_server_phase(s, round, phase); phase++) {
+ *       fp_algo_server_broadcast(s, run, round, phase, ...);
+ *       each participant: fp_algo_client_update(... broadcast ...) -> upload
+ *       fp_algo_server_add(s, client, upload) in ascending client id;
+ *       fp_algo_server_finish(s, included);
+ *   }
+ *
+ * and knows nothing of what a phase means. Every algorithm today has one
+ * exchange per round (phase 0: x, and c for the SCAFFOLD family, down; one
+ * compressed vector up). docs/architecture.md shows how MASHA's compressed
+ * broadcast, two exchanges and occasional sync fit the same loop.
+ */
 
-/* Runs client `client`'s round `round` from the broadcast (x, c) and writes
- * its upload into out[0..fp_algo_upload_bytes). Updates cs (allocating it
- * on first use). *train_loss = mean minibatch loss over the K steps. */
-int fp_algo_client_update(const struct fp_algo_params *p, const float *x, const float *c,
-                          struct fp_client_state *cs, const struct fp_workload *w, void *wws,
-                          struct fp_algo_ws *ws, uint32_t round, uint32_t client, uint8_t *out,
-                          size_t out_cap, size_t *out_len, double *train_loss);
+/* Whether exchange `phase` of round `round` takes place; asked after phase
+ * - 1 finished, so an algorithm may decide from what the server holds
+ * (e.g. a coin it drew). Always 1 for phase 0. */
+int fp_algo_server_phase(const struct fp_server *s, uint32_t round, unsigned phase);
 
-/* Aggregation of one round, in calls so the driver may stream uploads:
- * begin, then add each upload in ascending client id, then finish. The
- * round and client key the decoder's random stream (rand-k's mask). A
- * malformed upload (wrong size, non-canonical encoding, non-finite value)
- * is FP_EFORMAT and leaves the server state unchanged. */
-void fp_algo_server_begin(struct fp_server *s);
-int fp_algo_server_add(struct fp_server *s, uint32_t round, uint32_t client, const uint8_t *msg,
-                       size_t len, struct fp_error *err);
-void fp_algo_server_finish(struct fp_server *s, uint32_t participants);
+/* Payload bytes of phase `phase`'s broadcast (to each participant) and of
+ * one upload: what the store records per client (the 32-byte header is
+ * not counted). */
+size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, unsigned phase);
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p, unsigned phase);
+/* The largest whole message (header + payload) of any phase, per direction. */
+size_t fp_algo_broadcast_cap(const struct fp_algo_params *p);
+size_t fp_algo_upload_cap(const struct fp_algo_params *p);
 
-/* Checkpoints. fp_algo_state_save serialises the server's x (and c) and the
- * state of every client that has any (cs[0..N), ascending id) into a new
- * malloc'd blob the caller frees: little-endian, header "FPS1", version,
- * kind, d, N, flags, client count, then the vectors. fp_algo_state_load
- * restores it into a server initialised with the same parameters and an
- * array of N empty client states; FP_EFORMAT (with a message) if the blob
- * is truncated, oversized, for another algorithm or size, has client ids out
- * of order or range, or a non-finite value. */
+/* Writes the broadcast of exchange (run, round, phase) into out (cap >=
+ * fp_algo_broadcast_cap, else FP_EINVAL) and starts the exchange's
+ * aggregation: the uploads added next must answer it. FP_EFORMAT if the
+ * state to broadcast is not finite (training diverged). */
+int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, unsigned phase,
+                             uint8_t *out, size_t cap, size_t *len);
+
+/* Runs client who->client's part of exchange (who->run, who->round,
+ * who->phase) from the broadcast message bcast[0..bcast_len) and writes its
+ * upload message into out (out_cap >= fp_algo_upload_cap): the K local
+ * steps and the compressed message. The client's state is computed, then
+ * committed: cs (its current state) is only read; the state it will have
+ * if the server includes the upload goes to next (vectors allocated there
+ * on first use, every one written whole), and becomes current only through
+ * fp_algo_client_commit. A dropped or late upload is never committed, so
+ * the client stays as it was: c = (1/N) sum c_i holds and FedEF loses no
+ * error mass. *train_loss = mean minibatch loss over the K steps.
+ * FP_EFORMAT if the broadcast is not the one named by who, or does not
+ * decode, or the update is not finite (err says which). */
+int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_header *who,
+                          const uint8_t *bcast, size_t bcast_len, const struct fp_client_state *cs,
+                          struct fp_client_state *next, const struct fp_workload *w, void *wws,
+                          struct fp_algo_ws *ws, uint8_t *out, size_t out_cap, size_t *out_len,
+                          double *train_loss, struct fp_error *err);
+
+/* The server included the upload fp_algo_client_update made with this
+ * next: it becomes the client's state. next receives the old vectors, to be
+ * reused as scratch by a later update (or freed with
+ * fp_client_state_free). */
+void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_state *cs,
+                           struct fp_client_state *next);
+
+/* Adds client `client`'s upload message to the exchange in progress; add
+ * in ascending client id. The exchange's (round, client) keys the
+ * decoder's random stream (rand-k's mask). A malformed upload (wrong size,
+ * non-canonical encoding, non-finite value) is FP_EFORMAT and leaves the
+ * server state unchanged. */
+int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                       struct fp_error *err);
+/* Ends the exchange: applies the aggregate of the `included` uploads added. */
+void fp_algo_server_finish(struct fp_server *s, uint32_t included);
+
+/* Checkpoints. The server's state and each client's are separate blobs (a
+ * coordinator holds no client state, a client daemon only its own; layouts
+ * in algorithm.c): fp_algo_server_save writes fp_algo_server_state_bytes
+ * bytes, fp_algo_client_save a client's fp_algo_client_state_bytes (0 when
+ * the algorithm keeps no client state; save only clients with
+ * fp_algo_client_has_state). The loaders restore into a server (client
+ * state) initialised with the same parameters, and refuse with FP_EFORMAT
+ * and a message a blob that is truncated, oversized, for another algorithm,
+ * size or client, or holds a non-finite value. */
+size_t fp_algo_server_state_bytes(const struct fp_algo_params *p);
+size_t fp_algo_client_state_bytes(const struct fp_algo_params *p);
+int fp_algo_client_has_state(const struct fp_client_state *cs);
+void fp_algo_server_save(const struct fp_server *s, uint8_t *out);
+void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
+                         const struct fp_client_state *cs, uint8_t *out);
+int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struct fp_error *err);
+int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct fp_client_state *cs,
+                        const void *blob, size_t len, struct fp_error *err);
+
+/* The simulator's checkpoint, which holds both: fp_algo_state_save writes
+ * the server's blob and those of every client that has state (cs[0..N),
+ * ascending id) into one new malloc'd "FPS2" blob the caller frees.
+ * fp_algo_state_load restores it, or the single "FPS1" blob of fedpress
+ * before the split, into a server initialised with the same parameters and
+ * an array of N empty client states; FP_EFORMAT (with a message) if the
+ * blob is truncated, oversized, for another algorithm or size, has client
+ * ids out of order or range, or a non-finite value. */
 int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
                        size_t *len);
 int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,

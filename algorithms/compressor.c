@@ -26,6 +26,7 @@
  */
 #include "compressor.h"
 
+#include "../core/registry.h"
 #include "codec.h"
 #include "qsgd.h"
 
@@ -874,16 +875,15 @@ int fp_compressor_unbiased(const struct fp_compressor *c, double *omega, double 
 {
     double d = (double)c->d, k = (double)c->k;
     double w = 0, qq = 0;
-    int unbiased = 1;
+    /* the class is the registry's; the constants are this instance's */
+    const int unbiased = (fp_comp_classes(c->kind) & FP_CLASS_UNBIASED) != 0;
     switch (c->kind) {
     case FP_COMP_IDENTITY: w = 0; break;
     case FP_COMP_RANDK: w = d / k - 1; break;
     case FP_COMP_QSGD: w = fp__qsgd_omega(c->d, c->levels); break;
-    case FP_COMP_TOPK: unbiased = 0, qq = k / d; break;
-    case FP_COMP_SIGN: unbiased = 0, qq = 1 / d; break;
-    case FP_COMP_TOPK_QSGD:
-        unbiased = 0, qq = (k / d) / (1 + fp__qsgd_omega(c->k, c->levels));
-        break;
+    case FP_COMP_TOPK: qq = k / d; break;
+    case FP_COMP_SIGN: qq = 1 / d; break;
+    case FP_COMP_TOPK_QSGD: qq = (k / d) / (1 + fp__qsgd_omega(c->k, c->levels)); break;
     }
     if (omega)
         *omega = unbiased ? w : 0;

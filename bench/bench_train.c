@@ -503,7 +503,7 @@ static const char fp_bench_scenario_ini[] =
 struct fp_bench_worker {
     void *wws;
     struct fp_algo_ws aws;
-    struct fp_client_state cs;
+    struct fp_client_state cs, next;
     uint8_t *out;
     int rc;
 };
@@ -512,6 +512,8 @@ struct fp_bench_updates {
     const struct fp_workload *w;
     struct fp_algo_params p;
     const float *x;
+    uint8_t *bc; /* the broadcast of x (FedAvg: x only), header rewritten each round */
+    size_t bc_len;
     size_t out_cap;
     struct fp_bench_worker wk[2];
     uint32_t round, first, count; /* clients first .. first+count-1 (mod N) */
@@ -542,8 +544,9 @@ static void fp_bench_update_thread(void *arg, unsigned tid)
         }
         size_t len;
         double loss;
-        int rc = fp_algo_client_update(&u->p, u->x, NULL, &wk->cs, w, wk->wws, &wk->aws, u->round,
-                                       client, wk->out, u->out_cap, &len, &loss);
+        const struct fp_msg_header who = {.round = u->round, .client = client};
+        int rc = fp_algo_client_update(&u->p, &who, u->bc, u->bc_len, &wk->cs, &wk->next, w,
+                                       wk->wws, &wk->aws, wk->out, u->out_cap, &len, &loss, NULL);
         if (rc) {
             wk->rc = rc;
             break;
@@ -563,6 +566,11 @@ static double fp_bench_update_rate(struct fp_bench_updates *u, unsigned threads,
     u->count = count;
     for (int r = 0; r < reps; r++) {
         u->round++;
+        const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
+                                        .client = FP_MSG_ALL,
+                                        .round = u->round,
+                                        .len = u->bc_len - FP_MSG_HEADER};
+        fp_msg_encode_header(&h, u->bc);
         u->first = (u->first + count) % u->w->nclients;
         atomic_store(&u->next, 0);
         double cpu = 0;
@@ -599,15 +607,18 @@ static int fp_bench_updates(const struct fp_bench_cfg *cfg, const struct fp_benc
     u.w = w;
     if (fp_algo_params_from(&u.p, sc, w->d, NULL))
         return -1;
-    u.out_cap = fp_algo_upload_bytes(&u.p);
+    u.out_cap = fp_algo_upload_cap(&u.p);
     rc = FP_ENOMEM;
     x = malloc(w->d * sizeof *x);
-    if (!x)
+    u.bc_len = FP_MSG_HEADER + w->d * sizeof *x;
+    u.bc = malloc(u.bc_len);
+    if (!x || !u.bc)
         goto fail;
     fp_rng r;
     fp_rng_seed(&r, sc->seed, 0, FP_RNG_NO_CLIENT, FP_RNG_INIT);
     w->ops->init_params(w, &r, x);
     u.x = x;
+    memcpy(u.bc + FP_MSG_HEADER, x, w->d * sizeof *x); /* identity downlink: x's bytes */
     for (int t = 0; t < 2; t++) {
         u.wk[t].wws = fp_workload_ws_new(w);
         u.wk[t].out = malloc(u.out_cap);
@@ -687,9 +698,11 @@ fail:
             fp_workload_ws_free(w, u.wk[t].wws);
         fp_algo_ws_free(&u.wk[t].aws, &u.p);
         fp_client_state_free(&u.wk[t].cs);
+        fp_client_state_free(&u.wk[t].next);
         free(u.wk[t].out);
     }
     free(x);
+    free(u.bc);
     fp_workload_free(w);
     return rc;
 }

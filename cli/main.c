@@ -188,7 +188,8 @@ static const char fp__usage_read[] =
     "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
     "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
     "      --clients, every participant of every round instead (round, client,\n"
-    "      train_loss, uplink_bytes, downlink_bytes, examples); --client ID keeps the\n"
+    "      train_loss, uplink_bytes, downlink_bytes, examples, and in csv and json\n"
+    "      upload_sha256, the SHA-256 of the upload's payload); --client ID keeps the\n"
     "      rounds client ID took part in: an ID outside the run's clients is an error\n"
     "      (exit 1), one never sampled gets an empty table and a note on stderr\n"
     "  plot RUN... [--store PATH] [--metric M] [--x X] [--logx] [--logy] [-o FILE]\n"
@@ -1162,16 +1163,21 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
     case FMT_CSV:
         printf("%u,%u,", round, c->client);
         fp__num(m->fmt, c->train_loss, "%.9g", 0);
-        printf(",%llu,%llu,%u\n", (unsigned long long)c->uplink_bytes,
-               (unsigned long long)c->downlink_bytes, c->examples);
+        printf(",%llu,%llu,%u,%s\n", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples, c->upload_sha256);
         break;
     case FMT_JSON:
         printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",", round,
                c->client);
         fp__num(m->fmt, c->train_loss, "%.9g", 0);
-        printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u}",
+        printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u, "
+               "\"upload_sha256\": ",
                (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,
                c->examples);
+        if (c->upload_sha256[0])
+            printf("\"%s\"}", c->upload_sha256);
+        else
+            printf("null}");
         break;
     }
     m->first = 0;
@@ -1309,7 +1315,7 @@ static int fp__cmd_metrics(int argc, char **argv)
             printf("%6s  %8s  %11s  %14s  %14s  %9s\n", "round", "client", "train_loss",
                    "uplink_bytes", "downlink_bytes", "examples");
         else if (m.fmt == FMT_CSV)
-            printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples\n");
+            printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples,upload_sha256\n");
         else
             printf("[");
         rc = fp_store_list_client_rounds(store, id, client, fp__print_client, &m, &err);

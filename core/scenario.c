@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "registry.h"
+
 #define FP__DEFAULT_FMNIST_PATH "/usr/share/datasets/fashion-mnist"
 /* Longest string value: "key = value" must fit inih's 200-byte line so that
  * the canonical text always loads again. */
@@ -637,7 +639,7 @@ static int fp__validate(struct fp__parse *p)
                             cname);
         int line = L[K_COMP_NAME] ? L[K_COMP_NAME] : L[K_ALGO_NAME];
         char why[256];
-        if (fp_algo_comp_misfit(sc->algorithm, &sc->uplink, why, sizeof why))
+        if (fp_algo_comp_misfit(sc->algorithm, FP_UPLINK, &sc->uplink, why, sizeof why))
             return fp__fail(p, line, "%s", why);
     }
 
@@ -857,63 +859,6 @@ const char *fp_algo_name(enum fp_algo_kind a)
     case FP_ALGO_SCAFCOM: return "scafcom";
     }
     return "?";
-}
-
-/* FedPAQ and SCALLION rely on E[C(v)] = v; FedEF and SCAFCOM on
- * ||C(v) - v||^2 <= (1 - q)||v||^2. The full-precision baselines take
- * identity only (checked separately). */
-int fp_algo_takes_unbiased(enum fp_algo_kind a)
-{
-    return a == FP_ALGO_FEDPAQ || a == FP_ALGO_SCALLION || a == FP_ALGO_FEDAVG ||
-           a == FP_ALGO_SCAFFOLD;
-}
-
-int fp_algo_takes_contractive(enum fp_algo_kind a)
-{
-    return a == FP_ALGO_FEDEF || a == FP_ALGO_SCAFCOM || a == FP_ALGO_FEDAVG ||
-           a == FP_ALGO_SCAFFOLD;
-}
-
-int fp_comp_is_unbiased(enum fp_comp_kind k)
-{
-    return k == FP_COMP_IDENTITY || k == FP_COMP_RANDK || k == FP_COMP_QSGD;
-}
-
-int fp_comp_is_contractive(enum fp_comp_kind k)
-{
-    return k == FP_COMP_IDENTITY || k == FP_COMP_TOPK || k == FP_COMP_SIGN ||
-           k == FP_COMP_TOPK_QSGD;
-}
-
-int fp_algo_comp_misfit(enum fp_algo_kind a, const struct fp_comp_spec *c, char *why, size_t n)
-{
-    enum fp_comp_kind ck = c->kind;
-    char cname[64];
-    fp_comp_name(c, cname, sizeof cname);
-    if (ck != FP_COMP_IDENTITY && (a == FP_ALGO_FEDAVG || a == FP_ALGO_SCAFFOLD)) {
-        snprintf(why, n,
-                 "%s is the full-precision baseline and sends uncompressed vectors; for "
-                 "compressor %s use %s",
-                 fp_algo_name(a), cname,
-                 a == FP_ALGO_FEDAVG ? (fp_comp_is_unbiased(ck) ? "fedpaq" : "fedef")
-                                     : (fp_comp_is_unbiased(ck) ? "scallion" : "scafcom"));
-        return 1;
-    }
-    if (!fp_comp_is_unbiased(ck) && !fp_algo_takes_contractive(a)) {
-        snprintf(why, n,
-                 "%s needs an unbiased compressor (identity, randk, qsgd:S); %s is biased "
-                 "(contractive): use %s",
-                 fp_algo_name(a), cname, a == FP_ALGO_FEDPAQ ? "fedef" : "scafcom");
-        return 1;
-    }
-    if (!fp_comp_is_contractive(ck) && !fp_algo_takes_unbiased(a)) {
-        snprintf(why, n,
-                 "%s needs a contractive compressor (identity, topk, sign, topk+qsgd:S); %s is "
-                 "unbiased but not contractive: use %s",
-                 fp_algo_name(a), cname, a == FP_ALGO_FEDEF ? "fedpaq" : "scallion");
-        return 1;
-    }
-    return 0;
 }
 
 const char *fp_comp_name(const struct fp_comp_spec *c, char *buf, size_t n)

@@ -117,16 +117,6 @@ char *fp_scenario_canonical(const struct fp_scenario *sc);
 const char *fp_algo_name(enum fp_algo_kind a);
 /* "topk", "qsgd:16", "topk+qsgd:4" ...; buf receives the name, returned. */
 const char *fp_comp_name(const struct fp_comp_spec *c, char *buf, size_t n);
-/* Which compressor classes an algorithm accepts, and which class a
- * compressor has (identity is both: unbiased with omega = 0, contractive with q = 1). */
-int fp_algo_takes_unbiased(enum fp_algo_kind a);
-int fp_algo_takes_contractive(enum fp_algo_kind a);
-int fp_comp_is_unbiased(enum fp_comp_kind k);
-int fp_comp_is_contractive(enum fp_comp_kind k);
-/* 0 if compressor c fits algorithm a; else 1, with why[0..n) saying what
- * does not fit and which algorithm to use instead. The one rule for the
- * scenario parser (which adds file:line) and fp_algo_params_from. */
-int fp_algo_comp_misfit(enum fp_algo_kind a, const struct fp_comp_spec *c, char *why, size_t n);
 const char *fp_dataset_name(enum fp_dataset_kind d);
 const char *fp_model_name(enum fp_model_kind m);
 

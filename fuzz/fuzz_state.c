@@ -3,7 +3,8 @@
  * parser, fp_algo_state_load: a store file can be damaged or edited, so the
  * blob is outside input. The first byte picks the algorithm; the rest is
  * the blob, for d = 3 and N = 4. Anything must load or be refused cleanly;
- * what loads must save back to the same bytes.
+ * what loads must save back to the same bytes (an old FPS1 blob to an
+ * FPS2 one that does).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,18 +30,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                .beta = 0.5f};
     struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
     struct fp_error err;
-    if (fp_compressor_init(&p.comp, &id, p.d, &err))
+    if (fp_algo_params_compressors(&p, &id, &err))
         abort();
     struct fp_server s;
     if (fp_server_init(&s, &p, &err))
         return 0;
     struct fp_client_state cs[4] = {{0}};
     if (fp_algo_state_load(&s, cs, data + 1, size - 1, &err) == 0) {
-        void *blob;
-        size_t len;
+        void *blob, *again;
+        size_t len, len2;
         if (fp_algo_state_save(&s, cs, &blob, &len) == 0) {
-            if (len != size - 1 || memcmp(blob, data + 1, len))
+            /* an FPS2 blob saves back to its own bytes; an old FPS1 one is
+             * saved as FPS2, which must load and save back to itself */
+            uint32_t magic;
+            memcpy(&magic, data + 1, 4);
+            if (magic != 0x31535046u && (len != size - 1 || memcmp(blob, data + 1, len)))
                 abort();
+            struct fp_server s2;
+            struct fp_client_state cs2[4] = {{0}};
+            if (fp_server_init(&s2, &p, &err) == 0) {
+                if (fp_algo_state_load(&s2, cs2, blob, len, &err))
+                    abort();
+                if (fp_algo_state_save(&s2, cs2, &again, &len2) == 0) {
+                    if (len2 != len || memcmp(again, blob, len))
+                        abort();
+                    free(again);
+                }
+                for (int i = 0; i < 4; i++)
+                    fp_client_state_free(&cs2[i]);
+                fp_server_free(&s2);
+            }
             free(blob);
         }
     }

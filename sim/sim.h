@@ -1,11 +1,13 @@
 /*
  * sim/sim.h — the deterministic single-process driver.
  *
- * Runs a scenario: each round samples S of the N clients with the
- * (seed, round, SAMPLING) stream, trains them in parallel on `threads`
- * worker threads (OpenBLAS single-threaded inside each), aggregates their
- * uploads in ascending client id, evaluates every eval_every rounds, and
- * commits the round to the store in one transaction. Results do not depend
+ * Runs a scenario over the round logic of run/run.h (sampling, exchanges,
+ * evaluation, commit, which the coordinator shares): each round's S
+ * participants are trained in parallel on `threads` worker threads
+ * (OpenBLAS single-threaded inside each), each worker playing a client
+ * that sees only the broadcast's bytes and returns an upload message; the
+ * uploads are included in ascending client id, and the round is committed
+ * to the store in one transaction. Results do not depend
  * on the thread count: every random draw is keyed, reductions run in client
  * order, and worker scratch never influences a result.
  */

@@ -47,7 +47,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
                "store: model blobs are IEEE-754 binary32");
 
-#define FP_STORE_SCHEMA_VERSION 3
+#define FP_STORE_SCHEMA_VERSION 4
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
 #define FP__PART_BYTES ((size_t)1 << 28)
@@ -107,7 +107,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " downlink_bytes, participants, wall_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_INSERT_CLIENT] =
         "INSERT INTO client_rounds(run_id, round, client, train_loss, uplink_bytes,"
-        " downlink_bytes, examples) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        " downlink_bytes, examples, upload_sha256) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_FINISH_RUN] =
         "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
         " model_sha256 = ?3 WHERE id = ?1 AND status = 'running'",
@@ -144,7 +144,15 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                     " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
     /* ?2 < 0: every client; else one client's rows */
     [ST_LIST_CLIENTS] =
-        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples"
+        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256"
+        " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
+};
+
+/* What a reader of a store older than version 4 prepares instead: the same
+ * rows, without the hashes that schema did not have. */
+static const char *const fp__stmt_sql_v3[ST__COUNT] = {
+    [ST_LIST_CLIENTS] =
+        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, NULL"
         " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
 };
 
@@ -171,7 +179,16 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     "ALTER TABLE runs ADD COLUMN inputs TEXT;"                                                     \
     "ALTER TABLE runs ADD COLUMN blas TEXT;"
 
-/* Schema version 3. Executed only on a file whose user_version is 0, inside
+/* Schema version 4 added client_rounds.upload_sha256, the SHA-256 of each
+ * upload's payload, so that two runs can be compared upload by upload.
+ * Older files get it, NULL for their rows, in place, in the same IMMEDIATE
+ * transaction that sets user_version (with the version 2 and 3 steps for
+ * older files). */
+#define FP__V4_SQL                                                                                 \
+    "ALTER TABLE client_rounds ADD COLUMN upload_sha256 TEXT"                                      \
+    " CHECK(upload_sha256 IS NULL OR length(upload_sha256) = 64);"
+
+/* Schema version 4. Executed only on a file whose user_version is 0, inside
  * the same IMMEDIATE transaction that sets user_version, so two processes
  * opening a fresh file cannot both create it. Every column is documented in
  * docs/store.md; keep the two in step. */
@@ -220,6 +237,7 @@ static const char fp__schema_sql[] =
     " uplink_bytes INTEGER NOT NULL,"
     " downlink_bytes INTEGER NOT NULL,"
     " examples INTEGER NOT NULL,"
+    " upload_sha256 TEXT CHECK(upload_sha256 IS NULL OR length(upload_sha256) = 64),"
     " PRIMARY KEY(run_id, round, client),"
     " FOREIGN KEY(run_id, round) REFERENCES rounds(run_id, round) ON DELETE CASCADE);"
     "CREATE TABLE checkpoints("
@@ -232,7 +250,7 @@ static const char fp__schema_sql[] =
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
     "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
-    "PRAGMA user_version = 3;";
+    "PRAGMA user_version = 4;";
 
 struct fp_store {
     sqlite3 *db;
@@ -546,10 +564,11 @@ static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
             sqlite3_free(msg);
             goto fail;
         }
-    } else if (ver == 1 || ver == 2) {
+    } else if (ver >= 1 && ver <= 3) {
         char *msg = NULL;
-        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL "PRAGMA user_version = 3;"
-                                   : FP__V3_SQL "PRAGMA user_version = 3;";
+        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
+                          : ver == 2 ? FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
+                                     : FP__V4_SQL "PRAGMA user_version = 4;";
         if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
             rc = fp_error_set(err, FP_ESTORE,
                               "Run store %s: upgrading the schema from version %" PRId64
@@ -876,9 +895,13 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
                                NULL) == SQLITE_OK)
             continue;
         /* A reader does not upgrade an older schema: what it lacks stays
-         * unprepared, and using it says so (fp__need). */
+         * unprepared, and using it says so (fp__need), unless an older form
+         * of the statement reads what that schema has. */
         if (readonly && s->version < FP_STORE_SCHEMA_VERSION) {
             s->st[i] = NULL;
+            if (s->version < 4 && fp__stmt_sql_v3[i])
+                (void)sqlite3_prepare_v3(s->db, fp__stmt_sql_v3[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                         &s->st[i], NULL);
             continue;
         }
         rc = fp_error_set(err, FP_ESTORE,
@@ -1187,6 +1210,9 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
         FP__BIND(sqlite3_bind_int64(st, 5, (sqlite3_int64)c->uplink_bytes));
         FP__BIND(sqlite3_bind_int64(st, 6, (sqlite3_int64)c->downlink_bytes));
         FP__BIND(sqlite3_bind_int64(st, 7, c->examples));
+        FP__BIND(c->upload_sha256[0]
+                     ? sqlite3_bind_text(st, 8, c->upload_sha256, 64, SQLITE_TRANSIENT)
+                     : sqlite3_bind_null(st, 8));
         if (sqlite3_step(st) != SQLITE_DONE) {
             char what[128];
             snprintf(what, sizeof what,
@@ -1441,6 +1467,9 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
     c.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 3);
     c.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
     c.examples = (uint32_t)sqlite3_column_int64(st, 5);
+    const unsigned char *sha = sqlite3_column_text(st, 6);
+    if (sha && sqlite3_column_bytes(st, 6) == 64)
+        memcpy(c.upload_sha256, sha, 65);
     return x->cb(x->u, round, &c);
 }
 

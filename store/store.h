@@ -52,6 +52,9 @@ struct fp_client_round {
     uint64_t uplink_bytes; /* encoded size of what it sent */
     uint64_t downlink_bytes;
     uint32_t examples; /* examples the client holds */
+    /* SHA-256 (lowercase hex) of the payload of its upload, the 32-byte
+     * message header aside; "" if not known (stored as NULL) */
+    char upload_sha256[65];
 };
 
 struct fp_round {

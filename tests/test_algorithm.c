@@ -17,6 +17,7 @@
 
 #include "algorithms/algorithm.h"
 #include "algorithms/codec.h"
+#include "core/registry.h"
 
 /* ---- the reference problem, defined here independently of workloads/ ---- */
 #define NC  4
@@ -65,6 +66,7 @@ struct world {
     struct fp_algo_params p;
     struct fp_server s;
     struct fp_client_state cs[NC];
+    struct fp_client_state next[NC]; /* each client's pending state */
     struct fp_algo_ws ws;
     void *wws;
 };
@@ -85,7 +87,7 @@ static void world_init_c(struct world *W, enum fp_algo_kind kind, float lr_g,
                                    .seed = 1};
     struct fp_error err;
     struct fp_comp_spec spec = {.kind = comp, .ratio = ratio, .levels = 4};
-    assert_int_equal(fp_compressor_init(&W->p.comp, &spec, DIM, &err), 0);
+    assert_int_equal(fp_algo_params_compressors(&W->p, &spec, &err), 0);
     assert_int_equal(fp_server_init(&W->s, &W->p, &err), 0);
     W->s.x[0] = 0.5f, W->s.x[1] = -0.25f, W->s.x[2] = 1.0f;
     assert_int_equal(fp_algo_ws_init(&W->ws, &W->p), 0);
@@ -99,8 +101,10 @@ static void world_init(struct world *W, enum fp_algo_kind kind, float lr_g)
 
 static void world_free(struct world *W)
 {
-    for (int i = 0; i < NC; i++)
+    for (int i = 0; i < NC; i++) {
         fp_client_state_free(&W->cs[i]);
+        fp_client_state_free(&W->next[i]);
+    }
     fp_algo_ws_free(&W->ws, &W->p);
     fp_server_free(&W->s);
     mock_ws_free(W->wws);
@@ -118,27 +122,51 @@ static void check_c_is_mean(const struct world *W)
     }
 }
 
+#define RUN_ID 77
+
+/* Starts exchange (round, phase 0): the broadcast message into bc. */
+static size_t broadcast(struct world *W, uint32_t round, uint8_t *bc, size_t cap)
+{
+    size_t blen = 0;
+    assert_true(fp_algo_server_phase(&W->s, round, 0));
+    assert_int_equal(fp_algo_server_broadcast(&W->s, RUN_ID, round, 0, bc, cap, &blen), 0);
+    assert_int_equal(blen, FP_MSG_HEADER + fp_algo_broadcast_bytes(&W->p, 0));
+    return blen;
+}
+
+/* Client i's upload message for (round, phase 0) into msg; its length. */
+static size_t client_upload(struct world *W, uint32_t round, uint32_t i, const uint8_t *bc,
+                            size_t blen, uint8_t *msg, size_t cap)
+{
+    struct fp_error err;
+    size_t len = 0;
+    double loss = -1;
+    const struct fp_msg_header who = {.run = RUN_ID, .round = round, .phase = 0, .client = i};
+    assert_int_equal(fp_algo_client_update(&W->p, &who, bc, blen, &W->cs[i], &W->next[i], &mock_w,
+                                           W->wws, &W->ws, msg, cap, &len, &loss, &err),
+                     0);
+    assert_int_equal(len, FP_MSG_HEADER + fp_algo_upload_bytes(&W->p, 0));
+    assert_true(loss >= 0);
+    return len;
+}
+
 static void run_round(struct world *W, int r)
 {
-    uint8_t msg[64];
+    uint8_t msg[FP_MSG_HEADER + 64], bc[FP_MSG_HEADER + 64];
     struct fp_error err;
     float x_before[DIM];
     memcpy(x_before, W->s.x, sizeof x_before);
-    fp_algo_server_begin(&W->s);
+    const uint32_t round = (uint32_t)r + 1;
+    size_t blen = broadcast(W, round, bc, sizeof bc);
     for (uint32_t k = 0; k < nsel[r]; k++) {
         uint32_t i = rounds[r][k];
-        size_t len = 0;
-        double loss = -1;
-        assert_int_equal(fp_algo_client_update(&W->p, W->s.x, W->s.c, &W->cs[i], &mock_w, W->wws,
-                                               &W->ws, (uint32_t)r + 1, i, msg, sizeof msg, &len,
-                                               &loss),
-                         0);
-        assert_int_equal(len, fp_algo_upload_bytes(&W->p));
-        assert_true(loss >= 0);
+        size_t len = client_upload(W, round, i, bc, blen, msg, sizeof msg);
         /* the client must not have changed the broadcast it trained from */
         assert_memory_equal(W->s.x, x_before, sizeof x_before);
-        assert_int_equal(fp_algo_server_add(&W->s, (uint32_t)r + 1, i, msg, len, &err), 0);
+        assert_int_equal(fp_algo_server_add(&W->s, i, msg, len, &err), 0);
+        fp_algo_client_commit(&W->p, &W->cs[i], &W->next[i]);
     }
+    assert_false(fp_algo_server_phase(&W->s, round, 1)); /* one exchange per round */
     fp_algo_server_finish(&W->s, nsel[r]);
 }
 
@@ -222,12 +250,14 @@ static void test_sizes(void **state)
     struct fp_algo_params p = {.kind = FP_ALGO_FEDAVG, .d = 159010};
     struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
     struct fp_error err;
-    assert_int_equal(fp_compressor_init(&p.comp, &id, p.d, &err), 0);
-    assert_int_equal(fp_algo_upload_bytes(&p), 636040);
-    assert_int_equal(fp_algo_downlink_bytes(&p), 636040);
+    assert_int_equal(fp_algo_params_compressors(&p, &id, &err), 0);
+    assert_int_equal(fp_algo_upload_bytes(&p, 0), 636040);
+    assert_int_equal(fp_algo_broadcast_bytes(&p, 0), 636040);
+    assert_int_equal(fp_algo_upload_cap(&p), 32 + 636040); /* one header per message */
     p.kind = FP_ALGO_SCAFFOLD;
-    assert_int_equal(fp_algo_upload_bytes(&p), 636040);       /* one vector up: the halved form */
-    assert_int_equal(fp_algo_downlink_bytes(&p), 2 * 636040); /* x and c down */
+    assert_int_equal(fp_algo_upload_bytes(&p, 0), 636040); /* one vector up: the halved form */
+    assert_int_equal(fp_algo_broadcast_bytes(&p, 0), 2 * 636040); /* x and c down */
+    assert_int_equal(fp_algo_broadcast_cap(&p), 32 + 2 * 636040);
 }
 
 static void test_malformed_upload_rejected(void **state)
@@ -237,20 +267,191 @@ static void test_malformed_upload_rejected(void **state)
     world_init(&W, FP_ALGO_SCAFFOLD, 1.0f);
     struct fp_error err;
     float v[DIM] = {1, 2, 3};
-    uint8_t msg[4 * DIM];
-    fp_codec_dense_encode(v, DIM, msg);
-    fp_algo_server_begin(&W.s);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg + 0, &err), 0);
+    uint8_t msg[FP_MSG_HEADER + 4 * DIM], bc[FP_MSG_HEADER + 8 * DIM];
+    broadcast(&W, 1, bc, sizeof bc);
+    const struct fp_msg_header h = {
+        .type = FP_MSG_UPLOAD, .run = RUN_ID, .round = 1, .phase = 0, .client = 0, .len = 4 * DIM};
+    fp_msg_encode_header(&h, msg);
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg + 0, &err), 0);
     v[1] = NAN;
-    fp_codec_dense_encode(v, DIM, msg);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg, &err), FP_EFORMAT);
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
     v[1] = INFINITY;
-    fp_codec_dense_encode(v, DIM, msg);
-    assert_int_equal(fp_algo_server_add(&W.s, 1, 0, msg, sizeof msg, &err), FP_EFORMAT);
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
     /* only the one good upload was summed */
     assert_true(W.s.sum[0] == 1 && W.s.sum[1] == 2 && W.s.sum[2] == 3);
     world_free(&W);
+}
+
+/* Rewrites one field of a message's header (the payload stays). */
+static void reheader(uint8_t *msg, void (*edit)(struct fp_msg_header *))
+{
+    struct fp_msg_header h;
+    struct fp_error err;
+    assert_int_equal(fp_msg_decode_header(msg, &h, &err), 0);
+    edit(&h);
+    fp_msg_encode_header(&h, msg);
+}
+static void to_round2(struct fp_msg_header *h)
+{
+    h->round = 2;
+}
+static void to_phase1(struct fp_msg_header *h)
+{
+    h->phase = 1;
+}
+static void to_run78(struct fp_msg_header *h)
+{
+    h->run = RUN_ID + 1;
+}
+static void to_broadcast(struct fp_msg_header *h)
+{
+    h->type = FP_MSG_BROADCAST;
+}
+static void to_longer(struct fp_msg_header *h)
+{
+    h->len++;
+}
+
+/* Every upload names its run, round, phase and client, and the server
+ * decodes it only if they are the exchange in progress and the client it
+ * is offered as: anything else is refused and the aggregate is untouched.
+ * With rand-k the (round, client) key picks the mask, so before messages
+ * carried headers such an upload decoded silently under the wrong mask. */
+static void test_upload_key_checked(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init_c(&W, FP_ALGO_FEDPAQ, 1.0f, FP_COMP_RANDK, 0.67, 1.0f, 1.0f);
+    run_round(&W, 0);
+    run_round(&W, 1);
+    uint8_t bc[FP_MSG_HEADER + 64], up2[FP_MSG_HEADER + 64], up3[FP_MSG_HEADER + 64],
+        bad[FP_MSG_HEADER + 65];
+    const size_t blen = broadcast(&W, 3, bc, sizeof bc);
+    const size_t len = client_upload(&W, 3, 2, bc, blen, up2, sizeof up2);
+    assert_int_equal(client_upload(&W, 3, 3, bc, blen, up3, sizeof up3), len);
+    double sum0[DIM];
+    memcpy(sum0, W.s.sum, sizeof sum0);
+    struct fp_error err = {0};
+
+    /* client 2's upload offered as client 3's */
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up2, len, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "for client 2, expected client 3"));
+    void (*edits[])(struct fp_msg_header *) = {to_round2, to_phase1, to_run78, to_broadcast};
+    const char *want[] = {"for round 2, expected round 3", "for phase 1, expected phase 0",
+                          "for run 78, expected run 77", "a broadcast message where a upload"};
+    for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++) {
+        memcpy(bad, up3, len);
+        reheader(bad, edits[e]);
+        err.msg[0] = 0;
+        assert_int_equal(fp_algo_server_add(&W.s, 3, bad, len, &err), FP_EFORMAT);
+        if (!strstr(err.msg, want[e]))
+            fail_msg("edit %zu: %s", e, err.msg);
+    }
+    /* wrong length: a byte short, a byte more (header and all), a header only */
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up3, len - 1, &err), FP_EFORMAT);
+    memcpy(bad, up3, len);
+    bad[len] = 0;
+    reheader(bad, to_longer);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, bad, len + 1, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up3, FP_MSG_HEADER - 1, &err), FP_EFORMAT);
+    /* the server's state is as it was */
+    assert_memory_equal(W.s.sum, sum0, sizeof sum0);
+    /* and the right uploads, under their own names, are taken */
+    assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), 0);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up3, len, &err), 0);
+    fp_algo_client_commit(&W.p, &W.cs[2], &W.next[2]);
+    fp_algo_client_commit(&W.p, &W.cs[3], &W.next[3]);
+    assert_true(memcmp(W.s.sum, sum0, sizeof sum0) != 0);
+
+    /* a client refuses a broadcast of another round, and keeps its state */
+    size_t out_len;
+    double loss;
+    const struct fp_msg_header who = {.run = RUN_ID, .round = 4, .client = 1};
+    assert_int_equal(fp_algo_client_update(&W.p, &who, bc, blen, &W.cs[1], &W.next[1], &mock_w,
+                                           W.wws, &W.ws, bad, sizeof bad, &out_len, &loss, &err),
+                     FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "for round 3, expected round 4"));
+    world_free(&W);
+}
+
+/* A copy of client i's state (NULL stays NULL). */
+static void snapshot(const struct world *W, int i, float *ci, float *mem, int *has_ci, int *has_mem)
+{
+    *has_ci = W->cs[i].ci != NULL;
+    *has_mem = W->cs[i].mem != NULL;
+    if (*has_ci)
+        memcpy(ci, W->cs[i].ci, sizeof(float) * DIM);
+    if (*has_mem)
+        memcpy(mem, W->cs[i].mem, sizeof(float) * DIM);
+}
+
+/* Uploads dropped on purpose: every client trains each round, the server
+ * includes only some. A dropped client's state must be exactly what it was
+ * (its pending state is never committed), so c = (1/N) sum c_i holds after
+ * rounds with drops and FedEF's error memory keeps its mass. With the state
+ * updated as the upload is made (before this was split), the dropped
+ * client's c_i moves while c does not, and the check fails by |delta_i|. */
+static void test_dropped_uploads_leave_clients_unchanged(void **state)
+{
+    (void)state;
+    const struct {
+        enum fp_algo_kind a;
+        enum fp_comp_kind c;
+        double ratio;
+    } algos[] = {{FP_ALGO_SCAFFOLD, FP_COMP_IDENTITY, 1.0},
+                 {FP_ALGO_SCALLION, FP_COMP_RANDK, 0.67},
+                 {FP_ALGO_SCAFCOM, FP_COMP_TOPK, 0.34},
+                 {FP_ALGO_FEDEF, FP_COMP_TOPK, 0.34}};
+    /* drop[r][i]: client i's upload in round r + 1 is lost */
+    static const int drop[4][NC] = {{0, 1, 0, 0}, {1, 0, 0, 1}, {0, 0, 1, 0}, {0, 1, 0, 1}};
+    for (size_t k = 0; k < sizeof algos / sizeof algos[0]; k++) {
+        struct world W;
+        /* alpha != 1 is SCALLION's alone (fp_algo_params_from sets 1 otherwise) */
+        const float alpha = algos[k].a == FP_ALGO_SCALLION ? 0.5f : 1.0f;
+        world_init_c(&W, algos[k].a, 1.0f, algos[k].c, algos[k].ratio, alpha, 0.5f);
+        for (uint32_t r = 0; r < 4; r++) {
+            const uint32_t round = r + 1;
+            uint8_t bc[FP_MSG_HEADER + 64], up[NC][FP_MSG_HEADER + 64];
+            size_t len[NC];
+            float ci[NC][DIM], mem[NC][DIM];
+            int has_ci[NC], has_mem[NC];
+            size_t blen = broadcast(&W, round, bc, sizeof bc);
+            for (uint32_t i = 0; i < NC; i++) {
+                snapshot(&W, (int)i, ci[i], mem[i], &has_ci[i], &has_mem[i]);
+                len[i] = client_upload(&W, round, i, bc, blen, up[i], sizeof up[i]);
+            }
+            uint32_t included = 0;
+            struct fp_error err;
+            for (uint32_t i = 0; i < NC; i++) {
+                if (drop[r][i])
+                    continue;
+                assert_int_equal(fp_algo_server_add(&W.s, i, up[i], len[i], &err), 0);
+                fp_algo_client_commit(&W.p, &W.cs[i], &W.next[i]);
+                included++;
+            }
+            fp_algo_server_finish(&W.s, included);
+            for (uint32_t i = 0; i < NC; i++) {
+                if (!drop[r][i])
+                    continue;
+                /* exactly as before the round: bits, or still never allocated */
+                assert_int_equal(W.cs[i].ci != NULL, has_ci[i]);
+                assert_int_equal(W.cs[i].mem != NULL, has_mem[i]);
+                if (has_ci[i])
+                    assert_memory_equal(W.cs[i].ci, ci[i], sizeof ci[i]);
+                if (has_mem[i])
+                    assert_memory_equal(W.cs[i].mem, mem[i], sizeof mem[i]);
+            }
+            if (W.s.c)
+                check_c_is_mean(&W);
+        }
+        /* the drops were real: some client's state did move in some round */
+        assert_non_null(algos[k].a == FP_ALGO_FEDEF ? W.cs[0].mem : W.cs[0].ci);
+        world_free(&W);
+    }
 }
 
 /* Runs two worlds through the same rounds and demands identical bytes: x,
@@ -403,6 +604,13 @@ static void test_params_reject_wrong_class(void **state)
         if ((rc == 0) != cases[i].ok)
             fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
     }
+    /* the downlink: identity for every algorithm today, per the registry */
+    char why[256];
+    struct fp_comp_spec topk = {.kind = FP_COMP_TOPK}, id = {.kind = FP_COMP_IDENTITY};
+    for (enum fp_algo_kind a = FP_ALGO_FEDAVG; a <= FP_ALGO_SCAFCOM; a++) {
+        assert_int_equal(fp_algo_comp_misfit(a, FP_DOWNLINK, &id, why, sizeof why), 0);
+        assert_int_equal(fp_algo_comp_misfit(a, FP_DOWNLINK, &topk, why, sizeof why), 1);
+    }
     /* alpha = auto is 1/(1 + omega): rand-k of 1000 at ratio 0.01 has omega = 99 */
     struct fp_scenario sc;
     fp_scenario_defaults(&sc);
@@ -428,8 +636,8 @@ static void test_state_roundtrip_and_rejects(void **state)
     size_t len;
     struct fp_error err;
     assert_int_equal(fp_algo_state_save(&A.s, A.cs, &blob, &len), 0);
-    /* header 32 + x + c + 4 clients x (id + c_i + w_i) */
-    assert_int_equal(len, 32 + 2 * 12 + 4 * (4 + 2 * 12));
+    /* FPS2: header 32, the server's blob (32 + x + c), 4 client blobs (32 + c_i + w_i) */
+    assert_int_equal(len, 32 + (32 + 2 * 12) + 4 * (32 + 2 * 12));
     assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), 0);
     run_round(&A, 2);
     run_round(&B, 2);
@@ -450,17 +658,109 @@ static void test_state_roundtrip_and_rejects(void **state)
     assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
     memcpy(bad, b, len);
     uint32_t id = 7; /* first client id beyond N = 4 */
-    memcpy(bad + 32 + 24, &id, 4);
+    memcpy(bad + 32 + 56 + 24, &id, 4);
     assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
     memcpy(bad, b, len);
     float nan = NAN;
-    memcpy(bad + 32, &nan, 4); /* x[0] */
+    memcpy(bad + 32 + 32, &nan, 4); /* x[0] */
     assert_int_equal(fp_algo_state_load(&C.s, C.cs, bad, len, &err), FP_EFORMAT);
     free(bad);
     free(blob);
     world_free(&A);
     world_free(&B);
     world_free(&C);
+}
+
+/* Writes the FPS1 checkpoint of fedpress before the server and client
+ * states were split, as docs/store.md described it then (written out here,
+ * not by the code under test): header (magic, version 1, algorithm, flags,
+ * d as u64, N, client count), x, c, then per client its u32 id, c_i, w_i. */
+static size_t fps1_blob(const struct world *W, uint8_t *out)
+{
+    uint8_t *p = out;
+    uint32_t h[4] = {0x31535046u, 1, (uint32_t)W->p.kind, 1 | 2 | 4};
+    uint64_t d = DIM;
+    uint32_t N = NC, n = 0;
+    for (int i = 0; i < NC; i++)
+        n += W->cs[i].ci != NULL;
+    memcpy(p, h, 16), p += 16;
+    memcpy(p, &d, 8), p += 8;
+    memcpy(p, &N, 4), p += 4;
+    memcpy(p, &n, 4), p += 4;
+    memcpy(p, W->s.x, 4 * DIM), p += 4 * DIM;
+    memcpy(p, W->s.c, 4 * DIM), p += 4 * DIM;
+    for (uint32_t i = 0; i < NC; i++) {
+        if (!W->cs[i].ci)
+            continue;
+        memcpy(p, &i, 4), p += 4;
+        memcpy(p, W->cs[i].ci, 4 * DIM), p += 4 * DIM;
+        memcpy(p, W->cs[i].mem, 4 * DIM), p += 4 * DIM;
+    }
+    return (size_t)(p - out);
+}
+
+/* A checkpoint in the old single-blob format (stores written before the
+ * split) still restores everything bit for bit, so those runs resume. */
+static void test_state_fps1_still_loads(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    run_round(&A, 0); /* clients 0 and 2 only: 1 and 3 have no state */
+    uint8_t blob[32 + 2 * 12 + NC * (4 + 2 * 12)];
+    size_t len = fps1_blob(&A, blob);
+    assert_int_equal(len, 32 + 2 * 12 + 2 * (4 + 2 * 12));
+    struct fp_error err;
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), 0);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_memory_equal(A.s.c, B.s.c, sizeof(float) * DIM);
+    for (int i = 0; i < NC; i++) {
+        assert_int_equal(A.cs[i].ci != NULL, B.cs[i].ci != NULL);
+        if (A.cs[i].ci) {
+            assert_memory_equal(A.cs[i].ci, B.cs[i].ci, sizeof(float) * DIM);
+            assert_memory_equal(A.cs[i].mem, B.cs[i].mem, sizeof(float) * DIM);
+        }
+    }
+    run_round(&A, 1);
+    run_round(&B, 1);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len - 1, &err), FP_EFORMAT);
+    world_free(&A);
+    world_free(&B);
+}
+
+/* The server's and a client's state stand alone: a coordinator restores x
+ * and c from the server blob without any client's, a client daemon its own
+ * blob, and a blob of another client is refused. */
+static void test_state_server_and_client_separate(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFFOLD, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    world_init_c(&B, FP_ALGO_SCAFFOLD, 1.0f, FP_COMP_IDENTITY, 1.0, 1.0f, 1.0f);
+    run_round(&A, 0);
+    const size_t sb = fp_algo_server_state_bytes(&A.p), cb = fp_algo_client_state_bytes(&A.p);
+    assert_int_equal(sb, 32 + 2 * 4 * DIM);
+    assert_int_equal(cb, 32 + 4 * DIM);
+    uint8_t sblob[32 + 2 * 4 * DIM], cblob[32 + 4 * DIM];
+    fp_algo_server_save(&A.s, sblob);
+    fp_algo_client_save(&A.p, 2, &A.cs[2], cblob);
+    struct fp_error err;
+    assert_int_equal(fp_algo_server_load(&B.s, sblob, sb, &err), 0);
+    assert_memory_equal(A.s.x, B.s.x, sizeof(float) * DIM);
+    assert_memory_equal(A.s.c, B.s.c, sizeof(float) * DIM);
+    assert_null(B.cs[2].ci);
+    assert_int_equal(fp_algo_client_load(&B.p, 3, &B.cs[3], cblob, cb, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "of client 2, not client 3"));
+    assert_null(B.cs[3].ci);
+    assert_int_equal(fp_algo_client_load(&B.p, 2, &B.cs[2], cblob, cb, &err), 0);
+    assert_memory_equal(A.cs[2].ci, B.cs[2].ci, sizeof(float) * DIM);
+    /* a client blob is not a server blob, nor the other way round */
+    assert_int_equal(fp_algo_server_load(&B.s, cblob, cb, &err), FP_EFORMAT);
+    assert_int_equal(fp_algo_client_load(&B.p, 2, &B.cs[2], sblob, sb, &err), FP_EFORMAT);
+    world_free(&A);
+    world_free(&B);
 }
 
 int main(void)
@@ -471,11 +771,15 @@ int main(void)
         cmocka_unit_test(test_client_state_lazy),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_malformed_upload_rejected),
+        cmocka_unit_test(test_upload_key_checked),
+        cmocka_unit_test(test_dropped_uploads_leave_clients_unchanged),
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
         cmocka_unit_test(test_params_reject_wrong_class),
         cmocka_unit_test(test_state_roundtrip_and_rejects),
+        cmocka_unit_test(test_state_fps1_still_loads),
+        cmocka_unit_test(test_state_server_and_client_separate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

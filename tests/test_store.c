@@ -95,6 +95,9 @@ static void make_rounds(void)
                 .downlink_bytes = 500u,
                 .examples = 60u + (uint32_t)j,
             };
+        /* the first client's upload hash is known, the second's is not (NULL) */
+        snprintf(cr[k][0].upload_sha256, sizeof cr[k][0].upload_sha256, "%064x", 0xab00 + k);
+        cr[k][1].upload_sha256[0] = 0;
         rd[k] = (struct fp_round){
             .round = (uint32_t)k + 1,
             .train_loss = 2.0 - 0.5 * k,
@@ -274,7 +277,7 @@ static void test_full_run_round_trip(void **state)
     char txt[200];
     q_text(f->db, "PRAGMA journal_mode", txt, sizeof txt);
     assert_string_equal(txt, "wal");
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
     /* meta_a records neither inputs nor BLAS: both NULL, not "" */
     assert_int_equal(q_int(f->db, "SELECT inputs IS NULL AND blas IS NULL FROM runs"), 1);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 6);
@@ -471,7 +474,7 @@ static void test_newer_schema_refused(void **state)
     struct fx *f = *state;
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     struct fp_store *s = NULL;
@@ -479,7 +482,7 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
     assert_null(s);
     assert_non_null(strstr(e.msg, f->db));
-    assert_non_null(strstr(e.msg, "schema version 4"));
+    assert_non_null(strstr(e.msg, "schema version 5"));
 }
 
 struct client_rows {
@@ -529,7 +532,9 @@ static void test_list_client_rounds(void **state)
 
 /* What schema version 3 added to runs, taken away again: a file as
  * versions 1 and 2 wrote it. */
-#define V3_COLUMNS_DROPPED "ALTER TABLE runs DROP COLUMN inputs; ALTER TABLE runs DROP COLUMN blas;"
+#define V4_COLUMN_DROPPED "ALTER TABLE client_rounds DROP COLUMN upload_sha256;"
+#define V3_COLUMNS_DROPPED                                                                         \
+    "ALTER TABLE runs DROP COLUMN inputs; ALTER TABLE runs DROP COLUMN blas;" V4_COLUMN_DROPPED
 
 static const char inputs_a[] =
     "0000000000000000000000000000000000000000000000000000000000000001  /data/train.gz\n"
@@ -599,10 +604,13 @@ static void test_schema_2_upgraded(void **state)
                      0);
 
     s = open_ok(f->db);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
                                   " WHERE name IN ('inputs', 'blas')"),
                      2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('client_rounds')"
+                                  " WHERE name = 'upload_sha256'"),
+                     1);
     assert_int_equal(
         q_int(f->db, "SELECT count(*) FROM runs WHERE inputs IS NULL AND blas IS NULL"), 2);
     struct run_copy rc = {0};
@@ -626,6 +634,86 @@ static void test_schema_2_upgraded(void **state)
     fp_store_resume_free(&rs);
     fp_store_close(s);
     (void)id;
+}
+
+struct sha_copy {
+    int n;
+    char sha[8][65];
+};
+
+static int collect_sha(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    (void)round;
+    struct sha_copy *x = u;
+    assert_true(x->n < 8);
+    memcpy(x->sha[x->n++], c->upload_sha256, 65);
+    return 0;
+}
+
+/* Each client's upload hash is stored with its round (NULL when unknown)
+ * and read back by the listing, in round then client order. */
+static void test_upload_sha256_stored(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = write_run_a(s);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE upload_sha256 IS NULL"),
+                     3);
+    char txt[100];
+    q_text(f->db, "SELECT upload_sha256 FROM client_rounds WHERE round = 2 AND client = 12", txt,
+           sizeof txt);
+    assert_string_equal(txt, "000000000000000000000000000000000000000000000000000000000000ab01");
+    struct sha_copy x = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id, -1, collect_sha, &x, &e), 0);
+    assert_int_equal(x.n, 6);
+    assert_string_equal(x.sha[0],
+                        "000000000000000000000000000000000000000000000000000000000000ab00");
+    assert_string_equal(x.sha[1], "");
+    assert_string_equal(x.sha[4],
+                        "000000000000000000000000000000000000000000000000000000000000ab02");
+    fp_store_close(s);
+}
+
+/* A version 3 store (no upload_sha256) is read as it is by a reader (the
+ * hashes unknown) and upgraded in place by a writer: its rows get NULL,
+ * new rounds store their hashes. */
+static void test_schema_3_upgraded(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = write_run_a(s);
+    fp_store_close(s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, V4_COLUMN_DROPPED "PRAGMA user_version = 3", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+
+    s = NULL;
+    assert_int_equal(fp_store_open_readonly(&s, f->db, &e), 0);
+    struct sha_copy x = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id, -1, collect_sha, &x, &e), 0);
+    assert_int_equal(x.n, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(x.sha[i], "");
+    fp_store_close(s);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
+
+    s = open_ok(f->db);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE upload_sha256 IS NULL"),
+                     6);
+    int64_t id2 = write_run_a(s);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE upload_sha256 IS NOT "
+                                  "NULL"),
+                     3);
+    struct sha_copy y = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id2, -1, collect_sha, &y, &e), 0);
+    assert_string_equal(y.sha[2],
+                        "000000000000000000000000000000000000000000000000000000000000ab01");
+    fp_store_close(s);
 }
 
 /* The upgrade is one transaction with user_version: when its second ALTER
@@ -681,8 +769,11 @@ static void test_schema_1_upgraded(void **state)
 
     s = NULL;
     assert_int_equal(fp_store_open(&s, f->db, &e), 0);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('client_rounds')"
+                                  " WHERE name = 'upload_sha256'"),
+                     1);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
                                   " WHERE name IN ('inputs', 'blas')"),
                      2);
@@ -1472,9 +1563,9 @@ static void test_reader_on_old_schema(void **state)
     fp_store_close(s);
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h, "DROP TABLE checkpoint_parts; PRAGMA user_version = 1", NULL, NULL, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     s = NULL;
@@ -1526,6 +1617,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_client_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_1_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_2_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_3_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_sha256_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_upgrade_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inputs_and_blas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),

@@ -602,31 +602,44 @@ static uint8_t *client_uploads(const struct fp_scenario *sc0, enum fp_algo_kind 
     assert_int_equal(fp_algo_ws_init(&aws, &p), 0);
     void *wws = fp_workload_ws_new(w);
     assert_non_null(wws);
-    size_t up = fp_algo_upload_bytes(&p), per = up + sizeof(double);
-    uint8_t *out = calloc((size_t)rounds, per);
-    float *x = malloc(w->d * sizeof *x), *c = malloc(w->d * sizeof *c);
+    /* The client sees only the server's broadcast bytes: x from the
+     * scenario's init, and a control variate that is not zero. */
+    struct fp_server srv;
+    assert_int_equal(fp_server_init(&srv, &p, &err), 0);
     fp_rng r;
     fp_rng_seed(&r, sc.seed, 0, FP_RNG_NO_CLIENT, FP_RNG_INIT);
-    w->ops->init_params(w, &r, x);
-    for (size_t j = 0; j < w->d; j++)
-        c[j] = 0.01f * (float)((int)(j % 7) - 3);
-    struct fp_client_state cs = {0};
+    w->ops->init_params(w, &r, srv.x);
+    if (srv.c)
+        for (size_t j = 0; j < w->d; j++)
+            srv.c[j] = 0.01f * (float)((int)(j % 7) - 3);
+    size_t bcap = fp_algo_broadcast_cap(&p), ucap = fp_algo_upload_cap(&p);
+    size_t per = ucap + sizeof(double);
+    uint8_t *out = calloc((size_t)rounds, per), *bc = malloc(bcap);
+    assert_non_null(out);
+    assert_non_null(bc);
+    struct fp_client_state cs = {0}, next = {0};
     for (int t = 0; t < rounds; t++) {
-        size_t got = 0;
+        size_t blen = 0, got = 0;
         double loss = 0;
-        int rc = fp_algo_client_update(&p, x, c, &cs, w, wws, &aws, (uint32_t)t + 1, client,
-                                       out + (size_t)t * per, up, &got, &loss);
-        assert_int_equal(rc, 0);
-        assert_int_equal(got, up);
-        memcpy(out + (size_t)t * per + up, &loss, sizeof loss);
+        const uint32_t round = (uint32_t)t + 1;
+        assert_int_equal(fp_algo_server_broadcast(&srv, 1, round, 0, bc, bcap, &blen), 0);
+        const struct fp_msg_header who = {.run = 1, .round = round, .phase = 0, .client = client};
+        int rc = fp_algo_client_update(&p, &who, bc, blen, &cs, &next, w, wws, &aws,
+                                       out + (size_t)t * per, ucap, &got, &loss, &err);
+        if (rc)
+            fail_msg("fp_algo_client_update: %s", err.msg);
+        assert_int_equal(got, ucap);
+        fp_algo_client_commit(&p, &cs, &next);
+        memcpy(out + (size_t)t * per + ucap, &loss, sizeof loss);
         for (size_t j = 0; j < w->d; j++) /* a new broadcast: the next round differs */
-            x[j] *= 0.9f;
+            srv.x[j] *= 0.9f;
     }
     fp_client_state_free(&cs);
+    fp_client_state_free(&next);
+    fp_server_free(&srv);
     fp_workload_ws_free(w, wws);
     fp_algo_ws_free(&aws, &p);
-    free(x);
-    free(c);
+    free(bc);
     *len = (size_t)rounds * per;
     return out;
 }

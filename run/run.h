@@ -1,0 +1,158 @@
+/*
+ * run/run.h — the round logic every driver shares.
+ *
+ * A driver (the simulator today, the coordinator next) owns threads,
+ * sockets, clocks and scheduling; everything that decides a result lives
+ * here, so both drivers compute the same bits: opening a run (outputs
+ * checked first, the workload, the algorithm, the model's initialisation
+ * or warm start, a new run in the store or a resume from its checkpoint
+ * with its inputs' hashes checked), sampling the round's participants,
+ * including their uploads in ascending client id, evaluation, the round's
+ * commit (metrics and checkpoint in one store transaction) and the finish
+ * (final status, model in the store, then --model-out).
+ *
+ * A driver reads as:
+ *
+ *   fp_run_open(&r, ...);
+ *   for (round = r.first_round; fp_run_next(&r, round); round++) {
+ *       fp_run_round_begin(&r, round);
+ *       for (phase = 0; fp_run_phase_begin(&r, phase, ...); phase++) {
+ *           each participant runs fp_algo_client_update on r.bcast;
+ *           fp_run_include(&r, slot, upload, ...) in ascending slot;
+ *           fp_run_phase_end(&r);
+ *       }
+ *       fp_run_round_end(&r); if (r.evaluate) evaluate;
+ *       fp_run_commit(&r, ...);
+ *   }
+ *   fp_run_finish(&r, ...) or, on an error, fp_run_fail(&r);
+ *   fp_run_close(&r);
+ *
+ * Ownership: everything in struct fp_run belongs to it and is freed by
+ * fp_run_close(); the scenario, store and options are borrowed for the
+ * run's lifetime.
+ */
+#ifndef FP_RUN_H
+#define FP_RUN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../algorithms/algorithm.h"
+#include "../core/error.h"
+#include "../core/scenario.h"
+#include "../store/store.h"
+#include "../workloads/workload.h"
+
+struct fp_run_options {
+    unsigned threads;               /* recorded with the run (runs.threads) */
+    FILE *progress;                 /* a line per round goes here; NULL = silent */
+    volatile sig_atomic_t *stop;    /* set (e.g. by SIGINT): finish the round in progress, stop */
+    const char *model_out;          /* if set, the final model is written here (raw f32) */
+    const struct fp_resume *resume; /* see fp_sim_options */
+    int64_t resume_run;
+    int (*started)(void *u, int64_t run_id);
+    void *started_u;
+};
+
+struct fp_run_result {
+    int64_t run_id;
+    uint32_t rounds_done;
+    double test_loss, test_accuracy; /* last evaluation */
+    uint64_t uplink_bytes, downlink_bytes;
+    double seconds;
+    char model_sha256[65];
+    int interrupted;
+    const char *stored_status;
+};
+
+struct fp_run {
+    const struct fp_scenario *sc;
+    struct fp_store *store;
+    const struct fp_run_options *opt;
+    struct fp_run_result res;
+    struct fp_workload *w;
+    struct fp_algo_params p;
+    struct fp_server server;
+    struct fp_client_state *cstate; /* [N]; the simulator holds every client's */
+    uint32_t *perm;                 /* [N] sampling scratch */
+    uint32_t *chosen;               /* [S] this round's participants, ascending */
+    struct fp_client_round *crow;   /* [S] */
+    uint32_t first_round, state_round;
+    double t0, t_rounds;
+    char *canon;
+
+    /* the round in progress, and its exchange */
+    uint32_t round;
+    unsigned phase;
+    uint8_t *bcast; /* [fp_algo_broadcast_cap] the exchange's broadcast message */
+    size_t bcast_len;
+    struct fp_round row;
+    double loss_sum, r0;
+    int evaluate; /* set by fp_run_round_end: this round is evaluated */
+
+    /* test-set blocks (workload eval_block), for drivers evaluating in parallel */
+    size_t eval_nblocks;
+    double *eval_loss; /* [eval_nblocks] */
+    uint64_t *eval_correct, *eval_count;
+};
+
+/* Opens the run: a new one in the store, or opt->resume. On failure
+ * nothing needs finishing; call fp_run_fail (which marks a run that got an
+ * id as failed) and fp_run_close. */
+int fp_run_open(struct fp_run *r, const struct fp_scenario *sc, struct fp_store *store,
+                const struct fp_run_options *opt, struct fp_error *err);
+
+/* Whether round `round` runs: not past the last, and no stop asked. Checked
+ * between rounds only: a round once started is finished and committed, so
+ * client state never runs ahead of the server's and the store ends on a
+ * whole round. */
+int fp_run_next(const struct fp_run *r, uint32_t round);
+
+/* Samples the round's participants into r->chosen (S of them, ascending). */
+void fp_run_round_begin(struct fp_run *r, uint32_t round);
+
+/* Whether the round has exchange `phase` (the algorithm decides; phase 0
+ * always): if so, its broadcast message is in r->bcast[0..r->bcast_len),
+ * the same bytes for every participant, and the server waits for their
+ * uploads. */
+int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err);
+
+/* Includes the upload message of participant `slot` (r->chosen[slot]):
+ * checked, decoded and added to the aggregate, then its metrics recorded
+ * (payload bytes, both ways, and the SHA-256 of the phase-0 upload's
+ * payload: upload_sha256 if the driver hashed it already, in parallel,
+ * else computed here). Call in ascending slot. */
+int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
+                   double train_loss, const char *upload_sha256, struct fp_error *err);
+
+/* Ends the exchange: the server applies its aggregate. */
+void fp_run_phase_end(struct fp_run *r);
+
+/* Ends the round's exchanges; sets r->evaluate if the round is evaluated
+ * (then the driver fills r->row.test_loss / test_accuracy, with
+ * fp_run_evaluate or block by block). */
+void fp_run_round_end(struct fp_run *r);
+
+/* Evaluates r->server.x on the whole test set with one workspace. */
+void fp_run_evaluate(struct fp_run *r, void *wws);
+/* Block b of the test set (parallel drivers), then the sums in block order,
+ * which is exactly what the workload's own evaluate() computes. */
+void fp_run_eval_block(struct fp_run *r, void *wws, size_t b);
+void fp_run_eval_sum(struct fp_run *r);
+
+/* Commits the round (metrics, and the state every checkpoint_every rounds)
+ * in one store transaction and prints its progress line. */
+int fp_run_commit(struct fp_run *r, struct fp_error *err);
+
+/* Ends the run after its last round or a stop: the state of a stopped run,
+ * the final status and model in the store, then --model-out. *res is the
+ * run's result. */
+int fp_run_finish(struct fp_run *r, struct fp_error *err);
+
+/* Marks a run that has an id as failed (a driver's error path). */
+void fp_run_fail(struct fp_run *r);
+
+void fp_run_close(struct fp_run *r);
+
+#endif
