@@ -62,7 +62,7 @@ struct fp_chan {
 
     /* Handshake bytes to send. */
     uint8_t *out;
-    size_t out_len;
+    size_t out_len, out_cap;
     uint8_t *hello;
     size_t hello_len;
 
@@ -97,12 +97,11 @@ static void fp__put16(uint8_t *p, size_t v)
 /* Appends one length-prefixed handshake message to the output. */
 static int fp__write_hs(struct fp_chan *ch, const uint8_t *payload, size_t len)
 {
-    size_t cap = FP_CHAN_MAGIC_LEN + 2 + FP_NOISE_MSG_MAX, n = 0;
-    if (!ch->out && !(ch->out = malloc(cap)))
-        return fp__fail(ch, FP_ENOMEM, "out of memory for the handshake");
+    size_t n = 0;
     uint8_t *p = ch->out + ch->out_len;
     struct fp_error e = {0};
-    int rc = fp_noise_handshake_write(&ch->hs, payload, len, p + 2, cap - ch->out_len - 2, &n, &e);
+    int rc = fp_noise_handshake_write(&ch->hs, payload, len, p + 2, ch->out_cap - ch->out_len - 2,
+                                      &n, &e);
     if (rc)
         return fp__fail(ch, rc, "%s", e.msg);
     fp__put16(p, n);
@@ -120,6 +119,13 @@ struct fp_chan *fp_chan_new(int role, const uint8_t s_priv[FP_NOISE_KEY],
     if (!ch)
         return NULL;
     ch->role = role;
+    /* Room for what this side sends in the handshake, and no more: the
+     * magic and message 1, then message 3 (client); message 2 (server). */
+    ch->out_cap = role == FP_CHAN_CLIENT ? FP_CHAN_MAGIC_LEN + 2 + FP_NOISE_MSG1_OVERHEAD + 2 +
+                                               FP_NOISE_MSG3_OVERHEAD + hello_len
+                                         : 2 + FP_NOISE_MSG2_OVERHEAD;
+    if (!(ch->out = malloc(ch->out_cap)))
+        goto fail;
     fp_noise_handshake_init(&ch->hs, role == FP_CHAN_CLIENT, (const uint8_t *)FP_CHAN_PROLOGUE,
                             sizeof FP_CHAN_PROLOGUE - 1, s_priv,
                             role == FP_CHAN_CLIENT ? server_pub : NULL);
@@ -150,7 +156,7 @@ void fp_chan_free(struct fp_chan *ch)
     if (ch->msg_owned)
         free(ch->msg);
     if (ch->out) {
-        sodium_memzero(ch->out, FP_CHAN_MAGIC_LEN + 2 + FP_NOISE_MSG_MAX);
+        sodium_memzero(ch->out, ch->out_cap);
         free(ch->out);
     }
     if (ch->hello) {
@@ -172,8 +178,6 @@ static int fp__client_start(struct fp_chan *ch)
 {
     if (ch->role != FP_CHAN_CLIENT || ch->hs.step != 0 || ch->state == S_DEAD)
         return 0;
-    if (!ch->out && !(ch->out = malloc(FP_CHAN_MAGIC_LEN + 2 + FP_NOISE_MSG_MAX)))
-        return fp__fail(ch, FP_ENOMEM, "out of memory for the handshake");
     memcpy(ch->out, FP_CHAN_MAGIC, FP_CHAN_MAGIC_LEN);
     ch->out_len = FP_CHAN_MAGIC_LEN;
     return fp__write_hs(ch, NULL, 0);
@@ -534,14 +538,23 @@ int fp_chan_reject(struct fp_chan *ch, const char *reason, uint8_t *out, size_t 
 {
     if (ch->role != FP_CHAN_SERVER || ch->state != S_PENDING)
         return FP_EINVAL;
+    /* One record, header and reason together: a refused client gets one
+     * record and the close, nothing more. */
     size_t n = strlen(reason);
-    n = n < FP_MSG_CONTROL_CAP ? n : (size_t)FP_MSG_CONTROL_CAP;
+    n = n < FP_CHAN_REJECT_MAX ? n : FP_CHAN_REJECT_MAX;
+    if (cap < 2 + FP_MSG_HEADER + n + FP_NOISE_TAG)
+        return FP_EINVAL;
     struct fp_msg_header h = {.type = FP_MSG_ERROR, .len = n};
-    ch->state = S_REC_LEN; /* for the one send */
-    int rc = fp_chan_send(ch, &h, reason, out, cap, outlen);
-    if (ch->state != S_DEAD)
-        ch->state = S_CLOSED;
-    return rc;
+    uint8_t *pt = out + 2;
+    fp_msg_encode_header(&h, pt);
+    memmove(pt + FP_MSG_HEADER, reason, n);
+    int rc = fp__seal(ch, pt, FP_MSG_HEADER + n, out);
+    if (rc)
+        return rc;
+    *outlen = 2 + FP_MSG_HEADER + n + FP_NOISE_TAG;
+    ch->sent_any = 1;
+    ch->state = S_CLOSED;
+    return 0;
 }
 
 const uint8_t *fp_chan_handshake_hash(const struct fp_chan *ch)

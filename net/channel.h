@@ -111,9 +111,11 @@ void fp_chan_expect(struct fp_chan *ch, const struct fp_msg_header *want, uint64
 void fp_chan_admit(struct fp_chan *ch);
 
 /* Server, after FP_CHAN_EV_HANDSHAKE, for a key that is not admitted: the
- * one error message (reason as payload, cut to FP_MSG_CONTROL_CAP) into
- * out[cap] (fp_chan_wire_size(strlen(reason)) bytes suffice), *outlen its
- * size; then the channel is closed (send it, then close the connection). */
+ * one error record (an error message whose payload is the reason, cut to
+ * FP_CHAN_REJECT_MAX bytes, header and reason in a single record) into
+ * out[cap] (2 + 32 + strlen(reason) + 16 bytes suffice), *outlen its size;
+ * then the channel is closed (send it, then close the connection). */
+#define FP_CHAN_REJECT_MAX (FP_CHAN_RECORD_PLAIN - FP_MSG_HEADER)
 int fp_chan_reject(struct fp_chan *ch, const char *reason, uint8_t *out, size_t cap,
                    size_t *outlen);
 
