@@ -81,8 +81,19 @@ void fp_chan_free(struct fp_chan *ch);
 void fp_chan_set_ephemeral(struct fp_chan *ch, const uint8_t e_priv[FP_NOISE_KEY]);
 
 /* Consumes bytes from data[len] until one event or the end of data; *used =
- * bytes consumed (the caller passes the rest again). 0 with ev->type set,
- * or a negative code after which the channel is dead (fp_chan_error). */
+ * bytes consumed. 0 with ev->type set, or a negative code after which the
+ * channel is dead (fp_chan_error). After an event, act on it (admit, set
+ * the next expectation, send fp_chan_output) and call again with the rest,
+ * even if no byte is left (one record can hold several messages), until
+ * FP_CHAN_EV_NONE:
+ *
+ *   for (;;) {
+ *       if (fp_chan_feed(ch, p, n, &used, &ev)) -> close, log fp_chan_error
+ *       p += used, n -= used; send fp_chan_output(ch, ...)
+ *       if (ev.type == FP_CHAN_EV_NONE) break;  (all of p used)
+ *       handle ev
+ *   }
+ */
 int fp_chan_feed(struct fp_chan *ch, const uint8_t *data, size_t len, size_t *used,
                  struct fp_chan_event *ev);
 
