@@ -65,16 +65,9 @@ static void fp__qsgd_isas(const struct fp_compressor *c, const float *v, const u
         goto done;
     for (int isa = FP_QSGD_PORTABLE; isa <= fp_qsgd_isa(); isa++) {
         int i = isa != FP_QSGD_PORTABLE;
-        struct fp_qsgd_job job = {.x = v,
-                                  .n = c->d,
-                                  .s = c->levels,
-                                  .norm = norm,
-                                  .denom = (double)c->levels,
-                                  .buf = buf[i],
-                                  .bit = 32,
-                                  .end = c->bytes,
-                                  .xhat = xh[i],
-                                  .tab = tab};
+        struct fp_qsgd_job job = {.x = v, .n = c->d, .s = c->levels, .norm = norm,
+                                  .denom = (double)c->levels, .buf = buf[i], .bit = 32,
+                                  .end = c->bytes, .xhat = xh[i], .tab = tab};
         fp_rng r;
         fp_rng_seed(&r, key, 2, 0, FP_RNG_COMPRESS);
         fp_qsgd_quantise_isa(&job, &r, isa);
