@@ -6,9 +6,9 @@
  * fed to a server channel that waits for an upload under a cap.
  *
  * Input: byte 0: bit 7 set = an upload of exactly (byte 1 | byte 2 << 8)
- * bytes, else at most (byte 0) * 64 bytes; byte 3 odd = into the caller's
- * buffer; then records, each one length byte L (255: as much as is left,
- * up to 65519) and L plaintext bytes.
+ * bytes, else at most (byte 0) * 64 bytes; byte 3: odd = into the caller's
+ * buffer, its upper 7 bits where the wire is cut in two feeds; then records, each one length byte L
+ * (255: as much as is left, up to 65519) and L plaintext bytes.
  *
  * Differential check against a naive reference parser of the joined
  * plaintext (below): the channel delivers exactly the messages the
@@ -153,17 +153,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!ref.off || !ref.len)
         abort();
     fp__reference(pt, total, rec_end, nrec, &want, max_len, r);
-    /* Feed it all, in one go, collecting messages. */
-    size_t got = 0, off = 0, used;
+    /* Feed it in two parts cut where byte 3 says (records that arrive whole
+     * are decrypted from the input, a cut one is gathered first), collecting
+     * messages. */
+    size_t got = 0, off = 0, used, cut = wlen * (data[3] >> 1) / 127, end = cut;
     int dead = 0;
     struct fp_chan_event ev;
     fp_chan_expect(s, &want, max_len, dst);
     for (;;) {
-        if (fp_chan_feed(s, wire + off, wlen - off, &used, &ev)) {
+        if (fp_chan_feed(s, wire + off, end - off, &used, &ev)) {
             dead = 1;
             break;
         }
         off += used;
+        if (ev.type == FP_CHAN_EV_NONE && end < wlen) {
+            end = wlen;
+            continue;
+        }
         if (ev.type == FP_CHAN_EV_NONE)
             break;
         if (ev.type != FP_CHAN_EV_MESSAGE || got >= r->nmsg || ev.header.len != r->len[got] ||

@@ -3,11 +3,12 @@
  * docs/protocol.md for the wire).
  *
  * Input goes through one fixed buffer of FP_CHAN_RECORD_MAX bytes: a
- * handshake message or a record is gathered there whole (its length was
- * checked first), then decrypted in place. A record whose plaintext lies
- * wholly inside the payload of the message being reassembled is decrypted
- * straight into that payload instead (the common case for a model: one copy
- * less).
+ * handshake message or a record that arrives in pieces is gathered there
+ * whole (its length was checked first); a record that arrives whole is
+ * decrypted from the caller's input. A record whose plaintext lies wholly
+ * inside the payload of the message being reassembled is decrypted straight
+ * into that payload (the common case for a model: no copy at all); other
+ * records are decrypted into buf and parsed from there.
  */
 #include "channel.h"
 
@@ -338,8 +339,9 @@ static int fp__parse(struct fp_chan *ch, struct fp_chan_event *ev)
     return 0;
 }
 
-/* A whole record is in buf. */
-static int fp__record(struct fp_chan *ch, struct fp_chan_event *ev)
+/* A whole record: its ciphertext at ct (buf, or the caller's input when the
+ * record arrived whole: no copy then). */
+static int fp__record(struct fp_chan *ch, const uint8_t *ct, struct fp_chan_event *ev)
 {
     size_t plain = ch->need - FP_NOISE_TAG;
     ch->records_in++;
@@ -348,7 +350,7 @@ static int fp__record(struct fp_chan *ch, struct fp_chan_event *ev)
     ch->have = 0;
     int direct = ch->hdr_have == FP_MSG_HEADER && ch->msg && plain <= ch->cur.len - ch->msg_have;
     uint8_t *to = direct ? ch->msg + ch->msg_have : ch->buf;
-    if (fp_noise_cipher_decrypt(&ch->recv, NULL, 0, ch->buf, plain + FP_NOISE_TAG, to))
+    if (fp_noise_cipher_decrypt(&ch->recv, NULL, 0, ct, plain + FP_NOISE_TAG, to))
         return fp__fail(ch, FP_EFORMAT,
                         "record %llu from %s does not authenticate (altered, truncated, "
                         "replayed, reordered or not meant for this connection)",
@@ -389,7 +391,7 @@ static int fp__item(struct fp_chan *ch, struct fp_chan_event *ev)
         ch->need = n;
         ch->have = 0;
         return 0;
-    case S_REC_BODY: return fp__record(ch, ev);
+    case S_REC_BODY: return fp__record(ch, ch->buf, ev);
     }
     return fp__fail(ch, FP_EINVAL, "channel in a bad state"); /* not reached */
 }
@@ -413,6 +415,12 @@ int fp_chan_feed(struct fp_chan *ch, const uint8_t *data, size_t len, size_t *us
             return fp__fail(ch, FP_EFORMAT, "%s sent more after its error message",
                             fp__peer_name(ch));
         size_t n = ch->need - ch->have;
+        if (ch->state == S_REC_BODY && ch->have == 0 && len - *used >= n) {
+            *used += n; /* the whole record is in the input: no copy */
+            if ((rc = fp__record(ch, data + *used - n, ev)) || ev->type)
+                return rc;
+            continue;
+        }
         n = n < len - *used ? n : len - *used;
         memcpy(ch->buf + ch->have, data + *used, n);
         ch->have += n;
