@@ -68,7 +68,8 @@ struct fp_chan;
 /* A new channel. A client pins server_pub and will send hello (copied; may
  * be empty) in message 3; its first bytes are waiting in fp_chan_output at
  * once. A server passes NULL, NULL, 0. Both pass their static secret key
- * (copied; wiped by fp_chan_free). NULL when out of memory. */
+ * (copied; wiped by fp_chan_free). NULL when out of memory, when libsodium
+ * cannot start, or for a hello over FP_CHAN_HELLO_MAX. */
 struct fp_chan *fp_chan_new(int role, const uint8_t s_priv[FP_NOISE_KEY],
                             const uint8_t server_pub[FP_NOISE_KEY], const uint8_t *hello,
                             size_t hello_len);
