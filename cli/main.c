@@ -180,6 +180,14 @@ static const char fp__usage[] =
     "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
 #pragma GCC diagnostic pop
 
+/* The usage text on stdout. It is longer than stdio's buffer, so part of it
+ * is written here: keep that write's error for main's report. */
+static void fp__print_usage(void)
+{
+    fputs(fp__usage, stdout);
+    fp__out_failed();
+}
+
 static int fp__usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "fedpress: ");
@@ -255,7 +263,7 @@ static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp
 {
     const char *v, *opt = argv[*i];
     if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-        fputs(fp__usage, stdout);
+        fp__print_usage();
         return FP__OPT_HELP;
     } else if (opt[0] != '-') {
         if (o->file) {
@@ -1022,7 +1030,7 @@ static int fp__cmd_runs(int argc, char **argv)
     struct fp__runs_ctx c = {FMT_TABLE, 1, 4};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
+            fp__print_usage();
             return 0;
         } else if (fp__is_opt(argv[i], "--store")) {
             if (!(store_path = fp__optval(argc, argv, &i, "--store")))
@@ -1205,7 +1213,7 @@ static int fp__cmd_metrics(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(fp__usage, stdout);
+            fp__print_usage();
             return 0;
         } else if (fp__is_opt(argv[i], "--store")) {
             if (!(store_path = fp__optval(argc, argv, &i, "--store")))
@@ -1349,7 +1357,7 @@ static int fp__main(int argc, char **argv)
     if (!strcmp(cmd, "keygen"))
         return fp_cli_keygen(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        fputs(fp__usage, stdout);
+        fp__print_usage();
         return 0;
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
