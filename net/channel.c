@@ -36,6 +36,7 @@ struct fp_chan {
     uint8_t hash[FP_NOISE_HASH];
     uint8_t peer[FP_NOISE_KEY];
     uint64_t records_in; /* for error messages */
+    int started;         /* client: the magic and message 1 are made */
     int welcomed;        /* client: the server's first message arrived */
     int sent_any;        /* server: the welcome (or the error) went out */
 
@@ -177,8 +178,9 @@ void fp_chan_set_ephemeral(struct fp_chan *ch, const uint8_t e_priv[FP_NOISE_KEY
  * ephemeral key between fp_chan_new and the first output. */
 static int fp__client_start(struct fp_chan *ch)
 {
-    if (ch->role != FP_CHAN_CLIENT || ch->hs.step != 0 || ch->state == S_DEAD)
+    if (ch->role != FP_CHAN_CLIENT || ch->started || ch->state == S_DEAD)
         return 0;
+    ch->started = 1;
     memcpy(ch->out, FP_CHAN_MAGIC, FP_CHAN_MAGIC_LEN);
     ch->out_len = FP_CHAN_MAGIC_LEN;
     return fp__write_hs(ch, NULL, 0);
@@ -196,6 +198,14 @@ static void fp__split(struct fp_chan *ch, struct fp_chan_event *ev)
 {
     fp_noise_handshake_split(&ch->hs, &ch->send, &ch->recv, ch->hash);
     memcpy(ch->peer, ch->hs.rs, FP_NOISE_KEY);
+    /* The ephemeral secrets and the chaining key go now, not at close:
+     * forward secrecy is only as good as their deletion. */
+    fp_noise_handshake_wipe(&ch->hs);
+    if (ch->hello) {
+        sodium_memzero(ch->hello, ch->hello_len);
+        free(ch->hello);
+        ch->hello = NULL;
+    }
     ev->type = FP_CHAN_EV_HANDSHAKE;
     memcpy(ev->peer, ch->peer, FP_NOISE_KEY);
 }

@@ -293,6 +293,10 @@ static void handshake(struct pair *p, const char *hello)
     assert_int_equal(ev[0].hello_len, strlen(hello));
     assert_memory_equal(ev[0].hello, hello, strlen(hello));
     assert_memory_equal(fp_chan_handshake_hash(p->c), fp_chan_handshake_hash(p->s), 32);
+    /* Nothing more to send on either side, even after another (empty) feed. */
+    assert_int_equal(feed_all(p->c, NULL, 0, ev, 2), 0);
+    assert_int_equal(take(p->c, buf), 0);
+    assert_int_equal(take(p->s, buf), 0);
 }
 
 static void pair_free(struct pair *p)
