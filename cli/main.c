@@ -1,6 +1,6 @@
 /*
  * cli/main.c — the fedpress command: sim, sweep, runs, metrics, help,
- * version (plot is cli/plot.c).
+ * version (plot is cli/plot.c, keygen cli/keygen.c).
  *
  * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
  * 130 interrupted by a signal (the run is marked 'interrupted' in the store).
@@ -27,6 +27,7 @@
 #include "../core/scenario.h"
 #include "../sim/sim.h"
 #include "../store/store.h"
+#include "keygen.h"
 #include "plot.h"
 
 #define FP_EXIT_RUNTIME     1
@@ -197,6 +198,10 @@ static const char fp__usage_read[] =
     "      draw one curve per run into FILE (.svg, .png or .pdf; default plot.svg);\n"
     "      M is test_accuracy (default), test_loss or train_loss; X is round (default),\n"
     "      uplink_bytes or downlink_bytes (cumulative, in MB); see 'fedpress plot --help'\n"
+    "  keygen --out FILE | --public FILE\n"
+    "      write a new X25519 secret key for the Noise channel to FILE (mode 0600, never\n"
+    "      over an existing file) and print its public key (64 hex digits), or print\n"
+    "      the public key of FILE again; see docs/protocol.md\n"
     "  help       this text\n"
     "  version    the version, and the BLAS library and kernels in use\n"
     "\n"
@@ -1397,6 +1402,8 @@ static int fp__main(int argc, char **argv)
         return fp__cmd_metrics(argc, argv);
     if (!strcmp(cmd, "plot"))
         return fp_cli_plot(argc, argv);
+    if (!strcmp(cmd, "keygen"))
+        return fp_cli_keygen(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fp__usage(stdout);
         return 0;

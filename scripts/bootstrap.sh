@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential pkg-config meson ninja-build
       libuv1-dev libsodium-dev libsqlite3-dev libcmocka-dev libopenblas-dev
       libinih-dev zlib1g-dev dataset-fashion-mnist sqlite3 python3-numpy
-      libplplot-dev plplot-driver-cairo)
+      libplplot-dev plplot-driver-cairo
+      # test only: an independent Noise implementation for tests/net_interop.py
+      python3-dissononce)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
