@@ -468,6 +468,8 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     s->run = run;
     s->round = round;
     s->phase = (uint16_t)phase;
+    s->last_client = -1;
+    s->open = 1;
     memset(s->sum, 0, p->d * sizeof *s->sum);
     return 0;
 }
@@ -476,6 +478,16 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                        struct fp_error *err)
 {
     const size_t want = fp_compressor_bytes(&s->p.up);
+    if (!s->open)
+        return fp_error_set(err, FP_EINVAL,
+                            "upload refused from client %u: no exchange in progress (round %u's "
+                            "was finished)",
+                            client, s->round);
+    if ((int64_t)client <= s->last_client)
+        return fp_error_set(err, FP_EINVAL,
+                            "upload refused from client %u in round %u: client %lld's was added "
+                            "already, and uploads are added once each in ascending client id",
+                            client, s->round, (long long)s->last_client);
     /* The header first: an upload is decoded only under the key it names,
      * and that must be the exchange in progress and the client it came
      * from, so an upload replayed into another round or phase, or offered
@@ -513,11 +525,15 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                             client, s->round, len - FP_MSG_HEADER, want);
     for (size_t j = 0; j < s->p.d; j++)
         s->sum[j] += s->dec[j];
+    s->last_client = client;
     return 0;
 }
 
 void fp_algo_server_finish(struct fp_server *s, uint32_t S)
 {
+    if (!s->open) /* finished already: the aggregate must not be applied twice */
+        return;
+    s->open = 0;
     if (S == 0)
         return;
     const size_t d = s->p.d;

@@ -61,6 +61,8 @@ struct fp_server {
     uint64_t run;
     uint32_t round;
     uint16_t phase;
+    int64_t last_client; /* the last client added to it; -1 before the first */
+    int open;            /* an exchange is in progress: broadcast, not yet finished */
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,
@@ -169,13 +171,17 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
                            struct fp_client_state *next);
 
 /* Adds client `client`'s upload message to the exchange in progress; add
- * in ascending client id. The exchange's (round, client) keys the
+ * in strictly ascending client id (an upload of a client at or below the
+ * last one added is refused, FP_EINVAL: it would be counted twice, or
+ * summed in another order than every other driver's). The exchange's (round, client) keys the
  * decoder's random stream (rand-k's mask). A malformed upload (wrong size,
  * non-canonical encoding, non-finite value) is FP_EFORMAT and leaves the
  * server state unchanged. */
 int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
                        struct fp_error *err);
-/* Ends the exchange: applies the aggregate of the `included` uploads added. */
+/* Ends the exchange: applies the aggregate of the `included` uploads
+ * added, once: a second call does nothing, and no upload is added after it
+ * (FP_EINVAL) until the next broadcast. */
 void fp_algo_server_finish(struct fp_server *s, uint32_t included);
 
 /* Checkpoints. The server's state and each client's are separate blobs (a

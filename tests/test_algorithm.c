@@ -274,13 +274,16 @@ static void test_malformed_upload_rejected(void **state)
     fp_msg_encode_header(&h, msg);
     fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
     assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
-    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg + 0, &err), 0);
     v[1] = NAN;
     fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
     assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
     v[1] = INFINITY;
     fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
     assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
+    /* the refusals took nothing: the client's good upload is still taken */
+    v[1] = 2;
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg + 0, &err), 0);
     /* only the one good upload was summed */
     assert_true(W.s.sum[0] == 1 && W.s.sum[1] == 2 && W.s.sum[2] == 3);
     world_free(&W);
@@ -452,6 +455,38 @@ static void test_dropped_uploads_leave_clients_unchanged(void **state)
         assert_non_null(algos[k].a == FP_ALGO_FEDEF ? W.cs[0].mem : W.cs[0].ci);
         world_free(&W);
     }
+}
+
+/* Each upload is added once, in ascending client id, while its exchange is
+ * in progress: a second copy of an upload (a retransmission, a replay)
+ * would otherwise count twice in the mean, and an upload after the
+ * exchange finished would reach the next one's aggregate. */
+static void test_upload_added_once(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init(&W, FP_ALGO_FEDAVG, 1.0f);
+    uint8_t bc[FP_MSG_HEADER + 64], up1[FP_MSG_HEADER + 64], up2[FP_MSG_HEADER + 64];
+    const size_t blen = broadcast(&W, 1, bc, sizeof bc);
+    const size_t len = client_upload(&W, 1, 2, bc, blen, up2, sizeof up2);
+    assert_int_equal(client_upload(&W, 1, 1, bc, blen, up1, sizeof up1), len);
+    struct fp_error err = {0};
+    assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), 0);
+    double sum1[DIM];
+    memcpy(sum1, W.s.sum, sizeof sum1);
+    assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), FP_EINVAL);
+    assert_non_null(strstr(err.msg, "added already"));
+    assert_int_equal(fp_algo_server_add(&W.s, 1, up1, len, &err), FP_EINVAL);
+    assert_memory_equal(W.s.sum, sum1, sizeof sum1);
+    fp_algo_server_finish(&W.s, 1);
+    float x1[DIM];
+    memcpy(x1, W.s.x, sizeof x1);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up2, len, &err), FP_EINVAL);
+    assert_non_null(strstr(err.msg, "no exchange in progress"));
+    fp_algo_server_finish(&W.s, 1);
+    /* a second finish of the same exchange applies nothing again */
+    assert_memory_equal(W.s.x, x1, sizeof x1);
+    world_free(&W);
 }
 
 /* Runs two worlds through the same rounds and demands identical bytes: x,
@@ -773,6 +808,7 @@ int main(void)
         cmocka_unit_test(test_malformed_upload_rejected),
         cmocka_unit_test(test_upload_key_checked),
         cmocka_unit_test(test_dropped_uploads_leave_clients_unchanged),
+        cmocka_unit_test(test_upload_added_once),
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
