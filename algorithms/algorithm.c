@@ -696,6 +696,20 @@ static int fp__getv(const uint8_t **p, size_t d, float **dst)
     return 0;
 }
 
+/* Whether the n float32 at p are all finite: a loader checks the whole
+ * blob before it writes a byte of the state it restores into, so a refused
+ * blob leaves that state exactly as it was. */
+static int fp__finite(const uint8_t *p, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        float v;
+        memcpy(&v, p + j * sizeof v, sizeof v);
+        if (!isfinite(v))
+            return 0;
+    }
+    return 1;
+}
+
 /* Whether a blob's header is for this algorithm and size. */
 static int fp__check_header(const struct fp__hdr *h, const struct fp_algo_params *p,
                             const char *what, struct fp_error *err)
@@ -735,6 +749,8 @@ int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struc
         return fp_error_set(err, FP_EFORMAT, "server state: %zu bytes, expected %zu", len,
                             fp_algo_server_state_bytes(&s->p));
     p += FP__STATE_HEADER;
+    if (!fp__finite(p, (len - FP__STATE_HEADER) / sizeof(float)))
+        return fp__vectors_error(FP_EFORMAT, "server state", err);
     rc = fp__getv(&p, s->p.d, &s->x);
     if (!rc && (h.flags & FP__ST_C))
         rc = fp__getv(&p, s->p.d, &s->c);
@@ -762,6 +778,20 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
         return fp_error_set(err, FP_EFORMAT, "client state: %zu bytes, expected %zu", len,
                             fp_algo_client_state_bytes(p));
     q += FP__STATE_HEADER;
+    if (!fp__finite(q, (len - FP__STATE_HEADER) / sizeof(float)))
+        return fp__vectors_error(FP_EFORMAT, "client state", err);
+    /* both vectors allocated before either is written: out of memory
+     * leaves the client as it was too */
+    float *ci = cs->ci, *mem = cs->mem;
+    if ((h.flags & FP__ST_CI) && !ci && !(ci = malloc(p->d * sizeof *ci)))
+        return fp__vectors_error(FP_ENOMEM, "client state", err);
+    if ((h.flags & FP__ST_MEM) && !mem && !(mem = malloc(p->d * sizeof *mem))) {
+        if (ci != cs->ci)
+            free(ci);
+        return fp__vectors_error(FP_ENOMEM, "client state", err);
+    }
+    cs->ci = ci;
+    cs->mem = mem;
     rc = 0;
     if (h.flags & FP__ST_CI)
         rc = fp__getv(&q, p->d, &cs->ci);
@@ -874,17 +904,35 @@ int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const vo
                             "of d = %zu, N = %u",
                             len, n, s->p.d, s->p.N);
     p += FP__STATE_HEADER;
+    /* Every part is checked before any is loaded, so a refused checkpoint
+     * leaves the server and every client as they were. */
+    if (!fp__finite(p + FP__STATE_HEADER, (sb - FP__STATE_HEADER) / sizeof(float)))
+        return fp__vectors_error(FP_EFORMAT, "checkpoint: server state", err);
+    int64_t last = -1;
+    for (uint32_t k = 0; k < n; k++) {
+        const uint8_t *q = p + sb + (size_t)k * cb;
+        struct fp__hdr ch;
+        fp__get_header(q, &ch);
+        if (ch.a >= N || (int64_t)ch.a <= last)
+            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
+                                ch.a);
+        last = ch.a;
+        if (ch.magic != FP__CLIENT_MAGIC || ch.version != FP__STATE_VERSION || ch.b != 0)
+            return fp_error_set(err, FP_EFORMAT,
+                                "checkpoint: client %u: not a fedpress client "
+                                "state",
+                                ch.a);
+        if ((rc = fp__check_header(&ch, &s->p, "checkpoint: client state", err)))
+            return rc;
+        if (!fp__finite(q + FP__STATE_HEADER, (cb - FP__STATE_HEADER) / sizeof(float)))
+            return fp__vectors_error(FP_EFORMAT, "checkpoint: client state", err);
+    }
     if ((rc = fp_algo_server_load(s, p, sb, err)))
         return rc;
     p += sb;
-    int64_t last = -1;
     for (uint32_t k = 0; k < n; k++, p += cb) {
         uint32_t id;
         memcpy(&id, p + 24, 4);
-        if (id >= N || (int64_t)id <= last)
-            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
-                                id);
-        last = id;
         if ((rc = fp_algo_client_load(&s->p, id, &cs[id], p, cb, err)))
             return rc;
     }

@@ -192,7 +192,8 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t included);
  * fp_algo_client_has_state). The loaders restore into a server (client
  * state) initialised with the same parameters, and refuse with FP_EFORMAT
  * and a message a blob that is truncated, oversized, for another algorithm,
- * size or client, or holds a non-finite value. */
+ * size or client, or holds a non-finite value; every check comes before
+ * the first write, so a refused blob leaves the state as it was. */
 size_t fp_algo_server_state_bytes(const struct fp_algo_params *p);
 size_t fp_algo_client_state_bytes(const struct fp_algo_params *p);
 int fp_algo_client_has_state(const struct fp_client_state *cs);
@@ -210,7 +211,8 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
  * before the split, into a server initialised with the same parameters and
  * an array of N empty client states; FP_EFORMAT (with a message) if the
  * blob is truncated, oversized, for another algorithm or size, has client
- * ids out of order or range, or a non-finite value. */
+ * ids out of order or range, or a non-finite value (the server and every
+ * client then as they were; FP_ENOMEM alone may leave some loaded). */
 int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
                        size_t *len);
 int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,

@@ -798,6 +798,79 @@ static void test_state_server_and_client_separate(void **state)
     world_free(&B);
 }
 
+/* Compares a world's server and client state with a snapshot taken before. */
+struct snap {
+    float x[DIM], c[DIM], ci[NC][DIM], mem[NC][DIM];
+    int has_ci[NC], has_mem[NC];
+};
+static void take_snap(const struct world *W, struct snap *S)
+{
+    memcpy(S->x, W->s.x, sizeof S->x);
+    memcpy(S->c, W->s.c, sizeof S->c);
+    for (int i = 0; i < NC; i++)
+        snapshot(W, i, S->ci[i], S->mem[i], &S->has_ci[i], &S->has_mem[i]);
+}
+static void assert_snap(const struct world *W, const struct snap *S)
+{
+    assert_memory_equal(W->s.x, S->x, sizeof S->x);
+    assert_memory_equal(W->s.c, S->c, sizeof S->c);
+    for (int i = 0; i < NC; i++) {
+        assert_int_equal(W->cs[i].ci != NULL, S->has_ci[i]);
+        assert_int_equal(W->cs[i].mem != NULL, S->has_mem[i]);
+        if (S->has_ci[i])
+            assert_memory_equal(W->cs[i].ci, S->ci[i], sizeof S->ci[i]);
+        if (S->has_mem[i])
+            assert_memory_equal(W->cs[i].mem, S->mem[i], sizeof S->mem[i]);
+    }
+}
+
+/* A checkpoint refused for a non-finite value in its last vector leaves
+ * what it would have been restored into exactly as it was: every loader
+ * checks the whole blob before it writes (a client daemon whose state file
+ * is damaged keeps the state it had, and a never-included client stays
+ * unallocated). */
+static void test_state_refused_leaves_state(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    run_round(&A, 0);
+    run_round(&A, 1);
+    run_round(&B, 0);
+    struct snap S;
+    take_snap(&B, &S);
+    void *blob;
+    size_t len;
+    struct fp_error err;
+    const float nan = NAN;
+    assert_int_equal(fp_algo_state_save(&A.s, A.cs, &blob, &len), 0);
+    memcpy((uint8_t *)blob + len - 4, &nan, 4); /* the last client's last w_i */
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), FP_EFORMAT);
+    assert_snap(&B, &S);
+    free(blob);
+
+    const size_t sb = fp_algo_server_state_bytes(&A.p), cb = fp_algo_client_state_bytes(&A.p);
+    uint8_t sblob[32 + 2 * 4 * DIM], cblob[32 + 2 * 4 * DIM];
+    assert_int_equal(sb, sizeof sblob);
+    assert_int_equal(cb, sizeof cblob);
+    fp_algo_server_save(&A.s, sblob);
+    memcpy(sblob + sb - 4, &nan, 4); /* c's last value */
+    assert_int_equal(fp_algo_server_load(&B.s, sblob, sb, &err), FP_EFORMAT);
+    assert_snap(&B, &S);
+    struct world C;
+    world_init_c(&C, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    assert_non_null(A.cs[1].ci);
+    fp_algo_client_save(&A.p, 1, &A.cs[1], cblob);
+    memcpy(cblob + cb - 4, &nan, 4); /* w_i's last value */
+    assert_int_equal(fp_algo_client_load(&C.p, 1, &C.cs[1], cblob, cb, &err), FP_EFORMAT);
+    assert_null(C.cs[1].ci);
+    assert_null(C.cs[1].mem);
+    world_free(&A);
+    world_free(&B);
+    world_free(&C);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_state_roundtrip_and_rejects),
         cmocka_unit_test(test_state_fps1_still_loads),
         cmocka_unit_test(test_state_server_and_client_separate),
+        cmocka_unit_test(test_state_refused_leaves_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
