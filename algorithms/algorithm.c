@@ -314,6 +314,26 @@ void fp_client_state_free(struct fp_client_state *cs)
     cs->ci = cs->mem = NULL;
 }
 
+/* ---- random streams of an exchange ----
+ * Every draw of an exchange is keyed by (seed, round, who, purpose) and by
+ * its phase, and a broadcast's vectors each have their own stream: with a
+ * random downlink compressor (MASHA's Q_s) x and c, or two phases of one
+ * round, must not share a rand-k mask. Phase 0 (and a broadcast's first
+ * vector) keep the keys fedpress always used, so no result changes; later
+ * phases put the phase above the 32-bit client id, a broadcast's later
+ * vectors count down from FP_RNG_NO_CLIENT, far above any client id. */
+static void fp__client_rng(fp_rng *r, const struct fp_algo_params *p, uint32_t round,
+                           uint32_t client, unsigned phase, enum fp_purpose purpose)
+{
+    fp_rng_seed(r, p->seed, round, (uint64_t)client | (uint64_t)phase << 32, purpose);
+}
+
+static void fp__down_rng(fp_rng *r, const struct fp_algo_params *p, uint32_t round, unsigned phase,
+                         size_t v)
+{
+    fp_rng_seed(r, p->seed, round, FP_RNG_NO_CLIENT - ((uint64_t)phase << 8 | v), FP_RNG_COMPRESS);
+}
+
 /* The broadcast's vectors, decoded into ws->bx (and ws->bc). */
 static int fp__client_receive(const struct fp_algo_params *p, const struct fp_msg_header *who,
                               const uint8_t *bcast, size_t bcast_len, struct fp_algo_ws *ws,
@@ -344,7 +364,7 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
     for (size_t v = 0; v < n; v++) {
         /* the downlink's stream: keyed by the round, for no client */
         fp_rng drng;
-        fp_rng_seed(&drng, p->seed, who->round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        fp__down_rng(&drng, p, who->round, who->phase, v);
         if (fp_compressor_decompress(&p->down, in + v * vb, vb, &drng, ws->dws, dst[v]))
             return fp_error_set(err, FP_EFORMAT, "round %u: the broadcast does not decode",
                                 who->round);
@@ -377,7 +397,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
         return fp_error_set(err, FP_ENOMEM, "out of memory");
 
     fp_rng rng;
-    fp_rng_seed(&rng, p->seed, round, client, FP_RNG_MINIBATCH);
+    fp__client_rng(&rng, p, round, client, who->phase, FP_RNG_MINIBATCH);
     float *y = ws->y, *g = ws->g;
     const float lr = p->lr_local;
     double loss_sum = 0;
@@ -403,7 +423,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
             return fp_error_set(err, FP_EFORMAT, "round %u: client %u's update is not finite",
                                 round, client);
     fp_rng crng;
-    fp_rng_seed(&crng, p->seed, round, client, FP_RNG_COMPRESS);
+    fp__client_rng(&crng, p, round, client, who->phase, FP_RNG_COMPRESS);
     const size_t payload = fp_compressor_bytes(&p->up);
     rc = fp_compressor_compress(&p->up, ws->msg, &crng, ws->cws, out + FP_MSG_HEADER,
                                 out_cap - FP_MSG_HEADER, ws->vhat);
@@ -451,7 +471,7 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     const float *src[2] = {s->x, s->c};
     for (size_t v = 0; v < n; v++) {
         fp_rng drng;
-        fp_rng_seed(&drng, p->seed, round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        fp__down_rng(&drng, p, round, phase, v);
         int rc = fp_compressor_compress(&p->down, src[v], &drng, s->dws,
                                         out + FP_MSG_HEADER + v * vb, vb, NULL);
         if (rc)
@@ -515,7 +535,7 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
         return fp_error_set(err, FP_EFORMAT, "upload refused from client %u in round %u: %s",
                             client, s->round, why.msg);
     fp_rng crng;
-    fp_rng_seed(&crng, s->p.seed, s->round, client, FP_RNG_COMPRESS);
+    fp__client_rng(&crng, &s->p, s->round, client, s->phase, FP_RNG_COMPRESS);
     rc = fp_compressor_decompress(&s->p.up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, s->cws,
                                   s->dec);
     if (rc)

@@ -871,6 +871,68 @@ static void test_state_refused_leaves_state(void **state)
     world_free(&C);
 }
 
+/* Each vector of a broadcast and each phase of a round draw from their own
+ * streams: with a random downlink compressor (MASHA's compressed broadcast;
+ * set by hand here, as no algorithm has one yet) x and c, and phase 0 and
+ * phase 1, must not share a rand-k mask, nor a client's phase-0 and phase-1
+ * uploads their mask and minibatches. */
+static void test_exchange_streams_distinct(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    struct fp_error err = {0};
+    static const char text[] = "[data]\ndataset = quadratic\nclients = 2\ndim = 64\n"
+                               "[algorithm]\nname = scallion\nlocal_steps = 1\nbatch = 1\n"
+                               "lr_local = 0.1\n[compressor]\nname = randk\nk = 8\n";
+    if (fp_scenario_load_string(&sc, text, "test", NULL, 0, &err))
+        fail_msg("%s", err.msg);
+    struct fp_workload *w;
+    assert_int_equal(fp_workload_create(&w, &sc, &err), 0);
+    struct fp_algo_params p;
+    assert_int_equal(fp_algo_params_from(&p, &sc, w->d, &err), 0);
+    const struct fp_comp_spec randk = {.kind = FP_COMP_RANDK, .count = 8};
+    assert_int_equal(fp_compressor_init(&p.down, &randk, p.d, &err), 0);
+    struct fp_server srv;
+    assert_int_equal(fp_server_init(&srv, &p, &err), 0);
+    for (size_t j = 0; j < p.d; j++)
+        srv.x[j] = srv.c[j] = (float)(j + 1);
+    const size_t bcap = fp_algo_broadcast_cap(&p), ucap = fp_algo_upload_cap(&p);
+    const size_t vb = fp_compressor_bytes(&p.down);
+    uint8_t *b0 = malloc(bcap), *b1 = malloc(bcap), *u0 = malloc(ucap), *u1 = malloc(ucap);
+    size_t l0, l1, ul0, ul1;
+    assert_int_equal(fp_algo_server_broadcast(&srv, 5, 1, 0, b0, bcap, &l0), 0);
+    assert_int_equal(fp_algo_server_broadcast(&srv, 5, 1, 1, b1, bcap, &l1), 0);
+    assert_int_equal(l0, FP_MSG_HEADER + 2 * vb);
+    /* x and c hold the same values: only their masks can tell them apart */
+    assert_memory_not_equal(b0 + FP_MSG_HEADER, b0 + FP_MSG_HEADER + vb, vb);
+    assert_memory_not_equal(b0 + FP_MSG_HEADER, b1 + FP_MSG_HEADER, vb);
+    struct fp_algo_ws ws;
+    assert_int_equal(fp_algo_ws_init(&ws, &p), 0);
+    void *wws = fp_workload_ws_new(w);
+    struct fp_client_state cs = {0}, next = {0};
+    double loss;
+    /* the same broadcast bytes in both phases (only the header's phase
+     * differs), so only the phase's streams can make the uploads differ */
+    memcpy(b1 + FP_MSG_HEADER, b0 + FP_MSG_HEADER, 2 * vb);
+    struct fp_msg_header who = {.run = 5, .round = 1, .phase = 0, .client = 1};
+    assert_int_equal(fp_algo_client_update(&p, &who, b0, l0, &cs, &next, w, wws, &ws, u0, ucap,
+                                           &ul0, &loss, &err),
+                     0);
+    who.phase = 1;
+    assert_int_equal(fp_algo_client_update(&p, &who, b1, l1, &cs, &next, w, wws, &ws, u1, ucap,
+                                           &ul1, &loss, &err),
+                     0);
+    assert_int_equal(ul0, ul1);
+    assert_memory_not_equal(u0 + FP_MSG_HEADER, u1 + FP_MSG_HEADER, ul0 - FP_MSG_HEADER);
+    fp_client_state_free(&cs);
+    fp_client_state_free(&next);
+    fp_workload_ws_free(w, wws);
+    fp_algo_ws_free(&ws, &p);
+    fp_server_free(&srv);
+    fp_workload_free(w);
+    free(b0), free(b1), free(u0), free(u1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_state_fps1_still_loads),
         cmocka_unit_test(test_state_server_and_client_separate),
         cmocka_unit_test(test_state_refused_leaves_state),
+        cmocka_unit_test(test_exchange_streams_distinct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
