@@ -53,6 +53,11 @@ struct fp_run_options {
     int64_t resume_run;
     int (*started)(void *u, int64_t run_id);
     void *started_u;
+    /* The workload's constructor: NULL for fp_workload_create (every
+     * client's data and the test set: the simulator); a coordinator, which
+     * holds no client's data, passes fp_workload_create_test. */
+    int (*create_workload)(struct fp_workload **out, const struct fp_scenario *sc,
+                           struct fp_error *err);
 };
 
 struct fp_run_result {

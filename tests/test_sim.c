@@ -580,6 +580,90 @@ static void test_round_with_a_missing_upload(void **state)
     fp_store_close(st);
 }
 
+/* The coordinator of issue 14 on run/ and the core, in one process: run/
+ * holds the test set only (fp_workload_create_test) and no client state;
+ * each client holds its own shard (fp_workload_create_client), its own
+ * state, and commits it when its upload is included. With every client
+ * answering, the model is the simulator's bit for bit. */
+static void test_coordinator_and_clients_match_sim(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[run]\nrounds = 3\n[data]\ndataset = quadratic\nclients = 4\ndim = 16\n"
+              "[algorithm]\nname = scallion\nlocal_steps = 2\nbatch = 1\nlr_local = 0.1\n"
+              "[participation]\nsample = 2\n[compressor]\nname = randk\nk = 4\n");
+    struct fp_store *st = open_store("coord.db");
+    struct fp_sim_result sim;
+    run_sim(&sc, 1, "coord-sim.f32", st, &sim);
+
+    const struct fp_run_options ro = {.threads = 1, .create_workload = fp_workload_create_test};
+    struct fp_run r;
+    struct fp_error err = {0};
+    if (fp_run_open(&r, &sc, st, &ro, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(fp_workload_check_client(r.w, 0, &err), FP_EINVAL); /* no client's data */
+    struct {
+        struct fp_workload *w;
+        void *wws;
+        struct fp_algo_params p;
+        struct fp_algo_ws ws;
+        struct fp_client_state cs, next;
+    } cl[4];
+    for (uint32_t i = 0; i < 4; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        if (fp_workload_create_client(&cl[i].w, &sc, i, &err) ||
+            fp_algo_params_from(&cl[i].p, &sc, cl[i].w->d, &err))
+            fail_msg("%s", err.msg);
+        cl[i].wws = fp_workload_ws_new(cl[i].w);
+        assert_int_equal(fp_algo_ws_init(&cl[i].ws, &cl[i].p), 0);
+    }
+    const size_t ucap = fp_algo_upload_cap(&r.p);
+    uint8_t *up = malloc(ucap);
+    void *ews = fp_workload_ws_new(r.w);
+    for (uint32_t round = r.first_round; fp_run_next(&r, round); round++) {
+        fp_run_round_begin(&r, round);
+        for (unsigned phase = 0; fp_run_phase_begin(&r, phase, &err) > 0; phase++) {
+            for (uint32_t slot = 0; slot < sc.sample; slot++) {
+                const uint32_t id = r.chosen[slot];
+                const struct fp_msg_header who = {.run = (uint64_t)r.res.run_id,
+                                                  .round = round,
+                                                  .phase = (uint16_t)phase,
+                                                  .client = id};
+                size_t len;
+                double loss;
+                if (fp_algo_client_update(&cl[id].p, &who, r.bcast, r.bcast_len, &cl[id].cs,
+                                          &cl[id].next, cl[id].w, cl[id].wws, &cl[id].ws, up, ucap,
+                                          &len, &loss, &err) ||
+                    fp_run_include(&r, slot, up, len, loss, NULL, &err))
+                    fail_msg("%s", err.msg);
+                fp_algo_client_commit(&cl[id].p, &cl[id].cs, &cl[id].next);
+            }
+            fp_run_phase_end(&r);
+        }
+        fp_run_round_end(&r);
+        if (r.evaluate)
+            fp_run_evaluate(&r, ews);
+        if (fp_run_commit(&r, &err))
+            fail_msg("%s", err.msg);
+    }
+    for (uint32_t i = 0; i < 4; i++) /* the coordinator never held a client's state */
+        assert_false(fp_algo_client_has_state(&r.cstate[i]));
+    if (fp_run_finish(&r, &err))
+        fail_msg("%s", err.msg);
+    assert_string_equal(r.res.model_sha256, sim.model_sha256);
+    fp_workload_ws_free(r.w, ews);
+    fp_run_close(&r);
+    for (uint32_t i = 0; i < 4; i++) {
+        fp_client_state_free(&cl[i].cs);
+        fp_client_state_free(&cl[i].next);
+        fp_algo_ws_free(&cl[i].ws, &cl[i].p);
+        fp_workload_ws_free(cl[i].w, cl[i].wws);
+        fp_workload_free(cl[i].w);
+    }
+    free(up);
+    fp_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_state_in_parts),
         cmocka_unit_test(test_bad_init_file),
         cmocka_unit_test(test_round_with_a_missing_upload),
+        cmocka_unit_test(test_coordinator_and_clients_match_sim),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
