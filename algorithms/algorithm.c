@@ -314,6 +314,26 @@ void fp_client_state_free(struct fp_client_state *cs)
     cs->ci = cs->mem = NULL;
 }
 
+/* ---- random streams of an exchange ----
+ * Every draw of an exchange is keyed by (seed, round, who, purpose) and by
+ * its phase, and a broadcast's vectors each have their own stream: with a
+ * random downlink compressor (MASHA's Q_s) x and c, or two phases of one
+ * round, must not share a rand-k mask. Phase 0 (and a broadcast's first
+ * vector) keep the keys fedpress always used, so no result changes; later
+ * phases put the phase above the 32-bit client id, a broadcast's later
+ * vectors count down from FP_RNG_NO_CLIENT, far above any client id. */
+static void fp__client_rng(fp_rng *r, const struct fp_algo_params *p, uint32_t round,
+                           uint32_t client, unsigned phase, enum fp_purpose purpose)
+{
+    fp_rng_seed(r, p->seed, round, (uint64_t)client | (uint64_t)phase << 32, purpose);
+}
+
+static void fp__down_rng(fp_rng *r, const struct fp_algo_params *p, uint32_t round, unsigned phase,
+                         size_t v)
+{
+    fp_rng_seed(r, p->seed, round, FP_RNG_NO_CLIENT - ((uint64_t)phase << 8 | v), FP_RNG_COMPRESS);
+}
+
 /* The broadcast's vectors, decoded into ws->bx (and ws->bc). */
 static int fp__client_receive(const struct fp_algo_params *p, const struct fp_msg_header *who,
                               const uint8_t *bcast, size_t bcast_len, struct fp_algo_ws *ws,
@@ -344,7 +364,7 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
     for (size_t v = 0; v < n; v++) {
         /* the downlink's stream: keyed by the round, for no client */
         fp_rng drng;
-        fp_rng_seed(&drng, p->seed, who->round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        fp__down_rng(&drng, p, who->round, who->phase, v);
         if (fp_compressor_decompress(&p->down, in + v * vb, vb, &drng, ws->dws, dst[v]))
             return fp_error_set(err, FP_EFORMAT, "round %u: the broadcast does not decode",
                                 who->round);
@@ -377,7 +397,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
         return fp_error_set(err, FP_ENOMEM, "out of memory");
 
     fp_rng rng;
-    fp_rng_seed(&rng, p->seed, round, client, FP_RNG_MINIBATCH);
+    fp__client_rng(&rng, p, round, client, who->phase, FP_RNG_MINIBATCH);
     float *y = ws->y, *g = ws->g;
     const float lr = p->lr_local;
     double loss_sum = 0;
@@ -403,7 +423,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
             return fp_error_set(err, FP_EFORMAT, "round %u: client %u's update is not finite",
                                 round, client);
     fp_rng crng;
-    fp_rng_seed(&crng, p->seed, round, client, FP_RNG_COMPRESS);
+    fp__client_rng(&crng, p, round, client, who->phase, FP_RNG_COMPRESS);
     const size_t payload = fp_compressor_bytes(&p->up);
     rc = fp_compressor_compress(&p->up, ws->msg, &crng, ws->cws, out + FP_MSG_HEADER,
                                 out_cap - FP_MSG_HEADER, ws->vhat);
@@ -451,7 +471,7 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     const float *src[2] = {s->x, s->c};
     for (size_t v = 0; v < n; v++) {
         fp_rng drng;
-        fp_rng_seed(&drng, p->seed, round, FP_RNG_NO_CLIENT, FP_RNG_COMPRESS);
+        fp__down_rng(&drng, p, round, phase, v);
         int rc = fp_compressor_compress(&p->down, src[v], &drng, s->dws,
                                         out + FP_MSG_HEADER + v * vb, vb, NULL);
         if (rc)
@@ -468,6 +488,8 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     s->run = run;
     s->round = round;
     s->phase = (uint16_t)phase;
+    s->last_client = -1;
+    s->open = 1;
     memset(s->sum, 0, p->d * sizeof *s->sum);
     return 0;
 }
@@ -476,6 +498,16 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                        struct fp_error *err)
 {
     const size_t want = fp_compressor_bytes(&s->p.up);
+    if (!s->open)
+        return fp_error_set(err, FP_EINVAL,
+                            "upload refused from client %u: no exchange in progress (round %u's "
+                            "was finished)",
+                            client, s->round);
+    if ((int64_t)client <= s->last_client)
+        return fp_error_set(err, FP_EINVAL,
+                            "upload refused from client %u in round %u: client %lld's was added "
+                            "already, and uploads are added once each in ascending client id",
+                            client, s->round, (long long)s->last_client);
     /* The header first: an upload is decoded only under the key it names,
      * and that must be the exchange in progress and the client it came
      * from, so an upload replayed into another round or phase, or offered
@@ -503,7 +535,7 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
         return fp_error_set(err, FP_EFORMAT, "upload refused from client %u in round %u: %s",
                             client, s->round, why.msg);
     fp_rng crng;
-    fp_rng_seed(&crng, s->p.seed, s->round, client, FP_RNG_COMPRESS);
+    fp__client_rng(&crng, &s->p, s->round, client, s->phase, FP_RNG_COMPRESS);
     rc = fp_compressor_decompress(&s->p.up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, s->cws,
                                   s->dec);
     if (rc)
@@ -513,11 +545,15 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                             client, s->round, len - FP_MSG_HEADER, want);
     for (size_t j = 0; j < s->p.d; j++)
         s->sum[j] += s->dec[j];
+    s->last_client = client;
     return 0;
 }
 
 void fp_algo_server_finish(struct fp_server *s, uint32_t S)
 {
+    if (!s->open) /* finished already: the aggregate must not be applied twice */
+        return;
+    s->open = 0;
     if (S == 0)
         return;
     const size_t d = s->p.d;
@@ -680,6 +716,20 @@ static int fp__getv(const uint8_t **p, size_t d, float **dst)
     return 0;
 }
 
+/* Whether the n float32 at p are all finite: a loader checks the whole
+ * blob before it writes a byte of the state it restores into, so a refused
+ * blob leaves that state exactly as it was. */
+static int fp__finite(const uint8_t *p, size_t n)
+{
+    for (size_t j = 0; j < n; j++) {
+        float v;
+        memcpy(&v, p + j * sizeof v, sizeof v);
+        if (!isfinite(v))
+            return 0;
+    }
+    return 1;
+}
+
 /* Whether a blob's header is for this algorithm and size. */
 static int fp__check_header(const struct fp__hdr *h, const struct fp_algo_params *p,
                             const char *what, struct fp_error *err)
@@ -719,6 +769,8 @@ int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struc
         return fp_error_set(err, FP_EFORMAT, "server state: %zu bytes, expected %zu", len,
                             fp_algo_server_state_bytes(&s->p));
     p += FP__STATE_HEADER;
+    if (!fp__finite(p, (len - FP__STATE_HEADER) / sizeof(float)))
+        return fp__vectors_error(FP_EFORMAT, "server state", err);
     rc = fp__getv(&p, s->p.d, &s->x);
     if (!rc && (h.flags & FP__ST_C))
         rc = fp__getv(&p, s->p.d, &s->c);
@@ -746,6 +798,20 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
         return fp_error_set(err, FP_EFORMAT, "client state: %zu bytes, expected %zu", len,
                             fp_algo_client_state_bytes(p));
     q += FP__STATE_HEADER;
+    if (!fp__finite(q, (len - FP__STATE_HEADER) / sizeof(float)))
+        return fp__vectors_error(FP_EFORMAT, "client state", err);
+    /* both vectors allocated before either is written: out of memory
+     * leaves the client as it was too */
+    float *ci = cs->ci, *mem = cs->mem;
+    if ((h.flags & FP__ST_CI) && !ci && !(ci = malloc(p->d * sizeof *ci)))
+        return fp__vectors_error(FP_ENOMEM, "client state", err);
+    if ((h.flags & FP__ST_MEM) && !mem && !(mem = malloc(p->d * sizeof *mem))) {
+        if (ci != cs->ci)
+            free(ci);
+        return fp__vectors_error(FP_ENOMEM, "client state", err);
+    }
+    cs->ci = ci;
+    cs->mem = mem;
     rc = 0;
     if (h.flags & FP__ST_CI)
         rc = fp__getv(&q, p->d, &cs->ci);
@@ -858,17 +924,35 @@ int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const vo
                             "of d = %zu, N = %u",
                             len, n, s->p.d, s->p.N);
     p += FP__STATE_HEADER;
+    /* Every part is checked before any is loaded, so a refused checkpoint
+     * leaves the server and every client as they were. */
+    if (!fp__finite(p + FP__STATE_HEADER, (sb - FP__STATE_HEADER) / sizeof(float)))
+        return fp__vectors_error(FP_EFORMAT, "checkpoint: server state", err);
+    int64_t last = -1;
+    for (uint32_t k = 0; k < n; k++) {
+        const uint8_t *q = p + sb + (size_t)k * cb;
+        struct fp__hdr ch;
+        fp__get_header(q, &ch);
+        if (ch.a >= N || (int64_t)ch.a <= last)
+            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
+                                ch.a);
+        last = ch.a;
+        if (ch.magic != FP__CLIENT_MAGIC || ch.version != FP__STATE_VERSION || ch.b != 0)
+            return fp_error_set(err, FP_EFORMAT,
+                                "checkpoint: client %u: not a fedpress client "
+                                "state",
+                                ch.a);
+        if ((rc = fp__check_header(&ch, &s->p, "checkpoint: client state", err)))
+            return rc;
+        if (!fp__finite(q + FP__STATE_HEADER, (cb - FP__STATE_HEADER) / sizeof(float)))
+            return fp__vectors_error(FP_EFORMAT, "checkpoint: client state", err);
+    }
     if ((rc = fp_algo_server_load(s, p, sb, err)))
         return rc;
     p += sb;
-    int64_t last = -1;
     for (uint32_t k = 0; k < n; k++, p += cb) {
         uint32_t id;
         memcpy(&id, p + 24, 4);
-        if (id >= N || (int64_t)id <= last)
-            return fp_error_set(err, FP_EFORMAT, "checkpoint: client id %u out of order or range",
-                                id);
-        last = id;
         if ((rc = fp_algo_client_load(&s->p, id, &cs[id], p, cb, err)))
             return rc;
     }

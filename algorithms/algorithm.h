@@ -61,6 +61,8 @@ struct fp_server {
     uint64_t run;
     uint32_t round;
     uint16_t phase;
+    int64_t last_client; /* the last client added to it; -1 before the first */
+    int open;            /* an exchange is in progress: broadcast, not yet finished */
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,
@@ -169,13 +171,17 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
                            struct fp_client_state *next);
 
 /* Adds client `client`'s upload message to the exchange in progress; add
- * in ascending client id. The exchange's (round, client) keys the
+ * in strictly ascending client id (an upload of a client at or below the
+ * last one added is refused, FP_EINVAL: it would be counted twice, or
+ * summed in another order than every other driver's). The exchange's (round, client) keys the
  * decoder's random stream (rand-k's mask). A malformed upload (wrong size,
  * non-canonical encoding, non-finite value) is FP_EFORMAT and leaves the
  * server state unchanged. */
 int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
                        struct fp_error *err);
-/* Ends the exchange: applies the aggregate of the `included` uploads added. */
+/* Ends the exchange: applies the aggregate of the `included` uploads
+ * added, once: a second call does nothing, and no upload is added after it
+ * (FP_EINVAL) until the next broadcast. */
 void fp_algo_server_finish(struct fp_server *s, uint32_t included);
 
 /* Checkpoints. The server's state and each client's are separate blobs (a
@@ -186,7 +192,8 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t included);
  * fp_algo_client_has_state). The loaders restore into a server (client
  * state) initialised with the same parameters, and refuse with FP_EFORMAT
  * and a message a blob that is truncated, oversized, for another algorithm,
- * size or client, or holds a non-finite value. */
+ * size or client, or holds a non-finite value; every check comes before
+ * the first write, so a refused blob leaves the state as it was. */
 size_t fp_algo_server_state_bytes(const struct fp_algo_params *p);
 size_t fp_algo_client_state_bytes(const struct fp_algo_params *p);
 int fp_algo_client_has_state(const struct fp_client_state *cs);
@@ -204,7 +211,8 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
  * before the split, into a server initialised with the same parameters and
  * an array of N empty client states; FP_EFORMAT (with a message) if the
  * blob is truncated, oversized, for another algorithm or size, has client
- * ids out of order or range, or a non-finite value. */
+ * ids out of order or range, or a non-finite value (the server and every
+ * client then as they were; FP_ENOMEM alone may leave some loaded). */
 int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *cs, void **blob,
                        size_t *len);
 int fp_algo_state_load(struct fp_server *s, struct fp_client_state *cs, const void *blob,

@@ -122,8 +122,9 @@ static int fp__alloc(struct fp_run *r, struct fp_error *err)
     r->perm = malloc(N * sizeof *r->perm);
     r->chosen = malloc(S * sizeof *r->chosen);
     r->crow = calloc(S, sizeof *r->crow);
+    r->slot_row = malloc(S * sizeof *r->slot_row);
     r->bcast = malloc(fp_algo_broadcast_cap(&r->p));
-    if (!r->cstate || !r->perm || !r->chosen || !r->crow || !r->bcast)
+    if (!r->cstate || !r->perm || !r->chosen || !r->crow || !r->slot_row || !r->bcast)
         return fp_error_set(err, FP_ENOMEM, "out of memory setting up %u clients (d = %zu)", N,
                             r->p.d);
     if (r->w->ops->eval_blocks && r->w->ops->eval_block) {
@@ -220,7 +221,7 @@ int fp_run_open(struct fp_run *r, const struct fp_scenario *sc, struct fp_store 
         if ((rc = fp_inputs_present(opt->resume->inputs, whose, err)))
             return rc;
     }
-    if ((rc = fp_workload_create(&r->w, sc, err)) ||
+    if ((rc = (opt->create_workload ? opt->create_workload : fp_workload_create)(&r->w, sc, err)) ||
         (rc = fp_algo_params_from(&r->p, sc, r->w->d, err)) ||
         (rc = fp_server_init(&r->server, &r->p, err)) || (rc = fp__init_model(r, err)) ||
         (rc = fp__alloc(r, err)))
@@ -244,10 +245,12 @@ void fp_run_round_begin(struct fp_run *r, uint32_t round)
     r->round = round;
     fp__sample(r, round);
     r->row = (struct fp_round){.round = round,
-                               .participants = r->sc->sample,
+                               .participants = 0, /* counted as phase-0 uploads are included */
                                .clients = r->crow,
                                .test_loss = NAN,
                                .test_accuracy = NAN};
+    for (uint32_t i = 0; i < r->sc->sample; i++)
+        r->slot_row[i] = -1;
     r->loss_sum = 0;
     r->evaluate = 0;
 }
@@ -257,6 +260,8 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
     if (!fp_algo_server_phase(&r->server, r->round, phase))
         return 0;
     r->phase = phase;
+    r->included = 0;
+    r->last_slot = -1;
     int rc = fp_algo_server_broadcast(&r->server, (uint64_t)r->res.run_id, r->round, phase,
                                       r->bcast, fp_algo_broadcast_cap(&r->p), &r->bcast_len);
     /* The encoder refuses a non-finite vector: the model overflowed */
@@ -274,14 +279,28 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
                    double train_loss, const char *upload_sha256, struct fp_error *err)
 {
+    /* Ascending and once each: the aggregate's order is part of the
+     * result, and an upload added twice would count twice. */
+    if (slot >= r->sc->sample || (int64_t)slot <= r->last_slot)
+        return fp_error_set(err, FP_EINVAL,
+                            "round %u: participant %u's upload included out of order or twice",
+                            r->round, slot);
+    if (r->phase > 0 && r->slot_row[slot] < 0)
+        return fp_error_set(err, FP_EINVAL,
+                            "round %u: participant %u's phase-%u upload without its phase-0 one",
+                            r->round, slot, r->phase);
     const uint32_t client = r->chosen[slot];
     int rc = fp_algo_server_add(&r->server, client, upload, len, err);
     if (rc)
         return rc;
+    r->included++;
+    r->last_slot = slot;
     /* The store counts payload bytes, the 32-byte headers aside
      * (docs/store.md): exactly what the compressors encode. */
     const uint64_t up = len - FP_MSG_HEADER, down = r->bcast_len - FP_MSG_HEADER;
-    struct fp_client_round *cr = &r->crow[slot];
+    if (r->phase == 0)
+        r->slot_row[slot] = (int32_t)r->row.participants++;
+    struct fp_client_round *cr = &r->crow[r->slot_row[slot]];
     if (r->phase == 0) {
         *cr = (struct fp_client_round){
             .client = client, .train_loss = train_loss, .examples = r->w->n_local[client]};
@@ -302,12 +321,12 @@ int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_
 
 void fp_run_phase_end(struct fp_run *r)
 {
-    fp_algo_server_finish(&r->server, r->sc->sample);
+    fp_algo_server_finish(&r->server, r->included);
 }
 
 void fp_run_round_end(struct fp_run *r)
 {
-    r->row.train_loss = r->loss_sum / r->sc->sample;
+    r->row.train_loss = r->row.participants ? r->loss_sum / r->row.participants : NAN;
     r->evaluate = r->round % r->sc->eval_every == 0 || r->round == r->sc->rounds;
 }
 
@@ -483,6 +502,7 @@ void fp_run_close(struct fp_run *r)
     free(r->perm);
     free(r->chosen);
     free(r->crow);
+    free(r->slot_row);
     free(r->bcast);
     free(r->eval_loss);
     free(r->eval_correct);

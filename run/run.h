@@ -53,6 +53,11 @@ struct fp_run_options {
     int64_t resume_run;
     int (*started)(void *u, int64_t run_id);
     void *started_u;
+    /* The workload's constructor: NULL for fp_workload_create (every
+     * client's data and the test set: the simulator); a coordinator, which
+     * holds no client's data, passes fp_workload_create_test. */
+    int (*create_workload)(struct fp_workload **out, const struct fp_scenario *sc,
+                           struct fp_error *err);
 };
 
 struct fp_run_result {
@@ -88,6 +93,9 @@ struct fp_run {
     uint8_t *bcast; /* [fp_algo_broadcast_cap] the exchange's broadcast message */
     size_t bcast_len;
     struct fp_round row;
+    uint32_t included; /* uploads included in the exchange in progress */
+    int64_t last_slot; /* the last slot included in it (-1: none yet) */
+    int32_t *slot_row; /* [S] slot -> its row in crow, -1 until its phase-0 upload is included */
     double loss_sum, r0;
     int evaluate; /* set by fp_run_round_end: this round is evaluated */
 
@@ -122,11 +130,15 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err);
  * checked, decoded and added to the aggregate, then its metrics recorded
  * (payload bytes, both ways, and the SHA-256 of the phase-0 upload's
  * payload: upload_sha256 if the driver hashed it already, in parallel,
- * else computed here). Call in ascending slot. */
+ * else computed here). Call in strictly ascending slot (else FP_EINVAL);
+ * a slot whose upload is late or lost is simply not included: the
+ * exchange's mean is over the uploads included, and the round's stored
+ * rows are those of the participants whose phase-0 upload was included. */
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
                    double train_loss, const char *upload_sha256, struct fp_error *err);
 
-/* Ends the exchange: the server applies its aggregate. */
+/* Ends the exchange: the server applies the aggregate of the uploads
+ * included (none: the state stays as it was). */
 void fp_run_phase_end(struct fp_run *r);
 
 /* Ends the round's exchanges; sets r->evaluate if the round is evaluated

@@ -274,13 +274,16 @@ static void test_malformed_upload_rejected(void **state)
     fp_msg_encode_header(&h, msg);
     fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
     assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg - 1, &err), FP_EFORMAT);
-    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg + 0, &err), 0);
     v[1] = NAN;
     fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
     assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
     v[1] = INFINITY;
     fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
     assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg, &err), FP_EFORMAT);
+    /* the refusals took nothing: the client's good upload is still taken */
+    v[1] = 2;
+    fp_codec_dense_encode(v, DIM, msg + FP_MSG_HEADER);
+    assert_int_equal(fp_algo_server_add(&W.s, 0, msg, sizeof msg + 0, &err), 0);
     /* only the one good upload was summed */
     assert_true(W.s.sum[0] == 1 && W.s.sum[1] == 2 && W.s.sum[2] == 3);
     world_free(&W);
@@ -452,6 +455,38 @@ static void test_dropped_uploads_leave_clients_unchanged(void **state)
         assert_non_null(algos[k].a == FP_ALGO_FEDEF ? W.cs[0].mem : W.cs[0].ci);
         world_free(&W);
     }
+}
+
+/* Each upload is added once, in ascending client id, while its exchange is
+ * in progress: a second copy of an upload (a retransmission, a replay)
+ * would otherwise count twice in the mean, and an upload after the
+ * exchange finished would reach the next one's aggregate. */
+static void test_upload_added_once(void **state)
+{
+    (void)state;
+    struct world W;
+    world_init(&W, FP_ALGO_FEDAVG, 1.0f);
+    uint8_t bc[FP_MSG_HEADER + 64], up1[FP_MSG_HEADER + 64], up2[FP_MSG_HEADER + 64];
+    const size_t blen = broadcast(&W, 1, bc, sizeof bc);
+    const size_t len = client_upload(&W, 1, 2, bc, blen, up2, sizeof up2);
+    assert_int_equal(client_upload(&W, 1, 1, bc, blen, up1, sizeof up1), len);
+    struct fp_error err = {0};
+    assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), 0);
+    double sum1[DIM];
+    memcpy(sum1, W.s.sum, sizeof sum1);
+    assert_int_equal(fp_algo_server_add(&W.s, 2, up2, len, &err), FP_EINVAL);
+    assert_non_null(strstr(err.msg, "added already"));
+    assert_int_equal(fp_algo_server_add(&W.s, 1, up1, len, &err), FP_EINVAL);
+    assert_memory_equal(W.s.sum, sum1, sizeof sum1);
+    fp_algo_server_finish(&W.s, 1);
+    float x1[DIM];
+    memcpy(x1, W.s.x, sizeof x1);
+    assert_int_equal(fp_algo_server_add(&W.s, 3, up2, len, &err), FP_EINVAL);
+    assert_non_null(strstr(err.msg, "no exchange in progress"));
+    fp_algo_server_finish(&W.s, 1);
+    /* a second finish of the same exchange applies nothing again */
+    assert_memory_equal(W.s.x, x1, sizeof x1);
+    world_free(&W);
 }
 
 /* Runs two worlds through the same rounds and demands identical bytes: x,
@@ -763,6 +798,141 @@ static void test_state_server_and_client_separate(void **state)
     world_free(&B);
 }
 
+/* Compares a world's server and client state with a snapshot taken before. */
+struct snap {
+    float x[DIM], c[DIM], ci[NC][DIM], mem[NC][DIM];
+    int has_ci[NC], has_mem[NC];
+};
+static void take_snap(const struct world *W, struct snap *S)
+{
+    memcpy(S->x, W->s.x, sizeof S->x);
+    memcpy(S->c, W->s.c, sizeof S->c);
+    for (int i = 0; i < NC; i++)
+        snapshot(W, i, S->ci[i], S->mem[i], &S->has_ci[i], &S->has_mem[i]);
+}
+static void assert_snap(const struct world *W, const struct snap *S)
+{
+    assert_memory_equal(W->s.x, S->x, sizeof S->x);
+    assert_memory_equal(W->s.c, S->c, sizeof S->c);
+    for (int i = 0; i < NC; i++) {
+        assert_int_equal(W->cs[i].ci != NULL, S->has_ci[i]);
+        assert_int_equal(W->cs[i].mem != NULL, S->has_mem[i]);
+        if (S->has_ci[i])
+            assert_memory_equal(W->cs[i].ci, S->ci[i], sizeof S->ci[i]);
+        if (S->has_mem[i])
+            assert_memory_equal(W->cs[i].mem, S->mem[i], sizeof S->mem[i]);
+    }
+}
+
+/* A checkpoint refused for a non-finite value in its last vector leaves
+ * what it would have been restored into exactly as it was: every loader
+ * checks the whole blob before it writes (a client daemon whose state file
+ * is damaged keeps the state it had, and a never-included client stays
+ * unallocated). */
+static void test_state_refused_leaves_state(void **state)
+{
+    (void)state;
+    struct world A, B;
+    world_init_c(&A, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    world_init_c(&B, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    run_round(&A, 0);
+    run_round(&A, 1);
+    run_round(&B, 0);
+    struct snap S;
+    take_snap(&B, &S);
+    void *blob;
+    size_t len;
+    struct fp_error err;
+    const float nan = NAN;
+    assert_int_equal(fp_algo_state_save(&A.s, A.cs, &blob, &len), 0);
+    memcpy((uint8_t *)blob + len - 4, &nan, 4); /* the last client's last w_i */
+    assert_int_equal(fp_algo_state_load(&B.s, B.cs, blob, len, &err), FP_EFORMAT);
+    assert_snap(&B, &S);
+    free(blob);
+
+    const size_t sb = fp_algo_server_state_bytes(&A.p), cb = fp_algo_client_state_bytes(&A.p);
+    uint8_t sblob[32 + 2 * 4 * DIM], cblob[32 + 2 * 4 * DIM];
+    assert_int_equal(sb, sizeof sblob);
+    assert_int_equal(cb, sizeof cblob);
+    fp_algo_server_save(&A.s, sblob);
+    memcpy(sblob + sb - 4, &nan, 4); /* c's last value */
+    assert_int_equal(fp_algo_server_load(&B.s, sblob, sb, &err), FP_EFORMAT);
+    assert_snap(&B, &S);
+    struct world C;
+    world_init_c(&C, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
+    assert_non_null(A.cs[1].ci);
+    fp_algo_client_save(&A.p, 1, &A.cs[1], cblob);
+    memcpy(cblob + cb - 4, &nan, 4); /* w_i's last value */
+    assert_int_equal(fp_algo_client_load(&C.p, 1, &C.cs[1], cblob, cb, &err), FP_EFORMAT);
+    assert_null(C.cs[1].ci);
+    assert_null(C.cs[1].mem);
+    world_free(&A);
+    world_free(&B);
+    world_free(&C);
+}
+
+/* Each vector of a broadcast and each phase of a round draw from their own
+ * streams: with a random downlink compressor (MASHA's compressed broadcast;
+ * set by hand here, as no algorithm has one yet) x and c, and phase 0 and
+ * phase 1, must not share a rand-k mask, nor a client's phase-0 and phase-1
+ * uploads their mask and minibatches. */
+static void test_exchange_streams_distinct(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    struct fp_error err = {0};
+    static const char text[] = "[data]\ndataset = quadratic\nclients = 2\ndim = 64\n"
+                               "[algorithm]\nname = scallion\nlocal_steps = 1\nbatch = 1\n"
+                               "lr_local = 0.1\n[compressor]\nname = randk\nk = 8\n";
+    if (fp_scenario_load_string(&sc, text, "test", NULL, 0, &err))
+        fail_msg("%s", err.msg);
+    struct fp_workload *w;
+    assert_int_equal(fp_workload_create(&w, &sc, &err), 0);
+    struct fp_algo_params p;
+    assert_int_equal(fp_algo_params_from(&p, &sc, w->d, &err), 0);
+    const struct fp_comp_spec randk = {.kind = FP_COMP_RANDK, .count = 8};
+    assert_int_equal(fp_compressor_init(&p.down, &randk, p.d, &err), 0);
+    struct fp_server srv;
+    assert_int_equal(fp_server_init(&srv, &p, &err), 0);
+    for (size_t j = 0; j < p.d; j++)
+        srv.x[j] = srv.c[j] = (float)(j + 1);
+    const size_t bcap = fp_algo_broadcast_cap(&p), ucap = fp_algo_upload_cap(&p);
+    const size_t vb = fp_compressor_bytes(&p.down);
+    uint8_t *b0 = malloc(bcap), *b1 = malloc(bcap), *u0 = malloc(ucap), *u1 = malloc(ucap);
+    size_t l0, l1, ul0, ul1;
+    assert_int_equal(fp_algo_server_broadcast(&srv, 5, 1, 0, b0, bcap, &l0), 0);
+    assert_int_equal(fp_algo_server_broadcast(&srv, 5, 1, 1, b1, bcap, &l1), 0);
+    assert_int_equal(l0, FP_MSG_HEADER + 2 * vb);
+    /* x and c hold the same values: only their masks can tell them apart */
+    assert_memory_not_equal(b0 + FP_MSG_HEADER, b0 + FP_MSG_HEADER + vb, vb);
+    assert_memory_not_equal(b0 + FP_MSG_HEADER, b1 + FP_MSG_HEADER, vb);
+    struct fp_algo_ws ws;
+    assert_int_equal(fp_algo_ws_init(&ws, &p), 0);
+    void *wws = fp_workload_ws_new(w);
+    struct fp_client_state cs = {0}, next = {0};
+    double loss;
+    /* the same broadcast bytes in both phases (only the header's phase
+     * differs), so only the phase's streams can make the uploads differ */
+    memcpy(b1 + FP_MSG_HEADER, b0 + FP_MSG_HEADER, 2 * vb);
+    struct fp_msg_header who = {.run = 5, .round = 1, .phase = 0, .client = 1};
+    assert_int_equal(fp_algo_client_update(&p, &who, b0, l0, &cs, &next, w, wws, &ws, u0, ucap,
+                                           &ul0, &loss, &err),
+                     0);
+    who.phase = 1;
+    assert_int_equal(fp_algo_client_update(&p, &who, b1, l1, &cs, &next, w, wws, &ws, u1, ucap,
+                                           &ul1, &loss, &err),
+                     0);
+    assert_int_equal(ul0, ul1);
+    assert_memory_not_equal(u0 + FP_MSG_HEADER, u1 + FP_MSG_HEADER, ul0 - FP_MSG_HEADER);
+    fp_client_state_free(&cs);
+    fp_client_state_free(&next);
+    fp_workload_ws_free(w, wws);
+    fp_algo_ws_free(&ws, &p);
+    fp_server_free(&srv);
+    fp_workload_free(w);
+    free(b0), free(b1), free(u0), free(u1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -773,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_malformed_upload_rejected),
         cmocka_unit_test(test_upload_key_checked),
         cmocka_unit_test(test_dropped_uploads_leave_clients_unchanged),
+        cmocka_unit_test(test_upload_added_once),
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_compressed_match_reference),
         cmocka_unit_test(test_control_variate_invariant_compressed),
@@ -780,6 +951,8 @@ int main(void)
         cmocka_unit_test(test_state_roundtrip_and_rejects),
         cmocka_unit_test(test_state_fps1_still_loads),
         cmocka_unit_test(test_state_server_and_client_separate),
+        cmocka_unit_test(test_state_refused_leaves_state),
+        cmocka_unit_test(test_exchange_streams_distinct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

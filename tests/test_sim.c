@@ -16,7 +16,9 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "algorithms/algorithm.h"
 #include "core/scenario.h"
+#include "run/run.h"
 #include "sim/sim.h"
 #include "store/store.h"
 #include "workloads/workload.h"
@@ -435,7 +437,8 @@ static void test_state_in_parts(void **state)
     snprintf(path, sizeof path, "%s/parts.db", tmpdir);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(length(data)) FROM checkpoint_parts",
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT count(*), max(length(data)) FROM checkpoint_parts",
                                         -1, &q, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
@@ -499,6 +502,168 @@ static void test_bad_init_file(void **state)
     fp_store_close(st);
 }
 
+/* A driver that includes only some of a round's uploads, as the coordinator
+ * of issue 14 commits a round without a late client: the exchange's mean is
+ * over the uploads included (the same model as a server given only those),
+ * the round stores the rows of those participants only, and an upload
+ * included out of order or twice is refused. */
+static void test_round_with_a_missing_upload(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[run]\nrounds = 1\n[data]\ndataset = quadratic\nclients = 4\ndim = 3\n"
+              "[algorithm]\nname = scaffold\nlocal_steps = 2\nbatch = 1\nlr_local = 0.1\n");
+    struct fp_store *st = open_store("missing.db");
+    const struct fp_run_options ro = {.threads = 1};
+    struct fp_run r;
+    struct fp_error err = {0};
+    if (fp_run_open(&r, &sc, st, &ro, &err))
+        fail_msg("%s", err.msg);
+    const size_t d = r.p.d, ucap = fp_algo_upload_cap(&r.p), bcap = fp_algo_broadcast_cap(&r.p);
+    struct fp_server ref;
+    assert_int_equal(fp_server_init(&ref, &r.p, &err), 0);
+    memcpy(ref.x, r.server.x, d * sizeof *ref.x);
+    struct fp_algo_ws ws;
+    assert_int_equal(fp_algo_ws_init(&ws, &r.p), 0);
+    void *wws = fp_workload_ws_new(r.w);
+    uint8_t *up = malloc(4 * ucap), *rb = malloc(bcap);
+    size_t ulen[4], rblen;
+    double loss[4];
+    struct fp_client_state next[4] = {{0}};
+
+    fp_run_round_begin(&r, 1);
+    assert_int_equal(fp_run_phase_begin(&r, 0, &err), 1);
+    assert_int_equal(fp_algo_server_broadcast(&ref, (uint64_t)r.res.run_id, 1, 0, rb, bcap, &rblen),
+                     0);
+    for (uint32_t i = 0; i < 4; i++) {
+        const struct fp_msg_header who = {
+            .run = (uint64_t)r.res.run_id, .round = 1, .phase = 0, .client = r.chosen[i]};
+        if (fp_algo_client_update(&r.p, &who, r.bcast, r.bcast_len, &r.cstate[r.chosen[i]],
+                                  &next[i], r.w, wws, &ws, up + i * ucap, ucap, &ulen[i], &loss[i],
+                                  &err))
+            fail_msg("%s", err.msg);
+    }
+    /* participant 1's upload is late: never included */
+    const uint32_t kept[3] = {0, 2, 3};
+    for (int k = 0; k < 3; k++) {
+        const uint32_t i = kept[k];
+        assert_int_equal(fp_run_include(&r, i, up + i * ucap, ulen[i], loss[i], NULL, &err), 0);
+        assert_int_equal(fp_algo_server_add(&ref, r.chosen[i], up + i * ucap, ulen[i], &err), 0);
+        if (k == 1) /* after slot 2: slot 1 now, or slot 2 again, is out of order */
+            for (uint32_t again = 1; again <= 2; again++)
+                assert_int_equal(fp_run_include(&r, again, up + again * ucap, ulen[again],
+                                                loss[again], NULL, &err),
+                                 FP_EINVAL);
+    }
+    fp_run_phase_end(&r);
+    fp_algo_server_finish(&ref, 3);
+    assert_int_equal(fp_run_phase_begin(&r, 1, &err), 0);
+    fp_run_round_end(&r);
+    assert_memory_equal(r.server.x, ref.x, d * sizeof *ref.x);
+    assert_memory_equal(r.server.c, ref.c, d * sizeof *ref.c);
+    assert_int_equal(r.row.participants, 3);
+    for (int k = 0; k < 3; k++)
+        assert_int_equal(r.row.clients[k].client, r.chosen[kept[k]]);
+    assert_true(r.row.train_loss == (loss[0] + loss[2] + loss[3]) / 3);
+    assert_int_equal(r.row.uplink_bytes, 3 * (ulen[0] - FP_MSG_HEADER));
+    r.row.test_loss = r.row.test_accuracy = NAN;
+    if (fp_run_commit(&r, &err) || fp_run_finish(&r, &err))
+        fail_msg("%s", err.msg);
+
+    for (int i = 0; i < 4; i++)
+        fp_client_state_free(&next[i]);
+    free(up), free(rb);
+    fp_workload_ws_free(r.w, wws);
+    fp_algo_ws_free(&ws, &r.p);
+    fp_server_free(&ref);
+    fp_run_close(&r);
+    fp_store_close(st);
+}
+
+/* The coordinator of issue 14 on run/ and the core, in one process: run/
+ * holds the test set only (fp_workload_create_test) and no client state;
+ * each client holds its own shard (fp_workload_create_client), its own
+ * state, and commits it when its upload is included. With every client
+ * answering, the model is the simulator's bit for bit. */
+static void test_coordinator_and_clients_match_sim(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[run]\nrounds = 3\n[data]\ndataset = quadratic\nclients = 4\ndim = 16\n"
+              "[algorithm]\nname = scallion\nlocal_steps = 2\nbatch = 1\nlr_local = 0.1\n"
+              "[participation]\nsample = 2\n[compressor]\nname = randk\nk = 4\n");
+    struct fp_store *st = open_store("coord.db");
+    struct fp_sim_result sim;
+    run_sim(&sc, 1, "coord-sim.f32", st, &sim);
+
+    const struct fp_run_options ro = {.threads = 1, .create_workload = fp_workload_create_test};
+    struct fp_run r;
+    struct fp_error err = {0};
+    if (fp_run_open(&r, &sc, st, &ro, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(fp_workload_check_client(r.w, 0, &err), FP_EINVAL); /* no client's data */
+    struct {
+        struct fp_workload *w;
+        void *wws;
+        struct fp_algo_params p;
+        struct fp_algo_ws ws;
+        struct fp_client_state cs, next;
+    } cl[4];
+    for (uint32_t i = 0; i < 4; i++) {
+        memset(&cl[i], 0, sizeof cl[i]);
+        if (fp_workload_create_client(&cl[i].w, &sc, i, &err) ||
+            fp_algo_params_from(&cl[i].p, &sc, cl[i].w->d, &err))
+            fail_msg("%s", err.msg);
+        cl[i].wws = fp_workload_ws_new(cl[i].w);
+        assert_int_equal(fp_algo_ws_init(&cl[i].ws, &cl[i].p), 0);
+    }
+    const size_t ucap = fp_algo_upload_cap(&r.p);
+    uint8_t *up = malloc(ucap);
+    void *ews = fp_workload_ws_new(r.w);
+    for (uint32_t round = r.first_round; fp_run_next(&r, round); round++) {
+        fp_run_round_begin(&r, round);
+        for (unsigned phase = 0; fp_run_phase_begin(&r, phase, &err) > 0; phase++) {
+            for (uint32_t slot = 0; slot < sc.sample; slot++) {
+                const uint32_t id = r.chosen[slot];
+                const struct fp_msg_header who = {.run = (uint64_t)r.res.run_id,
+                                                  .round = round,
+                                                  .phase = (uint16_t)phase,
+                                                  .client = id};
+                size_t len;
+                double loss;
+                if (fp_algo_client_update(&cl[id].p, &who, r.bcast, r.bcast_len, &cl[id].cs,
+                                          &cl[id].next, cl[id].w, cl[id].wws, &cl[id].ws, up, ucap,
+                                          &len, &loss, &err) ||
+                    fp_run_include(&r, slot, up, len, loss, NULL, &err))
+                    fail_msg("%s", err.msg);
+                fp_algo_client_commit(&cl[id].p, &cl[id].cs, &cl[id].next);
+            }
+            fp_run_phase_end(&r);
+        }
+        fp_run_round_end(&r);
+        if (r.evaluate)
+            fp_run_evaluate(&r, ews);
+        if (fp_run_commit(&r, &err))
+            fail_msg("%s", err.msg);
+    }
+    for (uint32_t i = 0; i < 4; i++) /* the coordinator never held a client's state */
+        assert_false(fp_algo_client_has_state(&r.cstate[i]));
+    if (fp_run_finish(&r, &err))
+        fail_msg("%s", err.msg);
+    assert_string_equal(r.res.model_sha256, sim.model_sha256);
+    fp_workload_ws_free(r.w, ews);
+    fp_run_close(&r);
+    for (uint32_t i = 0; i < 4; i++) {
+        fp_client_state_free(&cl[i].cs);
+        fp_client_state_free(&cl[i].next);
+        fp_algo_ws_free(&cl[i].ws, &cl[i].p);
+        fp_workload_ws_free(cl[i].w, cl[i].wws);
+        fp_workload_free(cl[i].w);
+    }
+    free(up);
+    fp_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +676,8 @@ int main(void)
         cmocka_unit_test(test_state_too_big_keeps_the_rounds),
         cmocka_unit_test(test_state_in_parts),
         cmocka_unit_test(test_bad_init_file),
+        cmocka_unit_test(test_round_with_a_missing_upload),
+        cmocka_unit_test(test_coordinator_and_clients_match_sim),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
