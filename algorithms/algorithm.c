@@ -213,26 +213,29 @@ static unsigned fp__broadcast_vectors(const struct fp_algo_params *p)
     return fp_algo_has_control(p) ? 2 : 1;
 }
 
-size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, unsigned phase)
+/* Every algorithm today sends the same sizes in every round and phase. One
+ * whose first round differs (MASHA's and EF21's initial dense exchange)
+ * answers here by round, and its caps below are the largest of any. */
+size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
 {
-    (void)phase;
+    (void)round, (void)phase;
     return fp__broadcast_vectors(p) * fp_compressor_bytes(&p->down);
 }
 
-size_t fp_algo_upload_bytes(const struct fp_algo_params *p, unsigned phase)
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
 {
-    (void)phase;
+    (void)round, (void)phase;
     return fp_compressor_bytes(&p->up);
 }
 
 size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
 {
-    return FP_MSG_HEADER + fp_algo_broadcast_bytes(p, 0);
+    return FP_MSG_HEADER + fp_algo_broadcast_bytes(p, 1, 0);
 }
 
 size_t fp_algo_upload_cap(const struct fp_algo_params *p)
 {
-    return FP_MSG_HEADER + fp_algo_upload_bytes(p, 0);
+    return FP_MSG_HEADER + fp_algo_upload_bytes(p, 1, 0);
 }
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err)
@@ -350,7 +353,7 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
                                          .client = FP_MSG_ALL,
                                          .run = who->run,
                                          .round = who->round,
-                                         .len = n * vb};
+                                         .len = fp_algo_broadcast_bytes(p, who->round, who->phase)};
     int rc = fp_msg_decode_header(bcast, &h, err);
     if (!rc)
         rc = fp_msg_check(&h, &expect, 0, err);
@@ -424,7 +427,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
                                 round, client);
     fp_rng crng;
     fp__client_rng(&crng, p, round, client, who->phase, FP_RNG_COMPRESS);
-    const size_t payload = fp_compressor_bytes(&p->up);
+    const size_t payload = fp_algo_upload_bytes(p, round, who->phase);
     rc = fp_compressor_compress(&p->up, ws->msg, &crng, ws->cws, out + FP_MSG_HEADER,
                                 out_cap - FP_MSG_HEADER, ws->vhat);
     if (rc)
@@ -466,7 +469,7 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
 {
     const struct fp_algo_params *p = &s->p;
     const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
-    if (cap < FP_MSG_HEADER + n * vb)
+    if (cap < FP_MSG_HEADER + fp_algo_broadcast_bytes(p, round, phase))
         return FP_EINVAL;
     const float *src[2] = {s->x, s->c};
     for (size_t v = 0; v < n; v++) {
@@ -497,7 +500,7 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
 int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
                        struct fp_error *err)
 {
-    const size_t want = fp_compressor_bytes(&s->p.up);
+    const size_t want = fp_algo_upload_bytes(&s->p, s->round, s->phase);
     if (!s->open)
         return fp_error_set(err, FP_EINVAL,
                             "upload refused from client %u: no exchange in progress (round %u's "

@@ -129,12 +129,15 @@ int fp_algo_has_control(const struct fp_algo_params *p);
  * (e.g. a coin it drew). Always 1 for phase 0. */
 int fp_algo_server_phase(const struct fp_server *s, uint32_t round, unsigned phase);
 
-/* Payload bytes of phase `phase`'s broadcast (to each participant) and of
- * one upload: what the store records per client (the 32-byte header is
- * not counted). */
-size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, unsigned phase);
-size_t fp_algo_upload_bytes(const struct fp_algo_params *p, unsigned phase);
-/* The largest whole message (header + payload) of any phase, per direction. */
+/* Payload bytes of the broadcast of exchange (round, phase) (to each
+ * participant) and of one upload: what the store records per client (the
+ * 32-byte header is not counted). By round too, since an algorithm may
+ * open with a different exchange (MASHA's and EF21's dense first round);
+ * the decoders check a header's length against exactly these. */
+size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase);
+size_t fp_algo_upload_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase);
+/* The largest whole message (header + payload) of any round and phase, per
+ * direction: what a driver sizes its buffers by. */
 size_t fp_algo_broadcast_cap(const struct fp_algo_params *p);
 size_t fp_algo_upload_cap(const struct fp_algo_params *p);
 

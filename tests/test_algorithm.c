@@ -130,7 +130,7 @@ static size_t broadcast(struct world *W, uint32_t round, uint8_t *bc, size_t cap
     size_t blen = 0;
     assert_true(fp_algo_server_phase(&W->s, round, 0));
     assert_int_equal(fp_algo_server_broadcast(&W->s, RUN_ID, round, 0, bc, cap, &blen), 0);
-    assert_int_equal(blen, FP_MSG_HEADER + fp_algo_broadcast_bytes(&W->p, 0));
+    assert_int_equal(blen, FP_MSG_HEADER + fp_algo_broadcast_bytes(&W->p, 1, 0));
     return blen;
 }
 
@@ -145,7 +145,7 @@ static size_t client_upload(struct world *W, uint32_t round, uint32_t i, const u
     assert_int_equal(fp_algo_client_update(&W->p, &who, bc, blen, &W->cs[i], &W->next[i], &mock_w,
                                            W->wws, &W->ws, msg, cap, &len, &loss, &err),
                      0);
-    assert_int_equal(len, FP_MSG_HEADER + fp_algo_upload_bytes(&W->p, 0));
+    assert_int_equal(len, FP_MSG_HEADER + fp_algo_upload_bytes(&W->p, 1, 0));
     assert_true(loss >= 0);
     return len;
 }
@@ -251,12 +251,12 @@ static void test_sizes(void **state)
     struct fp_comp_spec id = {.kind = FP_COMP_IDENTITY};
     struct fp_error err;
     assert_int_equal(fp_algo_params_compressors(&p, &id, &err), 0);
-    assert_int_equal(fp_algo_upload_bytes(&p, 0), 636040);
-    assert_int_equal(fp_algo_broadcast_bytes(&p, 0), 636040);
+    assert_int_equal(fp_algo_upload_bytes(&p, 1, 0), 636040);
+    assert_int_equal(fp_algo_broadcast_bytes(&p, 1, 0), 636040);
     assert_int_equal(fp_algo_upload_cap(&p), 32 + 636040); /* one header per message */
     p.kind = FP_ALGO_SCAFFOLD;
-    assert_int_equal(fp_algo_upload_bytes(&p, 0), 636040); /* one vector up: the halved form */
-    assert_int_equal(fp_algo_broadcast_bytes(&p, 0), 2 * 636040); /* x and c down */
+    assert_int_equal(fp_algo_upload_bytes(&p, 1, 0), 636040); /* one vector up: the halved form */
+    assert_int_equal(fp_algo_broadcast_bytes(&p, 1, 0), 2 * 636040); /* x and c down */
     assert_int_equal(fp_algo_broadcast_cap(&p), 32 + 2 * 636040);
 }
 
