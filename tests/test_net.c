@@ -896,6 +896,38 @@ static void test_keyfile(void **state)
     rmdir(dir);
 }
 
+/* A key file with a NUL byte is refused (the parser used to stop at the NUL
+ * and take the key before it, ignoring a second key or garbage after it),
+ * and a FIFO is refused at once instead of blocking in open() until some
+ * writer comes. */
+static void test_keyfile_nul_and_fifo(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fp_test_net_XXXXXX", path[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/key", dir);
+    const char key[] = "6379fd9984d8e48b0da52b8c73e4e18b773f78e26e1ece1f9faa06d23b82fe58\n";
+    uint8_t priv[32];
+    struct fp_error err = {0};
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite(key, 1, sizeof key - 1, f);
+    fwrite("\0", 1, 1, f);
+    fwrite(key, 1, sizeof key - 1, f);
+    fclose(f);
+    chmod(path, 0600);
+    assert_int_equal(fp_keyfile_read(path, priv, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "NUL"));
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(10); /* before the fix: blocked here for good; SIGALRM fails the test */
+    assert_int_equal(fp_keyfile_read(path, priv, &err), FP_EFORMAT);
+    alarm(0);
+    assert_non_null(strstr(err.msg, "not a small regular file"));
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     assert_int_equal(fp_noise_init(), 0);
@@ -916,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_unexpected_messages),
         cmocka_unit_test(test_reject),
         cmocka_unit_test(test_keyfile),
+        cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
