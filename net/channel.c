@@ -188,7 +188,12 @@ static int fp__client_start(struct fp_chan *ch)
 
 const uint8_t *fp_chan_output(struct fp_chan *ch, size_t *len)
 {
-    fp__client_start(ch);
+    /* A dead channel has nothing to send (a client whose first flight
+     * failed would otherwise hand over its magic alone). */
+    if (fp__client_start(ch) || ch->state == S_DEAD) {
+        *len = 0;
+        return ch->out;
+    }
     *len = ch->out_len;
     ch->out_len = 0;
     return ch->out;
@@ -478,8 +483,11 @@ void fp_chan_admit(struct fp_chan *ch)
 
 uint64_t fp_chan_wire_size(uint64_t len)
 {
-    uint64_t records = (len + FP_CHAN_RECORD_PLAIN - 1) / FP_CHAN_RECORD_PLAIN;
-    return 2 + FP_MSG_HEADER + FP_NOISE_TAG + len + records * (2 + FP_NOISE_TAG);
+    uint64_t records = len / FP_CHAN_RECORD_PLAIN + (len % FP_CHAN_RECORD_PLAIN != 0);
+    uint64_t framing = 2 + FP_MSG_HEADER + FP_NOISE_TAG + records * (2 + FP_NOISE_TAG);
+    /* Saturates instead of wrapping: no buffer is that large, so a room
+     * check against it fails. */
+    return len > UINT64_MAX - framing ? UINT64_MAX : len + framing;
 }
 
 void fp_chan_send_begin(struct fp_chan_sender *s, const struct fp_msg_header *h,
@@ -513,6 +521,8 @@ int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out
     if (ch->role == FP_CHAN_SERVER && !ch->sent_any && s->header[1] != FP_MSG_WELCOME &&
         s->header[1] != FP_MSG_ERROR)
         return FP_EINVAL; /* the first message to a client is its welcome */
+    if (ch->role == FP_CHAN_CLIENT && !ch->welcomed && s->header[1] != FP_MSG_ERROR)
+        return FP_EINVAL; /* a client waits for its welcome (docs/protocol.md, 5) */
     size_t pos = 0;
     int rc;
     if (!s->header_done) {
@@ -549,7 +559,7 @@ int fp_chan_send(struct fp_chan *ch, const struct fp_msg_header *h, const void *
     struct fp_chan_sender s;
     fp_chan_send_begin(&s, h, payload);
     int rc = fp_chan_send_next(ch, &s, out, cap, outlen);
-    return rc < 0 ? rc : 0;
+    return rc < 0 ? rc : rc == 1 ? 0 : FP_EINVAL; /* 0: not whole (cannot happen) */
 }
 
 int fp_chan_reject(struct fp_chan *ch, const char *reason, uint8_t *out, size_t cap, size_t *outlen)

@@ -132,7 +132,8 @@ int fp_chan_reject(struct fp_chan *ch, const char *reason, uint8_t *out, size_t 
                    size_t *outlen);
 
 /* The wire bytes of a message with a len-byte payload: one record for the
- * header, then ceil(len / 65519) records; 18 bytes of framing each. */
+ * header, then ceil(len / 65519) records; 18 bytes of framing each.
+ * UINT64_MAX when that does not fit in 64 bits. */
 uint64_t fp_chan_wire_size(uint64_t len);
 
 /*
@@ -154,7 +155,9 @@ void fp_chan_send_begin(struct fp_chan_sender *s, const struct fp_msg_header *h,
 /* Encrypts as many whole records as fit into out[cap] (cap >=
  * FP_CHAN_RECORD_WIRE_MAX always fits one); *outlen bytes. 1 once the
  * message is complete, 0 if more remains, negative on error (not
- * handshaken, closed, not admitted, nonce exhausted). */
+ * handshaken, closed, not admitted, a server's first message not its
+ * welcome, a client's before its welcome and not an error, nonce
+ * exhausted). */
 int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out, size_t cap,
                       size_t *outlen);
 /* The whole message at once into out[cap] (cap >= fp_chan_wire_size). */

@@ -817,9 +817,10 @@ static void test_unexpected_messages(void **state)
     uint8_t out[200];
     assert_int_equal(fp_chan_send(p.s, &b, "x", out, sizeof out, &n), FP_EINVAL);
     pair_free(&p);
-    /* The client may not talk before it is admitted. */
+    /* The client may not talk before it is admitted (an error message is
+     * the one thing a fedpress client may send before its welcome). */
     handshake(&p, "");
-    w = send_msg(p.c, hdr(FP_MSG_UPLOAD, 1), "x", &n);
+    w = send_msg(p.c, hdr(FP_MSG_ERROR, 1), "x", &n);
     assert_int_equal(feed_all(p.s, w, n, ev, 2), FP_EFORMAT);
     assert_non_null(strstr(fp_chan_error(p.s), "before it was admitted"));
     free(w);
@@ -853,6 +854,74 @@ static void test_reject(void **state)
     assert_memory_equal(ev[0].payload, why, strlen(why));
     free(ev[0].payload);
     assert_int_equal(fp_chan_eof(p.c), 0);
+    pair_free(&p);
+}
+
+/* A client sends nothing but an error message before its welcome
+ * (docs/protocol.md section 5): fp_chan_send refuses it, instead of putting
+ * bytes on the wire that kill the connection at a server still deciding on
+ * the key. */
+static void test_client_waits_for_welcome(void **state)
+{
+    (void)state;
+    struct pair p;
+    handshake(&p, "");
+    uint8_t out[200];
+    size_t n;
+    struct fp_msg_header u = hdr(FP_MSG_UPLOAD, 1);
+    assert_int_equal(fp_chan_send(p.c, &u, "x", out, sizeof out, &n), FP_EINVAL);
+    welcome(&p);
+    assert_int_equal(fp_chan_send(p.c, &u, "x", out, sizeof out, &n), 0);
+    struct fp_chan_event ev[2];
+    fp_chan_expect(p.s, &u, 0, NULL);
+    assert_int_equal(feed_all(p.s, out, n, ev, 2), 1);
+    assert_memory_equal(ev[0].payload, "x", 1);
+    free(ev[0].payload);
+    pair_free(&p);
+}
+
+/* A client whose first flight fails (a low-order pinned key) has nothing to
+ * send: fp_chan_output used to hand over the 4-byte magic of a dead channel. */
+static void test_dead_client_sends_nothing(void **state)
+{
+    (void)state;
+    uint8_t ckey[32], cpub[32], bad[32] = {0};
+    keys(ckey, cpub, 1);
+    struct fp_chan *c = fp_chan_new(FP_CHAN_CLIENT, ckey, bad, NULL, 0);
+    assert_non_null(c);
+    size_t n = 99;
+    fp_chan_output(c, &n);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(fp_chan_error(c), "low-order"));
+    fp_chan_free(c);
+}
+
+/* A declared length near 2^64: fp_chan_wire_size used to wrap to a few
+ * bytes, so fp_chan_send passed its room check, sealed the header alone
+ * (spending a nonce) and returned 0 as if the message were sent. */
+static void test_send_huge_length(void **state)
+{
+    (void)state;
+    assert_true(fp_chan_wire_size(UINT64_MAX) == UINT64_MAX);
+    assert_true(fp_chan_wire_size(UINT64_MAX - 10) == UINT64_MAX);
+    assert_true(fp_chan_wire_size(0) == 50);
+    assert_true(fp_chan_wire_size(65519) == 50 + 65519 + 18);
+    assert_true(fp_chan_wire_size(65520) == 50 + 65520 + 36);
+    struct pair p;
+    handshake(&p, "");
+    welcome(&p);
+    uint8_t out[1000], payload[1] = {0};
+    size_t n = 0;
+    struct fp_msg_header h = hdr(FP_MSG_UPLOAD, UINT64_MAX - 10);
+    assert_int_equal(fp_chan_send(p.c, &h, payload, out, sizeof out, &n), FP_EINVAL);
+    /* Nothing was sealed: the next message is record 1 for the server. */
+    struct fp_msg_header u = hdr(FP_MSG_UPLOAD, 1);
+    assert_int_equal(fp_chan_send(p.c, &u, "y", out, sizeof out, &n), 0);
+    struct fp_chan_event ev[2];
+    fp_chan_expect(p.s, &u, 0, NULL);
+    assert_int_equal(feed_all(p.s, out, n, ev, 2), 1);
+    assert_memory_equal(ev[0].payload, "y", 1);
+    free(ev[0].payload);
     pair_free(&p);
 }
 
@@ -947,6 +1016,9 @@ int main(void)
         cmocka_unit_test(test_length_over_cap),
         cmocka_unit_test(test_unexpected_messages),
         cmocka_unit_test(test_reject),
+        cmocka_unit_test(test_client_waits_for_welcome),
+        cmocka_unit_test(test_dead_client_sends_nothing),
+        cmocka_unit_test(test_send_huge_length),
         cmocka_unit_test(test_keyfile),
         cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
