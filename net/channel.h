@@ -57,8 +57,10 @@ struct fp_chan_event {
     const uint8_t *hello;
     size_t hello_len;
     /* FP_CHAN_EV_MESSAGE: the header and its payload: in the caller's dst
-     * buffer if fp_chan_expect gave one, else malloc'ed and owned by the
-     * caller (free()); NULL for an empty payload. */
+     * buffer if fp_chan_expect gave one and this is the awaited message,
+     * else malloc'ed and owned by the caller (free()); NULL for an empty
+     * payload. An error message's payload is always malloc'ed, dst or not
+     * (it is not what dst was sized for): free it unless it is dst. */
     struct fp_msg_header header;
     uint8_t *payload;
 };

@@ -925,6 +925,29 @@ static void test_send_huge_length(void **state)
     pair_free(&p);
 }
 
+/* An error message that arrives while the caller waits with its own buffer
+ * goes to a buffer of its own (the caller frees it), not into dst. */
+static void test_error_payload_not_in_dst(void **state)
+{
+    (void)state;
+    struct pair p;
+    handshake(&p, "");
+    welcome(&p);
+    uint8_t dst[8] = {0}, out[200];
+    size_t n;
+    struct fp_msg_header u = hdr(FP_MSG_UPLOAD, 8), e = {.type = FP_MSG_ERROR, .len = 20};
+    assert_int_equal(fp_chan_send(p.c, &e, "a reason of 20 bytes", out, sizeof out, &n), 0);
+    fp_chan_expect(p.s, &u, 0, dst);
+    struct fp_chan_event ev[2];
+    assert_int_equal(feed_all(p.s, out, n, ev, 2), 1);
+    assert_int_equal(ev[0].header.type, FP_MSG_ERROR);
+    assert_ptr_not_equal(ev[0].payload, dst);
+    assert_memory_equal(ev[0].payload, "a reason of 20 bytes", 20);
+    assert_memory_equal(dst, "\0\0\0\0\0\0\0\0", 8); /* dst untouched */
+    free(ev[0].payload);
+    pair_free(&p);
+}
+
 /* ---- key files ---- */
 
 static void test_keyfile(void **state)
@@ -1019,6 +1042,7 @@ int main(void)
         cmocka_unit_test(test_client_waits_for_welcome),
         cmocka_unit_test(test_dead_client_sends_nothing),
         cmocka_unit_test(test_send_huge_length),
+        cmocka_unit_test(test_error_payload_not_in_dst),
         cmocka_unit_test(test_keyfile),
         cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
