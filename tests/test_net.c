@@ -948,6 +948,56 @@ static void test_error_payload_not_in_dst(void **state)
     pair_free(&p);
 }
 
+/* The largest hello (message 3 of exactly 65535 bytes) goes through; one
+ * byte more is refused when the client is made. */
+static void test_hello_max(void **state)
+{
+    (void)state;
+    static char hello[FP_CHAN_HELLO_MAX + 2];
+    memset(hello, 'h', FP_CHAN_HELLO_MAX);
+    hello[FP_CHAN_HELLO_MAX] = '\0';
+    assert_int_equal(FP_CHAN_HELLO_MAX + 64, 65535);
+    struct pair p;
+    handshake(&p, hello);
+    pair_free(&p);
+    uint8_t k[32] = {1}, pub[32];
+    fp_noise_public_key(k, pub);
+    assert_null(fp_chan_new(FP_CHAN_CLIENT, k, pub, (const uint8_t *)hello, FP_CHAN_HELLO_MAX + 1));
+}
+
+/* A handshake that failed stays failed (Noise 5.3): a well-formed message 1
+ * after a truncated one, or after one with a bad tag, is refused, and the
+ * secrets are gone. Before, a truncated message left the state as it was and
+ * the genuine one went through. */
+static void test_handshake_dead_after_error(void **state)
+{
+    (void)state;
+    uint8_t ck[32], cp[32], sk[32], sp[32], m[200], pl[200];
+    keys(ck, cp, 1);
+    keys(sk, sp, 2);
+    for (int how = 0; how < 2; how++) {
+        struct fp_noise_handshake ini, res;
+        struct fp_error err = {0};
+        size_t k, pk;
+        fp_noise_handshake_init(&ini, 1, (const uint8_t *)"p", 1, ck, sp);
+        fp_noise_handshake_init(&res, 0, (const uint8_t *)"p", 1, sk, NULL);
+        assert_int_equal(fp_noise_handshake_write(&ini, NULL, 0, m, sizeof m, &k, &err), 0);
+        uint8_t bad[200];
+        memcpy(bad, m, k);
+        bad[k - 1] ^= (uint8_t)how; /* 0: truncated below; 1: a flipped tag bit */
+        assert_int_equal(
+            fp_noise_handshake_read(&res, bad, how ? k : k - 1, pl, sizeof pl, &pk, &err),
+            FP_EFORMAT);
+        assert_int_equal(fp_noise_handshake_read(&res, m, k, pl, sizeof pl, &pk, &err), FP_EINVAL);
+        assert_int_equal(fp_noise_handshake_write(&res, NULL, 0, m, sizeof m, &k, &err), FP_EINVAL);
+        assert_false(fp_noise_handshake_done(&res));
+        uint8_t zero[32] = {0};
+        assert_memory_equal(res.s_priv, zero, 32);
+        fp_noise_handshake_wipe(&ini);
+        fp_noise_handshake_wipe(&res);
+    }
+}
+
 /* ---- key files ---- */
 
 static void test_keyfile(void **state)
@@ -1043,6 +1093,8 @@ int main(void)
         cmocka_unit_test(test_dead_client_sends_nothing),
         cmocka_unit_test(test_send_huge_length),
         cmocka_unit_test(test_error_payload_not_in_dst),
+        cmocka_unit_test(test_hello_max),
+        cmocka_unit_test(test_handshake_dead_after_error),
         cmocka_unit_test(test_keyfile),
         cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
