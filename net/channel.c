@@ -39,6 +39,10 @@ struct fp_chan {
     int started;         /* client: the magic and message 1 are made */
     int welcomed;        /* client: the server's first message arrived */
     int sent_any;        /* server: the welcome (or the error) went out */
+    /* The message going out record by record, until its last record: no
+     * other message may start before (its records would land inside this
+     * one's payload at the receiver, authenticated). */
+    const struct fp_chan_sender *sending;
 
     /* Input: `need` bytes of the current item gathered into buf, `have` so far. */
     size_t need, have;
@@ -523,6 +527,8 @@ int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out
         return FP_EINVAL; /* the first message to a client is its welcome */
     if (ch->role == FP_CHAN_CLIENT && !ch->welcomed && s->header[1] != FP_MSG_ERROR)
         return FP_EINVAL; /* a client waits for its welcome (docs/protocol.md, 5) */
+    if (ch->sending && ch->sending != s)
+        return FP_EINVAL; /* another message is half sent: one at a time */
     size_t pos = 0;
     int rc;
     if (!s->header_done) {
@@ -548,6 +554,7 @@ int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out
         s->off += n;
     }
     *outlen = pos;
+    ch->sending = s->off == s->len ? NULL : s;
     return s->off == s->len;
 }
 

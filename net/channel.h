@@ -143,7 +143,10 @@ uint64_t fp_chan_wire_size(uint64_t len);
  * (no plaintext copy): sending one model to n clients costs n passes of
  * ChaCha20-Poly1305 over it (the keys differ, so must the ciphertexts) and
  * n output buffers, never n copies of the model. A message must be sent
- * whole before the next one begins (one sender per channel at a time).
+ * whole before the next one begins: while a sender has records left,
+ * fp_chan_send_next with another sender (and fp_chan_send) fail with
+ * FP_EINVAL, so a heartbeat timer cannot cut into a model. A sender given
+ * up half way leaves the channel unable to send: close the connection.
  */
 struct fp_chan_sender {
     const uint8_t *payload;

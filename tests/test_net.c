@@ -998,6 +998,50 @@ static void test_handshake_dead_after_error(void **state)
     }
 }
 
+/* One message at a time per direction: a heartbeat (or any message) sent
+ * while a long message is still going out record by record is refused.
+ * Before, its records went out between the payload's, and the receiver,
+ * reassembling the payload, took the heartbeat's authenticated bytes as
+ * payload: a model silently altered, and the stream out of step. */
+static void test_send_one_message_at_a_time(void **state)
+{
+    (void)state;
+    struct pair p;
+    handshake(&p, "");
+    welcome(&p);
+    size_t len = 100000, n, m, total = 0;
+    uint8_t *model = malloc(len), *wire = malloc(300000), hb_out[200];
+    for (size_t i = 0; i < len; i++)
+        model[i] = (uint8_t)(i * 7);
+    struct fp_msg_header b = hdr(FP_MSG_BROADCAST, len), hb = {.type = FP_MSG_HEARTBEAT};
+    struct fp_chan_sender s;
+    fp_chan_send_begin(&s, &b, model);
+    /* The header and the first payload record. */
+    assert_int_equal(fp_chan_send_next(p.s, &s, wire, 2 + 48 + FP_CHAN_RECORD_WIRE_MAX, &n), 0);
+    total += n;
+    /* A heartbeat now would cut into the broadcast. */
+    int rc = fp_chan_send(p.s, &hb, NULL, hb_out, sizeof hb_out, &m);
+    if (rc == 0) { /* the old behaviour: its bytes go out between the payload's */
+        memcpy(wire + total, hb_out, m);
+        total += m;
+    }
+    assert_int_equal(fp_chan_send_next(p.s, &s, wire + total, 300000 - total, &n), 1);
+    total += n;
+    fp_chan_expect(p.c, &b, 0, NULL);
+    struct fp_chan_event ev[3];
+    int k = feed_all(p.c, wire, total, ev, 3);
+    assert_int_equal(k, 1);
+    assert_int_equal(ev[0].header.type, FP_MSG_BROADCAST);
+    assert_memory_equal(ev[0].payload, model, len); /* intact */
+    free(ev[0].payload);
+    assert_int_equal(rc, FP_EINVAL);
+    /* Once the broadcast is out, the heartbeat may go. */
+    assert_int_equal(fp_chan_send(p.s, &hb, NULL, hb_out, sizeof hb_out, &m), 0);
+    free(model);
+    free(wire);
+    pair_free(&p);
+}
+
 /* ---- key files ---- */
 
 static void test_keyfile(void **state)
@@ -1095,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_error_payload_not_in_dst),
         cmocka_unit_test(test_hello_max),
         cmocka_unit_test(test_handshake_dead_after_error),
+        cmocka_unit_test(test_send_one_message_at_a_time),
         cmocka_unit_test(test_keyfile),
         cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
