@@ -1042,6 +1042,30 @@ static void test_send_one_message_at_a_time(void **state)
     pair_free(&p);
 }
 
+/* Handshake messages reflected to their sender: a client's message 1 comes
+ * back as its message 2 (same length, its own ephemeral key: ee is then a
+ * DH of its key with itself, and the tag was made under es); a server's
+ * message 2 comes back as message 3 (too short). Both refused. */
+static void test_reflected_handshake(void **state)
+{
+    (void)state;
+    struct pair p;
+    keys(p.ckey, p.cpub, 1);
+    keys(p.skey, p.spub, 2);
+    p.c = fp_chan_new(FP_CHAN_CLIENT, p.ckey, p.spub, NULL, 0);
+    p.s = fp_chan_new(FP_CHAN_SERVER, p.skey, NULL, NULL, 0);
+    uint8_t m1[200], m2[200];
+    struct fp_chan_event ev[2];
+    size_t n1 = take(p.c, m1);
+    assert_int_equal(feed_all(p.s, m1, n1, ev, 2), 0);
+    size_t n2 = take(p.s, m2);
+    assert_int_equal(feed_all(p.s, m2, n2, ev, 2), FP_EFORMAT);
+    assert_non_null(strstr(fp_chan_error(p.s), "handshake message 3"));
+    assert_int_equal(feed_all(p.c, m1 + 4, n1 - 4, ev, 2), FP_EFORMAT);
+    assert_non_null(strstr(fp_chan_error(p.c), "message 2 does not authenticate"));
+    pair_free(&p);
+}
+
 /* ---- key files ---- */
 
 static void test_keyfile(void **state)
@@ -1140,6 +1164,7 @@ int main(void)
         cmocka_unit_test(test_hello_max),
         cmocka_unit_test(test_handshake_dead_after_error),
         cmocka_unit_test(test_send_one_message_at_a_time),
+        cmocka_unit_test(test_reflected_handshake),
         cmocka_unit_test(test_keyfile),
         cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
