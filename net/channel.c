@@ -39,6 +39,10 @@ struct fp_chan {
     int started;         /* client: the magic and message 1 are made */
     int welcomed;        /* client: the server's first message arrived */
     int sent_any;        /* server: the welcome (or the error) went out */
+    /* The message going out record by record, until its last record: no
+     * other message may start before (its records would land inside this
+     * one's payload at the receiver, authenticated). */
+    const struct fp_chan_sender *sending;
 
     /* Input: `need` bytes of the current item gathered into buf, `have` so far. */
     size_t need, have;
@@ -188,7 +192,12 @@ static int fp__client_start(struct fp_chan *ch)
 
 const uint8_t *fp_chan_output(struct fp_chan *ch, size_t *len)
 {
-    fp__client_start(ch);
+    /* A dead channel has nothing to send (a client whose first flight
+     * failed would otherwise hand over its magic alone). */
+    if (fp__client_start(ch) || ch->state == S_DEAD) {
+        *len = 0;
+        return ch->out;
+    }
     *len = ch->out_len;
     ch->out_len = 0;
     return ch->out;
@@ -478,8 +487,11 @@ void fp_chan_admit(struct fp_chan *ch)
 
 uint64_t fp_chan_wire_size(uint64_t len)
 {
-    uint64_t records = (len + FP_CHAN_RECORD_PLAIN - 1) / FP_CHAN_RECORD_PLAIN;
-    return 2 + FP_MSG_HEADER + FP_NOISE_TAG + len + records * (2 + FP_NOISE_TAG);
+    uint64_t records = len / FP_CHAN_RECORD_PLAIN + (len % FP_CHAN_RECORD_PLAIN != 0);
+    uint64_t framing = 2 + FP_MSG_HEADER + FP_NOISE_TAG + records * (2 + FP_NOISE_TAG);
+    /* Saturates instead of wrapping: no buffer is that large, so a room
+     * check against it fails. */
+    return len > UINT64_MAX - framing ? UINT64_MAX : len + framing;
 }
 
 void fp_chan_send_begin(struct fp_chan_sender *s, const struct fp_msg_header *h,
@@ -513,6 +525,10 @@ int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out
     if (ch->role == FP_CHAN_SERVER && !ch->sent_any && s->header[1] != FP_MSG_WELCOME &&
         s->header[1] != FP_MSG_ERROR)
         return FP_EINVAL; /* the first message to a client is its welcome */
+    if (ch->role == FP_CHAN_CLIENT && !ch->welcomed && s->header[1] != FP_MSG_ERROR)
+        return FP_EINVAL; /* a client waits for its welcome (docs/protocol.md, 5) */
+    if (ch->sending && ch->sending != s)
+        return FP_EINVAL; /* another message is half sent: one at a time */
     size_t pos = 0;
     int rc;
     if (!s->header_done) {
@@ -538,6 +554,7 @@ int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out
         s->off += n;
     }
     *outlen = pos;
+    ch->sending = s->off == s->len ? NULL : s;
     return s->off == s->len;
 }
 
@@ -549,7 +566,7 @@ int fp_chan_send(struct fp_chan *ch, const struct fp_msg_header *h, const void *
     struct fp_chan_sender s;
     fp_chan_send_begin(&s, h, payload);
     int rc = fp_chan_send_next(ch, &s, out, cap, outlen);
-    return rc < 0 ? rc : 0;
+    return rc < 0 ? rc : rc == 1 ? 0 : FP_EINVAL; /* 0: not whole (cannot happen) */
 }
 
 int fp_chan_reject(struct fp_chan *ch, const char *reason, uint8_t *out, size_t cap, size_t *outlen)

@@ -57,8 +57,10 @@ struct fp_chan_event {
     const uint8_t *hello;
     size_t hello_len;
     /* FP_CHAN_EV_MESSAGE: the header and its payload: in the caller's dst
-     * buffer if fp_chan_expect gave one, else malloc'ed and owned by the
-     * caller (free()); NULL for an empty payload. */
+     * buffer if fp_chan_expect gave one and this is the awaited message,
+     * else malloc'ed and owned by the caller (free()); NULL for an empty
+     * payload. An error message's payload is always malloc'ed, dst or not
+     * (it is not what dst was sized for): free it unless it is dst. */
     struct fp_msg_header header;
     uint8_t *payload;
 };
@@ -132,7 +134,8 @@ int fp_chan_reject(struct fp_chan *ch, const char *reason, uint8_t *out, size_t 
                    size_t *outlen);
 
 /* The wire bytes of a message with a len-byte payload: one record for the
- * header, then ceil(len / 65519) records; 18 bytes of framing each. */
+ * header, then ceil(len / 65519) records; 18 bytes of framing each.
+ * UINT64_MAX when that does not fit in 64 bits. */
 uint64_t fp_chan_wire_size(uint64_t len);
 
 /*
@@ -140,7 +143,10 @@ uint64_t fp_chan_wire_size(uint64_t len);
  * (no plaintext copy): sending one model to n clients costs n passes of
  * ChaCha20-Poly1305 over it (the keys differ, so must the ciphertexts) and
  * n output buffers, never n copies of the model. A message must be sent
- * whole before the next one begins (one sender per channel at a time).
+ * whole before the next one begins: while a sender has records left,
+ * fp_chan_send_next with another sender (and fp_chan_send) fail with
+ * FP_EINVAL, so a heartbeat timer cannot cut into a model. A sender given
+ * up half way leaves the channel unable to send: close the connection.
  */
 struct fp_chan_sender {
     const uint8_t *payload;
@@ -154,7 +160,9 @@ void fp_chan_send_begin(struct fp_chan_sender *s, const struct fp_msg_header *h,
 /* Encrypts as many whole records as fit into out[cap] (cap >=
  * FP_CHAN_RECORD_WIRE_MAX always fits one); *outlen bytes. 1 once the
  * message is complete, 0 if more remains, negative on error (not
- * handshaken, closed, not admitted, nonce exhausted). */
+ * handshaken, closed, not admitted, a server's first message not its
+ * welcome, a client's before its welcome and not an error, nonce
+ * exhausted). */
 int fp_chan_send_next(struct fp_chan *ch, struct fp_chan_sender *s, uint8_t *out, size_t cap,
                       size_t *outlen);
 /* The whole message at once into out[cap] (cap >= fp_chan_wire_size). */

@@ -96,7 +96,9 @@ int fp_keyfile_read(const char *path, uint8_t priv[FP_NOISE_KEY], struct fp_erro
     char text[FP_KEYFILE_MAX + 1];
     struct stat st;
     int rc = FP_EIO, keys = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+     * the S_ISREG check below refuses it. Reads of a regular file ignore it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return fp_error_set(err, FP_EIO, "%s: %s", path, strerror(errno));
     if (fstat(fd, &st)) {
@@ -122,6 +124,15 @@ int fp_keyfile_read(const char *path, uint8_t priv[FP_NOISE_KEY], struct fp_erro
     }
     text[n] = '\0';
     rc = FP_EFORMAT;
+    /* The parser below stops at the first NUL: a NUL byte would hide what
+     * follows it (a second key, garbage) instead of refusing the file. */
+    if (memchr(text, '\0', (size_t)n)) {
+        fp_error_set(err, FP_EFORMAT,
+                     "%s: not a fedpress key file (it holds a NUL byte; make one with "
+                     "'fedpress keygen --out FILE')",
+                     path);
+        goto out;
+    }
     for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)

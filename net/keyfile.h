@@ -28,8 +28,11 @@
  * cannot be written (nothing is left behind). pub receives the public key. */
 int fp_keyfile_generate(const char *path, uint8_t pub[FP_NOISE_KEY], struct fp_error *err);
 
-/* Reads a secret key file: FP_EIO if unreadable or readable by group or
- * others, FP_EFORMAT if not exactly one key line of 64 hex digits. The
+/* Reads a secret key file (a symbolic link is followed; the mode checked is
+ * the file's): FP_EIO if unreadable or readable by group or others,
+ * FP_EFORMAT if not a regular file of at most 4 KiB (a FIFO is refused
+ * without waiting), if it holds a NUL byte, or if not exactly one key line
+ * of 64 hex digits. The
  * caller wipes priv (sodium_memzero) when done. */
 int fp_keyfile_read(const char *path, uint8_t priv[FP_NOISE_KEY], struct fp_error *err);
 

@@ -196,9 +196,22 @@ static void fp__write_e(struct fp_noise_handshake *hs, uint8_t *out)
     fp__mix_hash(&hs->ss, hs->e_pub, FP_NOISE_KEY);
 }
 
-int fp_noise_handshake_write(struct fp_noise_handshake *hs, const uint8_t *payload,
-                             size_t payload_len, uint8_t *out, size_t cap, size_t *outlen,
-                             struct fp_error *err)
+/* 5.3: an error from DH() or DECRYPT() fails the handshake and the state is
+ * deleted. Here it is wiped and marked dead (step FP__DEAD): every later call
+ * fails, fp_noise_handshake_done stays false, and a caller that retries with
+ * other bytes (a well-formed message after a truncated one) gets nowhere. */
+#define FP__DEAD 4
+
+static int fp__kill(struct fp_noise_handshake *hs, int rc)
+{
+    sodium_memzero(hs, sizeof *hs);
+    hs->step = FP__DEAD;
+    return rc;
+}
+
+static int fp__handshake_write(struct fp_noise_handshake *hs, const uint8_t *payload,
+                               size_t payload_len, uint8_t *out, size_t cap, size_t *outlen,
+                               struct fp_error *err)
 {
     /* The initiator writes messages 1 and 3 (steps 0 and 2). */
     int mine = hs->initiator ? (hs->step == 0 || hs->step == 2) : hs->step == 1;
@@ -234,8 +247,9 @@ int fp_noise_handshake_write(struct fp_noise_handshake *hs, const uint8_t *paylo
     return 0;
 }
 
-int fp_noise_handshake_read(struct fp_noise_handshake *hs, const uint8_t *msg, size_t len,
-                            uint8_t *payload, size_t cap, size_t *payload_len, struct fp_error *err)
+static int fp__handshake_read(struct fp_noise_handshake *hs, const uint8_t *msg, size_t len,
+                              uint8_t *payload, size_t cap, size_t *payload_len,
+                              struct fp_error *err)
 {
     int theirs = hs->initiator ? hs->step == 1 : (hs->step == 0 || hs->step == 2);
     if (!theirs || hs->step > 2)
@@ -273,6 +287,24 @@ int fp_noise_handshake_read(struct fp_noise_handshake *hs, const uint8_t *msg, s
     *payload_len = len - off - FP_NOISE_TAG;
     hs->step++;
     return 0;
+}
+
+/* FP_EINVAL (not this side's turn, a buffer too small: the caller's
+ * mistake, found before the state is touched) leaves the state alone;
+ * FP_EFORMAT (the peer's bytes or key: a length, a tag, a DH) is fatal. */
+int fp_noise_handshake_write(struct fp_noise_handshake *hs, const uint8_t *payload,
+                             size_t payload_len, uint8_t *out, size_t cap, size_t *outlen,
+                             struct fp_error *err)
+{
+    int rc = fp__handshake_write(hs, payload, payload_len, out, cap, outlen, err);
+    return rc == FP_EFORMAT ? fp__kill(hs, rc) : rc;
+}
+
+int fp_noise_handshake_read(struct fp_noise_handshake *hs, const uint8_t *msg, size_t len,
+                            uint8_t *payload, size_t cap, size_t *payload_len, struct fp_error *err)
+{
+    int rc = fp__handshake_read(hs, msg, len, payload, cap, payload_len, err);
+    return rc == FP_EFORMAT ? fp__kill(hs, rc) : rc;
 }
 
 int fp_noise_handshake_done(const struct fp_noise_handshake *hs)

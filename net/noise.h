@@ -109,7 +109,8 @@ int fp_noise_handshake_write(struct fp_noise_handshake *hs, const uint8_t *paylo
 /* ReadMessage: the peer's next message; its payload into payload[cap],
  * *payload_len its size. FP_EFORMAT with a reason for a short message, a
  * bad tag or a low-order key; FP_EINVAL when it is not the peer's turn.
- * After a failure the handshake is dead: wipe it. */
+ * After FP_EFORMAT (here or from a write) the state is wiped and dead: every
+ * later read or write fails (section 5.3: the handshake has failed). */
 int fp_noise_handshake_read(struct fp_noise_handshake *hs, const uint8_t *msg, size_t len,
                             uint8_t *payload, size_t cap, size_t *payload_len,
                             struct fp_error *err);

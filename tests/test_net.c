@@ -817,9 +817,10 @@ static void test_unexpected_messages(void **state)
     uint8_t out[200];
     assert_int_equal(fp_chan_send(p.s, &b, "x", out, sizeof out, &n), FP_EINVAL);
     pair_free(&p);
-    /* The client may not talk before it is admitted. */
+    /* The client may not talk before it is admitted (an error message is
+     * the one thing a fedpress client may send before its welcome). */
     handshake(&p, "");
-    w = send_msg(p.c, hdr(FP_MSG_UPLOAD, 1), "x", &n);
+    w = send_msg(p.c, hdr(FP_MSG_ERROR, 1), "x", &n);
     assert_int_equal(feed_all(p.s, w, n, ev, 2), FP_EFORMAT);
     assert_non_null(strstr(fp_chan_error(p.s), "before it was admitted"));
     free(w);
@@ -853,6 +854,215 @@ static void test_reject(void **state)
     assert_memory_equal(ev[0].payload, why, strlen(why));
     free(ev[0].payload);
     assert_int_equal(fp_chan_eof(p.c), 0);
+    pair_free(&p);
+}
+
+/* A client sends nothing but an error message before its welcome
+ * (docs/protocol.md section 5): fp_chan_send refuses it, instead of putting
+ * bytes on the wire that kill the connection at a server still deciding on
+ * the key. */
+static void test_client_waits_for_welcome(void **state)
+{
+    (void)state;
+    struct pair p;
+    handshake(&p, "");
+    uint8_t out[200];
+    size_t n;
+    struct fp_msg_header u = hdr(FP_MSG_UPLOAD, 1);
+    assert_int_equal(fp_chan_send(p.c, &u, "x", out, sizeof out, &n), FP_EINVAL);
+    welcome(&p);
+    assert_int_equal(fp_chan_send(p.c, &u, "x", out, sizeof out, &n), 0);
+    struct fp_chan_event ev[2];
+    fp_chan_expect(p.s, &u, 0, NULL);
+    assert_int_equal(feed_all(p.s, out, n, ev, 2), 1);
+    assert_memory_equal(ev[0].payload, "x", 1);
+    free(ev[0].payload);
+    pair_free(&p);
+}
+
+/* A client whose first flight fails (a low-order pinned key) has nothing to
+ * send: fp_chan_output used to hand over the 4-byte magic of a dead channel. */
+static void test_dead_client_sends_nothing(void **state)
+{
+    (void)state;
+    uint8_t ckey[32], cpub[32], bad[32] = {0};
+    keys(ckey, cpub, 1);
+    struct fp_chan *c = fp_chan_new(FP_CHAN_CLIENT, ckey, bad, NULL, 0);
+    assert_non_null(c);
+    size_t n = 99;
+    fp_chan_output(c, &n);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(fp_chan_error(c), "low-order"));
+    fp_chan_free(c);
+}
+
+/* A declared length near 2^64: fp_chan_wire_size used to wrap to a few
+ * bytes, so fp_chan_send passed its room check, sealed the header alone
+ * (spending a nonce) and returned 0 as if the message were sent. */
+static void test_send_huge_length(void **state)
+{
+    (void)state;
+    assert_true(fp_chan_wire_size(UINT64_MAX) == UINT64_MAX);
+    assert_true(fp_chan_wire_size(UINT64_MAX - 10) == UINT64_MAX);
+    assert_true(fp_chan_wire_size(0) == 50);
+    assert_true(fp_chan_wire_size(65519) == 50 + 65519 + 18);
+    assert_true(fp_chan_wire_size(65520) == 50 + 65520 + 36);
+    struct pair p;
+    handshake(&p, "");
+    welcome(&p);
+    uint8_t out[1000], payload[1] = {0};
+    size_t n = 0;
+    struct fp_msg_header h = hdr(FP_MSG_UPLOAD, UINT64_MAX - 10);
+    assert_int_equal(fp_chan_send(p.c, &h, payload, out, sizeof out, &n), FP_EINVAL);
+    /* Nothing was sealed: the next message is record 1 for the server. */
+    struct fp_msg_header u = hdr(FP_MSG_UPLOAD, 1);
+    assert_int_equal(fp_chan_send(p.c, &u, "y", out, sizeof out, &n), 0);
+    struct fp_chan_event ev[2];
+    fp_chan_expect(p.s, &u, 0, NULL);
+    assert_int_equal(feed_all(p.s, out, n, ev, 2), 1);
+    assert_memory_equal(ev[0].payload, "y", 1);
+    free(ev[0].payload);
+    pair_free(&p);
+}
+
+/* An error message that arrives while the caller waits with its own buffer
+ * goes to a buffer of its own (the caller frees it), not into dst. */
+static void test_error_payload_not_in_dst(void **state)
+{
+    (void)state;
+    struct pair p;
+    handshake(&p, "");
+    welcome(&p);
+    uint8_t dst[8] = {0}, out[200];
+    size_t n;
+    struct fp_msg_header u = hdr(FP_MSG_UPLOAD, 8), e = {.type = FP_MSG_ERROR, .len = 20};
+    assert_int_equal(fp_chan_send(p.c, &e, "a reason of 20 bytes", out, sizeof out, &n), 0);
+    fp_chan_expect(p.s, &u, 0, dst);
+    struct fp_chan_event ev[2];
+    assert_int_equal(feed_all(p.s, out, n, ev, 2), 1);
+    assert_int_equal(ev[0].header.type, FP_MSG_ERROR);
+    assert_ptr_not_equal(ev[0].payload, dst);
+    assert_memory_equal(ev[0].payload, "a reason of 20 bytes", 20);
+    assert_memory_equal(dst, "\0\0\0\0\0\0\0\0", 8); /* dst untouched */
+    free(ev[0].payload);
+    pair_free(&p);
+}
+
+/* The largest hello (message 3 of exactly 65535 bytes) goes through; one
+ * byte more is refused when the client is made. */
+static void test_hello_max(void **state)
+{
+    (void)state;
+    static char hello[FP_CHAN_HELLO_MAX + 2];
+    memset(hello, 'h', FP_CHAN_HELLO_MAX);
+    hello[FP_CHAN_HELLO_MAX] = '\0';
+    assert_int_equal(FP_CHAN_HELLO_MAX + 64, 65535);
+    struct pair p;
+    handshake(&p, hello);
+    pair_free(&p);
+    uint8_t k[32] = {1}, pub[32];
+    fp_noise_public_key(k, pub);
+    assert_null(fp_chan_new(FP_CHAN_CLIENT, k, pub, (const uint8_t *)hello, FP_CHAN_HELLO_MAX + 1));
+}
+
+/* A handshake that failed stays failed (Noise 5.3): a well-formed message 1
+ * after a truncated one, or after one with a bad tag, is refused, and the
+ * secrets are gone. Before, a truncated message left the state as it was and
+ * the genuine one went through. */
+static void test_handshake_dead_after_error(void **state)
+{
+    (void)state;
+    uint8_t ck[32], cp[32], sk[32], sp[32], m[200], pl[200];
+    keys(ck, cp, 1);
+    keys(sk, sp, 2);
+    for (int how = 0; how < 2; how++) {
+        struct fp_noise_handshake ini, res;
+        struct fp_error err = {0};
+        size_t k, pk;
+        fp_noise_handshake_init(&ini, 1, (const uint8_t *)"p", 1, ck, sp);
+        fp_noise_handshake_init(&res, 0, (const uint8_t *)"p", 1, sk, NULL);
+        assert_int_equal(fp_noise_handshake_write(&ini, NULL, 0, m, sizeof m, &k, &err), 0);
+        uint8_t bad[200];
+        memcpy(bad, m, k);
+        bad[k - 1] ^= (uint8_t)how; /* 0: truncated below; 1: a flipped tag bit */
+        assert_int_equal(
+            fp_noise_handshake_read(&res, bad, how ? k : k - 1, pl, sizeof pl, &pk, &err),
+            FP_EFORMAT);
+        assert_int_equal(fp_noise_handshake_read(&res, m, k, pl, sizeof pl, &pk, &err), FP_EINVAL);
+        assert_int_equal(fp_noise_handshake_write(&res, NULL, 0, m, sizeof m, &k, &err), FP_EINVAL);
+        assert_false(fp_noise_handshake_done(&res));
+        uint8_t zero[32] = {0};
+        assert_memory_equal(res.s_priv, zero, 32);
+        fp_noise_handshake_wipe(&ini);
+        fp_noise_handshake_wipe(&res);
+    }
+}
+
+/* One message at a time per direction: a heartbeat (or any message) sent
+ * while a long message is still going out record by record is refused.
+ * Before, its records went out between the payload's, and the receiver,
+ * reassembling the payload, took the heartbeat's authenticated bytes as
+ * payload: a model silently altered, and the stream out of step. */
+static void test_send_one_message_at_a_time(void **state)
+{
+    (void)state;
+    struct pair p;
+    handshake(&p, "");
+    welcome(&p);
+    size_t len = 100000, n, m, total = 0;
+    uint8_t *model = malloc(len), *wire = malloc(300000), hb_out[200];
+    for (size_t i = 0; i < len; i++)
+        model[i] = (uint8_t)(i * 7);
+    struct fp_msg_header b = hdr(FP_MSG_BROADCAST, len), hb = {.type = FP_MSG_HEARTBEAT};
+    struct fp_chan_sender s;
+    fp_chan_send_begin(&s, &b, model);
+    /* The header and the first payload record. */
+    assert_int_equal(fp_chan_send_next(p.s, &s, wire, 2 + 48 + FP_CHAN_RECORD_WIRE_MAX, &n), 0);
+    total += n;
+    /* A heartbeat now would cut into the broadcast. */
+    int rc = fp_chan_send(p.s, &hb, NULL, hb_out, sizeof hb_out, &m);
+    if (rc == 0) { /* the old behaviour: its bytes go out between the payload's */
+        memcpy(wire + total, hb_out, m);
+        total += m;
+    }
+    assert_int_equal(fp_chan_send_next(p.s, &s, wire + total, 300000 - total, &n), 1);
+    total += n;
+    fp_chan_expect(p.c, &b, 0, NULL);
+    struct fp_chan_event ev[3];
+    int k = feed_all(p.c, wire, total, ev, 3);
+    assert_int_equal(k, 1);
+    assert_int_equal(ev[0].header.type, FP_MSG_BROADCAST);
+    assert_memory_equal(ev[0].payload, model, len); /* intact */
+    free(ev[0].payload);
+    assert_int_equal(rc, FP_EINVAL);
+    /* Once the broadcast is out, the heartbeat may go. */
+    assert_int_equal(fp_chan_send(p.s, &hb, NULL, hb_out, sizeof hb_out, &m), 0);
+    free(model);
+    free(wire);
+    pair_free(&p);
+}
+
+/* Handshake messages reflected to their sender: a client's message 1 comes
+ * back as its message 2 (same length, its own ephemeral key: ee is then a
+ * DH of its key with itself, and the tag was made under es); a server's
+ * message 2 comes back as message 3 (too short). Both refused. */
+static void test_reflected_handshake(void **state)
+{
+    (void)state;
+    struct pair p;
+    keys(p.ckey, p.cpub, 1);
+    keys(p.skey, p.spub, 2);
+    p.c = fp_chan_new(FP_CHAN_CLIENT, p.ckey, p.spub, NULL, 0);
+    p.s = fp_chan_new(FP_CHAN_SERVER, p.skey, NULL, NULL, 0);
+    uint8_t m1[200], m2[200];
+    struct fp_chan_event ev[2];
+    size_t n1 = take(p.c, m1);
+    assert_int_equal(feed_all(p.s, m1, n1, ev, 2), 0);
+    size_t n2 = take(p.s, m2);
+    assert_int_equal(feed_all(p.s, m2, n2, ev, 2), FP_EFORMAT);
+    assert_non_null(strstr(fp_chan_error(p.s), "handshake message 3"));
+    assert_int_equal(feed_all(p.c, m1 + 4, n1 - 4, ev, 2), FP_EFORMAT);
+    assert_non_null(strstr(fp_chan_error(p.c), "message 2 does not authenticate"));
     pair_free(&p);
 }
 
@@ -896,6 +1106,38 @@ static void test_keyfile(void **state)
     rmdir(dir);
 }
 
+/* A key file with a NUL byte is refused (the parser used to stop at the NUL
+ * and take the key before it, ignoring a second key or garbage after it),
+ * and a FIFO is refused at once instead of blocking in open() until some
+ * writer comes. */
+static void test_keyfile_nul_and_fifo(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fp_test_net_XXXXXX", path[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/key", dir);
+    const char key[] = "6379fd9984d8e48b0da52b8c73e4e18b773f78e26e1ece1f9faa06d23b82fe58\n";
+    uint8_t priv[32];
+    struct fp_error err = {0};
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite(key, 1, sizeof key - 1, f);
+    fwrite("\0", 1, 1, f);
+    fwrite(key, 1, sizeof key - 1, f);
+    fclose(f);
+    chmod(path, 0600);
+    assert_int_equal(fp_keyfile_read(path, priv, &err), FP_EFORMAT);
+    assert_non_null(strstr(err.msg, "NUL"));
+    unlink(path);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(10); /* before the fix: blocked here for good; SIGALRM fails the test */
+    assert_int_equal(fp_keyfile_read(path, priv, &err), FP_EFORMAT);
+    alarm(0);
+    assert_non_null(strstr(err.msg, "not a small regular file"));
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     assert_int_equal(fp_noise_init(), 0);
@@ -915,7 +1157,16 @@ int main(void)
         cmocka_unit_test(test_length_over_cap),
         cmocka_unit_test(test_unexpected_messages),
         cmocka_unit_test(test_reject),
+        cmocka_unit_test(test_client_waits_for_welcome),
+        cmocka_unit_test(test_dead_client_sends_nothing),
+        cmocka_unit_test(test_send_huge_length),
+        cmocka_unit_test(test_error_payload_not_in_dst),
+        cmocka_unit_test(test_hello_max),
+        cmocka_unit_test(test_handshake_dead_after_error),
+        cmocka_unit_test(test_send_one_message_at_a_time),
+        cmocka_unit_test(test_reflected_handshake),
         cmocka_unit_test(test_keyfile),
+        cmocka_unit_test(test_keyfile_nul_and_fifo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
