@@ -34,66 +34,8 @@ static int fp__classifier_ok(const struct fp_scenario *sc, struct fp_error *err)
     return 0;
 }
 
-int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, struct fp_error *err)
-{
-    struct fp_dataset train, test;
-    struct fp_partition part;
-    struct fp_inputs inputs = {0};
-    int rc;
-    *out = NULL;
-    if (sc->clients == 0)
-        return fp_error_set(err, FP_EINVAL, "[data] clients = 0: need at least one client");
-    switch (sc->dataset) {
-    case FP_DATA_FMNIST:
-        if ((rc = fp__classifier_ok(sc, err)))
-            return rc;
-        if (sc->partition == FP_PART_NATURAL)
-            return fp_error_set(err, FP_EINVAL,
-                                "[data] partition = natural does not apply to fashion-mnist "
-                                "(use iid, shards, dirichlet or sorted)");
-        if ((rc = fp_fmnist_load(&train, &test, sc->data_path, &inputs, err)))
-            goto fail;
-        rc = fp_partition_make(&part, train.y, train.n, train.nclasses, sc, err);
-        if (rc) {
-            fp_dataset_free(&train);
-            fp_dataset_free(&test);
-            goto fail;
-        }
-        if ((rc = fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err)))
-            goto fail;
-        (*out)->inputs = inputs;
-        return 0;
-    case FP_DATA_SYNTHETIC:
-        if ((rc = fp__classifier_ok(sc, err)))
-            return rc;
-        if (sc->partition != FP_PART_NATURAL && sc->partition != 0)
-            return fp_error_set(err, FP_EINVAL,
-                                "[data] partition: synthetic defines each client's data; "
-                                "only natural applies");
-        if ((rc = fp_synthetic_make(&train, &test, &part, sc, err)))
-            return rc;
-        return fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err);
-    case FP_DATA_QUADRATIC:
-        if (sc->model != FP_MODEL_QUADRATIC)
-            return fp_error_set(err, FP_EINVAL,
-                                "[model] kind = %s does not apply to dataset quadratic (the "
-                                "quadratic is its own model: use kind = quadratic)",
-                                fp__model(sc->model));
-        if (sc->partition != FP_PART_NATURAL && sc->partition != 0)
-            return fp_error_set(err, FP_EINVAL,
-                                "[data] partition: quadratic defines each client's data; "
-                                "only natural applies");
-        return fp_quadratic_create(out, sc, err);
-    default:
-        return fp_error_set(err, FP_EINVAL, "[data] dataset: unknown kind %d", (int)sc->dataset);
-    }
-fail:
-    fp_inputs_free(&inputs);
-    return rc;
-}
-
-/* The checks fp_workload_create makes before it loads anything, for the
- * partial constructors: they refuse exactly the scenarios it refuses. */
+/* The checks every constructor makes before it loads anything, so the
+ * partial ones refuse exactly the scenarios the full one refuses. */
 static int fp__check_scenario(const struct fp_scenario *sc, struct fp_error *err)
 {
     int rc;
@@ -130,6 +72,41 @@ static int fp__check_scenario(const struct fp_scenario *sc, struct fp_error *err
     default:
         return fp_error_set(err, FP_EINVAL, "[data] dataset: unknown kind %d", (int)sc->dataset);
     }
+}
+
+int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, struct fp_error *err)
+{
+    struct fp_dataset train, test;
+    struct fp_partition part;
+    struct fp_inputs inputs = {0};
+    int rc;
+    *out = NULL;
+    if ((rc = fp__check_scenario(sc, err)))
+        return rc;
+    switch (sc->dataset) {
+    case FP_DATA_FMNIST:
+        if ((rc = fp_fmnist_load(&train, &test, sc->data_path, &inputs, err)))
+            goto fail;
+        rc = fp_partition_make(&part, train.y, train.n, train.nclasses, sc, err);
+        if (rc) {
+            fp_dataset_free(&train);
+            fp_dataset_free(&test);
+            goto fail;
+        }
+        if ((rc = fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err)))
+            goto fail;
+        (*out)->inputs = inputs;
+        return 0;
+    case FP_DATA_SYNTHETIC:
+        if ((rc = fp_synthetic_make(&train, &test, &part, sc, err)))
+            return rc;
+        return fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err);
+    default: /* FP_DATA_QUADRATIC: fp__check_scenario knows no other */
+        return fp_quadratic_create(out, sc, err);
+    }
+fail:
+    fp_inputs_free(&inputs);
+    return rc;
 }
 
 static int fp__check_id(const struct fp_scenario *sc, uint32_t client, struct fp_error *err)
