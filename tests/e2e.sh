@@ -7,11 +7,7 @@ FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-skip() { echo "skip - $1"; }
+. "$(dirname "$0")/e2e_lib.sh"
 
 # 1. a short real run of the quickstart scenario
 "$FP" sim "$ROOT/scenarios/quickstart.ini" --store "$T/runs.db" --set run.rounds=3 \
@@ -231,5 +227,4 @@ kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 check "sweep after kill -9: run 2 resumed, same model as a plain sim" \
   "[ $rc -eq 0 ] && grep -Eq '^ +2  resumed ' '$T/swk' && [ \$(sqlite3 '$T/swk.db' 'select count(*) from runs') -eq 2 ] && [ -n \"\$(sqlite3 '$T/swk-one.db' 'select model_sha256 from runs where id=1')\" ] && [ \"\$(sqlite3 '$T/swk.db' 'select model_sha256 from runs where id=2')\" = \"\$(sqlite3 '$T/swk-one.db' 'select model_sha256 from runs where id=1')\" ]"
 
-echo "e2e: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e

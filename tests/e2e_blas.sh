@@ -15,11 +15,7 @@ ROOT=${FP_SOURCE_ROOT:?}
 SHIM=${FP_BLAS_SHIM:-}
 T=$(mktemp -d /tmp/fp_e2e_blas_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0 checks=0 skips=0
-ok()   { echo "ok   - $1"; checks=$((checks + 1)); }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); checks=$((checks + 1)); }
-skip() { echo "skip - $1"; skips=$((skips + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 
 # OpenBLAS itself says which core it loaded (OPENBLAS_VERBOSE=2: "Core: X"
 # on stderr, once per process that loads it): the oracle for what runs.
@@ -93,6 +89,4 @@ else
     "grep -qE '^BLAS: OpenBLAS [^ ]+ Prescott \(fedpress asked for $want; OpenBLAS detected Prescott\)$' '$T/i'"
 fi
 
-echo "$checks checks, $fails failure(s), $skips skipped"
-[ $checks -eq 0 ] && exit 77
-[ $fails -eq 0 ]
+finish e2e_blas

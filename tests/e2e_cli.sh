@@ -10,10 +10,7 @@ ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 unset DISPLAY WAYLAND_DISPLAY
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 Q="$ROOT/scenarios/fedavg-quadratic.ini"
 S="$ROOT/scenarios/quickstart.ini"
 # waits (up to 60 s) for a line matching $2 in file $1, while pid $3 lives
@@ -240,5 +237,4 @@ t = [l for l in open(sys.argv[1], encoding=\"utf-8\").read().split(\"\n\") if l.
 assert len(t) == 1 and t[0] == \"#\" * 239 + \"\u2026 (fedavg + identity)\", t
 ' '$T/n.txt'"
 
-echo "e2e_cli: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e_cli

@@ -7,10 +7,7 @@ FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_core_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 Q="$ROOT/scenarios/scaffold-quadratic.ini"
 
@@ -63,5 +60,4 @@ check "a writer upgrades it to 4: old rows NULL, new rows hashed, same model" \
 check "a diverging run fails in round 3, saying training diverged" \
   "[ $rc -eq 1 ] && grep -q '^fedpress: round 3: .*training diverged' '$T/dv.err' && [ \"\$(q '$T/dv.db' 'select status from runs')\" = failed ]"
 
-echo "e2e_core: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e_core

@@ -9,10 +9,7 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_inputs_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 
 T=$(cd "$T" && pwd -P) # the absolute form realpath gives
 A=$T/A B=$T/B DB=$T/runs.db
@@ -162,5 +159,4 @@ printf '[data]\ndataset = quadratic\n[run]\nrounds = 2\n' >"$T/q.ini"
 check "quadratic: runs.inputs is '' (recorded: no files)" \
   "[ \"\$(sqlite3 '$T/q.db' 'select quote(inputs) from runs where id=1')\" = \"''\" ]"
 
-echo "e2e_inputs: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e_inputs

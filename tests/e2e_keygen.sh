@@ -8,10 +8,7 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_keygen_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 
 umask 022 # the key must be 0600 whatever the umask allows
 "$FP" keygen --out "$T/k" >"$T/pub" 2>"$T/err"
@@ -75,5 +72,4 @@ check "no stray file from the usage errors" "[ ! -e '$T/a' ]"
 "$FP" help >"$T/help"
 check "fedpress help lists keygen" "grep -q 'keygen --out FILE' '$T/help'"
 
-echo "e2e_keygen: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e_keygen

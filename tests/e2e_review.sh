@@ -12,11 +12,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-skip() { echo "skip - $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 Q="$ROOT/scenarios/fedavg-quadratic.ini"
 q() { sqlite3 "$@" 2>/dev/null; }
 # a read-only bind mount of directory $1 (root only); 0 if it worked
@@ -124,5 +120,4 @@ check "--model-out another store: exit 2 before any run, the other store untouch
 check "plot -o onto an SQLite database: exit 2, the file untouched" \
   "[ $rc2 -eq 2 ] && grep -q 'is an SQLite database' '$T/oe2' && [ \"\$(sha256sum '$T/o.svg' | cut -d' ' -f1)\" = '$osha' ]"
 
-echo "e2e_review: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e_review

@@ -16,11 +16,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-skip() { echo "skip - $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 Q="$ROOT/scenarios/fedavg-quadratic.ini"
 q() { sqlite3 "$@" 2>/dev/null; }
 # a run of many short rounds, to act on while it writes (quadratic: ~0.1 ms a round)
@@ -223,5 +219,4 @@ mkdir -p "$T/adir"
 check "--store a directory: refused, nothing created beside it" \
   "[ $rc -eq 1 ] && grep -q 'is a directory\|(it is a directory)' '$T/e' && [ ! -e '$T/adir-journal' ] && [ ! -e '$T/adir-wal' ]"
 
-echo "e2e_store: $fails failure(s)"
-[ $fails -eq 0 ]
+finish e2e_store

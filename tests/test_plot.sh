@@ -9,10 +9,7 @@ ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_plot_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 unset DISPLAY WAYLAND_DISPLAY
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 # The text of every <text> element of an SVG, one per line; fails unless the
 # file is well-formed XML with an <svg> root.
 svgtext() {
@@ -115,5 +112,4 @@ check "plot --help: exit 0, documents --metric and --x" \
 check "fedpress help lists plot" "[ $rc -eq 0 ] && grep -q '^  plot RUN\.\.\.' '$T/help'"
 check "no temporary files left behind after errors" "! ls -A '$T' | grep -q fedpress-plot"
 
-echo "test_plot: $fails failure(s)"
-[ $fails -eq 0 ]
+finish test_plot
