@@ -410,11 +410,18 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         if (c->done)
             return;
         int clean = nread == UV_EOF && fp_chan_eof(c->ch) == 0;
-        fp_error_set(&c->err, FP_EIO, "the coordinator %s:%d closed the connection %s%s",
-                     c->o->host, c->o->port, clean ? "before the run ended" : "",
-                     clean             ? ""
-                     : nread == UV_EOF ? fp_chan_error(c->ch)
-                                       : uv_strerror((int)nread));
+        const char *why = nread != UV_EOF ? uv_strerror((int)nread)
+                          : clean         ? "the connection closed before the run ended"
+                                          : fp_chan_error(c->ch);
+        if (!c->welcomed && nread == UV_EOF)
+            /* a coordinator whose key is not the pinned one cannot answer
+             * message 1, and closes */
+            fp_error_set(&c->err, FP_EIO,
+                         "the coordinator %s:%d: %s (is --server-key its public key? "
+                         "fedpress keygen --public coord.key prints it)",
+                         c->o->host, c->o->port, why);
+        else
+            fp_error_set(&c->err, FP_EIO, "the coordinator %s:%d: %s", c->o->host, c->o->port, why);
         fp__fail(c, FP_EIO);
         return;
     }
