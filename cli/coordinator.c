@@ -19,7 +19,8 @@
 static const char fp__coord_usage[] =
     "usage: fedpress coordinator --scenario FILE.ini --listen ADDR:PORT --key coord.key\n"
     "                            --allow clients.pub [--store PATH] [--deadline SECONDS]\n"
-    "                            [--wait SECONDS] [--ready FILE] [--quiet]\n"
+    "                            [--wait SECONDS] [--handshake-deadline SECONDS]\n"
+    "                            [--max-pending N] [--ready FILE] [--quiet]\n"
     "  --scenario FILE   the run's scenario (sent to every client in its welcome)\n"
     "  --listen A:P      address and port to listen on (0.0.0.0:7400; port 0: any free one)\n"
     "  --key FILE        the coordinator's secret key (fedpress keygen --out FILE); clients\n"
@@ -29,7 +30,12 @@ static const char fp__coord_usage[] =
     "  --store PATH      the SQLite run store (default runs.db)\n"
     "  --deadline S      a round's deadline from its broadcast (default 600)\n"
     "  --wait S          how long the first round waits for all N clients (default 600)\n"
+    "  --handshake-deadline S  a connection not admitted within S seconds is closed\n"
+    "                    (default 10)\n"
+    "  --max-pending N   connections still in their handshake at once; more are closed\n"
+    "                    at once (default 64)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
+    "  --quiet           no progress lines\n"
     "In this version the first round starts when all N clients are connected, and a\n"
     "sampled client that leaves or misses the deadline fails the run (docs/daemons.md).\n";
 
@@ -56,7 +62,8 @@ int fp_cli_coordinator(int argc, char **argv)
 {
     const char *scenario = NULL, *listen = NULL, *keyf = NULL, *allowf = NULL;
     const char *store_path = "runs.db", *ready = NULL;
-    double deadline = 600, wait = 600;
+    double deadline = 600, wait = 600, hs = 10;
+    unsigned long max_pending = 64;
     int quiet = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -75,15 +82,23 @@ int fp_cli_coordinator(int argc, char **argv)
                            : !strcmp(a, "--store")  ? &store_path
                            : !strcmp(a, "--ready")  ? &ready
                                                     : NULL;
-        int is_time = !strcmp(a, "--deadline") || !strcmp(a, "--wait");
-        if (!dst && !is_time)
+        int is_time =
+            !strcmp(a, "--deadline") || !strcmp(a, "--wait") || !strcmp(a, "--handshake-deadline");
+        int is_count = !strcmp(a, "--max-pending");
+        if (!dst && !is_time && !is_count)
             return fp__coord_usage_error("unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
             return fp__coord_usage_error(a, " needs a value");
         const char *v = argv[++i];
         if (is_time) {
-            if (fp__seconds(v, !strcmp(a, "--deadline") ? &deadline : &wait))
+            double *t = !strcmp(a, "--deadline") ? &deadline : !strcmp(a, "--wait") ? &wait : &hs;
+            if (fp__seconds(v, t))
                 return fp__coord_usage_error(a, " needs a number of seconds (> 0)");
+        } else if (is_count) {
+            char *end;
+            max_pending = strtoul(v, &end, 10);
+            if (end == v || *end || *v == '-' || max_pending < 1 || max_pending > 1000000)
+                return fp__coord_usage_error(a, " needs a count from 1 to 1000000");
         } else {
             *dst = v;
         }
@@ -120,8 +135,8 @@ int fp_cli_coordinator(int argc, char **argv)
                                        .allow = &allow,
                                        .deadline_s = deadline,
                                        .wait_s = wait,
-                                       .handshake_s = 10,
-                                       .max_pending = 64,
+                                       .handshake_s = hs,
+                                       .max_pending = (unsigned)max_pending,
                                        .progress = quiet ? NULL : stdout,
                                        .log = stderr,
                                        .stop = &fp__coord_stop};

@@ -143,6 +143,58 @@ run_pair fedef "$T/fedef.ini"
 check "fedef: each client that was included keeps its e_i under --state" \
   "[ \$(ls '$T'/fedef/st*/client-*.state 2>/dev/null | wc -l) -ge 3 ]"
 
+# Caps and timers: with --max-pending 1, a silent connection holds the one
+# unauthenticated place, so a second is closed at once; the silent one is
+# closed at its handshake deadline; garbage instead of a handshake is
+# closed; then the 4 clients run the scenario to the simulator's model.
+d="$T/caps"
+mkdir -p "$d"
+timeout 60 "$FP" coordinator --scenario "$T/fedavg.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --max-pending 1 \
+  --handshake-deadline 1 >"$d/coord.out" 2>"$d/coord.err" &
+cpid=$!
+PIDS+=("$cpid")
+if port=$(wait_port "$d/port" "$cpid"); then
+  exec 3<>"/dev/tcp/127.0.0.1/$port"   # silent: holds the one pending place
+  exec 4<>"/dev/tcp/127.0.0.1/$port"   # over the cap
+  timeout 5 cat <&4 >/dev/null
+  check "caps: a connection over --max-pending is closed at once, and logged" \
+    "[ $? -eq 0 ] && grep -q 'too many connections in their handshake' '$d/coord.err'"
+  exec 4>&-
+  SECONDS=0
+  timeout 10 cat <&3 >/dev/null
+  rc=$?
+  took=$SECONDS
+  check "caps: a silent connection is closed at its handshake deadline (1 s; took ${took} s)" \
+    "[ $rc -eq 0 ] && [ $took -le 3 ] && grep -q 'no admitted handshake before the handshake deadline' '$d/coord.err'"
+  exec 3>&-
+  exec 5<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET / HTTP/1.0\r\n\r\n' >&5
+  timeout 5 cat <&5 >/dev/null
+  check "caps: garbage instead of a handshake is closed and logged" \
+    "[ $? -eq 0 ] && grep -q 'not a fedpress/1 client' '$d/coord.err'"
+  exec 5>&-
+  cpids=()
+  for i in $(seq 0 $((N - 1))); do
+    mkdir -p "$d/st$i"
+    timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
+      --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
+    cpids+=($!)
+    PIDS+=($!)
+    # one at a time: --max-pending 1 would refuse a client in its handshake
+    # while another is in its own (what the cap is for)
+    for _ in $(seq 200); do grep -q "^fedpress coordinator: client $i .*admitted" "$d/coord.err" && break; sleep 0.05; done
+  done
+  wait "$cpid"
+  crc=$?
+  for p in "${cpids[@]}"; do wait "$p"; done
+  hs=$(sed -n 's/^model sha256 //p' "$T/fedavg/sim.out")
+  check "caps: after all that the coordinator still serves the run to the simulator's model" \
+    "[ $crc -eq 0 ] && [ \${#hs} -eq 64 ] && grep -qx \"model sha256 $hs\" '$d/coord.out'"
+else
+  bad "caps: coordinator listening"
+fi
+
 # A client that never comes: this version fails the run, saying so.
 d="$T/missing"
 mkdir -p "$d/st0"
