@@ -95,9 +95,9 @@ int fp_cli_client(int argc, char **argv)
         fprintf(stderr, "fedpress client: %s\n", err.msg);
         return 1;
     }
-    printf("client %u: run %lld complete, sampled in %u rounds, included in %u\n"
+    printf("client %u: run %lld %s, sampled in %u rounds, included in %u\n"
            "model sha256 %s\n",
-           res.id, (long long)res.run_id, res.rounds_sampled, res.rounds_included,
-           res.model_sha256);
+           res.id, (long long)res.run_id, res.stopped ? "stopped by the coordinator" : "complete",
+           res.rounds_sampled, res.rounds_included, res.model_sha256);
     return 0;
 }

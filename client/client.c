@@ -328,15 +328,17 @@ static int fp__on_result(struct fp__client *c, const struct fp_msg_header *h, co
         return fp_error_set(&c->err, FP_EFORMAT,
                             "the coordinator sent a result for client %u to client %u", h->client,
                             c->id);
-    if (h->round == 0 && h->len == FP_CONV_DONE_LEN && p[0] == FP_CONV_RUN_DONE) {
+    if (h->round == 0 && h->len == FP_CONV_DONE_LEN &&
+        (p[0] == FP_CONV_RUN_DONE || p[0] == FP_CONV_RUN_STOPPED)) {
         memcpy(c->res->model_sha256, p + 1, 64);
         c->res->model_sha256[64] = '\0';
         for (int i = 0; i < 64; i++)
             if (!strchr("0123456789abcdef", c->res->model_sha256[i]))
                 return fp_error_set(&c->err, FP_EFORMAT, "the run's end names no model hash");
         c->done = 1;
-        fp__log(c, "run %lld complete: final model sha256 %s", (long long)c->run,
-                c->res->model_sha256);
+        c->res->stopped = p[0] == FP_CONV_RUN_STOPPED;
+        fp__log(c, "run %lld %s: final model sha256 %s", (long long)c->run,
+                c->res->stopped ? "stopped by the coordinator" : "complete", c->res->model_sha256);
         fp__close(c);
         return 0;
     }

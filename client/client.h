@@ -36,6 +36,7 @@ struct fp_client_result {
     int64_t run_id;
     uint32_t id;
     uint32_t rounds_sampled, rounds_included;
+    int stopped;           /* the coordinator was stopped before the last round */
     char model_sha256[65]; /* the final model's, as the coordinator announced it */
 };
 

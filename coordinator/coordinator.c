@@ -453,7 +453,7 @@ static void fp__finish(struct fp__coord *co)
         fp_run_fail(r);
     }
     uint8_t done[FP_CONV_DONE_LEN];
-    done[0] = FP_CONV_RUN_DONE;
+    done[0] = r->res.interrupted ? FP_CONV_RUN_STOPPED : FP_CONV_RUN_DONE;
     memcpy(done + 1, r->res.model_sha256, 64);
     for (uint32_t id = 0; id < co->o->allow->n; id++) {
         struct fp__session *s = co->by_id[id];

@@ -15,8 +15,9 @@
  *   S->C  RESULT     after the round's commit; payload one byte,
  *                    FP_CONV_INCLUDED or FP_CONV_NOT_INCLUDED
  *   at the end, to every connected client:
- *   S->C  RESULT     round 0; payload FP_CONV_RUN_DONE then the final
- *                    model's SHA-256 in 64 hex digits
+ *   S->C  RESULT     round 0; payload FP_CONV_RUN_DONE (every round ran) or
+ *                    FP_CONV_RUN_STOPPED (the coordinator was stopped), then
+ *                    the final model's SHA-256 in 64 hex digits
  *
  * Either side may send an ERROR (a reason) and close.
  */
@@ -27,6 +28,7 @@
 #define FP_CONV_NOT_INCLUDED 0
 #define FP_CONV_INCLUDED     1
 #define FP_CONV_RUN_DONE     2
+#define FP_CONV_RUN_STOPPED  3
 #define FP_CONV_DONE_LEN     (1 + 64)
 
 #endif
