@@ -4,8 +4,10 @@
 # coordinator's --ready file) run a scenario over the Noise channel, and the
 # coordinator's store must equal `fedpress sim` of the same scenario: the
 # final model's SHA-256, every round's metrics (wall time aside) and every
-# upload's SHA-256 in client_rounds. Three algorithms: FedAvg (no client
-# state), SCAFFOLD (c_i) and FedEF with top-k (e_i, compressed uplink). A
+# upload's SHA-256 in client_rounds. Four algorithms: FedAvg (no client
+# state), SCAFFOLD (c_i) and FedEF with top-k (e_i, compressed uplink) on
+# the quadratic, SCAFCOM with top-k (w_i) on an MLP whose broadcast spans
+# several records. A second connection with a connected key is refused. A
 # client whose key is not in clients.pub is refused (one error record; the
 # coordinator logs its key's fingerprint and address) and the run goes on;
 # a client pinning the wrong coordinator key fails its handshake; a missing
@@ -86,6 +88,15 @@ run_pair() {
       --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
     cpids+=($!)
     PIDS+=($!)
+    if [ "$name" = fedavg ] && [ "$i" = 0 ]; then
+      # one session per key: a second connection with client 0's key, once
+      # client 0 is admitted, is refused and the first one stays
+      for _ in $(seq 200); do grep -q "client 0 .*admitted" "$d/coord.err" && break; sleep 0.05; done
+      timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c0.key" \
+        --state "$d/sti" >/dev/null 2>"$d/dup.err"
+      check "$name: a second connection with a connected key is refused (exit 1)" \
+        "[ $? -eq 1 ] && grep -q 'already connected' '$d/dup.err' && grep -q 'refused key .*already connected' '$d/coord.err'"
+    fi
   done
   wait "$cpid"
   local crc=$?
@@ -135,6 +146,10 @@ scenario fedavg fedavg-quadratic.ini
 scenario scaffold scaffold-quadratic.ini
 scenario fedef fedavg-quadratic.ini --set algorithm.name=fedef --set compressor.name=topk \
   --set compressor.ratio=0.3
+# an MLP on synthetic data: d = 14,210, so x and c (113,680 bytes) span records
+scenario scafcom scaffold-synthetic.ini --set run.rounds=3 --set model.kind=mlp \
+  --set model.hidden=200 --set algorithm.name=scafcom --set algorithm.local_steps=5 \
+  --set compressor.name=topk --set compressor.ratio=0.1
 run_pair fedavg "$T/fedavg.ini"
 run_pair scaffold "$T/scaffold.ini"
 check "scaffold: each client that was included keeps its c_i under --state (written whole)" \
@@ -142,6 +157,14 @@ check "scaffold: each client that was included keeps its c_i under --state (writ
 run_pair fedef "$T/fedef.ini"
 check "fedef: each client that was included keeps its e_i under --state" \
   "[ \$(ls '$T'/fedef/st*/client-*.state 2>/dev/null | wc -l) -ge 3 ]"
+run_pair scafcom "$T/scafcom.ini"
+
+# clients.pub must give ids 0..N-1 each once: a gap is named with its line
+printf '0 %s\n2 %s\n' "$CK" "$INTRUDER" >"$T/gap.pub"
+"$FP" coordinator --scenario "$T/fedavg.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  --allow "$T/gap.pub" --store "$T/gap.db" >/dev/null 2>"$T/gap.err"
+check "an allow-list with a gap in its ids is refused, naming the file and line" \
+  "[ $? -eq 1 ] && grep -q 'gap.pub:2: client id 2, but the file lists 2 clients' '$T/gap.err'"
 
 # Caps and timers: with --max-pending 1, a silent connection holds the one
 # unauthenticated place, so a second is closed at once; the silent one is
