@@ -194,6 +194,10 @@ static struct fp__write *fp__write_new(struct fp__session *s, size_t cap)
 {
     if (s->stage == FP__CLOSING)
         return NULL;
+    if (cap > UINT32_MAX) { /* uv_buf_t's length */
+        fp__session_drop(s, "a message too large for one write");
+        return NULL;
+    }
     /* A client that does not read its broadcasts must not make the
      * coordinator hold them without bound. */
     if (s->queued + cap > s->co->write_cap) {
@@ -442,6 +446,27 @@ static void fp__exchange_end(struct fp__coord *co)
         fp__fail(co, rc);
 }
 
+/* uv_walk: a connection still in its handshake when the run ends is closed
+ * now rather than at its deadline (the loop ends with the last handle). */
+static void fp__close_pending(uv_handle_t *h, void *arg)
+{
+    struct fp__coord *co = arg;
+    if (h->type != UV_TCP || h == (uv_handle_t *)&co->listener || uv_is_closing(h))
+        return;
+    struct fp__session *s = h->data;
+    if (s->stage == FP__HANDSHAKE && !s->ending)
+        fp__session_close(s);
+}
+
+/* The run is over: no more connections; admitted sessions end after their
+ * last message (fp__session_end), the others now. */
+static void fp__close_rest(struct fp__coord *co)
+{
+    uv_close((uv_handle_t *)&co->listener, NULL);
+    uv_close((uv_handle_t *)&co->timer, NULL);
+    uv_walk(&co->loop, fp__close_pending, co);
+}
+
 static void fp__finish(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
@@ -470,9 +495,7 @@ static void fp__finish(struct fp__coord *co)
         }
         fp__session_end(s);
     }
-    /* Sessions end when their clients close after the last message. */
-    uv_close((uv_handle_t *)&co->listener, NULL);
-    uv_close((uv_handle_t *)&co->timer, NULL);
+    fp__close_rest(co);
 }
 
 static void fp__round_next(struct fp__coord *co)
@@ -507,8 +530,7 @@ static void fp__fail(struct fp__coord *co, int rc)
             fp__send_error(co->by_id[id], co->err.msg);
             fp__session_end(co->by_id[id]);
         }
-    uv_close((uv_handle_t *)&co->listener, NULL);
-    uv_close((uv_handle_t *)&co->timer, NULL);
+    fp__close_rest(co);
 }
 
 /* ---- reading ---- */
