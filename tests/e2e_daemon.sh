@@ -244,5 +244,41 @@ else
   bad "missing clients: coordinator listening"
 fi
 
+# The round deadline: a client that stops answering (SIGSTOP) mid-run; the
+# round's deadline (1 s) passes and this version fails the run naming it.
+d="$T/deadline"
+mkdir -p "$d"
+"$FP" sim "$T/fedavg.ini" --set run.rounds=1000000 --set run.eval_every=100000 --dry-run >"$d/long.ini"
+timeout 60 "$FP" coordinator --scenario "$d/long.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --deadline 1 --quiet \
+  >"$d/coord.out" 2>"$d/coord.err" &
+cpid=$!
+PIDS+=("$cpid")
+if port=$(wait_port "$d/port" "$cpid"); then
+  cpids=()
+  for i in $(seq 0 $((N - 1))); do
+    mkdir -p "$d/st$i"
+    timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
+      --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
+    cpids+=($!)
+    PIDS+=($!)
+  done
+  for _ in $(seq 200); do grep -q "4 of 4 connected" "$d/coord.err" && break; sleep 0.05; done
+  stopped=$(pgrep -P "${cpids[2]}") # the client itself, not its timeout(1)
+  kill -STOP $stopped
+  SECONDS=0
+  wait "$cpid"
+  crc=$?
+  took=$SECONDS
+  kill -CONT $stopped
+  check "deadline: a client that stops answering fails the run after the deadline (took ${took} s), naming it" \
+    "[ $crc -eq 1 ] && [ $took -le 5 ] && grep -q 'the deadline (1 s) passed without the upload of client(s) 2' '$d/coord.err'"
+  for p in "${cpids[@]}"; do wait "$p"; done
+  check "deadline: the other clients are told why and exit 1" \
+    "grep -q 'deadline (1 s) passed' '$d/c0.err' && grep -q 'deadline (1 s) passed' '$d/c1.err'"
+else
+  bad "deadline: coordinator listening"
+fi
+
 echo "$fails failure(s)"
 [ "$fails" -eq 0 ]
