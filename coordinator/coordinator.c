@@ -553,9 +553,12 @@ static void fp__on_report(struct fp__session *s)
                                  .run = (uint64_t)co->run.res.run_id,
                                  .round = co->round,
                                  .phase = (uint16_t)co->phase,
-                                 .client = (uint32_t)s->id,
-                                 .len = fp_algo_upload_bytes(&co->run.p, co->phase)};
-    fp_chan_expect(s->ch, &want, 0, co->uploads + s->slot * co->upload_cap + FP_MSG_HEADER);
+                                 .client = (uint32_t)s->id};
+    /* Capped at the largest upload (the slot's buffer) before a byte is
+     * taken; the exact size is the core's check (fp_algo_server_add refuses
+     * any other), which knows it per round and phase. */
+    fp_chan_expect(s->ch, &want, co->upload_cap - FP_MSG_HEADER,
+                   co->uploads + s->slot * co->upload_cap + FP_MSG_HEADER);
 }
 
 static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
@@ -761,8 +764,11 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     if (!co)
         return fp_error_set(err, FP_ENOMEM, "out of memory");
     co->o = o;
-    co->ro = (struct fp_run_options){
-        .threads = 1, .progress = o->progress, .stop = o->stop, .test_only = 1};
+    /* The coordinator needs only the test set (fp_workload_create_test);
+     * run/ on this branch's base opens the full workload, which gives the
+     * same bits. Main's run/ has fp_run_options.create_workload for it:
+     * pass fp_workload_create_test there once merged. */
+    co->ro = (struct fp_run_options){.threads = 1, .progress = o->progress, .stop = o->stop};
     int rc = uv_loop_init(&co->loop);
     if (rc) {
         free(co);

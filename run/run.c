@@ -220,8 +220,7 @@ int fp_run_open(struct fp_run *r, const struct fp_scenario *sc, struct fp_store 
         if ((rc = fp_inputs_present(opt->resume->inputs, whose, err)))
             return rc;
     }
-    if ((rc = opt->test_only ? fp_workload_create_test(&r->w, sc, err)
-                             : fp_workload_create(&r->w, sc, err)) ||
+    if ((rc = fp_workload_create(&r->w, sc, err)) ||
         (rc = fp_algo_params_from(&r->p, sc, r->w->d, err)) ||
         (rc = fp_server_init(&r->server, &r->p, err)) || (rc = fp__init_model(r, err)) ||
         (rc = fp__alloc(r, err)))

@@ -51,9 +51,6 @@ struct fp_run_options {
     const char *model_out;          /* if set, the final model is written here (raw f32) */
     const struct fp_resume *resume; /* see fp_sim_options */
     int64_t resume_run;
-    /* a coordinator: the workload holds the test set only
-     * (fp_workload_create_test); its clients train elsewhere */
-    int test_only;
     int (*started)(void *u, int64_t run_id);
     void *started_u;
 };

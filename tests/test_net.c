@@ -957,14 +957,22 @@ int main(void)
 {
     assert_int_equal(fp_noise_init(), 0);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vectors),           cmocka_unit_test(test_vector_bad_tags),
-        cmocka_unit_test(test_channel_roundtrip), cmocka_unit_test(test_channel_back_to_back),
-        cmocka_unit_test(test_bad_magic),         cmocka_unit_test(test_handshake_bad_tag),
-        cmocka_unit_test(test_low_order_keys),    cmocka_unit_test(test_wrong_pinned_key),
-        cmocka_unit_test(test_replayed_message3), cmocka_unit_test(test_handshake_lengths),
-        cmocka_unit_test(test_record_tampering),  cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_length_over_cap),   cmocka_unit_test(test_unexpected_messages),
-        cmocka_unit_test(test_expect_any),        cmocka_unit_test(test_reject),
+        cmocka_unit_test(test_expect_any),
+        cmocka_unit_test(test_vectors),
+        cmocka_unit_test(test_vector_bad_tags),
+        cmocka_unit_test(test_channel_roundtrip),
+        cmocka_unit_test(test_channel_back_to_back),
+        cmocka_unit_test(test_bad_magic),
+        cmocka_unit_test(test_handshake_bad_tag),
+        cmocka_unit_test(test_low_order_keys),
+        cmocka_unit_test(test_wrong_pinned_key),
+        cmocka_unit_test(test_replayed_message3),
+        cmocka_unit_test(test_handshake_lengths),
+        cmocka_unit_test(test_record_tampering),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_length_over_cap),
+        cmocka_unit_test(test_unexpected_messages),
+        cmocka_unit_test(test_reject),
         cmocka_unit_test(test_keyfile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
