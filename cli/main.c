@@ -27,6 +27,7 @@
 #include "../core/scenario.h"
 #include "../sim/sim.h"
 #include "../store/store.h"
+#include "daemons.h"
 #include "keygen.h"
 #include "plot.h"
 
@@ -202,6 +203,11 @@ static const char fp__usage_read[] =
     "      write a new X25519 secret key for the Noise channel to FILE (mode 0600, never\n"
     "      over an existing file) and print its public key (64 hex digits), or print\n"
     "      the public key of FILE again; see docs/protocol.md\n"
+    "  coordinator --scenario FILE --listen ADDR:PORT --key FILE --allow clients.pub\n"
+    "              [--store PATH] [--deadline S]\n"
+    "  client --connect HOST:PORT --server-key PUBKEY --key FILE --state DIR\n"
+    "      the daemons of a run across machines, over the Noise channel: see\n"
+    "      'fedpress coordinator --help', 'fedpress client --help' and docs/daemons.md\n"
     "  help       this text\n"
     "  version    the version, and the BLAS library and kernels in use\n"
     "\n"
@@ -1404,6 +1410,10 @@ static int fp__main(int argc, char **argv)
         return fp_cli_plot(argc, argv);
     if (!strcmp(cmd, "keygen"))
         return fp_cli_keygen(argc, argv);
+    if (!strcmp(cmd, "coordinator"))
+        return fp_cli_coordinator(argc, argv);
+    if (!strcmp(cmd, "client"))
+        return fp_cli_client(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         fp__usage(stdout);
         return 0;

@@ -62,6 +62,7 @@ struct fp_chan {
 
     /* What the caller waits for. */
     int expecting;
+    unsigned any; /* FP_CHAN_ANY_* fields of want not compared */
     struct fp_msg_header want;
     uint64_t max_len;
     void *dst;
@@ -283,6 +284,25 @@ static int fp__message_done(struct fp_chan *ch, struct fp_chan_event *ev)
     return 0;
 }
 
+/* fp_msg_check against the expectation, the fields the caller left open
+ * taken from the header itself (the length never is: it stays capped). */
+static int fp__check_want(const struct fp_chan *ch, const struct fp_msg_header *h,
+                          struct fp_error *e)
+{
+    struct fp_msg_header want = ch->want;
+    if (ch->any & FP_CHAN_ANY_TYPE)
+        want.type = h->type;
+    if (ch->any & FP_CHAN_ANY_RUN)
+        want.run = h->run;
+    if (ch->any & FP_CHAN_ANY_ROUND)
+        want.round = h->round;
+    if (ch->any & FP_CHAN_ANY_PHASE)
+        want.phase = h->phase;
+    if (ch->any & FP_CHAN_ANY_CLIENT)
+        want.client = h->client;
+    return fp_msg_check(h, &want, ch->max_len, e);
+}
+
 /* A whole header arrived: decide, before allocating, whether its length is
  * one we take. */
 static int fp__message_begin(struct fp_chan *ch, struct fp_chan_event *ev)
@@ -308,7 +328,7 @@ static int fp__message_begin(struct fp_chan *ch, struct fp_chan_event *ev)
     } else if (!ch->expecting) {
         return fp__fail(ch, FP_EFORMAT, "a %s message from %s that nothing waits for",
                         fp_msg_type_name(h->type), fp__peer_name(ch));
-    } else if (fp_msg_check(h, &ch->want, ch->max_len, &e)) {
+    } else if (fp__check_want(ch, h, &e)) {
         return fp__fail(ch, FP_EFORMAT, "message from %s: %s", fp__peer_name(ch), e.msg);
     }
     /* From here h->len is at most a cap the caller chose. */
@@ -470,7 +490,14 @@ int fp_chan_eof(struct fp_chan *ch)
 void fp_chan_expect(struct fp_chan *ch, const struct fp_msg_header *want, uint64_t max_len,
                     void *dst)
 {
+    fp_chan_expect_any(ch, want, 0, max_len, dst);
+}
+
+void fp_chan_expect_any(struct fp_chan *ch, const struct fp_msg_header *want, unsigned any,
+                        uint64_t max_len, void *dst)
+{
     ch->expecting = 1;
+    ch->any = any;
     ch->want = *want;
     ch->max_len = max_len;
     ch->dst = dst;

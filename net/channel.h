@@ -119,6 +119,20 @@ const uint8_t *fp_chan_output(struct fp_chan *ch, size_t *len);
 void fp_chan_expect(struct fp_chan *ch, const struct fp_msg_header *want, uint64_t max_len,
                     void *dst);
 
+/* The same, with the header fields named in `any` left open: a daemon's
+ * client cannot know the run and its own id before the welcome, nor
+ * whether the server's next message is a broadcast (of a round it was
+ * sampled in) or a result. The length is never open: max_len (or
+ * want->len) still caps it before a byte is allocated, and the caller
+ * checks the fields it left open in the event's header. */
+#define FP_CHAN_ANY_TYPE   1u
+#define FP_CHAN_ANY_RUN    2u
+#define FP_CHAN_ANY_ROUND  4u
+#define FP_CHAN_ANY_PHASE  8u
+#define FP_CHAN_ANY_CLIENT 16u
+void fp_chan_expect_any(struct fp_chan *ch, const struct fp_msg_header *want, unsigned any,
+                        uint64_t max_len, void *dst);
+
 /* Server, after FP_CHAN_EV_HANDSHAKE: the client's key is admitted; its
  * first message must now be the welcome (fp_chan_send). Until admitted, any
  * byte from the client is an error. */

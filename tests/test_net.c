@@ -827,6 +827,63 @@ static void test_unexpected_messages(void **state)
     pair_free(&p);
 }
 
+/* fp_chan_expect_any: the fields left open take any value (a daemon's
+ * client learns the run and its id from the welcome, and cannot know the
+ * round of the next broadcast), the others are still compared, and the
+ * length is still capped before anything is allocated. */
+static void test_expect_any(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct fp_chan_event ev[2];
+    size_t n;
+    uint8_t *w, dst[16];
+    /* The welcome of an unknown run and client id. */
+    handshake(&p, "");
+    fp_chan_admit(p.s);
+    struct fp_msg_header h = hdr(FP_MSG_WELCOME, 5);
+    w = send_msg(p.s, h, "hello", &n);
+    const struct fp_msg_header any_welcome = {.type = FP_MSG_WELCOME, .phase = 1, .round = 3};
+    fp_chan_expect_any(p.c, &any_welcome, FP_CHAN_ANY_RUN | FP_CHAN_ANY_CLIENT, 16, dst);
+    assert_int_equal(feed_all(p.c, w, n, ev, 2), 1);
+    assert_int_equal(ev[0].header.run, 42);
+    assert_int_equal(ev[0].header.client, 9);
+    assert_ptr_equal(ev[0].payload, dst);
+    free(w);
+    /* Any type and round of run 42; the payload lands in dst. */
+    const struct fp_msg_header run42 = {.run = 42};
+    const unsigned open =
+        FP_CHAN_ANY_TYPE | FP_CHAN_ANY_ROUND | FP_CHAN_ANY_PHASE | FP_CHAN_ANY_CLIENT;
+    fp_chan_expect_any(p.c, &run42, open, sizeof dst, dst);
+    w = send_msg(p.s, hdr(FP_MSG_BROADCAST, 3), "abc", &n);
+    assert_int_equal(feed_all(p.c, w, n, ev, 2), 1);
+    assert_int_equal(ev[0].header.type, FP_MSG_BROADCAST);
+    assert_int_equal(ev[0].header.round, 3);
+    assert_memory_equal(dst, "abc", 3);
+    free(w);
+    /* A field not left open is still compared: another run is refused. */
+    struct fp_msg_header other = hdr(FP_MSG_RESULT, 1);
+    other.run = 43;
+    fp_chan_expect_any(p.c, &run42, open, sizeof dst, dst);
+    w = send_msg(p.s, other, "x", &n);
+    assert_int_equal(feed_all(p.c, w, n, ev, 2), FP_EFORMAT);
+    assert_non_null(strstr(fp_chan_error(p.c), "run 43, expected run 42"));
+    free(w);
+    pair_free(&p);
+    /* The length is never open: over max_len is refused before allocation. */
+    handshake(&p, "");
+    welcome(&p);
+    fp_chan_expect_any(p.c, &run42, open, sizeof dst, dst);
+    struct fp_msg_header big = hdr(FP_MSG_BROADCAST, (uint64_t)1 << 40);
+    struct fp_chan_sender snd;
+    uint8_t out[100];
+    fp_chan_send_begin(&snd, &big, NULL);
+    assert_int_equal(fp_chan_send_next(p.s, &snd, out, 50, &n), 0);
+    assert_int_equal(feed_all(p.c, out, n, ev, 2), FP_EFORMAT);
+    assert_non_null(strstr(fp_chan_error(p.c), "at most 16"));
+    pair_free(&p);
+}
+
 /* A key that is not admitted gets one error message, then nothing. */
 static void test_reject(void **state)
 {
@@ -1142,6 +1199,7 @@ int main(void)
 {
     assert_int_equal(fp_noise_init(), 0);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expect_any),
         cmocka_unit_test(test_vectors),
         cmocka_unit_test(test_vector_bad_tags),
         cmocka_unit_test(test_channel_roundtrip),

@@ -1,0 +1,103 @@
+/*
+ * cli/client.c — `fedpress client`: options and keys, then client/'s loop
+ * (docs/daemons.md).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../client/client.h"
+#include "../net/keyfile.h"
+#include "../net/peer.h"
+#include "daemons.h"
+
+static const char fp__client_usage[] =
+    "usage: fedpress client --connect HOST:PORT --server-key PUBKEY --key c.key --state DIR\n"
+    "                       [--data partition]\n"
+    "  --connect H:P      the coordinator\n"
+    "  --server-key HEX   the coordinator's public key (64 hex digits, as fedpress keygen\n"
+    "                     printed it), pinned: a server without its secret key fails the\n"
+    "                     handshake before this client reveals anything\n"
+    "  --key FILE         this client's secret key; its public key must be in the\n"
+    "                     coordinator's allow-list, which gives the client its id\n"
+    "  --state DIR        where the client keeps its algorithm state (c_i, e_i ...),\n"
+    "                     written atomically once the coordinator includes an upload\n"
+    "  --data partition   train on this client's shard of the scenario's partition (the\n"
+    "                     only choice in this version)\n";
+
+static int fp__client_usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "fedpress client: %s%s\n(run 'fedpress client --help' for usage)\n", what, arg);
+    return 2;
+}
+
+int fp_cli_client(int argc, char **argv)
+{
+    const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
+    const char *data = "partition";
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(fp__client_usage, stdout);
+            return 0;
+        }
+        const char **dst = !strcmp(a, "--connect")      ? &connect
+                           : !strcmp(a, "--server-key") ? &server_key
+                           : !strcmp(a, "--key")        ? &keyf
+                           : !strcmp(a, "--state")      ? &state
+                           : !strcmp(a, "--data")       ? &data
+                                                        : NULL;
+        if (!dst)
+            return fp__client_usage_error("unknown argument ", a);
+        if (i + 1 >= argc || !argv[i + 1][0])
+            return fp__client_usage_error(a, " needs a value");
+        *dst = argv[++i];
+    }
+    if (!connect || !server_key || !keyf || !state)
+        return fp__client_usage_error("--connect, --server-key, --key and --state are required",
+                                      "");
+    if (strcmp(data, "partition"))
+        return fp__client_usage_error("--data: only 'partition' in this version, not ", data);
+    struct fp_error err = {0};
+    char host[256];
+    int port;
+    uint8_t spub[FP_NOISE_KEY], key[FP_NOISE_KEY];
+    if (fp_peer_hostport(connect, host, sizeof host, &port, &err))
+        return fp__client_usage_error("--connect: ", err.msg);
+    if (port == 0)
+        return fp__client_usage_error("--connect: ", "port 0 is not a port to connect to");
+    if (fp_key_from_hex(server_key, spub))
+        return fp__client_usage_error("--server-key: not 64 hex digits: ", server_key);
+    struct stat st;
+    if (stat(state, &st) || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "fedpress client: --state %s: %s (create the directory first)\n", state,
+                errno && stat(state, &st) ? strerror(errno) : "not a directory");
+        return 1;
+    }
+    if (fp_keyfile_read(keyf, key, &err)) {
+        fprintf(stderr, "fedpress client: %s\n", err.msg);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    const struct fp_client_options o = {.host = host,
+                                        .port = port,
+                                        .server_pub = spub,
+                                        .key = key,
+                                        .state_dir = state,
+                                        .log = stderr};
+    struct fp_client_result res;
+    int rc = fp_client_run(&o, &res, &err);
+    sodium_memzero(key, sizeof key);
+    if (rc) {
+        fprintf(stderr, "fedpress client: %s\n", err.msg);
+        return 1;
+    }
+    printf("client %u: run %lld %s, sampled in %u rounds, included in %u\n"
+           "model sha256 %s\n",
+           res.id, (long long)res.run_id, res.stopped ? "stopped by the coordinator" : "complete",
+           res.rounds_sampled, res.rounds_included, res.model_sha256);
+    return 0;
+}

@@ -1,0 +1,46 @@
+/*
+ * client/client.h — `fedpress client`: one client of a federated run. It
+ * connects to the coordinator over the Noise XK channel (pinning the
+ * coordinator's key), learns its id (from its key, decided by the
+ * coordinator) and the scenario from the welcome, builds its own shard of
+ * the scenario's partition (fp_workload_create_client), and for every round
+ * it is sampled in runs fp_algo_client_update on the broadcast's bytes and
+ * sends the upload. Its algorithm state (c_i, e_i, ...) becomes current
+ * only when the coordinator says the upload was included
+ * (fp_algo_client_commit), and is then written under the state directory
+ * atomically (temporary file, fsync, rename, fsync of the directory).
+ *
+ * This slice: one connection; the client ends when the run ends (exit 0),
+ * or when the coordinator refuses it, fails or goes away (an error).
+ * Reconnection with backoff comes later.
+ */
+#ifndef FP_CLIENT_H
+#define FP_CLIENT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/error.h"
+#include "../net/noise.h"
+
+struct fp_client_options {
+    const char *host;
+    int port;
+    const uint8_t *server_pub; /* [FP_NOISE_KEY], pinned */
+    const uint8_t *key;        /* the client's secret key [FP_NOISE_KEY] */
+    const char *state_dir;
+    FILE *log; /* progress and errors' context (stderr) */
+};
+
+struct fp_client_result {
+    int64_t run_id;
+    uint32_t id;
+    uint32_t rounds_sampled, rounds_included;
+    int stopped;           /* the coordinator was stopped before the last round */
+    char model_sha256[65]; /* the final model's, as the coordinator announced it */
+};
+
+int fp_client_run(const struct fp_client_options *o, struct fp_client_result *res,
+                  struct fp_error *err);
+
+#endif

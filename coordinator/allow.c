@@ -1,0 +1,136 @@
+/*
+ * coordinator/allow.c — clients.pub (see allow.h).
+ */
+#include "allow.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../net/keyfile.h"
+
+/* Ids above this are refused: a typo must not allocate gigabytes. */
+#define FP__ALLOW_MAX_ID 10000000u
+
+struct fp__line {
+    uint32_t id;
+    uint8_t key[FP_NOISE_KEY];
+    unsigned lineno;
+};
+
+static int fp__parse_line(char *s, struct fp__line *l, const char *path, unsigned lineno,
+                          struct fp_error *err)
+{
+    char *end;
+    errno = 0;
+    unsigned long id = strtoul(s, &end, 10);
+    if (end == s || !isspace((unsigned char)*end) || errno || id >= FP__ALLOW_MAX_ID || *s == '-')
+        return fp_error_set(err, FP_EFORMAT,
+                            "%s:%u: expected 'ID PUBKEY' (a client id from 0, then the 64 hex "
+                            "digits fedpress keygen printed)",
+                            path, lineno);
+    while (isspace((unsigned char)*end))
+        end++;
+    if (fp_key_from_hex(end, l->key))
+        return fp_error_set(err, FP_EFORMAT,
+                            "%s:%u: client %lu's key is not 64 hex digits (the line fedpress "
+                            "keygen printed)",
+                            path, lineno, id);
+    l->id = (uint32_t)id;
+    l->lineno = lineno;
+    return 0;
+}
+
+int fp_allow_load(struct fp_allow *a, const char *path, struct fp_error *err)
+{
+    memset(a, 0, sizeof *a);
+    struct fp__line *lines = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    char buf[512];
+    unsigned lineno = 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fp_error_set(err, FP_EIO, "%s: cannot read the allow-list: %s", path,
+                            strerror(errno));
+    while (fgets(buf, sizeof buf, f)) {
+        lineno++;
+        char *s = buf;
+        while (isspace((unsigned char)*s))
+            s++;
+        if (!*s || *s == '#')
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            struct fp__line *g = realloc(lines, cap * sizeof *lines);
+            if (!g) {
+                rc = fp_error_set(err, FP_ENOMEM, "out of memory reading %s", path);
+                goto fail;
+            }
+            lines = g;
+        }
+        if ((rc = fp__parse_line(s, &lines[n], path, lineno, err)))
+            goto fail;
+        n++;
+    }
+    if (ferror(f)) {
+        rc = fp_error_set(err, FP_EIO, "%s: read error", path);
+        goto fail;
+    }
+    if (n == 0) {
+        rc = fp_error_set(err, FP_EFORMAT, "%s: no client in the allow-list", path);
+        goto fail;
+    }
+    a->n = (uint32_t)n;
+    a->keys = calloc(n, sizeof *a->keys);
+    uint8_t *seen = calloc(n, 1);
+    if (!a->keys || !seen) {
+        free(seen);
+        rc = fp_error_set(err, FP_ENOMEM, "out of memory reading %s", path);
+        goto fail;
+    }
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (lines[i].id >= n)
+            rc = fp_error_set(err, FP_EFORMAT,
+                              "%s:%u: client id %u, but the file lists %zu clients: the ids "
+                              "must be 0 to %zu",
+                              path, lines[i].lineno, lines[i].id, n, n - 1);
+        else if (seen[lines[i].id])
+            rc = fp_error_set(err, FP_EFORMAT, "%s:%u: client id %u is listed twice", path,
+                              lines[i].lineno, lines[i].id);
+        else if (fp_allow_find(a, lines[i].key) >= 0)
+            rc = fp_error_set(err, FP_EFORMAT,
+                              "%s:%u: this key is listed twice (a key is one client's identity)",
+                              path, lines[i].lineno);
+        else {
+            seen[lines[i].id] = 1;
+            memcpy(a->keys[lines[i].id], lines[i].key, FP_NOISE_KEY);
+        }
+    }
+    free(seen);
+fail:
+    fclose(f);
+    free(lines);
+    if (rc)
+        fp_allow_free(a);
+    return rc;
+}
+
+void fp_allow_free(struct fp_allow *a)
+{
+    free(a->keys);
+    memset(a, 0, sizeof *a);
+}
+
+int64_t fp_allow_find(const struct fp_allow *a, const uint8_t key[FP_NOISE_KEY])
+{
+    static const uint8_t zero[FP_NOISE_KEY];
+    if (!a->keys || !memcmp(key, zero, FP_NOISE_KEY))
+        return -1;
+    for (uint32_t i = 0; i < a->n; i++)
+        if (!memcmp(a->keys[i], key, FP_NOISE_KEY))
+            return i;
+    return -1;
+}
