@@ -764,11 +764,11 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     if (!co)
         return fp_error_set(err, FP_ENOMEM, "out of memory");
     co->o = o;
-    /* The coordinator needs only the test set (fp_workload_create_test);
-     * run/ on this branch's base opens the full workload, which gives the
-     * same bits. Main's run/ has fp_run_options.create_workload for it:
-     * pass fp_workload_create_test there once merged. */
-    co->ro = (struct fp_run_options){.threads = 1, .progress = o->progress, .stop = o->stop};
+    /* The coordinator holds no client's data: the test set only. */
+    co->ro = (struct fp_run_options){.threads = 1,
+                                     .progress = o->progress,
+                                     .stop = o->stop,
+                                     .create_workload = fp_workload_create_test};
     int rc = uv_loop_init(&co->loop);
     if (rc) {
         free(co);

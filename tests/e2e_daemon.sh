@@ -24,10 +24,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
-fails=0
-ok()   { echo "ok   - $1"; }
-bad()  { echo "FAIL - $1"; fails=$((fails + 1)); }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$(dirname "$0")/e2e_lib.sh"
 N=4
 
 # keys: the coordinator's, one per client (ids 0..3), and an intruder's
@@ -280,5 +277,4 @@ else
   bad "deadline: coordinator listening"
 fi
 
-echo "$fails failure(s)"
-[ "$fails" -eq 0 ]
+finish e2e_daemon
