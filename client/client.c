@@ -39,6 +39,7 @@ struct fp__client {
     int welcomed, done, closing;
     int64_t run;
     uint32_t id, round;
+    int may_repeat; /* the last result was "not included": its round may come again */
     struct fp_scenario sc;
     struct fp_workload *w;
     struct fp_algo_params p;
@@ -285,11 +286,14 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
 
 static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
 {
-    if (h->round <= c->round && h->phase == 0)
+    /* The same round again only after it was 'not included': the
+     * coordinator retries a round that got too few uploads. */
+    if ((h->round < c->round || (h->round == c->round && !c->may_repeat)) && h->phase == 0)
         return fp_error_set(&c->err, FP_EFORMAT,
                             "the coordinator sent round %u's broadcast after round %u", h->round,
                             c->round);
     c->round = h->round;
+    c->may_repeat = 0;
     fp_msg_encode_header(h, c->in);
     const struct fp_msg_header who = {
         .run = (uint64_t)c->run, .round = h->round, .phase = h->phase, .client = c->id};
@@ -355,6 +359,8 @@ static int fp__on_result(struct fp__client *c, const struct fp_msg_header *h, co
         int rc = fp__save_state(c);
         if (rc)
             return rc;
+    } else {
+        c->may_repeat = 1;
     }
     fp__expect_next(c);
     return 0;
