@@ -83,6 +83,7 @@ struct fp__coord {
      * upload (left, refused), the attempt of this round (bounded retries) */
     uint32_t expected, settled, attempt;
     int beginning;                 /* inside fp__exchange_begin: settle without closing */
+    const char *close_why;         /* what closed the exchange with uploads missing */
     enum fp_client_status *status; /* [S] */
     char (*why)[160];              /* [S] */
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
@@ -367,13 +368,16 @@ static void fp__round_late(uv_timer_t *t)
         fp__fail(co, FP_EIO);
         return;
     }
-    fp__exchange_end(co); /* the round deadline: close with what is in */
+    co->close_why = "the deadline passed";
+    fp__exchange_end(co); /* close with what is in */
 }
 
 /* wait_after_min passed after min_updates uploads */
 static void fp__min_late(uv_timer_t *t)
 {
-    fp__exchange_end(t->data);
+    struct fp__coord *co = t->data;
+    co->close_why = "min_updates in and wait_after_min passed";
+    fp__exchange_end(co);
 }
 
 /* The exchange closes when every slot sent the broadcast answered or was
@@ -389,9 +393,10 @@ static void fp__exchange_check(struct fp__coord *co)
         return;
     }
     if (co->answered >= sc->min_updates && !uv_is_active((uv_handle_t *)&co->min_timer)) {
-        if (sc->wait_after_min <= 0)
+        if (sc->wait_after_min <= 0) {
+            co->close_why = "min_updates in and wait_after_min passed";
             fp__exchange_end(co);
-        else
+        } else
             uv_timer_start(&co->min_timer, fp__min_late, (uint64_t)(sc->wait_after_min * 1e3), 0);
     }
 }
@@ -461,7 +466,9 @@ static void fp__tell(struct fp__coord *co, uint32_t slot, int included)
 {
     struct fp_run *r = &co->run;
     struct fp__session *s = co->by_id[r->chosen[slot]];
-    if (!s || s->owes || s->stage == FP__CLOSING)
+    /* only a client that was sent this exchange and still holds the slot
+     * (not one that turned late, nor one absent from it) */
+    if (!s || s->slot != (int64_t)slot || s->stage == FP__CLOSING)
         return;
     s->slot = -1;
     const uint8_t v = included ? FP_CONV_INCLUDED : FP_CONV_NOT_INCLUDED;
@@ -543,10 +550,7 @@ static void fp__exchange_end(struct fp__coord *co)
          * its own (the slot's, which may be filling already), and are
          * refused as late when they come. */
         char why[160];
-        snprintf(why, sizeof why, "no upload when the round closed (%s)",
-                 co->answered >= sc->min_updates && co->answered < co->expected
-                     ? "min_updates in and wait_after_min passed"
-                     : "the deadline passed");
+        snprintf(why, sizeof why, "no upload when the round closed (%s)", co->close_why);
         co->status[slot] = FP_CLIENT_LATE;
         snprintf(co->why[slot], sizeof co->why[slot], "%s", why);
         if (s) {

@@ -579,6 +579,17 @@ static const char *fp__g(char buf[32], double v)
     return buf;
 }
 
+/* Seconds: whole ones as integers ("60", not fp__g's "6e+01"), others as
+ * fp__g; both read back as the same double. */
+static const char *fp__seconds(char buf[32], double v)
+{
+    if (v == floor(v) && v < 1e9) {
+        snprintf(buf, 32, "%.0f", v);
+        return buf;
+    }
+    return fp__g(buf, v);
+}
+
 static const char *fp__partition_str(const struct fp_scenario *sc, char *buf, size_t n)
 {
     switch (sc->partition) {
@@ -860,8 +871,9 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     /* Only when set: a scenario without them keeps the canonical text (and
      * so the scenario hash) it had before these keys existed. */
     if (sc->deadline > 0)
-        FP__ADD("deadline = %s\nmin_updates = %u\nwait_after_min = %s\n", fp__g(g1, sc->deadline),
-                sc->min_updates, fp__g(g2, sc->wait_after_min));
+        FP__ADD("deadline = %s\nmin_updates = %u\nwait_after_min = %s\n",
+                fp__seconds(g1, sc->deadline), sc->min_updates,
+                fp__seconds(g2, sc->wait_after_min));
     {
         char cname[64];
         FP__ADD("\n[compressor]\nname = %s\n", fp_comp_name(&sc->uplink, cname, sizeof cname));
