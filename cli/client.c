@@ -47,16 +47,17 @@ int fp_cli_client(int argc, char **argv)
             return 0;
         }
         if (!strcmp(a, "--test-bad-upload") && i + 1 < argc) {
-            /* TEST ONLY, not in --help: ROUND:nan or ROUND:short, a
-             * malformed upload in that round (tests/e2e_partial.sh) */
+            /* TEST ONLY, not in --help: ROUND:nan, ROUND:short or
+             * ROUND:dup, a malformed or repeated upload in that round
+             * (tests/e2e_partial.sh) */
             char kind[8] = "";
             unsigned r = 0;
             if (sscanf(argv[++i], "%u:%7s", &r, kind) != 2 || !r ||
-                (strcmp(kind, "nan") && strcmp(kind, "short")))
-                return fp__client_usage_error("--test-bad-upload: ROUND:nan or ROUND:short, not ",
-                                              argv[i]);
+                (strcmp(kind, "nan") && strcmp(kind, "short") && strcmp(kind, "dup")))
+                return fp__client_usage_error(
+                    "--test-bad-upload: ROUND:nan, ROUND:short or ROUND:dup, not ", argv[i]);
             test_bad_round = r;
-            test_bad_kind = !strcmp(kind, "nan") ? 1 : 2;
+            test_bad_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "short") ? 2 : 3;
             continue;
         }
         const char **dst = !strcmp(a, "--connect")      ? &connect

@@ -319,7 +319,8 @@ static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
     struct fp_msg_header uh;
     if ((rc = fp_msg_decode_header(c->up, &uh, &c->err)))
         return rc;
-    if (c->o->test_bad_round && h->round == c->o->test_bad_round && h->phase == 0) {
+    if (c->o->test_bad_round && h->round == c->o->test_bad_round && h->phase == 0 &&
+        c->o->test_bad_kind != 3) {
         /* TEST ONLY: see fp_client_options.test_bad_round */
         if (c->o->test_bad_kind == 1)
             memset(c->up + FP_MSG_HEADER, 0xFF, up_len - FP_MSG_HEADER);
@@ -327,6 +328,10 @@ static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
             up_len -= 4, uh.len -= 4;
     }
     if (fp__write(c, report, sizeof report, &rh) ||
+        fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
+        return c->rc;
+    /* TEST ONLY: the same upload twice (stale by the next exchange) */
+    if (c->o->test_bad_kind == 3 && h->round == c->o->test_bad_round && h->phase == 0 &&
         fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
         return c->rc;
     fp__expect_next(c);

@@ -32,8 +32,8 @@ struct fp_client_options {
     FILE *log; /* progress and errors' context (stderr) */
     /* TEST ONLY (tests/e2e_partial.sh, `--test-bad-upload ROUND:KIND`):
      * in round test_bad_round, send a malformed upload instead of the real
-     * one: 1 every payload byte 0xFF (not finite), 2 four bytes short. 0:
-     * never (production). */
+     * one: 1 every payload byte 0xFF (not finite), 2 four bytes short; or
+     * 3 the real one twice. 0: never (production). */
     uint32_t test_bad_round;
     int test_bad_kind;
 };

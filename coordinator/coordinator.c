@@ -87,6 +87,8 @@ struct fp__coord {
     enum fp_client_status *status; /* [S] */
     char (*why)[160];              /* [S] */
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
+    uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
+    char (*gone)[160];             /* [N] why a client's last connection was closed */
     size_t upload_cap;
     size_t *upload_len; /* [S] */
     double *loss;       /* [S] */
@@ -153,6 +155,8 @@ static void fp__session_close(struct fp__session *s)
     if (s->id >= 0 && co->by_id[s->id] == s) {
         co->by_id[s->id] = NULL;
         co->connected--;
+        snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
+                 s->why[0] ? s->why : "it ended the connection");
     }
     int lost = s->slot >= 0 && !s->answered && co->state == FP__ROUND;
     s->stage = FP__CLOSING;
@@ -425,18 +429,25 @@ static int fp__exchange_begin(struct fp__coord *co)
         return rc;
     co->answered = co->settled = co->expected = 0;
     co->beginning = 1;
+    co->close_why = "every sampled client answered or left";
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
         const uint32_t id = r->chosen[slot];
         struct fp__session *s = co->by_id[id];
         co->status[slot] = FP_CLIENT_INCLUDED; /* until settled otherwise */
         co->why[slot][0] = '\0';
+        co->have[slot] = 0;
         co->expected++;
         if (!s || s->owes) {
             char why[160];
             if (s)
                 snprintf(why, sizeof why, "still sending its late upload of round %u",
                          s->owe_round);
-            fp__settle(co, slot, FP_CLIENT_ABSENT, s ? why : "not connected when sampled");
+            else if (co->gone[id][0])
+                snprintf(why, sizeof why,
+                         "not connected when sampled (its last connection: %.100s)", co->gone[id]);
+            else
+                snprintf(why, sizeof why, "not connected when sampled");
+            fp__settle(co, slot, FP_CLIENT_ABSENT, why);
             continue;
         }
         s->slot = slot;
@@ -542,7 +553,7 @@ static void fp__exchange_end(struct fp__coord *co)
         struct fp__session *s = co->by_id[r->chosen[slot]];
         if (co->status[slot] != FP_CLIENT_INCLUDED)
             continue;
-        if (s && s->slot == (int64_t)slot && s->answered) {
+        if (co->have[slot]) { /* in, even if its connection closed since */
             in++;
             continue;
         }
@@ -553,7 +564,7 @@ static void fp__exchange_end(struct fp__coord *co)
         snprintf(why, sizeof why, "no upload when the round closed (%s)", co->close_why);
         co->status[slot] = FP_CLIENT_LATE;
         snprintf(co->why[slot], sizeof co->why[slot], "%s", why);
-        if (s) {
+        if (s && s->slot == (int64_t)slot) {
             uint8_t *fresh = malloc(co->upload_cap);
             if (!fresh) {
                 fp_error_set(&co->err, FP_ENOMEM, "out of memory for an upload buffer");
@@ -786,6 +797,7 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
     uint8_t *msg = co->up[s->slot];
     fp_msg_encode_header(h, msg);
     co->upload_len[s->slot] = FP_MSG_HEADER + (size_t)h->len;
+    co->have[s->slot] = 1;
     s->answered = 1;
     /* Backpressure: nothing more is expected from this client until the
      * next broadcast, so its socket is not read until then. */
@@ -967,13 +979,15 @@ static int fp__setup(struct fp__coord *co)
             return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                                 co->upload_cap);
     co->status = calloc(S, sizeof *co->status);
+    co->have = calloc(S, sizeof *co->have);
+    co->gone = calloc(co->o->allow->n, sizeof *co->gone);
     co->why = calloc(S, sizeof *co->why);
     co->upload_len = calloc(S, sizeof *co->upload_len);
     co->loss = calloc(S, sizeof *co->loss);
     co->by_id = calloc(co->o->allow->n, sizeof *co->by_id);
     co->wws = fp_workload_ws_new(r->w);
-    if (!co->up || !co->status || !co->why || !co->upload_len || !co->loss || !co->by_id ||
-        !co->wws)
+    if (!co->up || !co->status || !co->why || !co->have || !co->gone || !co->upload_len ||
+        !co->loss || !co->by_id || !co->wws)
         return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                             co->upload_cap);
     /* two whole messages (a broadcast and a result) and the error record */
@@ -1050,6 +1064,8 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
         free(co->up[i]);
     free(co->up);
     free(co->status);
+    free(co->have);
+    free(co->gone);
     free(co->why);
     free(co->upload_len);
     free(co->loss);

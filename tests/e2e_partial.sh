@@ -10,7 +10,9 @@
 #    with a message naming who did not answer;
 #  - a malformed upload (the client's test-only --test-bad-upload: not
 #    finite, or 4 bytes short): 'refused' with the core's reason, never
-#    aggregated, and the run goes on.
+#    aggregated, and the run goes on;
+#  - a repeated upload: the copy, stale at the next exchange, is refused by
+#    the channel ('refused', its reason), and the run goes on.
 # Every check reads the coordinator's store (client_rounds.status, reason).
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
@@ -131,7 +133,7 @@ if start killed "$T/part.ini"; then
   check "killed: the coordinator completes the run without client 3 (exit 0)" \
     "[ $crc -eq 0 ] && \"$FP\" runs --store '$db' --format csv | tail -1 | grep -q ',completed'"
   check "killed: client 3 is 'absent' from the rounds after, not connected" \
-    "[ \"\$(q '$db' \"select count(*) from client_rounds where client = 3 and status = 'absent' and reason = 'not connected when sampled'\")\" -ge 100 ]"
+    "[ \"\$(q '$db' \"select count(*) from client_rounds where client = 3 and status = 'absent' and reason like 'not connected when sampled%'\")\" -ge 100 ]"
   check "killed: the other three are included in every round after" \
     "[ \"\$(q '$db' \"select count(*) from rounds r where (select count(*) from client_rounds c where c.run_id = r.run_id and c.round = r.round and c.status = 'included' and c.client < 3) != 3\")\" = 0 ]"
   for p in "${cpids[@]:0:3}"; do wait "$p"; done
@@ -181,5 +183,27 @@ for kind in nan short; do
     bad "bad upload ($kind): coordinator listening"
   fi
 done
+
+# 5. A repeated upload (client 1 sends its round-3 upload twice): included
+# once in round 3. The channel refuses the copy and closes the connection:
+# read with the first (no message is expected after an upload), client 1 is
+# 'absent' from round 4 with that reason; read at round 4's exchange (a
+# message of another round), it is 'refused' there with it. Either way the
+# run completes on the other three.
+if start dup "$T/part.ini" --test-bad-upload 3:dup; then
+  wait "$cpid"
+  crc=$?
+  for p in "${cpids[@]}"; do wait "$p"; done
+  db="$d/daemon.db"
+  reason=$(q "$db" "select reason from client_rounds where round = 4 and client = 1 and status in ('refused', 'absent')")
+  check "repeated upload: included once in round 3" \
+    "[ \"\$(q '$db' \"select count(*) from client_rounds where round = 3 and client = 1 and status = 'included'\")\" = 1 ] && [ \"\$(q '$db' 'select participants from rounds where round = 3')\" = 4 ]"
+  check "repeated upload: its copy refused by the channel, the reason in round 4 ($reason)" \
+    "echo \"\$reason\" | grep -q 'upload' && [ \"\$(q '$db' 'select participants from rounds where round = 4')\" = 3 ]"
+  check "repeated upload: the coordinator keeps serving: the run completes (exit 0)" \
+    "[ $crc -eq 0 ] && \"$FP\" runs --store '$db' --format csv | tail -1 | grep -q ',completed'"
+else
+  bad "repeated upload: coordinator listening"
+fi
 
 finish e2e_partial
