@@ -38,11 +38,27 @@ int fp_cli_client(int argc, char **argv)
 {
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
     const char *data = "partition";
+    uint32_t test_bad_round = 0;
+    int test_bad_kind = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(fp__client_usage, stdout);
             return 0;
+        }
+        if (!strcmp(a, "--test-bad-upload") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: ROUND:nan, ROUND:short or
+             * ROUND:dup, a malformed or repeated upload in that round
+             * (tests/e2e_partial.sh) */
+            char kind[8] = "";
+            unsigned r = 0;
+            if (sscanf(argv[++i], "%u:%7s", &r, kind) != 2 || !r ||
+                (strcmp(kind, "nan") && strcmp(kind, "short") && strcmp(kind, "dup")))
+                return fp__client_usage_error(
+                    "--test-bad-upload: ROUND:nan, ROUND:short or ROUND:dup, not ", argv[i]);
+            test_bad_round = r;
+            test_bad_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "short") ? 2 : 3;
+            continue;
         }
         const char **dst = !strcmp(a, "--connect")      ? &connect
                            : !strcmp(a, "--server-key") ? &server_key
@@ -87,7 +103,9 @@ int fp_cli_client(int argc, char **argv)
                                         .server_pub = spub,
                                         .key = key,
                                         .state_dir = state,
-                                        .log = stderr};
+                                        .log = stderr,
+                                        .test_bad_round = test_bad_round,
+                                        .test_bad_kind = test_bad_kind};
     struct fp_client_result res;
     int rc = fp_client_run(&o, &res, &err);
     sodium_memzero(key, sizeof key);

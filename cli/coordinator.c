@@ -28,7 +28,8 @@ static const char fp__coord_usage[] =
     "  --allow FILE      one 'ID PUBKEY' line per client, ids 0 to N-1 ('#' comments); N\n"
     "                    must be the scenario's [data] clients\n"
     "  --store PATH      the SQLite run store (default runs.db)\n"
-    "  --deadline S      a round's deadline from its broadcast (default 600)\n"
+    "  --deadline S      a round's deadline from its broadcast; overrides the scenario's\n"
+    "                    [participation] deadline (one of the two is required)\n"
     "  --wait S          how long the first round waits for all N clients (default 600)\n"
     "  --handshake-deadline S  a connection not admitted within S seconds is closed\n"
     "                    (default 10)\n"
@@ -36,8 +37,10 @@ static const char fp__coord_usage[] =
     "                    at once (default 64)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
     "  --quiet           no progress lines\n"
-    "In this version the first round starts when all N clients are connected, and a\n"
-    "sampled client that leaves or misses the deadline fails the run (docs/daemons.md).\n";
+    "In this version the first round starts when all N clients are connected; a round\n"
+    "closes when every sampled client answered, at the deadline, or min_updates uploads\n"
+    "plus wait_after_min; below min_updates it is tried twice more, then the run fails\n"
+    "(docs/daemons.md).\n";
 
 static volatile sig_atomic_t fp__coord_stop;
 
@@ -62,7 +65,7 @@ int fp_cli_coordinator(int argc, char **argv)
 {
     const char *scenario = NULL, *listen = NULL, *keyf = NULL, *allowf = NULL;
     const char *store_path = "runs.db", *ready = NULL;
-    double deadline = 600, wait = 600, hs = 10;
+    double deadline = 0, wait = 600, hs = 10; /* deadline 0: the scenario's */
     unsigned long max_pending = 64;
     int quiet = 0;
     for (int i = 2; i < argc; i++) {

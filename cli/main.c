@@ -189,10 +189,11 @@ static const char fp__usage_read[] =
     "      plot open the store read-only: it must exist, and they change nothing)\n"
     "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
     "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
-    "      --clients, every participant of every round instead (round, client,\n"
-    "      train_loss, uplink_bytes, downlink_bytes, examples, and in csv and json\n"
-    "      upload_sha256, the SHA-256 of the upload's payload); --client ID keeps the\n"
-    "      rounds client ID took part in: an ID outside the run's clients is an error\n"
+    "      --clients, every sampled client of every round instead (round, client,\n"
+    "      train_loss, uplink_bytes, downlink_bytes, examples, in csv and json\n"
+    "      upload_sha256, the SHA-256 of the upload's payload, then status: included,\n"
+    "      late, absent or refused, and the reason if not included); --client ID keeps\n"
+    "      the rounds client ID was sampled in: an ID outside the run's clients is an error\n"
     "      (exit 1), one never sampled gets an empty table and a note on stderr\n"
     "  plot RUN... [--store PATH] [--metric M] [--x X] [--logx] [--logy] [-o FILE]\n"
     "              [--title TEXT]\n"
@@ -1168,14 +1169,18 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
     case FMT_TABLE:
         printf("%6u  %8u  ", round, c->client);
         fp__num(m->fmt, c->train_loss, "%.9g", 11);
-        printf("  %14llu  %14llu  %9u\n", (unsigned long long)c->uplink_bytes,
-               (unsigned long long)c->downlink_bytes, c->examples);
+        printf("  %14llu  %14llu  %9u  %-8s  %s\n", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples, fp_client_status_name(c->status),
+               c->reason);
         break;
     case FMT_CSV:
         printf("%u,%u,", round, c->client);
         fp__num(m->fmt, c->train_loss, "%.9g", 0);
-        printf(",%llu,%llu,%u,%s\n", (unsigned long long)c->uplink_bytes,
-               (unsigned long long)c->downlink_bytes, c->examples, c->upload_sha256);
+        printf(",%llu,%llu,%u,%s,%s,", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples, c->upload_sha256,
+               fp_client_status_name(c->status));
+        fp__csv_str(c->reason);
+        printf("\n");
         break;
     case FMT_JSON:
         printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",", round,
@@ -1186,9 +1191,15 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
                (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,
                c->examples);
         if (c->upload_sha256[0])
-            printf("\"%s\"}", c->upload_sha256);
+            printf("\"%s\"", c->upload_sha256);
         else
-            printf("null}");
+            printf("null");
+        printf(", \"status\": \"%s\", \"reason\": ", fp_client_status_name(c->status));
+        if (c->reason[0])
+            fp__json_str(c->reason);
+        else
+            printf("null");
+        printf("}");
         break;
     }
     m->first = 0;
@@ -1323,10 +1334,11 @@ static int fp__cmd_metrics(int argc, char **argv)
     }
     if (clients) {
         if (m.fmt == FMT_TABLE)
-            printf("%6s  %8s  %11s  %14s  %14s  %9s\n", "round", "client", "train_loss",
-                   "uplink_bytes", "downlink_bytes", "examples");
+            printf("%6s  %8s  %11s  %14s  %14s  %9s  %-8s  %s\n", "round", "client", "train_loss",
+                   "uplink_bytes", "downlink_bytes", "examples", "status", "reason");
         else if (m.fmt == FMT_CSV)
-            printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples,upload_sha256\n");
+            printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples,upload_sha256,"
+                   "status,reason\n");
         else
             printf("[");
         rc = fp_store_list_client_rounds(store, id, client, fp__print_client, &m, &err);

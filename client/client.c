@@ -39,6 +39,7 @@ struct fp__client {
     int welcomed, done, closing;
     int64_t run;
     uint32_t id, round;
+    int may_repeat; /* the last result was "not included": its round may come again */
     struct fp_scenario sc;
     struct fp_workload *w;
     struct fp_algo_params p;
@@ -285,11 +286,14 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
 
 static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
 {
-    if (h->round <= c->round && h->phase == 0)
+    /* The same round again only after it was 'not included': the
+     * coordinator retries a round that got too few uploads. */
+    if ((h->round < c->round || (h->round == c->round && !c->may_repeat)) && h->phase == 0)
         return fp_error_set(&c->err, FP_EFORMAT,
                             "the coordinator sent round %u's broadcast after round %u", h->round,
                             c->round);
     c->round = h->round;
+    c->may_repeat = 0;
     fp_msg_encode_header(h, c->in);
     const struct fp_msg_header who = {
         .run = (uint64_t)c->run, .round = h->round, .phase = h->phase, .client = c->id};
@@ -315,7 +319,19 @@ static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
     struct fp_msg_header uh;
     if ((rc = fp_msg_decode_header(c->up, &uh, &c->err)))
         return rc;
+    if (c->o->test_bad_round && h->round == c->o->test_bad_round && h->phase == 0 &&
+        c->o->test_bad_kind != 3) {
+        /* TEST ONLY: see fp_client_options.test_bad_round */
+        if (c->o->test_bad_kind == 1)
+            memset(c->up + FP_MSG_HEADER, 0xFF, up_len - FP_MSG_HEADER);
+        else if (up_len - FP_MSG_HEADER >= 4)
+            up_len -= 4, uh.len -= 4;
+    }
     if (fp__write(c, report, sizeof report, &rh) ||
+        fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
+        return c->rc;
+    /* TEST ONLY: the same upload twice (stale by the next exchange) */
+    if (c->o->test_bad_kind == 3 && h->round == c->o->test_bad_round && h->phase == 0 &&
         fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
         return c->rc;
     fp__expect_next(c);
@@ -355,6 +371,8 @@ static int fp__on_result(struct fp__client *c, const struct fp_msg_header *h, co
         int rc = fp__save_state(c);
         if (rc)
             return rc;
+    } else {
+        c->may_repeat = 1;
     }
     fp__expect_next(c);
     return 0;

@@ -30,6 +30,12 @@ struct fp_client_options {
     const uint8_t *key;        /* the client's secret key [FP_NOISE_KEY] */
     const char *state_dir;
     FILE *log; /* progress and errors' context (stderr) */
+    /* TEST ONLY (tests/e2e_partial.sh, `--test-bad-upload ROUND:KIND`):
+     * in round test_bad_round, send a malformed upload instead of the real
+     * one: 1 every payload byte 0xFF (not finite), 2 four bytes short; or
+     * 3 the real one twice. 0: never (production). */
+    uint32_t test_bad_round;
+    int test_bad_kind;
 };
 
 struct fp_client_result {

@@ -21,6 +21,10 @@
 #include "../net/conversation.h"
 #include "../net/peer.h"
 
+/* A round below [participation] min_updates is tried this many more
+ * times (the same sample, the same broadcast), then the run fails. */
+#define FP_COORD_RETRIES 2
+
 enum fp__stage { FP__HANDSHAKE, FP__ADMITTED, FP__CLOSING };
 enum fp__cstate { FP__WAITING, FP__ROUND, FP__DONE };
 
@@ -33,11 +37,19 @@ struct fp__session {
     struct fp__coord *co;
     struct fp_chan *ch;
     enum fp__stage stage;
-    int64_t id;    /* -1 until admitted */
-    int64_t slot;  /* the round's slot while sampled, else -1 */
-    int answered;  /* this exchange's upload is in */
-    int ending;    /* shut down after the writes queued, then closed */
-    size_t queued; /* bytes handed to uv_write and not yet written */
+    int64_t id;   /* -1 until admitted */
+    int64_t slot; /* the round's slot while sampled, else -1 */
+    int answered; /* this exchange's upload is in */
+    int refused;  /* the channel refused its input (the reason is logged) */
+    /* Late: its round closed without its upload, which it still sends
+     * (report, then upload) into late_buf; it is told 'not included' then,
+     * and until then is absent from the rounds it is sampled in. */
+    int owes;
+    uint32_t owe_round;
+    uint8_t *late_buf; /* [upload_cap] */
+    char why[160];     /* why the channel closed it */
+    int ending;        /* shut down after the writes queued, then closed */
+    size_t queued;     /* bytes handed to uv_write and not yet written */
     char addr[64];
     char fpr[FP_PEER_FPR];
     uint8_t report[FP_CONV_REPORT_LEN];
@@ -54,7 +66,8 @@ struct fp__write {
 struct fp__coord {
     uv_loop_t loop;
     uv_tcp_t listener;
-    uv_timer_t timer; /* the round deadline, or the wait for clients */
+    uv_timer_t timer;     /* the round deadline, or the wait for clients */
+    uv_timer_t min_timer; /* wait_after_min, once min_updates uploads are in */
     uv_signal_t sigint, sigterm;
     const struct fp_coord_options *o;
     struct fp_run run;
@@ -65,7 +78,17 @@ struct fp__coord {
     unsigned pending; /* sessions not yet admitted */
     uint32_t round, answered;
     unsigned phase;
-    uint8_t *uploads; /* [S][upload_cap]: each slot's whole upload message */
+    double deadline_s;
+    /* this exchange: slots sent the broadcast, slots settled without an
+     * upload (left, refused), the attempt of this round (bounded retries) */
+    uint32_t expected, settled, attempt;
+    int beginning;                 /* inside fp__exchange_begin: settle without closing */
+    const char *close_why;         /* what closed the exchange with uploads missing */
+    enum fp_client_status *status; /* [S] */
+    char (*why)[160];              /* [S] */
+    uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
+    uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
+    char (*gone)[160];             /* [N] why a client's last connection was closed */
     size_t upload_cap;
     size_t *upload_len; /* [S] */
     double *loss;       /* [S] */
@@ -103,6 +126,9 @@ static const char *fp__who(const struct fp__session *s, char *buf, size_t cap)
 static void fp__session_close(struct fp__session *s);
 static void fp__fail(struct fp__coord *co, int rc);
 static void fp__round_next(struct fp__coord *co);
+static void fp__exchange_end(struct fp__coord *co);
+static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_status st,
+                       const char *why);
 static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 
@@ -114,6 +140,7 @@ static void fp__session_closed(uv_handle_t *h)
     if (--s->open_handles)
         return;
     fp_chan_free(s->ch);
+    free(s->late_buf);
     sodium_memzero(s->rbuf, sizeof s->rbuf);
     free(s);
 }
@@ -128,18 +155,22 @@ static void fp__session_close(struct fp__session *s)
     if (s->id >= 0 && co->by_id[s->id] == s) {
         co->by_id[s->id] = NULL;
         co->connected--;
+        snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
+                 s->why[0] ? s->why : "it ended the connection");
     }
     int lost = s->slot >= 0 && !s->answered && co->state == FP__ROUND;
     s->stage = FP__CLOSING;
     uv_close((uv_handle_t *)&s->tcp, fp__session_closed);
     uv_close((uv_handle_t *)&s->timer, fp__session_closed);
     if (lost) {
-        char who[160];
-        fp_error_set(&co->err, FP_EIO,
-                     "round %u: %s left before its upload; a sampled client that does not "
-                     "answer fails the run in this version (partial rounds are not done yet)",
-                     co->round, fp__who(s, who, sizeof who));
-        fp__fail(co, FP_EIO);
+        /* the round goes on without it */
+        const uint32_t slot = (uint32_t)s->slot;
+        s->slot = -1;
+        if (s->refused)
+            fp__settle(co, slot, FP_CLIENT_REFUSED, s->why);
+        else
+            fp__settle(co, slot, FP_CLIENT_ABSENT,
+                       s->why[0] ? s->why : "the connection ended before its upload");
     }
 }
 
@@ -174,6 +205,7 @@ static void fp__session_drop(struct fp__session *s, const char *why)
     char who[160];
     if (s->stage == FP__CLOSING)
         return;
+    snprintf(s->why, sizeof s->why, "%s", why);
     fp__log(s->co, "%s: %s; connection closed", fp__who(s, who, sizeof who), why);
     fp__session_close(s);
 }
@@ -340,23 +372,54 @@ static void fp__round_late(uv_timer_t *t)
         fp__fail(co, FP_EIO);
         return;
     }
-    char list[256] = "";
-    size_t n = 0;
-    const uint32_t S = co->run.sc->sample;
-    for (uint32_t i = 0; i < S && n < sizeof list - 16; i++) {
-        struct fp__session *s = co->by_id[co->run.chosen[i]];
-        if (!s || !s->answered)
-            n += (size_t)snprintf(list + n, sizeof list - n, " %u", co->run.chosen[i]);
-    }
-    fp_error_set(&co->err, FP_EIO,
-                 "round %u: the deadline (%.0f s) passed without the upload of client(s)%s; a "
-                 "sampled client that does not answer fails the run in this version",
-                 co->round, co->o->deadline_s, list);
-    fp__fail(co, FP_EIO);
+    co->close_why = "the deadline passed";
+    fp__exchange_end(co); /* close with what is in */
 }
 
-/* Sends exchange co->phase's broadcast to every participant, and waits for
- * their reports and uploads. */
+/* wait_after_min passed after min_updates uploads */
+static void fp__min_late(uv_timer_t *t)
+{
+    struct fp__coord *co = t->data;
+    co->close_why = "min_updates in and wait_after_min passed";
+    fp__exchange_end(co);
+}
+
+/* The exchange closes when every slot sent the broadcast answered or was
+ * settled otherwise (left, refused); min_updates uploads start
+ * wait_after_min. */
+static void fp__exchange_check(struct fp__coord *co)
+{
+    const struct fp_scenario *sc = co->run.sc;
+    if (co->beginning || co->state != FP__ROUND)
+        return;
+    if (co->answered + co->settled >= co->expected) {
+        fp__exchange_end(co);
+        return;
+    }
+    if (co->answered >= sc->min_updates && !uv_is_active((uv_handle_t *)&co->min_timer)) {
+        if (sc->wait_after_min <= 0) {
+            co->close_why = "min_updates in and wait_after_min passed";
+            fp__exchange_end(co);
+        } else
+            uv_timer_start(&co->min_timer, fp__min_late, (uint64_t)(sc->wait_after_min * 1e3), 0);
+    }
+}
+
+/* Slot `slot` of the exchange ends without an upload to include. */
+static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_status st,
+                       const char *why)
+{
+    if (co->status[slot] != FP_CLIENT_INCLUDED)
+        return; /* settled already */
+    co->status[slot] = st;
+    snprintf(co->why[slot], sizeof co->why[slot], "%s", why);
+    co->settled++;
+    fp__exchange_check(co);
+}
+
+/* Sends exchange co->phase's broadcast to every participant that can take
+ * it, and waits for their reports and uploads. A participant not connected,
+ * or still owing a late upload, is absent from it. */
 static int fp__exchange_begin(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
@@ -364,15 +427,29 @@ static int fp__exchange_begin(struct fp__coord *co)
     int rc = fp_msg_decode_header(r->bcast, &h, &co->err);
     if (rc)
         return rc;
-    co->answered = 0;
+    co->answered = co->settled = co->expected = 0;
+    co->beginning = 1;
+    co->close_why = "every sampled client answered or left";
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
         const uint32_t id = r->chosen[slot];
         struct fp__session *s = co->by_id[id];
-        if (!s)
-            return fp_error_set(&co->err, FP_EIO,
-                                "round %u: client %u was sampled but is not connected; an absent "
-                                "client fails the run in this version",
-                                co->round, id);
+        co->status[slot] = FP_CLIENT_INCLUDED; /* until settled otherwise */
+        co->why[slot][0] = '\0';
+        co->have[slot] = 0;
+        co->expected++;
+        if (!s || s->owes) {
+            char why[160];
+            if (s)
+                snprintf(why, sizeof why, "still sending its late upload of round %u",
+                         s->owe_round);
+            else if (co->gone[id][0])
+                snprintf(why, sizeof why,
+                         "not connected when sampled (its last connection: %.100s)", co->gone[id]);
+            else
+                snprintf(why, sizeof why, "not connected when sampled");
+            fp__settle(co, slot, FP_CLIENT_ABSENT, why);
+            continue;
+        }
         s->slot = slot;
         s->answered = 0;
         const struct fp_msg_header want = {.type = FP_MSG_RESULT,
@@ -383,55 +460,170 @@ static int fp__exchange_begin(struct fp__coord *co)
                                            .len = FP_CONV_REPORT_LEN};
         fp_chan_expect(s->ch, &want, 0, s->report);
         if (fp__send(s, &h, r->bcast + FP_MSG_HEADER))
-            return co->rc
-                       ? co->rc
-                       : fp_error_set(&co->err, FP_EIO, "round %u: client %u lost", co->round, id);
+            continue; /* the session closed and settled its slot */
         (void)uv_read_start((uv_stream_t *)&s->tcp, fp__alloc, fp__read); /* see fp__on_upload */
     }
-    uv_timer_start(&co->timer, fp__round_late, (uint64_t)(co->o->deadline_s * 1e3), 0);
+    co->beginning = 0;
+    if (co->state != FP__ROUND)
+        return co->rc ? co->rc : FP_EIO;
+    uv_timer_start(&co->timer, fp__round_late, (uint64_t)(co->deadline_s * 1e3), 0);
+    fp__exchange_check(co);
     return 0;
+}
+
+/* Tells the client of `slot` whether its upload of this round was
+ * included (its state commits only then). */
+static void fp__tell(struct fp__coord *co, uint32_t slot, int included)
+{
+    struct fp_run *r = &co->run;
+    struct fp__session *s = co->by_id[r->chosen[slot]];
+    /* only a client that was sent this exchange and still holds the slot
+     * (not one that turned late, nor one absent from it) */
+    if (!s || s->slot != (int64_t)slot || s->stage == FP__CLOSING)
+        return;
+    s->slot = -1;
+    const uint8_t v = included ? FP_CONV_INCLUDED : FP_CONV_NOT_INCLUDED;
+    const struct fp_msg_header h = {.type = FP_MSG_RESULT,
+                                    .run = (uint64_t)r->res.run_id,
+                                    .round = co->round,
+                                    .client = r->chosen[slot],
+                                    .len = 1};
+    fp__send(s, &h, &v);
 }
 
 static int fp__round_commit(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
     int rc;
+    const uint32_t S = r->sc->sample;
     fp_run_round_end(r);
     if (r->evaluate)
         fp_run_evaluate(r, co->wws);
-    if ((rc = fp_run_commit(r, &co->err)))
-        return rc;
-    for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
-        struct fp__session *s = co->by_id[r->chosen[slot]];
-        if (!s)
+    /* every sampled client not included, with why, after the included rows */
+    struct fp_client_round *others = calloc(S, sizeof *others);
+    if (!others)
+        return fp_error_set(&co->err, FP_ENOMEM, "out of memory for round %u's rows", co->round);
+    uint32_t n = 0, late = 0, absent = 0, refused = 0;
+    for (uint32_t slot = 0; slot < S; slot++) {
+        if (co->status[slot] == FP_CLIENT_INCLUDED)
             continue;
-        s->slot = -1;
-        const uint8_t included = FP_CONV_INCLUDED;
-        const struct fp_msg_header h = {.type = FP_MSG_RESULT,
-                                        .run = (uint64_t)r->res.run_id,
-                                        .round = co->round,
-                                        .client = r->chosen[slot],
-                                        .len = 1};
-        fp__send(s, &h, &included);
+        struct fp_client_round *c = &others[n++];
+        c->client = r->chosen[slot];
+        c->train_loss = NAN;
+        c->examples = r->w->n_local ? r->w->n_local[c->client] : 0;
+        c->status = co->status[slot];
+        snprintf(c->reason, sizeof c->reason, "%s", co->why[slot]);
+        late += c->status == FP_CLIENT_LATE;
+        absent += c->status == FP_CLIENT_ABSENT;
+        refused += c->status == FP_CLIENT_REFUSED;
     }
+    r->row.others = others;
+    r->row.n_others = n;
+    rc = fp_run_commit(r, &co->err);
+    r->row.others = NULL;
+    r->row.n_others = 0;
+    free(others);
+    if (rc)
+        return rc;
+    if (n)
+        fp__log(co, "round %u: %u of %u sampled clients included, %u late, %u absent, %u refused",
+                co->round, S - n, S, late, absent, refused);
+    for (uint32_t slot = 0; slot < S; slot++)
+        fp__tell(co, slot, co->status[slot] == FP_CLIENT_INCLUDED);
     return 0;
 }
 
-/* Every upload of the exchange is in: include them in ascending client id
- * (slot order), then the next exchange or the round's end. */
+static void fp__round_start(struct fp__coord *co);
+
+/* The exchange closes (all in, the deadline, or min_updates and
+ * wait_after_min): a participant that did not answer is late; below
+ * min_updates the round is tried again, else its uploads are included in
+ * ascending client id (slot order), then the next exchange or the round's
+ * end. */
 static void fp__exchange_end(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
+    const struct fp_scenario *sc = r->sc;
+    if (co->state != FP__ROUND)
+        return;
     uv_timer_stop(&co->timer);
-    for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
-        int rc = fp_run_include(r, slot, co->uploads + slot * co->upload_cap, co->upload_len[slot],
-                                co->loss[slot], NULL, &co->err);
+    uv_timer_stop(&co->min_timer);
+    uint32_t in = 0;
+    for (uint32_t slot = 0; slot < sc->sample; slot++) {
+        struct fp__session *s = co->by_id[r->chosen[slot]];
+        if (co->status[slot] != FP_CLIENT_INCLUDED)
+            continue;
+        if (co->have[slot]) { /* in, even if its connection closed since */
+            in++;
+            continue;
+        }
+        /* It owes this round's report and upload: they go to a buffer of
+         * its own (the slot's, which may be filling already), and are
+         * refused as late when they come. */
+        char why[160];
+        snprintf(why, sizeof why, "no upload when the round closed (%s)", co->close_why);
+        co->status[slot] = FP_CLIENT_LATE;
+        snprintf(co->why[slot], sizeof co->why[slot], "%s", why);
+        if (s && s->slot == (int64_t)slot) {
+            uint8_t *fresh = malloc(co->upload_cap);
+            if (!fresh) {
+                fp_error_set(&co->err, FP_ENOMEM, "out of memory for an upload buffer");
+                fp__fail(co, FP_ENOMEM);
+                return;
+            }
+            free(s->late_buf);
+            s->late_buf = co->up[slot];
+            co->up[slot] = fresh;
+            s->owes = 1;
+            s->owe_round = co->round;
+            s->slot = -1;
+        }
+    }
+    if (in < sc->min_updates) {
+        char list[256] = "";
+        size_t n = 0;
+        for (uint32_t slot = 0; slot < sc->sample && n < sizeof list - 80; slot++)
+            if (co->status[slot] != FP_CLIENT_INCLUDED)
+                n += (size_t)snprintf(list + n, sizeof list - n, " %u (%s: %s)", r->chosen[slot],
+                                      fp_client_status_name(co->status[slot]), co->why[slot]);
+        for (uint32_t slot = 0; slot < sc->sample; slot++)
+            if (co->status[slot] == FP_CLIENT_INCLUDED)
+                fp__tell(co, slot, 0);
+        if (co->attempt >= FP_COORD_RETRIES) {
+            fp_error_set(&co->err, FP_EIO,
+                         "round %u: only %u of the %u uploads it needs ([participation] "
+                         "min_updates) arrived, in the last of %u attempts; not answering:%s",
+                         co->round, in, sc->min_updates, co->attempt + 1, list);
+            fp__fail(co, FP_EIO);
+            return;
+        }
+        co->attempt++;
+        fp__log(co,
+                "round %u: %u of the %u uploads it needs arrived; trying it again (attempt %u "
+                "of %u); not answering:%s",
+                co->round, in, sc->min_updates, co->attempt + 1, FP_COORD_RETRIES + 1, list);
+        fp__round_start(co);
+        return;
+    }
+    for (uint32_t slot = 0; slot < sc->sample; slot++) {
+        if (co->status[slot] != FP_CLIENT_INCLUDED)
+            continue;
+        int rc = fp_run_include(r, slot, co->up[slot], co->upload_len[slot], co->loss[slot], NULL,
+                                &co->err);
+        if (rc == FP_EFORMAT) {
+            /* The core refused it (wrong size, not finite, not canonical):
+             * never aggregated; the server's state is unchanged and the
+             * round goes on with the others. */
+            char who[160];
+            struct fp__session *s = co->by_id[r->chosen[slot]];
+            co->status[slot] = FP_CLIENT_REFUSED;
+            snprintf(co->why[slot], sizeof co->why[slot], "%.159s", co->err.msg);
+            if (s)
+                fp__log(co, "round %u: %s's upload refused: %s", co->round,
+                        fp__who(s, who, sizeof who), co->err.msg);
+            continue;
+        }
         if (rc) {
-            size_t n = strlen(co->err.msg);
-            snprintf(co->err.msg + n, sizeof co->err.msg - n,
-                     " (round %u, client %u's upload, refused; a refused upload fails the run "
-                     "in this version)",
-                     co->round, r->chosen[slot]);
             fp__fail(co, rc);
             return;
         }
@@ -464,6 +656,7 @@ static void fp__close_rest(struct fp__coord *co)
 {
     uv_close((uv_handle_t *)&co->listener, NULL);
     uv_close((uv_handle_t *)&co->timer, NULL);
+    uv_close((uv_handle_t *)&co->min_timer, NULL);
     uv_walk(&co->loop, fp__close_pending, co);
 }
 
@@ -508,6 +701,16 @@ static void fp__round_next(struct fp__coord *co)
         return;
     }
     co->round++;
+    co->attempt = 0;
+    fp__round_start(co);
+}
+
+/* Samples round co->round (the same clients on every attempt: the sample
+ * is keyed by the round) and sends its first broadcast; an attempt after
+ * one below min_updates sends the same bytes, since nothing was applied. */
+static void fp__round_start(struct fp__coord *co)
+{
+    struct fp_run *r = &co->run;
     co->phase = 0;
     fp_run_round_begin(r, co->round);
     int rc = fp_run_phase_begin(r, 0, &co->err);
@@ -543,6 +746,15 @@ static void fp__on_report(struct fp__session *s)
     for (int i = 7; i >= 0; i--)
         bits = bits << 8 | s->report[i];
     memcpy(&loss, &bits, sizeof loss);
+    if (s->owes) { /* a late round's report: its upload follows, refused as late */
+        const struct fp_msg_header want = {.type = FP_MSG_UPLOAD,
+                                           .run = (uint64_t)co->run.res.run_id,
+                                           .round = s->owe_round,
+                                           .phase = 0,
+                                           .client = (uint32_t)s->id};
+        fp_chan_expect(s->ch, &want, co->upload_cap - FP_MSG_HEADER, s->late_buf + FP_MSG_HEADER);
+        return;
+    }
     if (!isfinite(loss)) {
         fp__send_error(s, "your training loss is not finite");
         fp__session_drop(s, "reported a training loss that is not finite");
@@ -557,22 +769,41 @@ static void fp__on_report(struct fp__session *s)
     /* Capped at the largest upload (the slot's buffer) before a byte is
      * taken; the exact size is the core's check (fp_algo_server_add refuses
      * any other), which knows it per round and phase. */
-    fp_chan_expect(s->ch, &want, co->upload_cap - FP_MSG_HEADER,
-                   co->uploads + s->slot * co->upload_cap + FP_MSG_HEADER);
+    fp_chan_expect(s->ch, &want, co->upload_cap - FP_MSG_HEADER, co->up[s->slot] + FP_MSG_HEADER);
 }
 
 static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
 {
     struct fp__coord *co = s->co;
-    uint8_t *msg = co->uploads + s->slot * co->upload_cap;
+    if (s->owes) {
+        /* after its round closed: never aggregated, and the client is told
+         * so (its state stays as it was) */
+        char who[160];
+        fp__log(co, "%s: its upload of round %u came after the round closed; refused as late",
+                fp__who(s, who, sizeof who), s->owe_round);
+        const uint8_t v = FP_CONV_NOT_INCLUDED;
+        const struct fp_msg_header rh = {.type = FP_MSG_RESULT,
+                                         .run = (uint64_t)co->run.res.run_id,
+                                         .round = s->owe_round,
+                                         .client = (uint32_t)s->id,
+                                         .len = 1};
+        s->owes = 0;
+        free(s->late_buf);
+        s->late_buf = NULL;
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        fp__send(s, &rh, &v);
+        return;
+    }
+    uint8_t *msg = co->up[s->slot];
     fp_msg_encode_header(h, msg);
     co->upload_len[s->slot] = FP_MSG_HEADER + (size_t)h->len;
+    co->have[s->slot] = 1;
     s->answered = 1;
     /* Backpressure: nothing more is expected from this client until the
      * next broadcast, so its socket is not read until then. */
     uv_read_stop((uv_stream_t *)&s->tcp);
-    if (++co->answered == co->run.sc->sample)
-        fp__exchange_end(co);
+    co->answered++;
+    fp__exchange_check(co);
 }
 
 /* One event of the channel; 0 to go on reading. */
@@ -632,6 +863,9 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         struct fp_chan_event ev;
         int rc = fp_chan_feed(s->ch, p, n, &used, &ev);
         if (rc) {
+            /* the channel's checks (fp_msg_check: a stale round or phase, a
+             * replayed or duplicate record, a size over the cap) refused it */
+            s->refused = s->stage == FP__ADMITTED;
             fp__session_drop(s, fp_chan_error(s->ch));
             return;
         }
@@ -739,12 +973,21 @@ static int fp__setup(struct fp__coord *co)
     struct fp_run *r = &co->run;
     const uint32_t S = r->sc->sample;
     co->upload_cap = fp_algo_upload_cap(&r->p);
-    co->uploads = malloc(S * co->upload_cap);
+    co->up = calloc(S, sizeof *co->up);
+    for (uint32_t i = 0; co->up && i < S; i++)
+        if (!(co->up[i] = malloc(co->upload_cap)))
+            return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
+                                co->upload_cap);
+    co->status = calloc(S, sizeof *co->status);
+    co->have = calloc(S, sizeof *co->have);
+    co->gone = calloc(co->o->allow->n, sizeof *co->gone);
+    co->why = calloc(S, sizeof *co->why);
     co->upload_len = calloc(S, sizeof *co->upload_len);
     co->loss = calloc(S, sizeof *co->loss);
     co->by_id = calloc(co->o->allow->n, sizeof *co->by_id);
     co->wws = fp_workload_ws_new(r->w);
-    if (!co->uploads || !co->upload_len || !co->loss || !co->by_id || !co->wws)
+    if (!co->up || !co->status || !co->why || !co->have || !co->gone || !co->upload_len ||
+        !co->loss || !co->by_id || !co->wws)
         return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                             co->upload_cap);
     /* two whole messages (a broadcast and a result) and the error record */
@@ -760,6 +1003,10 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
                             "the allow-list has %u clients but the scenario has [data] clients "
                             "= %u: give every client id 0 to %u a key",
                             o->allow->n, sc->clients, sc->clients - 1);
+    if (!(o->deadline_s > 0) && !(sc->deadline > 0))
+        return fp_error_set(err, FP_EINVAL,
+                            "the scenario has no round deadline: add [participation] deadline = "
+                            "SECONDS (or give --deadline SECONDS)");
     struct fp__coord *co = calloc(1, sizeof *co);
     if (!co)
         return fp_error_set(err, FP_ENOMEM, "out of memory");
@@ -775,7 +1022,10 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
         return fp_error_set(err, FP_EIO, "cannot start the event loop: %s", uv_strerror(rc));
     }
     uv_timer_init(&co->loop, &co->timer);
-    co->timer.data = co;
+    uv_timer_init(&co->loop, &co->min_timer);
+    co->timer.data = co->min_timer.data = co;
+    /* --deadline overrides the scenario's [participation] deadline */
+    co->deadline_s = o->deadline_s > 0 ? o->deadline_s : sc->deadline;
     uv_signal_init(&co->loop, &co->sigint);
     uv_signal_init(&co->loop, &co->sigterm);
     co->sigint.data = co->sigterm.data = co;
@@ -790,6 +1040,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
         if (co->listener.loop && !uv_is_closing((uv_handle_t *)&co->listener))
             uv_close((uv_handle_t *)&co->listener, NULL);
         uv_close((uv_handle_t *)&co->timer, NULL);
+        uv_close((uv_handle_t *)&co->min_timer, NULL);
         co->state = FP__DONE;
         co->rc = rc;
     } else {
@@ -809,7 +1060,13 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     if (co->wws)
         fp_workload_ws_free(co->run.w, co->wws);
     fp_run_close(&co->run);
-    free(co->uploads);
+    for (uint32_t i = 0; co->up && i < sc->sample; i++)
+        free(co->up[i]);
+    free(co->up);
+    free(co->status);
+    free(co->have);
+    free(co->gone);
+    free(co->why);
     free(co->upload_len);
     free(co->loss);
     free(co->by_id);

@@ -8,10 +8,12 @@
  * metrics and final model, byte for byte. The conversation on top of the
  * channel is in docs/daemons.md.
  *
- * This slice: the first round starts once all N clients are connected; a
- * sampled client that leaves, misses the round deadline or sends an upload
- * the core refuses fails the run with a message naming it (partial rounds
- * come with run/'s support for them).
+ * This slice: the first round starts once all N clients are connected.
+ * Partial rounds (docs/daemons.md): a round closes when every sampled
+ * client answered, at [participation] deadline, or min_updates uploads plus
+ * wait_after_min; a sampled client not included is late, absent or refused
+ * with its reason in the store; below min_updates a round is tried twice
+ * more (the same sample), then the run fails.
  *
  * Ownership: the scenario, store, allow-list and key are borrowed for the
  * call; everything the loop allocates is freed before it returns.
@@ -35,7 +37,7 @@ struct fp_coord_options {
     const char *ready_file; /* if set: the port, written once listening (tests) */
     const uint8_t *key;     /* the coordinator's secret key [FP_NOISE_KEY] */
     const struct fp_allow *allow;
-    double deadline_s;    /* a round's deadline, from its broadcast */
+    double deadline_s;    /* a round's deadline from its broadcast; 0: the scenario's */
     double wait_s;        /* how long the first round waits for all N clients */
     double handshake_s;   /* a connection's handshake and admission deadline */
     unsigned max_pending; /* unauthenticated connections at once */

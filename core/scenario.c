@@ -54,6 +54,9 @@ enum fp__key {
     K_ALGO_ALPHA,
     K_ALGO_BETA,
     K_PART_SAMPLE,
+    K_PART_DEADLINE,
+    K_PART_MIN_UPDATES,
+    K_PART_WAIT_AFTER_MIN,
     K_COMP_NAME,
     K_COMP_RATIO,
     K_COMP_K,
@@ -96,6 +99,10 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_ALGO_ALPHA] = {"algorithm", "alpha", "'auto' (1/(1 + omega)) or a number in (0, 1]"},
     [K_ALGO_BETA] = {"algorithm", "beta", "a number in (0, 1]"},
     [K_PART_SAMPLE] = {"participation", "sample", "'all' or an integer in [1, clients]"},
+    [K_PART_DEADLINE] = {"participation", "deadline", "a number of seconds > 0, at most 86400"},
+    [K_PART_MIN_UPDATES] = {"participation", "min_updates", "an integer in [1, sample]"},
+    [K_PART_WAIT_AFTER_MIN] = {"participation", "wait_after_min",
+                               "a number of seconds >= 0, at most 86400"},
     [K_COMP_NAME] = {"compressor", "name",
                      "one of identity, topk, randk, qsgd:S, sign, topk+qsgd:S (S levels, "
                      "1 to 1048576)"},
@@ -390,6 +397,12 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         }
         p->sample_all = false;
         return fp__parse_u32(v, 1, 1000000, &sc->sample);
+    case K_PART_DEADLINE:
+        return fp__parse_double(v, 0, true, &sc->deadline) || sc->deadline > 86400 ? -1 : 0;
+    case K_PART_MIN_UPDATES: return fp__parse_u32(v, 1, 1000000, &sc->min_updates);
+    case K_PART_WAIT_AFTER_MIN:
+        return fp__parse_double(v, 0, false, &sc->wait_after_min) || sc->wait_after_min > 86400 ? -1
+                                                                                                : 0;
     case K_COUNT: break;
     }
     return -1;
@@ -545,7 +558,10 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->lr_global = 1.0;
     sc->alpha = NAN; /* auto */
     sc->beta = 0.2;
-    sc->sample = 0; /* all */
+    sc->sample = 0;      /* all */
+    sc->deadline = 0;    /* unset */
+    sc->min_updates = 0; /* = sample */
+    sc->wait_after_min = 0;
     sc->uplink.kind = FP_COMP_IDENTITY;
     sc->uplink.ratio = 0.01;
     sc->uplink.levels = 0;
@@ -561,6 +577,17 @@ static const char *fp__g(char buf[32], double v)
             break;
     }
     return buf;
+}
+
+/* Seconds: whole ones as integers ("60", not fp__g's "6e+01"), others as
+ * fp__g; both read back as the same double. */
+static const char *fp__seconds(char buf[32], double v)
+{
+    if (v == floor(v) && v < 1e9) {
+        snprintf(buf, 32, "%.0f", v);
+        return buf;
+    }
+    return fp__g(buf, v);
 }
 
 static const char *fp__partition_str(const struct fp_scenario *sc, char *buf, size_t n)
@@ -657,6 +684,17 @@ static int fp__validate(struct fp__parse *p)
         return fp__fail(p, L[K_PART_SAMPLE],
                         "[participation] sample = %u is larger than [data] clients = %u",
                         sc->sample, sc->clients);
+    if (!sc->min_updates)
+        sc->min_updates = sc->sample;
+    if (sc->min_updates > sc->sample)
+        return fp__fail(p, L[K_PART_MIN_UPDATES],
+                        "[participation] min_updates = %u is larger than sample = %u: a round "
+                        "could never close",
+                        sc->min_updates, sc->sample);
+    if ((L[K_PART_MIN_UPDATES] || L[K_PART_WAIT_AFTER_MIN]) && !L[K_PART_DEADLINE])
+        return fp__fail(p, L[K_PART_MIN_UPDATES] ? L[K_PART_MIN_UPDATES] : L[K_PART_WAIT_AFTER_MIN],
+                        "[participation] min_updates and wait_after_min need a deadline: add "
+                        "[participation] deadline = SECONDS");
     if (sc->partition == FP_PART_SHARDS && sc->shards > 10)
         return fp__fail(p, L[K_DATA_PARTITION],
                         "[data] partition = shards:%u asks for more classes per client than "
@@ -830,6 +868,12 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     if (sc->algorithm == FP_ALGO_SCAFCOM)
         FP__ADD("beta = %s\n", fp__g(g1, sc->beta));
     FP__ADD("\n[participation]\nsample = %u\n", sc->sample);
+    /* Only when set: a scenario without them keeps the canonical text (and
+     * so the scenario hash) it had before these keys existed. */
+    if (sc->deadline > 0)
+        FP__ADD("deadline = %s\nmin_updates = %u\nwait_after_min = %s\n",
+                fp__seconds(g1, sc->deadline), sc->min_updates,
+                fp__seconds(g2, sc->wait_after_min));
     {
         char cname[64];
         FP__ADD("\n[compressor]\nname = %s\n", fp_comp_name(&sc->uplink, cname, sizeof cname));

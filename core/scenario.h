@@ -97,6 +97,14 @@ struct fp_scenario {
 
     /* [participation] */
     uint32_t sample; /* S clients per round, uniform without replacement */
+    /* When a coordinator closes a round (docs/daemons.md): every sampled
+     * client answered, or `deadline` seconds passed since the broadcast, or
+     * min_updates uploads are in and wait_after_min more seconds passed.
+     * The simulator only validates them. deadline 0: not set (then they are
+     * left out of the canonical text). */
+    double deadline;
+    uint32_t min_updates; /* default: sample (every sampled client) */
+    double wait_after_min;
 };
 
 /* Fills sc with every default. */

@@ -47,7 +47,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
                "store: model blobs are IEEE-754 binary32");
 
-#define FP_STORE_SCHEMA_VERSION 4
+#define FP_STORE_SCHEMA_VERSION 5
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
 #define FP__PART_BYTES ((size_t)1 << 28)
@@ -107,7 +107,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " downlink_bytes, participants, wall_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_INSERT_CLIENT] =
         "INSERT INTO client_rounds(run_id, round, client, train_loss, uplink_bytes,"
-        " downlink_bytes, examples, upload_sha256) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        " downlink_bytes, examples, upload_sha256, status, reason)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_FINISH_RUN] =
         "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
         " model_sha256 = ?3 WHERE id = ?1 AND status = 'running'",
@@ -144,7 +145,17 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
                     " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
     /* ?2 < 0: every client; else one client's rows */
     [ST_LIST_CLIENTS] =
-        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256"
+        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256,"
+        " status, reason"
+        " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
+};
+
+/* What a reader of a version 4 store prepares instead: every row of that
+ * schema was an included upload. */
+static const char *const fp__stmt_sql_v4[ST__COUNT] = {
+    [ST_LIST_CLIENTS] =
+        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256,"
+        " 'included', NULL"
         " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
 };
 
@@ -152,7 +163,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
  * rows, without the hashes that schema did not have. */
 static const char *const fp__stmt_sql_v3[ST__COUNT] = {
     [ST_LIST_CLIENTS] =
-        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, NULL"
+        "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, NULL,"
+        " 'included', NULL"
         " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
 };
 
@@ -188,7 +200,16 @@ static const char *const fp__stmt_sql_v3[ST__COUNT] = {
     "ALTER TABLE client_rounds ADD COLUMN upload_sha256 TEXT"                                      \
     " CHECK(upload_sha256 IS NULL OR length(upload_sha256) = 64);"
 
-/* Schema version 4. Executed only on a file whose user_version is 0, inside
+/* Schema version 5 added client_rounds.status and reason: a coordinator's
+ * round stores a row for every sampled client, included or not (late,
+ * absent, refused, and why). Older rows were all included uploads, which
+ * the default says; upgraded in place like the earlier steps. */
+#define FP__V5_SQL                                                                                 \
+    "ALTER TABLE client_rounds ADD COLUMN status TEXT NOT NULL DEFAULT 'included'"                 \
+    " CHECK(status IN ('included', 'late', 'absent', 'refused'));"                                 \
+    "ALTER TABLE client_rounds ADD COLUMN reason TEXT;"
+
+/* Schema version 5. Executed only on a file whose user_version is 0, inside
  * the same IMMEDIATE transaction that sets user_version, so two processes
  * opening a fresh file cannot both create it. Every column is documented in
  * docs/store.md; keep the two in step. */
@@ -238,6 +259,9 @@ static const char fp__schema_sql[] =
     " downlink_bytes INTEGER NOT NULL,"
     " examples INTEGER NOT NULL,"
     " upload_sha256 TEXT CHECK(upload_sha256 IS NULL OR length(upload_sha256) = 64),"
+    " status TEXT NOT NULL DEFAULT 'included'"
+    "  CHECK(status IN ('included', 'late', 'absent', 'refused')),"
+    " reason TEXT,"
     " PRIMARY KEY(run_id, round, client),"
     " FOREIGN KEY(run_id, round) REFERENCES rounds(run_id, round) ON DELETE CASCADE);"
     "CREATE TABLE checkpoints("
@@ -250,7 +274,18 @@ static const char fp__schema_sql[] =
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
     "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
-    "PRAGMA user_version = 4;";
+    "PRAGMA user_version = 5;";
+
+const char *fp_client_status_name(enum fp_client_status st)
+{
+    switch (st) {
+    case FP_CLIENT_INCLUDED: return "included";
+    case FP_CLIENT_LATE: return "late";
+    case FP_CLIENT_ABSENT: return "absent";
+    case FP_CLIENT_REFUSED: return "refused";
+    }
+    return "included";
+}
 
 struct fp_store {
     sqlite3 *db;
@@ -564,11 +599,13 @@ static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
             sqlite3_free(msg);
             goto fail;
         }
-    } else if (ver >= 1 && ver <= 3) {
+    } else if (ver >= 1 && ver <= 4) {
         char *msg = NULL;
-        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
-                          : ver == 2 ? FP__V3_SQL FP__V4_SQL "PRAGMA user_version = 4;"
-                                     : FP__V4_SQL "PRAGMA user_version = 4;";
+        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL FP__V4_SQL FP__V5_SQL
+                              "PRAGMA user_version = 5;"
+                          : ver == 2 ? FP__V3_SQL FP__V4_SQL FP__V5_SQL "PRAGMA user_version = 5;"
+                          : ver == 3 ? FP__V4_SQL FP__V5_SQL "PRAGMA user_version = 5;"
+                                     : FP__V5_SQL "PRAGMA user_version = 5;";
         if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
             rc = fp_error_set(err, FP_ESTORE,
                               "Run store %s: upgrading the schema from version %" PRId64
@@ -899,9 +936,10 @@ static int fp__open(struct fp_store **out, const char *path, bool readonly, stru
          * of the statement reads what that schema has. */
         if (readonly && s->version < FP_STORE_SCHEMA_VERSION) {
             s->st[i] = NULL;
-            if (s->version < 4 && fp__stmt_sql_v3[i])
-                (void)sqlite3_prepare_v3(s->db, fp__stmt_sql_v3[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                         &s->st[i], NULL);
+            const char *older = s->version < 4 ? fp__stmt_sql_v3[i] : fp__stmt_sql_v4[i];
+            if (older)
+                (void)sqlite3_prepare_v3(s->db, older, -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                                         NULL);
             continue;
         }
         rc = fp_error_set(err, FP_ESTORE,
@@ -1201,8 +1239,9 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
     fp__done(st);
 
     st = s->st[ST_INSERT_CLIENT];
-    for (uint32_t i = 0; i < r->participants; i++) {
-        const struct fp_client_round *c = &r->clients[i];
+    for (uint32_t i = 0; i < r->participants + r->n_others; i++) {
+        const struct fp_client_round *c =
+            i < r->participants ? &r->clients[i] : &r->others[i - r->participants];
         FP__BIND(sqlite3_bind_int64(st, 1, run_id));
         FP__BIND(sqlite3_bind_int64(st, 2, r->round));
         FP__BIND(sqlite3_bind_int64(st, 3, c->client));
@@ -1213,6 +1252,10 @@ int fp_store_commit_round_state(struct fp_store *s, int64_t run_id, const struct
         FP__BIND(c->upload_sha256[0]
                      ? sqlite3_bind_text(st, 8, c->upload_sha256, 64, SQLITE_TRANSIENT)
                      : sqlite3_bind_null(st, 8));
+        FP__BIND(sqlite3_bind_text(st, 9, fp_client_status_name(c->status), -1, SQLITE_STATIC));
+        FP__BIND(c->status != FP_CLIENT_INCLUDED && c->reason[0]
+                     ? sqlite3_bind_text(st, 10, c->reason, -1, SQLITE_TRANSIENT)
+                     : sqlite3_bind_null(st, 10));
         if (sqlite3_step(st) != SQLITE_DONE) {
             char what[128];
             snprintf(what, sizeof what,
@@ -1470,6 +1513,13 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
     const unsigned char *sha = sqlite3_column_text(st, 6);
     if (sha && sqlite3_column_bytes(st, 6) == 64)
         memcpy(c.upload_sha256, sha, 65);
+    const char *status = (const char *)sqlite3_column_text(st, 7);
+    for (int k = FP_CLIENT_INCLUDED; k <= FP_CLIENT_REFUSED; k++)
+        if (status && !strcmp(status, fp_client_status_name((enum fp_client_status)k)))
+            c.status = (enum fp_client_status)k;
+    const unsigned char *reason = sqlite3_column_text(st, 8);
+    if (reason)
+        snprintf(c.reason, sizeof c.reason, "%s", (const char *)reason);
     return x->cb(x->u, round, &c);
 }
 

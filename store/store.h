@@ -46,6 +46,15 @@ struct fp_run_meta {
     const char *blas;
 };
 
+enum fp_client_status {
+    FP_CLIENT_INCLUDED = 0, /* its upload is in the round's aggregate */
+    FP_CLIENT_LATE,         /* connected, but its upload did not arrive before the round closed */
+    FP_CLIENT_ABSENT,       /* not connected when sampled, or left before its upload */
+    FP_CLIENT_REFUSED,      /* it sent an upload the core or the channel refused */
+};
+/* "included", "late", "absent", "refused": the store's text */
+const char *fp_client_status_name(enum fp_client_status st);
+
 struct fp_client_round {
     uint32_t client;
     double train_loss;     /* mean minibatch loss over the client's local steps */
@@ -55,6 +64,11 @@ struct fp_client_round {
     /* SHA-256 (lowercase hex) of the payload of its upload, the 32-byte
      * message header aside; "" if not known (stored as NULL) */
     char upload_sha256[65];
+    /* Schema 5: what became of the sampled client (FP_CLIENT_INCLUDED for
+     * every row of a simulator run) and, if not included, why. A row that
+     * is not included has no train_loss (NaN), no sha256, zero bytes. */
+    enum fp_client_status status;
+    char reason[160];
 };
 
 struct fp_round {
@@ -67,6 +81,10 @@ struct fp_round {
     uint32_t participants;
     double wall_ms;                        /* wall-clock time of the round (not deterministic) */
     const struct fp_client_round *clients; /* [participants], ascending client id */
+    /* the sampled clients not included (a coordinator's partial round), in
+     * ascending client id; stored with their status and reason */
+    const struct fp_client_round *others; /* [n_others] */
+    uint32_t n_others;
 };
 
 enum fp_run_status { FP_RUN_RUNNING = 0, FP_RUN_COMPLETED, FP_RUN_INTERRUPTED, FP_RUN_FAILED };

@@ -171,7 +171,7 @@ d="$T/caps"
 mkdir -p "$d"
 timeout 60 "$FP" coordinator --scenario "$T/fedavg.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
   --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --max-pending 1 \
-  --handshake-deadline 1 >"$d/coord.out" 2>"$d/coord.err" &
+  --handshake-deadline 1 --deadline 30 >"$d/coord.out" 2>"$d/coord.err" &
 cpid=$!
 PIDS+=("$cpid")
 if port=$(wait_port "$d/port" "$cpid"); then
@@ -219,7 +219,7 @@ fi
 d="$T/missing"
 mkdir -p "$d/st0"
 timeout 60 "$FP" coordinator --scenario "$T/fedavg.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
-  --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 1 \
+  --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 1 --deadline 30 \
   >"$d/coord.out" 2>"$d/coord.err" &
 cpid=$!
 PIDS+=("$cpid")
@@ -242,7 +242,9 @@ else
 fi
 
 # The round deadline: a client that stops answering (SIGSTOP) mid-run; the
-# round's deadline (1 s) passes and this version fails the run naming it.
+# round's deadline (1 s) passes, and since the scenario sets no min_updates
+# (every sampled client) the round is tried twice more, then the run fails
+# naming it (partial rounds: tests/e2e_partial.sh).
 d="$T/deadline"
 mkdir -p "$d"
 "$FP" sim "$T/fedavg.ini" --set run.rounds=1000000 --set run.eval_every=100000 --dry-run >"$d/long.ini"
@@ -268,11 +270,11 @@ if port=$(wait_port "$d/port" "$cpid"); then
   crc=$?
   took=$SECONDS
   kill -CONT $stopped
-  check "deadline: a client that stops answering fails the run after the deadline (took ${took} s), naming it" \
-    "[ $crc -eq 1 ] && [ $took -le 5 ] && grep -q 'the deadline (1 s) passed without the upload of client(s) 2' '$d/coord.err'"
+  check "deadline: a client that stops answering fails the run after the deadline and 2 retries without it (took ${took} s), naming it" \
+    "[ $crc -eq 1 ] && [ $took -ge 1 ] && [ $took -le 5 ] && grep -q 'only 2 of the 3 uploads it needs (\[participation\] min_updates) arrived, in the last of 3 attempts; not answering: 2 (absent' '$d/coord.err'"
   for p in "${cpids[@]}"; do wait "$p"; done
   check "deadline: the other clients are told why and exit 1" \
-    "grep -q 'deadline (1 s) passed' '$d/c0.err' && grep -q 'deadline (1 s) passed' '$d/c1.err'"
+    "grep -q 'uploads it needs' '$d/c0.err' && grep -q 'uploads it needs' '$d/c1.err'"
 else
   bad "deadline: coordinator listening"
 fi

@@ -277,7 +277,7 @@ static void test_full_run_round_trip(void **state)
     char txt[200];
     q_text(f->db, "PRAGMA journal_mode", txt, sizeof txt);
     assert_string_equal(txt, "wal");
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
     /* meta_a records neither inputs nor BLAS: both NULL, not "" */
     assert_int_equal(q_int(f->db, "SELECT inputs IS NULL AND blas IS NULL FROM runs"), 1);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 6);
@@ -474,7 +474,7 @@ static void test_newer_schema_refused(void **state)
     struct fx *f = *state;
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     struct fp_store *s = NULL;
@@ -482,7 +482,7 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
     assert_null(s);
     assert_non_null(strstr(e.msg, f->db));
-    assert_non_null(strstr(e.msg, "schema version 5"));
+    assert_non_null(strstr(e.msg, "schema version 6"));
 }
 
 struct client_rows {
@@ -532,7 +532,10 @@ static void test_list_client_rounds(void **state)
 
 /* What schema version 3 added to runs, taken away again: a file as
  * versions 1 and 2 wrote it. */
-#define V4_COLUMN_DROPPED "ALTER TABLE client_rounds DROP COLUMN upload_sha256;"
+/* What schema version 5 added to client_rounds, taken away: a version 4 file. */
+#define V5_COLUMNS_DROPPED                                                                         \
+    "ALTER TABLE client_rounds DROP COLUMN status; ALTER TABLE client_rounds DROP COLUMN reason;"
+#define V4_COLUMN_DROPPED "ALTER TABLE client_rounds DROP COLUMN upload_sha256;" V5_COLUMNS_DROPPED
 #define V3_COLUMNS_DROPPED                                                                         \
     "ALTER TABLE runs DROP COLUMN inputs; ALTER TABLE runs DROP COLUMN blas;" V4_COLUMN_DROPPED
 
@@ -604,7 +607,7 @@ static void test_schema_2_upgraded(void **state)
                      0);
 
     s = open_ok(f->db);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
                                   " WHERE name IN ('inputs', 'blas')"),
                      2);
@@ -702,7 +705,7 @@ static void test_schema_3_upgraded(void **state)
     assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
 
     s = open_ok(f->db);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE upload_sha256 IS NULL"),
                      6);
     int64_t id2 = write_run_a(s);
@@ -713,6 +716,79 @@ static void test_schema_3_upgraded(void **state)
     assert_int_equal(fp_store_list_client_rounds(s, id2, -1, collect_sha, &y, &e), 0);
     assert_string_equal(y.sha[2],
                         "000000000000000000000000000000000000000000000000000000000000ab01");
+    fp_store_close(s);
+}
+
+/* Schema 5: a round stores every sampled client, the included ones and
+ * the others with their status and reason, in one transaction; a version 4
+ * file reads back as all 'included' and is upgraded in place. */
+static void test_schema_4_upgraded_and_statuses(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = write_run_a(s);
+    fp_store_close(s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h, V5_COLUMNS_DROPPED "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+
+    s = NULL;
+    assert_int_equal(fp_store_open_readonly(&s, f->db, &e), 0);
+    struct client_rows old = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id, -1, collect_client, &old, &e), 0);
+    assert_int_equal(old.n, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(old.c[i].status, FP_CLIENT_INCLUDED);
+        assert_string_equal(old.c[i].reason, "");
+    }
+    fp_store_close(s);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
+
+    s = open_ok(f->db);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE status = 'included' "
+                                  "AND reason IS NULL"),
+                     6);
+    /* a partial round: client 3 included; 1 late, 5 absent, 8 refused */
+    int64_t id2 = -1;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id2, &e), 0);
+    struct fp_client_round in = {
+        .client = 3, .train_loss = 0.5, .uplink_bytes = 40, .downlink_bytes = 40, .examples = 7};
+    struct fp_client_round others[3] = {
+        {.client = 1, .train_loss = NAN, .status = FP_CLIENT_LATE, .reason = "deadline"},
+        {.client = 5, .train_loss = NAN, .status = FP_CLIENT_ABSENT, .reason = "not connected"},
+        {.client = 8, .train_loss = NAN, .status = FP_CLIENT_REFUSED, .reason = "wrong size"},
+    };
+    struct fp_round r = {.round = 1,
+                         .train_loss = 0.5,
+                         .test_loss = NAN,
+                         .test_accuracy = NAN,
+                         .uplink_bytes = 40,
+                         .downlink_bytes = 40,
+                         .participants = 1,
+                         .clients = &in,
+                         .others = others,
+                         .n_others = 3};
+    assert_int_equal(fp_store_commit_round(s, id2, &r, &e), 0);
+    struct client_rows got = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id2, -1, collect_client, &got, &e), 0);
+    assert_int_equal(got.n, 4);
+    const uint32_t want_client[4] = {1, 3, 5, 8};
+    const enum fp_client_status want_status[4] = {FP_CLIENT_LATE, FP_CLIENT_INCLUDED,
+                                                  FP_CLIENT_ABSENT, FP_CLIENT_REFUSED};
+    const char *want_reason[4] = {"deadline", "", "not connected", "wrong size"};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(got.c[i].client, want_client[i]);
+        assert_int_equal(got.c[i].status, want_status[i]);
+        assert_string_equal(got.c[i].reason, want_reason[i]);
+    }
+    assert_true(isnan(got.c[0].train_loss));
+    assert_int_equal(got.c[0].uplink_bytes, 0);
+    /* participants counts the included ones only */
+    assert_int_equal(q_int(f->db, "SELECT participants FROM rounds WHERE run_id = 2"), 1);
     fp_store_close(s);
 }
 
@@ -769,7 +845,7 @@ static void test_schema_1_upgraded(void **state)
 
     s = NULL;
     assert_int_equal(fp_store_open(&s, f->db, &e), 0);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 0);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('client_rounds')"
                                   " WHERE name = 'upload_sha256'"),
@@ -1618,6 +1694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_1_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_2_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_3_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_4_upgraded_and_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_sha256_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_upgrade_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inputs_and_blas, setup, teardown),
