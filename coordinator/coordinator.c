@@ -101,6 +101,7 @@ static const char *fp__who(const struct fp__session *s, char *buf, size_t cap)
 }
 
 static void fp__session_close(struct fp__session *s);
+static void fp__handshake_late(uv_timer_t *t);
 static void fp__fail(struct fp__coord *co, int rc);
 static void fp__round_next(struct fp__coord *co);
 static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
@@ -165,7 +166,12 @@ static void fp__session_end(struct fp__session *s)
     if (!sd || uv_shutdown(sd, (uv_stream_t *)&s->tcp, fp__shut)) {
         free(sd);
         fp__session_close(s);
+        return;
     }
+    /* The shutdown completes only once the peer has read what is queued: a
+     * peer that stopped reading must not keep the coordinator from exiting
+     * (fp__handshake_late closes an ending session). */
+    uv_timer_start(&s->timer, fp__handshake_late, (uint64_t)(s->co->o->handshake_s * 1e3), 0);
 }
 
 /* The peer's fault: say who and why, then close. */
@@ -267,8 +273,8 @@ static void fp__send_error(struct fp__session *s, const char *reason)
 static void fp__handshake_late(uv_timer_t *t)
 {
     struct fp__session *s = t->data;
-    if (s->ending) /* a refused client's error record did not drain in time */
-        fp__session_close(s);
+    if (s->ending) /* its last messages did not drain in time */
+        fp__session_drop(s, "it did not read its last messages in time");
     else
         fp__session_drop(s, "no admitted handshake before the handshake deadline");
 }
