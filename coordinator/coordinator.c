@@ -593,7 +593,8 @@ static int fp__on_event(struct fp__session *s, const struct fp_chan_event *ev)
     case FP_MSG_ERROR: {
         size_t n = ev->header.len < 159 ? (size_t)ev->header.len : 159;
         char text[160];
-        memcpy(text, ev->payload, n);
+        if (n) /* an empty payload is NULL */
+            memcpy(text, ev->payload, n);
         text[n] = '\0';
         for (size_t i = 0; i < n; i++)
             if (text[i] < 32 || text[i] > 126)

@@ -13,7 +13,8 @@
 #  - admitted and then hostile, in its round: a result declaring 2^62
 #    bytes, for another round, naming another client id, a NaN loss, an
 #    upload of NaNs, a duplicate upload, garbage instead of a record, half a
-#    record then EOF: the coordinator exits 1 (never a signal), names
+#    record then EOF, an error message with an empty payload: the
+#    coordinator exits 1 (never a signal), names
 #    client 2 with its key's fingerprint and address and the reason, the
 #    honest clients are told, and the rounds committed before stay;
 #  - a client that never reads a large broadcast: the coordinator still
@@ -179,6 +180,7 @@ attack nan 'malformed upload from client 2 in round 1'
 attack dup 'a upload message where a result was expected' 1
 attack garbage 'record 1 from the client does not authenticate'
 attack midmsg 'closed the connection in the middle of a record'
+attack errempty 'sent an error: ; connection closed'
 
 # ---- a client that never reads: the coordinator is not held by it
 if coord noread "$T/big.ini"; then
@@ -199,5 +201,10 @@ if coord noread "$T/big.ini"; then
 else
   bad "noread: coordinator listening"
 fi
+
+# With FEDPRESS a -Db_sanitize=address,undefined build, every attack above
+# ran under ASan/UBSan: none may have reported anything.
+check "no sanitizer report in any coordinator's or client's log" \
+  "! grep -rEl 'runtime error|Sanitizer' '$T' --include='*.err'"
 
 finish e2e_attack
