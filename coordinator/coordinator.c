@@ -38,6 +38,7 @@ struct fp__session {
     int answered;  /* this exchange's upload is in */
     int ending;    /* shut down after the writes queued, then closed */
     size_t queued; /* bytes handed to uv_write and not yet written */
+    uint64_t born; /* uv_now at accept: the oldest handshake goes first */
     char addr[64];
     char fpr[FP_PEER_FPR];
     uint8_t report[FP_CONV_REPORT_LEN];
@@ -651,6 +652,31 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     }
 }
 
+struct fp__oldest {
+    const struct fp__coord *co;
+    const struct fp__session *skip;
+    struct fp__session *best;
+};
+
+static void fp__find_oldest(uv_handle_t *h, void *arg)
+{
+    struct fp__oldest *o = arg;
+    struct fp__session *s = h->data;
+    if (h->type != UV_TCP || uv_is_closing(h) || !s || (void *)s == (void *)s->co || s == o->skip ||
+        s->stage != FP__HANDSHAKE)
+        return;
+    if (!o->best || s->born < o->best->born)
+        o->best = s;
+}
+
+/* The oldest connection still in its handshake, other than skip. */
+static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip)
+{
+    struct fp__oldest o = {.co = co, .skip = skip};
+    uv_walk(&co->loop, fp__find_oldest, &o);
+    return o.best;
+}
+
 static void fp__on_connection(uv_stream_t *server, int status)
 {
     struct fp__coord *co = server->data;
@@ -677,9 +703,18 @@ static void fp__on_connection(uv_stream_t *server, int status)
     snprintf(s->addr, sizeof s->addr, "?");
     if (!uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&sa, &len))
         fp_peer_addr_name((struct sockaddr *)&sa, s->addr, sizeof s->addr);
+    s->born = uv_now(&co->loop);
     if (co->pending > co->o->max_pending) {
-        fp__session_drop(s, "too many connections in their handshake");
-        return;
+        /* The oldest goes, not the newest: an honest handshake takes one
+         * round trip, so connections that sit silent (or trickle) fill the
+         * slots; refusing the newcomer would let them lock every client
+         * out until they time out, and open new ones. */
+        struct fp__session *old = fp__oldest_pending(co, s);
+        if (!old) {
+            fp__session_drop(s, "too many connections in their handshake");
+            return;
+        }
+        fp__session_drop(old, "too many connections in their handshake: the oldest one is closed");
     }
     if (co->state == FP__DONE ||
         !(s->ch = fp_chan_new(FP_CHAN_SERVER, co->o->key, NULL, NULL, 0))) {
