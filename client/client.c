@@ -34,6 +34,7 @@ struct fp__client {
     uv_loop_t loop;
     uv_tcp_t tcp;
     uv_connect_t conn;
+    uv_timer_t timer; /* the welcome deadline */
     const struct fp_client_options *o;
     struct fp_chan *ch;
     int welcomed, done, closing;
@@ -87,6 +88,7 @@ static void fp__close(struct fp__client *c)
         return;
     c->closing = 1;
     uv_close((uv_handle_t *)&c->tcp, NULL);
+    uv_close((uv_handle_t *)&c->timer, NULL);
 }
 
 /* The run cannot go on for this client: keep the first reason, close. */
@@ -253,6 +255,7 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
     c->run = (int64_t)h->run;
     c->id = h->client;
     c->welcomed = 1;
+    uv_timer_stop(&c->timer);
     char hex[65];
     fp_sha256_hex(payload, (size_t)h->len, hex);
     int rc = fp_scenario_load_string(&c->sc, text, "the coordinator's scenario", NULL, 0, &c->err);
@@ -478,6 +481,18 @@ static void fp__connected(uv_connect_t *req, int status)
     uv_read_start((uv_stream_t *)&c->tcp, fp__alloc, fp__read);
 }
 
+/* A server that accepts and then says nothing (or trickles) must not hold
+ * the client forever. */
+static void fp__welcome_late(uv_timer_t *t)
+{
+    struct fp__client *c = t->data;
+    fp_error_set(&c->err, FP_EIO,
+                 "%s:%d: no handshake and welcome within %.0f s (is it a fedpress coordinator, "
+                 "and is it overloaded?)",
+                 c->o->host, c->o->port, c->o->welcome_s > 0 ? c->o->welcome_s : 30.0);
+    fp__fail(c, FP_EIO);
+}
+
 static int fp__connect(struct fp__client *c)
 {
     char port[16];
@@ -489,8 +504,11 @@ static int fp__connect(struct fp__client *c)
         return fp_error_set(&c->err, FP_EIO, "--connect %s:%d: %s", c->o->host, c->o->port,
                             uv_strerror(rc));
     uv_tcp_init(&c->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_timer_init(&c->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
     c->conn.data = c;
+    uv_timer_start(&c->timer, fp__welcome_late,
+                   (uint64_t)((c->o->welcome_s > 0 ? c->o->welcome_s : 30.0) * 1e3), 0);
     rc = uv_tcp_connect(&c->conn, &c->tcp, gai.addrinfo->ai_addr, fp__connected);
     uv_freeaddrinfo(gai.addrinfo);
     if (rc) {

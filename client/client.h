@@ -29,7 +29,8 @@ struct fp_client_options {
     const uint8_t *server_pub; /* [FP_NOISE_KEY], pinned */
     const uint8_t *key;        /* the client's secret key [FP_NOISE_KEY] */
     const char *state_dir;
-    FILE *log; /* progress and errors' context (stderr) */
+    double welcome_s; /* connect, handshake and welcome within this (0: 30 s) */
+    FILE *log;        /* progress and errors' context (stderr) */
 };
 
 struct fp_client_result {

@@ -20,7 +20,9 @@
 #    honest clients are told, and the rounds committed before stay;
 #  - a client that never reads a large broadcast: the coordinator still
 #    exits soon after the round deadline (it used to wait for that peer to
-#    go away before it could exit).
+#    go away before it could exit);
+#  - the client against a server that accepts and never speaks: it exits 1
+#    at --welcome-deadline.
 # Every process is killed by the trap.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
@@ -204,6 +206,26 @@ if coord noread "$T/big.ini"; then
 else
   bad "noread: coordinator listening"
 fi
+
+# ---- the client against a server that accepts and never speaks: it gives
+# up at --welcome-deadline (it used to wait forever)
+"$PY" -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+c, _ = s.accept(); time.sleep(30)
+' "$T/mute.port" &
+PIDS+=($!)
+for _ in $(seq 200); do [ -s "$T/mute.port" ] && break; sleep 0.05; done
+mkdir -p "$T/mute"
+t0=$(secs)
+timeout 15 "$FP" client --connect "127.0.0.1:$(cat "$T/mute.port")" --server-key "$CK" \
+  --key "$T/c0.key" --state "$T/mute" --welcome-deadline 2 >/dev/null 2>"$T/mute.err"
+rc=$?
+dt=$(elapsed "$t0")
+check "a mute server: the client exits 1 at its welcome deadline (2 s; took $dt s)" \
+  "[ $rc -eq 1 ] && [ \$(echo '$dt < 5' | bc) -eq 1 ] && grep -q 'no handshake and welcome within 2 s' '$T/mute.err'"
 
 # With FEDPRESS a -Db_sanitize=address,undefined build, every attack above
 # ran under ASan/UBSan: none may have reported anything.
