@@ -197,7 +197,7 @@ def main():
         late = sum(closed(sk) for sk in socks)
         print(f"closed {late} of {k} after {time.monotonic() - t0 + 0.5:.1f} s", flush=True)
         return 0
-    p = Peer(port, spub, priv, rcvbuf=4096 if mode == "noread" else 0)
+    p = Peer(port, spub, priv, rcvbuf=4096 if mode == "noread" or mode.startswith("blind") else 0)
     try:
         if mode == "silent":
             p.sock.settimeout(hold)
@@ -219,6 +219,23 @@ def main():
         h, welcome = p.recv()
         run, me = h[4], h[3]
         print(f"welcome {run} {me}", flush=True)
+        if mode.startswith("blind"):
+            # answers rounds 1..R without reading their broadcasts (an upload
+            # of zeros of the size "blind:BYTES:R" says), and never reads
+            _, nbytes, rounds = mode.split(":")
+            body = b"\0" * int(nbytes)
+            try:
+                for r in range(1, int(rounds) + 1):
+                    p.send(RESULT, 0, me, run, r, struct.pack("<d", 0.5))
+                    p.send(UPLOAD, 0, me, run, r, body)
+                    print(f"answered round {r} at {p.elapsed():.1f} s", flush=True)
+                    time.sleep(0.5)
+            except OSError as e:
+                print(f"closed after {p.elapsed():.1f} s: {e}", flush=True)
+                return 0
+            time.sleep(hold)
+            print(f"held {p.elapsed():.1f} s", flush=True)
+            return 0
         if mode == "errempty":
             p.send(ERROR, 0, me, run, 0, b"")
             print(f"closed after {p.elapsed():.1f} s: {p.wait_close(hold)}", flush=True)

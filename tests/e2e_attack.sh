@@ -21,6 +21,7 @@
 #  - a client that never reads a large broadcast: the coordinator still
 #    exits soon after the round deadline (it used to wait for that peer to
 #    go away before it could exit);
+#  - a client that answers without reading: dropped at the write-queue cap;
 #  - the client against a server that accepts and never speaks: it exits 1
 #    at --welcome-deadline.
 # Every process is killed by the trap.
@@ -205,6 +206,26 @@ if coord noread "$T/big.ini"; then
     "grep -q 'client 2 (key $FPR2, 127.0.0.1:[0-9]*): it did not read its last messages in time' '$T/noread/coord.err'"
 else
   bad "noread: coordinator listening"
+fi
+
+# ---- a client that answers every round without reading its broadcasts:
+# the coordinator's queue for it is capped (2 broadcasts + 64 KiB), then it
+# is dropped, named; the rounds committed before stay
+"$FP" sim "$SC" --set data.clients=3 --set participation.sample=3 --set run.rounds=6 \
+  --set data.dim=2000000 --dry-run >"$T/big6.ini"
+if coord blind "$T/big6.ini"; then
+  client blind 0
+  client blind 1
+  timeout 40 "$PY" "$PEER" blind:8000000:6 "$PORT" "$CK" "$T/c2.key" 10 >"$T/blind/atk.out" 2>&1 &
+  PIDS+=($!)
+  wait "$CPID"
+  rc=$?
+  n=$("$FP" metrics 1 --store "$T/blind/db" --format csv 2>/dev/null | tail -n +2 | wc -l)
+  check "blind: the write-queue cap drops the client that does not read (exit 1, named)" \
+    "[ $rc -eq 1 ] && grep -q 'client 2 (key $FPR2, 127.0.0.1:[0-9]*): too many bytes waiting to be written' '$T/blind/coord.err'"
+  check "blind: the rounds before it ($n) stay committed" "[ '$n' -ge 1 ] && [ '$n' -lt 6 ]"
+else
+  bad "blind: coordinator listening"
 fi
 
 # ---- the client against a server that accepts and never speaks: it gives
