@@ -38,7 +38,8 @@ fi
 T=$(mktemp -d /tmp/fp_e2e_attack_XXXXXX)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  # TERM, not KILL: timeout(1) passes TERM on to the process it runs
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
