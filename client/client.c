@@ -38,6 +38,7 @@ struct fp__client {
     const struct fp_client_options *o;
     struct fp_chan *ch;
     int welcomed, done, closing;
+    int write_failed; /* the first failed write's status, while its reason is awaited */
     int64_t run;
     uint32_t id, round;
     struct fp_scenario sc;
@@ -99,15 +100,26 @@ static void fp__fail(struct fp__client *c, int rc)
     fp__close(c);
 }
 
+static void fp__write_failed(uv_timer_t *t)
+{
+    struct fp__client *c = t->data;
+    fp_error_set(&c->err, FP_EIO, "writing to the coordinator %s:%d: %s", c->o->host, c->o->port,
+                 uv_strerror(c->write_failed));
+    fp__fail(c, FP_EIO);
+}
+
 static void fp__written(uv_write_t *req, int status)
 {
     struct fp__write *w = (struct fp__write *)req;
     struct fp__client *c = w->c;
     free(w);
-    if (status < 0 && status != UV_ECANCELED && !c->closing) {
-        fp_error_set(&c->err, FP_EIO, "writing to the coordinator %s:%d: %s", c->o->host,
-                     c->o->port, uv_strerror(status));
-        fp__fail(c, FP_EIO);
+    if (status < 0 && status != UV_ECANCELED && !c->closing && !c->write_failed) {
+        /* The coordinator may have sent its reason (an error message) and
+         * closed while this upload was on its way: read what it sent first,
+         * and fail with this only if no reason comes (fp__read), or after
+         * 2 s. */
+        c->write_failed = status;
+        uv_timer_start(&c->timer, fp__write_failed, 2000, 0);
     }
 }
 
@@ -414,6 +426,10 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         if (c->done)
             return;
+        if (c->write_failed) { /* no reason came: the write's error is the one */
+            fp__write_failed(&c->timer);
+            return;
+        }
         int clean = nread == UV_EOF && fp_chan_eof(c->ch) == 0;
         const char *why = nread != UV_EOF ? uv_strerror((int)nread)
                           : clean         ? "the connection closed before the run ended"

@@ -161,6 +161,7 @@ attack() {
   fi
   client "$m" 0
   client "$m" 1
+  local cl=("${PIDS[-2]}" "${PIDS[-1]}")
   timeout 30 "$PY" "$PEER" "$m" "$PORT" "$CK" "$T/c2.key" 10 >"$T/$m/atk.out" 2>&1 &
   PIDS+=($!)
   local t0
@@ -169,6 +170,7 @@ attack() {
   local rc=$?
   local dt
   dt=$(elapsed "$t0")
+  wait "${cl[@]}"
   check "$m: the coordinator exits 1 (not a crash), within the round deadline ($dt s)" \
     "[ $rc -eq 1 ] && [ \$(echo '$dt < 6' | bc) -eq 1 ]"
   check "$m: it names client 2 (fingerprint, address) and the reason" \
@@ -217,14 +219,20 @@ fi
 if coord blind "$T/big6.ini"; then
   client blind 0
   client blind 1
+  CL=("${PIDS[-2]}" "${PIDS[-1]}")
   timeout 40 "$PY" "$PEER" blind:8000000:6 "$PORT" "$CK" "$T/c2.key" 10 >"$T/blind/atk.out" 2>&1 &
   PIDS+=($!)
   wait "$CPID"
   rc=$?
+  wait "${CL[@]}"
   n=$("$FP" metrics 1 --store "$T/blind/db" --format csv 2>/dev/null | tail -n +2 | wc -l)
   check "blind: the write-queue cap drops the client that does not read (exit 1, named)" \
     "[ $rc -eq 1 ] && grep -q 'client 2 (key $FPR2, 127.0.0.1:[0-9]*): too many bytes waiting to be written' '$T/blind/coord.err'"
   check "blind: the rounds before it ($n) stay committed" "[ '$n' -ge 1 ] && [ '$n' -lt 6 ]"
+  # the coordinator closes while the honest clients' uploads are on their
+  # way: they must still read and print its reason, not "broken pipe"
+  check "blind: both honest clients print the coordinator's reason" \
+    "grep -q 'refused or ended: .*client 2' '$T/blind/c0.err' && grep -q 'refused or ended: .*client 2' '$T/blind/c1.err'"
 else
   bad "blind: coordinator listening"
 fi
