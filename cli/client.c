@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -26,7 +27,9 @@ static const char fp__client_usage[] =
     "  --state DIR        where the client keeps its algorithm state (c_i, e_i ...),\n"
     "                     written atomically once the coordinator includes an upload\n"
     "  --data partition   train on this client's shard of the scenario's partition (the\n"
-    "                     only choice in this version)\n";
+    "                     only choice in this version)\n"
+    "  --welcome-deadline S  give up (exit 1) if the coordinator has not completed the\n"
+    "                     handshake and sent its welcome within S seconds (default 30)\n";
 
 static int fp__client_usage_error(const char *what, const char *arg)
 {
@@ -37,7 +40,7 @@ static int fp__client_usage_error(const char *what, const char *arg)
 int fp_cli_client(int argc, char **argv)
 {
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
-    const char *data = "partition";
+    const char *data = "partition", *welcome = NULL;
     uint32_t test_bad_round = 0;
     int test_bad_kind = 0;
     for (int i = 2; i < argc; i++) {
@@ -60,12 +63,13 @@ int fp_cli_client(int argc, char **argv)
             test_bad_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "short") ? 2 : 3;
             continue;
         }
-        const char **dst = !strcmp(a, "--connect")      ? &connect
-                           : !strcmp(a, "--server-key") ? &server_key
-                           : !strcmp(a, "--key")        ? &keyf
-                           : !strcmp(a, "--state")      ? &state
-                           : !strcmp(a, "--data")       ? &data
-                                                        : NULL;
+        const char **dst = !strcmp(a, "--connect")            ? &connect
+                           : !strcmp(a, "--server-key")       ? &server_key
+                           : !strcmp(a, "--key")              ? &keyf
+                           : !strcmp(a, "--state")            ? &state
+                           : !strcmp(a, "--data")             ? &data
+                           : !strcmp(a, "--welcome-deadline") ? &welcome
+                                                              : NULL;
         if (!dst)
             return fp__client_usage_error("unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
@@ -87,6 +91,15 @@ int fp_cli_client(int argc, char **argv)
         return fp__client_usage_error("--connect: ", "port 0 is not a port to connect to");
     if (fp_key_from_hex(server_key, spub))
         return fp__client_usage_error("--server-key: not 64 hex digits: ", server_key);
+    double welcome_s = 30;
+    if (welcome) {
+        char *end;
+        welcome_s = strtod(welcome, &end);
+        if (*end || !(welcome_s > 0 && welcome_s <= 86400))
+            return fp__client_usage_error("--welcome-deadline: not a number of seconds in (0, "
+                                          "86400]: ",
+                                          welcome);
+    }
     struct stat st;
     if (stat(state, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "fedpress client: --state %s: %s (create the directory first)\n", state,
@@ -103,6 +116,7 @@ int fp_cli_client(int argc, char **argv)
                                         .server_pub = spub,
                                         .key = key,
                                         .state_dir = state,
+                                        .welcome_s = welcome_s,
                                         .log = stderr,
                                         .test_bad_round = test_bad_round,
                                         .test_bad_kind = test_bad_kind};

@@ -34,9 +34,11 @@ struct fp__client {
     uv_loop_t loop;
     uv_tcp_t tcp;
     uv_connect_t conn;
+    uv_timer_t timer; /* the welcome deadline */
     const struct fp_client_options *o;
     struct fp_chan *ch;
     int welcomed, done, closing;
+    int write_failed; /* the first failed write's status, while its reason is awaited */
     int64_t run;
     uint32_t id, round;
     int may_repeat; /* the last result was "not included": its round may come again */
@@ -88,6 +90,7 @@ static void fp__close(struct fp__client *c)
         return;
     c->closing = 1;
     uv_close((uv_handle_t *)&c->tcp, NULL);
+    uv_close((uv_handle_t *)&c->timer, NULL);
 }
 
 /* The run cannot go on for this client: keep the first reason, close. */
@@ -98,15 +101,26 @@ static void fp__fail(struct fp__client *c, int rc)
     fp__close(c);
 }
 
+static void fp__write_failed(uv_timer_t *t)
+{
+    struct fp__client *c = t->data;
+    fp_error_set(&c->err, FP_EIO, "writing to the coordinator %s:%d: %s", c->o->host, c->o->port,
+                 uv_strerror(c->write_failed));
+    fp__fail(c, FP_EIO);
+}
+
 static void fp__written(uv_write_t *req, int status)
 {
     struct fp__write *w = (struct fp__write *)req;
     struct fp__client *c = w->c;
     free(w);
-    if (status < 0 && status != UV_ECANCELED && !c->closing) {
-        fp_error_set(&c->err, FP_EIO, "writing to the coordinator %s:%d: %s", c->o->host,
-                     c->o->port, uv_strerror(status));
-        fp__fail(c, FP_EIO);
+    if (status < 0 && status != UV_ECANCELED && !c->closing && !c->write_failed) {
+        /* The coordinator may have sent its reason (an error message) and
+         * closed while this upload was on its way: read what it sent first,
+         * and fail with this only if no reason comes (fp__read), or after
+         * 2 s. */
+        c->write_failed = status;
+        uv_timer_start(&c->timer, fp__write_failed, 2000, 0);
     }
 }
 
@@ -254,6 +268,7 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
     c->run = (int64_t)h->run;
     c->id = h->client;
     c->welcomed = 1;
+    uv_timer_stop(&c->timer);
     char hex[65];
     fp_sha256_hex(payload, (size_t)h->len, hex);
     int rc = fp_scenario_load_string(&c->sc, text, "the coordinator's scenario", NULL, 0, &c->err);
@@ -429,6 +444,10 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     if (nread < 0) {
         if (c->done)
             return;
+        if (c->write_failed) { /* no reason came: the write's error is the one */
+            fp__write_failed(&c->timer);
+            return;
+        }
         int clean = nread == UV_EOF && fp_chan_eof(c->ch) == 0;
         const char *why = nread != UV_EOF ? uv_strerror((int)nread)
                           : clean         ? "the connection closed before the run ended"
@@ -496,6 +515,18 @@ static void fp__connected(uv_connect_t *req, int status)
     uv_read_start((uv_stream_t *)&c->tcp, fp__alloc, fp__read);
 }
 
+/* A server that accepts and then says nothing (or trickles) must not hold
+ * the client forever. */
+static void fp__welcome_late(uv_timer_t *t)
+{
+    struct fp__client *c = t->data;
+    fp_error_set(&c->err, FP_EIO,
+                 "%s:%d: no handshake and welcome within %.0f s (is it a fedpress coordinator, "
+                 "and is it overloaded?)",
+                 c->o->host, c->o->port, c->o->welcome_s > 0 ? c->o->welcome_s : 30.0);
+    fp__fail(c, FP_EIO);
+}
+
 static int fp__connect(struct fp__client *c)
 {
     char port[16];
@@ -507,8 +538,11 @@ static int fp__connect(struct fp__client *c)
         return fp_error_set(&c->err, FP_EIO, "--connect %s:%d: %s", c->o->host, c->o->port,
                             uv_strerror(rc));
     uv_tcp_init(&c->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_timer_init(&c->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
     c->conn.data = c;
+    uv_timer_start(&c->timer, fp__welcome_late,
+                   (uint64_t)((c->o->welcome_s > 0 ? c->o->welcome_s : 30.0) * 1e3), 0);
     rc = uv_tcp_connect(&c->conn, &c->tcp, gai.addrinfo->ai_addr, fp__connected);
     uv_freeaddrinfo(gai.addrinfo);
     if (rc) {

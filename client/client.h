@@ -29,7 +29,8 @@ struct fp_client_options {
     const uint8_t *server_pub; /* [FP_NOISE_KEY], pinned */
     const uint8_t *key;        /* the client's secret key [FP_NOISE_KEY] */
     const char *state_dir;
-    FILE *log; /* progress and errors' context (stderr) */
+    double welcome_s; /* connect, handshake and welcome within this (0: 30 s) */
+    FILE *log;        /* progress and errors' context (stderr) */
     /* TEST ONLY (tests/e2e_partial.sh, `--test-bad-upload ROUND:KIND`):
      * in round test_bad_round, send a malformed upload instead of the real
      * one: 1 every payload byte 0xFF (not finite), 2 four bytes short; or

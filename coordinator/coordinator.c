@@ -50,6 +50,7 @@ struct fp__session {
     char why[160];     /* why the channel closed it */
     int ending;        /* shut down after the writes queued, then closed */
     size_t queued;     /* bytes handed to uv_write and not yet written */
+    uint64_t born;     /* uv_now at accept: the oldest handshake goes first */
     char addr[64];
     char fpr[FP_PEER_FPR];
     uint8_t report[FP_CONV_REPORT_LEN];
@@ -124,6 +125,7 @@ static const char *fp__who(const struct fp__session *s, char *buf, size_t cap)
 }
 
 static void fp__session_close(struct fp__session *s);
+static void fp__handshake_late(uv_timer_t *t);
 static void fp__fail(struct fp__coord *co, int rc);
 static void fp__round_next(struct fp__coord *co);
 static void fp__exchange_end(struct fp__coord *co);
@@ -196,7 +198,12 @@ static void fp__session_end(struct fp__session *s)
     if (!sd || uv_shutdown(sd, (uv_stream_t *)&s->tcp, fp__shut)) {
         free(sd);
         fp__session_close(s);
+        return;
     }
+    /* The shutdown completes only once the peer has read what is queued: a
+     * peer that stopped reading must not keep the coordinator from exiting
+     * (fp__handshake_late closes an ending session). */
+    uv_timer_start(&s->timer, fp__handshake_late, (uint64_t)(s->co->o->handshake_s * 1e3), 0);
 }
 
 /* The peer's fault: say who and why, then close. */
@@ -299,8 +306,8 @@ static void fp__send_error(struct fp__session *s, const char *reason)
 static void fp__handshake_late(uv_timer_t *t)
 {
     struct fp__session *s = t->data;
-    if (s->ending) /* a refused client's error record did not drain in time */
-        fp__session_close(s);
+    if (s->ending) /* its last messages did not drain in time */
+        fp__session_drop(s, "it did not read its last messages in time");
     else
         fp__session_drop(s, "no admitted handshake before the handshake deadline");
 }
@@ -818,7 +825,8 @@ static int fp__on_event(struct fp__session *s, const struct fp_chan_event *ev)
     case FP_MSG_ERROR: {
         size_t n = ev->header.len < 159 ? (size_t)ev->header.len : 159;
         char text[160];
-        memcpy(text, ev->payload, n);
+        if (n) /* an empty payload is NULL */
+            memcpy(text, ev->payload, n);
         text[n] = '\0';
         for (size_t i = 0; i < n; i++)
             if (text[i] < 32 || text[i] > 126)
@@ -878,6 +886,31 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     }
 }
 
+struct fp__oldest {
+    const struct fp__coord *co;
+    const struct fp__session *skip;
+    struct fp__session *best;
+};
+
+static void fp__find_oldest(uv_handle_t *h, void *arg)
+{
+    struct fp__oldest *o = arg;
+    struct fp__session *s = h->data;
+    if (h->type != UV_TCP || uv_is_closing(h) || !s || (void *)s == (void *)s->co || s == o->skip ||
+        s->stage != FP__HANDSHAKE)
+        return;
+    if (!o->best || s->born < o->best->born)
+        o->best = s;
+}
+
+/* The oldest connection still in its handshake, other than skip. */
+static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip)
+{
+    struct fp__oldest o = {.co = co, .skip = skip};
+    uv_walk(&co->loop, fp__find_oldest, &o);
+    return o.best;
+}
+
 static void fp__on_connection(uv_stream_t *server, int status)
 {
     struct fp__coord *co = server->data;
@@ -904,9 +937,18 @@ static void fp__on_connection(uv_stream_t *server, int status)
     snprintf(s->addr, sizeof s->addr, "?");
     if (!uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&sa, &len))
         fp_peer_addr_name((struct sockaddr *)&sa, s->addr, sizeof s->addr);
+    s->born = uv_now(&co->loop);
     if (co->pending > co->o->max_pending) {
-        fp__session_drop(s, "too many connections in their handshake");
-        return;
+        /* The oldest goes, not the newest: an honest handshake takes one
+         * round trip, so connections that sit silent (or trickle) fill the
+         * slots; refusing the newcomer would let them lock every client
+         * out until they time out, and open new ones. */
+        struct fp__session *old = fp__oldest_pending(co, s);
+        if (!old) {
+            fp__session_drop(s, "too many connections in their handshake");
+            return;
+        }
+        fp__session_drop(old, "too many connections in their handshake: the oldest one is closed");
     }
     if (co->state == FP__DONE ||
         !(s->ch = fp_chan_new(FP_CHAN_SERVER, co->o->key, NULL, NULL, 0))) {
