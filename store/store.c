@@ -1055,10 +1055,11 @@ fail:
     return rc;
 }
 
-/* Why a run did not take a write meant for a running run: it does not
- * exist (FP_ENOTFOUND), or it has a final status that no write may change. */
-static int fp__not_running(struct fp_store *s, int64_t run_id, const char *what,
-                           struct fp_error *err)
+/* Run run_id's status ("running", "completed", ...) into status[0..n)
+ * (n may be 0): 0, FP_ENOTFOUND with a message if there is no such run, or
+ * SQLite's error. The one reading of ST_RUN_EXISTS. */
+static int fp__run_status(struct fp_store *s, int64_t run_id, char *status, size_t n,
+                          struct fp_error *err)
 {
     sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
     int rc;
@@ -1068,11 +1069,9 @@ static int fp__not_running(struct fp_store *s, int64_t run_id, const char *what,
     }
     switch (sqlite3_step(st)) {
     case SQLITE_ROW:
-        rc = fp_error_set(err, FP_ESTORE,
-                          "Run store %s: run %" PRId64 " is '%s', not running: refusing to %s "
-                          "(a finished run is never changed; a stopped one is continued with "
-                          "fedpress sim --resume).",
-                          s->path, run_id, (const char *)sqlite3_column_text(st, 0), what);
+        rc = 0;
+        if (n)
+            snprintf(status, n, "%s", (const char *)sqlite3_column_text(st, 0));
         break;
     case SQLITE_DONE:
         rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
@@ -1085,21 +1084,37 @@ out:
     return rc;
 }
 
+/* The refusal of a write meant for a running run, when the run has a
+ * final status that no write may change. */
+static int fp__refuse(struct fp_store *s, int64_t run_id, const char *status, const char *what,
+                      struct fp_error *err)
+{
+    return fp_error_set(err, FP_ESTORE,
+                        "Run store %s: run %" PRId64 " is '%s', not running: refusing to %s "
+                        "(a finished run is never changed; a stopped one is continued with "
+                        "fedpress sim --resume).",
+                        s->path, run_id, status, what);
+}
+
+/* Why a run did not take a write meant for a running run: it does not
+ * exist (FP_ENOTFOUND), or it has a final status (FP_ESTORE). */
+static int fp__not_running(struct fp_store *s, int64_t run_id, const char *what,
+                           struct fp_error *err)
+{
+    char status[16];
+    int rc = fp__run_status(s, run_id, status, sizeof status, err);
+    return rc ? rc : fp__refuse(s, run_id, status, what, err);
+}
+
 /* Inside a write transaction: the run exists and is running. */
 static int fp__require_running(struct fp_store *s, int64_t run_id, const char *what,
                                struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
-    int step = SQLITE_ERROR;
-    bool running = false;
-    if (sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
-        running = !strcmp((const char *)sqlite3_column_text(st, 0), "running");
-    fp__done(st);
-    if (running)
-        return 0;
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        return fp__sqlerr(s, err, "looking up a run");
-    return fp__not_running(s, run_id, what, err);
+    char status[16];
+    int rc = fp__run_status(s, run_id, status, sizeof status, err);
+    if (rc || !strcmp(status, "running"))
+        return rc;
+    return fp__refuse(s, run_id, status, what, err);
 }
 
 /* Inside an open transaction: the run's state checkpoint after `round`,
@@ -1564,27 +1579,11 @@ out:
 
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
     int rc;
-
     assert(s);
     if ((rc = fp__need(s, ST_RUN_EXISTS, err)))
         return rc;
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "binding the run id");
-        goto out;
-    }
-    switch (sqlite3_step(st)) {
-    case SQLITE_ROW: rc = 0; break;
-    case SQLITE_DONE:
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
-        break;
-    default: rc = fp__sqlerr(s, err, "looking up a run"); break;
-    }
-out:
-    fp__done(st);
-    return rc;
+    return fp__run_status(s, run_id, NULL, 0, err);
 }
 
 const char *fp_run_status_name(enum fp_run_status st)
@@ -1742,17 +1741,11 @@ static int fp__exec_run_round(struct fp_store *s, const char *sql, int64_t run_i
 
 static int fp__rewindable(struct fp_store *s, int64_t run_id, struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_RUN_EXISTS];
-    int step = SQLITE_ERROR;
-    bool completed = false;
-    if (sqlite3_bind_int64(st, 1, run_id) == SQLITE_OK && (step = sqlite3_step(st)) == SQLITE_ROW)
-        completed = !strcmp((const char *)sqlite3_column_text(st, 0), "completed");
-    fp__done(st);
-    if (step == SQLITE_ROW && !completed)
-        return 0;
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        return fp__sqlerr(s, err, "looking up a run");
-    return fp__not_running(s, run_id, "rewind it", err);
+    char status[16];
+    int rc = fp__run_status(s, run_id, status, sizeof status, err);
+    if (rc || strcmp(status, "completed"))
+        return rc;
+    return fp__refuse(s, run_id, status, "rewind it", err);
 }
 
 int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
