@@ -749,7 +749,7 @@ static int fp_bench_sim_one(const struct fp_bench_cfg *cfg, struct fp_store *sto
         return rc;
     }
     struct fp_sim_options opt = {.threads = threads};
-    struct fp_sim_result res;
+    struct fp_run_result res;
     struct fp_bench_load l0 = fp_bench_load_now();
     if ((rc = fp_sim_run(&sc, store, &opt, &res, &err))) {
         fprintf(stderr, "bench_train: %s\n", err.msg);

@@ -354,7 +354,7 @@ missing:
 static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store,
                             const char *store_path, unsigned long threads, int quiet,
                             const char *model_out, struct fp_resume *resume, int64_t resume_id,
-                            struct fp_sim_result *res)
+                            struct fp_run_result *res)
 {
     struct fp_error err = {0};
     fp__catch_stop_signals();
@@ -538,7 +538,7 @@ static int fp__cmd_sim(int argc, char **argv)
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
-    struct fp_sim_result res;
+    struct fp_run_result res;
     rc = fp__run_scenario(&sc, store, store_path, threads, quiet, model_out,
                           resume_arg ? &resume : NULL, resume_id, &res);
     fp_store_resume_free(&resume);
@@ -726,7 +726,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
     }
     struct fp_resume resume = {0};
     struct fp_scenario sc;
-    struct fp_sim_result res = {.run_id = -1};
+    struct fp_run_result res = {.run_id = -1};
     int rc = FP_EXIT_RUNTIME;
     if (id) {
         /* started before and not completed: resume it, unless another

@@ -68,6 +68,10 @@ struct fp_run_result {
     double seconds;
     char model_sha256[65];
     int interrupted;
+    /* The final status the store holds for the run: "completed",
+     * "interrupted" or "failed"; NULL if none could be stored (it stays
+     * 'running'). An error after a "completed" one (writing model_out)
+     * leaves the run completed: its model is in the store. */
     const char *stored_status;
 };
 

@@ -217,22 +217,8 @@ static void fp__free(struct fp__sim *s)
     fp_run_close(&s->run);
 }
 
-static void fp__result(const struct fp_run_result *rr, struct fp_sim_result *res)
-{
-    res->run_id = rr->run_id;
-    res->rounds_done = rr->rounds_done;
-    res->test_loss = rr->test_loss;
-    res->test_accuracy = rr->test_accuracy;
-    res->uplink_bytes = rr->uplink_bytes;
-    res->downlink_bytes = rr->downlink_bytes;
-    res->seconds = rr->seconds;
-    memcpy(res->model_sha256, rr->model_sha256, sizeof res->model_sha256);
-    res->interrupted = rr->interrupted;
-    res->stored_status = rr->stored_status;
-}
-
 int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
-               const struct fp_sim_options *opt, struct fp_sim_result *res, struct fp_error *err)
+               const struct fp_sim_options *opt, struct fp_run_result *res, struct fp_error *err)
 {
     struct fp__sim s;
     memset(&s, 0, sizeof s);
@@ -266,7 +252,7 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         fp_run_fail(r);
     else
         rc = fp_run_finish(r, err);
-    fp__result(&r->res, res);
+    *res = r->res;
     fp__free(&s);
     return rc;
 }

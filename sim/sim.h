@@ -20,6 +20,7 @@
 
 #include "../core/error.h"
 #include "../core/scenario.h"
+#include "../run/run.h"
 #include "../store/store.h"
 
 struct fp_sim_options {
@@ -42,22 +43,7 @@ struct fp_sim_options {
     void *started_u;
 };
 
-struct fp_sim_result {
-    int64_t run_id;
-    uint32_t rounds_done;
-    double test_loss, test_accuracy; /* last evaluation */
-    uint64_t uplink_bytes, downlink_bytes;
-    double seconds;
-    char model_sha256[65];
-    int interrupted;
-    /* The final status the store holds for the run: "completed",
-     * "interrupted" or "failed"; NULL if none could be stored (it stays
-     * 'running'). An error after a "completed" one (writing model_out)
-     * leaves the run completed: its model is in the store. */
-    const char *stored_status;
-};
-
 int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
-               const struct fp_sim_options *opt, struct fp_sim_result *res, struct fp_error *err);
+               const struct fp_sim_options *opt, struct fp_run_result *res, struct fp_error *err);
 
 #endif

@@ -103,7 +103,7 @@ static const char quad_text[] = "[run]\nrounds = 400\neval_every = 50\n"
                                 "[algorithm]\nlocal_steps = 5\nbatch = 1\nlr_local = 0.1\n";
 
 static void run_sim(const struct fp_scenario *sc, unsigned threads, const char *model_name,
-                    struct fp_store *st, struct fp_sim_result *res)
+                    struct fp_store *st, struct fp_run_result *res)
 {
     char path[128];
     snprintf(path, sizeof path, "%s/%s", tmpdir, model_name);
@@ -128,7 +128,7 @@ static void test_quadratic_fixed_points(void **state)
     probe_quadratic(&sc, a, b);
 
     struct fp_store *st = open_store("quad.db");
-    struct fp_sim_result res;
+    struct fp_run_result res;
     char mpath[128];
 
     sc.algorithm = FP_ALGO_SCAFFOLD;
@@ -201,7 +201,7 @@ static void test_thread_count_determinism(void **state)
               "[model]\nhidden = 16\n[algorithm]\nname = scaffold\nlocal_steps = 3\n"
               "[participation]\nsample = 7\n");
     struct fp_store *st = open_store("det.db");
-    struct fp_sim_result r1, r2, r3;
+    struct fp_run_result r1, r2, r3;
     run_sim(&sc, 1, "m1.f32", st, &r1);
     run_sim(&sc, 2, "m2.f32", st, &r2);
     run_sim(&sc, 3, "m3.f32", st, &r3);
@@ -226,7 +226,7 @@ static void test_thread_count_determinism(void **state)
 
     /* a different seed gives a different model */
     sc.seed = 2;
-    struct fp_sim_result r4;
+    struct fp_run_result r4;
     run_sim(&sc, 2, "m4.f32", st, &r4);
     assert_string_not_equal(r1.model_sha256, r4.model_sha256);
     fp_store_close(st);
@@ -252,7 +252,7 @@ static void test_compressed_thread_determinism(void **state)
                  cfg[i]);
         struct fp_scenario sc;
         load(&sc, text);
-        struct fp_sim_result r1, r3;
+        struct fp_run_result r1, r3;
         run_sim(&sc, 1, "c1.f32", st, &r1);
         run_sim(&sc, 3, "c3.f32", st, &r3);
         if (strcmp(r1.model_sha256, r3.model_sha256))
@@ -271,7 +271,7 @@ static void test_stop_flag_marks_interrupted(void **state)
     struct fp_store *st = open_store("stop.db");
     volatile sig_atomic_t stop = 1;
     struct fp_sim_options opt = {.threads = 2, .stop = &stop};
-    struct fp_sim_result res;
+    struct fp_run_result res;
     struct fp_error err = {0};
     assert_int_equal(fp_sim_run(&sc, st, &opt, &res, &err), 0);
     assert_true(res.interrupted);
@@ -295,7 +295,7 @@ static ssize_t cookie_write(void *c, const char *buf, size_t n)
 
 /* Runs sc with a Ctrl-C that arrives while round 2 is being reported. */
 static void run_until_round_2(const struct fp_scenario *sc, unsigned threads, struct fp_store *st,
-                              struct fp_sim_result *res)
+                              struct fp_run_result *res)
 {
     cookie_io_functions_t io = {.write = cookie_write};
     FILE *progress = fopencookie(NULL, "w", io);
@@ -315,7 +315,7 @@ static void test_stop_mid_run_finishes_the_round(void **state)
     struct fp_scenario sc;
     load(&sc, quad_text);
     struct fp_store *st = open_store("stop2.db");
-    struct fp_sim_result res;
+    struct fp_run_result res;
     struct fp_error err = {0};
     run_until_round_2(&sc, 2, st, &res);
     assert_true(res.interrupted);
@@ -338,7 +338,7 @@ static void test_resume_gives_the_same_run(void **state)
               "[model]\nhidden = 8\n[algorithm]\nname = scafcom\nbeta = 0.5\n"
               "[participation]\nsample = 5\n[compressor]\nname = topk\nratio = 0.05\n");
     struct fp_store *st = open_store("resume.db");
-    struct fp_sim_result full, part, resumed;
+    struct fp_run_result full, part, resumed;
     run_sim(&sc, 2, "full.f32", st, &full);
 
     struct fp_error err = {0};
@@ -391,7 +391,7 @@ static void test_state_too_big_keeps_the_rounds(void **state)
     struct fp_scenario sc;
     load(&sc, big_state_text);
     struct fp_store *st = open_store("big.db");
-    struct fp_sim_result ref, capped, stopped;
+    struct fp_run_result ref, capped, stopped;
     run_sim(&sc, 1, "ref.f32", st, &ref);
     fp_store_set_value_limit(st, 5000);
     run_sim(&sc, 1, "capped.f32", st, &capped);
@@ -420,7 +420,7 @@ static void test_state_in_parts(void **state)
     struct fp_scenario sc;
     load(&sc, big_state_text);
     struct fp_store *st = open_store("parts.db");
-    struct fp_sim_result ref, stopped, resumed;
+    struct fp_run_result ref, stopped, resumed;
     run_sim(&sc, 1, "ref.f32", st, &ref);
     fp_store_set_part_bytes(st, 1000);
     fp_store_set_value_limit(st, 5000);
@@ -479,7 +479,7 @@ static void test_bad_init_file(void **state)
     snprintf(sc.init_path, sizeof sc.init_path, "%s", path);
     struct fp_store *st = open_store("init.db");
     struct fp_sim_options opt = {.threads = 1};
-    struct fp_sim_result res;
+    struct fp_run_result res;
     struct fp_error err = {0};
     assert_int_equal(fp_sim_run(&sc, st, &opt, &res, &err), FP_EFORMAT);
     assert_non_null(strstr(err.msg, "expected exactly 4 float32 values"));
@@ -593,7 +593,7 @@ static void test_coordinator_and_clients_match_sim(void **state)
               "[algorithm]\nname = scallion\nlocal_steps = 2\nbatch = 1\nlr_local = 0.1\n"
               "[participation]\nsample = 2\n[compressor]\nname = randk\nk = 4\n");
     struct fp_store *st = open_store("coord.db");
-    struct fp_sim_result sim;
+    struct fp_run_result sim;
     run_sim(&sc, 1, "coord-sim.f32", st, &sim);
 
     const struct fp_run_options ro = {.threads = 1, .create_workload = fp_workload_create_test};
@@ -808,7 +808,7 @@ static void test_partial_rounds_match_sim_driver(void **state)
     drive_partial(&sc, st, 1, coord);
     drive_partial(&sc, st, 0, simd);
     assert_string_equal(coord, simd);
-    struct fp_sim_result full;
+    struct fp_run_result full;
     run_sim(&sc, 1, "partial-full.f32", st, &full);
     assert_string_not_equal(coord, full.model_sha256);
     fp_store_close(st);
