@@ -13,3 +13,16 @@ finish() {
   [ "$fails" -eq 0 ] && exit 0
   exit 1
 }
+
+# ro_mount DIR: DIR bind-mounted read-only onto itself (root only); 0 if it
+# worked and DIR really refuses writes. umount_all undoes every one (call it
+# from the script's EXIT trap).
+mounted=()
+ro_mount() {
+  mount --bind "$1" "$1" 2>/dev/null || return 1
+  mounted+=("$1")
+  mount -o remount,ro,bind "$1" 2>/dev/null && ! touch "$1/.w" 2>/dev/null
+}
+umount_all() {
+  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
+}

@@ -5,9 +5,8 @@ set -uo pipefail
 FP=$(readlink -f "${FEDPRESS:?FEDPRESS must point at the fedpress binary}")
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_review_XXXXXX)
-mounted=()
 cleanup() {
-  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
+  umount_all
   for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
   rm -rf "$T"
 }
@@ -15,12 +14,6 @@ trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 Q="$ROOT/scenarios/fedavg-quadratic.ini"
 q() { sqlite3 "$@" 2>/dev/null; }
-# a read-only bind mount of directory $1 (root only); 0 if it worked
-ro_mount() {
-  mount --bind "$1" "$1" 2>/dev/null || return 1
-  mounted+=("$1")
-  mount -o remount,ro,bind "$1" 2>/dev/null && ! touch "$1/.w" 2>/dev/null
-}
 
 S="$T/one.db"
 "$FP" sim "$Q" --store "$S" --set run.rounds=5 --quiet >/dev/null 2>&1

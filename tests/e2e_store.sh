@@ -9,9 +9,8 @@ set -uo pipefail
 FP=$(readlink -f "${FEDPRESS:?FEDPRESS must point at the fedpress binary}")
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_store_XXXXXX)
-mounted=()
 cleanup() {
-  for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
+  umount_all
   for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
   rm -rf "$T"
 }
@@ -28,12 +27,6 @@ wait_round() {
     sleep 0.1
   done
   return 1
-}
-# a read-only bind mount of directory $1 (root only); 0 if it worked
-ro_mount() {
-  mount --bind "$1" "$1" 2>/dev/null || return 1
-  mounted+=("$1")
-  mount -o remount,ro,bind "$1" 2>/dev/null && ! touch "$1/.w" 2>/dev/null
 }
 
 # 1. No output path may be the store or one of its files: exit 2, nothing written
