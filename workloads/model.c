@@ -389,6 +389,18 @@ static void fp__classif_sizes(struct fp_classif *m, uint32_t nc)
         m->w.flops_per_example = 4ull * m->in * m->hidden + 6ull * m->hidden * m->ncls;
 }
 
+/* The model kinds a classifier workload runs, for both constructors. */
+static int fp__classif_kind_ok(enum fp_model_kind kind, uint32_t hidden, struct fp_error *err)
+{
+    if (kind != FP_MODEL_LOGREG && kind != FP_MODEL_MLP)
+        return fp_error_set(err, FP_EINVAL,
+                            "[model] %d is not a classifier (use logreg or mlp with this dataset)",
+                            (int)kind);
+    if (kind == FP_MODEL_MLP && hidden == 0)
+        return fp_error_set(err, FP_EINVAL, "[model] hidden = 0: an MLP needs at least one unit");
+    return 0;
+}
+
 int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_t hidden,
                       struct fp_dataset *train, struct fp_dataset *test, struct fp_partition *part,
                       struct fp_error *err)
@@ -414,16 +426,8 @@ int fp_classif_create(struct fp_workload **out, enum fp_model_kind kind, uint32_
     m->w.impl = m;
     m->w.ops = &fp__classif_ops;
 
-    if (kind != FP_MODEL_LOGREG && kind != FP_MODEL_MLP) {
-        rc = fp_error_set(err, FP_EINVAL,
-                          "[model] %d is not a classifier (use logreg or mlp with this dataset)",
-                          (int)kind);
+    if ((rc = fp__classif_kind_ok(kind, hidden, err)))
         goto fail;
-    }
-    if (kind == FP_MODEL_MLP && hidden == 0) {
-        rc = fp_error_set(err, FP_EINVAL, "[model] hidden = 0: an MLP needs at least one unit");
-        goto fail;
-    }
     if (m->train.dim == 0 || m->train.dim != m->test.dim || m->train.nclasses < 2 ||
         m->train.nclasses != m->test.nclasses || m->train.nclasses > 255 || m->part.nclients == 0) {
         rc = fp_error_set(err, FP_EINVAL,
@@ -494,16 +498,8 @@ int fp_classif_create_view(struct fp_workload **out, enum fp_model_kind kind, ui
                           (int)holds, client, nclients);
         goto fail;
     }
-    if (kind != FP_MODEL_LOGREG && kind != FP_MODEL_MLP) {
-        rc = fp_error_set(err, FP_EINVAL,
-                          "[model] %d is not a classifier (use logreg or mlp with this dataset)",
-                          (int)kind);
+    if ((rc = fp__classif_kind_ok(kind, hidden, err)))
         goto fail;
-    }
-    if (kind == FP_MODEL_MLP && hidden == 0) {
-        rc = fp_error_set(err, FP_EINVAL, "[model] hidden = 0: an MLP needs at least one unit");
-        goto fail;
-    }
     if (have->n == 0 || have->dim == 0 || have->nclasses < 2 || have->nclasses > 255) {
         rc = fp_error_set(err, FP_EINVAL, "model: %zu examples of %zu features, %u classes",
                           have->n, have->dim, have->nclasses);
