@@ -105,6 +105,14 @@ struct fp_scenario {
     double deadline;
     uint32_t min_updates; /* default: sample (every sampled client) */
     double wait_after_min;
+    /* The simulator's partial rounds (docs/scenarios.md, run/participation.h):
+     * a sampled client fails to answer with probability `dropout`; with a
+     * straggler model each answers after answer_time * exp(sigma * Z_client
+     * + jitter * Z_round), judged against the rules above. */
+    double dropout;
+    enum fp_straggler_kind { FP_STRAGGLER_NONE = 0, FP_STRAGGLER_LOGNORMAL } straggler;
+    double straggler_sigma, straggler_jitter;
+    double answer_time; /* seconds, the median; default 1 */
 };
 
 /* Fills sc with every default. */
