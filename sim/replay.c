@@ -319,9 +319,10 @@ static void fp__report_causes(const struct fp__replay *x, FILE *out)
     fp__input_causes(x->rec.inputs, out, &found);
     if (x->d_client >= 0)
         fprintf(out,
-                "%s: client %lld computed its upload on its own machine in a daemon run: its BLAS "
-                "kernel or its data (--data DIR) may differ from this machine's\n",
-                found ? "also possible" : "likely cause", (long long)x->d_client);
+                "%s: if run %lld was a coordinator's, client %lld computed its upload on its own "
+                "machine: its BLAS kernel or its data (--data DIR) may differ from this one's\n",
+                found ? "also possible" : "likely cause", (long long)x->run_id,
+                (long long)x->d_client);
     fprintf(out,
             "%s: the log was changed after the run, or it was run by another version of "
             "fedpress\n",
