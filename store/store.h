@@ -65,7 +65,8 @@ struct fp_client_round {
      * message header aside; "" if not known (stored as NULL) */
     char upload_sha256[65];
     /* Schema 5: what became of the sampled client (FP_CLIENT_INCLUDED for
-     * every row of a simulator run) and, if not included, why. A row that
+     * every row of a simulator run without [participation] dropout or
+     * straggler) and, if not included, why. A row that
      * is not included has no train_loss (NaN), no sha256, zero bytes. */
     enum fp_client_status status;
     char reason[160];
