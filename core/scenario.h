@@ -100,7 +100,8 @@ struct fp_scenario {
     /* When a coordinator closes a round (docs/daemons.md): every sampled
      * client answered, or `deadline` seconds passed since the broadcast, or
      * min_updates uploads are in and wait_after_min more seconds passed.
-     * The simulator only validates them. deadline 0: not set (then they are
+     * The simulator applies them to its dropout and straggler model (below).
+     * deadline 0: not set (then they are
      * left out of the canonical text). */
     double deadline;
     uint32_t min_updates; /* default: sample (every sampled client) */
