@@ -5,9 +5,9 @@
 #      late and absent clients stored with their reasons, the same bytes at
 #      --threads 1 and 2, and a replay that is exact and leaves the store as
 #      it was;
-#  (b) a coordinator run with 4 clients in which one was frozen with
-#      SIGSTOP past the deadline (late) and one killed (absent): the
-#      simulator replays it exactly;
+#  (b) a coordinator run with 4 clients in which one sent a NaN upload
+#      (refused), one was frozen with SIGSTOP past the deadline (late) and
+#      one killed (absent): the simulator replays it exactly;
 #  (c) a tampered copy of each store (an upload's hash, a train loss, the
 #      final model changed with sqlite3): divergent, naming the round and
 #      the client.
@@ -75,8 +75,8 @@ check "replay (sim run): the replayed store is unchanged (no new run, same conte
 check "replay: --set is a usage error (exit 2)" "[ $? -eq 2 ] && grep -q 'replay' '$T/u.err'"
 "$FP" sim --replay 7 --store "$db" >"$T/u.out" 2>"$T/u.err"
 check "replay: a run the store does not have is exit 1, named" "[ $? -eq 1 ] && grep -q 'no run 7' '$T/u.err'"
-"$FP" help | grep -q -- 'sim --replay RUN'
-check "help: documents sim --replay" "[ $? -eq 0 ]"
+"$FP" help >"$T/help.out" 2>&1
+check "help: documents sim --replay" "grep -q -- 'sim --replay RUN \\[--store PATH\\] \\[--threads N\\] \\[--quiet\\]' '$T/help.out'"
 
 # (c) on the sim run: a tampered upload hash
 cp "$db" "$T/tamper1.db"
@@ -110,10 +110,11 @@ wait_log() {
   return 1
 }
 # SCAFFOLD on the quadratic, N = S = 4: a round closes when all answered
-# (or left) or at the 1 s deadline; 2 uploads suffice.
+# (or left) or at the 1 s deadline; 1 upload suffices (client 0's, when
+# client 1's is refused, 2 is frozen and 3 is gone).
 "$FP" sim "$ROOT/scenarios/scaffold-quadratic.ini" --set data.clients=$N --set participation.sample=$N \
   --set run.rounds=300 --set run.eval_every=50 --set participation.deadline=1 \
-  --set participation.min_updates=2 --set participation.wait_after_min=60 --dry-run >"$T/part.ini"
+  --set participation.min_updates=1 --set participation.wait_after_min=60 --dry-run >"$T/part.ini"
 d=$T/daemon
 mkdir -p "$d"
 timeout 60 "$FP" coordinator --scenario "$T/part.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
@@ -125,25 +126,29 @@ cpids=()
 if port=$(wait_port "$d/port" "$cpid"); then
   for i in $(seq 0 $((N - 1))); do
     mkdir -p "$d/st$i"
+    extra=()
+    [ "$i" = 1 ] && extra=(--test-bad-upload 3:nan) # refused in round 3
     timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
-      --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
+      --state "$d/st$i" "${extra[@]}" >"$d/c$i.out" 2>"$d/c$i.err" &
     cpids+=($!)
     PIDS+=($!)
   done
   wait_log "$d/coord.err" "4 of 4 connected"
+  # at once, both while the first rounds run: client 3 killed, client 2 frozen
+  kill -KILL "$(pgrep -P "${cpids[3]}")"
   frozen=$(pgrep -P "${cpids[2]}")
   kill -STOP "$frozen"
-  wait_log "$d/coord.err" "round [0-9]*: 3 of 4 sampled clients included, 1 late"
+  { wait "${cpids[3]}"; } 2>/dev/null
+  wait_log "$d/coord.err" "round [0-9]*: [0-9] of 4 sampled clients included, 1 late"
   kill -CONT "$frozen"
-  kill -KILL "$(pgrep -P "${cpids[3]}")"
-  wait "${cpids[3]}" 2>/dev/null
   wait "$cpid"
   crc=$?
   ddb=$d/daemon.db
   nlate=$(q "$ddb" "select count(*) from client_rounds where client = 2 and status = 'late'")
   nabsent=$(q "$ddb" "select count(*) from client_rounds where client = 3 and status = 'absent'")
-  check "daemon: the run completes with client 2 late ($nlate) and client 3 absent ($nabsent rounds)" \
-    "[ $crc -eq 0 ] && [ \"\${nlate:-0}\" -ge 1 ] && [ \"\${nabsent:-0}\" -ge 1 ] && \"$FP\" runs --store '$ddb' --format csv | tail -1 | grep -q ',completed'"
+  nrefused=$(q "$ddb" "select count(*) from client_rounds where client = 1 and round = 3 and status = 'refused'")
+  check "daemon: the run completes with client 1 refused in round 3 ($nrefused), client 2 late ($nlate) and client 3 absent ($nabsent rounds)" \
+    "[ $crc -eq 0 ] && [ \"\${nrefused:-0}\" = 1 ] && [ \"\${nlate:-0}\" -ge 1 ] && [ \"\${nabsent:-0}\" -ge 1 ] && \"$FP\" runs --store '$ddb' --format csv | tail -1 | grep -q ',completed'"
   for p in "${cpids[@]:0:3}"; do wait "$p"; done
   before=$(dump "$ddb")
   "$FP" sim --replay 1 --store "$ddb" --threads 2 >"$d/rp.out" 2>"$d/rp.err"
