@@ -42,8 +42,8 @@ done
 db=$T/sim1.db
 check "sim: the run with dropout completes at --threads 1 and 2 with the same model" \
   "[ \"\$(cat '$T/sim1.rc')\" = 0 ] && [ \"\$(cat '$T/sim2.rc')\" = 0 ] && [ -n \"\$(grep '^model sha256' '$T/sim1.out')\" ] && [ \"\$(grep '^model sha256' '$T/sim1.out')\" = \"\$(grep '^model sha256' '$T/sim2.out')\" ]"
-check "sim: every client row is the same at --threads 1 and 2 (status, reason, upload hash)" \
-  "[ \"\$(q '$T/sim1.db' 'select round, client, status, reason, upload_sha256 from client_rounds' | sha256sum)\" = \"\$(q '$T/sim2.db' 'select round, client, status, reason, upload_sha256 from client_rounds' | sha256sum)\" ]"
+check "sim: every client row (480 of them) is the same at --threads 1 and 2 (status, reason, upload hash)" \
+  "[ \"\$(q '$T/sim1.db' 'select count(*) from client_rounds')\" = 480 ] && [ \"\$(q '$T/sim1.db' 'select round, client, status, reason, upload_sha256 from client_rounds' | sha256sum)\" = \"\$(q '$T/sim2.db' 'select round, client, status, reason, upload_sha256 from client_rounds' | sha256sum)\" ]"
 absent=$(q "$db" "select count(*) from client_rounds where status = 'absent' and reason like 'dropped out (simulated: [participation] dropout = 0.2)' and upload_sha256 is null and uplink_bytes = 0")
 late=$(q "$db" "select count(*) from client_rounds where status = 'late' and reason like 'no upload when the round closed (%simulated answer time%' and upload_sha256 is null")
 check "sim: dropped clients are 'absent' ($absent) and slow ones 'late' ($late), with their reasons" \
