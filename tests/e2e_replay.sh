@@ -72,7 +72,7 @@ check "replay (sim run): a progress line per round on stderr" \
 check "replay (sim run): the replayed store is unchanged (no new run, same content)" \
   "[ \"\$(dump '$db')\" = '$before' ] && [ \"\$(q '$db' 'select count(*) from runs')\" = 1 ]"
 "$FP" sim --replay 1 --store "$db" --set run.rounds=3 >"$T/u.out" 2>"$T/u.err"
-check "replay: --set is a usage error (exit 2)" "[ $? -eq 2 ] && grep -q 'replay' '$T/u.err'"
+check "replay: --set is a usage error (exit 2)" "[ $? -eq 2 ] && grep -q 'replay runs the stored scenario as it was' '$T/u.err'"
 "$FP" sim --replay 7 --store "$db" >"$T/u.out" 2>"$T/u.err"
 check "replay: a run the store does not have is exit 1, named" "[ $? -eq 1 ] && grep -q 'no run 7' '$T/u.err'"
 "$FP" help >"$T/help.out" 2>&1
