@@ -397,6 +397,9 @@ int fp_sim_replay(struct fp_store *store, int64_t run_id, const struct fp_replay
     snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)run_id);
     if ((rc = fp_scenario_load_string(&sc, x.rec.scenario, origin, NULL, 0, err)))
         goto out;
+    /* The replay's store is thrown away: no state checkpoints to write
+     * (they change no bit of the run). */
+    sc.checkpoint_every = 0;
     if ((rc = fp__tmp_store(dir, path, err)) || (rc = fp_store_open(&tmp, path, err)))
         goto out;
     if (o->progress)
