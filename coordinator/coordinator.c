@@ -20,10 +20,11 @@
 #include "../net/channel.h"
 #include "../net/conversation.h"
 #include "../net/peer.h"
+#include "../run/participation.h"
 
 /* A round below [participation] min_updates is tried this many more
  * times (the same sample, the same broadcast), then the run fails. */
-#define FP_COORD_RETRIES 2
+#define FP_COORD_RETRIES (FP_PART_ATTEMPTS - 1)
 
 enum fp__stage { FP__HANDSHAKE, FP__ADMITTED, FP__CLOSING };
 enum fp__cstate { FP__WAITING, FP__ROUND, FP__DONE };
@@ -379,7 +380,7 @@ static void fp__round_late(uv_timer_t *t)
         fp__fail(co, FP_EIO);
         return;
     }
-    co->close_why = "the deadline passed";
+    co->close_why = FP_PART_WHY_DEADLINE;
     fp__exchange_end(co); /* close with what is in */
 }
 
@@ -387,7 +388,7 @@ static void fp__round_late(uv_timer_t *t)
 static void fp__min_late(uv_timer_t *t)
 {
     struct fp__coord *co = t->data;
-    co->close_why = "min_updates in and wait_after_min passed";
+    co->close_why = FP_PART_WHY_MIN;
     fp__exchange_end(co);
 }
 
@@ -405,7 +406,7 @@ static void fp__exchange_check(struct fp__coord *co)
     }
     if (co->answered >= sc->min_updates && !uv_is_active((uv_handle_t *)&co->min_timer)) {
         if (sc->wait_after_min <= 0) {
-            co->close_why = "min_updates in and wait_after_min passed";
+            co->close_why = FP_PART_WHY_MIN;
             fp__exchange_end(co);
         } else
             uv_timer_start(&co->min_timer, fp__min_late, (uint64_t)(sc->wait_after_min * 1e3), 0);
@@ -436,7 +437,7 @@ static int fp__exchange_begin(struct fp__coord *co)
         return rc;
     co->answered = co->settled = co->expected = 0;
     co->beginning = 1;
-    co->close_why = "every sampled client answered or left";
+    co->close_why = FP_PART_WHY_ALL;
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
         const uint32_t id = r->chosen[slot];
         struct fp__session *s = co->by_id[id];
