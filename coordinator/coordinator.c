@@ -588,28 +588,21 @@ static void fp__exchange_end(struct fp__coord *co)
         }
     }
     if (in < sc->min_updates) {
-        char list[256] = "";
-        size_t n = 0;
-        for (uint32_t slot = 0; slot < sc->sample && n < sizeof list - 80; slot++)
-            if (co->status[slot] != FP_CLIENT_INCLUDED)
-                n += (size_t)snprintf(list + n, sizeof list - n, " %u (%s: %s)", r->chosen[slot],
-                                      fp_client_status_name(co->status[slot]), co->why[slot]);
+        char list[256];
+        fp_part_not_in(list, sizeof list, sc->sample, r->chosen, co->status,
+                       (const char(*)[160])co->why);
         for (uint32_t slot = 0; slot < sc->sample; slot++)
             if (co->status[slot] == FP_CLIENT_INCLUDED)
                 fp__tell(co, slot, 0);
         if (co->attempt >= FP_COORD_RETRIES) {
-            fp_error_set(&co->err, FP_EIO,
-                         "round %u: only %u of the %u uploads it needs ([participation] "
-                         "min_updates) arrived, in the last of %u attempts; not answering:%s",
-                         co->round, in, sc->min_updates, co->attempt + 1, list);
+            fp_error_set(&co->err, FP_EIO, FP_PART_GIVE_UP, co->round, in, sc->min_updates,
+                         co->attempt + 1, list);
             fp__fail(co, FP_EIO);
             return;
         }
         co->attempt++;
-        fp__log(co,
-                "round %u: %u of the %u uploads it needs arrived; trying it again (attempt %u "
-                "of %u); not answering:%s",
-                co->round, in, sc->min_updates, co->attempt + 1, FP_COORD_RETRIES + 1, list);
+        fp__log(co, FP_PART_RETRY, co->round, in, sc->min_updates, co->attempt + 1,
+                FP_COORD_RETRIES + 1, list);
         fp__round_start(co);
         return;
     }

@@ -5,6 +5,7 @@
 #include "participation.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,4 +75,16 @@ double fp_part_close(const struct fp_scenario *sc, const double *t, uint32_t n, 
         }
     }
     return close;
+}
+
+void fp_part_not_in(char *list, size_t cap, uint32_t n, const uint32_t *chosen,
+                    const enum fp_client_status *status, const char (*why)[160])
+{
+    size_t len = 0;
+    list[0] = '\0';
+    /* snprintf cuts the last entry short; none is begun in the last 80 bytes */
+    for (uint32_t i = 0; i < n && len + 80 < cap; i++)
+        if (status[i] != FP_CLIENT_INCLUDED)
+            len += (size_t)snprintf(list + len, cap - len, " %u (%s: %.160s)", chosen[i],
+                                    fp_client_status_name(status[i]), why[i]);
 }

@@ -27,7 +27,10 @@
 
 #include <stdint.h>
 
+#include <stddef.h>
+
 #include "../core/scenario.h"
+#include "../store/store.h"
 
 /* A round is tried at most this many times (the coordinator's bound). */
 #define FP_PART_ATTEMPTS 3
@@ -37,6 +40,22 @@
 #define FP_PART_WHY_ALL      "every sampled client answered or left"
 #define FP_PART_WHY_DEADLINE "the deadline passed"
 #define FP_PART_WHY_MIN      "min_updates in and wait_after_min passed"
+
+/* The messages of a round below min_updates (both drivers): tried again
+ * (round, uploads in, min_updates, the next attempt, FP_PART_ATTEMPTS, the
+ * list), or the run fails (round, uploads in, min_updates, attempts, the
+ * list). The list is fp_part_not_in's. */
+#define FP_PART_RETRY                                                                              \
+    "round %u: %u of the %u uploads it needs arrived; trying it again (attempt %u of %u); not "    \
+    "answering:%s"
+#define FP_PART_GIVE_UP                                                                            \
+    "round %u: only %u of the %u uploads it needs ([participation] min_updates) arrived, in the "  \
+    "last of %u attempts; not answering:%s"
+
+/* " 7 (absent: WHY) 9 (late: WHY)": the n sampled clients chosen[] whose
+ * status is not included, with why, into list[cap] (cut short if long). */
+void fp_part_not_in(char *list, size_t cap, uint32_t n, const uint32_t *chosen,
+                    const enum fp_client_status *status, const char (*why)[160]);
 
 /* Seconds after the broadcast at which `client` answers in attempt
  * `attempt` (0-based) of `round`; INFINITY if it drops out. 0 without a

@@ -265,17 +265,6 @@ void fp_run_round_begin(struct fp_run *r, uint32_t round)
     r->evaluate = 0;
 }
 
-/* " 7 (absent: why) 9 (late: why)": the slots not in, for a message */
-static void fp__not_in(const struct fp_run *r, char *list, size_t cap)
-{
-    size_t n = 0;
-    list[0] = '\0';
-    for (uint32_t slot = 0; slot < r->sc->sample && n + 80 < cap; slot++)
-        if (r->status[slot] != FP_CLIENT_INCLUDED)
-            n += (size_t)snprintf(list + n, cap - n, " %u (%s: %s)", r->chosen[slot],
-                                  fp_client_status_name(r->status[slot]), r->why[slot]);
-}
-
 /* One attempt of the round: each slot's answer time, the closing rule,
  * and the status and reason of each slot not in. Returns how many are in. */
 static uint32_t fp__attempt(struct fp_run *r, uint32_t attempt)
@@ -313,23 +302,19 @@ int fp_run_simulate_participation(struct fp_run *r, struct fp_error *err)
     const struct fp_scenario *sc = r->sc;
     if (!(sc->dropout > 0) && sc->straggler == FP_STRAGGLER_NONE)
         return 0; /* every slot answers at once: the round as before these keys */
-    char list[512];
+    char list[1024];
     for (uint32_t attempt = 0;; attempt++) {
         const uint32_t in = fp__attempt(r, attempt);
         if (in >= sc->min_updates)
             return 0;
-        fp__not_in(r, list, sizeof list);
+        fp_part_not_in(list, sizeof list, sc->sample, r->chosen, r->status,
+                       (const char(*)[160])r->why);
         if (attempt + 1 >= FP_PART_ATTEMPTS)
-            return fp_error_set(err, FP_EIO,
-                                "round %u: only %u of the %u uploads it needs ([participation] "
-                                "min_updates) arrived, in the last of %u attempts; not "
-                                "answering:%s",
-                                r->round, in, sc->min_updates, attempt + 1, list);
+            return fp_error_set(err, FP_EIO, FP_PART_GIVE_UP, r->round, in, sc->min_updates,
+                                attempt + 1, list);
         if (r->opt->progress && !ferror(r->opt->progress))
-            fprintf(r->opt->progress,
-                    "[%s] round %u: %u of the %u uploads it needs arrived; trying it again "
-                    "(attempt %u of %u); not answering:%s\n",
-                    sc->name, r->round, in, sc->min_updates, attempt + 2, FP_PART_ATTEMPTS, list);
+            fprintf(r->opt->progress, "[%s] " FP_PART_RETRY "\n", sc->name, r->round, in,
+                    sc->min_updates, attempt + 2, FP_PART_ATTEMPTS, list);
     }
 }
 
