@@ -25,6 +25,7 @@
 #include "../core/error.h"
 #include "../core/format.h"
 #include "../core/scenario.h"
+#include "../sim/replay.h"
 #include "../sim/sim.h"
 #include "../store/store.h"
 #include "daemons.h"
@@ -172,6 +173,14 @@ static const char fp__usage_run[] =
     "      ends with the same model as a run that was never stopped, or refuses (exit 1,\n"
     "      store untouched) when a file the run read (dataset, [model] init) changed or\n"
     "      is gone since it began.\n"
+    "  sim --replay RUN [--store PATH] [--threads N] [--quiet]\n"
+    "      re-execute stored run RUN (a sim or a coordinator run) from its logged\n"
+    "      scenario with its logged participation (who was included in each round),\n"
+    "      compare every included upload's SHA-256, every round's metrics and the final\n"
+    "      model with the log, and print the first divergence (round, client, likely\n"
+    "      cause) or that the replay is exact. The store is only read; the replay's\n"
+    "      rounds go to a temporary store, deleted at the end. Exit 0 exact, 1\n"
+    "      divergent (or an error), 2 usage.\n"
     "  sweep FILE.ini --vary section.key=v1,v2,... [--vary ...] [--set section.key=value ...]\n"
     "                [--store PATH] [--threads N] [--quiet] [--dry-run]\n"
     "      run FILE.ini once for every combination of the --vary values (the last\n"
@@ -422,11 +431,49 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
     return res->interrupted ? FP_EXIT_INTERRUPTED : 0;
 }
 
+/* A run id argument ("3"), or -1 after a usage error naming the option. */
+static int64_t fp__run_id_arg(const char *arg, const char *opt)
+{
+    char *end;
+    errno = 0;
+    long long id = strtoll(arg, &end, 10);
+    if (!isdigit((unsigned char)*arg) || *end != '\0' || errno || id < 1) {
+        char what[64];
+        snprintf(what, sizeof what, "sim: %s '%%s': expected a run id (see 'fedpress runs')", opt);
+        fp__usage_error(what, arg);
+        return -1;
+    }
+    return id;
+}
+
+/* sim --replay RUN: exit 0 exact, 1 divergent (or an error), 130 stopped. */
+static int fp__replay(const char *arg, const char *store_path, unsigned long threads, int quiet)
+{
+    int64_t id = fp__run_id_arg(arg, "--replay");
+    if (id < 0)
+        return FP_EXIT_USAGE;
+    struct fp_store *store;
+    if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
+        return FP_EXIT_RUNTIME;
+    fp__catch_stop_signals();
+    quiet = quiet || ferror(stderr);
+    const struct fp_replay_options ro = {.threads = (unsigned)threads,
+                                         .progress = quiet ? NULL : stderr,
+                                         .out = stdout,
+                                         .stop = &fp__stop};
+    struct fp_error err = {0};
+    int rc = fp_sim_replay(store, id, &ro, &err);
+    fp_store_close(store);
+    if (rc < 0)
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    return rc == FP_EINTR ? FP_EXIT_INTERRUPTED : rc < 0 ? FP_EXIT_RUNTIME : rc;
+}
+
 static int fp__cmd_sim(int argc, char **argv)
 {
     const char *model_out = NULL;
     struct fp__run_opts o;
-    const char *resume_arg = NULL;
+    const char *resume_arg = NULL, *replay_arg = NULL;
     int rc = FP_EXIT_USAGE;
     fp__ignore_sigpipe();
     if (fp__run_opts_init(&o, argc))
@@ -445,6 +492,9 @@ static int fp__cmd_sim(int argc, char **argv)
         } else if (fp__is_opt(argv[i], "--resume")) {
             if (!(resume_arg = fp__optval(argc, argv, &i, "--resume")))
                 goto missing;
+        } else if (fp__is_opt(argv[i], "--replay")) {
+            if (!(replay_arg = fp__optval(argc, argv, &i, "--replay")))
+                goto missing;
         } else {
             rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
             goto out;
@@ -454,6 +504,15 @@ static int fp__cmd_sim(int argc, char **argv)
     size_t nsets = o.nsets;
     unsigned long threads = o.threads;
     int quiet = o.quiet, dry_run = o.dry_run;
+    if (replay_arg) {
+        if (file || resume_arg || nsets || dry_run || model_out)
+            rc = fp__usage_error("sim: %s", "--replay runs the stored scenario as it was: no "
+                                            "scenario file, --resume, --set, --dry-run or "
+                                            "--model-out");
+        else
+            rc = fp__replay(replay_arg, store_path, threads, quiet);
+        goto out;
+    }
     if (!file == !resume_arg) {
         rc = fp__usage_error("sim: %s", file ? "give a scenario file or --resume RUN, not both"
                                              : "no scenario file given (or --resume RUN)");
@@ -477,14 +536,8 @@ static int fp__cmd_sim(int argc, char **argv)
     int64_t resume_id = 0;
     int lrc;
     if (resume_arg) {
-        char *end;
-        errno = 0;
-        resume_id = strtoll(resume_arg, &end, 10);
-        if (!isdigit((unsigned char)*resume_arg) || *end != '\0' || errno || resume_id < 1) {
-            rc = fp__usage_error("sim: --resume '%s': expected a run id (see 'fedpress runs')",
-                                 resume_arg);
+        if ((resume_id = fp__run_id_arg(resume_arg, "--resume")) < 0)
             goto out;
-        }
         rc = FP_EXIT_RUNTIME;
         if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_WRITE))
             goto out;

@@ -20,10 +20,11 @@
 #include "../net/channel.h"
 #include "../net/conversation.h"
 #include "../net/peer.h"
+#include "../run/participation.h"
 
 /* A round below [participation] min_updates is tried this many more
  * times (the same sample, the same broadcast), then the run fails. */
-#define FP_COORD_RETRIES 2
+#define FP_COORD_RETRIES (FP_PART_ATTEMPTS - 1)
 
 enum fp__stage { FP__HANDSHAKE, FP__ADMITTED, FP__CLOSING };
 enum fp__cstate { FP__WAITING, FP__ROUND, FP__DONE };
@@ -379,7 +380,7 @@ static void fp__round_late(uv_timer_t *t)
         fp__fail(co, FP_EIO);
         return;
     }
-    co->close_why = "the deadline passed";
+    co->close_why = FP_PART_WHY_DEADLINE;
     fp__exchange_end(co); /* close with what is in */
 }
 
@@ -387,7 +388,7 @@ static void fp__round_late(uv_timer_t *t)
 static void fp__min_late(uv_timer_t *t)
 {
     struct fp__coord *co = t->data;
-    co->close_why = "min_updates in and wait_after_min passed";
+    co->close_why = FP_PART_WHY_MIN;
     fp__exchange_end(co);
 }
 
@@ -405,7 +406,7 @@ static void fp__exchange_check(struct fp__coord *co)
     }
     if (co->answered >= sc->min_updates && !uv_is_active((uv_handle_t *)&co->min_timer)) {
         if (sc->wait_after_min <= 0) {
-            co->close_why = "min_updates in and wait_after_min passed";
+            co->close_why = FP_PART_WHY_MIN;
             fp__exchange_end(co);
         } else
             uv_timer_start(&co->min_timer, fp__min_late, (uint64_t)(sc->wait_after_min * 1e3), 0);
@@ -436,7 +437,7 @@ static int fp__exchange_begin(struct fp__coord *co)
         return rc;
     co->answered = co->settled = co->expected = 0;
     co->beginning = 1;
-    co->close_why = "every sampled client answered or left";
+    co->close_why = FP_PART_WHY_ALL;
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
         const uint32_t id = r->chosen[slot];
         struct fp__session *s = co->by_id[id];
@@ -587,28 +588,21 @@ static void fp__exchange_end(struct fp__coord *co)
         }
     }
     if (in < sc->min_updates) {
-        char list[256] = "";
-        size_t n = 0;
-        for (uint32_t slot = 0; slot < sc->sample && n < sizeof list - 80; slot++)
-            if (co->status[slot] != FP_CLIENT_INCLUDED)
-                n += (size_t)snprintf(list + n, sizeof list - n, " %u (%s: %s)", r->chosen[slot],
-                                      fp_client_status_name(co->status[slot]), co->why[slot]);
+        char list[256];
+        fp_part_not_in(list, sizeof list, sc->sample, r->chosen, co->status,
+                       (const char(*)[160])co->why);
         for (uint32_t slot = 0; slot < sc->sample; slot++)
             if (co->status[slot] == FP_CLIENT_INCLUDED)
                 fp__tell(co, slot, 0);
         if (co->attempt >= FP_COORD_RETRIES) {
-            fp_error_set(&co->err, FP_EIO,
-                         "round %u: only %u of the %u uploads it needs ([participation] "
-                         "min_updates) arrived, in the last of %u attempts; not answering:%s",
-                         co->round, in, sc->min_updates, co->attempt + 1, list);
+            fp_error_set(&co->err, FP_EIO, FP_PART_GIVE_UP, co->round, in, sc->min_updates,
+                         co->attempt + 1, list);
             fp__fail(co, FP_EIO);
             return;
         }
         co->attempt++;
-        fp__log(co,
-                "round %u: %u of the %u uploads it needs arrived; trying it again (attempt %u "
-                "of %u); not answering:%s",
-                co->round, in, sc->min_updates, co->attempt + 1, FP_COORD_RETRIES + 1, list);
+        fp__log(co, FP_PART_RETRY, co->round, in, sc->min_updates, co->attempt + 1,
+                FP_COORD_RETRIES + 1, list);
         fp__round_start(co);
         return;
     }

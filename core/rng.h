@@ -20,8 +20,9 @@ enum fp_purpose {
     FP_RNG_SAMPLING = 4,  /* choosing a round's participants */
     FP_RNG_MINIBATCH = 5, /* a client's minibatch order */
     FP_RNG_COMPRESS = 6,  /* random compressors */
-    FP_RNG_DROPOUT = 7,   /* simulated dropouts */
-    FP_RNG_LANES = 8      /* parallel lanes keyed by a word of another stream */
+    FP_RNG_DROPOUT = 7,   /* simulated dropouts (run/participation.c) */
+    FP_RNG_LANES = 8,     /* parallel lanes keyed by a word of another stream */
+    FP_RNG_STRAGGLER = 9  /* simulated answer times (run/participation.c) */
 };
 
 /* Used as the client field of keys that belong to no client. */

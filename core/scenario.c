@@ -57,6 +57,9 @@ enum fp__key {
     K_PART_DEADLINE,
     K_PART_MIN_UPDATES,
     K_PART_WAIT_AFTER_MIN,
+    K_PART_DROPOUT,
+    K_PART_STRAGGLER,
+    K_PART_ANSWER_TIME,
     K_COMP_NAME,
     K_COMP_RATIO,
     K_COMP_K,
@@ -103,6 +106,12 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_PART_MIN_UPDATES] = {"participation", "min_updates", "an integer in [1, sample]"},
     [K_PART_WAIT_AFTER_MIN] = {"participation", "wait_after_min",
                                "a number of seconds >= 0, at most 86400"},
+    [K_PART_DROPOUT] = {"participation", "dropout", "a probability in [0, 1)"},
+    [K_PART_STRAGGLER] = {"participation", "straggler",
+                          "none, lognormal:SIGMA or lognormal:SIGMA:JITTER (numbers >= 0, at "
+                          "most 10)"},
+    [K_PART_ANSWER_TIME] = {"participation", "answer_time",
+                            "a number of seconds > 0, at most 86400 (the median answer time)"},
     [K_COMP_NAME] = {"compressor", "name",
                      "one of identity, topk, randk, qsgd:S, sign, topk+qsgd:S (S levels, "
                      "1 to 1048576)"},
@@ -247,6 +256,32 @@ static int fp__parse_path(const char *v, char *dst)
             return -2;
     }
     return fp__parse_str(abs, 1, dst) ? -2 : 0;
+}
+
+/* none | lognormal:SIGMA | lognormal:SIGMA:JITTER (docs/scenarios.md) */
+static int fp__parse_straggler(const char *v, struct fp_scenario *sc)
+{
+    if (!strcmp(v, "none")) {
+        sc->straggler = FP_STRAGGLER_NONE;
+        sc->straggler_sigma = sc->straggler_jitter = 0;
+        return 0;
+    }
+    if (strncmp(v, "lognormal:", 10))
+        return -1;
+    char buf[64];
+    if (snprintf(buf, sizeof buf, "%s", v + 10) >= (int)sizeof buf)
+        return -1;
+    char *jitter = strchr(buf, ':');
+    if (jitter)
+        *jitter++ = '\0';
+    double sigma, j = 0;
+    if (fp__parse_double(buf, 0, false, &sigma) || sigma > 10 ||
+        (jitter && (fp__parse_double(jitter, 0, false, &j) || j > 10)))
+        return -1;
+    sc->straggler = FP_STRAGGLER_LOGNORMAL;
+    sc->straggler_sigma = sigma;
+    sc->straggler_jitter = j;
+    return 0;
 }
 
 static int fp__parse_comp(const char *v, struct fp_comp_spec *c)
@@ -403,6 +438,11 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
     case K_PART_WAIT_AFTER_MIN:
         return fp__parse_double(v, 0, false, &sc->wait_after_min) || sc->wait_after_min > 86400 ? -1
                                                                                                 : 0;
+    case K_PART_DROPOUT:
+        return fp__parse_double(v, 0, false, &sc->dropout) || sc->dropout >= 1 ? -1 : 0;
+    case K_PART_STRAGGLER: return fp__parse_straggler(v, sc);
+    case K_PART_ANSWER_TIME:
+        return fp__parse_double(v, 0, true, &sc->answer_time) || sc->answer_time > 86400 ? -1 : 0;
     case K_COUNT: break;
     }
     return -1;
@@ -562,6 +602,10 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->deadline = 0;    /* unset */
     sc->min_updates = 0; /* = sample */
     sc->wait_after_min = 0;
+    sc->dropout = 0;
+    sc->straggler = FP_STRAGGLER_NONE;
+    sc->straggler_sigma = sc->straggler_jitter = 0;
+    sc->answer_time = 1;
     sc->uplink.kind = FP_COMP_IDENTITY;
     sc->uplink.ratio = 0.01;
     sc->uplink.levels = 0;
@@ -695,6 +739,14 @@ static int fp__validate(struct fp__parse *p)
         return fp__fail(p, L[K_PART_MIN_UPDATES] ? L[K_PART_MIN_UPDATES] : L[K_PART_WAIT_AFTER_MIN],
                         "[participation] min_updates and wait_after_min need a deadline: add "
                         "[participation] deadline = SECONDS");
+    if (sc->straggler != FP_STRAGGLER_NONE && !L[K_PART_DEADLINE])
+        return fp__fail(p, L[K_PART_STRAGGLER],
+                        "[participation] straggler needs a deadline (without one no client is "
+                        "ever late): add [participation] deadline = SECONDS");
+    if (L[K_PART_ANSWER_TIME] && sc->straggler == FP_STRAGGLER_NONE)
+        return fp__fail(p, L[K_PART_ANSWER_TIME],
+                        "[participation] answer_time applies only with a straggler model: add "
+                        "[participation] straggler = lognormal:SIGMA");
     if (sc->partition == FP_PART_SHARDS && sc->shards > 10)
         return fp__fail(p, L[K_DATA_PARTITION],
                         "[data] partition = shards:%u asks for more classes per client than "
@@ -874,6 +926,15 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
         FP__ADD("deadline = %s\nmin_updates = %u\nwait_after_min = %s\n",
                 fp__seconds(g1, sc->deadline), sc->min_updates,
                 fp__seconds(g2, sc->wait_after_min));
+    /* likewise only when used: dropout = 0 is the run without the key */
+    if (sc->dropout > 0)
+        FP__ADD("dropout = %s\n", fp__g(g1, sc->dropout));
+    if (sc->straggler == FP_STRAGGLER_LOGNORMAL) {
+        FP__ADD("straggler = lognormal:%s", fp__g(g1, sc->straggler_sigma));
+        if (sc->straggler_jitter > 0)
+            FP__ADD(":%s", fp__g(g1, sc->straggler_jitter));
+        FP__ADD("\nanswer_time = %s\n", fp__seconds(g2, sc->answer_time));
+    }
     {
         char cname[64];
         FP__ADD("\n[compressor]\nname = %s\n", fp_comp_name(&sc->uplink, cname, sizeof cname));

@@ -100,11 +100,20 @@ struct fp_scenario {
     /* When a coordinator closes a round (docs/daemons.md): every sampled
      * client answered, or `deadline` seconds passed since the broadcast, or
      * min_updates uploads are in and wait_after_min more seconds passed.
-     * The simulator only validates them. deadline 0: not set (then they are
+     * The simulator applies them to its dropout and straggler model (below).
+     * deadline 0: not set (then they are
      * left out of the canonical text). */
     double deadline;
     uint32_t min_updates; /* default: sample (every sampled client) */
     double wait_after_min;
+    /* The simulator's partial rounds (docs/scenarios.md, run/participation.h):
+     * a sampled client fails to answer with probability `dropout`; with a
+     * straggler model each answers after answer_time * exp(sigma * Z_client
+     * + jitter * Z_round), judged against the rules above. */
+    double dropout;
+    enum fp_straggler_kind { FP_STRAGGLER_NONE = 0, FP_STRAGGLER_LOGNORMAL } straggler;
+    double straggler_sigma, straggler_jitter;
+    double answer_time; /* seconds, the median; default 1 */
 };
 
 /* Fills sc with every default. */

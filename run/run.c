@@ -14,6 +14,7 @@
 #include "../core/hash.h"
 #include "../core/inputs.h"
 #include "model.h"
+#include "participation.h"
 
 static double fp__now_ms(void)
 {
@@ -124,7 +125,13 @@ static int fp__alloc(struct fp_run *r, struct fp_error *err)
     r->crow = calloc(S, sizeof *r->crow);
     r->slot_row = malloc(S * sizeof *r->slot_row);
     r->bcast = malloc(fp_algo_broadcast_cap(&r->p));
-    if (!r->cstate || !r->perm || !r->chosen || !r->crow || !r->slot_row || !r->bcast)
+    r->status = calloc(S, sizeof *r->status);
+    r->why = calloc(S, sizeof *r->why);
+    r->answer_t = calloc(S, sizeof *r->answer_t);
+    r->scratch = calloc(S, sizeof *r->scratch);
+    r->others = calloc(S, sizeof *r->others);
+    if (!r->cstate || !r->perm || !r->chosen || !r->crow || !r->slot_row || !r->bcast ||
+        !r->status || !r->why || !r->answer_t || !r->scratch || !r->others)
         return fp_error_set(err, FP_ENOMEM, "out of memory setting up %u clients (d = %zu)", N,
                             r->p.d);
     if (r->w->ops->eval_blocks && r->w->ops->eval_block) {
@@ -249,10 +256,66 @@ void fp_run_round_begin(struct fp_run *r, uint32_t round)
                                .clients = r->crow,
                                .test_loss = NAN,
                                .test_accuracy = NAN};
-    for (uint32_t i = 0; i < r->sc->sample; i++)
+    for (uint32_t i = 0; i < r->sc->sample; i++) {
         r->slot_row[i] = -1;
+        r->status[i] = FP_CLIENT_INCLUDED;
+        r->why[i][0] = '\0';
+    }
     r->loss_sum = 0;
     r->evaluate = 0;
+}
+
+/* One attempt of the round: each slot's answer time, the closing rule,
+ * and the status and reason of each slot not in. Returns how many are in. */
+static uint32_t fp__attempt(struct fp_run *r, uint32_t attempt)
+{
+    const struct fp_scenario *sc = r->sc;
+    const uint32_t S = sc->sample;
+    for (uint32_t slot = 0; slot < S; slot++)
+        r->answer_t[slot] = fp_part_answer_time(sc, r->round, attempt, r->chosen[slot]);
+    const char *close_why;
+    const double close = fp_part_close(sc, r->answer_t, S, r->scratch, &close_why);
+    uint32_t in = 0;
+    for (uint32_t slot = 0; slot < S; slot++) {
+        const double t = r->answer_t[slot];
+        if (t <= close) {
+            r->status[slot] = FP_CLIENT_INCLUDED;
+            r->why[slot][0] = '\0';
+            in++;
+        } else if (isinf(t)) {
+            /* a client that fails to answer has left: the coordinator's absent */
+            r->status[slot] = FP_CLIENT_ABSENT;
+            snprintf(r->why[slot], sizeof r->why[slot],
+                     "dropped out (simulated: [participation] dropout = %g)", sc->dropout);
+        } else {
+            r->status[slot] = FP_CLIENT_LATE;
+            snprintf(r->why[slot], sizeof r->why[slot],
+                     "no upload when the round closed (%s; simulated answer time %.3g s)",
+                     close_why, t);
+        }
+    }
+    return in;
+}
+
+int fp_run_simulate_participation(struct fp_run *r, struct fp_error *err)
+{
+    const struct fp_scenario *sc = r->sc;
+    if (!(sc->dropout > 0) && sc->straggler == FP_STRAGGLER_NONE)
+        return 0; /* every slot answers at once: the round as before these keys */
+    char list[1024];
+    for (uint32_t attempt = 0;; attempt++) {
+        const uint32_t in = fp__attempt(r, attempt);
+        if (in >= sc->min_updates)
+            return 0;
+        fp_part_not_in(list, sizeof list, sc->sample, r->chosen, r->status,
+                       (const char(*)[160])r->why);
+        if (attempt + 1 >= FP_PART_ATTEMPTS)
+            return fp_error_set(err, FP_EIO, FP_PART_GIVE_UP, r->round, in, sc->min_updates,
+                                attempt + 1, list);
+        if (r->opt->progress && !ferror(r->opt->progress))
+            fprintf(r->opt->progress, "[%s] " FP_PART_RETRY "\n", sc->name, r->round, in,
+                    sc->min_updates, attempt + 2, FP_PART_ATTEMPTS, list);
+    }
 }
 
 int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
@@ -390,6 +453,24 @@ int fp_run_commit(struct fp_run *r, struct fp_error *err)
         r->res.test_accuracy = row->test_accuracy;
     }
     row->wall_ms = fp__now_ms() - r->r0;
+    /* the sampled clients not included, with why (a driver that set
+     * row.others itself keeps its own) */
+    if (!row->others) {
+        row->n_others = 0;
+        for (uint32_t slot = 0; slot < sc->sample; slot++) {
+            if (r->status[slot] == FP_CLIENT_INCLUDED)
+                continue;
+            const uint32_t c = r->chosen[slot];
+            r->others[row->n_others++] =
+                (struct fp_client_round){.client = c,
+                                         .train_loss = NAN,
+                                         .examples = r->w->n_local ? r->w->n_local[c] : 0,
+                                         .status = r->status[slot]};
+            snprintf(r->others[row->n_others - 1].reason, sizeof r->others->reason, "%s",
+                     r->why[slot]);
+        }
+        row->others = row->n_others ? r->others : NULL;
+    }
     /* The whole state goes with the round every checkpoint_every rounds; a
      * run stopping early stores it once in fp_run_finish. */
     void *state = NULL;
@@ -414,6 +495,8 @@ int fp_run_commit(struct fp_run *r, struct fp_error *err)
     if (state)
         r->state_round = round;
     r->res.rounds_done = round;
+    if (r->opt->committed)
+        r->opt->committed(r->opt->committed_u, r);
     r->res.uplink_bytes += row->uplink_bytes;
     r->res.downlink_bytes += row->downlink_bytes;
     /* A progress line that cannot be written (a closed terminal, a reader
@@ -504,6 +587,11 @@ void fp_run_close(struct fp_run *r)
     free(r->crow);
     free(r->slot_row);
     free(r->bcast);
+    free(r->status);
+    free(r->why);
+    free(r->answer_t);
+    free(r->scratch);
+    free(r->others);
     free(r->eval_loss);
     free(r->eval_correct);
     free(r->eval_count);

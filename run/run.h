@@ -44,6 +44,8 @@
 #include "../store/store.h"
 #include "../workloads/workload.h"
 
+struct fp_run;
+
 struct fp_run_options {
     unsigned threads;               /* recorded with the run (runs.threads) */
     FILE *progress;                 /* a line per round goes here; NULL = silent */
@@ -53,6 +55,10 @@ struct fp_run_options {
     int64_t resume_run;
     int (*started)(void *u, int64_t run_id);
     void *started_u;
+    /* Called after each round is committed, with the run (its row, clients
+     * and others as stored). May be NULL. */
+    void (*committed)(void *u, const struct fp_run *r);
+    void *committed_u;
     /* The workload's constructor: NULL for fp_workload_create (every
      * client's data and the test set: the simulator); a coordinator, which
      * holds no client's data, passes fp_workload_create_test. */
@@ -102,6 +108,14 @@ struct fp_run {
     int32_t *slot_row; /* [S] slot -> its row in crow, -1 until its phase-0 upload is included */
     double loss_sum, r0;
     int evaluate; /* set by fp_run_round_end: this round is evaluated */
+    /* [S] what became of each slot this round, and why if it is not
+     * included; fp_run_round_begin sets every slot included. A driver that
+     * marks slots otherwise gets their rows stored by fp_run_commit (a
+     * driver may instead set row.others itself). */
+    enum fp_client_status *status;
+    char (*why)[160];
+    double *answer_t, *scratch;     /* [S] fp_run_simulate_participation's */
+    struct fp_client_round *others; /* [S] */
 
     /* test-set blocks (workload eval_block), for drivers evaluating in parallel */
     size_t eval_nblocks;
@@ -123,6 +137,15 @@ int fp_run_next(const struct fp_run *r, uint32_t round);
 
 /* Samples the round's participants into r->chosen (S of them, ascending). */
 void fp_run_round_begin(struct fp_run *r, uint32_t round);
+
+/* The simulator's network (run/participation.h): each slot's answer time
+ * from [participation] dropout and straggler, judged by the coordinator's
+ * closing rule; below min_updates the round is tried again with the same
+ * sample, at most FP_PART_ATTEMPTS times (a line on the progress stream
+ * each), then FP_EIO with a message naming who did not answer. Marks
+ * r->status / r->why; call after fp_run_round_begin. Without dropout or a
+ * straggler every slot answers at once and stays included. */
+int fp_run_simulate_participation(struct fp_run *r, struct fp_error *err);
 
 /* Whether the round has exchange `phase` (the algorithm decides; phase 0
  * always): if so, its broadcast message is in r->bcast[0..r->bcast_len),

@@ -44,7 +44,13 @@ struct fp__sim {
     unsigned nworkers;
     struct fp__worker *workers;
 
-    /* the chunk being trained */
+    /* this round's slots that answer in time, ascending: the others are not
+     * trained (what they would upload is never included) */
+    uint32_t *slots; /* [S] */
+    uint32_t n_slots;
+    const struct fp_sim_options *opt;
+
+    /* the chunk being trained: slots[chunk_first .. + chunk_n) */
     uint32_t chunk_first, chunk_n;
     atomic_uint next;
 };
@@ -58,7 +64,7 @@ static void fp__worker_main(void *arg)
         unsigned i = atomic_fetch_add(&s->next, 1);
         if (i >= s->chunk_n)
             break;
-        uint32_t client = r->chosen[s->chunk_first + i];
+        uint32_t client = r->chosen[s->slots[s->chunk_first + i]];
         /* the worker plays the client: it sees the broadcast's bytes only */
         const struct fp_msg_header who = {.run = (uint64_t)r->res.run_id,
                                           .round = r->round,
@@ -123,22 +129,38 @@ static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
  * and their uploads are included in ascending client id. */
 static int fp__exchange(struct fp__sim *s, struct fp_error *err)
 {
-    const uint32_t S = s->run.sc->sample;
+    const uint32_t n = s->n_slots;
     int rc;
-    for (uint32_t first = 0; first < S; first += s->chunk) {
+    for (uint32_t first = 0; first < n; first += s->chunk) {
         s->chunk_first = first;
-        s->chunk_n = S - first < s->chunk ? S - first : s->chunk;
+        s->chunk_n = n - first < s->chunk ? n - first : s->chunk;
         if ((rc = fp__train_chunk(s, err)))
             return rc;
         for (uint32_t i = 0; i < s->chunk_n; i++) {
-            if ((rc = fp_run_include(&s->run, first + i, s->uploads + (size_t)i * s->upload_bytes,
+            const uint32_t slot = s->slots[first + i];
+            if ((rc = fp_run_include(&s->run, slot, s->uploads + (size_t)i * s->upload_bytes,
                                      s->upload_len[i], s->loss[i], s->sha[i], err)))
                 return rc;
             /* included: the client's new state becomes current */
-            fp_algo_client_commit(&s->run.p, &s->run.cstate[s->run.chosen[first + i]],
-                                  &s->pending[i]);
+            fp_algo_client_commit(&s->run.p, &s->run.cstate[s->run.chosen[slot]], &s->pending[i]);
         }
     }
+    return 0;
+}
+
+/* Who answers this round: the simulated network's verdict, or the
+ * driver's (a replay's logged participation); then the slots to train. */
+static int fp__participation(struct fp__sim *s, struct fp_error *err)
+{
+    struct fp_run *r = &s->run;
+    int rc = s->opt->participation ? s->opt->participation(s->opt->participation_u, r, err)
+                                   : fp_run_simulate_participation(r, err);
+    if (rc)
+        return rc;
+    s->n_slots = 0;
+    for (uint32_t slot = 0; slot < r->sc->sample; slot++)
+        if (r->status[slot] == FP_CLIENT_INCLUDED)
+            s->slots[s->n_slots++] = slot;
     return 0;
 }
 
@@ -184,7 +206,9 @@ static int fp__setup(struct fp__sim *s, unsigned threads, struct fp_error *err)
     s->pending = calloc(s->chunk, sizeof *s->pending);
     s->sha = calloc(s->chunk, sizeof *s->sha);
     s->workers = calloc(s->nworkers, sizeof *s->workers);
-    if (!s->uploads || !s->upload_len || !s->loss || !s->pending || !s->sha || !s->workers)
+    s->slots = calloc(S, sizeof *s->slots);
+    if (!s->uploads || !s->upload_len || !s->loss || !s->pending || !s->sha || !s->workers ||
+        !s->slots)
         return fp_error_set(err, FP_ENOMEM, "out of memory setting up %u clients (d = %zu)",
                             r->sc->clients, r->p.d);
     for (unsigned t = 0; t < s->nworkers; t++) {
@@ -214,6 +238,7 @@ static void fp__free(struct fp__sim *s)
             fp_client_state_free(&s->pending[i]);
     free(s->pending);
     free(s->sha);
+    free(s->slots);
     fp_run_close(&s->run);
 }
 
@@ -222,6 +247,7 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
 {
     struct fp__sim s;
     memset(&s, 0, sizeof s);
+    s.opt = opt;
     const struct fp_run_options ro = {.threads = opt->threads ? opt->threads : 1,
                                       .progress = opt->progress,
                                       .stop = opt->stop,
@@ -229,13 +255,17 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
                                       .resume = opt->resume,
                                       .resume_run = opt->resume_run,
                                       .started = opt->started,
-                                      .started_u = opt->started_u};
+                                      .started_u = opt->started_u,
+                                      .committed = opt->committed,
+                                      .committed_u = opt->committed_u};
     struct fp_run *r = &s.run;
     int rc = fp_run_open(r, sc, store, &ro, err);
     if (!rc)
         rc = fp__setup(&s, ro.threads, err);
     for (uint32_t round = r->first_round; !rc && fp_run_next(r, round); round++) {
         fp_run_round_begin(r, round);
+        if ((rc = fp__participation(&s, err)))
+            break;
         for (unsigned phase = 0; !rc && (rc = fp_run_phase_begin(r, phase, err)) > 0; phase++) {
             if ((rc = fp__exchange(&s, err)))
                 break;

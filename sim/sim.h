@@ -41,6 +41,15 @@ struct fp_sim_options {
      * take a lock on it); nonzero aborts the run. May be NULL. */
     int (*started)(void *u, int64_t run_id);
     void *started_u;
+    /* Who answers each round: NULL for the simulated network of
+     * [participation] dropout and straggler (fp_run_simulate_participation);
+     * a replay passes its log's. Called after each round's sample is drawn,
+     * it marks r->status / r->why of the slots not included. */
+    int (*participation)(void *u, struct fp_run *r, struct fp_error *err);
+    void *participation_u;
+    /* See fp_run_options.committed. May be NULL. */
+    void (*committed)(void *u, const struct fp_run *r);
+    void *committed_u;
 };
 
 int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,

@@ -78,6 +78,7 @@ enum fp__stmt_id {
     ST_RUN_EXISTS,
     ST_LIST_CLIENTS,
     ST_FIND_RUN,
+    ST_GET_RECORD,
     ST__COUNT
 };
 
@@ -143,6 +144,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     /* a completed run first, else the newest */
     [ST_FIND_RUN] = "SELECT id, status FROM runs WHERE scenario = ?1"
                     " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
+    [ST_GET_RECORD] = "SELECT scenario, status, inputs, blas, model_sha256, rounds_done"
+                      " FROM runs WHERE id = ?1",
     /* ?2 < 0: every client; else one client's rows */
     [ST_LIST_CLIENTS] =
         "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256,"
@@ -1615,6 +1618,58 @@ static char *fp__strdup_col(sqlite3_stmt *st, int i)
 {
     const char *t = (const char *)sqlite3_column_text(st, i);
     return t ? strdup(t) : NULL;
+}
+
+int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_record *out,
+                         struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_GET_RECORD];
+    int rc;
+    memset(out, 0, sizeof *out);
+    if ((rc = fp__need(s, ST_GET_RECORD, err)))
+        return rc;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto fail;
+    }
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+        goto fail;
+    }
+    if (step != SQLITE_ROW) {
+        rc = fp__sqlerr(s, err, "reading the run");
+        goto fail;
+    }
+    char **col[] = {&out->scenario, &out->status, &out->inputs, &out->blas, &out->model_sha256};
+    for (int i = 0; i < 5; i++)
+        if (sqlite3_column_type(st, i) != SQLITE_NULL && !(*col[i] = fp__strdup_col(st, i))) {
+            rc = fp_error_set(err, FP_ENOMEM, "Out of memory reading run %" PRId64 ".", run_id);
+            goto fail;
+        }
+    out->rounds_done = (uint32_t)sqlite3_column_int64(st, 5);
+    if (!out->scenario || !out->status) {
+        rc = fp_error_set(err, FP_ESTORE, "Run store %s: run %" PRId64 " has no scenario.", s->path,
+                          run_id);
+        goto fail;
+    }
+    fp__done(st);
+    return 0;
+fail:
+    fp__done(st);
+    fp_store_record_free(out);
+    return rc;
+}
+
+void fp_store_record_free(struct fp_run_record *r)
+{
+    free(r->scenario);
+    free(r->status);
+    free(r->inputs);
+    free(r->blas);
+    free(r->model_sha256);
+    memset(r, 0, sizeof *r);
 }
 
 /* Appends the state's parts 1, 2, ... to out->state. */

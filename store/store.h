@@ -65,7 +65,8 @@ struct fp_client_round {
      * message header aside; "" if not known (stored as NULL) */
     char upload_sha256[65];
     /* Schema 5: what became of the sampled client (FP_CLIENT_INCLUDED for
-     * every row of a simulator run) and, if not included, why. A row that
+     * every row of a simulator run without [participation] dropout or
+     * straggler) and, if not included, why. A row that
      * is not included has no train_loss (NaN), no sha256, zero bytes. */
     enum fp_client_status status;
     char reason[160];
@@ -187,6 +188,18 @@ struct fp_resume {
 int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *out,
                          struct fp_error *err);
 void fp_store_resume_free(struct fp_resume *r);
+/* What `fedpress sim --replay` reads of a run besides its rounds: the
+ * canonical scenario, status, inputs and blas as fp_resume, and the final
+ * model's SHA-256 (NULL if none) and rounds_done. Owned by the struct; free
+ * with fp_store_record_free. FP_ENOTFOUND if the run does not exist. */
+struct fp_run_record {
+    char *scenario, *status, *inputs, *blas, *model_sha256;
+    uint32_t rounds_done;
+};
+int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_record *out,
+                         struct fp_error *err);
+void fp_store_record_free(struct fp_run_record *r);
+
 /* One transaction: forgets everything of the run after `round` (rounds,
  * client_rounds, checkpoints, the final model), recomputes its totals from
  * the rounds that remain, and marks it 'running' again, now run by

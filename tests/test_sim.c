@@ -18,6 +18,7 @@
 
 #include "algorithms/algorithm.h"
 #include "core/scenario.h"
+#include "run/participation.h"
 #include "run/run.h"
 #include "sim/sim.h"
 #include "store/store.h"
@@ -814,6 +815,169 @@ static void test_partial_rounds_match_sim_driver(void **state)
     fp_store_close(st);
 }
 
+/* ---- the simulator's partial rounds: dropout and stragglers ---- */
+
+/* The closing rule on hand-made answer times (INFINITY: left). */
+static void test_close_rule(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[data]\ndataset = quadratic\nclients = 4\n[participation]\ndeadline = 4\n"
+              "min_updates = 2\nwait_after_min = 0.5\n");
+    double scratch[4];
+    const char *why;
+    /* the 2nd answer at 2 starts 0.5 s more: closes at 2.5, before 5 and the deadline */
+    const double t1[4] = {5, 1, INFINITY, 2};
+    assert_true(fp_part_close(&sc, t1, 4, scratch, &why) == 2.5);
+    assert_string_equal(why, FP_PART_WHY_MIN);
+    /* the 2nd answer only at 3.9: 4.4 is past the deadline */
+    const double t2[4] = {1, 3.9, 7, INFINITY};
+    assert_true(fp_part_close(&sc, t2, 4, scratch, &why) == 4);
+    assert_string_equal(why, FP_PART_WHY_DEADLINE);
+    /* all answer (or left) before that: closes at the last answer */
+    sc.wait_after_min = 10;
+    const double t3[4] = {1, 3, INFINITY, 2};
+    assert_true(fp_part_close(&sc, t3, 4, scratch, &why) == 3);
+    assert_string_equal(why, FP_PART_WHY_ALL);
+    /* everyone left: at once */
+    const double t4[2] = {INFINITY, INFINITY};
+    assert_true(fp_part_close(&sc, t4, 2, scratch, &why) == 0);
+    assert_string_equal(why, FP_PART_WHY_ALL);
+    /* wait_after_min 0: the min_updates-th answer closes it, the last one that equals it wins */
+    sc.wait_after_min = 0;
+    const double t5[3] = {1, 2, 2};
+    assert_true(fp_part_close(&sc, t5, 3, scratch, &why) == 2);
+    assert_string_equal(why, FP_PART_WHY_ALL);
+}
+
+/* The draws: dropout at its rate, straggler times lognormal with median
+ * answer_time, per attempt fresh, and the client's own speed shared. */
+static void test_answer_time_model(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, "[data]\ndataset = quadratic\nclients = 1000\n[participation]\ndeadline = 60\n"
+              "dropout = 0.3\nstraggler = lognormal:1\nanswer_time = 2\n");
+    unsigned dropped = 0, n = 0, below = 0, differs = 0;
+    for (uint32_t round = 1; round <= 20; round++)
+        for (uint32_t c = 0; c < 1000; c++) {
+            double t = fp_part_answer_time(&sc, round, 0, c);
+            n++;
+            differs += isinf(fp_part_answer_time(&sc, round, 1, c)) != isinf(t);
+            if (isinf(t)) {
+                dropped++;
+                continue;
+            }
+            below += t < 2;
+            /* no jitter: a client's time is its speed's, the same every round */
+            double t1 = fp_part_answer_time(&sc, round + 1, 1, c);
+            assert_true(isinf(t1) || t1 == t);
+        }
+    /* 20000 draws of p = 0.3: sd 0.0032, so 0.3 +- 0.015 is 4.6 sd */
+    assert_true(fabs((double)dropped / n - 0.3) < 0.015);
+    /* half the answering clients are faster than the median answer_time */
+    assert_true(fabs((double)below / (n - dropped) - 0.5) < 0.05);
+    /* a retry draws dropout afresh: 2 p (1 - p) = 0.42 of the slots change */
+    assert_true(fabs((double)differs / n - 0.42) < 0.02);
+
+    /* with jitter the time changes from round to round */
+    load(&sc, "[data]\ndataset = quadratic\nclients = 10\n[participation]\ndeadline = 60\n"
+              "straggler = lognormal:0:0.5\n");
+    assert_true(fp_part_answer_time(&sc, 1, 0, 3) != fp_part_answer_time(&sc, 2, 0, 3));
+    assert_true(fp_part_answer_time(&sc, 1, 0, 3) != fp_part_answer_time(&sc, 1, 1, 3));
+    assert_true(fp_part_answer_time(&sc, 1, 0, 3) == fp_part_answer_time(&sc, 1, 0, 3));
+}
+
+struct crows {
+    int n, absent, late, included;
+    char text[64 * 1024];
+    size_t len;
+};
+
+static int collect_clients(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    struct crows *x = u;
+    x->n++;
+    x->absent += c->status == FP_CLIENT_ABSENT;
+    x->late += c->status == FP_CLIENT_LATE;
+    x->included += c->status == FP_CLIENT_INCLUDED;
+    if (c->status == FP_CLIENT_ABSENT)
+        assert_non_null(strstr(c->reason, "dropped out (simulated"));
+    if (c->status == FP_CLIENT_LATE)
+        assert_non_null(strstr(c->reason, "no upload when the round closed ("));
+    if (c->status != FP_CLIENT_INCLUDED)
+        assert_true(c->upload_sha256[0] == '\0' && c->uplink_bytes == 0 && isnan(c->train_loss));
+    int k = snprintf(x->text + x->len, sizeof x->text - x->len, "%u %u %d %s %s %.17g\n", round,
+                     c->client, (int)c->status, c->reason, c->upload_sha256, c->train_loss);
+    assert_true(k > 0 && (size_t)k < sizeof x->text - x->len);
+    x->len += (size_t)k;
+    return 0;
+}
+
+static const char drop_text[] =
+    "[run]\nrounds = 30\neval_every = 10\n"
+    "[data]\ndataset = quadratic\nclients = 12\ndim = 4\n"
+    "[algorithm]\nname = scaffold\nlocal_steps = 3\nbatch = 1\nlr_local = 0.1\n"
+    "[participation]\nsample = 8\ndeadline = 4\nmin_updates = 3\nwait_after_min = 1\n"
+    "dropout = 0.25\nstraggler = lognormal:0.8:0.3\nanswer_time = 1.5\n";
+
+/* Same bytes and the same stored rows at 1 and 2 threads; every sampled
+ * client has a row; absent and late ones with their reasons. */
+static void test_dropout_thread_determinism(void **state)
+{
+    (void)state;
+    struct fp_scenario sc;
+    load(&sc, drop_text);
+    struct fp_store *st = open_store("drop.db");
+    struct fp_run_result r1, r2;
+    run_sim(&sc, 1, "d1.f32", st, &r1);
+    run_sim(&sc, 2, "d2.f32", st, &r2);
+    assert_string_equal(r1.model_sha256, r2.model_sha256);
+    static struct crows a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    struct fp_error err = {0};
+    assert_int_equal(fp_store_list_client_rounds(st, r1.run_id, -1, collect_clients, &a, &err), 0);
+    assert_int_equal(fp_store_list_client_rounds(st, r2.run_id, -1, collect_clients, &b, &err), 0);
+    assert_string_equal(a.text, b.text);
+    assert_int_equal(a.n, 30 * 8);
+    assert_true(a.absent > 0 && a.late > 0 && a.included >= 30 * 3);
+    /* a run without dropout and stragglers differs (they changed who is in) */
+    struct fp_scenario full;
+    load(&full, "[run]\nrounds = 30\neval_every = 10\n"
+                "[data]\ndataset = quadratic\nclients = 12\ndim = 4\n"
+                "[algorithm]\nname = scaffold\nlocal_steps = 3\nbatch = 1\nlr_local = 0.1\n"
+                "[participation]\nsample = 8\ndeadline = 4\nmin_updates = 3\nwait_after_min = 1\n");
+    struct fp_run_result r3;
+    run_sim(&full, 1, "d3.f32", st, &r3);
+    assert_string_not_equal(r1.model_sha256, r3.model_sha256);
+    assert_true(r3.uplink_bytes > r1.uplink_bytes);
+    fp_store_close(st);
+}
+
+/* dropout = 0 is the scenario without the key: same canonical text, same
+ * bytes. */
+static void test_dropout_zero_is_no_key(void **state)
+{
+    (void)state;
+    struct fp_scenario with, without;
+    load(&with, "[run]\nrounds = 5\n[data]\ndataset = quadratic\nclients = 6\n"
+                "[participation]\nsample = 4\ndropout = 0\n");
+    load(&without, "[run]\nrounds = 5\n[data]\ndataset = quadratic\nclients = 6\n"
+                   "[participation]\nsample = 4\n");
+    char *a = fp_scenario_canonical(&with), *b = fp_scenario_canonical(&without);
+    assert_string_equal(a, b);
+    assert_null(strstr(a, "dropout"));
+    free(a);
+    free(b);
+    struct fp_store *st = open_store("zero.db");
+    struct fp_run_result r1, r2;
+    run_sim(&with, 1, "z1.f32", st, &r1);
+    run_sim(&without, 2, "z2.f32", st, &r2);
+    assert_string_equal(r1.model_sha256, r2.model_sha256);
+    fp_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -829,6 +993,10 @@ int main(void)
         cmocka_unit_test(test_round_with_a_missing_upload),
         cmocka_unit_test(test_coordinator_and_clients_match_sim),
         cmocka_unit_test(test_partial_rounds_match_sim_driver),
+        cmocka_unit_test(test_close_rule),
+        cmocka_unit_test(test_answer_time_model),
+        cmocka_unit_test(test_dropout_thread_determinism),
+        cmocka_unit_test(test_dropout_zero_is_no_key),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
