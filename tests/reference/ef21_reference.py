@@ -144,4 +144,7 @@ carr("ref_ef21", ef21([1 / N] * N))
 carr("ref_ef21w", ef21(wl))
 carr("ref_econtrol", econtrol(ETA))
 carr("ref_ef14", ef14())
-carr("ref_gap_ef21", [gap(ef21([1 / N] * N))])
+carr("ref_gap0", [gap(np.zeros(D))])
+# each at its own theory step: EF21-W's larger step is the whole difference
+carr("ref_ef21_theory", ef21([1 / N] * N, gamma=theory_step(L_qm), rounds=30))
+carr("ref_ef21w_theory", ef21(wl, gamma=theory_step(L_am), rounds=30))
