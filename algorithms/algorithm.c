@@ -282,7 +282,14 @@ static int fp__ef_params(struct fp_algo_params *p, const struct fp_scenario *sc,
                          struct fp_error *err)
 {
     p->lr_global = 1.0f; /* EF14's server: x <- x - (1/S) sum delta_i */
-    p->eta = isnan(sc->eta) ? q / 400 : sc->eta;
+    /* alpha: the uplink's contraction; identity (class unbiased, q unset
+     * there) contracts fully, alpha = 1, and then the theory step is 1/L */
+    const double a = p->up.kind == FP_COMP_IDENTITY ? 1.0 : q;
+    if (!(a > 0 && a <= 1))
+        return fp_error_set(err, FP_EINVAL,
+                            "%s: the uplink compressor's contraction alpha = %g is not in (0, 1]",
+                            fp_algo_name(p->kind), a);
+    p->eta = isnan(sc->eta) ? a / 400 : sc->eta;
     const int lsq = sc->dataset == FP_DATA_LSQ;
     p->kappa = lsq ? sc->lsq_ratio : 1.0;
     double sum = 0, sum2 = 0;
@@ -306,7 +313,7 @@ static int fp__ef_params(struct fp_algo_params *p, const struct fp_scenario *sc,
     if (rc)
         return rc;
     p->gamma =
-        sc->step_scale * fp_algo_ef_theory_step(p->kind, L, sqrt(sum2 / p->N), sum / p->N, q);
+        sc->step_scale * fp_algo_ef_theory_step(p->kind, L, sqrt(sum2 / p->N), sum / p->N, a);
     return 0;
 }
 

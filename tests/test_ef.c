@@ -189,6 +189,11 @@ static void test_theory_step(void **state)
     world_init(&W, sets, 3);
     assert_true(fabs(W.p.gamma - 4 * ref_step[1]) <= 1e-9 * ref_step[1]);
     world_free(&W);
+    /* identity contracts fully (alpha = 1): gradient descent's 1/L */
+    const char *id[3] = {"compressor.name=identity", "compressor.k=", "algorithm.step=theory"};
+    world_init(&W, id, 3);
+    assert_true(fabs(W.p.gamma - 1 / ref_L_f[0]) <= 1e-9 / ref_L_f[0]);
+    world_free(&W);
 }
 
 static void test_methods_match_reference(void **state)

@@ -16,6 +16,9 @@ tolerance (float32 there).
 
 Run: /usr/bin/python3 tests/reference/ef21_reference.py
 It prints the C arrays that tests/test_ef.c embeds (generated, then pasted).
+With --constants SEED N D ROWS RATIO K it prints instead L, L_AM, L_QM and
+the theory steps of EF21 and EF21-W (top-K of d = D) for that lsq scenario,
+as docs/results.md quotes them.
 """
 import math
 import os
@@ -28,6 +31,10 @@ from rng_reference import nxt, seed  # noqa: E402
 
 SEED, N, D, M, RATIO = 7, 3, 4, 6, 100.0
 ROUNDS, GAMMA, K = 8, 0.05, 1  # top-1 of d = 4: alpha = 1/4
+CONSTANTS = len(sys.argv) == 8 and sys.argv[1] == "--constants"
+if CONSTANTS:
+    SEED, N, D, M = (int(v) for v in sys.argv[2:6])
+    RATIO, K = float(sys.argv[6]), int(sys.argv[7])
 ETA = 0.3
 
 
@@ -134,6 +141,11 @@ def carr(name, v):
 wl = [law(i) / sum(law(j) for j in range(N)) for i in range(N)]
 L_qm = math.sqrt(sum(law(i) ** 2 for i in range(N)) / N)
 L_am = sum(law(i) for i in range(N)) / N
+if CONSTANTS:
+    print(f"L = {L:.6g}, L_AM = {L_am:.6g}, L_QM = {L_qm:.6g}, max L_i = {max(L_i):.6g}")
+    print(f"theory step: EF21 {theory_step(L_qm):.6g}, EF21-W {theory_step(L_am):.6g}")
+    print(f"gap at x = 0: {gap(np.zeros(D)):.6g}")
+    sys.exit(0)
 print(f"/* seed {SEED}, N {N}, d {D}, rows {M}, ratio {RATIO}; {ROUNDS} rounds, gamma "
       f"{GAMMA}, top-{K}, eta {ETA} */")
 carr("ref_L_i", L_i)
