@@ -86,6 +86,8 @@ if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; 
     "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
   check "--resume: the same metrics and bytes in every round" \
     "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes from rounds where run_id=2')\" ]"
+  cmp -s "$T/full.f32" "$T/resumed.f32" ||
+    { cat "$T/rout"; sqlite3 "$T/res.db" "select id, status, rounds_done from runs"; }
 elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
   skip "kill -9: the run finished before it was killed (machine too fast); nothing to resume"
 else
