@@ -1,6 +1,7 @@
 /*
  * algorithms/algorithm.c — FedAvg, FedPAQ, FedEF, SCAFFOLD (halved uplink),
- * SCALLION and SCAFCOM.
+ * SCALLION, SCAFCOM, and the error-feedback family EF21, EF21-W, EControl
+ * and EF14.
  *
  * References:
  *   [KKM+20] Karimireddy et al., "SCAFFOLD: Stochastic Controlled Averaging
@@ -14,6 +15,16 @@
  *   [RMH+20] Reisizadeh et al., "FedPAQ", AISTATS 2020.
  *   [SCJ18]  Stich, Cordonnier, Jaggi, "Sparsified SGD with Memory" (EF14),
  *            applied to the model delta as FedEF (Li & Li 2023).
+ *   [RSF21]  Richtarik, Sokolov, Fatkhullin, "EF21: A New, Simpler,
+ *            Theoretically Better, and Practically Faster Error Feedback",
+ *            NeurIPS 2021, Algorithm 1 (Theorem 1 for the step).
+ *   [FSR+21] Fatkhullin, Sokolov, Gorbunov, Li, Richtarik, "EF21 with Bells
+ *            & Whistles", 2021: EF21-PP (partial participation), EF21-SGD.
+ *   [RGB24]  Richtarik, Gasanov, Burlachenko, "Error Feedback Reloaded: From
+ *            Quadratic to Arithmetic Mean of Smoothness Constants", ICLR
+ *            2024: EF21-W.
+ *   [GIS24]  Gao, Islamov, Stich, "EControl: Fast Distributed Optimization
+ *            with Compression and Error Control", ICLR 2024.
  *
  * The rules are pinned in docs/algorithms.md. Notation: x global model, c
  * global control variate, c_i client i's, eta_l / eta_g local / global step,
@@ -31,10 +42,17 @@
 struct fp_algorithm {
     const char *name;
     int scaffold_family; /* local steps corrected by (c - c_i); server keeps c */
-    int client_memory;   /* keeps mem (FedEF e_i, SCAFCOM w_i) */
-    /* Computes the vector to compress into msg from x, c and y^K. */
-    void (*client_message)(const struct fp_algo_params *p, const float *x, const float *c,
-                           const float *y, const struct fp_client_state *cs, float *msg);
+    int client_memory;   /* keeps mem (FedEF e_i, SCAFCOM w_i, EF14 and EControl e_i) */
+    /* EF21 family: the client keeps h_i (in ci), the server g = sum_i w_i h_i
+     * (in c) and steps x <- x - gamma g; the first round's upload is dense */
+    int grad_diff;
+    int one_gradient; /* one gradient at x per round instead of K local steps */
+    /* Computes the vector to compress into msg from x, c and y (y^K, or
+     * for one_gradient algorithms the gradient at x). May write next's
+     * vectors (scratch until the commit) for client_after to finish. */
+    void (*client_message)(const struct fp_algo_params *p, uint32_t client, const float *x,
+                           const float *c, const float *y, const struct fp_client_state *cs,
+                           struct fp_client_state *next, float *msg);
     /* The client's next state from its current one (cs) and vhat = C(msg),
      * exactly what the server decodes: written into next, which becomes
      * current only when the server includes the upload
@@ -45,19 +63,21 @@ struct fp_algorithm {
 
 /* ---- FedAvg family: the message is the model delta Delta_i = x - y^K ---- */
 
-static void fp__delta_message(const struct fp_algo_params *p, const float *x, const float *c,
-                              const float *y, const struct fp_client_state *cs, float *msg)
+static void fp__delta_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                              const float *c, const float *y, const struct fp_client_state *cs,
+                              struct fp_client_state *next, float *msg)
 {
-    (void)c, (void)cs;
+    (void)client, (void)c, (void)cs, (void)next;
     for (size_t j = 0; j < p->d; j++)
         msg[j] = x[j] - y[j];
 }
 
 /* FedEF [SCJ18 on Delta]: delta_i = C(Delta_i + e_i), e_i <- Delta_i + e_i - delta_i. */
-static void fp__fedef_message(const struct fp_algo_params *p, const float *x, const float *c,
-                              const float *y, const struct fp_client_state *cs, float *msg)
+static void fp__fedef_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                              const float *c, const float *y, const struct fp_client_state *cs,
+                              struct fp_client_state *next, float *msg)
 {
-    (void)c;
+    (void)client, (void)c, (void)next;
     const float *e = cs->mem;
     for (size_t j = 0; j < p->d; j++)
         msg[j] = (x[j] - y[j]) + e[j];
@@ -78,10 +98,11 @@ static void fp__fedef_after(const struct fp_algo_params *p, const float *msg, co
  * (With C = identity this is [KKM+20] option II: c_i+ = c_i - c + u_i, so
  * Delta c_i = u_i - c, and x + eta_g mean(Delta y_i) = x - gamma (c + mean
  * delta_i): one vector carries both of [KKM+20]'s uploads.) */
-static void fp__scaffold_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                 const float *y, const struct fp_client_state *cs, float *msg)
+static void fp__scaffold_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                                 const float *c, const float *y, const struct fp_client_state *cs,
+                                 struct fp_client_state *next, float *msg)
 {
-    (void)cs;
+    (void)client, (void)cs, (void)next;
     const float inv = 1.0f / (p->lr_local * (float)p->K);
     for (size_t j = 0; j < p->d; j++)
         msg[j] = (x[j] - y[j]) * inv - c[j];
@@ -112,9 +133,11 @@ static void fp__scaffold_after(const struct fp_algo_params *p, const float *msg,
 /* msg is the new w_i before the error-feedback step; state changes only in
  * fp__scafcom_after, once the message is known to be finite and encoded, so
  * a failed update leaves the client as it was. */
-static void fp__scafcom_message(const struct fp_algo_params *p, const float *x, const float *c,
-                                const float *y, const struct fp_client_state *cs, float *msg)
+static void fp__scafcom_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                                const float *c, const float *y, const struct fp_client_state *cs,
+                                struct fp_client_state *next, float *msg)
 {
+    (void)client, (void)next;
     const float inv = 1.0f / (p->lr_local * (float)p->K);
     const float b = p->beta, keep = 1.0f - p->beta;
     const float *w = cs->mem;
@@ -132,13 +155,94 @@ static void fp__scafcom_after(const struct fp_algo_params *p, const float *msg, 
     }
 }
 
+/* ---- the error-feedback family: one gradient g_i at the broadcast x ----
+ * A round of the EF21 family is one step of [RSF21] Alg. 1: the server
+ * broadcasts x^{t+1} = x^t - gamma g^t (applied when round t ended), each
+ * client answers c_i = C(grad f_i(x^{t+1}) - h_i) and sets h_i += c_i, the
+ * server g += sum_S w_i c_i (w_i = 1/N). h_i starts at 0 and the first
+ * round's upload is dense (identity), so after round 1 h_i = grad f_i(x^0)
+ * and g = (1/N) sum h_i, [RSF21]'s initialisation; a client first sampled
+ * later (partial participation, EF21-PP [FSR+21]) starts from h_i = 0,
+ * which EF21-PP's arbitrary g_i^0 allows. The server divides by N, not S,
+ * so g = sum_i w_i h_i holds after every round, as c = (1/N) sum c_i does
+ * for SCAFFOLD. */
+
+/* EF21 / EF21-W: msg = grad f_i(x)/(N w_i) - h_i [RGB24]; scale = 1 for EF21. */
+static void fp__ef21_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                             const float *c, const float *g, const struct fp_client_state *cs,
+                             struct fp_client_state *next, float *msg)
+{
+    (void)x, (void)c, (void)next;
+    double w;
+    float scale;
+    fp_algo_ef_weight(p, client, &w, &scale);
+    const float *h = cs->ci;
+    for (size_t j = 0; j < p->d; j++)
+        msg[j] = scale * g[j] - h[j];
+}
+
+/* h_i <- h_i + C(msg) */
+static void fp__ef21_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
+                           const struct fp_client_state *cs, struct fp_client_state *next)
+{
+    (void)msg;
+    for (size_t j = 0; j < p->d; j++)
+        next->ci[j] = cs->ci[j] + vhat[j];
+}
+
+/* EControl [GIS24]: Delta_i = C(eta e_i + g_i - h_i); e_i += g_i - h_i -
+ * Delta_i; h_i += Delta_i. e_i + (g_i - h_i) goes to next here and loses
+ * Delta_i in fp__econtrol_after. With eta = 0 the message is g_i - h_i as
+ * EF21 computes it (not 0 e_i + (g_i - h_i), which can turn a -0 into +0):
+ * EControl(eta = 0) is EF21 bit for bit. */
+static void fp__econtrol_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                                 const float *c, const float *g, const struct fp_client_state *cs,
+                                 struct fp_client_state *next, float *msg)
+{
+    (void)client, (void)x, (void)c;
+    const float *h = cs->ci, *e = cs->mem;
+    const float eta = (float)p->eta;
+    for (size_t j = 0; j < p->d; j++) {
+        const float t = g[j] - h[j];
+        next->mem[j] = e[j] + t;
+        msg[j] = eta != 0 ? eta * e[j] + t : t;
+    }
+}
+
+static void fp__econtrol_after(const struct fp_algo_params *p, const float *msg, const float *vhat,
+                               const struct fp_client_state *cs, struct fp_client_state *next)
+{
+    (void)msg;
+    for (size_t j = 0; j < p->d; j++) {
+        next->mem[j] -= vhat[j];
+        next->ci[j] = cs->ci[j] + vhat[j];
+    }
+}
+
+/* EF14 [SCJ18] in the distributed form EF21's papers compare against:
+ * delta_i = C(e_i + gamma g_i), e_i <- e_i + gamma g_i - delta_i (FedEF's
+ * client_after), x <- x - (1/S) sum_S delta_i. */
+static void fp__ef14_message(const struct fp_algo_params *p, uint32_t client, const float *x,
+                             const float *c, const float *g, const struct fp_client_state *cs,
+                             struct fp_client_state *next, float *msg)
+{
+    (void)client, (void)x, (void)c, (void)next;
+    const float gamma = (float)p->gamma, *e = cs->mem;
+    for (size_t j = 0; j < p->d; j++)
+        msg[j] = e[j] + gamma * g[j];
+}
+
 static const struct fp_algorithm fp__algos[] = {
-    [FP_ALGO_FEDAVG] = {"fedavg", 0, 0, fp__delta_message, NULL},
-    [FP_ALGO_FEDPAQ] = {"fedpaq", 0, 0, fp__delta_message, NULL},
-    [FP_ALGO_FEDEF] = {"fedef", 0, 1, fp__fedef_message, fp__fedef_after},
-    [FP_ALGO_SCAFFOLD] = {"scaffold", 1, 0, fp__scaffold_message, fp__scaffold_after},
-    [FP_ALGO_SCALLION] = {"scallion", 1, 0, fp__scaffold_message, fp__scaffold_after},
-    [FP_ALGO_SCAFCOM] = {"scafcom", 1, 1, fp__scafcom_message, fp__scafcom_after},
+    [FP_ALGO_FEDAVG] = {"fedavg", 0, 0, 0, 0, fp__delta_message, NULL},
+    [FP_ALGO_FEDPAQ] = {"fedpaq", 0, 0, 0, 0, fp__delta_message, NULL},
+    [FP_ALGO_FEDEF] = {"fedef", 0, 1, 0, 0, fp__fedef_message, fp__fedef_after},
+    [FP_ALGO_SCAFFOLD] = {"scaffold", 1, 0, 0, 0, fp__scaffold_message, fp__scaffold_after},
+    [FP_ALGO_SCALLION] = {"scallion", 1, 0, 0, 0, fp__scaffold_message, fp__scaffold_after},
+    [FP_ALGO_SCAFCOM] = {"scafcom", 1, 1, 0, 0, fp__scafcom_message, fp__scafcom_after},
+    [FP_ALGO_EF21] = {"ef21", 0, 0, 1, 1, fp__ef21_message, fp__ef21_after},
+    [FP_ALGO_EF21W] = {"ef21-w", 0, 0, 1, 1, fp__ef21_message, fp__ef21_after},
+    [FP_ALGO_ECONTROL] = {"econtrol", 0, 1, 1, 1, fp__econtrol_message, fp__econtrol_after},
+    [FP_ALGO_EF14] = {"ef14", 0, 1, 0, 1, fp__ef14_message, fp__fedef_after},
 };
 
 static const struct fp_algorithm *fp__lookup(enum fp_algo_kind k)
@@ -146,6 +250,71 @@ static const struct fp_algorithm *fp__lookup(enum fp_algo_kind k)
     if ((size_t)k >= sizeof fp__algos / sizeof fp__algos[0] || !fp__algos[k].name)
         return NULL;
     return &fp__algos[k];
+}
+
+double fp_algo_ef_theory_step(enum fp_algo_kind kind, double L, double L_qm, double L_am, double a)
+{
+    /* [RSF21] Theorem 1; [RGB24] replaces L_QM by L_AM for EF21-W */
+    const double r = sqrt(1 - a), theta = 1 - r, beta = a < 1 ? (1 - a) / (1 - r) : 0;
+    const double Lt = kind == FP_ALGO_EF21W ? L_am : L_qm;
+    return 1 / (L + Lt * sqrt(beta / theta));
+}
+
+void fp_algo_ef_weight(const struct fp_algo_params *p, uint32_t client, double *w, float *scale)
+{
+    if (p->kind != FP_ALGO_EF21W) {
+        *w = 1.0 / p->N;
+        *scale = 1.0f;
+        return;
+    }
+    /* [RGB24]: w_i = L_i / sum_j L_j; the client sends grad/(N w_i) - h_i,
+     * with 1/(N w_i) = sum_j L_j / (N L_i): exactly 1 when every L_i is
+     * equal, so EF21-W is then EF21 bit for bit. */
+    const double Li = fp_lsq_law(p->kappa, p->N, client);
+    *w = Li / p->Lsum;
+    *scale = (float)(p->Lsum / (p->N * Li));
+}
+
+/* The EF family's step and parameters: gamma from [algorithm] step (or the
+ * theory, with L from the data and L_i from the lsq law), EControl's eta
+ * (auto: alpha/400, [GIS24]'s theory value), EF21-W's sum of L_i. */
+static int fp__ef_params(struct fp_algo_params *p, const struct fp_scenario *sc, double q,
+                         struct fp_error *err)
+{
+    p->lr_global = 1.0f; /* EF14's server: x <- x - (1/S) sum delta_i */
+    /* alpha: the uplink's contraction; identity (class unbiased, q unset
+     * there) contracts fully, alpha = 1, and then the theory step is 1/L */
+    const double a = p->up.kind == FP_COMP_IDENTITY ? 1.0 : q;
+    if (!(a > 0 && a <= 1))
+        return fp_error_set(err, FP_EINVAL,
+                            "%s: the uplink compressor's contraction alpha = %g is not in (0, 1]",
+                            fp_algo_name(p->kind), a);
+    p->eta = isnan(sc->eta) ? a / 400 : sc->eta;
+    const int lsq = sc->dataset == FP_DATA_LSQ;
+    p->kappa = lsq ? sc->lsq_ratio : 1.0;
+    double sum = 0, sum2 = 0;
+    for (uint32_t i = 0; i < p->N; i++) {
+        const double Li = fp_lsq_law(p->kappa, p->N, i);
+        sum += Li;
+        sum2 += Li * Li;
+    }
+    p->Lsum = sum;
+    if (!isnan(sc->step)) {
+        p->gamma = sc->step;
+        return 0;
+    }
+    if (!lsq)
+        return fp_error_set(err, FP_EINVAL,
+                            "%s: step = theory needs the clients' smoothness constants, which "
+                            "only dataset lsq defines; set a numeric [algorithm] step",
+                            fp_algo_name(p->kind));
+    double L;
+    int rc = fp_lsq_smoothness_of_f(sc, &L, err);
+    if (rc)
+        return rc;
+    p->gamma =
+        sc->step_scale * fp_algo_ef_theory_step(p->kind, L, sqrt(sum2 / p->N), sum / p->N, a);
+    return 0;
 }
 
 int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, size_t d,
@@ -170,7 +339,7 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
     fp_compressor_unbiased(&p->up, &omega, &q);
     if (p->kind == FP_ALGO_SCALLION)
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
-    return 0;
+    return fp_algo_is_ef(p->kind) ? fp__ef_params(p, sc, q, err) : 0;
 }
 
 int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
@@ -186,8 +355,32 @@ int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_sp
     char why[256];
     if (fp_algo_comp_misfit(p->kind, FP_UPLINK, uplink, why, sizeof why))
         return fp_error_set(err, FP_EINVAL, "%s", why);
-    const struct fp_comp_spec down = fp_algo_downlink(p->kind);
-    return fp_compressor_init(&p->down, &down, p->d, err);
+    const struct fp_comp_spec down = fp_algo_downlink(p->kind), dense = {.kind = FP_COMP_IDENTITY};
+    if ((rc = fp_compressor_init(&p->down, &down, p->d, err)))
+        return rc;
+    return fp_compressor_init(&p->dense, &dense, p->d, err);
+}
+
+/* Whether the server keeps a second vector c (SCAFFOLD's c, EF21's g) and
+ * the client ci (c_i, h_i). */
+static int fp__keeps_c(const struct fp_algorithm *a)
+{
+    return a->scaffold_family || a->grad_diff;
+}
+
+/* The compressor of exchange (round, phase)'s uploads, and its workspace
+ * among up (cws) and dense (nws): the EF21 family's first round is dense,
+ * so that h_i = grad f_i(x^0) exactly [RSF21]. */
+static const struct fp_compressor *fp__upc(const struct fp_algo_params *p, uint32_t round,
+                                           void *cws, void *nws, void **ws)
+{
+    const struct fp_algorithm *a = fp__lookup(p->kind);
+    if (a && a->grad_diff && round == 1) {
+        *ws = nws;
+        return &p->dense;
+    }
+    *ws = cws;
+    return &p->up;
 }
 
 int fp_algo_has_control(const struct fp_algo_params *p)
@@ -208,14 +401,16 @@ int fp_algo_server_phase(const struct fp_server *s, uint32_t round, unsigned pha
     return phase == 0;
 }
 
+/* x, and c for the SCAFFOLD family (the EF21 family's g stays on the
+ * server: the clients need only x). */
 static unsigned fp__broadcast_vectors(const struct fp_algo_params *p)
 {
     return fp_algo_has_control(p) ? 2 : 1;
 }
 
-/* Every algorithm today sends the same sizes in every round and phase. One
- * whose first round differs (MASHA's and EF21's initial dense exchange)
- * answers here by round, and its caps below are the largest of any. */
+/* Every algorithm sends the same broadcast in every round and phase; the
+ * EF21 family's first upload is dense (fp__upc), so upload sizes answer by
+ * round, and the caps below are the largest of any. */
 size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
 {
     (void)round, (void)phase;
@@ -224,8 +419,9 @@ size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, uint32_t round, u
 
 size_t fp_algo_upload_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
 {
-    (void)round, (void)phase;
-    return fp_compressor_bytes(&p->up);
+    (void)phase;
+    void *ws;
+    return fp_compressor_bytes(fp__upc(p, round, NULL, NULL, &ws));
 }
 
 size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
@@ -235,7 +431,9 @@ size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
 
 size_t fp_algo_upload_cap(const struct fp_algo_params *p)
 {
-    return FP_MSG_HEADER + fp_algo_upload_bytes(p, 1, 0);
+    /* round 1 is the EF21 family's dense one; every later round is alike */
+    const size_t first = fp_algo_upload_bytes(p, 1, 0), later = fp_algo_upload_bytes(p, 2, 0);
+    return FP_MSG_HEADER + (first > later ? first : later);
 }
 
 int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct fp_error *err)
@@ -250,9 +448,11 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
     s->dec = calloc(p->d, sizeof *s->dec);
     s->cws = fp_compressor_ws_new(&p->up);
     s->dws = fp_compressor_ws_new(&p->down);
-    if (s->alg->scaffold_family)
+    s->nws = fp_compressor_ws_new(&p->dense);
+    if (fp__keeps_c(s->alg))
         s->c = calloc(p->d, sizeof *s->c);
-    if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || (s->alg->scaffold_family && !s->c)) {
+    if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || !s->nws ||
+        (fp__keeps_c(s->alg) && !s->c)) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -269,9 +469,11 @@ void fp_server_free(struct fp_server *s)
         fp_compressor_ws_free(&s->p.up, s->cws);
     if (s->dws)
         fp_compressor_ws_free(&s->p.down, s->dws);
+    if (s->nws)
+        fp_compressor_ws_free(&s->p.dense, s->nws);
     s->x = s->c = s->dec = NULL;
     s->sum = NULL;
-    s->cws = s->dws = NULL;
+    s->cws = s->dws = s->nws = NULL;
 }
 
 int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
@@ -286,8 +488,9 @@ int fp_algo_ws_init(struct fp_algo_ws *ws, const struct fp_algo_params *p)
     ws->zero = calloc(p->d, sizeof(float));
     ws->cws = fp_compressor_ws_new(&p->up);
     ws->dws = fp_compressor_ws_new(&p->down);
+    ws->nws = fp_compressor_ws_new(&p->dense);
     if (!ws->y || !ws->g || !ws->msg || !ws->vhat || !ws->bx || !ws->bc || !ws->zero || !ws->cws ||
-        !ws->dws) {
+        !ws->dws || !ws->nws) {
         fp_algo_ws_free(ws, p);
         return FP_ENOMEM;
     }
@@ -307,6 +510,8 @@ void fp_algo_ws_free(struct fp_algo_ws *ws, const struct fp_algo_params *p)
         fp_compressor_ws_free(&p->up, ws->cws);
     if (ws->dws)
         fp_compressor_ws_free(&p->down, ws->dws);
+    if (ws->nws)
+        fp_compressor_ws_free(&p->dense, ws->nws);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -375,6 +580,71 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
     return 0;
 }
 
+/* The K local steps from y^0 = x: SGD, corrected by (c - c_i) for the
+ * SCAFFOLD family; *loss_sum = the sum of the K minibatch losses. */
+static void fp__local_steps(const struct fp_algo_params *p, const struct fp_algorithm *a,
+                            const struct fp_workload *w, void *wws, uint32_t client, const float *x,
+                            const float *c, const struct fp_client_state *cur, fp_rng *rng,
+                            float *y, float *g, double *loss_sum)
+{
+    const size_t d = p->d;
+    const float lr = p->lr_local;
+    memcpy(y, x, d * sizeof *y); /* y^0 = x */
+    for (uint32_t k = 0; k < p->K; k++) {
+        double loss;
+        w->ops->grad(w, wws, client, y, p->batch, rng, g, &loss);
+        *loss_sum += loss;
+        if (a->scaffold_family) {
+            /* [KKM+20] eq. (3): y <- y - eta_l (g_i(y) - c_i + c) */
+            const float *ci = cur->ci;
+            for (size_t j = 0; j < d; j++)
+                y[j] -= lr * (g[j] - ci[j] + c[j]);
+        } else {
+            for (size_t j = 0; j < d; j++)
+                y[j] -= lr * g[j];
+        }
+    }
+}
+
+/* Checks ws->msg, compresses it with the exchange's uplink compressor into
+ * out, and lets the algorithm finish next from C(msg). */
+static int fp__client_send(const struct fp_algo_params *p, const struct fp_algorithm *a,
+                           const struct fp_msg_header *who, const struct fp_client_state *cur,
+                           struct fp_client_state *next, struct fp_algo_ws *ws, uint8_t *out,
+                           size_t out_cap, size_t *out_len, double loss, double *train_loss,
+                           struct fp_error *err)
+{
+    const size_t d = p->d;
+    const uint32_t round = who->round, client = who->client;
+    for (size_t j = 0; j < d; j++)
+        if (!isfinite(ws->msg[j]))
+            /* diverged: never let a NaN reach a compressor or the server */
+            return fp_error_set(err, FP_EFORMAT, "round %u: client %u's update is not finite",
+                                round, client);
+    fp_rng crng;
+    fp__client_rng(&crng, p, round, client, who->phase, FP_RNG_COMPRESS);
+    const size_t payload = fp_algo_upload_bytes(p, round, who->phase);
+    void *cws;
+    const struct fp_compressor *up = fp__upc(p, round, ws->cws, ws->nws, &cws);
+    int rc = fp_compressor_compress(up, ws->msg, &crng, cws, out + FP_MSG_HEADER,
+                                    out_cap - FP_MSG_HEADER, ws->vhat);
+    if (rc)
+        return fp_error_set(err, rc, "round %u: client %u's update does not compress", round,
+                            client);
+    if (a->client_after)
+        a->client_after(p, ws->msg, ws->vhat, cur, next);
+    const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
+                                    .phase = who->phase,
+                                    .client = client,
+                                    .run = who->run,
+                                    .round = round,
+                                    .len = payload};
+    fp_msg_encode_header(&h, out);
+    *out_len = FP_MSG_HEADER + payload;
+    *train_loss = loss;
+    return 0;
+}
+
 int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_header *who,
                           const uint8_t *bcast, size_t bcast_len, const struct fp_client_state *cs,
                           struct fp_client_state *next, const struct fp_workload *w, void *wws,
@@ -383,7 +653,7 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
     const size_t d = p->d;
-    const uint32_t round = who->round, client = who->client;
+    const uint32_t client = who->client;
     if (!a || out_cap < fp_algo_upload_cap(p))
         return fp_error_set(err, FP_EINVAL, "no room for the upload");
     int rc = fp__client_receive(p, who, bcast, bcast_len, ws, err);
@@ -394,57 +664,27 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
      * ws->zero: its own state stays unallocated until a commit. */
     const struct fp_client_state cur = {.ci = cs->ci ? cs->ci : ws->zero,
                                         .mem = cs->mem ? cs->mem : ws->zero};
-    if (a->scaffold_family && !next->ci && !(next->ci = malloc(d * sizeof *next->ci)))
+    if (fp__keeps_c(a) && !next->ci && !(next->ci = malloc(d * sizeof *next->ci)))
         return fp_error_set(err, FP_ENOMEM, "out of memory");
     if (a->client_memory && !next->mem && !(next->mem = malloc(d * sizeof *next->mem)))
         return fp_error_set(err, FP_ENOMEM, "out of memory");
 
     fp_rng rng;
-    fp__client_rng(&rng, p, round, client, who->phase, FP_RNG_MINIBATCH);
+    fp__client_rng(&rng, p, who->round, client, who->phase, FP_RNG_MINIBATCH);
     float *y = ws->y, *g = ws->g;
-    const float lr = p->lr_local;
     double loss_sum = 0;
-    memcpy(y, x, d * sizeof *y); /* y^0 = x */
-    for (uint32_t k = 0; k < p->K; k++) {
-        double loss;
-        w->ops->grad(w, wws, client, y, p->batch, &rng, g, &loss);
-        loss_sum += loss;
-        if (a->scaffold_family) {
-            /* [KKM+20] eq. (3): y <- y - eta_l (g_i(y) - c_i + c) */
-            const float *ci = cur.ci;
-            for (size_t j = 0; j < d; j++)
-                y[j] -= lr * (g[j] - ci[j] + c[j]);
-        } else {
-            for (size_t j = 0; j < d; j++)
-                y[j] -= lr * g[j];
-        }
+    if (a->one_gradient) {
+        /* the EF family: one (stochastic, if B < the local set) gradient
+         * at the broadcast x; y carries it to client_message */
+        w->ops->grad(w, wws, client, x, p->batch, &rng, g, &loss_sum);
+        a->client_message(p, client, x, c, g, &cur, next, ws->msg);
+    } else {
+        fp__local_steps(p, a, w, wws, client, x, c, &cur, &rng, y, g, &loss_sum);
+        a->client_message(p, client, x, c, y, &cur, next, ws->msg);
+        loss_sum /= p->K;
     }
-    a->client_message(p, x, c, y, &cur, ws->msg);
-    for (size_t j = 0; j < d; j++)
-        if (!isfinite(ws->msg[j]))
-            /* diverged: never let a NaN reach a compressor or the server */
-            return fp_error_set(err, FP_EFORMAT, "round %u: client %u's update is not finite",
-                                round, client);
-    fp_rng crng;
-    fp__client_rng(&crng, p, round, client, who->phase, FP_RNG_COMPRESS);
-    const size_t payload = fp_algo_upload_bytes(p, round, who->phase);
-    rc = fp_compressor_compress(&p->up, ws->msg, &crng, ws->cws, out + FP_MSG_HEADER,
-                                out_cap - FP_MSG_HEADER, ws->vhat);
-    if (rc)
-        return fp_error_set(err, rc, "round %u: client %u's update does not compress", round,
-                            client);
-    if (a->client_after)
-        a->client_after(p, ws->msg, ws->vhat, &cur, next);
-    const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
-                                    .phase = who->phase,
-                                    .client = client,
-                                    .run = who->run,
-                                    .round = round,
-                                    .len = payload};
-    fp_msg_encode_header(&h, out);
-    *out_len = FP_MSG_HEADER + payload;
-    *train_loss = loss_sum / p->K;
-    return 0;
+    return fp__client_send(p, a, who, &cur, next, ws, out, out_cap, out_len, loss_sum, train_loss,
+                           err);
 }
 
 void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_state *cs,
@@ -452,7 +692,7 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
 {
     /* a swap: the old vectors become the next update's scratch */
     const struct fp_algorithm *a = fp__lookup(p->kind);
-    if (a && a->scaffold_family) {
+    if (a && fp__keeps_c(a)) {
         float *t = cs->ci;
         cs->ci = next->ci;
         next->ci = t;
@@ -539,15 +779,24 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                             client, s->round, why.msg);
     fp_rng crng;
     fp__client_rng(&crng, &s->p, s->round, client, s->phase, FP_RNG_COMPRESS);
-    rc = fp_compressor_decompress(&s->p.up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, s->cws,
-                                  s->dec);
+    void *cws;
+    const struct fp_compressor *up = fp__upc(&s->p, s->round, s->cws, s->nws, &cws);
+    rc = fp_compressor_decompress(up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, cws, s->dec);
     if (rc)
         return fp_error_set(err, rc,
                             "malformed upload from client %u in round %u: %zu bytes (expected "
                             "%zu) or not a valid encoding",
                             client, s->round, len - FP_MSG_HEADER, want);
-    for (size_t j = 0; j < s->p.d; j++)
-        s->sum[j] += s->dec[j];
+    if (s->alg->grad_diff) {
+        /* g += sum_S w_i c_i ([RSF21] Alg. 1 line 8, [RGB24] for w_i) */
+        double wi;
+        float scale;
+        fp_algo_ef_weight(&s->p, client, &wi, &scale);
+        for (size_t j = 0; j < s->p.d; j++)
+            s->sum[j] += wi * s->dec[j];
+    } else
+        for (size_t j = 0; j < s->p.d; j++)
+            s->sum[j] += s->dec[j];
     s->last_client = client;
     return 0;
 }
@@ -557,9 +806,19 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
     if (!s->open) /* finished already: the aggregate must not be applied twice */
         return;
     s->open = 0;
+    const size_t d = s->p.d;
+    if (s->alg->grad_diff) {
+        /* g^{t+1} = g^t + sum_S w_i c_i, then x^{t+2} = x^{t+1} - gamma
+         * g^{t+1}, the point the next round broadcasts ([RSF21] Alg. 1;
+         * EF21-PP steps even when no upload arrived) */
+        for (size_t j = 0; j < d; j++) {
+            s->c[j] = (float)((double)s->c[j] + s->sum[j]);
+            s->x[j] = (float)((double)s->x[j] - s->p.gamma * s->c[j]);
+        }
+        return;
+    }
     if (S == 0)
         return;
-    const size_t d = s->p.d;
     if (!s->alg->scaffold_family) {
         /* FedAvg / FedPAQ / FedEF: x <- x - eta_g (1/S) sum_S delta_i */
         const double scale = (double)s->p.lr_global / S;
@@ -612,7 +871,7 @@ enum { FP__ST_C = 1, FP__ST_CI = 2, FP__ST_MEM = 4 };
 
 static unsigned fp__state_flags(const struct fp_algorithm *a)
 {
-    return (a->scaffold_family ? FP__ST_C | FP__ST_CI : 0) | (a->client_memory ? FP__ST_MEM : 0);
+    return (fp__keeps_c(a) ? FP__ST_C | FP__ST_CI : 0) | (a->client_memory ? FP__ST_MEM : 0);
 }
 
 static void fp__put32(uint8_t **p, uint32_t v)

@@ -43,8 +43,14 @@ struct fp_algo_params {
     float alpha; /* SCALLION: control-variate step (1/(1 + omega) when auto); 1 otherwise */
     float beta;  /* SCAFCOM: momentum */
     uint64_t seed;
+    /* The error-feedback family (EF21, EF21-W, EControl, EF14): */
+    double gamma;              /* the step */
+    double eta;                /* EControl's feedback strength */
+    double kappa;              /* EF21-W: L_i = kappa^(i/(N-1)) (fp_lsq_law), the weights' source */
+    double Lsum;               /* EF21-W: sum_i L_i, in ascending i */
     struct fp_compressor up;   /* uplink; identity for the full-precision baselines */
     struct fp_compressor down; /* downlink; identity for every algorithm today */
+    struct fp_compressor dense; /* identity: the EF21 family's first-round upload */
 };
 
 struct fp_server {
@@ -56,6 +62,7 @@ struct fp_server {
     float *dec;  /* [d] one decoded upload */
     void *cws;   /* uplink compressor workspace, for decoding */
     void *dws;   /* downlink compressor workspace, for encoding */
+    void *nws;   /* dense (identity) workspace, for the EF21 family's first round */
     /* the exchange in progress (fp_algo_server_broadcast): every upload
      * added must name it */
     uint64_t run;
@@ -68,8 +75,8 @@ struct fp_server {
 /* Per-client state; each vector is NULL until the client is first sampled,
  * which stands for the zero vector the papers start from. */
 struct fp_client_state {
-    float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM) */
-    float *mem; /* FedEF: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
+    float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM); EF21 family: h_i */
+    float *mem; /* FedEF, EF14, EControl: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
 };
 
 struct fp_algo_ws {
@@ -78,6 +85,7 @@ struct fp_algo_ws {
     float *zero;               /* [d] zeros: the state of a client never included */
     void *cws;                 /* uplink compressor workspace */
     void *dws;                 /* downlink compressor workspace */
+    void *nws;                 /* dense (identity) workspace */
 };
 
 /* Fills p from a scenario for a model of d parameters; sets up the
@@ -101,6 +109,16 @@ void fp_client_state_free(struct fp_client_state *cs);
 
 /* Whether the algorithm keeps control variates (c on the server, c_i on clients). */
 int fp_algo_has_control(const struct fp_algo_params *p);
+
+/* The EF family's step from the papers' theory (docs/algorithms.md):
+ * gamma = 1/(L + Ltilde sqrt(beta/theta)), theta = 1 - sqrt(1 - a),
+ * beta = (1 - a)/(1 - sqrt(1 - a)), a the uplink's contraction q (k/d for
+ * top-k, 1 for identity: then gamma = 1/L), Ltilde = L_AM for EF21-W and
+ * L_QM for the others. */
+double fp_algo_ef_theory_step(enum fp_algo_kind kind, double L, double L_qm, double L_am, double a);
+/* EF21-W's weight w_i = L_i / sum_j L_j (1/N for the rest of the family)
+ * and the client's scale 1/(N w_i). */
+void fp_algo_ef_weight(const struct fp_algo_params *p, uint32_t client, double *w, float *scale);
 
 /*
  * A round is a sequence of exchanges, phases 0, 1, ..., that the algorithm

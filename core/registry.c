@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-/* FedPAQ and SCALLION rely on E[C(v)] = v; FedEF and SCAFCOM on
+/* FedPAQ and SCALLION rely on E[C(v)] = v; FedEF, SCAFCOM and the EF21 family on
  * ||C(v) - v||^2 <= (1 - q)||v||^2. The full-precision baselines send
  * identity only, and name the compressed variant of either class. */
 static const struct {
@@ -20,6 +20,11 @@ static const struct {
                           FP_ALGO_SCAFCOM},
     [FP_ALGO_SCALLION] = {FP_CLASS_UNBIASED, 0, FP_ALGO_SCALLION, FP_ALGO_SCAFCOM},
     [FP_ALGO_SCAFCOM] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_SCALLION, FP_ALGO_SCAFCOM},
+    /* the error-feedback family's analyses assume a contractive C */
+    [FP_ALGO_EF21] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_EF21},
+    [FP_ALGO_EF21W] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_EF21W},
+    [FP_ALGO_ECONTROL] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_ECONTROL},
+    [FP_ALGO_EF14] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_EF14},
 };
 
 static const unsigned fp__comps[] = {

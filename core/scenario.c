@@ -43,6 +43,8 @@ enum fp__key {
     K_DATA_BETA,
     K_DATA_DIM,
     K_DATA_NOISE,
+    K_DATA_ROWS,
+    K_DATA_SMOOTH_RATIO,
     K_MODEL_KIND,
     K_MODEL_HIDDEN,
     K_MODEL_INIT,
@@ -53,6 +55,9 @@ enum fp__key {
     K_ALGO_LR_GLOBAL,
     K_ALGO_ALPHA,
     K_ALGO_BETA,
+    K_ALGO_STEP,
+    K_ALGO_STEP_SCALE,
+    K_ALGO_ETA,
     K_PART_SAMPLE,
     K_PART_DEADLINE,
     K_PART_MIN_UPDATES,
@@ -79,7 +84,7 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_RUN_CHECKPOINT_EVERY] =
         {"run", "checkpoint_every",
          "an integer in [0, 10000000] (0: a checkpoint only when a signal stops the run)"},
-    [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic"},
+    [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic, lsq"},
     [K_DATA_PATH] = {"data", "path",
                      "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
     [K_DATA_CLIENTS] = {"data", "clients", "an integer in [1, 1000000]"},
@@ -90,17 +95,25 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_DATA_BETA] = {"data", "beta", "a number >= 0 (synthetic(alpha, beta))"},
     [K_DATA_DIM] = {"data", "dim", "an integer in [1, 100000000]"},
     [K_DATA_NOISE] = {"data", "noise", "a number >= 0 (gradient noise stddev)"},
+    [K_DATA_ROWS] = {"data", "rows", "an integer in [1, 10000000] (rows per client)"},
+    [K_DATA_SMOOTH_RATIO] = {"data", "smooth_ratio",
+                             "a number in [1, 1e12]: L_max / L_min across the clients"},
     [K_MODEL_KIND] = {"model", "kind", "one of logreg, mlp, quadratic"},
     [K_MODEL_HIDDEN] = {"model", "hidden", "an integer in [1, 100000]"},
     [K_MODEL_INIT] = {"model", "init", "a path to a raw float32 file of exactly d values (no ';')"},
     [K_ALGO_NAME] = {"algorithm", "name",
-                     "one of fedavg, scaffold, fedpaq, fedef, scallion, scafcom"},
+                     "one of fedavg, scaffold, fedpaq, fedef, scallion, scafcom, ef21, ef21-w, "
+                     "econtrol, ef14"},
     [K_ALGO_LOCAL_STEPS] = {"algorithm", "local_steps", "an integer in [1, 1000000]"},
     [K_ALGO_BATCH] = {"algorithm", "batch", "an integer in [1, 10000000]"},
     [K_ALGO_LR_LOCAL] = {"algorithm", "lr_local", "a number > 0"},
     [K_ALGO_LR_GLOBAL] = {"algorithm", "lr_global", "a number > 0"},
     [K_ALGO_ALPHA] = {"algorithm", "alpha", "'auto' (1/(1 + omega)) or a number in (0, 1]"},
     [K_ALGO_BETA] = {"algorithm", "beta", "a number in (0, 1]"},
+    [K_ALGO_STEP] = {"algorithm", "step", "'theory' or a number > 0 (the step gamma)"},
+    [K_ALGO_STEP_SCALE] = {"algorithm", "step_scale",
+                           "a number > 0: gamma = step_scale x the theory step"},
+    [K_ALGO_ETA] = {"algorithm", "eta", "'auto' (alpha/400) or a number >= 0"},
     [K_PART_SAMPLE] = {"participation", "sample", "'all' or an integer in [1, clients]"},
     [K_PART_DEADLINE] = {"participation", "deadline", "a number of seconds > 0, at most 86400"},
     [K_PART_MIN_UPDATES] = {"participation", "min_updates", "an integer in [1, sample]"},
@@ -350,6 +363,8 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             sc->dataset = FP_DATA_SYNTHETIC;
         else if (!strcmp(v, "quadratic"))
             sc->dataset = FP_DATA_QUADRATIC;
+        else if (!strcmp(v, "lsq"))
+            sc->dataset = FP_DATA_LSQ;
         else
             return -1;
         return 0;
@@ -375,6 +390,9 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
     case K_DATA_BETA: return fp__parse_double(v, 0, false, &sc->synth_beta);
     case K_DATA_DIM: return fp__parse_u32(v, 1, 100000000, &sc->dim);
     case K_DATA_NOISE: return fp__parse_double(v, 0, false, &sc->quad_noise);
+    case K_DATA_ROWS: return fp__parse_u32(v, 1, 10000000, &sc->lsq_rows);
+    case K_DATA_SMOOTH_RATIO:
+        return fp__parse_double(v, 1, false, &sc->lsq_ratio) || sc->lsq_ratio > 1e12 ? -1 : 0;
     case K_MODEL_KIND:
         if (!strcmp(v, "logreg"))
             sc->model = FP_MODEL_LOGREG;
@@ -400,6 +418,14 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             sc->algorithm = FP_ALGO_SCALLION;
         else if (!strcmp(v, "scafcom"))
             sc->algorithm = FP_ALGO_SCAFCOM;
+        else if (!strcmp(v, "ef21"))
+            sc->algorithm = FP_ALGO_EF21;
+        else if (!strcmp(v, "ef21-w"))
+            sc->algorithm = FP_ALGO_EF21W;
+        else if (!strcmp(v, "econtrol"))
+            sc->algorithm = FP_ALGO_ECONTROL;
+        else if (!strcmp(v, "ef14"))
+            sc->algorithm = FP_ALGO_EF14;
         else
             return -1;
         return 0;
@@ -419,6 +445,19 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
         if (fp__parse_double(v, 0, true, &sc->beta) || sc->beta > 1)
             return -1;
         return 0;
+    case K_ALGO_STEP:
+        if (!strcmp(v, "theory")) {
+            sc->step = NAN;
+            return 0;
+        }
+        return fp__parse_double(v, 0, true, &sc->step);
+    case K_ALGO_STEP_SCALE: return fp__parse_double(v, 0, true, &sc->step_scale);
+    case K_ALGO_ETA:
+        if (!strcmp(v, "auto")) {
+            sc->eta = NAN;
+            return 0;
+        }
+        return fp__parse_double(v, 0, false, &sc->eta);
     case K_COMP_NAME: return fp__parse_comp(v, &sc->uplink);
     case K_COMP_K: return fp__parse_u64(v, 1, UINT32_MAX, &sc->uplink.count);
     case K_COMP_RATIO:
@@ -589,6 +628,8 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->synth_beta = 1.0;
     sc->dim = 0; /* per dataset, below */
     sc->quad_noise = 0.0;
+    sc->lsq_rows = 0; /* lsq: 2 dim, below */
+    sc->lsq_ratio = 100.0;
     sc->model = FP_MODEL_MLP;
     sc->hidden = 200;
     sc->algorithm = FP_ALGO_FEDAVG;
@@ -598,6 +639,9 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->lr_global = 1.0;
     sc->alpha = NAN; /* auto */
     sc->beta = 0.2;
+    sc->step = NAN; /* theory */
+    sc->step_scale = 1.0;
+    sc->eta = NAN;       /* auto */
     sc->sample = 0;      /* all */
     sc->deadline = 0;    /* unset */
     sc->min_updates = 0; /* = sample */
@@ -650,6 +694,44 @@ static const char *fp__partition_str(const struct fp_scenario *sc, char *buf, si
     return "?";
 }
 
+/* The error-feedback family (EF21, EF21-W, EControl, EF14): one gradient
+ * per round at the broadcast point, a step instead of the FedAvg family's
+ * learning rates; what needs the clients' smoothness constants needs the
+ * lsq dataset, which defines them; partial participation only where a
+ * paper defines it (EF21-PP, EF21-W-PP). */
+static int fp__validate_ef(struct fp__parse *p)
+{
+    struct fp_scenario *sc = p->sc;
+    const int *L = p->key_line;
+    const char *a = fp_algo_name(sc->algorithm);
+    if (!fp_algo_is_ef(sc->algorithm))
+        return 0;
+    if (L[K_ALGO_LOCAL_STEPS] && sc->local_steps != 1)
+        return fp__fail(p, L[K_ALGO_LOCAL_STEPS],
+                        "[algorithm] local_steps = %u: %s takes one gradient per round (set 1 "
+                        "or leave it out)",
+                        sc->local_steps, a);
+    sc->local_steps = 1;
+    if (L[K_ALGO_LR_LOCAL] || L[K_ALGO_LR_GLOBAL])
+        return fp__fail(p, L[K_ALGO_LR_LOCAL] ? L[K_ALGO_LR_LOCAL] : L[K_ALGO_LR_GLOBAL],
+                        "[algorithm] lr_local and lr_global do not apply to %s: set its step "
+                        "with [algorithm] step = theory or a number",
+                        a);
+    if (sc->dataset != FP_DATA_LSQ && (isnan(sc->step) || sc->algorithm == FP_ALGO_EF21W))
+        return fp__fail(p, L[K_ALGO_STEP] ? L[K_ALGO_STEP] : L[K_ALGO_NAME],
+                        "%s needs the clients' smoothness constants L_i (%s), which only "
+                        "dataset lsq defines; use dataset = lsq, or a numeric [algorithm] step",
+                        a, sc->algorithm == FP_ALGO_EF21W ? "its weights" : "for step = theory");
+    if ((sc->algorithm == FP_ALGO_ECONTROL || sc->algorithm == FP_ALGO_EF14) && !p->sample_all &&
+        sc->sample != 0 && sc->sample < sc->clients)
+        return fp__fail(p, L[K_PART_SAMPLE],
+                        "[participation] sample = %u < clients = %u: %s is defined for full "
+                        "participation only (EF21 and EF21-W have a partial-participation "
+                        "variant)",
+                        sc->sample, sc->clients, a);
+    return 0;
+}
+
 /* Cross-key rules: what applies to which dataset/model, and ranges that
  * depend on other keys. Runs after the file and every override. */
 static int fp__validate(struct fp__parse *p)
@@ -666,20 +748,25 @@ static int fp__validate(struct fp__parse *p)
                 fp__keys[key].section, fp__keys[key].name, what, ds, fp_model_name(sc->model));    \
     } while (0)
 
+    /* quadratic and lsq are their own (quadratic) model */
+    const bool own_model = sc->dataset == FP_DATA_QUADRATIC || sc->dataset == FP_DATA_LSQ;
     if (!L[K_MODEL_KIND])
-        sc->model = sc->dataset == FP_DATA_QUADRATIC ? FP_MODEL_QUADRATIC : FP_MODEL_MLP;
-    if ((sc->dataset == FP_DATA_QUADRATIC) != (sc->model == FP_MODEL_QUADRATIC))
+        sc->model = own_model ? FP_MODEL_QUADRATIC : FP_MODEL_MLP;
+    if (own_model != (sc->model == FP_MODEL_QUADRATIC))
         return fp__fail(p, L[K_MODEL_KIND] ? L[K_MODEL_KIND] : L[K_DATA_DATASET],
-                        "model '%s' does not fit dataset '%s': the quadratic dataset is its own "
-                        "model; fashion-mnist and synthetic take logreg or mlp",
+                        "model '%s' does not fit dataset '%s': the quadratic and lsq datasets "
+                        "are their own model (kind = quadratic); fashion-mnist and synthetic "
+                        "take logreg or mlp",
                         fp_model_name(sc->model), ds);
     FP__ONLY(K_DATA_PATH, sc->dataset == FP_DATA_FMNIST, "dataset fashion-mnist");
     FP__ONLY(K_DATA_PARTITION, sc->dataset == FP_DATA_FMNIST,
-             "dataset fashion-mnist (synthetic and quadratic define each client's data)");
+             "dataset fashion-mnist (synthetic, quadratic and lsq define each client's data)");
     FP__ONLY(K_DATA_ALPHA, sc->dataset == FP_DATA_SYNTHETIC, "dataset synthetic");
     FP__ONLY(K_DATA_BETA, sc->dataset == FP_DATA_SYNTHETIC, "dataset synthetic");
-    FP__ONLY(K_DATA_DIM, sc->dataset != FP_DATA_FMNIST, "datasets synthetic and quadratic");
+    FP__ONLY(K_DATA_DIM, sc->dataset != FP_DATA_FMNIST, "datasets synthetic, quadratic and lsq");
     FP__ONLY(K_DATA_NOISE, sc->dataset == FP_DATA_QUADRATIC, "dataset quadratic");
+    FP__ONLY(K_DATA_ROWS, sc->dataset == FP_DATA_LSQ, "dataset lsq");
+    FP__ONLY(K_DATA_SMOOTH_RATIO, sc->dataset == FP_DATA_LSQ, "dataset lsq");
     FP__ONLY(K_MODEL_HIDDEN, sc->model == FP_MODEL_MLP, "model mlp");
 #undef FP__ONLY
 #define FP__ONLY_ALGO(key, cond, what)                                                             \
@@ -691,6 +778,16 @@ static int fp__validate(struct fp__parse *p)
     } while (0)
     FP__ONLY_ALGO(K_ALGO_ALPHA, sc->algorithm == FP_ALGO_SCALLION, "algorithm scallion");
     FP__ONLY_ALGO(K_ALGO_BETA, sc->algorithm == FP_ALGO_SCAFCOM, "algorithm scafcom");
+    {
+        const bool ef = fp_algo_is_ef(sc->algorithm);
+        FP__ONLY_ALGO(K_ALGO_STEP, ef, "algorithms ef21, ef21-w, econtrol and ef14");
+        FP__ONLY_ALGO(K_ALGO_STEP_SCALE, ef && isnan(sc->step),
+                      "step = theory (algorithms ef21, ef21-w, econtrol and ef14)");
+        FP__ONLY_ALGO(K_ALGO_ETA, sc->algorithm == FP_ALGO_ECONTROL, "algorithm econtrol");
+        int rc = fp__validate_ef(p);
+        if (rc)
+            return rc;
+    }
 #undef FP__ONLY_ALGO
     {
         enum fp_comp_kind ck = sc->uplink.kind;
@@ -719,7 +816,10 @@ static int fp__validate(struct fp__parse *p)
     if (!L[K_DATA_DIM])
         sc->dim = sc->dataset == FP_DATA_SYNTHETIC   ? 60
                   : sc->dataset == FP_DATA_QUADRATIC ? 10
+                  : sc->dataset == FP_DATA_LSQ       ? 20
                                                      : 784;
+    if (sc->dataset == FP_DATA_LSQ && !L[K_DATA_ROWS])
+        sc->lsq_rows = 2 * sc->dim;
     if (sc->dataset == FP_DATA_FMNIST)
         sc->dim = 784;
     if (p->sample_all || sc->sample == 0)
@@ -902,15 +1002,29 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
                 fp__g(g2, sc->synth_beta), sc->dim);
     if (sc->dataset == FP_DATA_QUADRATIC)
         FP__ADD("dim = %u\nnoise = %s\n", sc->dim, fp__g(g1, sc->quad_noise));
+    if (sc->dataset == FP_DATA_LSQ)
+        FP__ADD("dim = %u\nrows = %u\nsmooth_ratio = %s\n", sc->dim, sc->lsq_rows,
+                fp__g(g1, sc->lsq_ratio));
     FP__ADD("\n[model]\nkind = %s\n", fp_model_name(sc->model));
     if (sc->model == FP_MODEL_MLP)
         FP__ADD("hidden = %u\n", sc->hidden);
     if (sc->init_path[0])
         FP__ADD("init = %s\n", sc->init_path);
-    FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\nlr_local = %s\n"
-            "lr_global = %s\n",
-            fp_algo_name(sc->algorithm), sc->local_steps, sc->batch, fp__g(g1, sc->lr_local),
-            fp__g(g2, sc->lr_global));
+    FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\n", fp_algo_name(sc->algorithm),
+            sc->local_steps, sc->batch);
+    if (!fp_algo_is_ef(sc->algorithm))
+        FP__ADD("lr_local = %s\nlr_global = %s\n", fp__g(g1, sc->lr_local),
+                fp__g(g2, sc->lr_global));
+    else if (isnan(sc->step))
+        FP__ADD("step = theory\nstep_scale = %s\n", fp__g(g1, sc->step_scale));
+    else
+        FP__ADD("step = %s\n", fp__g(g1, sc->step));
+    if (sc->algorithm == FP_ALGO_ECONTROL) {
+        if (isnan(sc->eta))
+            FP__ADD("eta = auto\n");
+        else
+            FP__ADD("eta = %s\n", fp__g(g1, sc->eta));
+    }
     if (sc->algorithm == FP_ALGO_SCALLION) {
         if (isnan(sc->alpha))
             FP__ADD("alpha = auto\n");
@@ -962,6 +1076,10 @@ const char *fp_algo_name(enum fp_algo_kind a)
     case FP_ALGO_FEDEF: return "fedef";
     case FP_ALGO_SCALLION: return "scallion";
     case FP_ALGO_SCAFCOM: return "scafcom";
+    case FP_ALGO_EF21: return "ef21";
+    case FP_ALGO_EF21W: return "ef21-w";
+    case FP_ALGO_ECONTROL: return "econtrol";
+    case FP_ALGO_EF14: return "ef14";
     }
     return "?";
 }
@@ -986,6 +1104,7 @@ const char *fp_dataset_name(enum fp_dataset_kind d)
     case FP_DATA_FMNIST: return "fashion-mnist";
     case FP_DATA_SYNTHETIC: return "synthetic";
     case FP_DATA_QUADRATIC: return "quadratic";
+    case FP_DATA_LSQ: return "lsq";
     }
     return "?";
 }

@@ -19,7 +19,12 @@
 
 #include "error.h"
 
-enum fp_dataset_kind { FP_DATA_FMNIST = 1, FP_DATA_SYNTHETIC, FP_DATA_QUADRATIC };
+enum fp_dataset_kind {
+    FP_DATA_FMNIST = 1,
+    FP_DATA_SYNTHETIC,
+    FP_DATA_QUADRATIC,
+    FP_DATA_LSQ /* distributed least squares with unequal L_i (workloads/lsq.c) */
+};
 enum fp_partition_kind {
     FP_PART_IID = 1,
     FP_PART_SHARDS,    /* each client holds `shards` classes */
@@ -34,8 +39,19 @@ enum fp_algo_kind {
     FP_ALGO_FEDPAQ,   /* FedAvg with unbiased compressed deltas */
     FP_ALGO_FEDEF,    /* FedAvg with error feedback (EF14) on the compressed delta */
     FP_ALGO_SCALLION, /* SCAFFOLD, halved uplink, unbiased compression */
-    FP_ALGO_SCAFCOM   /* SCAFFOLD, halved uplink, contractive compression + momentum */
+    FP_ALGO_SCAFCOM,  /* SCAFFOLD, halved uplink, contractive compression + momentum */
+    FP_ALGO_EF21,     /* EF21: compressed gradient differences, one gradient per round */
+    FP_ALGO_EF21W,    /* EF21-W: EF21 weighted by the clients' smoothness constants */
+    FP_ALGO_ECONTROL, /* EControl: EF21 with error control of strength eta */
+    FP_ALGO_EF14      /* classic error feedback on the gradient step (baseline) */
 };
+
+/* The error-feedback family above: one gradient per round (local_steps =
+ * 1), a step `[algorithm] step` instead of lr_local / lr_global. */
+static inline int fp_algo_is_ef(enum fp_algo_kind a)
+{
+    return a >= FP_ALGO_EF21 && a <= FP_ALGO_EF14;
+}
 
 enum fp_comp_kind {
     FP_COMP_IDENTITY = 1,
@@ -77,6 +93,8 @@ struct fp_scenario {
     double synth_beta;
     uint32_t dim;      /* feature dimension (synthetic) or d (quadratic) */
     double quad_noise; /* stddev of gradient noise for quadratic, 0 = exact */
+    uint32_t lsq_rows; /* lsq: rows (examples) per client, m */
+    double lsq_ratio;  /* lsq: L_max / L_min, the clients' smoothness spread (>= 1) */
 
     /* [model] */
     enum fp_model_kind model;
@@ -91,6 +109,9 @@ struct fp_scenario {
     double lr_global;     /* eta_g */
     double alpha;         /* SCALLION's control-variate step; NaN = auto, 1/(1 + omega) */
     double beta;          /* SCAFCOM's momentum */
+    double step;          /* EF family: gamma; NaN = theory (docs/algorithms.md) */
+    double step_scale;    /* EF family, step = theory: gamma = step_scale x theory */
+    double eta;           /* EControl's feedback strength; NaN = auto, alpha/400 */
 
     /* [compressor] the uplink compressor */
     struct fp_comp_spec uplink;

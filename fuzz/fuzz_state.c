@@ -18,9 +18,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 1 << 16)
         return 0;
-    static const enum fp_algo_kind kinds[] = {FP_ALGO_FEDAVG, FP_ALGO_SCAFFOLD, FP_ALGO_FEDEF,
-                                              FP_ALGO_SCAFCOM};
-    struct fp_algo_params p = {.kind = kinds[data[0] % 4],
+    /* bytes 0-3 keep the algorithms the corpus was made for; 4-7 the EF
+     * family (g in the server blob, h_i / e_i in the client's) */
+    static const enum fp_algo_kind kinds[] = {FP_ALGO_FEDAVG,   FP_ALGO_SCAFFOLD, FP_ALGO_FEDEF,
+                                              FP_ALGO_SCAFCOM,  FP_ALGO_EF21,     FP_ALGO_EF21W,
+                                              FP_ALGO_ECONTROL, FP_ALGO_EF14};
+    struct fp_algo_params p = {.kind = kinds[data[0] % 8],
                                .d = 3,
                                .N = 4,
                                .K = 1,

@@ -56,6 +56,11 @@ int fp_quadratic_create(struct fp_workload **out, const struct fp_scenario *sc,
 int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario *sc,
                              enum fp_workload_holds holds, uint32_t client, struct fp_error *err);
 
+/* Distributed least squares (lsq.c): every client, one, or the test
+ * objective only, as for the quadratic. */
+int fp_lsq_create_view(struct fp_workload **out, const struct fp_scenario *sc,
+                       enum fp_workload_holds holds, uint32_t client, struct fp_error *err);
+
 /* Aborts, naming the client, when grad() is asked for a client w does not
  * hold / evaluate() of a workload without a test set: the driver should
  * have asked fp_workload_check_client / _check_evaluate (workload.c). */

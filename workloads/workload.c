@@ -59,15 +59,17 @@ static int fp__check_scenario(const struct fp_scenario *sc, struct fp_error *err
                                 "only natural applies");
         return 0;
     case FP_DATA_QUADRATIC:
+    case FP_DATA_LSQ:
         if (sc->model != FP_MODEL_QUADRATIC)
             return fp_error_set(err, FP_EINVAL,
-                                "[model] kind = %s does not apply to dataset quadratic (the "
-                                "quadratic is its own model: use kind = quadratic)",
-                                fp__model(sc->model));
+                                "[model] kind = %s does not apply to dataset %s (it is its own "
+                                "model: use kind = quadratic)",
+                                fp__model(sc->model), fp_dataset_name(sc->dataset));
         if (sc->partition != FP_PART_NATURAL && sc->partition != 0)
             return fp_error_set(err, FP_EINVAL,
-                                "[data] partition: quadratic defines each client's data; "
-                                "only natural applies");
+                                "[data] partition: %s defines each client's data; "
+                                "only natural applies",
+                                fp_dataset_name(sc->dataset));
         return 0;
     default:
         return fp_error_set(err, FP_EINVAL, "[data] dataset: unknown kind %d", (int)sc->dataset);
@@ -101,6 +103,7 @@ int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, s
         if ((rc = fp_synthetic_make(&train, &test, &part, sc, err)))
             return rc;
         return fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err);
+    case FP_DATA_LSQ: return fp_lsq_create_view(out, sc, FP_HOLDS_ALL, 0, err);
     default: /* FP_DATA_QUADRATIC: fp__check_scenario knows no other */
         return fp_quadratic_create(out, sc, err);
     }
@@ -226,6 +229,7 @@ int fp_workload_create_client(struct fp_workload **out, const struct fp_scenario
                                     FP_HOLDS_CLIENT, client, err);
         free(sizes);
         return rc;
+    case FP_DATA_LSQ: return fp_lsq_create_view(out, sc, FP_HOLDS_CLIENT, client, err);
     default: /* quadratic: fp__check_scenario knows no other kind */
         return fp_quadratic_create_view(out, sc, FP_HOLDS_CLIENT, client, err);
     }
@@ -249,10 +253,7 @@ int fp_workload_create_client_dir(struct fp_workload **out, const struct fp_scen
                             "--data %s: a client's own IDX files apply to an IDX dataset "
                             "(fashion-mnist); this scenario's dataset is %s, whose data each "
                             "client generates: use --data partition",
-                            dir,
-                            sc->dataset == FP_DATA_SYNTHETIC   ? "synthetic"
-                            : sc->dataset == FP_DATA_QUADRATIC ? "quadratic"
-                                                               : "unknown");
+                            dir, fp_dataset_name(sc->dataset));
     if ((rc = fp__classifier_ok(sc, err)) || (rc = fp__check_id(sc, client, err)))
         return rc;
     for (int f = 0; f < 2; f++) {
@@ -355,6 +356,7 @@ int fp_workload_create_test(struct fp_workload **out, const struct fp_scenario *
                                     FP_HOLDS_TEST, 0, err);
         free(sizes);
         return rc;
+    case FP_DATA_LSQ: return fp_lsq_create_view(out, sc, FP_HOLDS_TEST, 0, err);
     default: return fp_quadratic_create_view(out, sc, FP_HOLDS_TEST, 0, err);
     }
 }

@@ -136,6 +136,20 @@ int fp_workload_check_client(const struct fp_workload *w, uint32_t client, struc
 /* 0 if w can evaluate (it holds a test set); else FP_EINVAL. */
 int fp_workload_check_evaluate(const struct fp_workload *w, struct fp_error *err);
 
+/* lsq (workloads/lsq.c), distributed least squares with unequal
+ * smoothness: client i's constant L_i = ratio^(i / (N - 1)) (1 for N = 1),
+ * which the data are scaled to meet (fp_lsq_smoothness for a scenario).
+ * EF21-W's weights and the theory steps read them from here. */
+double fp_lsq_law(double ratio, uint32_t N, uint32_t i);
+double fp_lsq_smoothness(const struct fp_scenario *sc, uint32_t client);
+/* L, the smoothness constant of f = (1/N) sum f_i: the largest eigenvalue
+ * of (1/N) sum A_i^T A_i / m, from the scenario's data (generated again). */
+int fp_lsq_smoothness_of_f(const struct fp_scenario *sc, double *L, struct fp_error *err);
+/* For tests: L_i measured from the float32 data w holds (NaN if not held),
+ * and the largest eigenvalue of a symmetric d x d matrix (destroyed). */
+double fp_lsq_client_L(const struct fp_workload *w, uint32_t client);
+double fp_lsq_max_eig(double *M, uint32_t d);
+
 static inline void *fp_workload_ws_new(const struct fp_workload *w)
 {
     return w->ops->ws_new(w);

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# End-to-end test of the error-feedback family (EF21, EF21-W, EControl,
+# EF14) on the lsq workload, with the real binary: the same bytes at 1 and 2
+# threads (partial participation and stochastic gradients included), the
+# exact uplink bytes (a dense first upload for the EF21 family, then top-k's
+# encoding), kill -9 then --resume ending with the model of a run never
+# stopped, and a coordinator with 4 client daemons ending with the
+# simulator's model and metrics.
+set -uo pipefail
+FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
+T=$(mktemp -d /tmp/fp_e2e_ef_XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/e2e_lib.sh"
+
+cat >"$T/ef.ini" <<'INI'
+[run]
+name = ef
+seed = 3
+rounds = 12
+eval_every = 4
+[data]
+dataset = lsq
+clients = 6
+dim = 20
+rows = 30
+smooth_ratio = 100
+[algorithm]
+name = ef21
+batch = 1000
+step = theory
+[compressor]
+name = topk
+k = 3
+INI
+sha() { sed -n 's/^model sha256 //p' "$1"; }
+store_sum() { sqlite3 "$1" "select sum(uplink_bytes) from rounds where run_id=1"; }
+
+# 1. every method runs; uplink bytes are exact: top-3 of d = 20 is
+#    min(64*3, 32*3 + 20) = 116 bits = 15 bytes; the EF21 family's first
+#    upload is the dense gradient, 4d = 80 bytes
+for a in ef21 ef21-w econtrol ef14; do
+  "$FP" sim "$T/ef.ini" --set algorithm.name=$a --store "$T/$a.db" --quiet >"$T/$a.out" 2>"$T/$a.err"
+  check "$a: completes" "[ $? -eq 0 ] && grep -q \"completed: 12/12 rounds, $a lsq\" '$T/$a.out'"
+  if [ $a = ef14 ]; then want=$((12 * 6 * 15)); else want=$((6 * 80 + 11 * 6 * 15)); fi
+  check "$a: uplink bytes = $want" "[ \"\$(store_sum '$T/$a.db')\" = $want ]"
+done
+check "the four methods end at four different models" \
+  "[ \$(for a in ef21 ef21-w econtrol ef14; do sha '$T/'\$a.out; done | sort -u | grep -c .) -eq 4 ]"
+
+# 2. partial participation (EF21-PP) with stochastic gradients: the same
+#    bytes at 1 and 2 threads
+P=(--set algorithm.name=ef21-w --set participation.sample=4 --set algorithm.batch=7)
+"$FP" sim "$T/ef.ini" "${P[@]}" --store "$T/t1.db" --threads 1 --quiet >"$T/t1.out" 2>&1
+"$FP" sim "$T/ef.ini" "${P[@]}" --store "$T/t2.db" --threads 2 --quiet >"$T/t2.out" 2>&1
+check "ef21-w, sample 4 of 6, batch 7: the same model at 1 and 2 threads" \
+  "[ -n \"\$(sha '$T/t1.out')\" ] && [ \"\$(sha '$T/t1.out')\" = \"\$(sha '$T/t2.out')\" ]"
+check "... and the same metrics" \
+  "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
+"$FP" sim "$T/ef.ini" --set algorithm.name=econtrol --set participation.sample=4 \
+  --store "$T/pp.db" >/dev/null 2>"$T/pp.err"
+check "econtrol with sample < clients is refused, saying why" \
+  "[ $? -ne 0 ] && grep -q 'defined for full participation only' '$T/pp.err'"
+
+# 3. kill -9 mid-run, then --resume: the same model bytes as a run never
+#    stopped (the state holds x, g, and every client's h_i and e_i)
+R=(--set run.rounds=3000 --set run.eval_every=500 --set run.checkpoint_every=7
+   --set data.clients=20 --set data.dim=100 --set data.rows=400 --set algorithm.name=econtrol
+   --set algorithm.eta=0.01 --set compressor.k=5)
+"$FP" sim "$T/ef.ini" "${R[@]}" --store "$T/res.db" --quiet --model-out "$T/full.f32" >/dev/null 2>&1
+"$FP" sim "$T/ef.ini" "${R[@]}" --store "$T/res.db" --threads 1 >/dev/null 2>"$T/kerr" &
+pid=$!
+for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
+kill -9 $pid
+wait $pid 2>/dev/null
+if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
+  check "kill -9: a state checkpoint of run 2 is stored" \
+    "[ \"\$(sqlite3 '$T/res.db' \"select count(*) from checkpoints where run_id=2 and kind='state'\")\" = 1 ]"
+  "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
+  check "--resume: completes with the same model bytes as the run never stopped" \
+    "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
+  check "--resume: the same metrics and bytes in every round" \
+    "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes from rounds where run_id=2')\" ]"
+  cmp -s "$T/full.f32" "$T/resumed.f32" ||
+    { cat "$T/rout"; sqlite3 "$T/res.db" "select id, status, rounds_done from runs"; }
+elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
+  skip "kill -9: the run finished before it was killed (machine too fast); nothing to resume"
+else
+  bad "kill -9: run 2 was neither running when killed nor completed"
+fi
+
+# 4. the daemons: a coordinator and 4 clients over loopback, EF21-W with
+#    partial participation, end with the simulator's model and metrics
+N=4
+CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
+: >"$T/clients.pub"
+for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
+"$FP" sim "$T/ef.ini" "${P[@]}" --set data.clients=$N --set participation.sample=3 --dry-run >"$T/d.ini"
+timeout 60 "$FP" coordinator --scenario "$T/d.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  --allow "$T/clients.pub" --store "$T/daemon.db" --ready "$T/port" --deadline 30 --wait 30 \
+  >"$T/coord.out" 2>"$T/coord.err" &
+cpid=$!
+PIDS+=("$cpid")
+for _ in $(seq 400); do [ -s "$T/port" ] && break; kill -0 $cpid 2>/dev/null || break; sleep 0.05; done
+if [ -s "$T/port" ]; then
+  for i in $(seq 0 $((N - 1))); do
+    mkdir -p "$T/st$i"
+    timeout 60 "$FP" client --connect "127.0.0.1:$(cat "$T/port")" --server-key "$CK" \
+      --key "$T/c$i.key" --state "$T/st$i" >"$T/c$i.out" 2>"$T/c$i.err" &
+    PIDS+=($!)
+  done
+  wait $cpid
+  check "daemons: the coordinator completes the ef21-w run (exit 0)" "[ $? -eq 0 ]"
+  "$FP" sim "$T/d.ini" --store "$T/dsim.db" --quiet >"$T/dsim.out" 2>&1
+  check "daemons: the model's SHA-256 equals fedpress sim's" \
+    "[ -n \"\$(sha '$T/dsim.out')\" ] && [ \"\$(sha '$T/dsim.out')\" = \"\$(sha '$T/coord.out')\" ]"
+  check "daemons: every round's metrics and bytes equal the simulator's" \
+    "[ \"\$(\"$FP\" metrics 1 --store '$T/dsim.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/daemon.db' --format csv | cut -d, -f1-7)\" ]"
+  check "daemons: each included client keeps its h_i under --state" \
+    "[ \$(ls '$T'/st*/client-*.state 2>/dev/null | wc -l) -ge 3 ]"
+else
+  bad "daemons: coordinator listening"
+  cat "$T/coord.err"
+fi
+finish e2e-ef
