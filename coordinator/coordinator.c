@@ -998,6 +998,9 @@ static int fp__listen(struct fp__coord *co)
     int len = sizeof sa;
     uv_tcp_getsockname(&co->listener, (struct sockaddr *)&sa, &len);
     int port = ntohs(((struct sockaddr_in *)&sa)->sin_port); /* same offset in sockaddr_in6 */
+    if (o->resume)
+        fp__log(co, "run %lld: resuming after round %u (its newest checkpoint)",
+                (long long)co->run.res.run_id, co->run.first_round - 1);
     fp__log(co, "run %lld: listening on %s:%d for %u clients", (long long)co->run.res.run_id,
             o->host, port, o->allow->n);
     if (o->ready_file) {
@@ -1057,7 +1060,11 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     co->ro = (struct fp_run_options){.threads = 1,
                                      .progress = o->progress,
                                      .stop = o->stop,
-                                     .create_workload = fp_workload_create_test};
+                                     .create_workload = fp_workload_create_test,
+                                     .resume = o->resume,
+                                     .resume_run = o->resume_run,
+                                     /* a kill -9 loses no committed round */
+                                     .checkpoint_every = 1};
     int rc = uv_loop_init(&co->loop);
     if (rc) {
         free(co);

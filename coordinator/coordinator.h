@@ -44,6 +44,11 @@ struct fp_coord_options {
     FILE *progress;       /* run/'s progress lines; NULL = quiet */
     FILE *log;            /* connections and refusals (stderr) */
     volatile sig_atomic_t *stop;
+    /* Continue run resume_run from resume (fp_store_load_resume, its lock
+     * held by the store handle) instead of starting a new run; NULL: a new
+     * run. The scenario must be the run's stored one. */
+    const struct fp_resume *resume;
+    int64_t resume_run;
 };
 
 /* Runs the scenario to its end (or a stop, or a failure). 0 with *res
