@@ -38,7 +38,8 @@ static const char fp__coord_usage[] =
     "  --key FILE        the coordinator's secret key (fedpress keygen --out FILE); clients\n"
     "                    pin its public key\n"
     "  --allow FILE      one 'ID PUBKEY' line per client, ids 0 to N-1 ('#' comments); N\n"
-    "                    must be the scenario's [data] clients\n"
+    "                    must be the scenario's [data] clients; 'ID -': no key (revoked);\n"
+    "                    SIGHUP re-reads it\n"
     "  --store PATH      the SQLite run store (default runs.db)\n"
     "  --deadline S      a round's deadline from its broadcast; overrides the scenario's\n"
     "                    [participation] deadline (one of the two is required)\n"
@@ -231,6 +232,9 @@ int fp_cli_coordinator(int argc, char **argv)
     if (resume_arg && or_start)
         return fp__coord_usage_error("--resume RUN and --resume-or-start: give one of them", "");
 
+    /* SIGHUP re-reads clients.pub once the loop runs; until then it must
+     * not kill a coordinator that a reload was sent to too early */
+    signal(SIGHUP, SIG_IGN);
     struct fp_error err = {0};
     char host[256];
     int port;
@@ -259,6 +263,7 @@ int fp_cli_coordinator(int argc, char **argv)
                                        .ready_file = ready,
                                        .key = key,
                                        .allow = &allow,
+                                       .allow_path = allowf,
                                        .deadline_s = deadline,
                                        .wait_s = wait,
                                        .handshake_s = hs,

@@ -36,7 +36,11 @@ struct fp_coord_options {
     int port;               /* 0: any free port (see ready_file) */
     const char *ready_file; /* if set: the port, written once listening (tests) */
     const uint8_t *key;     /* the coordinator's secret key [FP_NOISE_KEY] */
-    const struct fp_allow *allow;
+    /* the allow-list in use; on SIGHUP the coordinator re-reads allow_path
+     * and, if the new list may replace it (fp_allow_update), replaces its
+     * contents (the caller frees it after the run, whatever it holds) */
+    struct fp_allow *allow;
+    const char *allow_path;
     double deadline_s;    /* a round's deadline from its broadcast; 0: the scenario's */
     double wait_s;        /* how long the first round waits for all N clients */
     double handshake_s;   /* a connection's handshake and admission deadline */

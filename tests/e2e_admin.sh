@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# End-to-end test of the coordinator's administration (issue 14): a
+# coordinator and up to 4 clients on 127.0.0.1, SCAFFOLD on the quadratic
+# (client state c_i), min_updates = 1 so the run goes on whoever leaves.
+# SIGHUP re-reads clients.pub:
+#  - a key added ('3 -' replaced by client 3's key) can connect from then
+#    on; before, it is refused;
+#  - a key removed ('1 -') has its session closed (logged, the client told)
+#    and is refused afterwards; the rounds after have it 'absent' with why;
+#  - a file that does not parse, one that changes N, and one that gives a
+#    client that holds state a new key are refused with a clear message, the
+#    old list is kept (client 3 stays connected) and the rounds go on;
+#  - a revoked key put back on its own id is accepted again.
+# Every process is killed by the trap, whatever happens.
+set -uo pipefail
+FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
+ROOT=${FP_SOURCE_ROOT:?}
+T=$(mktemp -d /tmp/fp_e2e_admin_XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/e2e_lib.sh"
+N=4
+q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
+
+CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
+for i in 0 1 2 3 4 5; do
+  K[$i]=$("$FP" keygen --out "$T/c$i.key")
+  mkdir -p "$T/st$i"
+done
+# pub LINE...: clients.pub replaced atomically (as an editor's save does)
+pub() {
+  printf '%s\n' "# id key" "$@" >"$T/clients.pub.tmp" && mv "$T/clients.pub.tmp" "$T/clients.pub"
+}
+
+wait_port() {
+  for _ in $(seq 400); do
+    [ -s "$1" ] && { cat "$1"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+# wait_log FILE PATTERN [N]: until FILE has N (default 1) lines matching, at most 20 s
+wait_log() {
+  for _ in $(seq 400); do
+    [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+# wait_for SQL: until the query prints 1, at most 20 s
+wait_for() {
+  for _ in $(seq 400); do [ "$(q "$1")" = 1 ] && return 0; sleep 0.05; done
+  return 1
+}
+# client I: starts client I in the background; its pid in cl[I]
+client() {
+  "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$1.key" \
+    --state "$T/st$1" >>"$T/c$1.out" 2>>"$T/c$1.err" &
+  cl[$1]=$!
+  PIDS+=($!)
+}
+# hup PATTERN: SIGHUP, then the coordinator's answer (the how-many-th SIGHUP line)
+hups=0
+hup() {
+  hups=$((hups + 1))
+  kill -HUP "$cpid"
+  wait_log "$T/coord.err" "SIGHUP: " "$hups"
+}
+rounds() { q "select count(*) from rounds"; }
+last_hup() { grep 'SIGHUP: ' "$T/coord.err" | tail -1; }
+# going_on: the coordinator is alive and commits 5 more rounds
+going_on() {
+  local r0
+  r0=$(rounds)
+  kill -0 "$cpid" 2>/dev/null && wait_for "select count(*) >= $((r0 + 5)) from rounds"
+}
+
+"$FP" sim "$ROOT/scenarios/scaffold-quadratic.ini" --set data.clients=$N --set participation.sample=$N \
+  --set run.rounds=1000000 --set run.eval_every=100000 --set participation.deadline=10 \
+  --set participation.min_updates=1 --dry-run >"$T/run.ini"
+pub "0 ${K[0]}" "1 ${K[1]}" "2 ${K[2]}" "3 -"
+"$FP" coordinator --scenario "$T/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  --allow "$T/clients.pub" --store "$T/runs.db" --ready "$T/port" --wait 30 \
+  >"$T/coord.out" 2>"$T/coord.err" &
+cpid=$!
+PIDS+=("$cpid")
+if ! port=$(wait_port "$T/port" "$cpid"); then
+  bad "coordinator listening"
+  finish e2e_admin
+fi
+for i in 0 1 2; do client $i; done
+check "'3 -' (no key): the first round starts with the 3 clients that have one" \
+  "wait_for 'select count(*) >= 3 from rounds' && [ \"\$(q \"select count(*) from client_rounds where round = 1 and client = 3 and status = 'absent'\")\" = 1 ]"
+
+# 1. a key added by SIGHUP can connect from then on; not before
+client 3
+wait "${cl[3]}"
+rc=$?
+check "client 3 before its key is added: refused (exit 1, 'not in the allow-list' logged)" \
+  "[ $rc -eq 1 ] && grep -q 'refused key .*: this key is not in the allow-list' '$T/coord.err'"
+pub "0 ${K[0]}" "1 ${K[1]}" "2 ${K[2]}" "3 ${K[3]}"
+hup
+check "SIGHUP with client 3's key added: re-read, 4 of 4 clients have a key" \
+  "grep -q 'SIGHUP: .*clients.pub re-read: 4 of the 4 clients have a key; 0 sessions closed' '$T/coord.err'"
+client 3
+check "client 3 then connects and its uploads are included" \
+  "wait_for \"select count(*) >= 2 from client_rounds where client = 3 and status = 'included'\""
+
+# 2. a key removed: its session closed (logged, the client told), refused afterwards
+pub "0 ${K[0]}" "1 -" "2 ${K[2]}" "3 ${K[3]}"
+hup
+wait "${cl[1]}"
+rc=$?
+check "SIGHUP with client 1's key removed: its session closed, logged" \
+  "grep -q 'client 1 (key .*): its key is no longer in .*clients.pub (SIGHUP); session closed' '$T/coord.err' && grep -q '3 of the 4 clients have a key; 1 session closed' '$T/coord.err'"
+check "client 1 is told why and exits 1" \
+  "[ $rc -eq 1 ] && grep -q 'your key was removed from the coordinator' '$T/c1.err'"
+check "the rounds after have client 1 'absent', with the reason" \
+  "wait_for \"select count(*) >= 1 from client_rounds where client = 1 and status = 'absent' and reason like '%its key was removed from the allow-list%'\""
+n_refused=$(grep -c 'this key is not in the allow-list' "$T/coord.err")
+client 1
+wait "${cl[1]}"
+rc=$?
+check "client 1 connecting again: refused (exit 1)" \
+  "[ $rc -eq 1 ] && [ \$(grep -c 'this key is not in the allow-list' '$T/coord.err') -eq $((n_refused + 1)) ]"
+
+# 3. refused lists: the old list kept, the run goes on, client 3 stays
+bad_list() { # NAME PATTERN LINE...
+  local name=$1 pat=$2
+  shift 2
+  pub "$@"
+  hup
+  check "SIGHUP with $name: refused, the list in use kept ('$pat')" \
+    "last_hup | grep -q \"SIGHUP: .*$pat.*; the allow-list in use is kept\""
+}
+bad_list "a line that does not parse" "clients.pub:3: expected 'ID PUBKEY'" \
+  "0 ${K[0]}" "one -" "2 ${K[2]}" "3 ${K[3]}"
+bad_list "a fifth id (N changes)" "lists 5 clients, but this run has N = 4" \
+  "0 ${K[0]}" "1 -" "2 ${K[2]}" "3 ${K[3]}" "4 ${K[4]}"
+bad_list "client 0 (which holds state) given a new key" \
+  "gives client 0 a new key, but client 0 holds algorithm state" \
+  "0 ${K[5]}" "1 -" "2 ${K[2]}" "3 ${K[3]}"
+bad_list "revoked client 1 (which holds state) given a new key" \
+  "gives client 1 a new key, but client 1 holds algorithm state" \
+  "0 ${K[0]}" "1 ${K[5]}" "2 ${K[2]}" "3 ${K[3]}"
+check "after the refused lists: the coordinator goes on, client 3 still in the rounds" \
+  "going_on && r=\$(rounds) && wait_for \"select count(*) >= 1 from client_rounds where client = 3 and status = 'included' and round > \$r\" && ! grep -q 'client 3 .*session closed' '$T/coord.err'"
+client 5
+wait "${cl[5]}"
+rc=$?
+check "the refused list's new key for client 0 cannot connect (the old list is in use)" \
+  "[ $rc -eq 1 ]"
+
+# 4. a revoked key put back on its own id: accepted, it connects again
+pub "0 ${K[0]}" "1 ${K[1]}" "2 ${K[2]}" "3 ${K[3]}"
+hup
+client 1
+check "client 1's own key back: accepted, it connects and is included again" \
+  "last_hup | grep -q 're-read: 4 of the 4' && r=\$(rounds) && wait_for \"select count(*) >= 1 from client_rounds where client = 1 and status = 'included' and round > \$r\""
+
+# the end: SIGINT, every client told
+kill -INT "$cpid"
+wait "$cpid"
+crc=$?
+ccrc=0
+for i in 0 1 2 3; do wait "${cl[$i]}" || ccrc=1; done
+check "SIGINT: the run is 'interrupted' (exit 130), its 4 clients exit 0" \
+  "[ $crc -eq 130 ] && [ $ccrc -eq 0 ] && [ \"\$(q 'select status from runs')\" = interrupted ]"
+
+finish e2e_admin
