@@ -23,7 +23,7 @@ static const char fp__coord_usage[] =
     "                            --allow clients.pub [--store PATH] [--resume-or-start]\n"
     "                            [--deadline SECONDS] [--wait SECONDS]\n"
     "                            [--handshake-deadline SECONDS] [--max-pending N]\n"
-    "                            [--ready FILE] [--quiet]\n"
+    "                            [--max-pending-per-address N] [--ready FILE] [--quiet]\n"
     "       fedpress coordinator --resume RUN --listen ADDR:PORT --key coord.key\n"
     "                            --allow clients.pub [--store PATH] [--scenario FILE.ini] ...\n"
     "  --scenario FILE   the run's scenario (sent to every client in its welcome)\n"
@@ -48,6 +48,8 @@ static const char fp__coord_usage[] =
     "                    so is one that does not read its last messages (default 10)\n"
     "  --max-pending N   connections still in their handshake at once; one more closes\n"
     "                    the oldest of them (default 64)\n"
+    "  --max-pending-per-address N  of them from one address; one more from it closes\n"
+    "                    that address's oldest (default 8)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
     "  --quiet           no progress lines\n"
     "In this version the first round starts when all N clients are connected; a round\n"
@@ -185,7 +187,7 @@ int fp_cli_coordinator(int argc, char **argv)
     const char *scenario = NULL, *listen = NULL, *keyf = NULL, *allowf = NULL;
     const char *store_path = "runs.db", *ready = NULL, *resume_arg = NULL;
     double deadline = 0, wait = 600, hs = 10; /* deadline 0: the scenario's */
-    unsigned long max_pending = 64;
+    unsigned long max_pending = 64, max_per_addr = 8;
     int quiet = 0, or_start = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -207,7 +209,10 @@ int fp_cli_coordinator(int argc, char **argv)
                                                     : NULL;
         int is_time =
             !strcmp(a, "--deadline") || !strcmp(a, "--wait") || !strcmp(a, "--handshake-deadline");
-        int is_count = !strcmp(a, "--max-pending");
+        unsigned long *count = !strcmp(a, "--max-pending")               ? &max_pending
+                               : !strcmp(a, "--max-pending-per-address") ? &max_per_addr
+                                                                         : NULL;
+        int is_count = count != NULL;
         if (!dst && !is_time && !is_count)
             return fp__coord_usage_error("unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
@@ -219,8 +224,8 @@ int fp_cli_coordinator(int argc, char **argv)
                 return fp__coord_usage_error(a, " needs a number of seconds (> 0)");
         } else if (is_count) {
             char *end;
-            max_pending = strtoul(v, &end, 10);
-            if (end == v || *end || *v == '-' || max_pending < 1 || max_pending > 1000000)
+            *count = strtoul(v, &end, 10);
+            if (end == v || *end || *v == '-' || *count < 1 || *count > 1000000)
                 return fp__coord_usage_error(a, " needs a count from 1 to 1000000");
         } else {
             *dst = v;
@@ -268,6 +273,7 @@ int fp_cli_coordinator(int argc, char **argv)
                                        .wait_s = wait,
                                        .handshake_s = hs,
                                        .max_pending = (unsigned)max_pending,
+                                       .max_pending_per_address = (unsigned)max_per_addr,
                                        .progress = quiet ? NULL : stdout,
                                        .log = stderr,
                                        .stop = &fp__coord_stop,

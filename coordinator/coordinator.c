@@ -896,8 +896,19 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 struct fp__oldest {
     const struct fp__coord *co;
     const struct fp__session *skip;
+    const char *host; /* only connections from this address (NULL: any) */
+    size_t host_len;
+    unsigned count; /* the connections that match */
     struct fp__session *best;
 };
+
+/* The length of an address's host part: "10.0.0.7:40112" and
+ * "[::1]:40112" up to the port's colon. */
+static size_t fp__host_len(const char *addr)
+{
+    const char *c = strrchr(addr, ':');
+    return c ? (size_t)(c - addr) : strlen(addr);
+}
 
 static void fp__find_oldest(uv_handle_t *h, void *arg)
 {
@@ -906,15 +917,22 @@ static void fp__find_oldest(uv_handle_t *h, void *arg)
     if (h->type != UV_TCP || uv_is_closing(h) || !s || (void *)s == (void *)s->co || s == o->skip ||
         s->stage != FP__HANDSHAKE)
         return;
+    if (o->host && (fp__host_len(s->addr) != o->host_len || memcmp(s->addr, o->host, o->host_len)))
+        return;
+    o->count++;
     if (!o->best || s->born < o->best->born)
         o->best = s;
 }
 
-/* The oldest connection still in its handshake, other than skip. */
-static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip)
+/* The oldest connection still in its handshake, other than skip (from the
+ * address host[0..host_len) if host is not NULL); *count: how many. */
+static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip,
+                                              const char *host, size_t host_len, unsigned *count)
 {
-    struct fp__oldest o = {.co = co, .skip = skip};
+    struct fp__oldest o = {.co = co, .skip = skip, .host = host, .host_len = host_len};
     uv_walk(&co->loop, fp__find_oldest, &o);
+    if (count)
+        *count = o.count;
     return o.best;
 }
 
@@ -945,12 +963,24 @@ static void fp__on_connection(uv_stream_t *server, int status)
     if (!uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&sa, &len))
         fp_peer_addr_name((struct sockaddr *)&sa, s->addr, sizeof s->addr);
     s->born = uv_now(&co->loop);
+    /* One address holds at most max_pending_per_address of them: a flood
+     * from one host closes its own oldest connections, so it cannot push
+     * the others' handshakes out through the total cap below. (No address
+     * can be over it while the total is not.) */
+    if (co->o->max_pending_per_address && co->pending > co->o->max_pending_per_address) {
+        unsigned same;
+        const size_t hl = fp__host_len(s->addr);
+        struct fp__session *old = fp__oldest_pending(co, s, s->addr, hl, &same);
+        if (old && same >= co->o->max_pending_per_address)
+            fp__session_drop(old, "too many connections in their handshake from this address: "
+                                  "its oldest one is closed");
+    }
     if (co->pending > co->o->max_pending) {
         /* The oldest goes, not the newest: an honest handshake takes one
          * round trip, so connections that sit silent (or trickle) fill the
          * slots; refusing the newcomer would let them lock every client
          * out until they time out, and open new ones. */
-        struct fp__session *old = fp__oldest_pending(co, s);
+        struct fp__session *old = fp__oldest_pending(co, s, NULL, 0, NULL);
         if (!old) {
             fp__session_drop(s, "too many connections in their handshake");
             return;

@@ -41,12 +41,13 @@ struct fp_coord_options {
      * contents (the caller frees it after the run, whatever it holds) */
     struct fp_allow *allow;
     const char *allow_path;
-    double deadline_s;    /* a round's deadline from its broadcast; 0: the scenario's */
-    double wait_s;        /* how long the first round waits for all N clients */
-    double handshake_s;   /* a connection's handshake and admission deadline */
-    unsigned max_pending; /* unauthenticated connections at once */
-    FILE *progress;       /* run/'s progress lines; NULL = quiet */
-    FILE *log;            /* connections and refusals (stderr) */
+    double deadline_s;                /* a round's deadline from its broadcast; 0: the scenario's */
+    double wait_s;                    /* how long the first round waits for all N clients */
+    double handshake_s;               /* a connection's handshake and admission deadline */
+    unsigned max_pending;             /* unauthenticated connections at once */
+    unsigned max_pending_per_address; /* of them from one address (host); 0: no such cap */
+    FILE *progress;                   /* run/'s progress lines; NULL = quiet */
+    FILE *log;                        /* connections and refusals (stderr) */
     volatile sig_atomic_t *stop;
     /* Continue run resume_run from resume (fp_store_load_resume, its lock
      * held by the store handle) instead of starting a new run; NULL: a new

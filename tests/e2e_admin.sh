@@ -173,4 +173,45 @@ for i in 0 1 2 3; do wait "${cl[$i]}" || ccrc=1; done
 check "SIGINT: the run is 'interrupted' (exit 130), its 4 clients exit 0" \
   "[ $crc -eq 130 ] && [ $ccrc -eq 0 ] && [ \"\$(q 'select status from runs')\" = interrupted ]"
 
+# 5. The per-address cap on connections in their handshake (default 8, in
+# a total of --max-pending 16 here): 60 silent connections from 127.0.0.2
+# leave it 8, and do not close one from 127.0.0.1 opened before them, which
+# the total cap alone would close (the oldest goes); a steady flood from 127.0.0.2 never closes the handshake of
+# an honest client on 127.0.0.1, and the run completes.
+PY=/usr/bin/python3
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=3 --set participation.sample=3 \
+  --set run.rounds=20 --set participation.deadline=10 --dry-run >"$T/flood.ini"
+grep -v '^#' "$T/clients.pub" | head -3 >"$T/flood.pub"
+if ! "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.2", 0))' 2>/dev/null; then
+  skip "per-address cap: 127.0.0.2 cannot be bound here (python3 or the loopback /8 missing)"
+else
+  "$FP" coordinator --scenario "$T/flood.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+    --allow "$T/flood.pub" --store "$T/flood.db" --ready "$T/fport" --wait 30 --max-pending 16 \
+    >"$T/flood.out" 2>"$T/flood.err" &
+  fpid=$!
+  PIDS+=("$fpid")
+  if port=$(wait_port "$T/fport" "$fpid"); then
+    "$PY" "$ROOT/tests/flood.py" burst 127.0.0.2 "$port" 60 >"$T/burst.out" 2>&1
+    check "60 silent connections from 127.0.0.2: 8 left open (--max-pending-per-address 8)" \
+      "grep -q '^open 8,' '$T/burst.out' && [ \$(grep -c '127.0.0.2:[0-9]*: too many connections in their handshake from this address' '$T/flood.err') -eq 52 ]"
+    check "... and a connection from 127.0.0.1 in its handshake before them is not closed (the total cap, 16, would close it as the oldest)" \
+      "grep -q ', 127.0.0.1 open\$' '$T/burst.out' && ! grep -q '127.0.0.1:[0-9]*: too many connections' '$T/flood.err'"
+    "$PY" "$ROOT/tests/flood.py" steady 127.0.0.2 "$port" "$T/stop" >"$T/steady.out" 2>&1 &
+    spid=$!
+    PIDS+=("$spid")
+    wait_log "$T/flood.err" "127.0.0.2:.*too many connections" 60
+    for i in 0 1 2; do client $i; done
+    wait "$fpid"
+    frc=$?
+    touch "$T/stop"
+    wait "$spid"
+    check "a steady flood from 127.0.0.2 ($(cat "$T/steady.out")): the honest clients on 127.0.0.1 get in, the run completes" \
+      "[ $frc -eq 0 ] && [ \$(grep -c 'client [0-2] .*127.0.0.1:[0-9]*) admitted' '$T/flood.err') -eq 3 ]"
+    check "... and no connection from 127.0.0.1 was closed for the flood's sake" \
+      "! grep -q '127.0.0.1:[0-9]*: too many connections' '$T/flood.err'"
+  else
+    bad "per-address cap: coordinator listening"
+  fi
+fi
+
 finish e2e_admin
