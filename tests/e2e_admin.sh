@@ -11,6 +11,9 @@
 #    client that holds state a new key are refused with a clear message, the
 #    old list is kept (client 3 stays connected) and the rounds go on;
 #  - a revoked key put back on its own id is accepted again.
+# The per-address cap on connections in their handshake: a flood from
+# 127.0.0.2 keeps 8 and closes no handshake from 127.0.0.1 (section 5).
+# `fedpress client --data DIR` (section 6).
 # Every process is killed by the trap, whatever happens.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
@@ -90,10 +93,8 @@ pub "0 ${K[0]}" "1 ${K[1]}" "2 ${K[2]}" "3 -"
   >"$T/coord.out" 2>"$T/coord.err" &
 cpid=$!
 PIDS+=("$cpid")
-if ! port=$(wait_port "$T/port" "$cpid"); then
-  bad "coordinator listening"
-  finish e2e_admin
-fi
+# sections 1-4 need this coordinator; 5 and 6 start their own
+sighup_part() {
 for i in 0 1 2; do client $i; done
 check "'3 -' (no key): the first round starts with the 3 clients that have one" \
   "wait_for 'select count(*) >= 3 from rounds' && [ \"\$(q \"select count(*) from client_rounds where round = 1 and client = 3 and status = 'absent'\")\" = 1 ]"
@@ -172,6 +173,12 @@ ccrc=0
 for i in 0 1 2 3; do wait "${cl[$i]}" || ccrc=1; done
 check "SIGINT: the run is 'interrupted' (exit 130), its 4 clients exit 0" \
   "[ $crc -eq 130 ] && [ $ccrc -eq 0 ] && [ \"\$(q 'select status from runs')\" = interrupted ]"
+}
+if port=$(wait_port "$T/port" "$cpid"); then
+  sighup_part
+else
+  bad "coordinator listening (clients.pub with '3 -')"
+fi
 
 # 5. The per-address cap on connections in their handshake (default 8, in
 # a total of --max-pending 16 here): 60 silent connections from 127.0.0.2
@@ -212,6 +219,109 @@ else
   else
     bad "per-address cap: coordinator listening"
   fi
+fi
+
+# 6. `fedpress client --data DIR`: the client's own IDX files. Small
+# Fashion-MNIST-format files made here (28x28 random pixels, labels 0-9).
+# With N = 1 the client's directory holding the coordinator's training pair
+# must give `fedpress sim`'s model, and other files another model; a
+# directory that cannot serve is refused before connecting, naming the file
+# and the reason; a scenario whose dataset is not an IDX one is refused at
+# the welcome.
+mkidx() { # DIR SEED N [ROWS [MAXLABEL]]: train pair in DIR (and a t10k pair)
+  "$PY" - "$@" <<'PYEOF'
+import gzip, random, struct, sys, os
+d, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rows = int(sys.argv[4]) if len(sys.argv) > 4 else 28
+maxlab = int(sys.argv[5]) if len(sys.argv) > 5 else 9
+os.makedirs(d, exist_ok=True)
+r = random.Random(seed)
+for name, k in (("train", n), ("t10k", 50)):
+    px = bytes(r.randrange(256) for _ in range(k * rows * rows))
+    lab = bytes(r.randrange(maxlab + 1) for _ in range(k))
+    with open(f"{d}/{name}-images-idx3-ubyte.gz", "wb") as f:
+        f.write(gzip.compress(struct.pack(">IIII", 0x803, k, rows, rows) + px, mtime=0))
+    with open(f"{d}/{name}-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(gzip.compress(struct.pack(">II", 0x801, k) + lab, mtime=0))
+PYEOF
+}
+# data_client NAME DIR [PORT]: a client with --data DIR; exit status in rc
+data_client() {
+  "$FP" client --connect "127.0.0.1:${3:-1}" --server-key "$CK" --key "$T/c0.key" \
+    --state "$T/st0" --data "$2" >"$T/$1.out" 2>"$T/$1.err"
+  rc=$?
+}
+if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/"; then
+  mkidx "$T/small" 2 50 20
+  mkidx "$T/badlab" 3 50 28 12
+  mkidx "$T/short" 4 50 && cp "$T/badlab/train-labels-idx1-ubyte.gz" "$T/short/" &&
+    "$PY" -c "import gzip,struct; open('$T/short/train-labels-idx1-ubyte.gz','wb').write(gzip.compress(struct.pack('>II',0x801,40)+bytes(40)))"
+  mkdir -p "$T/empty"
+  data_client nodir "$T/empty"
+  check "--data DIR without the training pair: exit 1 before connecting, naming the files" \
+    "[ $rc -eq 1 ] && grep -q 'no train-images-idx3-ubyte.gz or train-images-idx3-ubyte there' '$T/nodir.err' && ! grep -qi 'connect' '$T/nodir.err'"
+  data_client small "$T/small"
+  check "--data DIR of 20x20 images: exit 1 before connecting (the models take 784 inputs)" \
+    "[ $rc -eq 1 ] && grep -q 'holds images of 400 pixels, but .* fashion-mnist, has 28x28 = 784' '$T/small.err'"
+  data_client badlab "$T/badlab"
+  check "--data DIR with a label 12: exit 1 before connecting, naming the labels file" \
+    "[ $rc -eq 1 ] && grep -q 'badlab/train-labels-idx1-ubyte.gz' '$T/badlab.err' && grep -qi 'label' '$T/badlab.err'"
+  data_client short "$T/short"
+  check "--data DIR with 40 labels for 50 images: exit 1, both files named" \
+    "[ $rc -eq 1 ] && grep -q 'has 40 labels for the 50 images of' '$T/short.err'"
+
+  "$FP" sim "$ROOT/scenarios/fedavg-fmnist.ini" --set data.path="$T/cdata" --set data.clients=1 \
+    --set participation.sample=1 --set run.rounds=3 --set model.hidden=16 --set data.partition=iid \
+    --set participation.deadline=30 --dry-run >"$T/fm.ini"
+  "$FP" sim "$T/fm.ini" --store "$T/fmsim.db" --quiet >"$T/fmsim.out" 2>&1
+  want=$(sed -n 's/^model sha256 //p' "$T/fmsim.out")
+  grep -v '^#' "$T/clients.pub" | head -1 >"$T/one.pub"
+  "$FP" coordinator --scenario "$T/fm.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+    --allow "$T/one.pub" --store "$T/fm.db" --ready "$T/fmport" --wait 30 >"$T/fm.out" 2>"$T/fm.err" &
+  fmpid=$!
+  PIDS+=("$fmpid")
+  if port=$(wait_port "$T/fmport" "$fmpid"); then
+    data_client own "$T/own" "$port"
+    wait "$fmpid"
+    crc=$?
+    got=$(sed -n 's/^model sha256 //p' "$T/fm.out")
+    check "--data DIR (the coordinator's training pair, N = 1): the run completes with sim's model ($want)" \
+      "[ $rc -eq 0 ] && [ $crc -eq 0 ] && [ -n '$want' ] && [ '$got' = '$want' ] && grep -q \"model sha256 $want\" '$T/own.out'"
+  else
+    bad "--data DIR: coordinator listening"
+  fi
+  mkidx "$T/other" 9 200
+  "$FP" coordinator --scenario "$T/fm.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+    --allow "$T/one.pub" --store "$T/fm2.db" --ready "$T/fmport2" --wait 30 >"$T/fm2.out" 2>"$T/fm2.err" &
+  fmpid=$!
+  PIDS+=("$fmpid")
+  if port=$(wait_port "$T/fmport2" "$fmpid"); then
+    data_client other "$T/other" "$port"
+    wait "$fmpid"
+    crc=$?
+    got2=$(sed -n 's/^model sha256 //p' "$T/fm2.out")
+    check "--data DIR of other files: the run completes with another model (the client trains on DIR)" \
+      "[ $rc -eq 0 ] && [ $crc -eq 0 ] && [ -n '$got2' ] && [ '$got2' != '$want' ]"
+  else
+    bad "--data DIR (other files): coordinator listening"
+  fi
+  "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=1 --set participation.sample=1 \
+    --set participation.deadline=30 --dry-run >"$T/quad1.ini"
+  "$FP" coordinator --scenario "$T/quad1.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+    --allow "$T/one.pub" --store "$T/q1.db" --ready "$T/q1port" --wait 30 >/dev/null 2>"$T/q1.err" &
+  q1pid=$!
+  PIDS+=("$q1pid")
+  if port=$(wait_port "$T/q1port" "$q1pid"); then
+    data_client quad "$T/own" "$port"
+    check "--data DIR for a quadratic scenario: refused at the welcome (exit 1), saying to use --data partition" \
+      "[ $rc -eq 1 ] && grep -q \"a client's own IDX files apply to an IDX dataset (fashion-mnist); this scenario's dataset is quadratic\" '$T/quad.err'"
+    kill -INT "$q1pid"
+    wait "$q1pid" 2>/dev/null
+  else
+    bad "--data DIR, quadratic: coordinator listening"
+  fi
+else
+  skip "--data DIR: the IDX files could not be made"
 fi
 
 finish e2e_admin
