@@ -58,15 +58,23 @@ static int fp__parse_line(char *s, struct fp__line *l, const char *path, unsigne
 int fp_allow_load(struct fp_allow *a, const char *path, struct fp_error *err)
 {
     memset(a, 0, sizeof *a);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fp_error_set(err, FP_EIO, "%s: cannot read the allow-list: %s", path,
+                            strerror(errno));
+    int rc = fp_allow_read(a, f, path, err);
+    fclose(f);
+    return rc;
+}
+
+int fp_allow_read(struct fp_allow *a, FILE *f, const char *path, struct fp_error *err)
+{
+    memset(a, 0, sizeof *a);
     struct fp__line *lines = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;
     char buf[512];
     unsigned lineno = 0;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return fp_error_set(err, FP_EIO, "%s: cannot read the allow-list: %s", path,
-                            strerror(errno));
     while (fgets(buf, sizeof buf, f)) {
         lineno++;
         char *s = buf;
@@ -126,7 +134,6 @@ int fp_allow_load(struct fp_allow *a, const char *path, struct fp_error *err)
     }
     free(seen);
 fail:
-    fclose(f);
     free(lines);
     if (rc)
         fp_allow_free(a);

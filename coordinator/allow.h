@@ -18,6 +18,7 @@
 #define FP_ALLOW_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../core/error.h"
 #include "../net/noise.h"
@@ -35,6 +36,8 @@ struct fp_allow {
 /* FP_EIO if path cannot be read, FP_EFORMAT naming the file and line for a
  * bad line, a duplicate id or key, or a gap in the ids. */
 int fp_allow_load(struct fp_allow *a, const char *path, struct fp_error *err);
+/* The same from an open stream (path names it in messages). */
+int fp_allow_read(struct fp_allow *a, FILE *f, const char *path, struct fp_error *err);
 void fp_allow_free(struct fp_allow *a);
 
 /* Whether `fresh` (just loaded from path) may replace `cur`: FP_EFORMAT
