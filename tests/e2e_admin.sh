@@ -188,7 +188,7 @@ fi
 PY=/usr/bin/python3
 "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=3 --set participation.sample=3 \
   --set run.rounds=20 --set participation.deadline=10 --dry-run >"$T/flood.ini"
-grep -v '^#' "$T/clients.pub" | head -3 >"$T/flood.pub"
+printf '%s\n' "0 ${K[0]}" "1 ${K[1]}" "2 ${K[2]}" >"$T/flood.pub"
 if ! "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.2", 0))' 2>/dev/null; then
   skip "per-address cap: 127.0.0.2 cannot be bound here (python3 or the loopback /8 missing)"
 else
@@ -198,8 +198,8 @@ else
   fpid=$!
   PIDS+=("$fpid")
   if port=$(wait_port "$T/fport" "$fpid"); then
-    "$PY" "$ROOT/tests/flood.py" burst 127.0.0.2 "$port" 60 >"$T/burst.out" 2>&1
-    check "60 silent connections from 127.0.0.2: 8 left open (--max-pending-per-address 8)" \
+    "$PY" "$ROOT/tests/flood.py" burst 127.0.0.2 "$port" 60 8 >"$T/burst.out" 2>&1
+    check "60 silent connections from 127.0.0.2: 8 left open (--max-pending-per-address 8): $(tail -1 "$T/burst.out")" \
       "grep -q '^open 8,' '$T/burst.out' && [ \$(grep -c '127.0.0.2:[0-9]*: too many connections in their handshake from this address' '$T/flood.err') -eq 52 ]"
     check "... and a connection from 127.0.0.1 in its handshake before them is not closed (the total cap, 16, would close it as the oldest)" \
       "grep -q ', 127.0.0.1 open\$' '$T/burst.out' && ! grep -q '127.0.0.1:[0-9]*: too many connections' '$T/flood.err'"
@@ -210,6 +210,7 @@ else
     for i in 0 1 2; do client $i; done
     wait "$fpid"
     frc=$?
+    [ $frc -eq 0 ] || tail -3 "$T/flood.err"
     touch "$T/stop"
     wait "$spid"
     check "a steady flood from 127.0.0.2 ($(cat "$T/steady.out")): the honest clients on 127.0.0.1 get in, the run completes" \
