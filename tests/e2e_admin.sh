@@ -19,10 +19,11 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_admin_XXXXXX)
-PIDS=()
+# Only live jobs: a pid already waited for may belong to another process by now.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  local p
+  for p in $(jobs -p); do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -66,7 +67,6 @@ client() {
   "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$1.key" \
     --state "$T/st$1" >>"$T/c$1.out" 2>>"$T/c$1.err" &
   cl[$1]=$!
-  PIDS+=($!)
 }
 # hup PATTERN: SIGHUP, then the coordinator's answer (the how-many-th SIGHUP line)
 hups=0
@@ -92,7 +92,6 @@ pub "0 ${K[0]}" "1 ${K[1]}" "2 ${K[2]}" "3 -"
   --allow "$T/clients.pub" --store "$T/runs.db" --ready "$T/port" --wait 30 \
   >"$T/coord.out" 2>"$T/coord.err" &
 cpid=$!
-PIDS+=("$cpid")
 # sections 1-4 need this coordinator; 5 and 6 start their own
 sighup_part() {
 for i in 0 1 2; do client $i; done
@@ -196,7 +195,6 @@ else
     --allow "$T/flood.pub" --store "$T/flood.db" --ready "$T/fport" --wait 30 --max-pending 16 \
     >"$T/flood.out" 2>"$T/flood.err" &
   fpid=$!
-  PIDS+=("$fpid")
   if port=$(wait_port "$T/fport" "$fpid"); then
     "$PY" "$ROOT/tests/flood.py" burst 127.0.0.2 "$port" 60 8 >"$T/burst.out" 2>&1
     check "60 silent connections from 127.0.0.2: 8 left open (--max-pending-per-address 8): $(tail -1 "$T/burst.out")" \
@@ -205,7 +203,6 @@ else
       "grep -q ', 127.0.0.1 open\$' '$T/burst.out' && ! grep -q '127.0.0.1:[0-9]*: too many connections' '$T/flood.err'"
     "$PY" "$ROOT/tests/flood.py" steady 127.0.0.2 "$port" "$T/stop" >"$T/steady.out" 2>&1 &
     spid=$!
-    PIDS+=("$spid")
     wait_log "$T/flood.err" "127.0.0.2:.*too many connections" 60
     for i in 0 1 2; do client $i; done
     wait "$fpid"
@@ -280,7 +277,6 @@ if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/
   "$FP" coordinator --scenario "$T/fm.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
     --allow "$T/one.pub" --store "$T/fm.db" --ready "$T/fmport" --wait 30 >"$T/fm.out" 2>"$T/fm.err" &
   fmpid=$!
-  PIDS+=("$fmpid")
   if port=$(wait_port "$T/fmport" "$fmpid"); then
     data_client own "$T/own" "$port"
     wait "$fmpid"
@@ -295,7 +291,6 @@ if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/
   "$FP" coordinator --scenario "$T/fm.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
     --allow "$T/one.pub" --store "$T/fm2.db" --ready "$T/fmport2" --wait 30 >"$T/fm2.out" 2>"$T/fm2.err" &
   fmpid=$!
-  PIDS+=("$fmpid")
   if port=$(wait_port "$T/fmport2" "$fmpid"); then
     data_client other "$T/other" "$port"
     wait "$fmpid"
@@ -311,7 +306,6 @@ if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/
   "$FP" coordinator --scenario "$T/quad1.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
     --allow "$T/one.pub" --store "$T/q1.db" --ready "$T/q1port" --wait 30 >/dev/null 2>"$T/q1.err" &
   q1pid=$!
-  PIDS+=("$q1pid")
   if port=$(wait_port "$T/q1port" "$q1pid"); then
     data_client quad "$T/own" "$port"
     check "--data DIR for a quadratic scenario: refused at the welcome (exit 1), saying to use --data partition" \

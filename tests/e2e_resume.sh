@@ -22,10 +22,11 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_resume_XXXXXX)
-PIDS=()
+# Only live jobs: a pid already waited for may belong to another process by now.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  local p
+  for p in $(jobs -p); do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -71,7 +72,6 @@ start() {
   mkfifo "$T/fifo$k"
   "${COORD[@]}" --ready "$T/port$k" >"$T/fifo$k" 2>"$T/coord$k.err" &
   cpid=$!
-  PIDS+=("$cpid")
   exec {fd}<"$T/fifo$k"
   port=$(wait_port "$T/port$k" "$cpid") || return 1
   kids=()
@@ -79,7 +79,6 @@ start() {
     "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
       --state "$T/st$i" >"$T/c$i.$k.out" 2>"$T/c$i.$k.err" &
     kids+=($!)
-    PIDS+=($!)
   done
 }
 # read_progress K [KILL_AT]: copies the coordinator's stdout to coordK.out;
@@ -175,7 +174,6 @@ check "--resume-or-start of the completed scenario: nothing to do (exit 0), no n
 "$FP" coordinator --scenario "$T/other.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
   --allow "$T/clients.pub" --store "$T/runs.db" --ready "$T/port6" --wait 30 >/dev/null 2>"$T/r6.err" &
 hold=$!
-PIDS+=("$hold")
 if wait_port "$T/port6" "$hold" >/dev/null; then
   "$FP" coordinator --resume 2 --listen 127.0.0.1:0 --key "$T/coord.key" --allow "$T/clients.pub" \
     --store "$T/runs.db" >/dev/null 2>"$T/r7.err"
@@ -203,7 +201,6 @@ fi
   --key "$T/coord.key" --allow "$T/clients.pub" --store "$T/runs.db" --ready "$T/port10" \
   --wait 30 >/dev/null 2>"$T/r10.err" &
 p10=$!
-PIDS+=("$p10")
 wait_port "$T/port10" "$p10" >/dev/null
 check "--resume-or-start with a changed scenario: a new run 3, run 2 left as it was" \
   "grep -q 'starting one' '$T/r10.err' && grep -q 'run 3: listening' '$T/r10.err' && [ \"\$(q 'select status from runs where id = 2')\" = running ]"
