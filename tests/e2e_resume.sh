@@ -207,6 +207,26 @@ check "--resume-or-start with a changed scenario: a new run 3, run 2 left as it 
 kill -INT "$p10"
 wait "$p10" 2>/dev/null
 
+# --resume RUN, the explicit form, with the stored scenario: run 2 (killed
+# before its first round) completes with the simulator's model of its scenario
+"$FP" sim "$T/other.ini" --store "$T/sim.db" --quiet >"$T/sim_other.out" 2>&1
+want=$(sed -n 's/^model sha256 //p' "$T/sim_other.out")
+SAVED=("${COORD[@]}")
+COORD=("$FP" coordinator --resume 2 --listen 127.0.0.1:0 --key "$T/coord.key"
+  --allow "$T/clients.pub" --store "$T/runs.db" --wait 30)
+if start 13; then
+  read_progress 13
+  wait "$cpid"
+  crc=$?
+  end_clients
+  got=$(sed -n 's/^model sha256 //p' "$T/coord13.out")
+  check "--resume 2 (no --scenario): run 2 continues from round 0 and completes with sim's model" \
+    "[ $crc -eq 0 ] && grep -q 'continuing run 2 of .* after round 0\$' '$T/coord13.err' && [ -n '$want' ] && [ '$got' = '$want' ] && [ \"\$(q 'select count(*) from rounds where run_id = 2')\" = $R ]"
+else
+  bad "--resume 2: coordinator listening"
+fi
+COORD=("${SAVED[@]}")
+
 # 5. SCAFFOLD (client state c_i in --state): stopped with SIGINT (the round
 # in progress is committed and every client told, so each client's state
 # matches the store), then the same command with the same --state
