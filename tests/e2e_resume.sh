@@ -15,7 +15,11 @@
 #    it does nothing (exit 0, no new run); a second coordinator on a run
 #    another live coordinator holds (the store's run lock); --resume of a
 #    run with a different --scenario; --resume-or-start with a different
-#    scenario starts a new run instead of continuing the other's.
+#    scenario starts a new run instead of continuing the other's;
+#  - --resume RUN (the explicit form, the stored scenario) completes that run
+#    with the simulator's model;
+#  - SCAFFOLD (client state): stopped by SIGINT, then the same command and
+#    the clients' same --state: the simulator's model.
 # The clients exit when their coordinator dies (they do not reconnect yet):
 # the test starts them again with the same --state directories.
 set -uo pipefail
