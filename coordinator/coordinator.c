@@ -212,7 +212,11 @@ static void fp__session_drop(struct fp__session *s, const char *why)
     char who[160];
     if (s->stage == FP__CLOSING)
         return;
-    snprintf(s->why, sizeof s->why, "%s", why);
+    /* a session being ended keeps the reason it is ended for (a key
+     * removed from the allow-list): a write failing meanwhile is only its
+     * consequence */
+    if (!s->ending || !s->why[0])
+        snprintf(s->why, sizeof s->why, "%s", why);
     fp__log(s->co, "%s: %s; connection closed", fp__who(s, who, sizeof who), why);
     fp__session_close(s);
 }
@@ -1049,10 +1053,14 @@ static void fp__on_hup(uv_signal_t *h, int signum)
     struct fp_error e = {0};
     int rc = q.last ? fp_allow_load(&fresh, path, &e)
                     : fp_error_set(&e, FP_ENOMEM, "out of memory re-reading %s", path);
-    if (!rc && ((q.stateful &&
-                 (rc = fp_store_last_included(co->run.store, co->run.res.run_id, N, q.last, &e))) ||
-                (rc = fp_allow_update(cur, &fresh, path, fp__has_state, &q, &e))))
-        fp_allow_free(&fresh);
+    if (!rc) {
+        if (q.stateful)
+            rc = fp_store_last_included(co->run.store, co->run.res.run_id, N, q.last, &e);
+        if (!rc)
+            rc = fp_allow_update(cur, &fresh, path, fp__has_state, &q, &e);
+        if (rc)
+            fp_allow_free(&fresh);
+    }
     free(q.last);
     if (rc) {
         fp__log(co, "SIGHUP: %s; the allow-list in use is kept", e.msg);
@@ -1098,9 +1106,6 @@ static int fp__listen(struct fp__coord *co)
     int len = sizeof sa;
     uv_tcp_getsockname(&co->listener, (struct sockaddr *)&sa, &len);
     int port = ntohs(((struct sockaddr_in *)&sa)->sin_port); /* same offset in sockaddr_in6 */
-    if (o->resume)
-        fp__log(co, "run %lld: resuming after round %u (its newest checkpoint)",
-                (long long)co->run.res.run_id, co->run.first_round - 1);
     fp__log(co, "run %lld: listening on %s:%d for %u clients", (long long)co->run.res.run_id,
             o->host, port, o->allow->n);
     if (o->ready_file) {
