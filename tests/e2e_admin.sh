@@ -225,7 +225,8 @@ fi
 # must give `fedpress sim`'s model, and other files another model; a
 # directory that cannot serve is refused before connecting, naming the file
 # and the reason; a scenario whose dataset is not an IDX one is refused at
-# the welcome.
+# the welcome. With the same files: a coordinator killed and its test labels
+# changed is not continued by --resume-or-start (the run's inputs' SHA-256).
 mkidx() { # DIR SEED N [ROWS [MAXLABEL]]: train pair in DIR (and a t10k pair)
   "$PY" - "$@" <<'PYEOF'
 import gzip, random, struct, sys, os
@@ -300,6 +301,25 @@ if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/
       "[ $rc -eq 0 ] && [ $crc -eq 0 ] && [ -n '$got2' ] && [ '$got2' != '$want' ]"
   else
     bad "--data DIR (other files): coordinator listening"
+  fi
+  # (crash recovery, here for its IDX files) a coordinator killed, then its
+  # test labels changed: --resume-or-start refuses, naming the file
+  FMC=("$FP" coordinator --scenario "$T/fm.ini" --listen 127.0.0.1:0 --key "$T/coord.key"
+    --allow "$T/one.pub" --store "$T/fmres.db" --resume-or-start --wait 30)
+  "${FMC[@]}" --ready "$T/fmport3" >/dev/null 2>"$T/fm3.err" &
+  fmpid=$!
+  if wait_port "$T/fmport3" "$fmpid" >/dev/null; then
+    kill -KILL "$fmpid"
+    wait "$fmpid" 2>/dev/null
+    cp "$T/cdata/t10k-labels-idx1-ubyte.gz" "$T/labels.keep"
+    mkidx "$T/cdata2" 7 10 && cp "$T/cdata2/t10k-labels-idx1-ubyte.gz" "$T/cdata/"
+    "${FMC[@]}" >/dev/null 2>"$T/fm4.err"
+    rc=$?
+    check "a test file changed after a kill -9: --resume-or-start refuses (exit 1), naming it" \
+      "[ $rc -eq 1 ] && grep -q \"input $T/cdata/t10k-labels-idx1-ubyte.gz changed since the run started\" '$T/fm4.err' && [ \"\$(sqlite3 '$T/fmres.db' 'select count(*) || status from runs')\" = 1running ]"
+    cp "$T/labels.keep" "$T/cdata/t10k-labels-idx1-ubyte.gz"
+  else
+    bad "--data DIR: a coordinator to kill"
   fi
   "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=1 --set participation.sample=1 \
     --set participation.deadline=30 --dry-run >"$T/quad1.ini"
