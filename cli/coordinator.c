@@ -196,7 +196,10 @@ int fp_cli_coordinator(int argc, char **argv)
             return 0;
         }
         if (!strcmp(a, "--quiet") || !strcmp(a, "--resume-or-start")) {
-            *(a[2] == 'q' ? &quiet : &or_start) = 1;
+            if (!strcmp(a, "--quiet"))
+                quiet = 1;
+            else
+                or_start = 1;
             continue;
         }
         const char **dst = !strcmp(a, "--scenario") ? &scenario
