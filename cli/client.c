@@ -13,11 +13,12 @@
 #include "../client/client.h"
 #include "../net/keyfile.h"
 #include "../net/peer.h"
+#include "../workloads/workload.h"
 #include "daemons.h"
 
 static const char fp__client_usage[] =
     "usage: fedpress client --connect HOST:PORT --server-key PUBKEY --key c.key --state DIR\n"
-    "                       [--data partition]\n"
+    "                       [--data partition|DIR]\n"
     "  --connect H:P      the coordinator\n"
     "  --server-key HEX   the coordinator's public key (64 hex digits, as fedpress keygen\n"
     "                     printed it), pinned: a server without its secret key fails the\n"
@@ -26,8 +27,12 @@ static const char fp__client_usage[] =
     "                     coordinator's allow-list, which gives the client its id\n"
     "  --state DIR        where the client keeps its algorithm state (c_i, e_i ...),\n"
     "                     written atomically once the coordinator includes an upload\n"
-    "  --data partition   train on this client's shard of the scenario's partition (the\n"
-    "                     only choice in this version)\n"
+    "  --data partition   train on this client's shard of the scenario's partition, built\n"
+    "                     from the scenario the coordinator sends (the default)\n"
+    "  --data DIR         train on this client's own examples: DIR's\n"
+    "                     train-images-idx3-ubyte[.gz] (28x28 images, as Fashion-MNIST's)\n"
+    "                     and train-labels-idx1-ubyte[.gz] (classes 0-9), checked before\n"
+    "                     connecting; the scenario's dataset must be fashion-mnist\n"
     "  --welcome-deadline S  give up (exit 1) if the coordinator has not completed the\n"
     "                     handshake and sent its welcome within S seconds (default 30)\n";
 
@@ -79,9 +84,14 @@ int fp_cli_client(int argc, char **argv)
     if (!connect || !server_key || !keyf || !state)
         return fp__client_usage_error("--connect, --server-key, --key and --state are required",
                                       "");
-    if (strcmp(data, "partition"))
-        return fp__client_usage_error("--data: only 'partition' in this version, not ", data);
     struct fp_error err = {0};
+    const char *data_dir = strcmp(data, "partition") ? data : NULL;
+    /* before connecting: a directory that cannot serve is said at once,
+     * not after the coordinator has counted on this client */
+    if (data_dir && fp_workload_check_client_dir(data_dir, &err)) {
+        fprintf(stderr, "fedpress client: %s\n", err.msg);
+        return 1;
+    }
     char host[256];
     int port;
     uint8_t spub[FP_NOISE_KEY], key[FP_NOISE_KEY];
@@ -116,6 +126,7 @@ int fp_cli_client(int argc, char **argv)
                                         .server_pub = spub,
                                         .key = key,
                                         .state_dir = state,
+                                        .data_dir = data_dir,
                                         .welcome_s = welcome_s,
                                         .log = stderr,
                                         .test_bad_round = test_bad_round,

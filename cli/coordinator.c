@@ -2,6 +2,8 @@
  * cli/coordinator.c — `fedpress coordinator`: options, key, allow-list,
  * scenario and store, then coordinator/'s loop (docs/daemons.md).
  */
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <sodium.h>
@@ -18,15 +20,26 @@
 
 static const char fp__coord_usage[] =
     "usage: fedpress coordinator --scenario FILE.ini --listen ADDR:PORT --key coord.key\n"
-    "                            --allow clients.pub [--store PATH] [--deadline SECONDS]\n"
-    "                            [--wait SECONDS] [--handshake-deadline SECONDS]\n"
-    "                            [--max-pending N] [--ready FILE] [--quiet]\n"
+    "                            --allow clients.pub [--store PATH] [--resume-or-start]\n"
+    "                            [--deadline SECONDS] [--wait SECONDS]\n"
+    "                            [--handshake-deadline SECONDS] [--max-pending N]\n"
+    "                            [--max-pending-per-address N] [--ready FILE] [--quiet]\n"
+    "       fedpress coordinator --resume RUN --listen ADDR:PORT --key coord.key\n"
+    "                            --allow clients.pub [--store PATH] [--scenario FILE.ini] ...\n"
     "  --scenario FILE   the run's scenario (sent to every client in its welcome)\n"
+    "  --resume-or-start continue the run of exactly this scenario that the store holds\n"
+    "                    unfinished (after a crash, a stop or a failure), from its last\n"
+    "                    committed round; start it if the store has none; if it is\n"
+    "                    completed, say so and exit 0 (for a systemd unit's\n"
+    "                    Restart=on-failure)\n"
+    "  --resume RUN      continue run RUN of the store with its stored scenario (a\n"
+    "                    --scenario given must be that one); a completed run is refused\n"
     "  --listen A:P      address and port to listen on (0.0.0.0:7400; port 0: any free one)\n"
     "  --key FILE        the coordinator's secret key (fedpress keygen --out FILE); clients\n"
     "                    pin its public key\n"
     "  --allow FILE      one 'ID PUBKEY' line per client, ids 0 to N-1 ('#' comments); N\n"
-    "                    must be the scenario's [data] clients\n"
+    "                    must be the scenario's [data] clients; 'ID -': no key (revoked);\n"
+    "                    SIGHUP re-reads it\n"
     "  --store PATH      the SQLite run store (default runs.db)\n"
     "  --deadline S      a round's deadline from its broadcast; overrides the scenario's\n"
     "                    [participation] deadline (one of the two is required)\n"
@@ -35,6 +48,8 @@ static const char fp__coord_usage[] =
     "                    so is one that does not read its last messages (default 10)\n"
     "  --max-pending N   connections still in their handshake at once; one more closes\n"
     "                    the oldest of them (default 64)\n"
+    "  --max-pending-per-address N  of them from one address; one more from it closes\n"
+    "                    that address's oldest (default 8)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
     "  --quiet           no progress lines\n"
     "In this version the first round starts when all N clients are connected; a round\n"
@@ -61,21 +76,130 @@ static int fp__seconds(const char *v, double *out)
     return 0;
 }
 
+/* Which run the coordinator drives, decided before the loop starts. */
+struct fp__coord_run {
+    struct fp_scenario sc;
+    struct fp_resume resume; /* filled when a run is continued */
+    int64_t id;              /* the run continued; 0: a new run */
+    int done;                /* --resume-or-start found it completed: nothing to do */
+};
+
+/* Run `id` of the store, to be continued: its lock taken (another live
+ * coordinator holding it is refused, naming its pid), its checkpoint read,
+ * refused if it is completed (unless or_start: then *done) or if `canon`
+ * (the --scenario given, may be NULL) is not its scenario. 0 or an exit
+ * code. */
+static int fp__coord_load_run(struct fp_store *store, const char *store_path, int64_t id,
+                              const char *canon, const char *scenario_file, int or_start,
+                              struct fp__coord_run *cr)
+{
+    struct fp_error err = {0};
+    int rc = fp_store_lock_run(store, id, &err);
+    if (rc == FP_STORE_HELD) {
+        fprintf(stderr,
+                "fedpress coordinator: %s A run has one coordinator: refusing to start a second "
+                "one on it (stop the other first)\n",
+                err.msg);
+        return 1;
+    }
+    if (rc || fp_store_load_resume(store, id, &cr->resume, &err)) {
+        fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
+        return 1;
+    }
+    cr->id = id;
+    if (!strcmp(cr->resume.status, "completed")) {
+        fprintf(stderr, "fedpress coordinator: run %lld in %s is already completed%s\n",
+                (long long)id, store_path,
+                or_start ? ": nothing to do (its model: fedpress runs --store)"
+                         : "; a completed run is never continued");
+        cr->done = or_start;
+        return or_start ? 0 : 1;
+    }
+    if (canon && strcmp(canon, cr->resume.scenario)) {
+        fprintf(stderr,
+                "fedpress coordinator: run %lld was started with another scenario than %s (its "
+                "canonical text differs): refusing to continue it with this one; give the "
+                "run's own scenario, or none (--resume takes the stored one)\n",
+                (long long)id, scenario_file);
+        return 1;
+    }
+    char origin[64];
+    snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)id);
+    if (fp_scenario_load_string(&cr->sc, cr->resume.scenario, origin, NULL, 0, &err)) {
+        fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
+        return 1;
+    }
+    fprintf(stderr, "fedpress coordinator: continuing run %lld of %s ('%s', %s) after round %u\n",
+            (long long)id, store_path, cr->resume.status, cr->sc.name,
+            cr->resume.state ? cr->resume.round : 0u);
+    return 0;
+}
+
+/* A new run, run --resume RUN, or (--resume-or-start) the unfinished run
+ * of exactly this scenario: the store is searched by the scenario's
+ * canonical text, so a changed scenario (any key, the seed, N) is a new
+ * run, never a continued one; changed input files are refused by run/'s
+ * check of their SHA-256. 0, or an exit code. */
+static int fp__coord_pick(struct fp_store *store, const char *store_path, const char *scenario,
+                          const char *resume_arg, int or_start, struct fp__coord_run *cr)
+{
+    struct fp_error err = {0};
+    char *canon = NULL;
+    int rc = 1;
+    if (scenario) {
+        int lrc = fp_scenario_load(&cr->sc, scenario, NULL, 0, &err);
+        if (lrc) {
+            fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
+            return lrc == FP_EIO || lrc == FP_ENOMEM ? 1 : 2;
+        }
+        if (!(canon = fp_scenario_canonical(&cr->sc)))
+            return 1;
+    }
+    int64_t id = 0;
+    if (resume_arg) {
+        char *end;
+        errno = 0;
+        id = strtoll(resume_arg, &end, 10);
+        if (!isdigit((unsigned char)*resume_arg) || *end || errno || id < 1) {
+            free(canon);
+            return fp__coord_usage_error("--resume needs a run id (see fedpress runs), not ",
+                                         resume_arg);
+        }
+    } else if (or_start) {
+        char status[16];
+        if (fp_store_find_run(store, canon, &id, status, sizeof status, &err)) {
+            fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
+            goto out;
+        }
+        if (!id)
+            fprintf(stderr,
+                    "fedpress coordinator: %s holds no run of this scenario: starting one\n",
+                    store_path);
+    }
+    rc = id ? fp__coord_load_run(store, store_path, id, canon, scenario, or_start, cr) : 0;
+out:
+    free(canon);
+    return rc;
+}
+
 int fp_cli_coordinator(int argc, char **argv)
 {
     const char *scenario = NULL, *listen = NULL, *keyf = NULL, *allowf = NULL;
-    const char *store_path = "runs.db", *ready = NULL;
+    const char *store_path = "runs.db", *ready = NULL, *resume_arg = NULL;
     double deadline = 0, wait = 600, hs = 10; /* deadline 0: the scenario's */
-    unsigned long max_pending = 64;
-    int quiet = 0;
+    unsigned long max_pending = 64, max_per_addr = 8;
+    int quiet = 0, or_start = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(fp__coord_usage, stdout);
             return 0;
         }
-        if (!strcmp(a, "--quiet")) {
-            quiet = 1;
+        if (!strcmp(a, "--quiet") || !strcmp(a, "--resume-or-start")) {
+            if (!strcmp(a, "--quiet"))
+                quiet = 1;
+            else
+                or_start = 1;
             continue;
         }
         const char **dst = !strcmp(a, "--scenario") ? &scenario
@@ -84,10 +208,14 @@ int fp_cli_coordinator(int argc, char **argv)
                            : !strcmp(a, "--allow")  ? &allowf
                            : !strcmp(a, "--store")  ? &store_path
                            : !strcmp(a, "--ready")  ? &ready
+                           : !strcmp(a, "--resume") ? &resume_arg
                                                     : NULL;
         int is_time =
             !strcmp(a, "--deadline") || !strcmp(a, "--wait") || !strcmp(a, "--handshake-deadline");
-        int is_count = !strcmp(a, "--max-pending");
+        unsigned long *count = !strcmp(a, "--max-pending")               ? &max_pending
+                               : !strcmp(a, "--max-pending-per-address") ? &max_per_addr
+                                                                         : NULL;
+        int is_count = count != NULL;
         if (!dst && !is_time && !is_count)
             return fp__coord_usage_error("unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
@@ -99,30 +227,31 @@ int fp_cli_coordinator(int argc, char **argv)
                 return fp__coord_usage_error(a, " needs a number of seconds (> 0)");
         } else if (is_count) {
             char *end;
-            max_pending = strtoul(v, &end, 10);
-            if (end == v || *end || *v == '-' || max_pending < 1 || max_pending > 1000000)
+            *count = strtoul(v, &end, 10);
+            if (end == v || *end || *v == '-' || *count < 1 || *count > 1000000)
                 return fp__coord_usage_error(a, " needs a count from 1 to 1000000");
         } else {
             *dst = v;
         }
     }
-    if (!scenario || !listen || !keyf || !allowf)
-        return fp__coord_usage_error("--scenario, --listen, --key and --allow are required", "");
+    if ((!scenario && !resume_arg) || !listen || !keyf || !allowf)
+        return fp__coord_usage_error(
+            "--scenario (or --resume RUN), --listen, --key and --allow are required", "");
+    if (resume_arg && or_start)
+        return fp__coord_usage_error("--resume RUN and --resume-or-start: give one of them", "");
 
+    /* SIGHUP re-reads clients.pub once the loop runs; until then it must
+     * not kill a coordinator that a reload was sent to too early */
+    signal(SIGHUP, SIG_IGN);
     struct fp_error err = {0};
     char host[256];
     int port;
     if (fp_peer_hostport(listen, host, sizeof host, &port, &err))
         return fp__coord_usage_error("--listen: ", err.msg);
-    struct fp_scenario sc;
-    int rc = fp_scenario_load(&sc, scenario, NULL, 0, &err);
-    if (rc) {
-        fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
-        return rc == FP_EIO || rc == FP_ENOMEM ? 1 : 2;
-    }
     uint8_t key[FP_NOISE_KEY];
     struct fp_allow allow = {0};
     struct fp_store *store = NULL;
+    struct fp__coord_run cr = {0};
     int exit_code = 1;
     if (fp_keyfile_read(keyf, key, &err) || fp_allow_load(&allow, allowf, &err)) {
         fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
@@ -130,21 +259,31 @@ int fp_cli_coordinator(int argc, char **argv)
     }
     if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_CREATE))
         goto out;
+    /* Held from here to the end of the run (closing the store drops it). */
+    if ((exit_code = fp__coord_pick(store, store_path, scenario, resume_arg, or_start, &cr)) ||
+        cr.done)
+        goto out;
+    exit_code = 1;
+    const struct fp_scenario *sc = &cr.sc;
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an EPIPE, not our death */
     const struct fp_coord_options o = {.host = host,
                                        .port = port,
                                        .ready_file = ready,
                                        .key = key,
                                        .allow = &allow,
+                                       .allow_path = allowf,
                                        .deadline_s = deadline,
                                        .wait_s = wait,
                                        .handshake_s = hs,
                                        .max_pending = (unsigned)max_pending,
+                                       .max_pending_per_address = (unsigned)max_per_addr,
                                        .progress = quiet ? NULL : stdout,
                                        .log = stderr,
-                                       .stop = &fp__coord_stop};
+                                       .stop = &fp__coord_stop,
+                                       .resume = cr.id ? &cr.resume : NULL,
+                                       .resume_run = cr.id};
     struct fp_run_result res = {.run_id = -1};
-    if (fp_coord_run(&sc, store, &o, &res, &err)) {
+    if (fp_coord_run(sc, store, &o, &res, &err)) {
         fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
         if (res.run_id >= 0)
             fprintf(stderr, "fedpress coordinator: run %lld marked 'failed' in %s\n",
@@ -155,12 +294,13 @@ int fp_cli_coordinator(int argc, char **argv)
     fp_format_bytes(res.uplink_bytes, up, sizeof up);
     fp_format_bytes(res.downlink_bytes, down, sizeof down);
     printf("run %lld '%s' %s: %u/%u rounds, uplink %s, downlink %s\nmodel sha256 %s\n",
-           (long long)res.run_id, sc.name, res.interrupted ? "interrupted" : "completed",
-           res.rounds_done, sc.rounds, up, down, res.model_sha256);
+           (long long)res.run_id, sc->name, res.interrupted ? "interrupted" : "completed",
+           res.rounds_done, sc->rounds, up, down, res.model_sha256);
     exit_code = res.interrupted ? 130 : 0;
 out:
     sodium_memzero(key, sizeof key);
     fp_allow_free(&allow);
+    fp_store_resume_free(&cr.resume);
     if (store)
         fp_store_close(store);
     return exit_code;

@@ -278,7 +278,9 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
     fp__log(c, "run %lld: scenario '%s', %u rounds", (long long)c->run, c->sc.name, c->sc.rounds);
     /* as run/ does: results must not depend on BLAS threads */
     openblas_set_num_threads(1);
-    if ((rc = fp_workload_create_client(&c->w, &c->sc, c->id, &c->err)) ||
+    if ((rc = c->o->data_dir
+                  ? fp_workload_create_client_dir(&c->w, &c->sc, c->id, c->o->data_dir, &c->err)
+                  : fp_workload_create_client(&c->w, &c->sc, c->id, &c->err)) ||
         (rc = fp_algo_params_from(&c->p, &c->sc, c->w->d, &c->err)))
         return rc;
     c->have_p = 1;

@@ -29,6 +29,10 @@ struct fp_client_options {
     const uint8_t *server_pub; /* [FP_NOISE_KEY], pinned */
     const uint8_t *key;        /* the client's secret key [FP_NOISE_KEY] */
     const char *state_dir;
+    /* --data DIR: the client's own training pair in DIR
+     * (fp_workload_create_client_dir); NULL: its shard of the scenario's
+     * partition */
+    const char *data_dir;
     double welcome_s; /* connect, handshake and welcome within this (0: 30 s) */
     FILE *log;        /* progress and errors' context (stderr) */
     /* TEST ONLY (tests/e2e_partial.sh, `--test-bad-upload ROUND:KIND`):

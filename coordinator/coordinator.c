@@ -70,7 +70,7 @@ struct fp__coord {
     uv_tcp_t listener;
     uv_timer_t timer;     /* the round deadline, or the wait for clients */
     uv_timer_t min_timer; /* wait_after_min, once min_updates uploads are in */
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     const struct fp_coord_options *o;
     struct fp_run run;
     struct fp_run_options ro;
@@ -213,7 +213,11 @@ static void fp__session_drop(struct fp__session *s, const char *why)
     char who[160];
     if (s->stage == FP__CLOSING)
         return;
-    snprintf(s->why, sizeof s->why, "%s", why);
+    /* a session being ended keeps the reason it is ended for (a key
+     * removed from the allow-list): a write failing meanwhile is only its
+     * consequence */
+    if (!s->ending || !s->why[0])
+        snprintf(s->why, sizeof s->why, "%s", why);
     fp__log(s->co, "%s: %s; connection closed", fp__who(s, who, sizeof who), why);
     fp__session_close(s);
 }
@@ -313,6 +317,18 @@ static void fp__handshake_late(uv_timer_t *t)
         fp__session_drop(s, "no admitted handshake before the handshake deadline");
 }
 
+/* The first round starts once every id that has a key is connected (an
+ * id revoked with `ID -` is absent from the rounds it is sampled in). */
+static void fp__first_round_if_all(struct fp__coord *co)
+{
+    if (co->state != FP__WAITING || co->connected < co->o->allow->n_keyed)
+        return;
+    uv_timer_stop(&co->timer);
+    co->state = FP__ROUND;
+    co->round = co->run.first_round - 1;
+    fp__round_next(co);
+}
+
 /* The handshake authenticated a key: admit it if the allow-list has it and
  * no session holds it yet, else one error record and the close. */
 static void fp__on_handshake(struct fp__session *s, const uint8_t key[FP_NOISE_KEY])
@@ -358,12 +374,7 @@ static void fp__on_handshake(struct fp__session *s, const uint8_t key[FP_NOISE_K
                                     .len = strlen(r->canon)};
     if (fp__send(s, &h, r->canon))
         return;
-    if (co->state == FP__WAITING && co->connected == co->o->allow->n) {
-        uv_timer_stop(&co->timer);
-        co->state = FP__ROUND;
-        co->round = r->first_round - 1;
-        fp__round_next(co);
-    }
+    fp__first_round_if_all(co);
 }
 
 /* ---- a round's exchange ---- */
@@ -376,7 +387,7 @@ static void fp__round_late(uv_timer_t *t)
                      "only %u of the %u clients in the allow-list connected within %.0f s; the "
                      "first round needs them all in this version (check that every client runs "
                      "and pins this coordinator's key)",
-                     co->connected, co->o->allow->n, co->o->wait_s);
+                     co->connected, co->o->allow->n_keyed, co->o->wait_s);
         fp__fail(co, FP_EIO);
         return;
     }
@@ -883,8 +894,19 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 struct fp__oldest {
     const struct fp__coord *co;
     const struct fp__session *skip;
+    const char *host; /* only connections from this address (NULL: any) */
+    size_t host_len;
+    unsigned count; /* the connections that match */
     struct fp__session *best;
 };
+
+/* The length of an address's host part: "10.0.0.7:40112" and
+ * "[::1]:40112" up to the port's colon. */
+static size_t fp__host_len(const char *addr)
+{
+    const char *c = strrchr(addr, ':');
+    return c ? (size_t)(c - addr) : strlen(addr);
+}
 
 static void fp__find_oldest(uv_handle_t *h, void *arg)
 {
@@ -893,15 +915,22 @@ static void fp__find_oldest(uv_handle_t *h, void *arg)
     if (h->type != UV_TCP || uv_is_closing(h) || !s || (void *)s == (void *)s->co || s == o->skip ||
         s->stage != FP__HANDSHAKE)
         return;
+    if (o->host && (fp__host_len(s->addr) != o->host_len || memcmp(s->addr, o->host, o->host_len)))
+        return;
+    o->count++;
     if (!o->best || s->born < o->best->born)
         o->best = s;
 }
 
-/* The oldest connection still in its handshake, other than skip. */
-static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip)
+/* The oldest connection still in its handshake, other than skip (from the
+ * address host[0..host_len) if host is not NULL); *count: how many. */
+static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip,
+                                              const char *host, size_t host_len, unsigned *count)
 {
-    struct fp__oldest o = {.co = co, .skip = skip};
+    struct fp__oldest o = {.co = co, .skip = skip, .host = host, .host_len = host_len};
     uv_walk(&co->loop, fp__find_oldest, &o);
+    if (count)
+        *count = o.count;
     return o.best;
 }
 
@@ -932,12 +961,24 @@ static void fp__on_connection(uv_stream_t *server, int status)
     if (!uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&sa, &len))
         fp_peer_addr_name((struct sockaddr *)&sa, s->addr, sizeof s->addr);
     s->born = uv_now(&co->loop);
+    /* One address holds at most max_pending_per_address of them: a flood
+     * from one host closes its own oldest connections, so it cannot push
+     * the others' handshakes out through the total cap below. (No address
+     * can be over it while the total is not.) */
+    if (co->o->max_pending_per_address && co->pending > co->o->max_pending_per_address) {
+        unsigned same;
+        const size_t hl = fp__host_len(s->addr);
+        struct fp__session *old = fp__oldest_pending(co, s, s->addr, hl, &same);
+        if (old && same >= co->o->max_pending_per_address)
+            fp__session_drop(old, "too many connections in their handshake from this address: "
+                                  "its oldest one is closed");
+    }
     if (co->pending > co->o->max_pending) {
         /* The oldest goes, not the newest: an honest handshake takes one
          * round trip, so connections that sit silent (or trickle) fill the
          * slots; refusing the newcomer would let them lock every client
          * out until they time out, and open new ones. */
-        struct fp__session *old = fp__oldest_pending(co, s);
+        struct fp__session *old = fp__oldest_pending(co, s, NULL, 0, NULL);
         if (!old) {
             fp__session_drop(s, "too many connections in their handshake");
             return;
@@ -970,6 +1011,73 @@ static void fp__on_signal(uv_signal_t *h, int signum)
     if (co->o->stop)
         *co->o->stop = 1;
     fp__log(co, "stopping after the round in progress");
+}
+
+/* fp_allow_update's question: a client holds algorithm state once one of
+ * its uploads was included, if the algorithm keeps any (SCAFFOLD's c_i,
+ * FedEF's e_i ...); the store says which clients were. */
+struct fp__hup {
+    int stateful;
+    uint32_t *last; /* [N] fp_store_last_included */
+};
+
+static int fp__has_state(void *u, uint32_t id)
+{
+    const struct fp__hup *h = u;
+    return h->stateful && h->last[id] > 0;
+}
+
+/* SIGHUP: clients.pub is read again. A list that does not load, changes
+ * N or hands a client with state to another key is refused, and the one in
+ * use is kept (logged; the run goes on). Otherwise it replaces it: a key
+ * added can connect from now on; a session whose key was removed or
+ * changed is told and closed (its slot in a round in progress is then
+ * absent, with that reason). */
+static void fp__on_hup(uv_signal_t *h, int signum)
+{
+    struct fp__coord *co = h->data;
+    struct fp_allow *cur = co->o->allow, fresh;
+    const char *path = co->o->allow_path;
+    (void)signum;
+    if (!path || co->state == FP__DONE)
+        return;
+    const uint32_t N = cur->n;
+    struct fp__hup q = {.stateful = fp_algo_client_state_bytes(&co->run.p) > 0,
+                        .last = calloc(N, sizeof *q.last)};
+    struct fp_error e = {0};
+    int rc = q.last ? fp_allow_load(&fresh, path, &e)
+                    : fp_error_set(&e, FP_ENOMEM, "out of memory re-reading %s", path);
+    if (!rc) {
+        if (q.stateful)
+            rc = fp_store_last_included(co->run.store, co->run.res.run_id, N, q.last, &e);
+        if (!rc)
+            rc = fp_allow_update(cur, &fresh, path, fp__has_state, &q, &e);
+        if (rc)
+            fp_allow_free(&fresh);
+    }
+    free(q.last);
+    if (rc) {
+        fp__log(co, "SIGHUP: %s; the allow-list in use is kept", e.msg);
+        return;
+    }
+    uint32_t closed = 0;
+    for (uint32_t id = 0; id < N; id++) {
+        struct fp__session *s = co->by_id[id];
+        if (!s || s->ending || !memcmp(cur->keys[id], fresh.keys[id], FP_NOISE_KEY))
+            continue;
+        char who[160];
+        snprintf(s->why, sizeof s->why, "its key was removed from the allow-list");
+        fp__log(co, "%s: its key is no longer in %s (SIGHUP); session closed",
+                fp__who(s, who, sizeof who), path);
+        fp__send_error(s, "your key was removed from the coordinator's allow-list");
+        fp__session_end(s);
+        closed++;
+    }
+    fp_allow_free(cur);
+    *cur = fresh;
+    fp__log(co, "SIGHUP: %s re-read: %u of the %u clients have a key; %u session%s closed", path,
+            cur->n_keyed, N, closed, closed == 1 ? "" : "s");
+    fp__first_round_if_all(co);
 }
 
 static int fp__listen(struct fp__coord *co)
@@ -1051,7 +1159,11 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     co->ro = (struct fp_run_options){.threads = 1,
                                      .progress = o->progress,
                                      .stop = o->stop,
-                                     .create_workload = fp_workload_create_test};
+                                     .create_workload = fp_workload_create_test,
+                                     .resume = o->resume,
+                                     .resume_run = o->resume_run,
+                                     /* a kill -9 loses no committed round */
+                                     .checkpoint_every = 1};
     int rc = uv_loop_init(&co->loop);
     if (rc) {
         free(co);
@@ -1069,6 +1181,11 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     uv_signal_start(&co->sigterm, fp__on_signal, SIGTERM);
     uv_unref((uv_handle_t *)&co->sigint);
     uv_unref((uv_handle_t *)&co->sigterm);
+    /* SIGHUP re-reads clients.pub (a daemon has no terminal to hang up) */
+    uv_signal_init(&co->loop, &co->sighup);
+    co->sighup.data = co;
+    uv_signal_start(&co->sighup, fp__on_hup, SIGHUP);
+    uv_unref((uv_handle_t *)&co->sighup);
 
     if ((rc = fp_run_open(&co->run, sc, store, &co->ro, &co->err)) || (rc = fp__setup(co)) ||
         (rc = fp__listen(co))) {
@@ -1086,6 +1203,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     uv_run(&co->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&co->sigint, NULL);
     uv_close((uv_handle_t *)&co->sigterm, NULL);
+    uv_close((uv_handle_t *)&co->sighup, NULL);
     uv_run(&co->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&co->loop))
         fp__log(co, "warning: event loop handles left open at exit");

@@ -36,14 +36,24 @@ struct fp_coord_options {
     int port;               /* 0: any free port (see ready_file) */
     const char *ready_file; /* if set: the port, written once listening (tests) */
     const uint8_t *key;     /* the coordinator's secret key [FP_NOISE_KEY] */
-    const struct fp_allow *allow;
-    double deadline_s;    /* a round's deadline from its broadcast; 0: the scenario's */
-    double wait_s;        /* how long the first round waits for all N clients */
-    double handshake_s;   /* a connection's handshake and admission deadline */
-    unsigned max_pending; /* unauthenticated connections at once */
-    FILE *progress;       /* run/'s progress lines; NULL = quiet */
-    FILE *log;            /* connections and refusals (stderr) */
+    /* the allow-list in use; on SIGHUP the coordinator re-reads allow_path
+     * and, if the new list may replace it (fp_allow_update), replaces its
+     * contents (the caller frees it after the run, whatever it holds) */
+    struct fp_allow *allow;
+    const char *allow_path;
+    double deadline_s;                /* a round's deadline from its broadcast; 0: the scenario's */
+    double wait_s;                    /* how long the first round waits for all N clients */
+    double handshake_s;               /* a connection's handshake and admission deadline */
+    unsigned max_pending;             /* unauthenticated connections at once */
+    unsigned max_pending_per_address; /* of them from one address (host); 0: no such cap */
+    FILE *progress;                   /* run/'s progress lines; NULL = quiet */
+    FILE *log;                        /* connections and refusals (stderr) */
     volatile sig_atomic_t *stop;
+    /* Continue run resume_run from resume (fp_store_load_resume, its lock
+     * held by the store handle) instead of starting a new run; NULL: a new
+     * run. The scenario must be the run's stored one. */
+    const struct fp_resume *resume;
+    int64_t resume_run;
 };
 
 /* Runs the scenario to its end (or a stop, or a failure). 0 with *res

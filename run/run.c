@@ -475,7 +475,9 @@ int fp_run_commit(struct fp_run *r, struct fp_error *err)
      * run stopping early stores it once in fp_run_finish. */
     void *state = NULL;
     size_t state_len = 0;
-    if (round < sc->rounds && sc->checkpoint_every && round % sc->checkpoint_every == 0 &&
+    const uint32_t every =
+        r->opt->checkpoint_every ? r->opt->checkpoint_every : sc->checkpoint_every;
+    if (round < sc->rounds && every && round % every == 0 &&
         fp_algo_state_save(&r->server, r->cstate, &state, &state_len))
         fp__warn_state(round, "out of memory for it");
     int rc = fp_store_commit_round_state(r->store, r->res.run_id, row, state, state_len, err);

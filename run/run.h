@@ -64,6 +64,11 @@ struct fp_run_options {
      * holds no client's data, passes fp_workload_create_test. */
     int (*create_workload)(struct fp_workload **out, const struct fp_scenario *sc,
                            struct fp_error *err);
+    /* A state checkpoint every this many rounds; 0: the scenario's [run]
+     * checkpoint_every. A coordinator passes 1, so that a crash costs no
+     * committed round (the clients' work cannot be redone for free), and
+     * the scenario's canonical text stays the simulator's. */
+    uint32_t checkpoint_every;
 };
 
 struct fp_run_result {

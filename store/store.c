@@ -79,6 +79,7 @@ enum fp__stmt_id {
     ST_LIST_CLIENTS,
     ST_FIND_RUN,
     ST_GET_RECORD,
+    ST_LAST_INCLUDED,
     ST__COUNT
 };
 
@@ -151,11 +152,18 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256,"
         " status, reason"
         " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
+    [ST_LAST_INCLUDED] = "SELECT client, MAX(round) FROM client_rounds"
+                         " WHERE run_id = ?1 AND status = 'included' GROUP BY client",
 };
+
+/* Before schema 5 every client_rounds row was an included upload. */
+#define FP__LAST_INCLUDED_V4                                                                       \
+    "SELECT client, MAX(round) FROM client_rounds WHERE run_id = ?1 GROUP BY client"
 
 /* What a reader of a version 4 store prepares instead: every row of that
  * schema was an included upload. */
 static const char *const fp__stmt_sql_v4[ST__COUNT] = {
+    [ST_LAST_INCLUDED] = FP__LAST_INCLUDED_V4,
     [ST_LIST_CLIENTS] =
         "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, upload_sha256,"
         " 'included', NULL"
@@ -165,6 +173,7 @@ static const char *const fp__stmt_sql_v4[ST__COUNT] = {
 /* What a reader of a store older than version 4 prepares instead: the same
  * rows, without the hashes that schema did not have. */
 static const char *const fp__stmt_sql_v3[ST__COUNT] = {
+    [ST_LAST_INCLUDED] = FP__LAST_INCLUDED_V4,
     [ST_LIST_CLIENTS] =
         "SELECT round, client, train_loss, uplink_bytes, downlink_bytes, examples, NULL,"
         " 'included', NULL"
@@ -1550,6 +1559,34 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
                         "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
                         err);
+}
+
+struct fp__last_ctx {
+    uint32_t n;
+    uint32_t *last;
+};
+
+static int fp__last_row(sqlite3_stmt *st, void *ctx)
+{
+    struct fp__last_ctx *c = ctx;
+    int64_t client = sqlite3_column_int64(st, 0), round = sqlite3_column_int64(st, 1);
+    /* a row of a client past n (another N) or a round past 2^32 is not this
+     * run's: ignored rather than written out of bounds */
+    if (client >= 0 && client < c->n && round > 0 && round <= UINT32_MAX)
+        c->last[client] = (uint32_t)round;
+    return 0;
+}
+
+int fp_store_last_included(struct fp_store *s, int64_t run_id, uint32_t n, uint32_t *last,
+                           struct fp_error *err)
+{
+    assert(s && (last || !n));
+    if (n)
+        memset(last, 0, n * sizeof *last);
+    struct fp__last_ctx c = {n, last};
+    return fp__list_run(s, ST_LAST_INCLUDED, run_id, NULL, &s->listing_clients,
+                        "fp_store_last_included", "reading the clients' last included rounds",
+                        fp__last_row, &c, err);
 }
 
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,

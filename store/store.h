@@ -241,6 +241,15 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t client,
                                 int (*cb)(void *u, uint32_t round, const struct fp_client_round *c),
                                 void *u, struct fp_error *err);
+/* For each client id 0 .. n-1, the last round of run_id in which its
+ * upload was included (client_rounds.status = 'included'; every row of a
+ * store older than schema 5), or 0 if none: last[n]. A coordinator that
+ * resumes a run tells each client this round, so that a client holding a
+ * state it prepared for an upload the store has as included commits it,
+ * and one whose upload is not there discards it (docs/daemons.md).
+ * FP_ENOTFOUND if the run does not exist. */
+int fp_store_last_included(struct fp_store *s, int64_t run_id, uint32_t n, uint32_t *last,
+                           struct fp_error *err);
 /* A run whose canonical scenario text is exactly `scenario`: the newest
  * completed one if there is one, else the newest of any status; *run_id = 0
  * if there is none. Its status ("completed", "running", ...) goes to status. */

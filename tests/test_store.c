@@ -792,6 +792,54 @@ static void test_schema_4_upgraded_and_statuses(void **state)
     fp_store_close(s);
 }
 
+/* fp_store_last_included: per client, the last round its upload was
+ * included in, whatever the rounds after said (late, absent, refused);
+ * 0 for a client never included; FP_ENOTFOUND for a run that is not. */
+static void test_last_included(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = -1;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    /* round 1: 1 and 3 in, 5 late; round 2: 5 in, 1 absent; round 3: 1 in,
+     * 3 refused */
+    const uint32_t in_client[3][2] = {{1, 3}, {5, 0}, {1, 0}};
+    const uint32_t n_in[3] = {2, 1, 1};
+    const uint32_t out_client[3] = {5, 1, 3};
+    const enum fp_client_status out_status[3] = {FP_CLIENT_LATE, FP_CLIENT_ABSENT,
+                                                 FP_CLIENT_REFUSED};
+    for (uint32_t k = 0; k < 3; k++) {
+        struct fp_client_round in[2] = {{.client = in_client[k][0], .train_loss = 1},
+                                        {.client = in_client[k][1], .train_loss = 1}};
+        struct fp_client_round other = {
+            .client = out_client[k], .train_loss = NAN, .status = out_status[k], .reason = "x"};
+        struct fp_round r = {.round = k + 1,
+                             .train_loss = 1,
+                             .test_loss = NAN,
+                             .test_accuracy = NAN,
+                             .participants = n_in[k],
+                             .clients = in,
+                             .others = &other,
+                             .n_others = 1};
+        assert_int_equal(fp_store_commit_round(s, id, &r, &e), 0);
+    }
+    uint32_t last[10];
+    memset(last, 0xff, sizeof last);
+    assert_int_equal(fp_store_last_included(s, id, 10, last, &e), 0);
+    const uint32_t want[10] = {0, 3, 0, 1, 0, 2, 0, 0, 0, 0};
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(last[i], want[i]);
+    /* a smaller n: the clients past it are not written */
+    uint32_t two[3] = {7, 7, 99};
+    assert_int_equal(fp_store_last_included(s, id, 2, two, &e), 0);
+    assert_int_equal(two[0], 0);
+    assert_int_equal(two[1], 3);
+    assert_int_equal(two[2], 99);
+    assert_int_equal(fp_store_last_included(s, id + 1, 10, last, &e), FP_ENOTFOUND);
+    fp_store_close(s);
+}
+
 /* The upgrade is one transaction with user_version: when its second ALTER
  * fails (here: the file already has a blas column), the first one is rolled
  * back too and the file stays a version 2 store, refused by name. */
@@ -1696,6 +1744,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_3_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_4_upgraded_and_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_sha256_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_included, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_upgrade_is_atomic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inputs_and_blas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),

@@ -238,24 +238,13 @@ fail:
     return rc;
 }
 
-int fp_workload_create_client_dir(struct fp_workload **out, const struct fp_scenario *sc,
-                                  uint32_t client, const char *dir, struct fp_error *err)
+/* A client's own training pair in dir (--data DIR): path[0] its images,
+ * path[1] its labels, each NAME.gz if it exists, else NAME; FP_EIO naming
+ * both names if one is missing. */
+static int fp__client_dir_files(const char *dir, char (*path)[4096], struct fp_error *err)
 {
     static const char *const names[2] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"};
-    char path[2][4096];
-    struct fp_inputs inputs = {0};
-    struct fp_dataset train = {0}, none = {0};
-    uint32_t *sizes = NULL;
     int rc;
-    *out = NULL;
-    if (sc->dataset != FP_DATA_FMNIST)
-        return fp_error_set(err, FP_EINVAL,
-                            "--data %s: a client's own IDX files apply to an IDX dataset "
-                            "(fashion-mnist); this scenario's dataset is %s, whose data each "
-                            "client generates: use --data partition",
-                            dir, fp_dataset_name(sc->dataset));
-    if ((rc = fp__classifier_ok(sc, err)) || (rc = fp__check_id(sc, client, err)))
-        return rc;
     for (int f = 0; f < 2; f++) {
         if ((rc = fp_idx_pick(path[f], sizeof path[f], dir, names[f], err)))
             return rc;
@@ -268,6 +257,55 @@ int fp_workload_create_client_dir(struct fp_workload **out, const struct fp_scen
                                 "train-labels-idx1-ubyte[.gz]",
                                 dir, names[f], names[f]);
     }
+    return 0;
+}
+
+int fp_workload_check_client_dir(const char *dir, struct fp_error *err)
+{
+    char path[2][4096];
+    size_t n = 0, dim = 0, nl = 0;
+    uint8_t *y = NULL;
+    int rc;
+    if ((rc = fp__client_dir_files(dir, path, err)) ||
+        (rc = fp_idx_peek_images(path[0], &n, &dim, err)))
+        return rc;
+    if (dim != FP_FMNIST_DIM)
+        return fp_error_set(err, FP_EFORMAT,
+                            "--data %s: %s holds images of %zu pixels, but the scenarios' IDX "
+                            "dataset, fashion-mnist, has 28x28 = %d (its models take %d inputs)",
+                            dir, path[0], dim, FP_FMNIST_DIM, FP_FMNIST_DIM);
+    if (n == 0)
+        return fp_error_set(err, FP_EFORMAT, "--data %s: %s holds no image", dir, path[0]);
+    /* each label a class below FP_NCLASSES, or the loader says which is not */
+    if ((rc = fp_idx_load_labels(&y, &nl, path[1], NULL, err)))
+        return rc;
+    free(y);
+    if (nl != n)
+        return fp_error_set(err, FP_EFORMAT,
+                            "--data %s: %s has %zu labels for the %zu images of %s; the two "
+                            "files do not belong together",
+                            dir, path[1], nl, n, path[0]);
+    return 0;
+}
+
+int fp_workload_create_client_dir(struct fp_workload **out, const struct fp_scenario *sc,
+                                  uint32_t client, const char *dir, struct fp_error *err)
+{
+    char path[2][4096];
+    struct fp_inputs inputs = {0};
+    struct fp_dataset train = {0}, none = {0};
+    uint32_t *sizes = NULL;
+    int rc;
+    *out = NULL;
+    if (sc->dataset != FP_DATA_FMNIST)
+        return fp_error_set(err, FP_EINVAL,
+                            "--data %s: a client's own IDX files apply to an IDX dataset "
+                            "(fashion-mnist); this scenario's dataset is %s, whose data each "
+                            "client generates: use --data partition",
+                            dir, fp_dataset_name(sc->dataset));
+    if ((rc = fp__classifier_ok(sc, err)) || (rc = fp__check_id(sc, client, err)) ||
+        (rc = fp__client_dir_files(dir, path, err)))
+        return rc;
     if ((rc = fp_idx_load(&train, path[0], path[1], &inputs, err)))
         goto fail;
     if (train.n > UINT32_MAX - 1) {

@@ -120,6 +120,16 @@ int fp_workload_create_client(struct fp_workload **out, const struct fp_scenario
 int fp_workload_create_client_dir(struct fp_workload **out, const struct fp_scenario *sc,
                                   uint32_t client, const char *dir, struct fp_error *err);
 
+/* Fashion-MNIST's images: 28 x 28 pixels. */
+#define FP_FMNIST_DIM 784
+/* What a client daemon checks of --data DIR before it connects: DIR holds
+ * train-images-idx3-ubyte[.gz] of 28x28 images (Fashion-MNIST's, the
+ * scenarios' only IDX dataset: what their models take) and
+ * train-labels-idx1-ubyte[.gz] with as many labels, each a class 0-9.
+ * FP_EIO / FP_EFORMAT naming the file and the reason. Reads the labels
+ * and the images' header. */
+int fp_workload_check_client_dir(const char *dir, struct fp_error *err);
+
 /* The test set only (FP_HOLDS_TEST), for a coordinator: evaluate() and
  * eval_block() give the same bits as the full workload's; grad() is not
  * available. n_local[] holds every client's partition size, which for
