@@ -17,7 +17,8 @@
 
 static const char fp__client_usage[] =
     "usage: fedpress client --connect HOST:PORT --server-key PUBKEY --key c.key --state DIR\n"
-    "                       [--data partition]\n"
+    "                       [--data partition] [--welcome-deadline S] [--heartbeat S]\n"
+    "                       [--reconnect-for S]\n"
     "  --connect H:P      the coordinator\n"
     "  --server-key HEX   the coordinator's public key (64 hex digits, as fedpress keygen\n"
     "                     printed it), pinned: a server without its secret key fails the\n"
@@ -29,7 +30,14 @@ static const char fp__client_usage[] =
     "  --data partition   train on this client's shard of the scenario's partition (the\n"
     "                     only choice in this version)\n"
     "  --welcome-deadline S  give up (exit 1) if the coordinator has not completed the\n"
-    "                     handshake and sent its welcome within S seconds (default 30)\n";
+    "                     handshake and sent its welcome within S seconds (default 30)\n"
+    "  --heartbeat S      send a heartbeat at least every S seconds, also while training\n"
+    "                     (default 5; never less often than a third of the coordinator's\n"
+    "                     dead-peer timeout, which the welcome tells)\n"
+    "  --reconnect-for S  when the coordinator is unreachable or the connection is lost,\n"
+    "                     connect again (waits of 0.5 s doubling up to 30 s, jittered) for\n"
+    "                     up to S seconds without a welcome, then exit 1 (default 600;\n"
+    "                     0: never reconnect)\n";
 
 static int fp__client_usage_error(const char *what, const char *arg)
 {
@@ -40,7 +48,8 @@ static int fp__client_usage_error(const char *what, const char *arg)
 int fp_cli_client(int argc, char **argv)
 {
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
-    const char *data = "partition", *welcome = NULL;
+    const char *data = "partition", *welcome = NULL, *heartbeat = NULL, *reconnect = NULL;
+    unsigned test_slow_ms = 0;
     uint32_t test_bad_round = 0;
     int test_bad_kind = 0;
     for (int i = 2; i < argc; i++) {
@@ -63,7 +72,19 @@ int fp_cli_client(int argc, char **argv)
             test_bad_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "short") ? 2 : 3;
             continue;
         }
+        if (!strcmp(a, "--test-slow-train") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: each training takes MS ms longer
+             * (tests/e2e_live.sh: heartbeats keep a slow client alive) */
+            char *end;
+            unsigned long ms = strtoul(argv[++i], &end, 10);
+            if (*end || ms > 600000)
+                return fp__client_usage_error("--test-slow-train: milliseconds, not ", argv[i]);
+            test_slow_ms = (unsigned)ms;
+            continue;
+        }
         const char **dst = !strcmp(a, "--connect")            ? &connect
+                           : !strcmp(a, "--heartbeat")        ? &heartbeat
+                           : !strcmp(a, "--reconnect-for")    ? &reconnect
                            : !strcmp(a, "--server-key")       ? &server_key
                            : !strcmp(a, "--key")              ? &keyf
                            : !strcmp(a, "--state")            ? &state
@@ -100,6 +121,22 @@ int fp_cli_client(int argc, char **argv)
                                           "86400]: ",
                                           welcome);
     }
+    double heartbeat_s = 5, reconnect_for = 600;
+    if (heartbeat) {
+        char *end;
+        heartbeat_s = strtod(heartbeat, &end);
+        if (*end || !(heartbeat_s >= 0.1 && heartbeat_s <= 3600))
+            return fp__client_usage_error("--heartbeat: not a number of seconds in [0.1, 3600]: ",
+                                          heartbeat);
+    }
+    if (reconnect) {
+        char *end;
+        reconnect_for = strtod(reconnect, &end);
+        if (*end || !(reconnect_for >= 0 && reconnect_for <= 86400 * 7))
+            return fp__client_usage_error("--reconnect-for: not a number of seconds in [0, "
+                                          "604800]: ",
+                                          reconnect);
+    }
     struct stat st;
     if (stat(state, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "fedpress client: --state %s: %s (create the directory first)\n", state,
@@ -117,6 +154,9 @@ int fp_cli_client(int argc, char **argv)
                                         .key = key,
                                         .state_dir = state,
                                         .welcome_s = welcome_s,
+                                        .heartbeat_s = heartbeat_s,
+                                        .reconnect_for = reconnect_for,
+                                        .test_slow_ms = test_slow_ms,
                                         .log = stderr,
                                         .test_bad_round = test_bad_round,
                                         .test_bad_kind = test_bad_kind};

@@ -20,7 +20,8 @@ static const char fp__coord_usage[] =
     "usage: fedpress coordinator --scenario FILE.ini --listen ADDR:PORT --key coord.key\n"
     "                            --allow clients.pub [--store PATH] [--deadline SECONDS]\n"
     "                            [--wait SECONDS] [--handshake-deadline SECONDS]\n"
-    "                            [--max-pending N] [--ready FILE] [--quiet]\n"
+    "                            [--max-pending N] [--dead-peer S] [--write-stall S]\n"
+    "                            [--ready FILE] [--quiet]\n"
     "  --scenario FILE   the run's scenario (sent to every client in its welcome)\n"
     "  --listen A:P      address and port to listen on (0.0.0.0:7400; port 0: any free one)\n"
     "  --key FILE        the coordinator's secret key (fedpress keygen --out FILE); clients\n"
@@ -35,6 +36,11 @@ static const char fp__coord_usage[] =
     "                    so is one that does not read its last messages (default 10)\n"
     "  --max-pending N   connections still in their handshake at once; one more closes\n"
     "                    the oldest of them (default 64)\n"
+    "  --dead-peer S     an admitted client that sends nothing (not even a heartbeat) for\n"
+    "                    S whole seconds is closed (default 30; clients are told S in the\n"
+    "                    welcome and heartbeat at least every S/3 seconds)\n"
+    "  --write-stall S   a connection whose queued bytes make no progress for S seconds\n"
+    "                    is closed (default 30)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
     "  --quiet           no progress lines\n"
     "In this version the first round starts when all N clients are connected; a round\n"
@@ -65,7 +71,8 @@ int fp_cli_coordinator(int argc, char **argv)
 {
     const char *scenario = NULL, *listen = NULL, *keyf = NULL, *allowf = NULL;
     const char *store_path = "runs.db", *ready = NULL;
-    double deadline = 0, wait = 600, hs = 10; /* deadline 0: the scenario's */
+    double deadline = 0, wait = 600, hs = 10, stall = 30; /* deadline 0: the scenario's */
+    unsigned long dead_peer = 30;
     unsigned long max_pending = 64;
     int quiet = 0;
     for (int i = 2; i < argc; i++) {
@@ -85,23 +92,31 @@ int fp_cli_coordinator(int argc, char **argv)
                            : !strcmp(a, "--store")  ? &store_path
                            : !strcmp(a, "--ready")  ? &ready
                                                     : NULL;
-        int is_time =
-            !strcmp(a, "--deadline") || !strcmp(a, "--wait") || !strcmp(a, "--handshake-deadline");
-        int is_count = !strcmp(a, "--max-pending");
+        int is_time = !strcmp(a, "--deadline") || !strcmp(a, "--wait") ||
+                      !strcmp(a, "--handshake-deadline") || !strcmp(a, "--write-stall");
+        int is_count = !strcmp(a, "--max-pending") || !strcmp(a, "--dead-peer");
         if (!dst && !is_time && !is_count)
             return fp__coord_usage_error("unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
             return fp__coord_usage_error(a, " needs a value");
         const char *v = argv[++i];
         if (is_time) {
-            double *t = !strcmp(a, "--deadline") ? &deadline : !strcmp(a, "--wait") ? &wait : &hs;
+            double *t = !strcmp(a, "--deadline")      ? &deadline
+                        : !strcmp(a, "--wait")        ? &wait
+                        : !strcmp(a, "--write-stall") ? &stall
+                                                      : &hs;
             if (fp__seconds(v, t))
                 return fp__coord_usage_error(a, " needs a number of seconds (> 0)");
         } else if (is_count) {
+            /* --dead-peer travels in the welcome as 16 bits of seconds */
+            const unsigned long max = !strcmp(a, "--dead-peer") ? 65535 : 1000000;
             char *end;
-            max_pending = strtoul(v, &end, 10);
-            if (end == v || *end || *v == '-' || max_pending < 1 || max_pending > 1000000)
-                return fp__coord_usage_error(a, " needs a count from 1 to 1000000");
+            unsigned long *dst_n = !strcmp(a, "--dead-peer") ? &dead_peer : &max_pending;
+            *dst_n = strtoul(v, &end, 10);
+            if (end == v || *end || *v == '-' || *dst_n < 1 || *dst_n > max)
+                return fp__coord_usage_error(a, max == 65535
+                                                    ? " needs whole seconds from 1 to 65535"
+                                                    : " needs a count from 1 to 1000000");
         } else {
             *dst = v;
         }
@@ -140,6 +155,8 @@ int fp_cli_coordinator(int argc, char **argv)
                                        .wait_s = wait,
                                        .handshake_s = hs,
                                        .max_pending = (unsigned)max_pending,
+                                       .dead_peer_s = (unsigned)dead_peer,
+                                       .write_stall_s = stall,
                                        .progress = quiet ? NULL : stdout,
                                        .log = stderr,
                                        .stop = &fp__coord_stop};

@@ -41,6 +41,11 @@ struct fp_coord_options {
     double wait_s;        /* how long the first round waits for all N clients */
     double handshake_s;   /* a connection's handshake and admission deadline */
     unsigned max_pending; /* unauthenticated connections at once */
+    /* An admitted session that sends no byte for dead_peer_s seconds is
+     * closed (its heartbeats stopped); the value goes to the client in the
+     * welcome, which heartbeats at a third of it at most. 1..65535. */
+    unsigned dead_peer_s;
+    double write_stall_s; /* queued bytes that make no progress this long: closed */
     FILE *progress;       /* run/'s progress lines; NULL = quiet */
     FILE *log;            /* connections and refusals (stderr) */
     volatile sig_atomic_t *stop;
