@@ -50,6 +50,7 @@ int fp_cli_client(int argc, char **argv)
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
     const char *data = "partition", *welcome = NULL, *heartbeat = NULL, *reconnect = NULL;
     unsigned test_slow_ms = 0;
+    uint32_t test_die_round = 0;
     uint32_t test_bad_round = 0;
     int test_bad_kind = 0;
     for (int i = 2; i < argc; i++) {
@@ -80,6 +81,16 @@ int fp_cli_client(int argc, char **argv)
             if (*end || ms > 600000)
                 return fp__client_usage_error("--test-slow-train: milliseconds, not ", argv[i]);
             test_slow_ms = (unsigned)ms;
+            continue;
+        }
+        if (!strcmp(a, "--test-die-after-upload") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: SIGKILL itself once that round's
+             * upload is written (tests/e2e_live.sh) */
+            char *end;
+            unsigned long r = strtoul(argv[++i], &end, 10);
+            if (*end || !r || r > UINT32_MAX)
+                return fp__client_usage_error("--test-die-after-upload: a round, not ", argv[i]);
+            test_die_round = (uint32_t)r;
             continue;
         }
         const char **dst = !strcmp(a, "--connect")            ? &connect
@@ -157,6 +168,7 @@ int fp_cli_client(int argc, char **argv)
                                         .heartbeat_s = heartbeat_s,
                                         .reconnect_for = reconnect_for,
                                         .test_slow_ms = test_slow_ms,
+                                        .test_die_round = test_die_round,
                                         .log = stderr,
                                         .test_bad_round = test_bad_round,
                                         .test_bad_kind = test_bad_kind};

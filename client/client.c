@@ -20,6 +20,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -49,6 +50,8 @@ struct fp__client {
     int handshaken;      /* the coordinator answered message 1: its key is the pinned one */
     int welcomed;        /* the welcome of this connection arrived */
     int write_failed;    /* the first failed write's status, while its reason is awaited */
+    unsigned writes_out; /* writes not yet called back */
+    int die;             /* TEST ONLY: see fp_client_options.test_die_round */
     const uint8_t *rest; /* bytes read and not yet fed when training began */
     size_t rest_n;
     /* the client, across connections */
@@ -63,6 +66,7 @@ struct fp__client {
     uint32_t id, round;
     int may_repeat;      /* its round may come again: 'not included', or after a reconnection */
     uint32_t prep_round; /* pending holds the state prepared for this round (0: none) */
+    int prep_loaded;     /* ... read back from the disk after a restart */
     char scenario_sha[65];
     struct fp_scenario sc;
     struct fp_workload *w;
@@ -219,6 +223,9 @@ static void fp__written(uv_write_t *req, int status)
     struct fp__write *w = (struct fp__write *)req;
     struct fp__client *c = w->c;
     free(w);
+    c->writes_out--;
+    if (c->die && !c->writes_out && status == 0)
+        kill(getpid(), SIGKILL); /* TEST ONLY: the upload is in the kernel's hands */
     if (status < 0 && status != UV_ECANCELED && !c->ending && !c->write_failed) {
         /* The coordinator may have sent its reason (an error message) and
          * closed while this upload was on its way: read what it sent first,
@@ -253,6 +260,7 @@ static int fp__write(struct fp__client *c, const void *bytes, size_t n,
     }
     uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)len);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, fp__written);
+    c->writes_out += !rc;
     if (rc) {
         free(w);
         fp_error_set(&c->err, FP_EIO, "writing to the coordinator: %s", uv_strerror(rc));
@@ -330,8 +338,9 @@ static int fp__write_atomic(const char *path, const void *data, size_t len, stru
 }
 
 /* Before the upload leaves: the state it commits if included, durably, as
- * DIR/...state.prepared (its round, 4 bytes little-endian, then the
- * state), so a client killed after the coordinator included the upload
+ * DIR/...state.prepared (the round, 4 bytes little-endian, then the
+ * algorithm's client state: the format of the state file it is renamed
+ * to), so a client killed after the coordinator included the upload
  * and before it heard so commits it when it starts again. */
 static int fp__prepare(struct fp__client *c, uint32_t round)
 {
@@ -356,7 +365,11 @@ static int fp__commit(struct fp__client *c)
 {
     fp_algo_client_commit(&c->p, &c->cs, &c->pending);
     c->res->rounds_included++;
+    if (c->prep_loaded)
+        fp__log(c, "the coordinator included round %u: the state prepared for it committed",
+                c->prep_round);
     c->prep_round = 0;
+    c->prep_loaded = 0;
     if (!fp_algo_client_state_bytes(&c->p) || !fp_algo_client_has_state(&c->cs))
         return 0;
     if (rename(c->prep_path, c->state_path))
@@ -371,56 +384,56 @@ static void fp__discard(struct fp__client *c)
 {
     if (c->prep_round && fp_algo_client_state_bytes(&c->p))
         (void)unlink(c->prep_path);
+    if (c->prep_loaded)
+        fp__log(c, "round %u was not included: the state prepared for it dropped", c->prep_round);
     c->prep_round = 0;
+    c->prep_loaded = 0;
 }
 
-/* After a restart: the state prepared for an upload before the previous
- * process ended, if any, into pending (c->prep_round its round). */
-static int fp__load_prepared(struct fp__client *c)
+/* A state file (the round it is for, 4 bytes little-endian, then the
+ * algorithm's client state) into cs; *round its round, 0 if there is no
+ * such file. */
+static int fp__load(struct fp__client *c, const char *path, struct fp_client_state *cs,
+                    uint32_t *round)
 {
-    size_t n = fp_algo_client_state_bytes(&c->p);
+    const size_t n = fp_algo_client_state_bytes(&c->p);
+    *round = 0;
     if (!n)
         return 0;
-    FILE *f = fopen(c->prep_path, "rb");
+    FILE *f = fopen(path, "rb");
     if (!f)
-        return errno == ENOENT
-                   ? 0
-                   : fp_error_set(&c->err, FP_EIO, "%s: %s", c->prep_path, strerror(errno));
+        return errno == ENOENT ? 0 : fp_error_set(&c->err, FP_EIO, "%s: %s", path, strerror(errno));
     uint8_t *blob = malloc(4 + n + 1);
     size_t got = blob ? fread(blob, 1, 4 + n + 1, f) : 0;
     fclose(f);
     if (!blob)
         return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
-    int rc = got < 4 ? fp_error_set(&c->err, FP_EFORMAT, "%s: truncated (delete it)", c->prep_path)
-                     : fp_algo_client_load(&c->p, c->id, &c->pending, blob + 4, got - 4, &c->err);
+    int rc = got < 4 ? fp_error_set(&c->err, FP_EFORMAT, "%s: truncated", path)
+                     : fp_algo_client_load(&c->p, c->id, cs, blob + 4, got - 4, &c->err);
     if (!rc)
-        c->prep_round = (uint32_t)blob[0] | (uint32_t)blob[1] << 8 | (uint32_t)blob[2] << 16 |
-                        (uint32_t)blob[3] << 24;
+        *round = (uint32_t)blob[0] | (uint32_t)blob[1] << 8 | (uint32_t)blob[2] << 16 |
+                 (uint32_t)blob[3] << 24;
     free(blob);
     return rc;
 }
 
 /* The state of a client that ran part of this run before (same run id and
- * scenario: the file name carries their hash), if any. */
+ * scenario: the file name carries their hash), and the state it prepared
+ * for an upload whose result it did not hear (into pending, c->prep_round
+ * its round), if any. */
 static int fp__load_state(struct fp__client *c)
 {
-    if (!fp_algo_client_state_bytes(&c->p))
-        return 0;
-    FILE *f = fopen(c->state_path, "rb");
-    if (!f)
-        return errno == ENOENT
-                   ? 0
-                   : fp_error_set(&c->err, FP_EIO, "%s: %s", c->state_path, strerror(errno));
-    size_t cap = fp_algo_client_state_bytes(&c->p) + 1;
-    uint8_t *blob = malloc(cap);
-    size_t n = blob ? fread(blob, 1, cap, f) : 0;
-    fclose(f);
-    if (!blob)
-        return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
-    int rc = fp_algo_client_load(&c->p, c->id, &c->cs, blob, n, &c->err);
-    free(blob);
-    if (!rc)
-        fp__log(c, "state restored from %s", c->state_path);
+    uint32_t round;
+    int rc = fp__load(c, c->state_path, &c->cs, &round);
+    if (!rc && round)
+        fp__log(c, "state of round %u restored from %s", round, c->state_path);
+    if (!rc && !(rc = fp__load(c, c->prep_path, &c->pending, &c->prep_round)) && c->prep_round) {
+        c->prep_loaded = 1;
+        fp__log(c,
+                "a state prepared for round %u found in %s: committed if the coordinator "
+                "included that upload, else dropped",
+                c->prep_round, c->prep_path);
+    }
     return rc;
 }
 
@@ -470,7 +483,7 @@ static int fp__setup(struct fp__client *c, const struct fp_msg_header *h, uint8_
     snprintf(c->state_path, sizeof c->state_path, "%s/client-%u-run-%lld-%.16s.state",
              c->o->state_dir, c->id, (long long)c->run, c->scenario_sha);
     snprintf(c->prep_path, sizeof c->prep_path, "%s.prepared", c->state_path);
-    if ((rc = fp__load_state(c)) || (rc = fp__load_prepared(c)))
+    if ((rc = fp__load_state(c)))
         return rc;
     c->round = c->prep_round; /* its result may still come (fp__on_result) */
     c->res->run_id = c->run;
@@ -503,8 +516,6 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
      * commits now; one for a later round waits for its result or is
      * dropped when a later broadcast shows the round closed without it. */
     if (c->prep_round && h->round >= c->prep_round) {
-        fp__log(c, "the coordinator included round %u: its prepared state committed",
-                c->prep_round);
         int rc = fp__commit(c);
         if (rc)
             return rc;
@@ -580,6 +591,7 @@ static void fp__trained(uv_work_t *req, int status)
     if (fp__write(c, report, sizeof report, &rh) ||
         fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
         return;
+    c->die = c->o->test_die_round && h->round == c->o->test_die_round;
     /* TEST ONLY: the same upload twice (stale by the next exchange) */
     if (c->o->test_bad_kind == 3 && h->round == c->o->test_bad_round && h->phase == 0 &&
         fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))

@@ -51,6 +51,11 @@ struct fp_client_options {
     /* TEST ONLY (tests/e2e_live.sh, `--test-slow-train MS`): each training
      * takes MS milliseconds longer. 0: never. */
     unsigned test_slow_ms;
+    /* TEST ONLY (`--test-die-after-upload ROUND`): SIGKILL itself once the
+     * upload of that round is written, before its result: the window in
+     * which the coordinator includes an upload whose client has not
+     * committed it. 0: never. */
+    uint32_t test_die_round;
 };
 
 struct fp_client_result {

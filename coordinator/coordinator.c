@@ -99,7 +99,7 @@ struct fp__coord {
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
     uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
     char (*gone)[160];             /* [N] why a client's last connection was closed */
-    uint64_t *gone_at;             /* [N] uv_now when it was closed, 0 never */
+    uint64_t *gone_at;             /* [N] uv_now when its connection was lost, else 0 */
     /* [N] THE record of the last round in which each client's upload was
      * included (0: none), told to the client in its welcome so that a
      * restarted client commits or discards the state it prepared for that
@@ -176,7 +176,8 @@ static void fp__session_close(struct fp__session *s)
         co->connected--;
         snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
                  s->why[0] ? s->why : "it ended the connection");
-        co->gone_at[s->id] = uv_now(&co->loop);
+        /* only a lost connection's slots are held open for a reconnection */
+        co->gone_at[s->id] = s->lost ? uv_now(&co->loop) : 0;
     }
     int lost = s->slot >= 0 && !s->answered && co->state == FP__ROUND;
     s->stage = FP__CLOSING;
@@ -548,7 +549,8 @@ static void fp__offer(struct fp__session *s, uint32_t slot, const struct fp_msg_
 
 /* A client admitted while an exchange it is sampled in is open (it
  * reconnected): it is sent the broadcast if its slot still waits for an
- * upload. */
+ * upload; if its upload is in (sent before its old connection ended), it
+ * holds the slot to be told the result, which it commits by. */
 static void fp__join(struct fp__session *s)
 {
     struct fp__coord *co = s->co;
@@ -556,14 +558,19 @@ static void fp__join(struct fp__session *s)
     struct fp_msg_header h;
     if (co->state != FP__ROUND || s->slot >= 0 || fp_msg_decode_header(r->bcast, &h, &co->err))
         return;
-    for (uint32_t slot = 0; slot < r->sc->sample; slot++)
-        if (r->chosen[slot] == (uint32_t)s->id && co->status[slot] == FP_CLIENT_INCLUDED &&
-            !co->have[slot]) {
-            char who[160];
-            fp__log(co, "%s rejoins round %u", fp__who(s, who, sizeof who), co->round);
-            fp__offer(s, slot, &h);
+    for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
+        if (r->chosen[slot] != (uint32_t)s->id || co->status[slot] != FP_CLIENT_INCLUDED)
+            continue;
+        if (co->have[slot]) {
+            s->slot = slot;
+            s->answered = 1;
             return;
         }
+        char who[160];
+        fp__log(co, "%s rejoins round %u", fp__who(s, who, sizeof who), co->round);
+        fp__offer(s, slot, &h);
+        return;
+    }
 }
 
 /* Sends exchange co->phase's broadcast to every participant that can take
