@@ -46,7 +46,9 @@ static const char fp__coord_usage[] =
     "In this version the first round starts when all N clients are connected; a round\n"
     "closes when every sampled client answered, at the deadline, or min_updates uploads\n"
     "plus wait_after_min; below min_updates it is tried twice more, then the run fails\n"
-    "(docs/daemons.md).\n";
+    "(docs/daemons.md). A key that connects again replaces its old session; a client\n"
+    "whose connection was lost keeps its slot in the open round, and rejoins it if it is\n"
+    "back before the round closes.\n";
 
 static volatile sig_atomic_t fp__coord_stop;
 

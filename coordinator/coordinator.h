@@ -8,7 +8,11 @@
  * metrics and final model, byte for byte. The conversation on top of the
  * channel is in docs/daemons.md.
  *
- * This slice: the first round starts once all N clients are connected.
+ * The first round starts once all N clients are connected. Liveness: a
+ * dead-peer and a write-stall timeout per admitted session; a key that
+ * connects again replaces its session, and a client whose connection was
+ * lost keeps its slot in the open round until it closes (it rejoins if it
+ * comes back in time).
  * Partial rounds (docs/daemons.md): a round closes when every sampled
  * client answered, at [participation] deadline, or min_updates uploads plus
  * wait_after_min; a sampled client not included is late, absent or refused
