@@ -152,9 +152,12 @@ static void fp__next(struct fp__client *c)
     const uint64_t now = uv_now(&c->loop);
     const double waited = (double)(now - c->lost_at) / 1e3;
     if (!(c->o->reconnect_for > 0) || waited >= c->o->reconnect_for) {
-        if (c->o->reconnect_for > 0)
+        if (c->o->reconnect_for > 0) {
+            char last[sizeof c->err.msg];
+            snprintf(last, sizeof last, "%s", c->err.msg);
             fp_error_set(&c->err, FP_EIO, "%s; gave up reconnecting after %.0f s (--reconnect-for)",
-                         c->err.msg, waited);
+                         last, waited);
+        }
         if (!c->rc)
             c->rc = FP_EIO;
         fp__finish(c);
@@ -803,9 +806,12 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         const char *why = nread != UV_EOF ? uv_strerror((int)nread)
                           : clean         ? "the connection closed before the run ended"
                                           : fp_chan_error(c->ch);
-        if (!c->handshaken) {
+        if (!c->handshaken && !c->known) {
             /* a coordinator whose key is not the pinned one cannot answer
-             * message 1, and closes: trying again would not help */
+             * message 1, and closes: trying again would not help. (Once a
+             * welcome came, the pinned key is proven right: a connection
+             * cut in its handshake then is one more loss, e.g. an
+             * overloaded coordinator closing its oldest handshakes.) */
             fp_error_set(&c->err, FP_EIO,
                          "the coordinator %s:%d: %s before answering the handshake (is "
                          "--server-key its public key? fedpress keygen --public coord.key "
