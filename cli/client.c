@@ -45,6 +45,20 @@ static int fp__client_usage_error(const char *what, const char *arg)
     return 2;
 }
 
+/* An option's seconds in [lo, hi] into *out (left as is when v is NULL);
+ * -1 if v is not such a number. */
+static int fp__client_seconds(const char *v, double lo, double hi, double *out)
+{
+    if (!v)
+        return 0;
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d >= lo && d <= hi))
+        return -1;
+    *out = d;
+    return 0;
+}
+
 int fp_cli_client(int argc, char **argv)
 {
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
@@ -123,31 +137,16 @@ int fp_cli_client(int argc, char **argv)
         return fp__client_usage_error("--connect: ", "port 0 is not a port to connect to");
     if (fp_key_from_hex(server_key, spub))
         return fp__client_usage_error("--server-key: not 64 hex digits: ", server_key);
-    double welcome_s = 30;
-    if (welcome) {
-        char *end;
-        welcome_s = strtod(welcome, &end);
-        if (*end || !(welcome_s > 0 && welcome_s <= 86400))
-            return fp__client_usage_error("--welcome-deadline: not a number of seconds in (0, "
-                                          "86400]: ",
-                                          welcome);
-    }
-    double heartbeat_s = 5, reconnect_for = 600;
-    if (heartbeat) {
-        char *end;
-        heartbeat_s = strtod(heartbeat, &end);
-        if (*end || !(heartbeat_s >= 0.1 && heartbeat_s <= 3600))
-            return fp__client_usage_error("--heartbeat: not a number of seconds in [0.1, 3600]: ",
-                                          heartbeat);
-    }
-    if (reconnect) {
-        char *end;
-        reconnect_for = strtod(reconnect, &end);
-        if (*end || !(reconnect_for >= 0 && reconnect_for <= 86400 * 7))
-            return fp__client_usage_error("--reconnect-for: not a number of seconds in [0, "
-                                          "604800]: ",
-                                          reconnect);
-    }
+    double welcome_s = 30, heartbeat_s = 5, reconnect_for = 600;
+    if (fp__client_seconds(welcome, 0.001, 86400, &welcome_s))
+        return fp__client_usage_error("--welcome-deadline: not a number of seconds in (0, 86400]: ",
+                                      welcome);
+    if (fp__client_seconds(heartbeat, 0.1, 3600, &heartbeat_s))
+        return fp__client_usage_error("--heartbeat: not a number of seconds in [0.1, 3600]: ",
+                                      heartbeat);
+    if (fp__client_seconds(reconnect, 0, 86400 * 7, &reconnect_for))
+        return fp__client_usage_error("--reconnect-for: not a number of seconds in [0, 604800]: ",
+                                      reconnect);
     struct stat st;
     if (stat(state, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "fedpress client: --state %s: %s (create the directory first)\n", state,

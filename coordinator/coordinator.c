@@ -164,6 +164,20 @@ static void fp__session_closed(uv_handle_t *h)
     free(s);
 }
 
+/* The session no longer holds its key's place: why, and when if it was
+ * lost (only a lost connection's slots are held open for a reconnection). */
+static void fp__detach(struct fp__session *s)
+{
+    struct fp__coord *co = s->co;
+    if (s->id < 0 || co->by_id[s->id] != s)
+        return;
+    co->by_id[s->id] = NULL;
+    co->connected--;
+    snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
+             s->why[0] ? s->why : "it ended the connection");
+    co->gone_at[s->id] = s->lost ? uv_now(&co->loop) : 0;
+}
+
 static void fp__session_close(struct fp__session *s)
 {
     struct fp__coord *co = s->co;
@@ -171,14 +185,7 @@ static void fp__session_close(struct fp__session *s)
         return;
     if (s->stage == FP__HANDSHAKE)
         co->pending--;
-    if (s->id >= 0 && co->by_id[s->id] == s) {
-        co->by_id[s->id] = NULL;
-        co->connected--;
-        snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
-                 s->why[0] ? s->why : "it ended the connection");
-        /* only a lost connection's slots are held open for a reconnection */
-        co->gone_at[s->id] = s->lost ? uv_now(&co->loop) : 0;
-    }
+    fp__detach(s);
     int lost = s->slot >= 0 && !s->answered && co->state == FP__ROUND;
     s->stage = FP__CLOSING;
     uv_close((uv_handle_t *)&s->tcp, fp__session_closed);
@@ -350,10 +357,8 @@ static void fp__replace(struct fp__session *old, struct fp__session *s)
     snprintf(old->why, sizeof old->why, "replaced by a new connection with its key from %s",
              s->addr);
     fp__log(co, "%s: %s; the old connection is closed", fp__who(old, who, sizeof who), old->why);
-    co->by_id[old->id] = NULL;
-    co->connected--;
-    snprintf(co->gone[old->id], sizeof co->gone[old->id], "%s", old->why);
-    co->gone_at[old->id] = uv_now(&co->loop);
+    old->lost = 1;
+    fp__detach(old);
     if (old->slot >= 0 && old->answered) {
         s->slot = old->slot;
         s->answered = 1;
