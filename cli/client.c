@@ -18,7 +18,8 @@
 
 static const char fp__client_usage[] =
     "usage: fedpress client --connect HOST:PORT --server-key PUBKEY --key c.key --state DIR\n"
-    "                       [--data partition|DIR]\n"
+    "                       [--data partition|DIR] [--welcome-deadline S] [--heartbeat S]\n"
+    "                       [--reconnect-for S]\n"
     "  --connect H:P      the coordinator\n"
     "  --server-key HEX   the coordinator's public key (64 hex digits, as fedpress keygen\n"
     "                     printed it), pinned: a server without its secret key fails the\n"
@@ -34,7 +35,14 @@ static const char fp__client_usage[] =
     "                     and train-labels-idx1-ubyte[.gz] (classes 0-9), checked before\n"
     "                     connecting; the scenario's dataset must be fashion-mnist\n"
     "  --welcome-deadline S  give up (exit 1) if the coordinator has not completed the\n"
-    "                     handshake and sent its welcome within S seconds (default 30)\n";
+    "                     handshake and sent its welcome within S seconds (default 30)\n"
+    "  --heartbeat S      send a heartbeat at least every S seconds, also while training\n"
+    "                     (default 5; never less often than a third of the coordinator's\n"
+    "                     dead-peer timeout, which the welcome tells)\n"
+    "  --reconnect-for S  when the coordinator is unreachable or the connection is lost,\n"
+    "                     connect again (waits of 0.5 s doubling up to 30 s, jittered) for\n"
+    "                     up to S seconds without a welcome, then exit 1 (default 600;\n"
+    "                     0: never reconnect)\n";
 
 static int fp__client_usage_error(const char *what, const char *arg)
 {
@@ -42,10 +50,26 @@ static int fp__client_usage_error(const char *what, const char *arg)
     return 2;
 }
 
+/* An option's seconds in [lo, hi] into *out (left as is when v is NULL);
+ * -1 if v is not such a number. */
+static int fp__client_seconds(const char *v, double lo, double hi, double *out)
+{
+    if (!v)
+        return 0;
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !(d >= lo && d <= hi))
+        return -1;
+    *out = d;
+    return 0;
+}
+
 int fp_cli_client(int argc, char **argv)
 {
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
-    const char *data = "partition", *welcome = NULL;
+    const char *data = "partition", *welcome = NULL, *heartbeat = NULL, *reconnect = NULL;
+    unsigned test_slow_ms = 0;
+    uint32_t test_die_round = 0;
     uint32_t test_bad_round = 0;
     int test_bad_kind = 0;
     for (int i = 2; i < argc; i++) {
@@ -68,7 +92,29 @@ int fp_cli_client(int argc, char **argv)
             test_bad_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "short") ? 2 : 3;
             continue;
         }
+        if (!strcmp(a, "--test-slow-train") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: each training takes MS ms longer
+             * (tests/e2e_live.sh: heartbeats keep a slow client alive) */
+            char *end;
+            unsigned long ms = strtoul(argv[++i], &end, 10);
+            if (*end || ms > 600000)
+                return fp__client_usage_error("--test-slow-train: milliseconds, not ", argv[i]);
+            test_slow_ms = (unsigned)ms;
+            continue;
+        }
+        if (!strcmp(a, "--test-die-after-upload") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: SIGKILL itself once that round's
+             * upload is written (tests/e2e_live.sh) */
+            char *end;
+            unsigned long r = strtoul(argv[++i], &end, 10);
+            if (*end || !r || r > UINT32_MAX)
+                return fp__client_usage_error("--test-die-after-upload: a round, not ", argv[i]);
+            test_die_round = (uint32_t)r;
+            continue;
+        }
         const char **dst = !strcmp(a, "--connect")            ? &connect
+                           : !strcmp(a, "--heartbeat")        ? &heartbeat
+                           : !strcmp(a, "--reconnect-for")    ? &reconnect
                            : !strcmp(a, "--server-key")       ? &server_key
                            : !strcmp(a, "--key")              ? &keyf
                            : !strcmp(a, "--state")            ? &state
@@ -101,15 +147,16 @@ int fp_cli_client(int argc, char **argv)
         return fp__client_usage_error("--connect: ", "port 0 is not a port to connect to");
     if (fp_key_from_hex(server_key, spub))
         return fp__client_usage_error("--server-key: not 64 hex digits: ", server_key);
-    double welcome_s = 30;
-    if (welcome) {
-        char *end;
-        welcome_s = strtod(welcome, &end);
-        if (*end || !(welcome_s > 0 && welcome_s <= 86400))
-            return fp__client_usage_error("--welcome-deadline: not a number of seconds in (0, "
-                                          "86400]: ",
-                                          welcome);
-    }
+    double welcome_s = 30, heartbeat_s = 5, reconnect_for = 600;
+    if (fp__client_seconds(welcome, 0.001, 86400, &welcome_s))
+        return fp__client_usage_error("--welcome-deadline: not a number of seconds in (0, 86400]: ",
+                                      welcome);
+    if (fp__client_seconds(heartbeat, 0.1, 3600, &heartbeat_s))
+        return fp__client_usage_error("--heartbeat: not a number of seconds in [0.1, 3600]: ",
+                                      heartbeat);
+    if (fp__client_seconds(reconnect, 0, 86400 * 7, &reconnect_for))
+        return fp__client_usage_error("--reconnect-for: not a number of seconds in [0, 604800]: ",
+                                      reconnect);
     struct stat st;
     if (stat(state, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "fedpress client: --state %s: %s (create the directory first)\n", state,
@@ -128,6 +175,10 @@ int fp_cli_client(int argc, char **argv)
                                         .state_dir = state,
                                         .data_dir = data_dir,
                                         .welcome_s = welcome_s,
+                                        .heartbeat_s = heartbeat_s,
+                                        .reconnect_for = reconnect_for,
+                                        .test_slow_ms = test_slow_ms,
+                                        .test_die_round = test_die_round,
                                         .log = stderr,
                                         .test_bad_round = test_bad_round,
                                         .test_bad_kind = test_bad_kind};

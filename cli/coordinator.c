@@ -23,7 +23,8 @@ static const char fp__coord_usage[] =
     "                            --allow clients.pub [--store PATH] [--resume-or-start]\n"
     "                            [--deadline SECONDS] [--wait SECONDS]\n"
     "                            [--handshake-deadline SECONDS] [--max-pending N]\n"
-    "                            [--max-pending-per-address N] [--ready FILE] [--quiet]\n"
+    "                            [--max-pending-per-address N] [--dead-peer S]\n"
+    "                            [--write-stall S] [--ready FILE] [--quiet]\n"
     "       fedpress coordinator --resume RUN --listen ADDR:PORT --key coord.key\n"
     "                            --allow clients.pub [--store PATH] [--scenario FILE.ini] ...\n"
     "  --scenario FILE   the run's scenario (sent to every client in its welcome)\n"
@@ -50,12 +51,19 @@ static const char fp__coord_usage[] =
     "                    the oldest of them (default 64)\n"
     "  --max-pending-per-address N  of them from one address; one more from it closes\n"
     "                    that address's oldest (default 8)\n"
+    "  --dead-peer S     an admitted client that sends nothing (not even a heartbeat) for\n"
+    "                    S whole seconds is closed (default 30; clients are told S in the\n"
+    "                    welcome and heartbeat at least every S/3 seconds)\n"
+    "  --write-stall S   a connection whose queued bytes make no progress for S seconds\n"
+    "                    is closed (default 30)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
     "  --quiet           no progress lines\n"
     "In this version the first round starts when all N clients are connected; a round\n"
     "closes when every sampled client answered, at the deadline, or min_updates uploads\n"
     "plus wait_after_min; below min_updates it is tried twice more, then the run fails\n"
-    "(docs/daemons.md).\n";
+    "(docs/daemons.md). A key that connects again replaces its old session; a client\n"
+    "whose connection was lost keeps its slot in the open round, and rejoins it if it is\n"
+    "back before the round closes.\n";
 
 static volatile sig_atomic_t fp__coord_stop;
 
@@ -186,9 +194,10 @@ int fp_cli_coordinator(int argc, char **argv)
 {
     const char *scenario = NULL, *listen = NULL, *keyf = NULL, *allowf = NULL;
     const char *store_path = "runs.db", *ready = NULL, *resume_arg = NULL;
-    double deadline = 0, wait = 600, hs = 10; /* deadline 0: the scenario's */
-    unsigned long max_pending = 64, max_per_addr = 8;
+    double deadline = 0, wait = 600, hs = 10, stall = 30; /* deadline 0: the scenario's */
+    unsigned long max_pending = 64, max_per_addr = 8, dead_peer = 30;
     int quiet = 0, or_start = 0;
+    uint32_t test_die_round = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -202,6 +211,16 @@ int fp_cli_coordinator(int argc, char **argv)
                 or_start = 1;
             continue;
         }
+        if (!strcmp(a, "--test-die-after-commit") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: SIGKILL itself once that round is
+             * committed, before its results go out (tests/e2e_resume.sh) */
+            char *end;
+            unsigned long r = strtoul(argv[++i], &end, 10);
+            if (*end || !r || r > UINT32_MAX)
+                return fp__coord_usage_error("--test-die-after-commit: a round, not ", argv[i]);
+            test_die_round = (uint32_t)r;
+            continue;
+        }
         const char **dst = !strcmp(a, "--scenario") ? &scenario
                            : !strcmp(a, "--listen") ? &listen
                            : !strcmp(a, "--key")    ? &keyf
@@ -210,10 +229,11 @@ int fp_cli_coordinator(int argc, char **argv)
                            : !strcmp(a, "--ready")  ? &ready
                            : !strcmp(a, "--resume") ? &resume_arg
                                                     : NULL;
-        int is_time =
-            !strcmp(a, "--deadline") || !strcmp(a, "--wait") || !strcmp(a, "--handshake-deadline");
+        int is_time = !strcmp(a, "--deadline") || !strcmp(a, "--wait") ||
+                      !strcmp(a, "--handshake-deadline") || !strcmp(a, "--write-stall");
         unsigned long *count = !strcmp(a, "--max-pending")               ? &max_pending
                                : !strcmp(a, "--max-pending-per-address") ? &max_per_addr
+                               : !strcmp(a, "--dead-peer")               ? &dead_peer
                                                                          : NULL;
         int is_count = count != NULL;
         if (!dst && !is_time && !is_count)
@@ -222,14 +242,21 @@ int fp_cli_coordinator(int argc, char **argv)
             return fp__coord_usage_error(a, " needs a value");
         const char *v = argv[++i];
         if (is_time) {
-            double *t = !strcmp(a, "--deadline") ? &deadline : !strcmp(a, "--wait") ? &wait : &hs;
+            double *t = !strcmp(a, "--deadline")      ? &deadline
+                        : !strcmp(a, "--wait")        ? &wait
+                        : !strcmp(a, "--write-stall") ? &stall
+                                                      : &hs;
             if (fp__seconds(v, t))
                 return fp__coord_usage_error(a, " needs a number of seconds (> 0)");
         } else if (is_count) {
+            /* --dead-peer travels in the welcome as 16 bits of seconds */
+            const unsigned long max = !strcmp(a, "--dead-peer") ? 65535 : 1000000;
             char *end;
             *count = strtoul(v, &end, 10);
-            if (end == v || *end || *v == '-' || *count < 1 || *count > 1000000)
-                return fp__coord_usage_error(a, " needs a count from 1 to 1000000");
+            if (end == v || *end || *v == '-' || *count < 1 || *count > max)
+                return fp__coord_usage_error(a, max == 65535
+                                                    ? " needs whole seconds from 1 to 65535"
+                                                    : " needs a count from 1 to 1000000");
         } else {
             *dst = v;
         }
@@ -269,6 +296,7 @@ int fp_cli_coordinator(int argc, char **argv)
     const struct fp_coord_options o = {.host = host,
                                        .port = port,
                                        .ready_file = ready,
+                                       .test_die_round = test_die_round,
                                        .key = key,
                                        .allow = &allow,
                                        .allow_path = allowf,
@@ -277,6 +305,8 @@ int fp_cli_coordinator(int argc, char **argv)
                                        .handshake_s = hs,
                                        .max_pending = (unsigned)max_pending,
                                        .max_pending_per_address = (unsigned)max_per_addr,
+                                       .dead_peer_s = (unsigned)dead_peer,
+                                       .write_stall_s = stall,
                                        .progress = quiet ? NULL : stdout,
                                        .log = stderr,
                                        .stop = &fp__coord_stop,

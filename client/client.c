@@ -2,11 +2,12 @@
  * client/client.c — the client daemon's event loop (see client.h; the
  * conversation is net/conversation.h).
  *
- * One TCP handle in a plain struct, closed once at the end; a write owns its
- * buffer until its callback. Training runs inside the read callback, so
- * nothing more is read from the coordinator while a message is being
- * processed (backpressure for free; heartbeats during training come with
- * the worker thread of a later slice).
+ * One TCP handle at a time in a plain struct, closed (fp__end) before the
+ * next connection begins; a write owns its buffer until its callback.
+ * Training runs on the thread pool (fp__train) while the socket is not
+ * read (backpressure: nothing else is read while a broadcast is processed)
+ * and the loop sends heartbeats; the worker touches only the algorithm's
+ * buffers, never the loop or the channel.
  */
 #include "client.h"
 
@@ -19,6 +20,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -34,14 +36,38 @@ struct fp__client {
     uv_loop_t loop;
     uv_tcp_t tcp;
     uv_connect_t conn;
-    uv_timer_t timer; /* the welcome deadline */
+    uv_timer_t timer; /* the welcome deadline; then the wait for a failed write's reason */
+    uv_timer_t retry; /* the backoff before the next connection */
+    uv_timer_t hb;    /* heartbeats */
+    uv_work_t work;   /* training, on libuv's thread pool */
     const struct fp_client_options *o;
     struct fp_chan *ch;
-    int welcomed, done, closing;
-    int write_failed; /* the first failed write's status, while its reason is awaited */
+    /* this connection */
+    unsigned gen;        /* counts connections: a training started for an older one is dropped */
+    int tcp_open;        /* the TCP handle is initialised and not yet closed */
+    int ending;          /* this connection is being closed */
+    int again;           /* ... and another one follows (a transient loss) */
+    int handshaken;      /* the coordinator answered message 1: its key is the pinned one */
+    int welcomed;        /* the welcome of this connection arrived */
+    int write_failed;    /* the first failed write's status, while its reason is awaited */
+    unsigned writes_out; /* writes not yet called back */
+    int die;             /* TEST ONLY: see fp_client_options.test_die_round */
+    const uint8_t *rest; /* bytes read and not yet fed when training began */
+    size_t rest_n;
+    /* the client, across connections */
+    int known; /* a welcome arrived once: the run, the id and the scenario are set */
+    int done, finished;
+    int training;
+    unsigned train_gen;
+    uint32_t attempt; /* connections tried since the last welcome */
+    uint64_t lost_at; /* uv_now of the first failure since the last welcome */
+    double hb_s;
     int64_t run;
     uint32_t id, round;
-    int may_repeat; /* the last result was "not included": its round may come again */
+    int may_repeat;      /* its round may come again: 'not included', or after a reconnection */
+    uint32_t prep_round; /* pending holds the state prepared for this round (0: none) */
+    int prep_loaded;     /* ... read back from the disk after a restart */
+    char scenario_sha[65];
     struct fp_scenario sc;
     struct fp_workload *w;
     struct fp_algo_params p;
@@ -53,7 +79,12 @@ struct fp__client {
     size_t in_cap;
     uint8_t *up; /* [up_cap]: the upload message */
     size_t up_cap;
-    char state_path[4096];
+    struct fp_msg_header bh; /* the broadcast being trained on */
+    size_t up_len;
+    double loss;
+    int train_rc;
+    struct fp_error train_err;
+    char state_path[4096], prep_path[4200];
     int rc;
     struct fp_error err;
     struct fp_client_result *res;
@@ -66,6 +97,12 @@ struct fp__write {
     uint8_t buf[];
 };
 
+/* Reconnection: the n-th wait is uniform in [d/2, d], d = min(cap, base
+ * 2^n) ("equal jitter": clients cut off together do not come back in
+ * step, and none waits less than half its turn). */
+#define FP_CLIENT_BACKOFF_BASE_MS 500
+#define FP_CLIENT_BACKOFF_CAP_MS  30000
+
 static void fp__log(struct fp__client *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void fp__log(struct fp__client *c, const char *fmt, ...)
@@ -74,7 +111,7 @@ static void fp__log(struct fp__client *c, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    if (c->welcomed)
+    if (c->known)
         fprintf(c->o->log, "fedpress client %u: ", c->id);
     else
         fprintf(c->o->log, "fedpress client: ");
@@ -84,21 +121,96 @@ static void fp__log(struct fp__client *c, const char *fmt, ...)
     va_end(ap);
 }
 
-static void fp__close(struct fp__client *c)
+static void fp__connect(struct fp__client *c);
+
+/* No more connections: the loop ends once the timers are closed. */
+static void fp__finish(struct fp__client *c)
 {
-    if (c->closing)
+    if (c->finished)
         return;
-    c->closing = 1;
-    uv_close((uv_handle_t *)&c->tcp, NULL);
+    c->finished = 1;
     uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_close((uv_handle_t *)&c->retry, NULL);
+    uv_close((uv_handle_t *)&c->hb, NULL);
 }
 
-/* The run cannot go on for this client: keep the first reason, close. */
+static void fp__retry_now(uv_timer_t *t)
+{
+    fp__connect(t->data);
+}
+
+/* The connection is closed and no training runs: connect again after the
+ * backoff, or end. */
+static void fp__next(struct fp__client *c)
+{
+    if (c->tcp_open || c->training || c->finished)
+        return;
+    if (!c->again || c->done) {
+        fp__finish(c);
+        return;
+    }
+    const uint64_t now = uv_now(&c->loop);
+    const double waited = (double)(now - c->lost_at) / 1e3;
+    if (!(c->o->reconnect_for > 0) || waited >= c->o->reconnect_for) {
+        if (c->o->reconnect_for > 0) {
+            char last[sizeof c->err.msg];
+            snprintf(last, sizeof last, "%s", c->err.msg);
+            fp_error_set(&c->err, FP_EIO, "%s; gave up reconnecting after %.0f s (--reconnect-for)",
+                         last, waited);
+        }
+        if (!c->rc)
+            c->rc = FP_EIO;
+        fp__finish(c);
+        return;
+    }
+    uint64_t d = FP_CLIENT_BACKOFF_CAP_MS;
+    if (c->attempt < 16 && (uint64_t)FP_CLIENT_BACKOFF_BASE_MS << c->attempt < d)
+        d = (uint64_t)FP_CLIENT_BACKOFF_BASE_MS << c->attempt;
+    d = d / 2 + randombytes_uniform((uint32_t)(d / 2 + 1));
+    c->attempt++;
+    fp__log(c, "%s; connecting again in %.1f s (attempt %u)", c->err.msg, (double)d / 1e3,
+            c->attempt + 1);
+    uv_timer_start(&c->retry, fp__retry_now, d, 0);
+}
+
+static void fp__tcp_closed(uv_handle_t *h)
+{
+    struct fp__client *c = h->data;
+    c->tcp_open = 0;
+    fp__next(c);
+}
+
+/* This connection ends: `again` if the loss is transient (another
+ * connection follows, after the backoff), else the client ends with c->rc
+ * (0: the run is over). */
+static void fp__end(struct fp__client *c, int again)
+{
+    if (c->ending)
+        return;
+    c->ending = 1;
+    c->again = again;
+    if (again && !c->lost_at)
+        c->lost_at = uv_now(&c->loop);
+    uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->hb);
+    if (c->tcp_open)
+        uv_close((uv_handle_t *)&c->tcp, fp__tcp_closed);
+    else
+        fp__next(c);
+}
+
+/* The run cannot go on for this client: keep the first reason, end. */
 static void fp__fail(struct fp__client *c, int rc)
 {
     if (!c->rc)
         c->rc = rc ? rc : FP_EIO;
-    fp__close(c);
+    fp__end(c, 0);
+}
+
+/* The connection was lost (c->err says how): connect again. */
+static void fp__lost(struct fp__client *c)
+{
+    fp__end(c, 1);
 }
 
 static void fp__write_failed(uv_timer_t *t)
@@ -106,7 +218,7 @@ static void fp__write_failed(uv_timer_t *t)
     struct fp__client *c = t->data;
     fp_error_set(&c->err, FP_EIO, "writing to the coordinator %s:%d: %s", c->o->host, c->o->port,
                  uv_strerror(c->write_failed));
-    fp__fail(c, FP_EIO);
+    fp__lost(c);
 }
 
 static void fp__written(uv_write_t *req, int status)
@@ -114,11 +226,14 @@ static void fp__written(uv_write_t *req, int status)
     struct fp__write *w = (struct fp__write *)req;
     struct fp__client *c = w->c;
     free(w);
-    if (status < 0 && status != UV_ECANCELED && !c->closing && !c->write_failed) {
+    c->writes_out--;
+    if (c->die && !c->writes_out && status == 0)
+        kill(getpid(), SIGKILL); /* TEST ONLY: the upload is in the kernel's hands */
+    if (status < 0 && status != UV_ECANCELED && !c->ending && !c->write_failed) {
         /* The coordinator may have sent its reason (an error message) and
          * closed while this upload was on its way: read what it sent first,
-         * and fail with this only if no reason comes (fp__read), or after
-         * 2 s. */
+         * and take this as a lost connection only if no reason comes
+         * (fp__read), or after 2 s. */
         c->write_failed = status;
         uv_timer_start(&c->timer, fp__write_failed, 2000, 0);
     }
@@ -148,10 +263,11 @@ static int fp__write(struct fp__client *c, const void *bytes, size_t n,
     }
     uv_buf_t b = uv_buf_init((char *)w->buf, (unsigned)len);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, fp__written);
+    c->writes_out += !rc;
     if (rc) {
         free(w);
         fp_error_set(&c->err, FP_EIO, "writing to the coordinator: %s", uv_strerror(rc));
-        fp__fail(c, FP_EIO);
+        fp__lost(c);
         return -1;
     }
     return 0;
@@ -164,7 +280,30 @@ static int fp__flush_handshake(struct fp__client *c)
     return n ? fp__write(c, p, n, NULL) : 0;
 }
 
+/* Between messages and while training: the coordinator closes a session
+ * that sends nothing for its dead-peer timeout. */
+static void fp__heartbeat(uv_timer_t *t)
+{
+    struct fp__client *c = t->data;
+    if (c->ending || !c->welcomed)
+        return;
+    const struct fp_msg_header h = {
+        .type = FP_MSG_HEARTBEAT, .run = (uint64_t)c->run, .client = c->id};
+    (void)fp__write(c, NULL, 0, &h);
+}
+
 /* ---- state on disk ---- */
+
+static void fp__sync_dir(const char *path)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd); /* the rename itself durable */
+        close(dfd);
+    }
+}
 
 /* Writes the file whole or not at all: a crash leaves the old state or the
  * new one, never half of one. */
@@ -197,51 +336,107 @@ static int fp__write_atomic(const char *path, const void *data, size_t len, stru
         unlink(tmp);
         return fp_error_set(err, FP_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
     }
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd); /* the rename itself durable */
-        close(dfd);
-    }
+    fp__sync_dir(path);
     return 0;
 }
 
-static int fp__save_state(struct fp__client *c)
+/* Before the upload leaves: the state it commits if included, durably, as
+ * DIR/...state.prepared (the round, 4 bytes little-endian, then the
+ * algorithm's client state: the format of the state file it is renamed
+ * to), so a client killed after the coordinator included the upload
+ * and before it heard so commits it when it starts again. */
+static int fp__prepare(struct fp__client *c, uint32_t round)
 {
     size_t n = fp_algo_client_state_bytes(&c->p);
-    if (!n || !fp_algo_client_has_state(&c->cs))
+    c->prep_round = round;
+    if (!n || !fp_algo_client_has_state(&c->pending))
         return 0;
-    uint8_t *blob = malloc(n);
+    uint8_t *blob = malloc(4 + n);
     if (!blob)
         return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
-    fp_algo_client_save(&c->p, c->id, &c->cs, blob);
-    int rc = fp__write_atomic(c->state_path, blob, n, &c->err);
+    for (int i = 0; i < 4; i++)
+        blob[i] = (uint8_t)(round >> (8 * i));
+    fp_algo_client_save(&c->p, c->id, &c->pending, blob + 4);
+    int rc = fp__write_atomic(c->prep_path, blob, 4 + n, &c->err);
+    free(blob);
+    return rc;
+}
+
+/* The coordinator included the prepared round: it becomes the state, in
+ * memory and (a rename) on disk. */
+static int fp__commit(struct fp__client *c)
+{
+    fp_algo_client_commit(&c->p, &c->cs, &c->pending);
+    c->res->rounds_included++;
+    if (c->prep_loaded)
+        fp__log(c, "the coordinator included round %u: the state prepared for it committed",
+                c->prep_round);
+    c->prep_round = 0;
+    c->prep_loaded = 0;
+    if (!fp_algo_client_state_bytes(&c->p) || !fp_algo_client_has_state(&c->cs))
+        return 0;
+    if (rename(c->prep_path, c->state_path))
+        return fp_error_set(&c->err, FP_EIO, "%s: cannot rename into place: %s", c->state_path,
+                            strerror(errno));
+    fp__sync_dir(c->state_path);
+    return 0;
+}
+
+/* Not included: the prepared state is dropped. */
+static void fp__discard(struct fp__client *c)
+{
+    if (c->prep_round && fp_algo_client_state_bytes(&c->p))
+        (void)unlink(c->prep_path);
+    if (c->prep_loaded)
+        fp__log(c, "round %u was not included: the state prepared for it dropped", c->prep_round);
+    c->prep_round = 0;
+    c->prep_loaded = 0;
+}
+
+/* A state file (the round it is for, 4 bytes little-endian, then the
+ * algorithm's client state) into cs; *round its round, 0 if there is no
+ * such file. */
+static int fp__load(struct fp__client *c, const char *path, struct fp_client_state *cs,
+                    uint32_t *round)
+{
+    const size_t n = fp_algo_client_state_bytes(&c->p);
+    *round = 0;
+    if (!n)
+        return 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? 0 : fp_error_set(&c->err, FP_EIO, "%s: %s", path, strerror(errno));
+    uint8_t *blob = malloc(4 + n + 1);
+    size_t got = blob ? fread(blob, 1, 4 + n + 1, f) : 0;
+    fclose(f);
+    if (!blob)
+        return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
+    int rc = got < 4 ? fp_error_set(&c->err, FP_EFORMAT, "%s: truncated", path)
+                     : fp_algo_client_load(&c->p, c->id, cs, blob + 4, got - 4, &c->err);
+    if (!rc)
+        *round = (uint32_t)blob[0] | (uint32_t)blob[1] << 8 | (uint32_t)blob[2] << 16 |
+                 (uint32_t)blob[3] << 24;
     free(blob);
     return rc;
 }
 
 /* The state of a client that ran part of this run before (same run id and
- * scenario: the file name carries their hash), if any. */
+ * scenario: the file name carries their hash), and the state it prepared
+ * for an upload whose result it did not hear (into pending, c->prep_round
+ * its round), if any. */
 static int fp__load_state(struct fp__client *c)
 {
-    if (!fp_algo_client_state_bytes(&c->p))
-        return 0;
-    FILE *f = fopen(c->state_path, "rb");
-    if (!f)
-        return errno == ENOENT
-                   ? 0
-                   : fp_error_set(&c->err, FP_EIO, "%s: %s", c->state_path, strerror(errno));
-    size_t cap = fp_algo_client_state_bytes(&c->p) + 1;
-    uint8_t *blob = malloc(cap);
-    size_t n = blob ? fread(blob, 1, cap, f) : 0;
-    fclose(f);
-    if (!blob)
-        return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
-    int rc = fp_algo_client_load(&c->p, c->id, &c->cs, blob, n, &c->err);
-    free(blob);
-    if (!rc)
-        fp__log(c, "state restored from %s", c->state_path);
+    uint32_t round;
+    int rc = fp__load(c, c->state_path, &c->cs, &round);
+    if (!rc && round)
+        fp__log(c, "state of round %u restored from %s", round, c->state_path);
+    if (!rc && !(rc = fp__load(c, c->prep_path, &c->pending, &c->prep_round)) && c->prep_round) {
+        c->prep_loaded = 1;
+        fp__log(c,
+                "a state prepared for round %u found in %s: committed if the coordinator "
+                "included that upload, else dropped",
+                c->prep_round, c->prep_path);
+    }
     return rc;
 }
 
@@ -258,7 +453,9 @@ static void fp__expect_next(struct fp__client *c)
         c->in_cap, c->in + FP_MSG_HEADER);
 }
 
-static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, uint8_t *payload)
+/* The first welcome: the run, the id and the scenario; the shard, the
+ * workspaces and the state on disk. */
+static int fp__setup(struct fp__client *c, const struct fp_msg_header *h, uint8_t *payload)
 {
     char *text = malloc((size_t)h->len + 1);
     if (!text)
@@ -267,10 +464,7 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
     text[h->len] = '\0';
     c->run = (int64_t)h->run;
     c->id = h->client;
-    c->welcomed = 1;
-    uv_timer_stop(&c->timer);
-    char hex[65];
-    fp_sha256_hex(payload, (size_t)h->len, hex);
+    c->known = 1;
     int rc = fp_scenario_load_string(&c->sc, text, "the coordinator's scenario", NULL, 0, &c->err);
     free(text);
     if (rc)
@@ -292,39 +486,92 @@ static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, u
     if (!(c->in = malloc(FP_MSG_HEADER + c->in_cap)) || !(c->up = malloc(c->up_cap)))
         return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the messages");
     snprintf(c->state_path, sizeof c->state_path, "%s/client-%u-run-%lld-%.16s.state",
-             c->o->state_dir, c->id, (long long)c->run, hex);
+             c->o->state_dir, c->id, (long long)c->run, c->scenario_sha);
+    snprintf(c->prep_path, sizeof c->prep_path, "%s.prepared", c->state_path);
     if ((rc = fp__load_state(c)))
         return rc;
+    c->round = c->prep_round; /* its result may still come (fp__on_result) */
     c->res->run_id = c->run;
     c->res->id = c->id;
+    return 0;
+}
+
+static int fp__on_welcome(struct fp__client *c, const struct fp_msg_header *h, uint8_t *payload)
+{
+    char hex[65];
+    fp_sha256_hex(payload, (size_t)h->len, hex);
+    uv_timer_stop(&c->timer);
+    if (!c->known) {
+        memcpy(c->scenario_sha, hex, sizeof hex);
+        int rc = fp__setup(c, h, payload);
+        if (rc)
+            return rc;
+    } else if ((int64_t)h->run != c->run || h->client != c->id || strcmp(hex, c->scenario_sha)) {
+        return fp_error_set(&c->err, FP_EFORMAT,
+                            "after reconnecting, the coordinator runs run %llu with another "
+                            "scenario or id (client %u); this client was in run %lld as client "
+                            "%u: start it again for the new run",
+                            (unsigned long long)h->run, h->client, (long long)c->run, c->id);
+    }
+    c->welcomed = 1;
+    c->attempt = 0;
+    c->lost_at = 0;
+    /* header.round: the last round that included this client's upload. A
+     * state prepared for it (an 'included' this client did not hear)
+     * commits now; one for a later round waits for its result or is
+     * dropped when a later broadcast shows the round closed without it. */
+    if (c->prep_round && h->round >= c->prep_round) {
+        int rc = fp__commit(c);
+        if (rc)
+            return rc;
+    }
+    c->may_repeat = 1; /* the round in flight when it left may be sent again */
+    /* header.phase: the coordinator's dead-peer timeout in seconds; the
+     * heartbeats come three times as often at least */
+    c->hb_s = c->o->heartbeat_s > 0 ? c->o->heartbeat_s : 5;
+    if (h->phase && c->hb_s > h->phase / 3.0)
+        c->hb_s = h->phase / 3.0;
+    uint64_t ms = (uint64_t)(c->hb_s * 1e3);
+    ms = ms < 100 ? 100 : ms;
+    uv_timer_start(&c->hb, fp__heartbeat, ms, ms);
     fp__expect_next(c);
     return 0;
 }
 
-static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
+static void fp__feed(struct fp__client *c, const uint8_t *p, size_t n);
+static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+
+/* On the loop thread, once the worker trained: the prepared state on disk
+ * first, then the report and the upload; then reading resumes. */
+static void fp__trained(uv_work_t *req, int status)
 {
-    /* The same round again only after it was 'not included': the
-     * coordinator retries a round that got too few uploads. */
-    if ((h->round < c->round || (h->round == c->round && !c->may_repeat)) && h->phase == 0)
-        return fp_error_set(&c->err, FP_EFORMAT,
-                            "the coordinator sent round %u's broadcast after round %u", h->round,
-                            c->round);
-    c->round = h->round;
-    c->may_repeat = 0;
-    fp_msg_encode_header(h, c->in);
-    const struct fp_msg_header who = {
-        .run = (uint64_t)c->run, .round = h->round, .phase = h->phase, .client = c->id};
-    size_t up_len;
-    double loss;
-    int rc = fp_algo_client_update(&c->p, &who, c->in, FP_MSG_HEADER + (size_t)h->len, &c->cs,
-                                   &c->pending, c->w, c->wws, &c->aws, c->up, c->up_cap, &up_len,
-                                   &loss, &c->err);
+    struct fp__client *c = req->data;
+    const struct fp_msg_header *h = &c->bh;
+    c->training = 0;
+    if (c->train_gen != c->gen || c->ending || status) {
+        /* its connection is gone: the upload would go nowhere; the round
+         * is sent again if it is still open when this client is back */
+        c->prep_round = 0;
+        fp__next(c);
+        return;
+    }
+    int rc = c->train_rc;
     if (rc)
-        return rc;
+        c->err = c->train_err;
+    else
+        rc = fp__prepare(c, h->round);
+    if (rc) {
+        const struct fp_msg_header eh = {.type = FP_MSG_ERROR, .len = strlen(c->err.msg)};
+        (void)fp__write(c, c->err.msg, strlen(c->err.msg), &eh);
+        fp__fail(c, rc);
+        return;
+    }
     c->res->rounds_sampled++;
+    size_t up_len = c->up_len;
     uint8_t report[FP_CONV_REPORT_LEN];
     uint64_t bits;
-    memcpy(&bits, &loss, sizeof bits);
+    memcpy(&bits, &c->loss, sizeof bits);
     for (int i = 0; i < 8; i++)
         report[i] = (uint8_t)(bits >> (8 * i));
     const struct fp_msg_header rh = {.type = FP_MSG_RESULT,
@@ -334,8 +581,10 @@ static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
                                      .client = c->id,
                                      .len = sizeof report};
     struct fp_msg_header uh;
-    if ((rc = fp_msg_decode_header(c->up, &uh, &c->err)))
-        return rc;
+    if ((rc = fp_msg_decode_header(c->up, &uh, &c->err))) {
+        fp__fail(c, rc);
+        return;
+    }
     if (c->o->test_bad_round && h->round == c->o->test_bad_round && h->phase == 0 &&
         c->o->test_bad_kind != 3) {
         /* TEST ONLY: see fp_client_options.test_bad_round */
@@ -346,12 +595,62 @@ static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
     }
     if (fp__write(c, report, sizeof report, &rh) ||
         fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
-        return c->rc;
+        return;
+    c->die = c->o->test_die_round && h->round == c->o->test_die_round;
     /* TEST ONLY: the same upload twice (stale by the next exchange) */
     if (c->o->test_bad_kind == 3 && h->round == c->o->test_bad_round && h->phase == 0 &&
         fp__write(c, c->up + FP_MSG_HEADER, up_len - FP_MSG_HEADER, &uh))
-        return c->rc;
+        return;
     fp__expect_next(c);
+    /* what was read with the broadcast, then the socket again */
+    const uint8_t *rest = c->rest;
+    size_t rest_n = c->rest_n;
+    c->rest = NULL;
+    c->rest_n = 0;
+    fp__feed(c, rest, rest_n);
+    if (!c->ending && !c->training)
+        (void)uv_read_start((uv_stream_t *)&c->tcp, fp__alloc, fp__read);
+}
+
+/* On the thread pool: nothing here touches the loop or the channel. */
+static void fp__train(uv_work_t *req)
+{
+    struct fp__client *c = req->data;
+    const struct fp_msg_header who = {
+        .run = (uint64_t)c->run, .round = c->bh.round, .phase = c->bh.phase, .client = c->id};
+    if (c->o->test_slow_ms) /* TEST ONLY: see fp_client_options.test_slow_ms */
+        usleep(c->o->test_slow_ms * 1000u);
+    c->train_rc = fp_algo_client_update(&c->p, &who, c->in, FP_MSG_HEADER + (size_t)c->bh.len,
+                                        &c->cs, &c->pending, c->w, c->wws, &c->aws, c->up,
+                                        c->up_cap, &c->up_len, &c->loss, &c->train_err);
+}
+
+static int fp__on_broadcast(struct fp__client *c, const struct fp_msg_header *h)
+{
+    /* The same round again only after it was 'not included' (the
+     * coordinator retries a round that got too few uploads) or a
+     * reconnection (it rejoins the round it left). */
+    if ((h->round < c->round || (h->round == c->round && !c->may_repeat)) && h->phase == 0)
+        return fp_error_set(&c->err, FP_EFORMAT,
+                            "the coordinator sent round %u's broadcast after round %u", h->round,
+                            c->round);
+    if (c->prep_round) /* its round closed without it: not included */
+        fp__discard(c);
+    c->round = h->round;
+    c->may_repeat = 0;
+    fp_msg_encode_header(h, c->in);
+    c->bh = *h;
+    /* Backpressure: nothing more is read until the upload is sent; the
+     * loop meanwhile sends the heartbeats. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->training = 1;
+    c->train_gen = c->gen;
+    c->work.data = c;
+    int rc = uv_queue_work(&c->loop, &c->work, fp__train, fp__trained);
+    if (rc) {
+        c->training = 0;
+        return fp_error_set(&c->err, FP_EIO, "cannot start training: %s", uv_strerror(rc));
+    }
     return 0;
 }
 
@@ -372,7 +671,7 @@ static int fp__on_result(struct fp__client *c, const struct fp_msg_header *h, co
         c->res->stopped = p[0] == FP_CONV_RUN_STOPPED;
         fp__log(c, "run %lld %s: final model sha256 %s", (long long)c->run,
                 c->res->stopped ? "stopped by the coordinator" : "complete", c->res->model_sha256);
-        fp__close(c);
+        fp__end(c, 0);
         return 0;
     }
     if (h->round != c->round || h->len != 1 ||
@@ -382,13 +681,17 @@ static int fp__on_result(struct fp__client *c, const struct fp_msg_header *h, co
                             "round %u)",
                             c->round, (unsigned long long)h->len, h->round);
     if (p[0] == FP_CONV_INCLUDED) {
+        if (c->prep_round != h->round && fp_algo_client_state_bytes(&c->p))
+            return fp_error_set(&c->err, FP_EFORMAT,
+                                "the coordinator included an upload of round %u this client "
+                                "holds no state for",
+                                h->round);
         /* only now does the round's state become this client's */
-        fp_algo_client_commit(&c->p, &c->cs, &c->pending);
-        c->res->rounds_included++;
-        int rc = fp__save_state(c);
+        int rc = c->prep_round == h->round ? fp__commit(c) : (c->res->rounds_included++, 0);
         if (rc)
             return rc;
     } else {
+        fp__discard(c);
         c->may_repeat = 1;
     }
     fp__expect_next(c);
@@ -440,11 +743,62 @@ static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init((char *)c->rbuf, sizeof c->rbuf);
 }
 
+/* Feeds what was read to the channel, event by event, until it is used up
+ * or a training begins (the rest waits in c->rest for its end). */
+static void fp__feed(struct fp__client *c, const uint8_t *p, size_t n)
+{
+    while (!c->ending && !c->training) {
+        size_t used;
+        struct fp_chan_event ev;
+        if (fp_chan_feed(c->ch, p, n, &used, &ev)) {
+            fp_error_set(&c->err, FP_EFORMAT, "the coordinator %s:%d: %s", c->o->host, c->o->port,
+                         fp_chan_error(c->ch));
+            /* a corrupted or cut stream: a new connection starts clean */
+            if (c->welcomed)
+                fp__lost(c);
+            else
+                fp__fail(c, FP_EFORMAT);
+            return;
+        }
+        p += used;
+        n -= used;
+        if (fp__flush_handshake(c) || ev.type == FP_CHAN_EV_NONE)
+            return;
+        int rc = 0;
+        if (ev.type == FP_CHAN_EV_HANDSHAKE) {
+            c->handshaken = 1;
+            fp__log(c, "connected to %s:%d, the coordinator's key verified", c->o->host,
+                    c->o->port);
+            /* round and phase carry the last included round and the
+             * dead-peer timeout (fp__on_welcome) */
+            const struct fp_msg_header want = {.type = FP_MSG_WELCOME};
+            fp_chan_expect_any(c->ch, &want,
+                               FP_CHAN_ANY_RUN | FP_CHAN_ANY_CLIENT | FP_CHAN_ANY_ROUND |
+                                   FP_CHAN_ANY_PHASE,
+                               FP_MSG_CONTROL_CAP, NULL);
+        } else {
+            rc = fp__on_message(c, &ev);
+        }
+        if (rc) {
+            /* tell the coordinator why, if the channel still can */
+            const struct fp_msg_header eh = {.type = FP_MSG_ERROR, .len = strlen(c->err.msg)};
+            if (c->welcomed && !c->ending && ev.header.type != FP_MSG_ERROR)
+                (void)fp__write(c, c->err.msg, strlen(c->err.msg), &eh);
+            fp__fail(c, rc);
+            return;
+        }
+        if (c->training) {
+            c->rest = p;
+            c->rest_n = n;
+        }
+    }
+}
+
 static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     struct fp__client *c = st->data;
     if (nread < 0) {
-        if (c->done)
+        if (c->done || c->ending)
             return;
         if (c->write_failed) { /* no reason came: the write's error is the one */
             fp__write_failed(&c->timer);
@@ -454,61 +808,36 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         const char *why = nread != UV_EOF ? uv_strerror((int)nread)
                           : clean         ? "the connection closed before the run ended"
                                           : fp_chan_error(c->ch);
-        if (!c->welcomed && nread == UV_EOF)
+        if (!c->handshaken && !c->known) {
             /* a coordinator whose key is not the pinned one cannot answer
-             * message 1, and closes */
+             * message 1, and closes: trying again would not help. (Once a
+             * welcome came, the pinned key is proven right: a connection
+             * cut in its handshake then is one more loss, e.g. an
+             * overloaded coordinator closing its oldest handshakes.) */
             fp_error_set(&c->err, FP_EIO,
-                         "the coordinator %s:%d: %s (is --server-key its public key? "
-                         "fedpress keygen --public coord.key prints it)",
+                         "the coordinator %s:%d: %s before answering the handshake (is "
+                         "--server-key its public key? fedpress keygen --public coord.key "
+                         "prints it)",
                          c->o->host, c->o->port, why);
-        else
-            fp_error_set(&c->err, FP_EIO, "the coordinator %s:%d: %s", c->o->host, c->o->port, why);
-        fp__fail(c, FP_EIO);
+            fp__fail(c, FP_EIO);
+            return;
+        }
+        fp_error_set(&c->err, FP_EIO, "the coordinator %s:%d: %s", c->o->host, c->o->port, why);
+        fp__lost(c);
         return;
     }
-    const uint8_t *p = (const uint8_t *)b->base;
-    size_t n = (size_t)nread;
-    while (!c->closing) {
-        size_t used;
-        struct fp_chan_event ev;
-        if (fp_chan_feed(c->ch, p, n, &used, &ev)) {
-            fp_error_set(&c->err, FP_EFORMAT, "the coordinator %s:%d: %s", c->o->host, c->o->port,
-                         fp_chan_error(c->ch));
-            fp__fail(c, FP_EFORMAT);
-            return;
-        }
-        p += used;
-        n -= used;
-        if (fp__flush_handshake(c) || ev.type == FP_CHAN_EV_NONE)
-            return;
-        int rc = 0;
-        if (ev.type == FP_CHAN_EV_HANDSHAKE) {
-            fp__log(c, "connected to %s:%d, the coordinator's key verified", c->o->host,
-                    c->o->port);
-            const struct fp_msg_header want = {.type = FP_MSG_WELCOME};
-            fp_chan_expect_any(c->ch, &want, FP_CHAN_ANY_RUN | FP_CHAN_ANY_CLIENT,
-                               FP_MSG_CONTROL_CAP, NULL);
-        } else {
-            rc = fp__on_message(c, &ev);
-        }
-        if (rc) {
-            /* tell the coordinator why, if the channel still can */
-            const struct fp_msg_header eh = {.type = FP_MSG_ERROR, .len = strlen(c->err.msg)};
-            if (c->welcomed && !c->closing)
-                (void)fp__write(c, c->err.msg, strlen(c->err.msg), &eh);
-            fp__fail(c, rc);
-            return;
-        }
-    }
+    fp__feed(c, (const uint8_t *)b->base, (size_t)nread);
 }
 
 static void fp__connected(uv_connect_t *req, int status)
 {
     struct fp__client *c = req->data;
+    if (status == UV_ECANCELED || c->ending)
+        return;
     if (status < 0) {
         fp_error_set(&c->err, FP_EIO, "cannot connect to %s:%d: %s", c->o->host, c->o->port,
                      uv_strerror(status));
-        fp__fail(c, FP_EIO);
+        fp__lost(c);
         return;
     }
     (void)uv_tcp_nodelay(&c->tcp, 1); /* small messages: no Nagle delay */
@@ -529,30 +858,43 @@ static void fp__welcome_late(uv_timer_t *t)
     fp__fail(c, FP_EIO);
 }
 
-static int fp__connect(struct fp__client *c)
+/* A new connection with a new channel (the handshake starts over). */
+static void fp__connect(struct fp__client *c)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", c->o->port);
+    c->gen++;
+    c->ending = c->again = c->handshaken = c->welcomed = c->write_failed = 0;
+    c->rest = NULL;
+    c->rest_n = 0;
+    fp_chan_free(c->ch);
+    if (!(c->ch = fp_chan_new(FP_CHAN_CLIENT, c->o->key, c->o->server_pub, NULL, 0))) {
+        fp_error_set(&c->err, FP_ENOMEM, "cannot start the channel");
+        fp__fail(c, FP_ENOMEM);
+        return;
+    }
     uv_getaddrinfo_t gai;
     const struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     int rc = uv_getaddrinfo(&c->loop, &gai, NULL, c->o->host, port, &hints); /* synchronous */
-    if (rc)
-        return fp_error_set(&c->err, FP_EIO, "--connect %s:%d: %s", c->o->host, c->o->port,
-                            uv_strerror(rc));
+    if (rc) {
+        fp_error_set(&c->err, FP_EIO, "--connect %s:%d: %s", c->o->host, c->o->port,
+                     uv_strerror(rc));
+        fp__fail(c, FP_EIO);
+        return;
+    }
     uv_tcp_init(&c->loop, &c->tcp);
-    uv_timer_init(&c->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
+    c->tcp_open = 1;
+    c->tcp.data = c;
     c->conn.data = c;
     uv_timer_start(&c->timer, fp__welcome_late,
                    (uint64_t)((c->o->welcome_s > 0 ? c->o->welcome_s : 30.0) * 1e3), 0);
     rc = uv_tcp_connect(&c->conn, &c->tcp, gai.addrinfo->ai_addr, fp__connected);
     uv_freeaddrinfo(gai.addrinfo);
     if (rc) {
-        fp__close(c);
-        return fp_error_set(&c->err, FP_EIO, "cannot connect to %s:%d: %s", c->o->host, c->o->port,
-                            uv_strerror(rc));
+        fp_error_set(&c->err, FP_EIO, "cannot connect to %s:%d: %s", c->o->host, c->o->port,
+                     uv_strerror(rc));
+        fp__lost(c);
     }
-    return 0;
 }
 
 int fp_client_run(const struct fp_client_options *o, struct fp_client_result *res,
@@ -569,12 +911,12 @@ int fp_client_run(const struct fp_client_options *o, struct fp_client_result *re
         free(c);
         return fp_error_set(err, FP_EIO, "cannot start the event loop: %s", uv_strerror(rc));
     }
-    if (!(c->ch = fp_chan_new(FP_CHAN_CLIENT, o->key, o->server_pub, NULL, 0)))
-        rc = fp_error_set(&c->err, FP_ENOMEM, "cannot start the channel");
-    else
-        rc = fp__connect(c);
-    if (rc)
-        c->rc = rc;
+    uv_timer_init(&c->loop, &c->timer);
+    uv_timer_init(&c->loop, &c->retry);
+    uv_timer_init(&c->loop, &c->hb);
+    c->timer.data = c->retry.data = c->hb.data = c;
+    c->lost_at = uv_now(&c->loop); /* the give-up bound counts from the start */
+    fp__connect(c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&c->loop);
     rc = c->rc;

@@ -10,9 +10,17 @@
  * (fp_algo_client_commit), and is then written under the state directory
  * atomically (temporary file, fsync, rename, fsync of the directory).
  *
- * This slice: one connection; the client ends when the run ends (exit 0),
- * or when the coordinator refuses it, fails or goes away (an error).
- * Reconnection with backoff comes later.
+ * Training runs on libuv's thread pool (uv_queue_work), so the loop keeps
+ * sending heartbeats meanwhile; the coordinator's socket is not read while
+ * a broadcast is being trained on. A connection that is refused or lost is
+ * made again with jittered exponential backoff (docs/daemons.md), and the
+ * client re-handshakes and goes on with its state; it does not reconnect
+ * when the run ended, or the coordinator refused it or said why it ended,
+ * or the pinned key did not answer. Before an upload is sent, the state it
+ * would commit is written durably as a "prepared" file; the result (or,
+ * after a restart, the welcome's last included round) commits or discards
+ * it, so a client killed between the coordinator's inclusion and its own
+ * commit continues exactly.
  */
 #ifndef FP_CLIENT_H
 #define FP_CLIENT_H
@@ -33,14 +41,25 @@ struct fp_client_options {
      * (fp_workload_create_client_dir); NULL: its shard of the scenario's
      * partition */
     const char *data_dir;
-    double welcome_s; /* connect, handshake and welcome within this (0: 30 s) */
-    FILE *log;        /* progress and errors' context (stderr) */
+    double welcome_s;     /* connect, handshake and welcome within this (0: 30 s) */
+    double heartbeat_s;   /* at most this between heartbeats (0: 5 s); also at most a
+                           * third of the coordinator's dead-peer timeout */
+    double reconnect_for; /* give up after this long without a welcome (0: never retry) */
+    FILE *log;            /* progress and errors' context (stderr) */
     /* TEST ONLY (tests/e2e_partial.sh, `--test-bad-upload ROUND:KIND`):
      * in round test_bad_round, send a malformed upload instead of the real
      * one: 1 every payload byte 0xFF (not finite), 2 four bytes short; or
      * 3 the real one twice. 0: never (production). */
     uint32_t test_bad_round;
     int test_bad_kind;
+    /* TEST ONLY (tests/e2e_live.sh, `--test-slow-train MS`): each training
+     * takes MS milliseconds longer. 0: never. */
+    unsigned test_slow_ms;
+    /* TEST ONLY (`--test-die-after-upload ROUND`): SIGKILL itself once the
+     * upload of that round is written, before its result: the window in
+     * which the coordinator includes an upload whose client has not
+     * committed it. 0: never. */
+    uint32_t test_die_round;
 };
 
 struct fp_client_result {

@@ -11,6 +11,7 @@
 #include "coordinator.h"
 
 #include <math.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ struct fp__session {
     int64_t slot; /* the round's slot while sampled, else -1 */
     int answered; /* this exchange's upload is in */
     int refused;  /* the channel refused its input (the reason is logged) */
+    int lost;     /* its connection ended or went silent: it may come back (fp__join) */
     /* Late: its round closed without its upload, which it still sends
      * (report, then upload) into late_buf; it is told 'not included' then,
      * and until then is absent from the rounds it is sampled in. */
@@ -52,6 +54,10 @@ struct fp__session {
     int ending;        /* shut down after the writes queued, then closed */
     size_t queued;     /* bytes handed to uv_write and not yet written */
     uint64_t born;     /* uv_now at accept: the oldest handshake goes first */
+    /* liveness (fp__tick): the last byte read, the last progress of the
+     * queued writes, and libuv's write queue at the last look */
+    uint64_t last_rx, last_progress;
+    size_t last_qs;
     char addr[64];
     char fpr[FP_PEER_FPR];
     uint8_t report[FP_CONV_REPORT_LEN];
@@ -70,6 +76,10 @@ struct fp__coord {
     uv_tcp_t listener;
     uv_timer_t timer;     /* the round deadline, or the wait for clients */
     uv_timer_t min_timer; /* wait_after_min, once min_updates uploads are in */
+    uv_timer_t tick;      /* the dead-peer and write-stall checks (fp__tick) */
+    uint64_t tick_ms, tick_last;
+    unsigned dead_s; /* --dead-peer (0 in the options: 30) */
+    double stall_s;  /* --write-stall (0 in the options: 30) */
     uv_signal_t sigint, sigterm, sighup;
     const struct fp_coord_options *o;
     struct fp_run run;
@@ -91,6 +101,13 @@ struct fp__coord {
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
     uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
     char (*gone)[160];             /* [N] why a client's last connection was closed */
+    uint64_t *gone_at;             /* [N] uv_now when its connection was lost, else 0 */
+    /* [N] THE record of the last round in which each client's upload was
+     * included (0: none), told to the client in its welcome so that a
+     * restarted client commits or discards the state it prepared for that
+     * round. Only fp__round_commit writes it in a run; a resumed run fills
+     * it from the store before the first welcome. */
+    uint32_t *last_in;
     size_t upload_cap;
     size_t *upload_len; /* [S] */
     double *loss;       /* [S] */
@@ -134,6 +151,7 @@ static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_statu
                        const char *why);
 static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+static void fp__join(struct fp__session *s);
 
 /* ---- session lifetime ---- */
 
@@ -148,6 +166,20 @@ static void fp__session_closed(uv_handle_t *h)
     free(s);
 }
 
+/* The session no longer holds its key's place: why, and when if it was
+ * lost (only a lost connection's slots are held open for a reconnection). */
+static void fp__detach(struct fp__session *s)
+{
+    struct fp__coord *co = s->co;
+    if (s->id < 0 || co->by_id[s->id] != s)
+        return;
+    co->by_id[s->id] = NULL;
+    co->connected--;
+    snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
+             s->why[0] ? s->why : "it ended the connection");
+    co->gone_at[s->id] = s->lost ? uv_now(&co->loop) : 0;
+}
+
 static void fp__session_close(struct fp__session *s)
 {
     struct fp__coord *co = s->co;
@@ -155,23 +187,21 @@ static void fp__session_close(struct fp__session *s)
         return;
     if (s->stage == FP__HANDSHAKE)
         co->pending--;
-    if (s->id >= 0 && co->by_id[s->id] == s) {
-        co->by_id[s->id] = NULL;
-        co->connected--;
-        snprintf(co->gone[s->id], sizeof co->gone[s->id], "%s",
-                 s->why[0] ? s->why : "it ended the connection");
-    }
+    fp__detach(s);
     int lost = s->slot >= 0 && !s->answered && co->state == FP__ROUND;
     s->stage = FP__CLOSING;
     uv_close((uv_handle_t *)&s->tcp, fp__session_closed);
     uv_close((uv_handle_t *)&s->timer, fp__session_closed);
     if (lost) {
-        /* the round goes on without it */
         const uint32_t slot = (uint32_t)s->slot;
         s->slot = -1;
+        /* A client whose connection ended or went silent keeps its slot
+         * open until the exchange closes: if it reconnects in time it is
+         * sent the broadcast again (fp__join), else it is absent
+         * (fp__exchange_end). One closed for what it sent is settled now. */
         if (s->refused)
             fp__settle(co, slot, FP_CLIENT_REFUSED, s->why);
-        else
+        else if (!s->lost)
             fp__settle(co, slot, FP_CLIENT_ABSENT,
                        s->why[0] ? s->why : "the connection ended before its upload");
     }
@@ -229,6 +259,7 @@ static void fp__written(uv_write_t *req, int status)
     struct fp__write *w = (struct fp__write *)req;
     struct fp__session *s = w->s;
     s->queued -= w->len;
+    s->last_progress = uv_now(&s->co->loop);
     free(w);
     if (status < 0 && status != UV_ECANCELED)
         fp__session_drop(s, uv_strerror(status));
@@ -266,6 +297,8 @@ static int fp__write_go(struct fp__session *s, struct fp__write *w, size_t len)
         fp__session_drop(s, uv_strerror(rc));
         return -1;
     }
+    if (!s->queued) /* the write-stall clock starts with the first queued byte */
+        s->last_progress = uv_now(&s->co->loop);
     s->queued += len;
     return 0;
 }
@@ -318,27 +351,98 @@ static void fp__handshake_late(uv_timer_t *t)
 }
 
 /* The first round starts once every id that has a key is connected (an
- * id revoked with `ID -` is absent from the rounds it is sampled in). */
-static void fp__first_round_if_all(struct fp__coord *co)
+ * id revoked with `ID -` is absent from the rounds it is sampled in);
+ * 1 if it started now. */
+static int fp__first_round_if_all(struct fp__coord *co)
 {
     if (co->state != FP__WAITING || co->connected < co->o->allow->n_keyed)
-        return;
+        return 0;
     uv_timer_stop(&co->timer);
     co->state = FP__ROUND;
     co->round = co->run.first_round - 1;
     fp__round_next(co);
+    return 1;
 }
 
-/* The handshake authenticated a key: admit it if the allow-list has it and
- * no session holds it yet, else one error record and the close. */
+/* A key that connects again replaces its session (a client that lost its
+ * connection, or was restarted, before this side noticed; or a second
+ * process with the same key, which then wins): the old session is told
+ * why and ended. An upload it delivered for the open exchange stays in and
+ * the new session is told the result; a slot still waiting for its upload
+ * stays open for the new session (fp__join). */
+static void fp__replace(struct fp__session *old, struct fp__session *s)
+{
+    struct fp__coord *co = old->co;
+    char who[160];
+    snprintf(old->why, sizeof old->why, "replaced by a new connection with its key from %s",
+             s->addr);
+    fp__log(co, "%s: %s; the old connection is closed", fp__who(old, who, sizeof who), old->why);
+    old->lost = 1;
+    fp__detach(old);
+    if (old->slot >= 0 && old->answered) {
+        s->slot = old->slot;
+        s->answered = 1;
+    }
+    old->slot = -1;
+    fp__send_error(old, old->why);
+    fp__session_end(old);
+}
+
+/* ---- liveness ---- */
+
+/* Every tick_ms: an admitted session that sent no byte for --dead-peer
+ * seconds, or whose queued bytes made no progress for --write-stall
+ * seconds, is closed (an ending one has its own bound, fp__session_end).
+ * Progress is a finished write or a shorter libuv write queue, so a slow
+ * reader of a large broadcast is not a stalled one. */
+static void fp__tick(uv_timer_t *t)
+{
+    struct fp__coord *co = t->data;
+    const uint64_t now = uv_now(&co->loop);
+    /* The loop itself was busy (an evaluation, a commit): the peers' bytes
+     * wait unread meanwhile, which is no fault of theirs. */
+    uint64_t busy = now - co->tick_last > 2 * co->tick_ms ? now - co->tick_last - co->tick_ms : 0;
+    co->tick_last = now;
+    const uint64_t dead = (uint64_t)co->dead_s * 1000;
+    const uint64_t stall = (uint64_t)(co->stall_s * 1e3);
+    for (uint32_t id = 0; id < co->o->allow->n; id++) {
+        struct fp__session *s = co->by_id[id];
+        if (!s || s->ending || s->stage != FP__ADMITTED)
+            continue;
+        s->last_rx += busy;
+        s->last_progress += busy;
+        const size_t qs = uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+        if (qs < s->last_qs)
+            s->last_progress = now;
+        s->last_qs = qs;
+        char why[160];
+        if (now - s->last_rx >= dead) {
+            s->lost = 1;
+            snprintf(why, sizeof why,
+                     "sent nothing for %u s, not even a heartbeat (the dead-peer timeout, "
+                     "--dead-peer)",
+                     co->dead_s);
+            fp__session_drop(s, why);
+        } else if (s->queued && now - s->last_progress >= stall) {
+            snprintf(why, sizeof why,
+                     "%zu queued bytes made no progress for %.0f s (the write-stall timeout, "
+                     "--write-stall: it does not read)",
+                     s->queued, co->stall_s);
+            fp__session_drop(s, why);
+        }
+    }
+}
+
+/* The handshake authenticated a key: admit it if the allow-list has it
+ * (replacing a session that holds it), else one error record and the
+ * close. */
 static void fp__on_handshake(struct fp__session *s, const uint8_t key[FP_NOISE_KEY])
 {
     struct fp__coord *co = s->co;
     struct fp_run *r = &co->run;
     fp_peer_fingerprint(key, s->fpr);
     int64_t id = fp_allow_find(co->o->allow, key);
-    const char *why = id < 0          ? "this key is not in the allow-list"
-                      : co->by_id[id] ? "this key is already connected"
+    const char *why = id < 0 ? "this key is not in the allow-list"
                       : co->state != FP__WAITING && co->state != FP__ROUND ? "the run is over"
                                                                            : NULL;
     if (why) {
@@ -358,8 +462,11 @@ static void fp__on_handshake(struct fp__session *s, const uint8_t key[FP_NOISE_K
             uv_timer_start(&s->timer, fp__handshake_late, 1000, 0);
         return;
     }
+    if (co->by_id[id])
+        fp__replace(co->by_id[id], s);
     s->id = id;
     s->stage = FP__ADMITTED;
+    s->last_rx = uv_now(&co->loop);
     co->pending--;
     co->by_id[id] = s;
     co->connected++;
@@ -368,13 +475,19 @@ static void fp__on_handshake(struct fp__session *s, const uint8_t key[FP_NOISE_K
     char who[160];
     fp__log(co, "%s admitted (%u of %u connected)", fp__who(s, who, sizeof who), co->connected,
             co->o->allow->n);
+    /* round: the last round that included its upload (what a restarted
+     * client commits its prepared state by); phase: the dead-peer timeout,
+     * which its heartbeats must beat (docs/protocol.md) */
     const struct fp_msg_header h = {.type = FP_MSG_WELCOME,
                                     .run = (uint64_t)r->res.run_id,
+                                    .round = co->last_in[id],
+                                    .phase = (uint16_t)co->dead_s,
                                     .client = (uint32_t)id,
                                     .len = strlen(r->canon)};
     if (fp__send(s, &h, r->canon))
         return;
-    fp__first_round_if_all(co);
+    if (!fp__first_round_if_all(co))
+        fp__join(s);
 }
 
 /* ---- a round's exchange ---- */
@@ -436,9 +549,54 @@ static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_statu
     fp__exchange_check(co);
 }
 
+/* Sends the exchange's broadcast (header h, the bytes in run/'s buffer) to
+ * s for `slot`, and waits for its report and upload. */
+static void fp__offer(struct fp__session *s, uint32_t slot, const struct fp_msg_header *h)
+{
+    struct fp__coord *co = s->co;
+    s->slot = slot;
+    s->answered = 0;
+    const struct fp_msg_header want = {.type = FP_MSG_RESULT,
+                                       .run = h->run,
+                                       .round = h->round,
+                                       .phase = h->phase,
+                                       .client = s->id,
+                                       .len = FP_CONV_REPORT_LEN};
+    fp_chan_expect(s->ch, &want, 0, s->report);
+    (void)fp__send(s, h, co->run.bcast + FP_MSG_HEADER); /* a failure closes s */
+}
+
+/* A client admitted while an exchange it is sampled in is open (it
+ * reconnected): it is sent the broadcast if its slot still waits for an
+ * upload; if its upload is in (sent before its old connection ended), it
+ * holds the slot to be told the result, which it commits by. */
+static void fp__join(struct fp__session *s)
+{
+    struct fp__coord *co = s->co;
+    struct fp_run *r = &co->run;
+    struct fp_msg_header h;
+    if (co->state != FP__ROUND || s->slot >= 0 || fp_msg_decode_header(r->bcast, &h, &co->err))
+        return;
+    for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
+        if (r->chosen[slot] != (uint32_t)s->id || co->status[slot] != FP_CLIENT_INCLUDED)
+            continue;
+        if (co->have[slot]) {
+            s->slot = slot;
+            s->answered = 1;
+            return;
+        }
+        char who[160];
+        fp__log(co, "%s rejoins round %u", fp__who(s, who, sizeof who), co->round);
+        fp__offer(s, slot, &h);
+        return;
+    }
+}
+
 /* Sends exchange co->phase's broadcast to every participant that can take
- * it, and waits for their reports and uploads. A participant not connected,
- * or still owing a late upload, is absent from it. */
+ * it, and waits for their reports and uploads. A participant still owing a
+ * late upload is absent from it; so is one not connected, unless its
+ * connection ended less than a round deadline ago: its slot is held open
+ * until the exchange closes, for it to reconnect (fp__join). */
 static int fp__exchange_begin(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
@@ -456,6 +614,9 @@ static int fp__exchange_begin(struct fp__coord *co)
         co->why[slot][0] = '\0';
         co->have[slot] = 0;
         co->expected++;
+        if (!s && co->gone_at[id] &&
+            uv_now(&co->loop) - co->gone_at[id] < (uint64_t)(co->deadline_s * 1e3))
+            continue; /* it left less than a deadline ago: held open for it (fp__join) */
         if (!s || s->owes) {
             char why[160];
             if (s)
@@ -469,18 +630,7 @@ static int fp__exchange_begin(struct fp__coord *co)
             fp__settle(co, slot, FP_CLIENT_ABSENT, why);
             continue;
         }
-        s->slot = slot;
-        s->answered = 0;
-        const struct fp_msg_header want = {.type = FP_MSG_RESULT,
-                                           .run = h.run,
-                                           .round = h.round,
-                                           .phase = h.phase,
-                                           .client = id,
-                                           .len = FP_CONV_REPORT_LEN};
-        fp_chan_expect(s->ch, &want, 0, s->report);
-        if (fp__send(s, &h, r->bcast + FP_MSG_HEADER))
-            continue; /* the session closed and settled its slot */
-        (void)uv_read_start((uv_stream_t *)&s->tcp, fp__alloc, fp__read); /* see fp__on_upload */
+        fp__offer(s, slot, &h);
     }
     co->beginning = 0;
     if (co->state != FP__ROUND)
@@ -544,6 +694,11 @@ static int fp__round_commit(struct fp__coord *co)
     free(others);
     if (rc)
         return rc;
+    for (uint32_t slot = 0; slot < S; slot++)
+        if (co->status[slot] == FP_CLIENT_INCLUDED)
+            co->last_in[r->chosen[slot]] = co->round;
+    if (co->o->test_die_round == co->round)
+        raise(SIGKILL);
     if (n)
         fp__log(co, "round %u: %u of %u sampled clients included, %u late, %u absent, %u refused",
                 co->round, S - n, S, late, absent, refused);
@@ -579,11 +734,17 @@ static void fp__exchange_end(struct fp__coord *co)
         /* It owes this round's report and upload: they go to a buffer of
          * its own (the slot's, which may be filling already), and are
          * refused as late when they come. */
-        char why[160];
-        snprintf(why, sizeof why, "no upload when the round closed (%s)", co->close_why);
-        co->status[slot] = FP_CLIENT_LATE;
-        snprintf(co->why[slot], sizeof co->why[slot], "%s", why);
-        if (s && s->slot == (int64_t)slot) {
+        const int holds = s && s->slot == (int64_t)slot;
+        const uint32_t id = r->chosen[slot];
+        if (holds)
+            snprintf(co->why[slot], sizeof co->why[slot], "no upload when the round closed (%s)",
+                     co->close_why);
+        else /* held open for a reconnection that did not come in time */
+            snprintf(co->why[slot], sizeof co->why[slot],
+                     "not connected when the round closed (its last connection: %.100s)",
+                     co->gone[id][0] ? co->gone[id] : "none");
+        co->status[slot] = holds ? FP_CLIENT_LATE : FP_CLIENT_ABSENT;
+        if (holds) {
             uint8_t *fresh = malloc(co->upload_cap);
             if (!fresh) {
                 fp_error_set(&co->err, FP_ENOMEM, "out of memory for an upload buffer");
@@ -669,6 +830,7 @@ static void fp__close_rest(struct fp__coord *co)
     uv_close((uv_handle_t *)&co->listener, NULL);
     uv_close((uv_handle_t *)&co->timer, NULL);
     uv_close((uv_handle_t *)&co->min_timer, NULL);
+    uv_close((uv_handle_t *)&co->tick, NULL);
     uv_walk(&co->loop, fp__close_pending, co);
 }
 
@@ -802,7 +964,6 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
         s->owes = 0;
         free(s->late_buf);
         s->late_buf = NULL;
-        uv_read_stop((uv_stream_t *)&s->tcp);
         fp__send(s, &rh, &v);
         return;
     }
@@ -811,9 +972,10 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
     co->upload_len[s->slot] = FP_MSG_HEADER + (size_t)h->len;
     co->have[s->slot] = 1;
     s->answered = 1;
-    /* Backpressure: nothing more is expected from this client until the
-     * next broadcast, so its socket is not read until then. */
-    uv_read_stop((uv_stream_t *)&s->tcp);
+    /* Nothing more is expected from this client until the next broadcast:
+     * the channel has no expectation, so only its heartbeats (which keep
+     * the dead-peer timer quiet) or an error get through; anything else
+     * closes it. The socket stays read into the session's fixed buffer. */
     co->answered++;
     fp__exchange_check(co);
 }
@@ -859,6 +1021,7 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 {
     struct fp__session *s = st->data;
     if (nread < 0) {
+        s->lost = 1;
         if (nread == UV_EOF && fp_chan_eof(s->ch) == 0) {
             char who[160];
             if (s->stage == FP__ADMITTED)
@@ -871,6 +1034,7 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     }
     const uint8_t *p = (const uint8_t *)b->base;
     size_t n = (size_t)nread;
+    s->last_rx = uv_now(&s->co->loop);
     while (s->stage != FP__CLOSING) {
         size_t used;
         struct fp_chan_event ev;
@@ -1125,18 +1289,25 @@ static int fp__setup(struct fp__coord *co)
     co->status = calloc(S, sizeof *co->status);
     co->have = calloc(S, sizeof *co->have);
     co->gone = calloc(co->o->allow->n, sizeof *co->gone);
+    co->gone_at = calloc(co->o->allow->n, sizeof *co->gone_at);
+    co->last_in = calloc(co->o->allow->n, sizeof *co->last_in); /* 0: none included */
     co->why = calloc(S, sizeof *co->why);
     co->upload_len = calloc(S, sizeof *co->upload_len);
     co->loss = calloc(S, sizeof *co->loss);
     co->by_id = calloc(co->o->allow->n, sizeof *co->by_id);
     co->wws = fp_workload_ws_new(r->w);
-    if (!co->up || !co->status || !co->why || !co->have || !co->gone || !co->upload_len ||
-        !co->loss || !co->by_id || !co->wws)
+    if (!co->up || !co->status || !co->why || !co->have || !co->gone || !co->gone_at ||
+        !co->last_in || !co->upload_len || !co->loss || !co->by_id || !co->wws)
         return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                             co->upload_cap);
     /* two whole messages (a broadcast and a result) and the error record */
     co->write_cap = 2 * (size_t)fp_chan_wire_size(fp_algo_broadcast_cap(&r->p)) + 65536;
-    return 0;
+    /* A resumed run: each client's last included round from the store, which
+     * its welcome carries, so that a client that was restarted, or that never
+     * heard its last result before the crash, commits or drops its prepared
+     * state (a new run: all 0, none). */
+    return fp_store_last_included(co->run.store, co->run.res.run_id, co->o->allow->n, co->last_in,
+                                  &co->err);
 }
 
 int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
@@ -1171,7 +1342,10 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     }
     uv_timer_init(&co->loop, &co->timer);
     uv_timer_init(&co->loop, &co->min_timer);
-    co->timer.data = co->min_timer.data = co;
+    uv_timer_init(&co->loop, &co->tick);
+    co->timer.data = co->min_timer.data = co->tick.data = co;
+    co->dead_s = o->dead_peer_s ? o->dead_peer_s : 30;
+    co->stall_s = o->write_stall_s > 0 ? o->write_stall_s : 30;
     /* --deadline overrides the scenario's [participation] deadline */
     co->deadline_s = o->deadline_s > 0 ? o->deadline_s : sc->deadline;
     uv_signal_init(&co->loop, &co->sigint);
@@ -1194,11 +1368,18 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
             uv_close((uv_handle_t *)&co->listener, NULL);
         uv_close((uv_handle_t *)&co->timer, NULL);
         uv_close((uv_handle_t *)&co->min_timer, NULL);
+        uv_close((uv_handle_t *)&co->tick, NULL);
         co->state = FP__DONE;
         co->rc = rc;
     } else {
         co->state = FP__WAITING;
         uv_timer_start(&co->timer, fp__round_late, (uint64_t)(o->wait_s * 1e3), 0);
+        /* an eighth of the shorter timeout: closed within 12.5 % of it */
+        double shorter = co->stall_s < co->dead_s ? co->stall_s : co->dead_s;
+        co->tick_ms = (uint64_t)(shorter * 1e3 / 8);
+        co->tick_ms = co->tick_ms < 50 ? 50 : co->tick_ms > 1000 ? 1000 : co->tick_ms;
+        co->tick_last = uv_now(&co->loop);
+        uv_timer_start(&co->tick, fp__tick, co->tick_ms, co->tick_ms);
     }
     uv_run(&co->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&co->sigint, NULL);
@@ -1220,6 +1401,8 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     free(co->status);
     free(co->have);
     free(co->gone);
+    free(co->gone_at);
+    free(co->last_in);
     free(co->why);
     free(co->upload_len);
     free(co->loss);

@@ -8,7 +8,11 @@
  * metrics and final model, byte for byte. The conversation on top of the
  * channel is in docs/daemons.md.
  *
- * This slice: the first round starts once all N clients are connected.
+ * The first round starts once all N clients are connected. Liveness: a
+ * dead-peer and a write-stall timeout per admitted session; a key that
+ * connects again replaces its session, and a client whose connection was
+ * lost keeps its slot in the open round until it closes (it rejoins if it
+ * comes back in time).
  * Partial rounds (docs/daemons.md): a round closes when every sampled
  * client answered, at [participation] deadline, or min_updates uploads plus
  * wait_after_min; a sampled client not included is late, absent or refused
@@ -35,7 +39,12 @@ struct fp_coord_options {
     const char *host;       /* --listen */
     int port;               /* 0: any free port (see ready_file) */
     const char *ready_file; /* if set: the port, written once listening (tests) */
-    const uint8_t *key;     /* the coordinator's secret key [FP_NOISE_KEY] */
+    /* TEST ONLY (`--test-die-after-commit ROUND`): SIGKILL itself once that
+     * round is committed, before any client hears its result: the crash
+     * window a resumed run's welcome (each client's last included round)
+     * closes */
+    uint32_t test_die_round;
+    const uint8_t *key; /* the coordinator's secret key [FP_NOISE_KEY] */
     /* the allow-list in use; on SIGHUP the coordinator re-reads allow_path
      * and, if the new list may replace it (fp_allow_update), replaces its
      * contents (the caller frees it after the run, whatever it holds) */
@@ -46,8 +55,13 @@ struct fp_coord_options {
     double handshake_s;               /* a connection's handshake and admission deadline */
     unsigned max_pending;             /* unauthenticated connections at once */
     unsigned max_pending_per_address; /* of them from one address (host); 0: no such cap */
-    FILE *progress;                   /* run/'s progress lines; NULL = quiet */
-    FILE *log;                        /* connections and refusals (stderr) */
+    /* An admitted session that sends no byte for dead_peer_s seconds is
+     * closed (its heartbeats stopped); the value goes to the client in the
+     * welcome, which heartbeats at a third of it at most. 1..65535. */
+    unsigned dead_peer_s;
+    double write_stall_s; /* queued bytes that make no progress this long: closed */
+    FILE *progress;       /* run/'s progress lines; NULL = quiet */
+    FILE *log;            /* connections and refusals (stderr) */
     volatile sig_atomic_t *stop;
     /* Continue run resume_run from resume (fp_store_load_resume, its lock
      * held by the store handle) instead of starting a new run; NULL: a new

@@ -4,7 +4,11 @@
  *
  *   C->S  hello      (message 3 of the handshake; empty in this version)
  *   S->C  WELCOME    run = the run's id, client = the client's id (from its
- *                    key), round 0; payload: the scenario's canonical text
+ *                    key), round = the last round that included this
+ *                    client's upload (0: none), phase = the coordinator's
+ *                    dead-peer timeout in seconds; payload: the scenario's
+ *                    canonical text
+ *   C->S  HEARTBEAT  empty, at least every dead-peer / 3 seconds
  *   per round the client is sampled in, per phase:
  *   S->C  BROADCAST  the core's broadcast message, header and payload as
  *                    fp_algo_server_broadcast made them

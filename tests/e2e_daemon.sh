@@ -7,7 +7,8 @@
 # upload's SHA-256 in client_rounds. Four algorithms: FedAvg (no client
 # state), SCAFFOLD (c_i) and FedEF with top-k (e_i, compressed uplink) on
 # the quadratic, SCAFCOM with top-k (w_i) on an MLP whose broadcast spans
-# several records. A second connection with a connected key is refused. A
+# several records. A second connection with a connected key replaces the
+# first session (whose process is told why and exits 1). A
 # client whose key is not in clients.pub is refused (one error record; the
 # coordinator logs its key's fingerprint and address) and the run goes on;
 # a client pinning the wrong coordinator key fails its handshake; a missing
@@ -81,18 +82,26 @@ run_pair() {
   local cpids=()
   for i in $(seq 0 $((N - 1))); do
     mkdir -p "$d/st$i"
+    if [ "$name" = fedavg ] && [ "$i" = 0 ]; then
+      # one session per key: a second connection with client 0's key, once
+      # client 0 is admitted, replaces the first session (a reconnecting
+      # client's; before issue 14 slice 3 it was refused): the first
+      # process is told why and exits 1 without reconnecting, the second
+      # takes part as client 0 to the end
+      timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c0.key" \
+        --state "$d/sti" >/dev/null 2>"$d/first.err" &
+      local first=$!
+      PIDS+=($!)
+      for _ in $(seq 200); do grep -q "client 0 .*admitted" "$d/coord.err" && break; sleep 0.05; done
+    fi
     timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
       --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
     cpids+=($!)
     PIDS+=($!)
     if [ "$name" = fedavg ] && [ "$i" = 0 ]; then
-      # one session per key: a second connection with client 0's key, once
-      # client 0 is admitted, is refused and the first one stays
-      for _ in $(seq 200); do grep -q "client 0 .*admitted" "$d/coord.err" && break; sleep 0.05; done
-      timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c0.key" \
-        --state "$d/sti" >/dev/null 2>"$d/dup.err"
-      check "$name: a second connection with a connected key is refused (exit 1)" \
-        "[ $? -eq 1 ] && grep -q 'already connected' '$d/dup.err' && grep -q 'refused key .*already connected' '$d/coord.err'"
+      wait "$first"
+      check "$name: a second connection with a connected key replaces the first, which is told why (exit 1, no reconnection)" \
+        "[ $? -eq 1 ] && grep -q 'replaced by a new connection with its key' '$d/first.err' && ! grep -q 'connecting again' '$d/first.err' && grep -q 'client 0 (key [0-9a-f]*, 127.0.0.1:[0-9]*): replaced by a new connection with its key from 127.0.0.1:[0-9]*; the old connection is closed' '$d/coord.err'"
     fi
   done
   wait "$cpid"
