@@ -10,6 +10,7 @@
  */
 #include "coordinator.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <sodium.h>
@@ -1094,6 +1095,16 @@ static int fp__setup(struct fp__coord *co)
     return 0;
 }
 
+void fp_coord_tune_malloc(void)
+{
+#ifdef M_TRIM_THRESHOLD
+    /* buffers up to 32 MiB come from the heap, and up to 64 MiB of it stays
+     * when freed (setting either ends glibc's own adjustment of both) */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
+}
+
 int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
                  const struct fp_coord_options *o, struct fp_run_result *res, struct fp_error *err)
 {
@@ -1106,6 +1117,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
         return fp_error_set(err, FP_EINVAL,
                             "the scenario has no round deadline: add [participation] deadline = "
                             "SECONDS (or give --deadline SECONDS)");
+    fp_coord_tune_malloc();
     struct fp__coord *co = calloc(1, sizeof *co);
     if (!co)
         return fp_error_set(err, FP_ENOMEM, "out of memory");
