@@ -28,6 +28,9 @@
 # Each line "others" is the average number of cores that processes other
 # than this benchmark's kept busy meanwhile (/proc/stat minus our own CPU
 # time): a ratio taken while others is well above 0 on 2 cores means little.
+# "CPU s" is the CPU time (user + sys) of every process of that run, set-up
+# included; two runs of different lengths (--rounds 5 and 45) give the CPU
+# cost of one round by difference (docs/performance.md).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FP=${FEDPRESS:-$ROOT/build/fedpress}
@@ -61,6 +64,19 @@ echo "bench_daemon: $0 --rounds $ROUNDS --reps $REPS --threads $SIM_THREADS --ev
 echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
 echo "fedpress: $FP; $("$FP" version | tr '\n' ' ')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+# the machine's limits, in the same run: FP32 FMA peak and memcpy
+# (bench_train, section 1), ChaCha20-Poly1305 and memcpy on one core and the
+# coordinator's broadcast and handshakes (bench_net)
+BB=$(dirname "$FP")/bench
+if [ -x "$BB/bench_train" ] && [ -x "$BB/bench_net" ]; then
+  echo "machine limits:"
+  "$BB/bench_train" --only 1 --quick 2>&1 | grep -E '^(FP32 FMA peak|memcpy|both, alternating)' |
+    sed 's/^/  /'
+  "$BB/bench_net" 100 2>&1 | grep -E '^(memcpy|chacha20poly1305_ietf encrypt|  handshake|  broadcast.*tune)' |
+    sed 's/^ */  /'
+else
+  echo "machine limits: $BB/bench_train and bench_net not built"
+fi
 
 "$FP" sim "$ROOT/scenarios/paper/fedavg.ini" --set data.clients=$N --set participation.sample=$N \
   --set run.rounds="$ROUNDS" --set run.eval_every="$EVAL_EVERY" --set participation.deadline=600 \
@@ -136,8 +152,8 @@ run_daemon() { # DIR
   for p in "${cpids[@]}"; do wait "$p" || die "a client failed: $(cat "$d"/c*.err | tail -5)"; done
 }
 
-printf "%-4s %-7s %10s %10s %10s %8s %s\n" rep driver "mean ms" "median ms" "round 1" others \
-  "model sha256"
+printf "%-4s %-7s %10s %10s %10s %8s %8s %s\n" rep driver "mean ms" "median ms" "round 1" "CPU s" \
+  others "model sha256"
 sums=$(mktemp -p "$T")
 for k in $(seq 1 "$REPS"); do
   for drv in $ONLY; do
@@ -148,7 +164,8 @@ for k in $(seq 1 "$REPS"); do
     if [ $drv = sim ]; then db=$d/sim.db out=$d/sim.out; else db=$d/daemon.db out=$d/coord.out; fi
     read -r mean med first < <(round_ms "$db")
     sha=$(sed -n 's/^model sha256 //p' "$out")
-    printf "%-4s %-7s %10s %10s %10s %8s %s\n" "$k" "$drv" "$mean" "$med" "$first" "$o" "$sha"
+    cpu=$(awk -v c="$(($(ourcpu) - c0))" -v hz="$HZ" 'BEGIN { printf "%.2f", c / hz }')
+    printf "%-4s %-7s %10s %10s %10s %8s %8s %s\n" "$k" "$drv" "$mean" "$med" "$first" "$cpu" "$o" "$sha"
     echo "$drv $mean $med $sha" >>"$sums"
   done
 done
