@@ -23,7 +23,9 @@
 # Usage: bench/bench_daemon.sh [--rounds R] [--reps K] [--threads T] [--eval-every E]
 #        [--keep DIR] [--only sim|daemon]
 #   --only runs one driver (e.g. under perf record -a); --keep keeps the
-#   stores and logs in DIR.
+#   stores and logs in DIR; --cpu also runs each driver once with 5 rounds
+#   and prints the CPU time of one round (the difference with the R-round
+#   runs over R - 5 rounds: set-up cancels), the coordinator's apart.
 #   FEDPRESS=path/to/fedpress (default build/fedpress)
 # Each line "others" is the average number of cores that processes other
 # than this benchmark's kept busy meanwhile (/proc/stat minus our own CPU
@@ -34,7 +36,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FP=${FEDPRESS:-$ROOT/build/fedpress}
-ROUNDS=20 REPS=3 EVAL_EVERY=1 KEEP= ONLY="sim daemon"
+ROUNDS=20 REPS=3 EVAL_EVERY=1 KEEP= ONLY="sim daemon" CPU=
 SIM_THREADS=$(nproc)
 while [ $# -gt 0 ]; do
   case $1 in
@@ -44,7 +46,8 @@ while [ $# -gt 0 ]; do
     --eval-every) EVAL_EVERY=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
     --only) ONLY=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds R] [--reps K] [--threads T] [--eval-every E] [--keep DIR] [--only sim|daemon]" >&2
+    --cpu) CPU=1; shift ;;
+    *) echo "usage: $0 [--rounds R] [--reps K] [--threads T] [--eval-every E] [--keep DIR] [--only sim|daemon] [--cpu]" >&2
        exit 2 ;;
   esac
 done
@@ -81,6 +84,7 @@ fi
 "$FP" sim "$ROOT/scenarios/paper/fedavg.ini" --set data.clients=$N --set participation.sample=$N \
   --set run.rounds="$ROUNDS" --set run.eval_every="$EVAL_EVERY" --set participation.deadline=600 \
   --dry-run >"$T/run.ini" || die "the scenario does not build"
+sed "s/^rounds = .*/rounds = 5/" "$T/run.ini" >"$T/run5.ini"
 CK=$("$FP" keygen --out "$T/coord.key") || die "keygen failed"
 : >"$T/clients.pub"
 for i in $(seq 0 $((N - 1))); do
@@ -123,21 +127,32 @@ wait_port() {
   return 1
 }
 
-run_sim() { # DIR
-  local d=$1
+run_sim() { # DIR [INI]
+  local d=$1 ini=${2:-$T/run.ini}
   mkdir -p "$d"
-  "$FP" sim "$T/run.ini" --store "$d/sim.db" --threads "$SIM_THREADS" --quiet >"$d/sim.out" \
+  "$FP" sim "$ini" --store "$d/sim.db" --threads "$SIM_THREADS" --quiet >"$d/sim.out" \
     2>"$d/sim.err" || die "sim failed: $(cat "$d/sim.err")"
 }
 
-run_daemon() { # DIR
-  local d=$1
+# the CPU ticks (user + sys, every thread) of process $1 until it ends, into $2
+cpu_watch() {
+  while [ -r "/proc/$1/stat" ]; do
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" >"$2.tmp" 2>/dev/null &&
+      [ -s "$2.tmp" ] && mv "$2.tmp" "$2"
+    sleep 0.05
+  done
+}
+
+run_daemon() { # DIR [INI]
+  local d=$1 ini=${2:-$T/run.ini}
   mkdir -p "$d"
-  "$FP" coordinator --scenario "$T/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  "$FP" coordinator --scenario "$ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
     --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 120 \
     --quiet >"$d/coord.out" 2>"$d/coord.err" &
   local cpid=$!
   PIDS+=("$cpid")
+  cpu_watch "$cpid" "$d/coord.ticks" &
+  PIDS+=($!)
   local port
   port=$(wait_port "$d/port" "$cpid") || die "the coordinator did not listen: $(cat "$d/coord.err")"
   local cpids=()
@@ -167,8 +182,26 @@ for k in $(seq 1 "$REPS"); do
     cpu=$(awk -v c="$(($(ourcpu) - c0))" -v hz="$HZ" 'BEGIN { printf "%.2f", c / hz }')
     printf "%-4s %-7s %10s %10s %10s %8s %8s %s\n" "$k" "$drv" "$mean" "$med" "$first" "$cpu" "$o" "$sha"
     echo "$drv $mean $med $sha" >>"$sums"
+    echo "$drv $cpu $(cat "$d/coord.ticks" 2>/dev/null || echo 0)" >>"$sums.cpu"
   done
 done
+if [ -n "$CPU" ]; then
+  for drv in $ONLY; do
+    d="$T/${drv}5"
+    c0=$(ourcpu)
+    "run_$drv" "$d" "$T/run5.ini"
+    echo "$drv $(awk -v c="$(($(ourcpu) - c0))" -v hz="$HZ" 'BEGIN { printf "%.2f", c / hz }') $(cat "$d/coord.ticks" 2>/dev/null || echo 0)" >>"$sums.cpu5"
+  done
+  awk -v R="$ROUNDS" -v hz="$HZ" '
+    FNR == NR { c5[$1] = $2; k5[$1] = $3; next }
+    { n[$1]++; c[$1] += $2; k[$1] += $3 }
+    END {
+      for (d in n) { per[d] = (c[d] / n[d] - c5[d]) / (R - 5) * 1e3
+                     kper[d] = (k[d] / n[d] - k5[d]) / hz / (R - 5) * 1e3 }
+      printf "CPU per round (R = %d minus 5 rounds): sim %.1f ms; daemon %.1f ms (coordinator %.1f, 20 clients %.1f): daemon / sim = %.3f\n",
+        R, per["sim"], per["daemon"], kper["daemon"], per["daemon"] - kper["daemon"], per["daemon"] / per["sim"]
+    }' "$sums.cpu5" "$sums.cpu"
+fi
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 awk '
   { n[$1]++; m[$1] += $2; if (!($1 in best) || $2 < best[$1]) best[$1] = $2; sha[$4]++ }
