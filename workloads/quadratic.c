@@ -16,11 +16,14 @@
 
 #include "model.h"
 
+/* Bytes of coefficients (8·N·d) a test-set workload holds at most. */
+#define FP__QUAD_TEST_HOLD (32ull << 20)
+
 struct fp_quad {
     struct fp_workload w;
     uint32_t n, d;
     /* a and b hold clients lo .. lo+cnt-1: all, the one held, or none for
-     * the test set (its evaluation draws each client's again) */
+     * a large test set (its evaluation draws each client's again) */
     uint32_t lo, cnt;
     uint64_t seed;
     double noise;
@@ -84,9 +87,10 @@ static void fp__qeval(const struct fp_workload *w, void *ws, const float *x, dou
         for (uint32_t i = 0; i < q->n; i++)
             s += fp__fi(q, i, x);
     } else {
-        /* The test set alone (a coordinator's) holds no client's
+        /* A large test set alone (a coordinator's) holds no client's
          * coefficients: each is drawn again into the workspace, the same
-         * bits, so memory stays O(d) rather than 8·N·d bytes. */
+         * bits, so memory stays O(d) rather than 8·N·d bytes (at the price
+         * of the draws: ~90 ns per coefficient pair against ~1). */
         float *a = ws, *b = a + q->d;
         for (uint32_t i = 0; i < q->n; i++) {
             fp__qdraw(q->seed, i, q->d, a, b);
@@ -170,7 +174,11 @@ int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario 
     /* Client i's coefficients come from its own stream (seed, 0, i, DATA),
      * so one client's alone are the same bits as in the full workload. */
     q->lo = holds == FP_HOLDS_CLIENT ? client : 0;
-    q->cnt = holds == FP_HOLDS_CLIENT ? 1 : holds == FP_HOLDS_TEST ? 0 : n;
+    /* The test set holds them all while that is small (evaluating from
+     * memory is ~100x faster than drawing them again), none above. */
+    q->cnt = holds == FP_HOLDS_CLIENT                                             ? 1
+             : holds == FP_HOLDS_TEST && 8 * (uint64_t)n * d > FP__QUAD_TEST_HOLD ? 0
+                                                                                  : n;
     q->seed = sc->seed;
     q->noise = sc->quad_noise;
     q->a = malloc(((size_t)q->cnt * d + 1) * sizeof *q->a);
