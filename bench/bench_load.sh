@@ -6,7 +6,9 @@
 # --clients and every d in --dims. Per (N, d) it prints the handshake rate
 # (connect, handshake, admission and welcome, as the clients saw it), the
 # mean round latency (the rounds' wall_ms in the store: sampling, broadcast
-# to S clients, their uploads, aggregation, evaluation), and the
+# to S clients, their uploads, aggregation) of the rounds without an
+# evaluation, and apart the mean of those with one (every 3rd: the
+# quadratic's global objective over all N·d coefficients), and the
 # coordinator's RSS: once listening (before any client) and its peak
 # (VmHWM, read just before it exits), which must not grow with N·d.
 #
@@ -18,7 +20,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FP=${FEDPRESS:-$ROOT/build/fedpress}
 LOAD=${LOAD_CLIENTS:-$(dirname "$FP")/bench/load_clients}
-CLIENTS="250 500 1000" DIMS="10 10000" ROUNDS=5 SAMPLE=100 KEEP=
+CLIENTS="250 500 1000" DIMS="10 10000" ROUNDS=6 SAMPLE=100 KEEP=
 while [ $# -gt 0 ]; do
   case $1 in
     --clients) CLIENTS=$2; shift 2 ;;
@@ -52,14 +54,14 @@ CK=$("$FP" keygen --out "$T/coord.key") || die "keygen failed"
 
 kb() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
-printf "%6s %7s %12s %14s %14s %14s %12s\n" N d "handshakes/s" "round ms" "RSS listen MB" \
-  "RSS peak MB" "8·N·d MB"
+printf "%6s %7s %12s %10s %12s %14s %14s %12s\n" N d "handshakes/s" "round ms" "eval rnd ms" \
+  "RSS listen MB" "RSS peak MB" "8·N·d MB"
 for d in $DIMS; do
   for n in $CLIENTS; do
     w="$T/n$n-d$d"
     mkdir -p "$w/state"
     "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients="$n" --set data.dim="$d" \
-      --set participation.sample="$SAMPLE" --set run.rounds="$ROUNDS" --set run.eval_every=1 \
+      --set participation.sample="$SAMPLE" --set run.rounds="$ROUNDS" --set run.eval_every=3 \
       --set participation.deadline=300 --dry-run >"$w/run.ini" || die "scenario N=$n d=$d"
     "$LOAD" pub "$n" >"$w/clients.pub" || die "load_clients pub"
     "$FP" coordinator --scenario "$w/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
@@ -84,10 +86,10 @@ for d in $DIMS; do
     [ $lrc -eq 0 ] && [ $crc -eq 0 ] ||
       die "N=$n d=$d: load_clients $lrc, coordinator $crc: $(tail -n 3 "$w/load.err" "$w/coord.err")"
     hs=$(sed -n 's/.*: \([0-9]*\) handshakes\/s.*/\1/p' "$w/load.out")
-    rms=$("$FP" metrics 1 --store "$w/daemon.db" --format csv |
-      awk -F, 'NR > 1 && $1 ~ /^[0-9]+$/ { s += $8; k++ } END { if (k) printf "%.1f", s / k }')
-    sleep 0.2
-    printf "%6s %7s %12s %14.1f %14.1f %14.1f %12.1f\n" "$n" "$d" "$hs" "$rms" \
+    read -r rms ems < <("$FP" metrics 1 --store "$w/daemon.db" --format csv |
+      awk -F, 'NR > 1 && $1 ~ /^[0-9]+$/ { if ($1 % 3) { s += $8; k++ } else { e += $8; j++ } }
+        END { printf "%.1f %.1f\n", k ? s / k : 0, j ? e / j : 0 }')
+    printf "%6s %7s %12s %10.1f %12.1f %14.1f %14.1f %12.1f\n" "$n" "$d" "$hs" "$rms" "$ems" \
       "$(echo "$rss0 / 1024" | bc -l)" "$(echo "$(cat "$w/hwm") / 1024" | bc -l)" \
       "$(echo "8 * $n * $d / 1048576" | bc -l)"
   done
