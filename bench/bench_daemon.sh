@@ -75,7 +75,7 @@ if [ -x "$BB/bench_train" ] && [ -x "$BB/bench_net" ]; then
   echo "machine limits:"
   "$BB/bench_train" --only 1 --quick 2>&1 | grep -E '^(FP32 FMA peak|memcpy|both, alternating)' |
     sed 's/^/  /'
-  "$BB/bench_net" 100 2>&1 | grep -E '^(memcpy|chacha20poly1305_ietf encrypt|  handshake|  broadcast.*tune)' |
+  "$BB/bench_net" 100 2>&1 | grep -E '^(memcpy|chacha20poly1305_ietf encrypt|sha256|  handshake|  broadcast.*tune)' |
     sed 's/^ */  /'
 else
   echo "machine limits: $BB/bench_train and bench_net not built"
