@@ -38,14 +38,14 @@ CK=$("$FP" keygen --out "$T/coord.key")
 : >"$T/clients.pub"
 for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
 "$FP" keygen --out "$T/peer.key" >/dev/null
-# d = 1000: a 4 KB upload and broadcast, so the proxies' offsets below fall
+# d = 4000: a 16 KB upload and broadcast, so the proxies' offsets below fall
 # inside them (the handshake, report and welcome are all smaller)
 SC="$ROOT/scenarios/fedavg-quadratic.ini"
 "$FP" sim "$SC" --set data.clients=$N --set participation.sample=$N --set run.rounds=3 \
-  --set run.eval_every=1 --set data.dim=1000 --set participation.deadline=20 \
+  --set run.eval_every=1 --set data.dim=4000 --set participation.deadline=20 \
   --set participation.min_updates=2 --set participation.wait_after_min=15 --dry-run >"$T/faults.ini"
 "$FP" sim "$SC" --set data.clients=$N --set participation.sample=$N --set run.rounds=3 \
-  --set run.eval_every=1 --set data.dim=1000 --set participation.deadline=20 \
+  --set run.eval_every=1 --set data.dim=4000 --set participation.deadline=20 \
   --dry-run >"$T/delay.ini"
 check "scenarios made" "[ -s '$T/faults.ini' ] && [ -s '$T/delay.ini' ]"
 
@@ -95,7 +95,7 @@ status() {
 if coord faults "$T/faults.ini" && [ -n "$PORT" ]; then
   proxy faults corrupt --corrupt up:1000
   CORRUPT=$PPORT
-  proxy faults cut --cut down:2500
+  proxy faults cut --cut down:8000
   CUT=$PPORT
   client faults 0 "$PORT"; C0=$LAST
   client faults 1 "$PORT"; C1=$LAST
@@ -108,7 +108,7 @@ if coord faults "$T/faults.ini" && [ -n "$PORT" ]; then
   wait "$C2"; r2=$?
   wait "$C3"; r3=$?
   check "faults: the proxies did their damage (a byte of client 2's upload flipped, client 3's broadcast cut)" \
-    "grep -q 'up byte 1000 corrupted' '$T/faults/proxy-corrupt.log' && grep -q 'down cut after 2500 bytes' '$T/faults/proxy-cut.log'"
+    "grep -q 'up byte 1000 corrupted' '$T/faults/proxy-corrupt.log' && grep -q 'down cut after 8000 bytes' '$T/faults/proxy-cut.log'"
   check "faults: the coordinator completes the run (exit 0)" "[ $crc -eq 0 ]"
   [ $crc -eq 0 ] || tail -5 "$T/faults/coord.err"
   check "faults: clients 0 and 1 complete it (exit 0); 2 and 3 do not" \
