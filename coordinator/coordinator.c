@@ -10,14 +10,17 @@
  */
 #include "coordinator.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "../core/hash.h"
 #include "../net/channel.h"
 #include "../net/conversation.h"
 #include "../net/peer.h"
@@ -26,6 +29,8 @@
 /* A round below [participation] min_updates is tried this many more
  * times (the same sample, the same broadcast), then the run fails. */
 #define FP_COORD_RETRIES (FP_PART_ATTEMPTS - 1)
+/* threads that evaluate the test set (at most one per core) */
+#define FP__EVAL_THREADS 8
 
 enum fp__stage { FP__HANDSHAKE, FP__ADMITTED, FP__CLOSING };
 enum fp__cstate { FP__WAITING, FP__ROUND, FP__DONE };
@@ -61,7 +66,6 @@ struct fp__session {
     char addr[64];
     char fpr[FP_PEER_FPR];
     uint8_t report[FP_CONV_REPORT_LEN];
-    uint8_t rbuf[FP_CHAN_RECORD_WIRE_MAX];
 };
 
 struct fp__write {
@@ -100,6 +104,7 @@ struct fp__coord {
     char (*why)[160];              /* [S] */
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
     uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
+    char (*sha)[65];               /* [S] its payload's SHA-256, hashed as it came (phase 0) */
     char (*gone)[160];             /* [N] why a client's last connection was closed */
     uint64_t *gone_at;             /* [N] uv_now when its connection was lost, else 0 */
     /* [N] THE record of the last round in which each client's upload was
@@ -112,7 +117,14 @@ struct fp__coord {
     size_t *upload_len; /* [S] */
     double *loss;       /* [S] */
     size_t write_cap;   /* queued bytes a session may have */
-    void *wws;
+    /* What one read brings, for every session: fp__read hands all of it to
+     * the session's channel before it returns (the channel keeps a partial
+     * record in its own buffer), so one buffer serves every connection
+     * rather than 64 KiB more per connection (bench/bench_load.sh: 100 ->
+     * 65 KB of RSS per connected client). Wiped when the loop ends. */
+    uint8_t rbuf[FP_CHAN_RECORD_WIRE_MAX];
+    void **wws; /* [nwws] evaluation workspaces, one per evaluating thread */
+    unsigned nwws;
     int rc;
     struct fp_error err;
 };
@@ -162,7 +174,6 @@ static void fp__session_closed(uv_handle_t *h)
         return;
     fp_chan_free(s->ch);
     free(s->late_buf);
-    sodium_memzero(s->rbuf, sizeof s->rbuf);
     free(s);
 }
 
@@ -660,6 +671,44 @@ static void fp__tell(struct fp__coord *co, uint32_t slot, int included)
     fp__send(s, &h, &v);
 }
 
+struct fp__eval_job {
+    struct fp_run *r;
+    void *wws;
+    atomic_uint *next;
+};
+
+static void fp__eval_worker(void *arg)
+{
+    const struct fp__eval_job *j = arg;
+    fp_run_eval_blocks(j->r, j->wws, j->next);
+}
+
+/* The test set on every core, block by block as the simulator's team does
+ * it (the same bits as one thread): the clients wait for the next
+ * broadcast meanwhile, so on one thread the evaluation of a large test set
+ * was most of the coordinator's share of a round. A thread that cannot be
+ * started leaves its blocks to the others. */
+static void fp__evaluate(struct fp__coord *co)
+{
+    struct fp_run *r = &co->run;
+    if (co->nwws < 2) {
+        fp_run_evaluate(r, co->wws[0]);
+        return;
+    }
+    atomic_uint next = 0;
+    uv_thread_t tid[FP__EVAL_THREADS];
+    struct fp__eval_job job[FP__EVAL_THREADS];
+    unsigned started = 1;
+    for (unsigned t = 0; t < co->nwws; t++)
+        job[t] = (struct fp__eval_job){.r = r, .wws = co->wws[t], .next = &next};
+    while (started < co->nwws && !uv_thread_create(&tid[started], fp__eval_worker, &job[started]))
+        started++;
+    fp__eval_worker(&job[0]);
+    for (unsigned t = 1; t < started; t++)
+        uv_thread_join(&tid[t]);
+    fp_run_eval_sum(r);
+}
+
 static int fp__round_commit(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
@@ -667,7 +716,7 @@ static int fp__round_commit(struct fp__coord *co)
     const uint32_t S = r->sc->sample;
     fp_run_round_end(r);
     if (r->evaluate)
-        fp_run_evaluate(r, co->wws);
+        fp__evaluate(co);
     /* every sampled client not included, with why, after the included rows */
     struct fp_client_round *others = calloc(S, sizeof *others);
     if (!others)
@@ -781,8 +830,8 @@ static void fp__exchange_end(struct fp__coord *co)
     for (uint32_t slot = 0; slot < sc->sample; slot++) {
         if (co->status[slot] != FP_CLIENT_INCLUDED)
             continue;
-        int rc = fp_run_include(r, slot, co->up[slot], co->upload_len[slot], co->loss[slot], NULL,
-                                &co->err);
+        int rc = fp_run_include(r, slot, co->up[slot], co->upload_len[slot], co->loss[slot],
+                                co->phase == 0 ? co->sha[slot] : NULL, &co->err);
         if (rc == FP_EFORMAT) {
             /* The core refused it (wrong size, not finite, not canonical):
              * never aggregated; the server's state is unchanged and the
@@ -971,6 +1020,11 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
     fp_msg_encode_header(h, msg);
     co->upload_len[s->slot] = FP_MSG_HEADER + (size_t)h->len;
     co->have[s->slot] = 1;
+    /* Hashed now, while the others still train, rather than one after the
+     * other when the exchange ends (20 MLP uploads took ~30 ms of the
+     * round's critical path there; the simulator hashes on its workers). */
+    if (co->phase == 0)
+        fp_sha256_hex(msg + FP_MSG_HEADER, (size_t)h->len, co->sha[s->slot]);
     s->answered = 1;
     /* Nothing more is expected from this client until the next broadcast:
      * the channel has no expectation, so only its heartbeats (which keep
@@ -1014,7 +1068,7 @@ static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     (void)hint;
     struct fp__session *s = h->data;
-    *b = uv_buf_init((char *)s->rbuf, sizeof s->rbuf);
+    *b = uv_buf_init((char *)s->co->rbuf, sizeof s->co->rbuf);
 }
 
 static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
@@ -1292,12 +1346,20 @@ static int fp__setup(struct fp__coord *co)
     co->gone_at = calloc(co->o->allow->n, sizeof *co->gone_at);
     co->last_in = calloc(co->o->allow->n, sizeof *co->last_in); /* 0: none included */
     co->why = calloc(S, sizeof *co->why);
+    co->sha = calloc(S, sizeof *co->sha);
     co->upload_len = calloc(S, sizeof *co->upload_len);
     co->loss = calloc(S, sizeof *co->loss);
     co->by_id = calloc(co->o->allow->n, sizeof *co->by_id);
-    co->wws = fp_workload_ws_new(r->w);
-    if (!co->up || !co->status || !co->why || !co->have || !co->gone || !co->gone_at ||
-        !co->last_in || !co->upload_len || !co->loss || !co->by_id || !co->wws)
+    /* one evaluating thread per core, never more than the test set's blocks */
+    co->nwws = co->ro.threads;
+    if (co->nwws > r->eval_nblocks)
+        co->nwws = r->eval_nblocks ? (unsigned)r->eval_nblocks : 1;
+    co->wws = calloc(co->nwws, sizeof *co->wws);
+    for (unsigned t = 0; co->wws && t < co->nwws; t++)
+        if (!(co->wws[t] = fp_workload_ws_new(r->w)))
+            return fp_error_set(&co->err, FP_ENOMEM, "out of memory for evaluation");
+    if (!co->up || !co->status || !co->why || !co->sha || !co->have || !co->gone || !co->last_in ||
+        !co->upload_len || !co->loss || !co->by_id || !co->wws)
         return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                             co->upload_cap);
     /* two whole messages (a broadcast and a result) and the error record */
@@ -1308,6 +1370,16 @@ static int fp__setup(struct fp__coord *co)
      * state (a new run: all 0, none). */
     return fp_store_last_included(co->run.store, co->run.res.run_id, co->o->allow->n, co->last_in,
                                   &co->err);
+}
+
+void fp_coord_tune_malloc(void)
+{
+#ifdef M_TRIM_THRESHOLD
+    /* buffers up to 32 MiB come from the heap, and up to 64 MiB of it stays
+     * when freed (setting either ends glibc's own adjustment of both) */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+#endif
 }
 
 int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
@@ -1322,12 +1394,14 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
         return fp_error_set(err, FP_EINVAL,
                             "the scenario has no round deadline: add [participation] deadline = "
                             "SECONDS (or give --deadline SECONDS)");
+    fp_coord_tune_malloc();
     struct fp__coord *co = calloc(1, sizeof *co);
     if (!co)
         return fp_error_set(err, FP_ENOMEM, "out of memory");
     co->o = o;
     /* The coordinator holds no client's data: the test set only. */
-    co->ro = (struct fp_run_options){.threads = 1,
+    unsigned cores = uv_available_parallelism();
+    co->ro = (struct fp_run_options){.threads = cores < FP__EVAL_THREADS ? cores : FP__EVAL_THREADS,
                                      .progress = o->progress,
                                      .stop = o->stop,
                                      .create_workload = fp_workload_create_test,
@@ -1388,12 +1462,15 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     uv_run(&co->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&co->loop))
         fp__log(co, "warning: event loop handles left open at exit");
+    sodium_memzero(co->rbuf, sizeof co->rbuf);
     *res = co->run.res;
     rc = co->rc;
     if (rc)
         *err = co->err;
-    if (co->wws)
-        fp_workload_ws_free(co->run.w, co->wws);
+    for (unsigned t = 0; co->wws && t < co->nwws; t++)
+        if (co->wws[t])
+            fp_workload_ws_free(co->run.w, co->wws[t]);
+    free(co->wws);
     fp_run_close(&co->run);
     for (uint32_t i = 0; co->up && i < sc->sample; i++)
         free(co->up[i]);
@@ -1404,6 +1481,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     free(co->gone_at);
     free(co->last_in);
     free(co->why);
+    free(co->sha);
     free(co->upload_len);
     free(co->loss);
     free(co->by_id);

@@ -70,6 +70,13 @@ struct fp_coord_options {
     int64_t resume_run;
 };
 
+/* Keeps the heap's freed memory instead of returning it to the system:
+ * every broadcast allocates one wire buffer per client (636 KB each for
+ * the paper's MLP) and frees it once written, and with glibc's defaults
+ * the next round faulted all of those pages in again (a third of the
+ * broadcast's time, bench/bench_net). Process-wide; fp_coord_run calls it. */
+void fp_coord_tune_malloc(void);
+
 /* Runs the scenario to its end (or a stop, or a failure). 0 with *res
  * filled, or a negative code with err set; a run that got an id is marked
  * failed in the store. */

@@ -404,6 +404,16 @@ void fp_run_eval_block(struct fp_run *r, void *wws, size_t b)
                           &r->eval_count[b]);
 }
 
+void fp_run_eval_blocks(struct fp_run *r, void *wws, atomic_uint *next)
+{
+    for (;;) {
+        unsigned b = atomic_fetch_add(next, 1);
+        if (b >= r->eval_nblocks)
+            break;
+        fp_run_eval_block(r, wws, b);
+    }
+}
+
 void fp_run_eval_sum(struct fp_run *r)
 {
     double total = 0;

@@ -35,6 +35,7 @@
 #define FP_RUN_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -184,6 +185,9 @@ void fp_run_evaluate(struct fp_run *r, void *wws);
  * which is exactly what the workload's own evaluate() computes. */
 void fp_run_eval_block(struct fp_run *r, void *wws, size_t b);
 void fp_run_eval_sum(struct fp_run *r);
+/* The blocks a worker takes from the shared counter *next until none is
+ * left (each block once, whatever thread takes it). */
+void fp_run_eval_blocks(struct fp_run *r, void *wws, atomic_uint *next);
 
 /* Commits the round (metrics, and the state every checkpoint_every rounds)
  * in one store transaction and prints its progress line. */

@@ -167,13 +167,7 @@ static int fp__participation(struct fp__sim *s, struct fp_error *err)
 static void fp__eval_worker(void *arg)
 {
     struct fp__worker *wk = arg;
-    struct fp__sim *s = wk->sim;
-    for (;;) {
-        unsigned b = atomic_fetch_add(&s->next, 1);
-        if (b >= s->run.eval_nblocks)
-            break;
-        fp_run_eval_block(&s->run, wk->wws, b);
-    }
+    fp_run_eval_blocks(&wk->sim->run, wk->wws, &wk->sim->next);
 }
 
 /* Test-set evaluation: where the workload splits its test set into blocks,

@@ -870,6 +870,14 @@ static void test_client_view_quadratic(void **state)
         check_test_view(&sc, full);
         fp_workload_free(full);
     }
+    /* 8·N·d = 35.2 MB, over what a test-set workload holds (32 MiB): it
+     * draws every client's coefficients again to evaluate, the same bits */
+    sc.clients = 1100;
+    sc.dim = 4000;
+    sc.quad_noise = 0;
+    struct fp_workload *big = create(&sc);
+    check_test_view(&sc, big);
+    fp_workload_free(big);
 }
 
 /* Peak memory of building a Fashion-MNIST workload, measured in a fresh

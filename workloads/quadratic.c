@@ -16,26 +16,48 @@
 
 #include "model.h"
 
+/* Bytes of coefficients (8·N·d) a test-set workload holds at most. */
+#define FP__QUAD_TEST_HOLD (32ull << 20)
+
 struct fp_quad {
     struct fp_workload w;
     uint32_t n, d;
-    uint32_t lo, cnt; /* a and b hold clients lo .. lo+cnt-1 (all, or the one held) */
+    /* a and b hold clients lo .. lo+cnt-1: all, the one held, or none for
+     * a large test set (its evaluation draws each client's again) */
+    uint32_t lo, cnt;
+    uint64_t seed;
     double noise;
     float *a, *b; /* [cnt][d] each */
     uint32_t *n_local;
 };
 
+/* Client i's coefficients from its own stream (seed, 0, i, DATA): all of
+ * a_i, then all of b_i, the documented draw order. */
+static void fp__qdraw(uint64_t seed, uint32_t i, uint32_t d, float *a, float *b)
+{
+    fp_rng r;
+    fp_rng_seed(&r, seed, 0, i, FP_RNG_DATA);
+    for (uint32_t j = 0; j < d; j++)
+        a[j] = (float)(0.5 + 1.5 * fp_rng_uniform(&r));
+    for (uint32_t j = 0; j < d; j++)
+        b[j] = (float)fp_rng_normal(&r);
+}
+
 /* 0.5 * Σ a (x-b)² in double: the test objective must be exact enough to
  * compare algorithms at 1e-6 relative. */
-static double fp__fi(const struct fp_quad *q, uint32_t i, const float *x)
+static double fp__fab(const float *a, const float *b, uint32_t d, const float *x)
 {
-    const float *a = q->a + (size_t)(i - q->lo) * q->d, *b = q->b + (size_t)(i - q->lo) * q->d;
     double s = 0;
-    for (uint32_t j = 0; j < q->d; j++) {
+    for (uint32_t j = 0; j < d; j++) {
         double r = (double)x[j] - b[j];
         s += a[j] * r * r;
     }
     return 0.5 * s;
+}
+
+static double fp__fi(const struct fp_quad *q, uint32_t i, const float *x)
+{
+    return fp__fab(q->a + (size_t)(i - q->lo) * q->d, q->b + (size_t)(i - q->lo) * q->d, q->d, x);
 }
 
 static void fp__qgrad(const struct fp_workload *w, void *ws, uint32_t client, const float *x,
@@ -59,11 +81,22 @@ static void fp__qeval(const struct fp_workload *w, void *ws, const float *x, dou
                       double *accuracy)
 {
     const struct fp_quad *q = w->impl;
-    (void)ws;
     fp_workload_eval_guard(w); /* the global objective needs every client's f_i */
     double s = 0;
-    for (uint32_t i = 0; i < q->n; i++)
-        s += fp__fi(q, i, x);
+    if (q->cnt == q->n) {
+        for (uint32_t i = 0; i < q->n; i++)
+            s += fp__fi(q, i, x);
+    } else {
+        /* A large test set alone (a coordinator's) holds no client's
+         * coefficients: each is drawn again into the workspace, the same
+         * bits, so memory stays O(d) rather than 8·N·d bytes (at the price
+         * of the draws: ~90 ns per coefficient pair against ~1). */
+        float *a = ws, *b = a + q->d;
+        for (uint32_t i = 0; i < q->n; i++) {
+            fp__qdraw(q->seed, i, q->d, a, b);
+            s += fp__fab(a, b, q->d, x);
+        }
+    }
     *loss = s / q->n;
     *accuracy = NAN;
 }
@@ -74,11 +107,12 @@ static void fp__qinit(const struct fp_workload *w, fp_rng *rng, float *x)
     memset(x, 0, w->d * sizeof *x);
 }
 
-/* No scratch needed, but NULL means "out of memory" to callers. */
+/* Scratch for a and b of one client where the test set's evaluation draws
+ * them again; else none, but NULL means "out of memory" to callers. */
 static void *fp__qws_new(const struct fp_workload *w)
 {
-    (void)w;
-    return malloc(1);
+    const struct fp_quad *q = w->impl;
+    return malloc(q->cnt == q->n ? 1 : 2 * (size_t)q->d * sizeof(float));
 }
 
 static void fp__qws_free(void *ws)
@@ -140,10 +174,15 @@ int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario 
     /* Client i's coefficients come from its own stream (seed, 0, i, DATA),
      * so one client's alone are the same bits as in the full workload. */
     q->lo = holds == FP_HOLDS_CLIENT ? client : 0;
-    q->cnt = holds == FP_HOLDS_CLIENT ? 1 : n;
+    /* The test set holds them all while that is small (evaluating from
+     * memory is ~100x faster than drawing them again), none above. */
+    q->cnt = holds == FP_HOLDS_CLIENT                                             ? 1
+             : holds == FP_HOLDS_TEST && 8 * (uint64_t)n * d > FP__QUAD_TEST_HOLD ? 0
+                                                                                  : n;
+    q->seed = sc->seed;
     q->noise = sc->quad_noise;
-    q->a = malloc((size_t)q->cnt * d * sizeof *q->a);
-    q->b = malloc((size_t)q->cnt * d * sizeof *q->b);
+    q->a = malloc(((size_t)q->cnt * d + 1) * sizeof *q->a);
+    q->b = malloc(((size_t)q->cnt * d + 1) * sizeof *q->b);
     q->n_local = malloc((size_t)n * sizeof *q->n_local);
     if (!q->a || !q->b || !q->n_local) {
         fp__qdestroy(&q->w);
@@ -151,16 +190,8 @@ int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario 
     }
     for (uint32_t i = 0; i < n; i++)
         q->n_local[i] = 1;
-    for (uint32_t i = q->lo; i < q->lo + q->cnt; i++) {
-        fp_rng r;
-        fp_rng_seed(&r, sc->seed, 0, i, FP_RNG_DATA);
-        float *a = q->a + (size_t)(i - q->lo) * d, *b = q->b + (size_t)(i - q->lo) * d;
-        /* All of a_i, then all of b_i: the documented draw order. */
-        for (uint32_t j = 0; j < d; j++)
-            a[j] = (float)(0.5 + 1.5 * fp_rng_uniform(&r));
-        for (uint32_t j = 0; j < d; j++)
-            b[j] = (float)fp_rng_normal(&r);
-    }
+    for (uint32_t i = q->lo; i < q->lo + q->cnt; i++)
+        fp__qdraw(sc->seed, i, d, q->a + (size_t)(i - q->lo) * d, q->b + (size_t)(i - q->lo) * d);
     q->w.d = d;
     q->w.nclients = n;
     q->w.n_local = q->n_local;
