@@ -92,6 +92,14 @@ static int fp__log_client(void *u, uint32_t round, const struct fp_client_round 
         x->rows_cap = cap;
     }
     struct fp__logged *lr = &x->rounds[round - 1];
+    /* The store lists rows by round, then client, and its key makes each
+     * (round, client) unique; the lookups below rely on that. A store whose
+     * table lost its key (edited by hand) may repeat a row: refused. */
+    if (lr->n && (lr->first + lr->n != x->nrows || x->rows[x->nrows - 1].client >= c->client))
+        return fp_error_set(x->load_err, FP_ESTORE,
+                            "run %lld's client rows of round %u are not one per client in "
+                            "ascending order (client %u after client %u): the log is damaged",
+                            (long long)x->run_id, round, c->client, x->rows[x->nrows - 1].client);
     if (!lr->n)
         lr->first = x->nrows;
     lr->n++;
