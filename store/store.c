@@ -1699,6 +1699,20 @@ static char *fp__strdup_col(sqlite3_stmt *st, int i)
     return t ? strdup(t) : NULL;
 }
 
+/* Binds run_id to ?1 of st and steps to its one row: 0 there, FP_ENOTFOUND
+ * if the store has no such run, else the SQLite error while `what`. */
+static int fp__step_run(struct fp_store *s, sqlite3_stmt *st, int64_t run_id, const char *what,
+                        struct fp_error *err)
+{
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK)
+        return fp__sqlerr(s, err, "binding the run id");
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+        return fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                            run_id);
+    return step == SQLITE_ROW ? 0 : fp__sqlerr(s, err, what);
+}
+
 int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_record *out,
                          struct fp_error *err)
 {
@@ -1707,20 +1721,8 @@ int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_recor
     memset(out, 0, sizeof *out);
     if ((rc = fp__need(s, ST_GET_RECORD, err)))
         return rc;
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "binding the run id");
+    if ((rc = fp__step_run(s, st, run_id, "reading the run", err)))
         goto fail;
-    }
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
-        goto fail;
-    }
-    if (step != SQLITE_ROW) {
-        rc = fp__sqlerr(s, err, "reading the run");
-        goto fail;
-    }
     char **col[] = {&out->scenario, &out->status, &out->inputs, &out->blas, &out->model_sha256};
     for (int i = 0; i < 5; i++)
         if (sqlite3_column_type(st, i) != SQLITE_NULL && !(*col[i] = fp__strdup_col(st, i))) {
@@ -1797,20 +1799,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
      * snapshot, whatever a writer commits meanwhile. */
     if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return fp__sqlerr(s, err, "starting to read the run's checkpoint");
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "binding the run id");
+    if ((rc = fp__step_run(s, st, run_id, "reading the run's checkpoint", err)))
         goto fail;
-    }
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
-        goto fail;
-    }
-    if (step != SQLITE_ROW) {
-        rc = fp__sqlerr(s, err, "reading the run's checkpoint");
-        goto fail;
-    }
     out->scenario = fp__strdup_col(st, 0);
     out->status = fp__strdup_col(st, 1);
     bool has_inputs = sqlite3_column_type(st, 5) != SQLITE_NULL;

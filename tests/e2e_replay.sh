@@ -99,19 +99,6 @@ CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
 for i in $(seq 0 $((N - 1))); do
   echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
 done
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-# wait_log FILE PATTERN: at most 20 s
-wait_log() {
-  for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
 # SCAFFOLD on the quadratic, N = S = 4: a round closes when all answered
 # (or left) or at the 1 s deadline; 1 upload suffices (client 0's, when
 # client 1's is refused, 2 is frozen and 3 is gone).
