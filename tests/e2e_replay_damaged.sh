@@ -3,6 +3,8 @@
 # round or client number outside 32 bits (which used to be read modulo 2^32,
 # so client 2^32 + 3 was reported as client 3), a negative client, an
 # unknown status, a client_rounds table that lost its key and repeats a row.
+# Rows the stored scenario cannot have (a client past its clients, more
+# rows in a round than it samples, a round past its rounds) likewise.
 # Each is refused (exit 1) naming the store and the row, never read as
 # another round or client, never a crash; the store's bytes are unchanged.
 set -uo pipefail
@@ -51,4 +53,13 @@ damaged status-unknown "pragma ignore_check_constraints = on; update client_roun
   "client_rounds row with round '2'.*a status one of included, late, absent, refused"
 damaged duplicate-row "pragma foreign_keys = off; create table c2 as select * from client_rounds; drop table client_rounds; create table client_rounds(run_id INTEGER NOT NULL, round INTEGER NOT NULL, client INTEGER NOT NULL, train_loss REAL, uplink_bytes INTEGER NOT NULL, downlink_bytes INTEGER NOT NULL, examples INTEGER NOT NULL, upload_sha256 TEXT, status TEXT NOT NULL DEFAULT 'included', reason TEXT); insert into client_rounds select * from c2; insert into client_rounds select * from c2 where round = 2; drop table c2; create index client_rounds_by_client on client_rounds(run_id, client);" \
   "client rows of round 2 are not one per client in ascending order.*the log is damaged"
+# rows the stored scenario cannot have (12 clients, 8 sampled, 6 rounds),
+# refused as they are read, so a store padded with millions of them costs
+# no memory
+damaged client-past-clients "update client_rounds set client = 99999 where round = 3 and client = $first" \
+  "round 3 has a row for client 99999, but its scenario has 12 clients and samples 8 a round"
+damaged rows-past-sample "insert into client_rounds (run_id, round, client, train_loss, uplink_bytes, downlink_bytes, examples, status, reason) select 1, 2, c.value, null, 0, 0, 0, 'absent', 'padding' from generate_series(0, 11) c where c.value not in (select client from client_rounds where round = 2)" \
+  "round 2 has a row for client [0-9]+ past its sample, but its scenario has 12 clients and samples 8 a round"
+damaged round-past-rounds "insert into rounds (run_id, round, train_loss, uplink_bytes, downlink_bytes, participants, wall_ms) values (1, 7, 1, 0, 0, 0, 0)" \
+  "run 1 has a round 7, but its scenario has 6 rounds"
 finish e2e-replay-damaged
