@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/blas.h"
@@ -319,7 +320,16 @@ static void fp__input_causes(const char *inputs, FILE *out, int *found)
             memcpy(path, p + 66, len - 66);
             path[len - 66] = '\0';
             struct fp_error e = {0};
-            if (fp_sha256_file(path, now, &e)) {
+            struct stat sb;
+            /* The path is the store's word: a device or a FIFO there
+             * (/dev/zero, say) would be read forever, or block the open. */
+            if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+                fprintf(out,
+                        "likely cause: the run read %s, which is not a regular file now (not "
+                        "hashed)\n",
+                        path);
+                *found = 1;
+            } else if (fp_sha256_file(path, now, &e)) {
                 fprintf(out, "likely cause: the run read %s, which cannot be read now (%s)\n", path,
                         e.msg);
                 *found = 1;

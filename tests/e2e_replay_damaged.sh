@@ -62,4 +62,13 @@ damaged rows-past-sample "insert into client_rounds (run_id, round, client, trai
   "round 2 has a row for client [0-9]+ past its sample, but its scenario has 12 clients and samples 8 a round"
 damaged round-past-rounds "insert into rounds (run_id, round, train_loss, uplink_bytes, downlink_bytes, participants, wall_ms) values (1, 7, 1, 0, 0, 0, 0)" \
   "run 1 has a round 7, but its scenario has 6 rounds"
+# a diverging run whose stored inputs name /dev/zero: the likely causes
+# hash the files the run read, and /dev/zero was read forever (SIGTERM
+# waited for the end of a read that never ended)
+cp "$T/base.db" "$T/zero.db"
+sqlite3 "$T/zero.db" "update runs set inputs = '$(printf '0%.0s' $(seq 64))  /dev/zero' || char(10); update rounds set train_loss = 123 where round = 2"
+timeout -s KILL 20 "$FP" sim --replay 1 --store "$T/zero.db" --quiet >"$T/zero.out" 2>"$T/zero.err"
+rc=$?
+check "inputs naming /dev/zero: divergent (exit 1) within 20 s, saying it is not a regular file" \
+  "[ $rc -eq 1 ] && grep -q '^likely cause: the run read /dev/zero, which is not a regular file now' '$T/zero.out'"
 finish e2e-replay-damaged
