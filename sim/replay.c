@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/blas.h"
@@ -35,6 +36,9 @@ struct fp__replay {
     struct fp_client_round *rows;
     uint32_t nrows, rows_cap;
     uint64_t uploads; /* included uploads compared */
+    /* the stored scenario's bounds on the log: a row past them is damage,
+     * refused before it costs memory */
+    uint32_t max_rounds, clients, sample;
     const volatile sig_atomic_t *outer_stop;
     volatile sig_atomic_t stop; /* the simulator's: set at the last logged round or a divergence */
     int interrupted;
@@ -52,6 +56,11 @@ struct fp__replay {
 static int fp__log_round(void *u, const struct fp_round *row)
 {
     struct fp__replay *x = u;
+    if (row->round > x->max_rounds)
+        return fp_error_set(x->load_err, FP_ESTORE,
+                            "run %lld has a round %u, but its scenario has %u rounds: the log is "
+                            "damaged",
+                            (long long)x->run_id, row->round, x->max_rounds);
     if (row->round != x->nrounds + 1)
         return fp_error_set(x->load_err, FP_ESTORE,
                             "run %lld's rounds in the store are not 1, 2, 3, ... (round %u follows "
@@ -92,6 +101,21 @@ static int fp__log_client(void *u, uint32_t round, const struct fp_client_round 
         x->rows_cap = cap;
     }
     struct fp__logged *lr = &x->rounds[round - 1];
+    if (c->client >= x->clients || lr->n >= x->sample)
+        return fp_error_set(x->load_err, FP_ESTORE,
+                            "run %lld's round %u has a row for client %u%s, but its scenario has "
+                            "%u clients and samples %u a round: the log is damaged",
+                            (long long)x->run_id, round, c->client,
+                            c->client >= x->clients ? "" : " past its sample", x->clients,
+                            x->sample);
+    /* The store lists rows by round, then client, and its key makes each
+     * (round, client) unique; the lookups below rely on that. A store whose
+     * table lost its key (edited by hand) may repeat a row: refused. */
+    if (lr->n && (lr->first + lr->n != x->nrows || x->rows[x->nrows - 1].client >= c->client))
+        return fp_error_set(x->load_err, FP_ESTORE,
+                            "run %lld's client rows of round %u are not one per client in "
+                            "ascending order (client %u after client %u): the log is damaged",
+                            (long long)x->run_id, round, c->client, x->rows[x->nrows - 1].client);
     if (!lr->n)
         lr->first = x->nrows;
     lr->n++;
@@ -99,12 +123,16 @@ static int fp__log_client(void *u, uint32_t round, const struct fp_client_round 
     return 0;
 }
 
-static int fp__load_log(struct fp__replay *x, struct fp_store *store, struct fp_error *err)
+/* The rounds and client rows, after the record and its scenario sc. */
+static int fp__load_log(struct fp__replay *x, struct fp_store *store, const struct fp_scenario *sc,
+                        struct fp_error *err)
 {
     int rc;
     x->load_err = err;
-    if ((rc = fp_store_load_record(store, x->run_id, &x->rec, err)) ||
-        (rc = fp_store_list_rounds(store, x->run_id, fp__log_round, x, err)) ||
+    x->max_rounds = sc->rounds;
+    x->clients = sc->clients;
+    x->sample = sc->sample;
+    if ((rc = fp_store_list_rounds(store, x->run_id, fp__log_round, x, err)) ||
         (rc = fp_store_list_client_rounds(store, x->run_id, -1, fp__log_client, x, err)))
         return rc;
     if (!x->nrounds)
@@ -292,7 +320,16 @@ static void fp__input_causes(const char *inputs, FILE *out, int *found)
             memcpy(path, p + 66, len - 66);
             path[len - 66] = '\0';
             struct fp_error e = {0};
-            if (fp_sha256_file(path, now, &e)) {
+            struct stat sb;
+            /* The path is the store's word: a device or a FIFO there
+             * (/dev/zero, say) would be read forever, or block the open. */
+            if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+                fprintf(out,
+                        "likely cause: the run read %s, which is not a regular file now (not "
+                        "hashed)\n",
+                        path);
+                *found = 1;
+            } else if (fp_sha256_file(path, now, &e)) {
                 fprintf(out, "likely cause: the run read %s, which cannot be read now (%s)\n", path,
                         e.msg);
                 *found = 1;
@@ -394,11 +431,11 @@ int fp_sim_replay(struct fp_store *store, int64_t run_id, const struct fp_replay
     char dir[4096] = "", path[4200] = "";
     struct fp_scenario sc;
     int rc;
-    if ((rc = fp__load_log(&x, store, err)))
-        goto out;
     char origin[64];
     snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)run_id);
-    if ((rc = fp_scenario_load_string(&sc, x.rec.scenario, origin, NULL, 0, err)))
+    if ((rc = fp_store_load_record(store, run_id, &x.rec, err)) ||
+        (rc = fp_scenario_load_string(&sc, x.rec.scenario, origin, NULL, 0, err)) ||
+        (rc = fp__load_log(&x, store, &sc, err)))
         goto out;
     /* The replay's store is thrown away: no state checkpoints to write
      * (they change no bit of the run). */

@@ -1494,13 +1494,46 @@ out:
 struct fp__rounds_ctx {
     int (*cb)(void *u, const struct fp_round *r);
     void *u;
+    const struct fp_store *s;
+    int64_t run_id;
+    struct fp_error *err;
 };
+
+/* A round or client number a store holds as a 64-bit integer, checked
+ * against [lo, UINT32_MAX] before it becomes a uint32_t: an edited or
+ * damaged store must be refused, not read as another round or client
+ * (2^32 + 3 would otherwise read as client 3). */
+static int fp__column_u32(sqlite3_stmt *st, int col, int64_t lo, uint32_t *out)
+{
+    const int64_t v = sqlite3_column_int64(st, col);
+    if (sqlite3_column_type(st, col) != SQLITE_INTEGER || v < lo || v > UINT32_MAX)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int fp__damaged_row(const struct fp_store *s, int64_t run_id, sqlite3_stmt *st,
+                           const char *table, struct fp_error *err)
+{
+    const int clients = strcmp(table, "rounds") != 0;
+    const char *client = clients ? (const char *)sqlite3_column_text(st, 1) : NULL;
+    return fp_error_set(err, FP_ESTORE,
+                        "Run store %s: run %lld has a %s row with round '%s'%s%s%s (a round is 1 "
+                        "to 2^32 - 1%s): the store was edited or is damaged; refusing to read it",
+                        s->path, (long long)run_id, table, (const char *)sqlite3_column_text(st, 0),
+                        clients ? " and client '" : "", clients ? (client ? client : "NULL") : "",
+                        clients ? "'" : "",
+                        clients ? ", a client 0 to 2^32 - 1, a status one of included, late, "
+                                  "absent, refused"
+                                : "");
+}
 
 static int fp__round_row(sqlite3_stmt *st, void *ctx)
 {
     struct fp__rounds_ctx *c = ctx;
     struct fp_round r = {0};
-    r.round = (uint32_t)sqlite3_column_int64(st, 0);
+    if (fp__column_u32(st, 0, 1, &r.round))
+        return fp__damaged_row(c->s, c->run_id, st, "rounds", c->err);
     r.train_loss = fp__column_real(st, 1);
     r.test_loss = fp__column_real(st, 2);
     r.test_accuracy = fp__column_real(st, 3);
@@ -1517,7 +1550,7 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
                          struct fp_error *err)
 {
     assert(s && cb);
-    struct fp__rounds_ctx c = {cb, u};
+    struct fp__rounds_ctx c = {cb, u, s, run_id, err};
     return fp__list_run(s, ST_LIST_ROUNDS, run_id, NULL, &s->listing_rounds, "fp_store_list_rounds",
                         "listing rounds", fp__round_row, &c, err);
 }
@@ -1525,14 +1558,19 @@ int fp_store_list_rounds(struct fp_store *s, int64_t run_id,
 struct fp__clients_ctx {
     int (*cb)(void *u, uint32_t round, const struct fp_client_round *c);
     void *u;
+    const struct fp_store *s;
+    int64_t run_id;
+    struct fp_error *err;
 };
 
 static int fp__client_row(sqlite3_stmt *st, void *ctx)
 {
     struct fp__clients_ctx *x = ctx;
     struct fp_client_round c = {0};
-    uint32_t round = (uint32_t)sqlite3_column_int64(st, 0);
-    c.client = (uint32_t)sqlite3_column_int64(st, 1);
+    uint32_t round;
+    int known = 0;
+    if (fp__column_u32(st, 0, 1, &round) || fp__column_u32(st, 1, 0, &c.client))
+        return fp__damaged_row(x->s, x->run_id, st, "client_rounds", x->err);
     c.train_loss = fp__column_real(st, 2);
     c.uplink_bytes = (uint64_t)sqlite3_column_int64(st, 3);
     c.downlink_bytes = (uint64_t)sqlite3_column_int64(st, 4);
@@ -1542,8 +1580,12 @@ static int fp__client_row(sqlite3_stmt *st, void *ctx)
         memcpy(c.upload_sha256, sha, 65);
     const char *status = (const char *)sqlite3_column_text(st, 7);
     for (int k = FP_CLIENT_INCLUDED; k <= FP_CLIENT_REFUSED; k++)
-        if (status && !strcmp(status, fp_client_status_name((enum fp_client_status)k)))
+        if (status && !strcmp(status, fp_client_status_name((enum fp_client_status)k))) {
             c.status = (enum fp_client_status)k;
+            known = 1;
+        }
+    if (!known)
+        return fp__damaged_row(x->s, x->run_id, st, "client_rounds", x->err);
     const unsigned char *reason = sqlite3_column_text(st, 8);
     if (reason)
         snprintf(c.reason, sizeof c.reason, "%s", (const char *)reason);
@@ -1555,7 +1597,7 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
                                 void *u, struct fp_error *err)
 {
     assert(s && cb);
-    struct fp__clients_ctx c = {cb, u};
+    struct fp__clients_ctx c = {cb, u, s, run_id, err};
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
                         "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
                         err);
@@ -1657,6 +1699,20 @@ static char *fp__strdup_col(sqlite3_stmt *st, int i)
     return t ? strdup(t) : NULL;
 }
 
+/* Binds run_id to ?1 of st and steps to its one row: 0 there, FP_ENOTFOUND
+ * if the store has no such run, else the SQLite error while `what`. */
+static int fp__step_run(struct fp_store *s, sqlite3_stmt *st, int64_t run_id, const char *what,
+                        struct fp_error *err)
+{
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK)
+        return fp__sqlerr(s, err, "binding the run id");
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+        return fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                            run_id);
+    return step == SQLITE_ROW ? 0 : fp__sqlerr(s, err, what);
+}
+
 int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_record *out,
                          struct fp_error *err)
 {
@@ -1665,20 +1721,8 @@ int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_recor
     memset(out, 0, sizeof *out);
     if ((rc = fp__need(s, ST_GET_RECORD, err)))
         return rc;
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "binding the run id");
+    if ((rc = fp__step_run(s, st, run_id, "reading the run", err)))
         goto fail;
-    }
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
-        goto fail;
-    }
-    if (step != SQLITE_ROW) {
-        rc = fp__sqlerr(s, err, "reading the run");
-        goto fail;
-    }
     char **col[] = {&out->scenario, &out->status, &out->inputs, &out->blas, &out->model_sha256};
     for (int i = 0; i < 5; i++)
         if (sqlite3_column_type(st, i) != SQLITE_NULL && !(*col[i] = fp__strdup_col(st, i))) {
@@ -1755,20 +1799,8 @@ int fp_store_load_resume(struct fp_store *s, int64_t run_id, struct fp_resume *o
      * snapshot, whatever a writer commits meanwhile. */
     if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return fp__sqlerr(s, err, "starting to read the run's checkpoint");
-    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
-        rc = fp__sqlerr(s, err, "binding the run id");
+    if ((rc = fp__step_run(s, st, run_id, "reading the run's checkpoint", err)))
         goto fail;
-    }
-    int step = sqlite3_step(st);
-    if (step == SQLITE_DONE) {
-        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
-                          run_id);
-        goto fail;
-    }
-    if (step != SQLITE_ROW) {
-        rc = fp__sqlerr(s, err, "reading the run's checkpoint");
-        goto fail;
-    }
     out->scenario = fp__strdup_col(st, 0);
     out->status = fp__strdup_col(st, 1);
     bool has_inputs = sqlite3_column_type(st, 5) != SQLITE_NULL;

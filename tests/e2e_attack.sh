@@ -42,8 +42,10 @@ T=$(mktemp -d /tmp/fp_e2e_attack_XXXXXX)
 PIDS=()
 cleanup() {
   # TERM, not KILL: timeout(1) passes TERM on to the process it runs
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  # only live jobs: a pid already waited for may be another test's process
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT

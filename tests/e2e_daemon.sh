@@ -20,8 +20,10 @@ ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_daemon_XXXXXX)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  # only live jobs: a pid already waited for may be another test's process
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -38,16 +40,6 @@ done
 INTRUDER=$("$FP" keygen --out "$T/intruder.key")
 check "keys made (coordinator, $N clients, intruder)" \
   "[ \${#CK} -eq 64 ] && [ \${#INTRUDER} -eq 64 ] && [ \$(grep -c '^[0-9]' '$T/clients.pub') -eq $N ]"
-
-# waits for the coordinator's ready file (its listening port), at most 20 s
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 
 # run NAME SCENARIO: coordinator + N clients; sim of the same scenario; compare.
 run_pair() {

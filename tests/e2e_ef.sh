@@ -9,10 +9,13 @@
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_ef_XXXXXX)
-PIDS=()
+# Only this shell's live jobs (running or stopped): a pid already waited
+# for may belong to another process by now (pid_max is 32768 here and the
+# e2e tests run in parallel), and killing it stopped another test's run.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -105,14 +108,12 @@ timeout 60 "$FP" coordinator --scenario "$T/d.ini" --listen 127.0.0.1:0 --key "$
   --allow "$T/clients.pub" --store "$T/daemon.db" --ready "$T/port" --deadline 30 --wait 30 \
   >"$T/coord.out" 2>"$T/coord.err" &
 cpid=$!
-PIDS+=("$cpid")
 for _ in $(seq 400); do [ -s "$T/port" ] && break; kill -0 $cpid 2>/dev/null || break; sleep 0.05; done
 if [ -s "$T/port" ]; then
   for i in $(seq 0 $((N - 1))); do
     mkdir -p "$T/st$i"
     timeout 60 "$FP" client --connect "127.0.0.1:$(cat "$T/port")" --server-key "$CK" \
       --key "$T/c$i.key" --state "$T/st$i" >"$T/c$i.out" 2>"$T/c$i.err" &
-    PIDS+=($!)
   done
   wait $cpid
   check "daemons: the coordinator completes the ef21-w run (exit 0)" "[ $? -eq 0 ]"

@@ -26,3 +26,19 @@ ro_mount() {
 umount_all() {
   for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
 }
+
+# wait_port FILE PID: the port a daemon wrote to its --ready FILE, at most
+# 20 s; fails at once if PID exits first.
+wait_port() {
+  for _ in $(seq 400); do
+    [ -s "$1" ] && { cat "$1"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+# wait_log FILE PATTERN: until FILE has a line matching PATTERN, at most 20 s
+wait_log() {
+  for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}

@@ -20,8 +20,10 @@ ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_partial_XXXXXX)
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  # only live jobs: a pid already waited for may be another test's process
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -35,19 +37,6 @@ for i in $(seq 0 $((N - 1))); do
   echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
 done
 
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-# wait_log FILE PATTERN: at most 20 s
-wait_log() {
-  for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
 
 # start NAME SCENARIO [client i's extra options...]: a coordinator and N
 # clients in $T/NAME; sets cpid and cpids (the timeout(1) wrappers) and port.

@@ -15,10 +15,13 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_replay_XXXXXX)
-PIDS=()
+# Only this shell's live jobs (running or stopped): a pid already waited
+# for may belong to another process by now (pid_max is 32768 here and the
+# e2e tests run in parallel), and killing it stopped another test's run.
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "${KEEP:-}" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -96,19 +99,6 @@ CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
 for i in $(seq 0 $((N - 1))); do
   echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
 done
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-# wait_log FILE PATTERN: at most 20 s
-wait_log() {
-  for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
 # SCAFFOLD on the quadratic, N = S = 4: a round closes when all answered
 # (or left) or at the 1 s deadline; 1 upload suffices (client 0's, when
 # client 1's is refused, 2 is frozen and 3 is gone).
@@ -121,7 +111,6 @@ timeout 60 "$FP" coordinator --scenario "$T/part.ini" --listen 127.0.0.1:0 --key
   --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 30 \
   >"$d/coord.out" 2>"$d/coord.err" &
 cpid=$!
-PIDS+=("$cpid")
 cpids=()
 if port=$(wait_port "$d/port" "$cpid"); then
   for i in $(seq 0 $((N - 1))); do
@@ -131,7 +120,6 @@ if port=$(wait_port "$d/port" "$cpid"); then
     timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
       --state "$d/st$i" "${extra[@]}" >"$d/c$i.out" 2>"$d/c$i.err" &
     cpids+=($!)
-    PIDS+=($!)
   done
   wait_log "$d/coord.err" "4 of 4 connected"
   # at once, both while the first rounds run: client 3 killed, client 2 frozen
