@@ -48,8 +48,9 @@ struct fp_algo_params {
     double eta;                /* EControl's feedback strength */
     double kappa;              /* EF21-W: L_i = kappa^(i/(N-1)) (fp_lsq_law), the weights' source */
     double Lsum;               /* EF21-W: sum_i L_i, in ascending i */
+    double tau;                /* MASHA: 1 - tau = the refresh probability (vi.c) */
     struct fp_compressor up;   /* uplink; identity for the full-precision baselines */
-    struct fp_compressor down; /* downlink; identity for every algorithm today */
+    struct fp_compressor down; /* downlink: the VI methods' [compressor] downlink, else identity */
     struct fp_compressor dense; /* identity: the EF21 family's first-round upload */
 };
 
@@ -70,6 +71,10 @@ struct fp_server {
     uint16_t phase;
     int64_t last_client; /* the last client added to it; -1 before the first */
     int open;            /* an exchange is in progress: broadcast, not yet finished */
+    /* the VI methods (vi.c): w, F(w), e_s and the pending aggregate [4d],
+     * and one encoded downlink message; NULL for every other algorithm */
+    float *vi;
+    uint8_t *vbuf;
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,
@@ -77,6 +82,7 @@ struct fp_server {
 struct fp_client_state {
     float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM); EF21 family: h_i */
     float *mem; /* FedEF, EF14, EControl: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
+    float *vi;  /* the VI methods (vi.c): z, w, F(w), F_m(w), e_m [5d] */
 };
 
 struct fp_algo_ws {
