@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""Independent float64 reference for tests/test_vi.c: the bilinear
+saddle-point workload and EG, MASHA1 and MASHA2 (docs/algorithms.md,
+"Variational inequalities").
+
+The problem is generated again from fedpress's keyed stream, written from
+the published definitions (tests/reference/rng_reference.py; Box-Muller as
+core/rng.c documents it): the common draw (B n x n row-major, then a, then
+b, all N(0, 1)) from the stream (seed, 0, 2^64 - 1, DATA = 2), device m's
+(G_m, u_m, v_m) from (seed, 0, m, DATA); A_m = (B + h G_m)/sqrt(n), a_m =
+a + h u_m, b_m = b + h v_m, rounded to float32 as the workload stores them.
+z* comes from numpy.linalg.solve (LAPACK), not fedpress's elimination; the
+methods are the update rules in their own notation, from scratch in
+float64: the operator F_m(x, y) = (A_m y + a_m + lam x, -A_m^T x + b_m +
+lam y), MASHA's coin b_k = [U < 1 - tau] with U the first uniform of the
+stream (seed, k, 2^64 - 1 - 2^16, COMPRESS = 6). The C test compares with a
+relative tolerance (float32 there).
+
+Run: /usr/bin/python3 tests/reference/masha_reference.py
+It prints the C arrays that tests/test_vi.c embeds (generated, then pasted).
+"""
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rng_reference import nxt, seed  # noqa: E402
+
+SEED, M, n, H, LAM = 7, 3, 3, 0.5, 0.5
+ROUNDS, GAMMA, TAU, K = 12, 0.2, 0.5, 2  # top-2 of d = 6 for MASHA2
+NO_CLIENT = (1 << 64) - 1
+D = 2 * n
+
+
+def uniform(s):
+    return (nxt(s) >> 11) * 2.0**-53
+
+
+def normal(s):
+    u1 = 1.0 - uniform(s)
+    u2 = uniform(s)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
+
+
+def draw(who):
+    s = seed(SEED, 0, who, 2)
+    G = np.array([normal(s) for _ in range(n * n)]).reshape(n, n)
+    u = np.array([normal(s) for _ in range(n)])
+    v = np.array([normal(s) for _ in range(n)])
+    return G, u, v
+
+
+B, a0, b0 = draw(NO_CLIENT)
+A, a, b = [], [], []
+for m in range(M):
+    G, u, v = draw(m)
+    f32 = lambda t: t.astype(np.float32).astype(np.float64)  # noqa: E731
+    A.append(f32((B + H * G) / math.sqrt(n)))
+    a.append(f32(a0 + H * u))
+    b.append(f32(b0 + H * v))
+
+
+def F(m, z):
+    x, y = z[:n], z[n:]
+    return np.concatenate([A[m] @ y + a[m] + LAM * x, -A[m].T @ x + b[m] + LAM * y])
+
+
+def Fbar(z):
+    return sum(F(m, z) for m in range(M)) / M
+
+
+Abar, abar, bbar = sum(A) / M, sum(a) / M, sum(b) / M
+Kmat = np.block([[LAM * np.eye(n), Abar], [-Abar.T, LAM * np.eye(n)]])
+zstar = np.linalg.solve(Kmat, -np.concatenate([abar, bbar]))
+
+
+def coin(k, tau):
+    s = seed(SEED, k, NO_CLIENT - 0x10000, 6)
+    return uniform(s) < 1 - tau
+
+
+def topk(v, k=K):
+    order = sorted(range(len(v)), key=lambda j: (-abs(v[j]), j))[:k]
+    out = np.zeros_like(v)
+    out[order] = v[order]
+    return out
+
+
+def ident(v):
+    return v
+
+
+def eg(rounds=ROUNDS, gamma=GAMMA):
+    z = np.zeros(D)
+    for _ in range(rounds):
+        zh = z - gamma * Fbar(z)
+        z = z - gamma * Fbar(zh)
+    return z
+
+
+def masha(tau, up, down, feedback, rounds=ROUNDS, gamma=GAMMA):
+    """MASHA1 (feedback False) / MASHA2 (True), as ALGORITHMS.md pins them."""
+    z = np.zeros(D)
+    w = z.copy()
+    Fmw = [F(m, w) for m in range(M)]
+    Fw = sum(Fmw) / M
+    e = [np.zeros(D) for _ in range(M)]
+    es = np.zeros(D)
+    for k in range(1, rounds + 1):
+        zbar = tau * z + (1 - tau) * w
+        zh = zbar - gamma * Fw
+        qs = []
+        for m in range(M):
+            v = F(m, zh) - Fmw[m] + (e[m] if feedback else 0)
+            q = up(v)
+            if feedback:
+                e[m] = v - q
+            qs.append(q)
+        s = sum(qs) / M + (es if feedback else 0)
+        g = down(s)
+        if feedback:
+            es = s - g
+        z = zbar - gamma * (Fw + g)
+        if coin(k, tau):
+            w = z.copy()
+            Fmw = [F(m, w) for m in range(M)]
+            Fw = sum(Fmw) / M
+    return z
+
+
+def carr(name, v):
+    print(f"static const double {name}[] = {{" + ", ".join(f"{t:.17g}" for t in v) + "};")
+
+
+print(f"/* seed {SEED}, M {M}, n {n}, heterogeneity {H}, lambda {LAM}; {ROUNDS} rounds, "
+      f"gamma {GAMMA}, tau {TAU}, top-{K} */")
+carr("ref_zstar", zstar)
+carr("ref_eg", eg())
+carr("ref_masha1", masha(TAU, ident, ident, False))
+carr("ref_masha2", masha(TAU, topk, topk, True))
+carr("ref_coins", [1.0 if coin(k, TAU) else 0.0 for k in range(1, ROUNDS + 1)])
