@@ -732,8 +732,11 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
     }
     if (fp_algo_is_vi(p->kind)) {
         float *t = cs->vi;
+        const uint64_t tag = cs->vi_tag;
         cs->vi = next->vi;
         next->vi = t;
+        cs->vi_tag = next->vi_tag;
+        next->vi_tag = tag;
     }
 }
 
@@ -1140,6 +1143,7 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
     cs->ci = ci;
     cs->mem = mem;
     cs->vi = vi;
+    cs->vi_tag = 0;
     rc = 0;
     if (h.flags & FP__ST_CI)
         rc = fp__getv(&q, p->d, &cs->ci);

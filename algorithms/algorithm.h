@@ -83,6 +83,11 @@ struct fp_client_state {
     float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM); EF21 family: h_i */
     float *mem; /* FedEF, EF14, EControl: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
     float *vi;  /* the VI methods (vi.c): z, w, F(w), F_m(w), e_m [5d] */
+    /* vi's exchange: round << 16 | (phase + 1), 0 when unknown (loaded).
+     * A later phase of the same round continues from the state of the
+     * phase before, committed (the simulator commits every exchange) or
+     * not (a client daemon commits once the round is included). */
+    uint64_t vi_tag;
 };
 
 struct fp_algo_ws {

@@ -253,17 +253,26 @@ int fp_vi_client_update(const struct fp_algo_params *p, const struct fp_msg_head
     if (rc)
         return rc;
     const int first = role == FP__VI_INIT || (role == FP__VI_EG_A && round == 1);
-    if (!cs->vi && !first)
+    /* phase 0 starts from the committed state; a later phase from the
+     * state its phase before made, committed or still pending */
+    const uint64_t want = (uint64_t)round << 16 | who->phase;
+    const float *base = cs->vi;
+    if (who->phase > 0)
+        base = cs->vi && cs->vi_tag == want       ? cs->vi
+               : next->vi && next->vi_tag == want ? next->vi
+                                                  : NULL;
+    if (!base && !first)
         return fp_error_set(err, FP_EFORMAT,
-                            "round %u: client %u holds no iterates (it missed round 1, which "
-                            "sends them); restart the run",
-                            round, client);
+                            "round %u, exchange %u: client %u holds no iterates for it (it "
+                            "missed round 1 or this round's exchange before); restart the run",
+                            round, who->phase, client);
     if (!next->vi && !(next->vi = malloc(nb)))
         return fp_error_set(err, FP_ENOMEM, "out of memory");
-    if (cs->vi)
-        memcpy(next->vi, cs->vi, nb);
-    else
+    if (!base)
         memset(next->vi, 0, nb);
+    else if (base != next->vi)
+        memcpy(next->vi, base, nb);
+    next->vi_tag = (uint64_t)round << 16 | (who->phase + 1u);
     float *z = next->vi + FP__C_Z * d, *wv = next->vi + FP__C_W * d, *fw = next->vi + FP__C_FW * d,
           *fmw = next->vi + FP__C_FMW * d, *em = next->vi + FP__C_EM * d;
     float *msg = ws->msg, *in = ws->bx, *zh = ws->y;

@@ -65,6 +65,7 @@ struct world {
     struct fp_algo_ws ws;
     void *wws;
     uint64_t up[NREF + 1], down[NREF + 1]; /* payload bytes of the first rounds, all clients */
+    int commit_at_end;                     /* commit once per round, as a client daemon does */
 };
 
 static void world_init(struct world *W, const char *const *sets, size_t nsets)
@@ -117,7 +118,8 @@ static void world_round(struct world *W, uint32_t round)
             assert_int_equal(ulen, FP_MSG_HEADER + fp_algo_upload_bytes(&W->p, round, ph));
             if (fp_algo_server_add(&W->s, c, up, ulen, &err))
                 fail_msg("%s", err.msg);
-            fp_algo_client_commit(&W->p, &W->cs[c], &W->next[c]);
+            if (!W->commit_at_end)
+                fp_algo_client_commit(&W->p, &W->cs[c], &W->next[c]);
             if (round <= NREF) {
                 W->up[round] += ulen - FP_MSG_HEADER;
                 W->down[round] += blen - FP_MSG_HEADER;
@@ -125,6 +127,8 @@ static void world_round(struct world *W, uint32_t round)
         }
         fp_algo_server_finish(&W->s, W->sc.clients);
     }
+    for (uint32_t c = 0; W->commit_at_end && c < W->sc.clients; c++)
+        fp_algo_client_commit(&W->p, &W->cs[c], &W->next[c]);
 }
 
 static void world_run(struct world *W, uint32_t from, uint32_t to)
@@ -410,6 +414,28 @@ static void test_checkpoint_continues(void **state)
     world_free(&B);
 }
 
+/* A client daemon commits its state once the round is included, not after
+ * each exchange: a later phase continues from the pending state. */
+static void test_commit_per_round(void **state)
+{
+    (void)state;
+    const char *sets[] = {"algorithm.name=masha2", "compressor.name=topk",
+                          "compressor.downlink=topk", "compressor.k=2", "algorithm.tau=0.5"};
+    for (int eg = 0; eg < 2; eg++) {
+        struct world A, B;
+        world_init(&A, sets, eg ? 0 : 5);
+        world_init(&B, sets, eg ? 0 : 5);
+        B.commit_at_end = 1;
+        world_run(&A, 1, 15);
+        world_run(&B, 1, 15);
+        assert_memory_equal(A.s.x, B.s.x, 6 * sizeof(float));
+        for (uint32_t i = 0; i < 3; i++)
+            assert_memory_equal(A.cs[i].vi, B.cs[i].vi, 5 * 6 * sizeof(float));
+        world_free(&A);
+        world_free(&B);
+    }
+}
+
 static void expect_refused(const char *const *sets, size_t n, const char *needle)
 {
     struct fp_scenario sc;
@@ -465,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_linear_convergence),
         cmocka_unit_test(test_naive_stalls),
         cmocka_unit_test(test_checkpoint_continues),
+        cmocka_unit_test(test_commit_per_round),
         cmocka_unit_test(test_scenario_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
