@@ -18,6 +18,9 @@ relative tolerance (float32 there).
 
 Run: /usr/bin/python3 tests/reference/masha_reference.py
 It prints the C arrays that tests/test_vi.c embeds (generated, then pasted).
+With --constants SEED M n H LAMBDA it prints instead L (of the mean
+operator), L~ = sqrt(mean L_m^2) and MASHA1's theory step for rand-k of 10 %
+both ways (docs/results.md).
 """
 import math
 import os
@@ -29,6 +32,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rng_reference import nxt, seed  # noqa: E402
 
 SEED, M, n, H, LAM = 7, 3, 3, 0.5, 0.5
+CONSTANTS = len(sys.argv) == 7 and sys.argv[1] == "--constants"
+if CONSTANTS:  # --constants SEED M n H LAM: L, L~ and MASHA1's theory step
+    SEED, M, n = (int(v) for v in sys.argv[2:5])
+    H, LAM = float(sys.argv[5]), float(sys.argv[6])
 ROUNDS, GAMMA, TAU, K = 12, 0.2, 0.5, 2  # top-2 of d = 6 for MASHA2
 NO_CLIENT = (1 << 64) - 1
 D = 2 * n
@@ -74,6 +81,20 @@ def Fbar(z):
 Abar, abar, bbar = sum(A) / M, sum(a) / M, sum(b) / M
 Kmat = np.block([[LAM * np.eye(n), Abar], [-Abar.T, LAM * np.eye(n)]])
 zstar = np.linalg.solve(Kmat, -np.concatenate([abar, bbar]))
+
+
+if CONSTANTS:
+    def Kof(Am):
+        return np.block([[LAM * np.eye(n), Am], [-Am.T, LAM * np.eye(n)]])
+    L = np.linalg.norm(Kmat, 2)
+    Lt = math.sqrt(sum(np.linalg.norm(Kof(Am), 2) ** 2 for Am in A) / M)
+    k = max(1, int(0.1 * D))
+    omega, p = D / k - 1, (4 * k) / (4 * D)  # rand-k: 32 k bits of 32 d
+    Lhat = math.sqrt((1 + omega) * (L**2 + omega * Lt**2 / M))
+    print(f"L = {L:.6g}, L~ = {Lt:.6g}, |z*|^2 = {zstar @ zstar:.6g}")
+    print(f"MASHA1 theory step (c = 1/2, rand-k 10 %, p = {p:.3g}): {0.5 * math.sqrt(p) / Lhat:.6g}")
+    print(f"EG: 1/(2L) = {0.5 / L:.6g}")
+    sys.exit(0)
 
 
 def coin(k, tau):
