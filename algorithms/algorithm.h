@@ -105,9 +105,10 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
                         struct fp_error *err);
 
 /* Sets p->up from an uplink spec and p->down to the algorithm's downlink
- * compressor (identity for every algorithm today), for p->kind and p->d;
- * FP_EINVAL with a message if the uplink's class does not fit the
- * algorithm (core/registry.h). fp_algo_params_from calls it. */
+ * compressor (identity), for p->kind and p->d; FP_EINVAL with a message if
+ * the uplink's class does not fit the algorithm (core/registry.h).
+ * fp_algo_params_from calls it, then sets a VI method's downlink from
+ * [compressor] downlink (vi.h). */
 int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
                                struct fp_error *err);
 
@@ -147,10 +148,11 @@ void fp_algo_ef_weight(const struct fp_algo_params *p, uint32_t client, double *
  *       fp_algo_server_finish(s, included);
  *   }
  *
- * and knows nothing of what a phase means. Every algorithm today has one
- * exchange per round (phase 0: x, and c for the SCAFFOLD family, down; one
- * compressed vector up). docs/architecture.md shows how MASHA's compressed
- * broadcast, two exchanges and occasional sync fit the same loop.
+ * and knows nothing of what a phase means. Every algorithm but the VI
+ * methods has one exchange per round (phase 0: x, and c for the SCAFFOLD
+ * family, down; one compressed vector up); EG and MASHA have two or three,
+ * with compressed broadcasts, dense refreshes and 0-byte payloads (vi.c,
+ * docs/algorithms.md).
  */
 
 /* Whether exchange `phase` of round `round` takes place; asked after phase
