@@ -470,9 +470,10 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
     if (vi) {
         s->vi = calloc(FP_VI_SERVER_VECTORS * p->d, sizeof *s->vi);
         s->vbuf = malloc(fp_compressor_bytes(&p->down));
+        s->vi_snap = malloc((1 + FP_VI_SERVER_VECTORS) * p->d * sizeof *s->vi_snap);
     }
     if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || !s->nws ||
-        (fp__keeps_c(s->alg) && !s->c) || (vi && (!s->vi || !s->vbuf))) {
+        (fp__keeps_c(s->alg) && !s->c) || (vi && (!s->vi || !s->vbuf || !s->vi_snap))) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -487,7 +488,8 @@ void fp_server_free(struct fp_server *s)
     free(s->dec);
     free(s->vi);
     free(s->vbuf);
-    s->vi = NULL;
+    free(s->vi_snap);
+    s->vi = s->vi_snap = NULL;
     s->vbuf = NULL;
     if (s->cws)
         fp_compressor_ws_free(&s->p.up, s->cws);

@@ -75,6 +75,15 @@ struct fp_server {
      * and one encoded downlink message; NULL for every other algorithm */
     float *vi;
     uint8_t *vbuf;
+    /* x and vi when round vi_round's first exchange was broadcast: a
+     * coordinator that tries a round again (too few uploads in a later
+     * exchange) broadcasts its phase 0 again, and the server restarts the
+     * round from here; vi_added counts the exchange's uploads, and an
+     * exchange finished without every client's (one refused) is not
+     * applied: vi_lost, and the next broadcast fails */
+    float *vi_snap;
+    uint32_t vi_round, vi_added;
+    int vi_lost;
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,

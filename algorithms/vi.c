@@ -171,6 +171,18 @@ int fp_vi_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, un
     const int role = fp__role(p, round, phase);
     if (role == FP__VI_NONE || cap < FP_MSG_HEADER + bytes)
         return FP_EINVAL;
+    const size_t sv = FP_VI_SERVER_VECTORS * d * sizeof *s->vi;
+    if (phase == 0 && s->vi_round == round) { /* the round tried again */
+        memcpy(s->x, s->vi_snap, d * sizeof *s->x);
+        memcpy(s->vi, s->vi_snap + d, sv);
+        s->vi_lost = 0;
+    } else if (phase == 0) {
+        memcpy(s->vi_snap, s->x, d * sizeof *s->x);
+        memcpy(s->vi_snap + d, s->vi, sv);
+        s->vi_round = round;
+    }
+    if (s->vi_lost)
+        return FP_EINVAL;
     const float *src = NULL;
     const struct fp_compressor *c = &p->down;
     void *ws = s->dws;
@@ -199,6 +211,7 @@ int fp_vi_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, un
     s->phase = (uint16_t)phase;
     s->last_client = -1;
     s->open = 1;
+    s->vi_added = 0;
     memset(s->sum, 0, d * sizeof *s->sum);
     return 0;
 }
@@ -370,8 +383,10 @@ int fp_vi_server_add(struct fp_server *s, uint32_t client, const uint8_t *payloa
 {
     const struct fp_algo_params *p = &s->p;
     const int role = fp__role(p, s->round, s->phase);
-    if (len == 0) /* UPDATE without a refresh: nothing to add */
+    if (len == 0) { /* UPDATE without a refresh: nothing to add */
+        s->vi_added++;
         return 0;
+    }
     const int dense = role == FP__VI_INIT || role == FP__VI_UPDATE;
     fp_rng r;
     fp__up_rng(&r, p, s->round, client, s->phase);
@@ -382,6 +397,7 @@ int fp_vi_server_add(struct fp_server *s, uint32_t client, const uint8_t *payloa
                             client, s->round);
     for (size_t j = 0; j < p->d; j++)
         s->sum[j] += s->dec[j];
+    s->vi_added++;
     return 0;
 }
 
@@ -393,6 +409,12 @@ void fp_vi_server_finish(struct fp_server *s)
     float *x = s->x, *wv = s->vi + FP__S_W * d, *fw = s->vi + FP__S_FW * d,
           *es = s->vi + FP__S_ES * d, *pend = s->vi + FP__S_PEND * d, *g = s->dec;
     fp_rng r;
+    if (s->vi_added != p->N) {
+        /* a device's upload is missing (refused): it would not hold what
+         * the others hold; the run stops at the next broadcast */
+        s->vi_lost = 1;
+        return;
+    }
     switch (fp__role(p, s->round, s->phase)) {
     case FP__VI_INIT:
         for (size_t j = 0; j < d; j++)

@@ -436,6 +436,61 @@ static void test_commit_per_round(void **state)
     }
 }
 
+/* Phase 0 of round r for every client, or for the first `n` only, then
+ * finish: what a coordinator did before it gave the round up. */
+static void world_phase0(struct world *W, uint32_t round, uint32_t n)
+{
+    static uint8_t bc[MAXMSG], up[MAXMSG];
+    size_t blen, ulen;
+    struct fp_error err = {0};
+    assert_int_equal(fp_algo_server_broadcast(&W->s, RUN, round, 0, bc, sizeof bc, &blen), 0);
+    for (uint32_t c = 0; c < n; c++) {
+        const struct fp_msg_header who = {.run = RUN, .round = round, .phase = 0, .client = c};
+        double loss;
+        if (fp_algo_client_update(&W->p, &who, bc, blen, &W->cs[c], &W->next[c], W->w, W->wws,
+                                  &W->ws, up, sizeof up, &ulen, &loss, &err) ||
+            fp_algo_server_add(&W->s, c, up, ulen, &err))
+            fail_msg("%s", err.msg);
+    }
+    fp_algo_server_finish(&W->s, n);
+}
+
+/* A coordinator tries a round again from phase 0 when a later exchange
+ * gets too few uploads: the server restarts the round from its state at
+ * the round's first broadcast (the clients never committed). An exchange
+ * finished without every device's upload (one refused) is not applied and
+ * stops the run at the next broadcast. */
+static void test_round_retry(void **state)
+{
+    (void)state;
+    const char *sets[] = {"algorithm.name=masha2", "compressor.name=topk",
+                          "compressor.downlink=topk", "compressor.k=2", "algorithm.tau=0.5"};
+    for (int eg = 0; eg < 2; eg++) {
+        struct world A, B;
+        world_init(&A, sets, eg ? 0 : 5);
+        world_init(&B, sets, eg ? 0 : 5);
+        B.commit_at_end = 1;
+        world_run(&A, 1, 9);
+        world_run(&B, 1, 5);
+        world_phase0(&B, 6, 3); /* phase 0 applied, then the round given up */
+        world_run(&B, 6, 9);
+        assert_memory_equal(A.s.x, B.s.x, 6 * sizeof(float));
+        world_free(&A);
+        world_free(&B);
+    }
+    struct world W;
+    world_init(&W, sets, 5);
+    world_run(&W, 1, 3);
+    float x[6];
+    memcpy(x, W.s.x, sizeof x);
+    world_phase0(&W, 4, 2);                  /* client 2's upload refused */
+    assert_memory_equal(W.s.x, x, sizeof x); /* not applied */
+    uint8_t bc[MAXMSG];
+    size_t blen;
+    assert_int_equal(fp_algo_server_broadcast(&W.s, RUN, 4, 1, bc, sizeof bc, &blen), FP_EINVAL);
+    world_free(&W);
+}
+
 static void expect_refused(const char *const *sets, size_t n, const char *needle)
 {
     struct fp_scenario sc;
@@ -492,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_naive_stalls),
         cmocka_unit_test(test_checkpoint_continues),
         cmocka_unit_test(test_commit_per_round),
+        cmocka_unit_test(test_round_retry),
         cmocka_unit_test(test_scenario_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
