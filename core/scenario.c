@@ -89,7 +89,7 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
         {"run", "checkpoint_every",
          "an integer in [0, 10000000] (0: a checkpoint only when a signal stops the run)"},
     [K_DATA_DATASET] = {"data", "dataset",
-                        "one of fashion-mnist, synthetic, quadratic, lsq, bilinear"},
+                        "one of fashion-mnist, synthetic, quadratic, lsq, bilinear, robust-lsq"},
     [K_DATA_PATH] = {"data", "path",
                      "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
     [K_DATA_CLIENTS] = {"data", "clients", "an integer in [1, 1000000]"},
@@ -381,6 +381,8 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             sc->dataset = FP_DATA_LSQ;
         else if (!strcmp(v, "bilinear"))
             sc->dataset = FP_DATA_BILINEAR;
+        else if (!strcmp(v, "robust-lsq"))
+            sc->dataset = FP_DATA_ROBUST_LSQ;
         else
             return -1;
         return 0;
@@ -782,13 +784,13 @@ static int fp__validate_vi(struct fp__parse *p)
     const int *L = p->key_line;
     const int vi = fp_algo_is_vi(sc->algorithm);
     const char *a = fp_algo_name(sc->algorithm);
-    if (vi != (sc->dataset == FP_DATA_BILINEAR))
+    if (vi != fp_dataset_is_vi(sc->dataset))
         return fp__fail(p, L[K_ALGO_NAME] ? L[K_ALGO_NAME] : L[K_DATA_DATASET],
                         vi ? "%s solves a variational inequality: it needs [data] dataset = "
-                             "bilinear (an operator F_m)"
-                           : "dataset bilinear is a variational inequality: use [algorithm] "
+                             "bilinear or robust-lsq (an operator F_m)"
+                           : "dataset %s is a variational inequality: use [algorithm] "
                              "name = eg, eg-naive, masha1 or masha2, not %s",
-                        a);
+                        vi ? a : fp_dataset_name(sc->dataset), a);
     if (!vi)
         return 0;
     if (isnan(sc->step))
@@ -842,7 +844,7 @@ static int fp__validate(struct fp__parse *p)
 
     /* quadratic and lsq are their own (quadratic) model */
     const bool own_model = sc->dataset == FP_DATA_QUADRATIC || sc->dataset == FP_DATA_LSQ ||
-                           sc->dataset == FP_DATA_BILINEAR;
+                           fp_dataset_is_vi(sc->dataset);
     if (!L[K_MODEL_KIND])
         sc->model = own_model ? FP_MODEL_QUADRATIC : FP_MODEL_MLP;
     if (own_model != (sc->model == FP_MODEL_QUADRATIC))
@@ -858,10 +860,11 @@ static int fp__validate(struct fp__parse *p)
     FP__ONLY(K_DATA_BETA, sc->dataset == FP_DATA_SYNTHETIC, "dataset synthetic");
     FP__ONLY(K_DATA_DIM, sc->dataset != FP_DATA_FMNIST, "datasets synthetic, quadratic and lsq");
     FP__ONLY(K_DATA_NOISE, sc->dataset == FP_DATA_QUADRATIC, "dataset quadratic");
-    FP__ONLY(K_DATA_ROWS, sc->dataset == FP_DATA_LSQ, "dataset lsq");
+    FP__ONLY(K_DATA_ROWS, sc->dataset == FP_DATA_LSQ || sc->dataset == FP_DATA_ROBUST_LSQ,
+             "datasets lsq and robust-lsq");
     FP__ONLY(K_DATA_SMOOTH_RATIO, sc->dataset == FP_DATA_LSQ, "dataset lsq");
-    FP__ONLY(K_DATA_HETERO, sc->dataset == FP_DATA_BILINEAR, "dataset bilinear");
-    FP__ONLY(K_DATA_LAMBDA, sc->dataset == FP_DATA_BILINEAR, "dataset bilinear");
+    FP__ONLY(K_DATA_HETERO, fp_dataset_is_vi(sc->dataset), "datasets bilinear and robust-lsq");
+    FP__ONLY(K_DATA_LAMBDA, fp_dataset_is_vi(sc->dataset), "datasets bilinear and robust-lsq");
     FP__ONLY(K_MODEL_HIDDEN, sc->model == FP_MODEL_MLP, "model mlp");
 #undef FP__ONLY
 #define FP__ONLY_ALGO(key, cond, what)                                                             \
@@ -928,12 +931,13 @@ static int fp__validate(struct fp__parse *p)
     if (sc->dataset != FP_DATA_FMNIST)
         sc->partition = FP_PART_NATURAL;
     if (!L[K_DATA_DIM])
-        sc->dim = sc->dataset == FP_DATA_SYNTHETIC   ? 60
-                  : sc->dataset == FP_DATA_QUADRATIC ? 10
-                  : sc->dataset == FP_DATA_LSQ       ? 20
-                  : sc->dataset == FP_DATA_BILINEAR  ? 50
-                                                     : 784;
-    if (sc->dataset == FP_DATA_LSQ && !L[K_DATA_ROWS])
+        sc->dim = sc->dataset == FP_DATA_SYNTHETIC    ? 60
+                  : sc->dataset == FP_DATA_QUADRATIC  ? 10
+                  : sc->dataset == FP_DATA_LSQ        ? 20
+                  : sc->dataset == FP_DATA_BILINEAR   ? 50
+                  : sc->dataset == FP_DATA_ROBUST_LSQ ? 20
+                                                      : 784;
+    if ((sc->dataset == FP_DATA_LSQ || sc->dataset == FP_DATA_ROBUST_LSQ) && !L[K_DATA_ROWS])
         sc->lsq_rows = 2 * sc->dim;
     if (sc->dataset == FP_DATA_FMNIST)
         sc->dim = 784;
@@ -1120,7 +1124,9 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     if (sc->dataset == FP_DATA_LSQ)
         FP__ADD("dim = %u\nrows = %u\nsmooth_ratio = %s\n", sc->dim, sc->lsq_rows,
                 fp__g(g1, sc->lsq_ratio));
-    if (sc->dataset == FP_DATA_BILINEAR)
+    if (sc->dataset == FP_DATA_ROBUST_LSQ)
+        FP__ADD("rows = %u\n", sc->lsq_rows);
+    if (fp_dataset_is_vi(sc->dataset))
         FP__ADD("dim = %u\nheterogeneity = %s\nlambda = %s\n", sc->dim, fp__g(g1, sc->bil_hetero),
                 fp__g(g2, sc->bil_lambda));
     FP__ADD("\n[model]\nkind = %s\n", fp_model_name(sc->model));
@@ -1249,6 +1255,7 @@ const char *fp_dataset_name(enum fp_dataset_kind d)
     case FP_DATA_QUADRATIC: return "quadratic";
     case FP_DATA_LSQ: return "lsq";
     case FP_DATA_BILINEAR: return "bilinear";
+    case FP_DATA_ROBUST_LSQ: return "robust-lsq";
     }
     return "?";
 }

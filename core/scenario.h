@@ -23,9 +23,17 @@ enum fp_dataset_kind {
     FP_DATA_FMNIST = 1,
     FP_DATA_SYNTHETIC,
     FP_DATA_QUADRATIC,
-    FP_DATA_LSQ,     /* distributed least squares with unequal L_i (workloads/lsq.c) */
-    FP_DATA_BILINEAR /* distributed bilinear saddle point, an operator F_m (workloads/bilinear.c) */
+    FP_DATA_LSQ,       /* distributed least squares with unequal L_i (workloads/lsq.c) */
+    FP_DATA_BILINEAR,  /* distributed bilinear saddle point, an operator F_m (workloads/bilinear.c)
+                        */
+    FP_DATA_ROBUST_LSQ /* least squares against a penalised adversarial shift (bilinear.c) */
 };
+
+/* The saddle-point datasets: grad() is an operator F_m, for the VI methods. */
+static inline int fp_dataset_is_vi(enum fp_dataset_kind d)
+{
+    return d == FP_DATA_BILINEAR || d == FP_DATA_ROBUST_LSQ;
+}
 enum fp_partition_kind {
     FP_PART_IID = 1,
     FP_PART_SHARDS,    /* each client holds `shards` classes */

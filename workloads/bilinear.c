@@ -30,26 +30,33 @@
 
 struct fp_bil {
     struct fp_workload w;
-    uint32_t n, M;
+    int robust;       /* robust-lsq (below) rather than bilinear */
+    uint32_t n, r, M; /* r: A_m's rows (n for bilinear) */
     uint32_t lo, cnt; /* A, a, b hold devices lo .. lo+cnt-1 */
     double lambda;
-    float *A, *a, *b; /* [cnt][n][n], [cnt][n], [cnt][n] */
+    float *A, *a, *b; /* [cnt][r][n], [cnt][n], [cnt][r] */
     double *zs;       /* [2n] the solution (not for FP_HOLDS_CLIENT) */
     double zs2;       /* ||z*||^2 */
     uint32_t *n_local;
 };
 
-/* n*n + 2n normals of one stream into G, u, v. */
-static void fp__bil_draw(uint64_t seed, uint64_t who, uint32_t n, double *G, double *u, double *v)
+/* rows*n + n + rows normals of one stream into G, u, v. */
+static void fp__bil_draw(uint64_t seed, uint64_t who, uint32_t rows, uint32_t n, double *G,
+                         double *u, double *v)
 {
     fp_rng r;
     fp_rng_seed(&r, seed, 0, who, FP_RNG_DATA);
-    for (size_t k = 0; k < (size_t)n * n; k++)
+    for (size_t k = 0; k < (size_t)rows * n; k++)
         G[k] = fp_rng_normal(&r);
     for (uint32_t k = 0; k < n; k++)
         u[k] = fp_rng_normal(&r);
-    for (uint32_t k = 0; k < n; k++)
+    for (uint32_t k = 0; k < rows; k++)
         v[k] = fp_rng_normal(&r);
+}
+
+static uint32_t fp__bil_rows(const struct fp_scenario *sc)
+{
+    return sc->dataset == FP_DATA_ROBUST_LSQ ? sc->lsq_rows : sc->dim;
 }
 
 /* Device m's A_m, a_m, b_m from the common draw (B, a, b) */
@@ -57,15 +64,17 @@ static void fp__bil_device(const struct fp_scenario *sc, uint32_t m, const doubl
                            const double *a0, const double *b0, double *G, double *u, double *v,
                            float *A, float *a, float *b)
 {
-    const uint32_t n = sc->dim;
-    const double h = sc->bil_hetero, s = 1.0 / sqrt((double)n);
-    fp__bil_draw(sc->seed, m, n, G, u, v);
-    for (size_t k = 0; k < (size_t)n * n; k++)
+    const uint32_t n = sc->dim, rows = fp__bil_rows(sc);
+    /* bilinear: ||A_m|| ~ 2 at any n; robust-lsq: A_m^T A_m / r ~ I */
+    const double h = sc->bil_hetero,
+                 s = sc->dataset == FP_DATA_ROBUST_LSQ ? 1 : 1 / sqrt((double)n);
+    fp__bil_draw(sc->seed, m, rows, n, G, u, v);
+    for (size_t k = 0; k < (size_t)rows * n; k++)
         A[k] = (float)((B[k] + h * G[k]) * s);
-    for (uint32_t k = 0; k < n; k++) {
+    for (uint32_t k = 0; k < n; k++)
         a[k] = (float)(a0[k] + h * u[k]);
+    for (uint32_t k = 0; k < rows; k++)
         b[k] = (float)(b0[k] + h * v[k]);
-    }
 }
 
 static void fp__bil_grad(const struct fp_workload *w, void *ws, uint32_t client, const float *z,
@@ -74,9 +83,31 @@ static void fp__bil_grad(const struct fp_workload *w, void *ws, uint32_t client,
     const struct fp_bil *q = w->impl;
     (void)ws, (void)batch, (void)rng;
     fp_workload_grad_guard(w, client);
-    const uint32_t n = q->n;
+    const uint32_t n = q->n, rows = q->r;
     const size_t i = client - q->lo;
-    const float *A = q->A + i * n * n, *a = q->a + i * n, *b = q->b + i * n;
+    const float *A = q->A + i * rows * n, *a = q->a + i * n, *b = q->b + i * rows;
+    if (q->robust) {
+        /* f_m = (1/(2r))||A x - b - y||^2 - (lambda/2)||y||^2: F_x = A^T res / r,
+         * F_y = -grad_y f_m = res / r + lambda y, res = A x - b - y */
+        const float *x = z, *y = z + n;
+        double f = 0, *res = ws;
+        for (uint32_t k = 0; k < rows; k++) {
+            double t = -(double)b[k] - y[k];
+            for (uint32_t c = 0; c < n; c++)
+                t += (double)A[(size_t)k * n + c] * x[c];
+            res[k] = t;
+            f += t * t / (2.0 * rows) - 0.5 * q->lambda * y[k] * y[k];
+            F[n + k] = (float)(t / rows + q->lambda * y[k]);
+        }
+        for (uint32_t c = 0; c < n; c++) {
+            double t = 0;
+            for (uint32_t k = 0; k < rows; k++)
+                t += (double)A[(size_t)k * n + c] * res[k];
+            F[c] = (float)(t / rows);
+        }
+        *loss = f;
+        return;
+    }
     const float *x = z, *y = z + n;
     const double lam = q->lambda;
     double f = 0;
@@ -104,7 +135,7 @@ static void fp__bil_eval(const struct fp_workload *w, void *ws, const float *z, 
     (void)ws;
     fp_workload_eval_guard(w);
     double s = 0;
-    for (uint32_t j = 0; j < 2 * q->n; j++) {
+    for (uint32_t j = 0; j < q->w.d; j++) {
         const double e = (double)z[j] - q->zs[j];
         s += e * e;
     }
@@ -120,8 +151,8 @@ static void fp__bil_init(const struct fp_workload *w, fp_rng *rng, float *z)
 
 static void *fp__bil_ws_new(const struct fp_workload *w)
 {
-    (void)w;
-    return malloc(1); /* no scratch; non-NULL so that callers see success */
+    const struct fp_bil *q = w->impl;
+    return malloc((q->r + 1) * sizeof(double)); /* robust-lsq's residual */
 }
 
 static void fp__bil_ws_free(void *ws)
@@ -182,24 +213,54 @@ static int fp__bil_solve(double *K, double *r, uint32_t D)
     return 0;
 }
 
+/* robust-lsq's mean operator F(z) = K z - rhs, device m's share:
+ * x rows: A^T A x / r - A^T y / r - A^T b / r; y rows: A x / r - y / r -
+ * b / r (+ lambda y, added once by the caller). rhs into zs, negated as
+ * for bilinear: K z* = zs. */
+static void fp__robust_add(double *K, double *zs, const float *A, const float *b, uint32_t n,
+                           uint32_t rows, uint32_t M)
+{
+    const uint32_t D = n + rows;
+    const double s = 1.0 / ((double)rows * M);
+    for (uint32_t k = 0; k < rows; k++) {
+        for (uint32_t c = 0; c < n; c++) {
+            const double akc = A[(size_t)k * n + c];
+            for (uint32_t c2 = 0; c2 < n; c2++)
+                K[(size_t)c * D + c2] += akc * A[(size_t)k * n + c2] * s;
+            K[(size_t)c * D + n + k] -= akc * s;
+            K[(size_t)(n + k) * D + c] += akc * s;
+            zs[c] += akc * b[k] * s;
+        }
+        zs[n + k] += b[k] * s;
+    }
+}
+
 int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *sc,
                             enum fp_workload_holds holds, uint32_t client, struct fp_error *err)
 {
     *out = NULL;
-    const uint32_t n = sc->dim, M = sc->clients, D = 2 * n;
-    if (n == 0 || M == 0 || n > 2048 || (uint64_t)M * n * n > (1ull << 26))
+    const int robust = sc->dataset == FP_DATA_ROBUST_LSQ;
+    const uint32_t n = sc->dim, M = sc->clients, rows = fp__bil_rows(sc), D = n + rows;
+    const char *ds = fp_dataset_name(sc->dataset);
+    if (n == 0 || M == 0 || rows == 0 || n > 2048 || rows > 2048 ||
+        (uint64_t)M * rows * n > (1ull << 26))
         return fp_error_set(err, FP_EINVAL,
-                            "bilinear: [data] dim = %u (1 to 2048) and clients x dim^2 = %llu (at "
-                            "most 2^26) do not fit",
-                            n, (unsigned long long)M * n * n);
+                            "%s: [data] dim = %u, rows = %u (1 to 2048) and clients x rows x dim "
+                            "= %llu (at most 2^26) do not fit",
+                            ds, n, rows, (unsigned long long)M * rows * n);
+    if (robust && !(sc->bil_lambda * rows > 1))
+        return fp_error_set(err, FP_EINVAL,
+                            "robust-lsq: [data] lambda = %g must exceed 1/rows = %g, or the "
+                            "adversary's problem is not concave (raise lambda or rows)",
+                            sc->bil_lambda, 1.0 / rows);
     if (holds == FP_HOLDS_CLIENT && client >= M)
         return fp_error_set(err, FP_EINVAL, "bilinear: client %u of %u", client, M);
     struct fp_bil *q = calloc(1, sizeof *q);
-    double *B = malloc((size_t)n * n * sizeof *B), *a0 = malloc(n * sizeof *a0),
-           *b0 = malloc(n * sizeof *b0), *G = malloc((size_t)n * n * sizeof *G),
-           *u = malloc(n * sizeof *u), *v = malloc(n * sizeof *v), *K = NULL;
-    float *A1 = malloc((size_t)n * n * sizeof *A1), *a1 = malloc(n * sizeof *a1),
-          *b1 = malloc(n * sizeof *b1);
+    double *B = malloc((size_t)rows * n * sizeof *B), *a0 = malloc(n * sizeof *a0),
+           *b0 = malloc(rows * sizeof *b0), *G = malloc((size_t)rows * n * sizeof *G),
+           *u = malloc(n * sizeof *u), *v = malloc(rows * sizeof *v), *K = NULL;
+    float *A1 = malloc((size_t)rows * n * sizeof *A1), *a1 = malloc(n * sizeof *a1),
+          *b1 = malloc(rows * sizeof *b1);
     int rc = FP_ENOMEM;
     if (!q || !B || !a0 || !b0 || !G || !u || !v || !A1 || !a1 || !b1)
         goto nomem;
@@ -207,23 +268,24 @@ int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *
     q->w.ops = &fp__bil_ops;
     q->w.holds = holds;
     q->w.client = holds == FP_HOLDS_CLIENT ? client : 0;
-    q->n = n, q->M = M, q->lambda = sc->bil_lambda;
+    q->robust = robust;
+    q->n = n, q->r = rows, q->M = M, q->lambda = sc->bil_lambda;
     q->lo = holds == FP_HOLDS_CLIENT ? client : 0;
     q->cnt = holds == FP_HOLDS_CLIENT ? 1 : holds == FP_HOLDS_TEST ? 0 : M;
     if (!(q->n_local = malloc((size_t)M * sizeof *q->n_local)))
         goto nomem;
     for (uint32_t i = 0; i < M; i++)
         q->n_local[i] = 1;
-    fp__bil_draw(sc->seed, FP_RNG_NO_CLIENT, n, B, a0, b0);
+    fp__bil_draw(sc->seed, FP_RNG_NO_CLIENT, rows, n, B, a0, b0);
     if (q->cnt) {
-        q->A = malloc((size_t)q->cnt * n * n * sizeof *q->A);
+        q->A = malloc((size_t)q->cnt * rows * n * sizeof *q->A);
         q->a = malloc((size_t)q->cnt * n * sizeof *q->a);
-        q->b = malloc((size_t)q->cnt * n * sizeof *q->b);
+        q->b = malloc((size_t)q->cnt * rows * sizeof *q->b);
         if (!q->A || !q->a || !q->b)
             goto nomem;
         for (uint32_t i = 0; i < q->cnt; i++)
-            fp__bil_device(sc, q->lo + i, B, a0, b0, G, u, v, q->A + (size_t)i * n * n,
-                           q->a + (size_t)i * n, q->b + (size_t)i * n);
+            fp__bil_device(sc, q->lo + i, B, a0, b0, G, u, v, q->A + (size_t)i * rows * n,
+                           q->a + (size_t)i * n, q->b + (size_t)i * rows);
     }
     if (holds != FP_HOLDS_CLIENT) {
         /* the mean problem from the float32 data, in double */
@@ -234,9 +296,14 @@ int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *
         for (uint32_t m = 0; m < M; m++) {
             const float *A = A1, *a = a1, *b = b1;
             if (q->cnt) {
-                A = q->A + (size_t)m * n * n, a = q->a + (size_t)m * n, b = q->b + (size_t)m * n;
+                A = q->A + (size_t)m * rows * n, a = q->a + (size_t)m * n,
+                b = q->b + (size_t)m * rows;
             } else
                 fp__bil_device(sc, m, B, a0, b0, G, u, v, A1, a1, b1);
+            if (robust) {
+                fp__robust_add(K, q->zs, A, b, n, rows, M);
+                continue;
+            }
             for (uint32_t r = 0; r < n; r++) {
                 for (uint32_t c = 0; c < n; c++) {
                     const double t = (double)A[(size_t)r * n + c] / M;
@@ -247,11 +314,12 @@ int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *
                 q->zs[n + r] -= (double)b[r] / M;
             }
         }
-        for (uint32_t j = 0; j < D; j++)
-            K[(size_t)j * D + j] += sc->bil_lambda;
+        for (uint32_t j = robust ? n : 0; j < D; j++) /* robust-lsq: lambda - 1/r on y */
+            K[(size_t)j * D + j] += robust ? sc->bil_lambda - 1.0 / rows : sc->bil_lambda;
         if (fp__bil_solve(K, q->zs, D)) {
             rc = fp_error_set(err, FP_EINVAL,
-                              "bilinear: the mean operator is singular (raise [data] lambda)");
+                              "%s: the mean operator is singular (raise [data] lambda%s)", ds,
+                              robust ? ", or rows to at least dim" : "");
             goto fail;
         }
         for (uint32_t j = 0; j < D; j++)
@@ -264,7 +332,8 @@ int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *
     *out = &q->w;
     return 0;
 nomem:
-    rc = fp_error_set(err, FP_ENOMEM, "out of memory for the bilinear workload (%u x %u^2)", M, n);
+    rc = fp_error_set(err, FP_ENOMEM, "out of memory for the %s workload (%u x %u x %u)", ds, M,
+                      rows, n);
 fail:
     if (q)
         fp__bil_destroy(&q->w);

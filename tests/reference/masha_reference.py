@@ -16,7 +16,9 @@ lam y), MASHA's coin b_k = [U < 1 - tau] with U the first uniform of the
 stream (seed, k, 2^64 - 1 - 2^16, COMPRESS = 6). The C test compares with a
 relative tolerance (float32 there).
 
-Run: /usr/bin/python3 tests/reference/masha_reference.py
+Run: /usr/bin/python3 tests/reference/masha_reference.py [--robust]
+(--robust: the robust-lsq workload instead, M 3, n 2, rows 4: z* from the
+operator's own Jacobian, which is exact since F is affine, and EG.)
 It prints the C arrays that tests/test_vi.c embeds (generated, then pasted).
 With --constants SEED M n H LAMBDA it prints instead L (of the mean
 operator), L~ = sqrt(mean L_m^2) and MASHA1's theory step for rand-k of 10 %
@@ -32,13 +34,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rng_reference import nxt, seed  # noqa: E402
 
 SEED, M, n, H, LAM = 7, 3, 3, 0.5, 0.5
+ROBUST = len(sys.argv) == 2 and sys.argv[1] == "--robust"
+ROWS = 4
+if ROBUST:  # robust-lsq: M 3, n 2, rows 4; f_m = |A_m x - b_m - y|^2/(2 r) - lam/2 |y|^2
+    n = 2
 CONSTANTS = len(sys.argv) == 7 and sys.argv[1] == "--constants"
 if CONSTANTS:  # --constants SEED M n H LAM: L, L~ and MASHA1's theory step
     SEED, M, n = (int(v) for v in sys.argv[2:5])
     H, LAM = float(sys.argv[5]), float(sys.argv[6])
 ROUNDS, GAMMA, TAU, K = 12, 0.2, 0.5, 2  # top-2 of d = 6 for MASHA2
 NO_CLIENT = (1 << 64) - 1
-D = 2 * n
+R = ROWS if ROBUST else n  # A_m's rows
+D = n + R
 
 
 def uniform(s):
@@ -53,9 +60,9 @@ def normal(s):
 
 def draw(who):
     s = seed(SEED, 0, who, 2)
-    G = np.array([normal(s) for _ in range(n * n)]).reshape(n, n)
+    G = np.array([normal(s) for _ in range(R * n)]).reshape(R, n)
     u = np.array([normal(s) for _ in range(n)])
-    v = np.array([normal(s) for _ in range(n)])
+    v = np.array([normal(s) for _ in range(R)])
     return G, u, v
 
 
@@ -64,13 +71,16 @@ A, a, b = [], [], []
 for m in range(M):
     G, u, v = draw(m)
     f32 = lambda t: t.astype(np.float32).astype(np.float64)  # noqa: E731
-    A.append(f32((B + H * G) / math.sqrt(n)))
+    A.append(f32((B + H * G) / (1 if ROBUST else math.sqrt(n))))
     a.append(f32(a0 + H * u))
     b.append(f32(b0 + H * v))
 
 
 def F(m, z):
     x, y = z[:n], z[n:]
+    if ROBUST:
+        res = A[m] @ x - b[m] - y
+        return np.concatenate([A[m].T @ res / R, res / R + LAM * y])
     return np.concatenate([A[m] @ y + a[m] + LAM * x, -A[m].T @ x + b[m] + LAM * y])
 
 
@@ -79,8 +89,15 @@ def Fbar(z):
 
 
 Abar, abar, bbar = sum(A) / M, sum(a) / M, sum(b) / M
-Kmat = np.block([[LAM * np.eye(n), Abar], [-Abar.T, LAM * np.eye(n)]])
-zstar = np.linalg.solve(Kmat, -np.concatenate([abar, bbar]))
+if not ROBUST:
+    Kmat = np.block([[LAM * np.eye(n), Abar], [-Abar.T, LAM * np.eye(n)]])
+    zstar = np.linalg.solve(Kmat, -np.concatenate([abar, bbar]))
+if ROBUST:  # F is affine: K = the Jacobian, from F itself at the basis
+    F0 = Fbar(np.zeros(D))
+    Kr = np.column_stack([Fbar(np.eye(D)[j]) - F0 for j in range(D)])
+    zstar = np.linalg.solve(Kr, -F0)
+    print(f"/* robust-lsq: seed {SEED}, M {M}, n {n}, rows {R}, heterogeneity {H}, lambda {LAM}; "
+          f"{ROUNDS} rounds, gamma {GAMMA} */")
 
 
 if CONSTANTS:
@@ -153,6 +170,12 @@ def masha(tau, up, down, feedback, rounds=ROUNDS, gamma=GAMMA):
 
 def carr(name, v):
     print(f"static const double {name}[] = {{" + ", ".join(f"{t:.17g}" for t in v) + "};")
+
+
+if ROBUST:
+    carr("ref_robust_zstar", zstar)
+    carr("ref_robust_eg", eg())
+    sys.exit(0)
 
 
 print(f"/* seed {SEED}, M {M}, n {n}, heterogeneity {H}, lambda {LAM}; {ROUNDS} rounds, "
