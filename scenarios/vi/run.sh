@@ -1,8 +1,10 @@
 #!/bin/bash
-# scenarios/vi/run.sh — the VI table of docs/results.md: runs the four
+# scenarios/vi/run.sh — the VI tables of docs/results.md: runs the four
 # scenarios of this directory (each at the best step of the sweep in
 # docs/results.md), plus EG at MASHA2's step, into STORE (default vi.db; a
-# fresh file, run ids 1-5), then prints the table.
+# fresh file, run ids 1-5), then the same four methods on robust-lsq
+# (dim 20, rows 40; ids 6-9) at their best steps there, then prints the
+# table of all nine.
 # From the source root: STORE=vi.db bash scenarios/vi/run.sh
 set -e
 S=${STORE:-vi.db}; FP=${FP:-build/fedpress}; D=scenarios/vi
@@ -13,6 +15,11 @@ run $D/masha1.ini
 run $D/masha2.ini
 run $D/eg-naive.ini
 run $D/eg.ini --set algorithm.step=0.1 --set run.name=vi-eg-0.1
+RL=(--set data.dataset=robust-lsq --set data.dim=20 --set data.rows=40)
+run $D/eg.ini "${RL[@]}" --set algorithm.step=0.3 --set run.name=robust-eg
+run $D/masha1.ini "${RL[@]}" --set algorithm.step=0.1 --set run.name=robust-masha1
+run $D/masha2.ini "${RL[@]}" --set algorithm.step=0.25 --set run.name=robust-masha2
+run $D/eg-naive.ini "${RL[@]}" --set algorithm.step=0.2 --set run.name=robust-eg-naive
 echo "| run | step | rounds to ‖z−z*‖² ≤ 1e-6·‖z₀−z*‖² | uplink kB | downlink kB | total kB | relative ‖z−z*‖² after 3000 rounds |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 sqlite3 -separator ' | ' "$S" "
