@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "../core/registry.h"
+#include "vi.h"
 
 struct fp_algorithm {
     const char *name;
@@ -243,6 +244,11 @@ static const struct fp_algorithm fp__algos[] = {
     [FP_ALGO_EF21W] = {"ef21-w", 0, 0, 1, 1, fp__ef21_message, fp__ef21_after},
     [FP_ALGO_ECONTROL] = {"econtrol", 0, 1, 1, 1, fp__econtrol_message, fp__econtrol_after},
     [FP_ALGO_EF14] = {"ef14", 0, 1, 0, 1, fp__ef14_message, fp__fedef_after},
+    /* the VI methods run in vi.c; the entries name them for the checks here */
+    [FP_ALGO_EG] = {"eg", 0, 0, 0, 0, NULL, NULL},
+    [FP_ALGO_EG_NAIVE] = {"eg-naive", 0, 0, 0, 0, NULL, NULL},
+    [FP_ALGO_MASHA1] = {"masha1", 0, 0, 0, 0, NULL, NULL},
+    [FP_ALGO_MASHA2] = {"masha2", 0, 0, 0, 0, NULL, NULL},
 };
 
 static const struct fp_algorithm *fp__lookup(enum fp_algo_kind k)
@@ -339,6 +345,8 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
     fp_compressor_unbiased(&p->up, &omega, &q);
     if (p->kind == FP_ALGO_SCALLION)
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_params(p, sc, err);
     return fp_algo_is_ef(p->kind) ? fp__ef_params(p, sc, q, err) : 0;
 }
 
@@ -397,7 +405,8 @@ int fp_algo_has_control(const struct fp_algo_params *p)
 
 int fp_algo_server_phase(const struct fp_server *s, uint32_t round, unsigned phase)
 {
-    (void)s, (void)round;
+    if (fp_algo_is_vi(s->p.kind))
+        return fp_vi_phase(&s->p, round, phase);
     return phase == 0;
 }
 
@@ -413,24 +422,30 @@ static unsigned fp__broadcast_vectors(const struct fp_algo_params *p)
  * round, and the caps below are the largest of any. */
 size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
 {
-    (void)round, (void)phase;
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_broadcast_bytes(p, round, phase);
     return fp__broadcast_vectors(p) * fp_compressor_bytes(&p->down);
 }
 
 size_t fp_algo_upload_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
 {
-    (void)phase;
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_upload_bytes(p, round, phase);
     void *ws;
     return fp_compressor_bytes(fp__upc(p, round, NULL, NULL, &ws));
 }
 
 size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
 {
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_cap(p);
     return FP_MSG_HEADER + fp_algo_broadcast_bytes(p, 1, 0);
 }
 
 size_t fp_algo_upload_cap(const struct fp_algo_params *p)
 {
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_cap(p);
     /* round 1 is the EF21 family's dense one; every later round is alike */
     const size_t first = fp_algo_upload_bytes(p, 1, 0), later = fp_algo_upload_bytes(p, 2, 0);
     return FP_MSG_HEADER + (first > later ? first : later);
@@ -451,8 +466,14 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
     s->nws = fp_compressor_ws_new(&p->dense);
     if (fp__keeps_c(s->alg))
         s->c = calloc(p->d, sizeof *s->c);
+    const int vi = fp_algo_is_vi(p->kind);
+    if (vi) {
+        s->vi = calloc(FP_VI_SERVER_VECTORS * p->d, sizeof *s->vi);
+        s->vbuf = malloc(fp_compressor_bytes(&p->down));
+        s->vi_snap = malloc((1 + FP_VI_SERVER_VECTORS) * p->d * sizeof *s->vi_snap);
+    }
     if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || !s->nws ||
-        (fp__keeps_c(s->alg) && !s->c)) {
+        (fp__keeps_c(s->alg) && !s->c) || (vi && (!s->vi || !s->vbuf || !s->vi_snap))) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -465,6 +486,11 @@ void fp_server_free(struct fp_server *s)
     free(s->c);
     free(s->sum);
     free(s->dec);
+    free(s->vi);
+    free(s->vbuf);
+    free(s->vi_snap);
+    s->vi = s->vi_snap = NULL;
+    s->vbuf = NULL;
     if (s->cws)
         fp_compressor_ws_free(&s->p.up, s->cws);
     if (s->dws)
@@ -519,7 +545,8 @@ void fp_client_state_free(struct fp_client_state *cs)
 {
     free(cs->ci);
     free(cs->mem);
-    cs->ci = cs->mem = NULL;
+    free(cs->vi);
+    cs->ci = cs->mem = cs->vi = NULL;
 }
 
 /* ---- random streams of an exchange ----
@@ -651,6 +678,9 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
                           struct fp_algo_ws *ws, uint8_t *out, size_t out_cap, size_t *out_len,
                           double *train_loss, struct fp_error *err)
 {
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_client_update(p, who, bcast, bcast_len, cs, next, w, wws, ws, out, out_cap,
+                                   out_len, train_loss, err);
     const struct fp_algorithm *a = fp__lookup(p->kind);
     const size_t d = p->d;
     const uint32_t client = who->client;
@@ -702,12 +732,22 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
         cs->mem = next->mem;
         next->mem = t;
     }
+    if (fp_algo_is_vi(p->kind)) {
+        float *t = cs->vi;
+        const uint64_t tag = cs->vi_tag;
+        cs->vi = next->vi;
+        next->vi = t;
+        cs->vi_tag = next->vi_tag;
+        next->vi_tag = tag;
+    }
 }
 
 int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, unsigned phase,
                              uint8_t *out, size_t cap, size_t *len)
 {
     const struct fp_algo_params *p = &s->p;
+    if (fp_algo_is_vi(p->kind))
+        return fp_vi_server_broadcast(s, run, round, phase, out, cap, len);
     const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
     if (cap < FP_MSG_HEADER + fp_algo_broadcast_bytes(p, round, phase))
         return FP_EINVAL;
@@ -777,6 +817,12 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
     if (rc)
         return fp_error_set(err, FP_EFORMAT, "upload refused from client %u in round %u: %s",
                             client, s->round, why.msg);
+    if (fp_algo_is_vi(s->p.kind)) {
+        if ((rc = fp_vi_server_add(s, client, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, err)))
+            return rc;
+        s->last_client = client;
+        return 0;
+    }
     fp_rng crng;
     fp__client_rng(&crng, &s->p, s->round, client, s->phase, FP_RNG_COMPRESS);
     void *cws;
@@ -807,6 +853,10 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
         return;
     s->open = 0;
     const size_t d = s->p.d;
+    if (fp_algo_is_vi(s->p.kind)) {
+        fp_vi_server_finish(s);
+        return;
+    }
     if (s->alg->grad_diff) {
         /* g^{t+1} = g^t + sum_S w_i c_i, then x^{t+2} = x^{t+1} - gamma
          * g^{t+1}, the point the next round broadcasts ([RSF21] Alg. 1;
@@ -867,10 +917,14 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
 #define FP__STATE_VERSION 1u
 #define FP__STATE_HEADER  32u
 
-enum { FP__ST_C = 1, FP__ST_CI = 2, FP__ST_MEM = 4 };
+enum { FP__ST_C = 1, FP__ST_CI = 2, FP__ST_MEM = 4, FP__ST_VI = 8 };
 
 static unsigned fp__state_flags(const struct fp_algorithm *a)
 {
+    /* the VI methods: the server's w, F(w), e_s, pending aggregate after
+     * x; a client's z, w, F(w), F_m(w), e_m (vi.h) */
+    if (fp_algo_is_vi((enum fp_algo_kind)(a - fp__algos)))
+        return FP__ST_VI;
     return (fp__keeps_c(a) ? FP__ST_C | FP__ST_CI : 0) | (a->client_memory ? FP__ST_MEM : 0);
 }
 
@@ -924,13 +978,16 @@ static void fp__get_header(const uint8_t *p, struct fp__hdr *h)
 
 static size_t fp__client_vectors(unsigned flags)
 {
-    return ((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0);
+    return ((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0) +
+           ((flags & FP__ST_VI) ? FP_VI_CLIENT_VECTORS : 0);
 }
 
 size_t fp_algo_server_state_bytes(const struct fp_algo_params *p)
 {
     const unsigned flags = fp__state_flags(fp__lookup(p->kind));
-    return FP__STATE_HEADER + p->d * sizeof(float) * (1 + ((flags & FP__ST_C) != 0));
+    return FP__STATE_HEADER +
+           p->d * sizeof(float) *
+               (1 + ((flags & FP__ST_C) != 0) + ((flags & FP__ST_VI) ? FP_VI_SERVER_VECTORS : 0));
 }
 
 size_t fp_algo_client_state_bytes(const struct fp_algo_params *p)
@@ -942,7 +999,7 @@ size_t fp_algo_client_state_bytes(const struct fp_algo_params *p)
 
 int fp_algo_client_has_state(const struct fp_client_state *cs)
 {
-    return cs->ci || cs->mem;
+    return cs->ci || cs->mem || cs->vi;
 }
 
 void fp_algo_server_save(const struct fp_server *s, uint8_t *out)
@@ -952,6 +1009,8 @@ void fp_algo_server_save(const struct fp_server *s, uint8_t *out)
     fp__putv(&out, s->x, s->p.d);
     if (flags & FP__ST_C)
         fp__putv(&out, s->c, s->p.d);
+    if (flags & FP__ST_VI)
+        fp__putv(&out, s->vi, FP_VI_SERVER_VECTORS * s->p.d);
 }
 
 void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
@@ -963,6 +1022,8 @@ void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
         fp__putv(&out, cs->ci, p->d);
     if (flags & FP__ST_MEM)
         fp__putv(&out, cs->mem, p->d);
+    if (flags & FP__ST_VI)
+        fp__putv(&out, cs->vi, FP_VI_CLIENT_VECTORS * p->d);
 }
 
 /* Copies d finite floats from *p into a new (or given) vector. */
@@ -1036,6 +1097,8 @@ int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struc
     rc = fp__getv(&p, s->p.d, &s->x);
     if (!rc && (h.flags & FP__ST_C))
         rc = fp__getv(&p, s->p.d, &s->c);
+    if (!rc && (h.flags & FP__ST_VI))
+        rc = fp__getv(&p, FP_VI_SERVER_VECTORS * s->p.d, &s->vi);
     return rc ? fp__vectors_error(rc, "server state", err) : 0;
 }
 
@@ -1064,7 +1127,7 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
         return fp__vectors_error(FP_EFORMAT, "client state", err);
     /* both vectors allocated before either is written: out of memory
      * leaves the client as it was too */
-    float *ci = cs->ci, *mem = cs->mem;
+    float *ci = cs->ci, *mem = cs->mem, *vi = cs->vi;
     if ((h.flags & FP__ST_CI) && !ci && !(ci = malloc(p->d * sizeof *ci)))
         return fp__vectors_error(FP_ENOMEM, "client state", err);
     if ((h.flags & FP__ST_MEM) && !mem && !(mem = malloc(p->d * sizeof *mem))) {
@@ -1072,13 +1135,24 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
             free(ci);
         return fp__vectors_error(FP_ENOMEM, "client state", err);
     }
+    if ((h.flags & FP__ST_VI) && !vi && !(vi = malloc(FP_VI_CLIENT_VECTORS * p->d * sizeof *vi))) {
+        if (ci != cs->ci)
+            free(ci);
+        if (mem != cs->mem)
+            free(mem);
+        return fp__vectors_error(FP_ENOMEM, "client state", err);
+    }
     cs->ci = ci;
     cs->mem = mem;
+    cs->vi = vi;
+    cs->vi_tag = 0;
     rc = 0;
     if (h.flags & FP__ST_CI)
         rc = fp__getv(&q, p->d, &cs->ci);
     if (!rc && (h.flags & FP__ST_MEM))
         rc = fp__getv(&q, p->d, &cs->mem);
+    if (!rc && (h.flags & FP__ST_VI))
+        rc = fp__getv(&q, FP_VI_CLIENT_VECTORS * p->d, &cs->vi);
     return rc ? fp__vectors_error(rc, "client state", err) : 0;
 }
 

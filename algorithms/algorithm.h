@@ -48,8 +48,9 @@ struct fp_algo_params {
     double eta;                /* EControl's feedback strength */
     double kappa;              /* EF21-W: L_i = kappa^(i/(N-1)) (fp_lsq_law), the weights' source */
     double Lsum;               /* EF21-W: sum_i L_i, in ascending i */
+    double tau;                /* MASHA: 1 - tau = the refresh probability (vi.c) */
     struct fp_compressor up;   /* uplink; identity for the full-precision baselines */
-    struct fp_compressor down; /* downlink; identity for every algorithm today */
+    struct fp_compressor down; /* downlink: the VI methods' [compressor] downlink, else identity */
     struct fp_compressor dense; /* identity: the EF21 family's first-round upload */
 };
 
@@ -70,6 +71,19 @@ struct fp_server {
     uint16_t phase;
     int64_t last_client; /* the last client added to it; -1 before the first */
     int open;            /* an exchange is in progress: broadcast, not yet finished */
+    /* the VI methods (vi.c): w, F(w), e_s and the pending aggregate [4d],
+     * and one encoded downlink message; NULL for every other algorithm */
+    float *vi;
+    uint8_t *vbuf;
+    /* x and vi when round vi_round's first exchange was broadcast: a
+     * coordinator that tries a round again (too few uploads in a later
+     * exchange) broadcasts its phase 0 again, and the server restarts the
+     * round from here; vi_added counts the exchange's uploads, and an
+     * exchange finished without every client's (one refused) is not
+     * applied: vi_lost, and the next broadcast fails */
+    float *vi_snap;
+    uint32_t vi_round, vi_added;
+    int vi_lost;
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,
@@ -77,6 +91,12 @@ struct fp_server {
 struct fp_client_state {
     float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM); EF21 family: h_i */
     float *mem; /* FedEF, EF14, EControl: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
+    float *vi;  /* the VI methods (vi.c): z, w, F(w), F_m(w), e_m [5d] */
+    /* vi's exchange: round << 16 | (phase + 1), 0 when unknown (loaded).
+     * A later phase of the same round continues from the state of the
+     * phase before, committed (the simulator commits every exchange) or
+     * not (a client daemon commits once the round is included). */
+    uint64_t vi_tag;
 };
 
 struct fp_algo_ws {
@@ -94,9 +114,10 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
                         struct fp_error *err);
 
 /* Sets p->up from an uplink spec and p->down to the algorithm's downlink
- * compressor (identity for every algorithm today), for p->kind and p->d;
- * FP_EINVAL with a message if the uplink's class does not fit the
- * algorithm (core/registry.h). fp_algo_params_from calls it. */
+ * compressor (identity), for p->kind and p->d; FP_EINVAL with a message if
+ * the uplink's class does not fit the algorithm (core/registry.h).
+ * fp_algo_params_from calls it, then sets a VI method's downlink from
+ * [compressor] downlink (vi.h). */
 int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
                                struct fp_error *err);
 
@@ -136,10 +157,11 @@ void fp_algo_ef_weight(const struct fp_algo_params *p, uint32_t client, double *
  *       fp_algo_server_finish(s, included);
  *   }
  *
- * and knows nothing of what a phase means. Every algorithm today has one
- * exchange per round (phase 0: x, and c for the SCAFFOLD family, down; one
- * compressed vector up). docs/architecture.md shows how MASHA's compressed
- * broadcast, two exchanges and occasional sync fit the same loop.
+ * and knows nothing of what a phase means. Every algorithm but the VI
+ * methods has one exchange per round (phase 0: x, and c for the SCAFFOLD
+ * family, down; one compressed vector up); EG and MASHA have two or three,
+ * with compressed broadcasts, dense refreshes and 0-byte payloads (vi.c,
+ * docs/algorithms.md).
  */
 
 /* Whether exchange `phase` of round `round` takes place; asked after phase

@@ -413,8 +413,15 @@ static int fp__qsgd_encode(const float *x, size_t n, uint32_t s, double denom, f
     /* |x_j| <= norm up to rounding, so levels above s come only from
      * rounding and are clamped to s. norm == 0 only if x == 0. */
     struct fp_qsgd_job job = {
-        .x = x, .n = n, .s = s, .norm = norm, .denom = denom, .buf = buf, .bit = bit,
-        .end = end, .xhat = xhat,
+        .x = x,
+        .n = n,
+        .s = s,
+        .norm = norm,
+        .denom = denom,
+        .buf = buf,
+        .bit = bit,
+        .end = end,
+        .xhat = xhat,
         .tab = xhat ? fp__qsgd_table(qtab, norm, s, denom, n) : NULL,
     };
     fp_qsgd_quantise(&job, rng);
@@ -435,8 +442,8 @@ static int fp__qsgd_decode(const uint8_t *in, size_t len, const uint8_t *in_norm
     uint32_t any = 0;
     size_t i = 0;
     if (!idx) {
-        struct fp_qsgd_dec dj = {.buf = in, .bit = bit, .end = len, .n = n, .s = s, .tab = tab,
-                                 .out = out};
+        struct fp_qsgd_dec dj = {
+            .buf = in, .bit = bit, .end = len, .n = n, .s = s, .tab = tab, .out = out};
         int bad;
         i = fp_qsgd_decode_blocks(&dj, &any, &bad);
         if (bad)

@@ -22,7 +22,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define FP__HAVE_AVX2 1
-#define FP__AVX2 __attribute__((target("avx2")))
+#define FP__AVX2      __attribute__((target("avx2")))
 #endif
 
 #define FP__LANES 8
@@ -151,8 +151,8 @@ static double fp__q(const struct fp_qsgd_job *job)
  * (tie, bit m for coordinate m of the block) and give it the level without
  * the extra bit; this redoes those, in index order, as the portable code
  * does. fields is the block's 32 fields, wherever the vectors put them. */
-static void fp__fix_ties(void *fields, const uint64_t rnd[FP__LANES], uint32_t tie,
-                         const float *xb, double q, uint32_t s, fp_rng *rng)
+static void fp__fix_ties(void *fields, const uint64_t rnd[FP__LANES], uint32_t tie, const float *xb,
+                         double q, uint32_t s, fp_rng *rng)
 {
     uint32_t f[FP__BLOCK];
     memcpy(f, fields, sizeof f);
@@ -256,8 +256,8 @@ static FP__AVX2 size_t fp__quantise_avx2(const struct fp_qsgd_job *job, struct f
         if (xhat) {
             for (int g = 0; g < 4; g++) {
                 __m256i l = _mm256_srli_epi32(fld[g], 1);
-                __m256 v = s < 8 ? _mm256_permutevar8x32_ps(tabv, l)
-                                 : _mm256_i32gather_ps(job->tab, l, 4);
+                __m256 v =
+                    s < 8 ? _mm256_permutevar8x32_ps(tabv, l) : _mm256_i32gather_ps(job->tab, l, 4);
                 v = _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(fld[g], 31)));
                 _mm256_storeu_ps(xhat + FP__BLOCK * b + 8 * g, v);
             }
@@ -358,8 +358,8 @@ static FP__AVX512 size_t fp__quantise_avx512(const struct fp_qsgd_job *job, stru
                 __m512i l = _mm512_srli_epi32(fld[g], 1);
                 __m512 v = s < 32 ? _mm512_permutex2var_ps(tlo, l, thi)
                                   : _mm512_i32gather_ps(l, job->tab, 4);
-                v = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v),
-                                                        _mm512_slli_epi32(fld[g], 31)));
+                v = _mm512_castsi512_ps(
+                    _mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(fld[g], 31)));
                 _mm512_storeu_ps(xhat + FP__BLOCK * b + 16 * g, v);
             }
         }
@@ -408,8 +408,8 @@ static FP__AVX512 size_t fp__decode_avx512(const struct fp_qsgd_dec *dj, uint32_
             __m512i l = _mm512_srli_epi32(f, 1);
             over |= _mm512_cmpgt_epu32_mask(l, sv);
             l = _mm512_min_epu32(l, sv);
-            __m512 v = s < 32 ? _mm512_permutex2var_ps(tlo, l, thi)
-                              : _mm512_i32gather_ps(l, dj->tab, 4);
+            __m512 v =
+                s < 32 ? _mm512_permutex2var_ps(tlo, l, thi) : _mm512_i32gather_ps(l, dj->tab, 4);
             v = _mm512_castsi512_ps(
                 _mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(f, 31)));
             _mm512_storeu_ps(dj->out + FP__BLOCK * b + 16 * g, v);

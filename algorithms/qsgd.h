@@ -56,14 +56,14 @@ static inline float fp_qsgd_value(const float *tab, float norm, uint32_t field, 
 struct fp_qsgd_job {
     const float *x; /* n finite values */
     size_t n;
-    uint32_t s;     /* levels, 1 <= s <= 2^20 */
-    float norm;     /* the float32 norm the receiver sees; 0 only if x == 0 */
-    double denom;   /* for the decoded values, see fp_qsgd_level */
-    uint8_t *buf;   /* fields go from bit `bit` of buf ... */
+    uint32_t s;   /* levels, 1 <= s <= 2^20 */
+    float norm;   /* the float32 norm the receiver sees; 0 only if x == 0 */
+    double denom; /* for the decoded values, see fp_qsgd_level */
+    uint8_t *buf; /* fields go from bit `bit` of buf ... */
     size_t bit;
-    size_t end;     /* ... and buf[0..end) is the message: bytes after the
-                     * last field's may be overwritten with zeros */
-    float *xhat;    /* decoded values, or NULL; may equal x */
+    size_t end;       /* ... and buf[0..end) is the message: bytes after the
+                       * last field's may be overwritten with zeros */
+    float *xhat;      /* decoded values, or NULL; may equal x */
     const float *tab; /* fp_qsgd_level(norm, l, denom) for l = 0..s, or NULL */
 };
 

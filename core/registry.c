@@ -25,6 +25,14 @@ static const struct {
     [FP_ALGO_EF21W] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_EF21W},
     [FP_ALGO_ECONTROL] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_ECONTROL},
     [FP_ALGO_EF14] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_FEDPAQ, FP_ALGO_EF14},
+    /* [BRDRG22]: MASHA1 for unbiased compressors, MASHA2 (error feedback)
+     * for contractive ones, in both directions; naive compressed EG takes
+     * either (it is the baseline that stalls) */
+    [FP_ALGO_EG] = {FP_CLASS_UNBIASED | FP_CLASS_CONTRACTIVE, 1, FP_ALGO_MASHA1, FP_ALGO_MASHA2},
+    [FP_ALGO_EG_NAIVE] = {FP_CLASS_UNBIASED | FP_CLASS_CONTRACTIVE, 0, FP_ALGO_MASHA1,
+                          FP_ALGO_MASHA2},
+    [FP_ALGO_MASHA1] = {FP_CLASS_UNBIASED, 0, FP_ALGO_MASHA1, FP_ALGO_MASHA2},
+    [FP_ALGO_MASHA2] = {FP_CLASS_CONTRACTIVE, 0, FP_ALGO_MASHA1, FP_ALGO_MASHA2},
 };
 
 static const unsigned fp__comps[] = {
@@ -59,8 +67,12 @@ int fp_algo_comp_misfit(enum fp_algo_kind a, enum fp_direction dir, const struct
         return 1;
     }
     if (dir == FP_DOWNLINK) {
+        /* the compressed-broadcast methods take the uplink's class rules
+         * for their downlink too; every other broadcasts identity */
         if (ck == fp_algo_downlink(a).kind)
             return 0;
+        if (fp_algo_is_vi(a) && !fp__algos[a].full_precision)
+            return fp_algo_comp_misfit(a, FP_UPLINK, c, why, n);
         snprintf(why, n, "%s broadcasts with compressor identity only, not %s", fp_algo_name(a),
                  cname);
         return 1;

@@ -45,6 +45,8 @@ enum fp__key {
     K_DATA_NOISE,
     K_DATA_ROWS,
     K_DATA_SMOOTH_RATIO,
+    K_DATA_HETERO,
+    K_DATA_LAMBDA,
     K_MODEL_KIND,
     K_MODEL_HIDDEN,
     K_MODEL_INIT,
@@ -58,6 +60,7 @@ enum fp__key {
     K_ALGO_STEP,
     K_ALGO_STEP_SCALE,
     K_ALGO_ETA,
+    K_ALGO_TAU,
     K_PART_SAMPLE,
     K_PART_DEADLINE,
     K_PART_MIN_UPDATES,
@@ -68,6 +71,7 @@ enum fp__key {
     K_COMP_NAME,
     K_COMP_RATIO,
     K_COMP_K,
+    K_COMP_DOWNLINK,
     K_COUNT
 };
 
@@ -84,7 +88,8 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_RUN_CHECKPOINT_EVERY] =
         {"run", "checkpoint_every",
          "an integer in [0, 10000000] (0: a checkpoint only when a signal stops the run)"},
-    [K_DATA_DATASET] = {"data", "dataset", "one of fashion-mnist, synthetic, quadratic, lsq"},
+    [K_DATA_DATASET] = {"data", "dataset",
+                        "one of fashion-mnist, synthetic, quadratic, lsq, bilinear, robust-lsq"},
     [K_DATA_PATH] = {"data", "path",
                      "a directory holding the four Fashion-MNIST IDX .gz files (no ';')"},
     [K_DATA_CLIENTS] = {"data", "clients", "an integer in [1, 1000000]"},
@@ -98,12 +103,16 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_DATA_ROWS] = {"data", "rows", "an integer in [1, 10000000] (rows per client)"},
     [K_DATA_SMOOTH_RATIO] = {"data", "smooth_ratio",
                              "a number in [1, 1e12]: L_max / L_min across the clients"},
+    [K_DATA_HETERO] = {"data", "heterogeneity",
+                       "a number in [0, 1e6]: the devices' spread around the common problem"},
+    [K_DATA_LAMBDA] = {"data", "lambda",
+                       "a number in (0, 1e6]: the regulariser (strong monotonicity)"},
     [K_MODEL_KIND] = {"model", "kind", "one of logreg, mlp, quadratic"},
     [K_MODEL_HIDDEN] = {"model", "hidden", "an integer in [1, 100000]"},
     [K_MODEL_INIT] = {"model", "init", "a path to a raw float32 file of exactly d values (no ';')"},
     [K_ALGO_NAME] = {"algorithm", "name",
                      "one of fedavg, scaffold, fedpaq, fedef, scallion, scafcom, ef21, ef21-w, "
-                     "econtrol, ef14"},
+                     "econtrol, ef14, eg, eg-naive, masha1, masha2"},
     [K_ALGO_LOCAL_STEPS] = {"algorithm", "local_steps", "an integer in [1, 1000000]"},
     [K_ALGO_BATCH] = {"algorithm", "batch", "an integer in [1, 10000000]"},
     [K_ALGO_LR_LOCAL] = {"algorithm", "lr_local", "a number > 0"},
@@ -114,6 +123,8 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_ALGO_STEP_SCALE] = {"algorithm", "step_scale",
                            "a number > 0: gamma = step_scale x the theory step"},
     [K_ALGO_ETA] = {"algorithm", "eta", "'auto' (alpha/400) or a number >= 0"},
+    [K_ALGO_TAU] = {"algorithm", "tau",
+                    "'auto' (1 - the uplink's bytes / the dense bytes) or a number in [0, 1)"},
     [K_PART_SAMPLE] = {"participation", "sample", "'all' or an integer in [1, clients]"},
     [K_PART_DEADLINE] = {"participation", "deadline", "a number of seconds > 0, at most 86400"},
     [K_PART_MIN_UPDATES] = {"participation", "min_updates", "an integer in [1, sample]"},
@@ -131,6 +142,9 @@ static const struct fp__keydef fp__keys[K_COUNT] = {
     [K_COMP_RATIO] = {"compressor", "ratio", "a number in (0, 1]: the kept fraction k/d"},
     [K_COMP_K] = {"compressor", "k",
                   "an integer in [1, 4294967295]: the kept count, instead of ratio"},
+    [K_COMP_DOWNLINK] = {"compressor", "downlink",
+                         "one of identity, topk, randk, qsgd:S, sign, topk+qsgd:S (the "
+                         "broadcast's compressor; it shares ratio or k)"},
 };
 
 static const char *const fp__sections[] = {"run",       "data",          "model",
@@ -365,6 +379,10 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             sc->dataset = FP_DATA_QUADRATIC;
         else if (!strcmp(v, "lsq"))
             sc->dataset = FP_DATA_LSQ;
+        else if (!strcmp(v, "bilinear"))
+            sc->dataset = FP_DATA_BILINEAR;
+        else if (!strcmp(v, "robust-lsq"))
+            sc->dataset = FP_DATA_ROBUST_LSQ;
         else
             return -1;
         return 0;
@@ -393,6 +411,10 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
     case K_DATA_ROWS: return fp__parse_u32(v, 1, 10000000, &sc->lsq_rows);
     case K_DATA_SMOOTH_RATIO:
         return fp__parse_double(v, 1, false, &sc->lsq_ratio) || sc->lsq_ratio > 1e12 ? -1 : 0;
+    case K_DATA_HETERO:
+        return fp__parse_double(v, 0, false, &sc->bil_hetero) || sc->bil_hetero > 1e6 ? -1 : 0;
+    case K_DATA_LAMBDA:
+        return fp__parse_double(v, 0, true, &sc->bil_lambda) || sc->bil_lambda > 1e6 ? -1 : 0;
     case K_MODEL_KIND:
         if (!strcmp(v, "logreg"))
             sc->model = FP_MODEL_LOGREG;
@@ -426,6 +448,14 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             sc->algorithm = FP_ALGO_ECONTROL;
         else if (!strcmp(v, "ef14"))
             sc->algorithm = FP_ALGO_EF14;
+        else if (!strcmp(v, "eg"))
+            sc->algorithm = FP_ALGO_EG;
+        else if (!strcmp(v, "eg-naive"))
+            sc->algorithm = FP_ALGO_EG_NAIVE;
+        else if (!strcmp(v, "masha1"))
+            sc->algorithm = FP_ALGO_MASHA1;
+        else if (!strcmp(v, "masha2"))
+            sc->algorithm = FP_ALGO_MASHA2;
         else
             return -1;
         return 0;
@@ -458,6 +488,13 @@ static int fp__set_value(struct fp__parse *p, enum fp__key k, const char *v)
             return 0;
         }
         return fp__parse_double(v, 0, false, &sc->eta);
+    case K_ALGO_TAU:
+        if (!strcmp(v, "auto")) {
+            sc->tau = NAN;
+            return 0;
+        }
+        return fp__parse_double(v, 0, false, &sc->tau) || sc->tau >= 1 ? -1 : 0;
+    case K_COMP_DOWNLINK: return fp__parse_comp(v, &sc->downlink);
     case K_COMP_NAME: return fp__parse_comp(v, &sc->uplink);
     case K_COMP_K: return fp__parse_u64(v, 1, UINT32_MAX, &sc->uplink.count);
     case K_COMP_RATIO:
@@ -630,6 +667,8 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->quad_noise = 0.0;
     sc->lsq_rows = 0; /* lsq: 2 dim, below */
     sc->lsq_ratio = 100.0;
+    sc->bil_hetero = 0.5;
+    sc->bil_lambda = 0.5;
     sc->model = FP_MODEL_MLP;
     sc->hidden = 200;
     sc->algorithm = FP_ALGO_FEDAVG;
@@ -642,6 +681,7 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->step = NAN; /* theory */
     sc->step_scale = 1.0;
     sc->eta = NAN;       /* auto */
+    sc->tau = NAN;       /* auto */
     sc->sample = 0;      /* all */
     sc->deadline = 0;    /* unset */
     sc->min_updates = 0; /* = sample */
@@ -653,6 +693,7 @@ void fp_scenario_defaults(struct fp_scenario *sc)
     sc->uplink.kind = FP_COMP_IDENTITY;
     sc->uplink.ratio = 0.01;
     sc->uplink.levels = 0;
+    sc->downlink.kind = FP_COMP_IDENTITY;
 }
 
 /* The shortest decimal that reads back as the same double: 0.1, not
@@ -732,6 +773,59 @@ static int fp__validate_ef(struct fp__parse *p)
     return 0;
 }
 
+/* The variational-inequality methods (eg, eg-naive, masha1, masha2) and
+ * the bilinear dataset go together: its grad() is an operator F_m, which
+ * only these methods read as one. Every device holds the iterates, so
+ * every client takes part in every round: a client left out would miss a
+ * broadcast it cannot get again (no per-client resync message exists). */
+static int fp__validate_vi(struct fp__parse *p)
+{
+    struct fp_scenario *sc = p->sc;
+    const int *L = p->key_line;
+    const int vi = fp_algo_is_vi(sc->algorithm);
+    const char *a = fp_algo_name(sc->algorithm);
+    if (vi != fp_dataset_is_vi(sc->dataset))
+        return fp__fail(p, L[K_ALGO_NAME] ? L[K_ALGO_NAME] : L[K_DATA_DATASET],
+                        vi ? "%s solves a variational inequality: it needs [data] dataset = "
+                             "bilinear or robust-lsq (an operator F_m)"
+                           : "dataset %s is a variational inequality: use [algorithm] "
+                             "name = eg, eg-naive, masha1 or masha2, not %s",
+                        vi ? a : fp_dataset_name(sc->dataset), a);
+    if (!vi)
+        return 0;
+    if (isnan(sc->step))
+        return fp__fail(p, L[K_ALGO_STEP] ? L[K_ALGO_STEP] : L[K_ALGO_NAME],
+                        "%s needs a numeric [algorithm] step (gamma; docs/algorithms.md gives "
+                        "the theory value)",
+                        a);
+    if (L[K_ALGO_LOCAL_STEPS] && sc->local_steps != 1)
+        return fp__fail(p, L[K_ALGO_LOCAL_STEPS],
+                        "[algorithm] local_steps = %u: %s evaluates the operator, it takes no "
+                        "local steps (set 1 or leave it out)",
+                        sc->local_steps, a);
+    sc->local_steps = 1;
+    if (L[K_ALGO_LR_LOCAL] || L[K_ALGO_LR_GLOBAL])
+        return fp__fail(p, L[K_ALGO_LR_LOCAL] ? L[K_ALGO_LR_LOCAL] : L[K_ALGO_LR_GLOBAL],
+                        "[algorithm] lr_local and lr_global do not apply to %s: set [algorithm] "
+                        "step",
+                        a);
+    if (!p->sample_all && sc->sample != 0 && sc->sample < sc->clients)
+        return fp__fail(p, L[K_PART_SAMPLE],
+                        "[participation] sample = %u < clients = %u: %s keeps the iterates on "
+                        "every device and needs every client in every round (sample = all); "
+                        "a per-client resync message does not exist yet",
+                        sc->sample, sc->clients, a);
+    if (sc->dropout > 0 || sc->straggler != FP_STRAGGLER_NONE || L[K_PART_MIN_UPDATES])
+        return fp__fail(p,
+                        L[K_PART_DROPOUT]     ? L[K_PART_DROPOUT]
+                        : L[K_PART_STRAGGLER] ? L[K_PART_STRAGGLER]
+                                              : L[K_PART_MIN_UPDATES],
+                        "%s needs every client's upload in every round: [participation] "
+                        "dropout, straggler and min_updates do not apply",
+                        a);
+    return 0;
+}
+
 /* Cross-key rules: what applies to which dataset/model, and ranges that
  * depend on other keys. Runs after the file and every override. */
 static int fp__validate(struct fp__parse *p)
@@ -749,7 +843,8 @@ static int fp__validate(struct fp__parse *p)
     } while (0)
 
     /* quadratic and lsq are their own (quadratic) model */
-    const bool own_model = sc->dataset == FP_DATA_QUADRATIC || sc->dataset == FP_DATA_LSQ;
+    const bool own_model = sc->dataset == FP_DATA_QUADRATIC || sc->dataset == FP_DATA_LSQ ||
+                           fp_dataset_is_vi(sc->dataset);
     if (!L[K_MODEL_KIND])
         sc->model = own_model ? FP_MODEL_QUADRATIC : FP_MODEL_MLP;
     if (own_model != (sc->model == FP_MODEL_QUADRATIC))
@@ -765,8 +860,11 @@ static int fp__validate(struct fp__parse *p)
     FP__ONLY(K_DATA_BETA, sc->dataset == FP_DATA_SYNTHETIC, "dataset synthetic");
     FP__ONLY(K_DATA_DIM, sc->dataset != FP_DATA_FMNIST, "datasets synthetic, quadratic and lsq");
     FP__ONLY(K_DATA_NOISE, sc->dataset == FP_DATA_QUADRATIC, "dataset quadratic");
-    FP__ONLY(K_DATA_ROWS, sc->dataset == FP_DATA_LSQ, "dataset lsq");
+    FP__ONLY(K_DATA_ROWS, sc->dataset == FP_DATA_LSQ || sc->dataset == FP_DATA_ROBUST_LSQ,
+             "datasets lsq and robust-lsq");
     FP__ONLY(K_DATA_SMOOTH_RATIO, sc->dataset == FP_DATA_LSQ, "dataset lsq");
+    FP__ONLY(K_DATA_HETERO, fp_dataset_is_vi(sc->dataset), "datasets bilinear and robust-lsq");
+    FP__ONLY(K_DATA_LAMBDA, fp_dataset_is_vi(sc->dataset), "datasets bilinear and robust-lsq");
     FP__ONLY(K_MODEL_HIDDEN, sc->model == FP_MODEL_MLP, "model mlp");
 #undef FP__ONLY
 #define FP__ONLY_ALGO(key, cond, what)                                                             \
@@ -780,17 +878,32 @@ static int fp__validate(struct fp__parse *p)
     FP__ONLY_ALGO(K_ALGO_BETA, sc->algorithm == FP_ALGO_SCAFCOM, "algorithm scafcom");
     {
         const bool ef = fp_algo_is_ef(sc->algorithm);
-        FP__ONLY_ALGO(K_ALGO_STEP, ef, "algorithms ef21, ef21-w, econtrol and ef14");
+        FP__ONLY_ALGO(K_ALGO_STEP, ef || fp_algo_is_vi(sc->algorithm),
+                      "algorithms ef21, ef21-w, econtrol, ef14, eg, eg-naive, masha1 and masha2");
+        FP__ONLY_ALGO(K_ALGO_TAU,
+                      sc->algorithm == FP_ALGO_MASHA1 || sc->algorithm == FP_ALGO_MASHA2,
+                      "algorithms masha1 and masha2");
+        FP__ONLY_ALGO(K_COMP_DOWNLINK, fp_algo_is_vi(sc->algorithm),
+                      "algorithms eg-naive, masha1 and masha2 (every other broadcasts "
+                      "uncompressed)");
         FP__ONLY_ALGO(K_ALGO_STEP_SCALE, ef && isnan(sc->step),
                       "step = theory (algorithms ef21, ef21-w, econtrol and ef14)");
         FP__ONLY_ALGO(K_ALGO_ETA, sc->algorithm == FP_ALGO_ECONTROL, "algorithm econtrol");
         int rc = fp__validate_ef(p);
+        if (!rc)
+            rc = fp__validate_vi(p);
         if (rc)
             return rc;
     }
 #undef FP__ONLY_ALGO
     {
+        /* ratio and k size the uplink's compressor and the downlink's */
+        const enum fp_comp_kind dk = sc->downlink.kind;
         enum fp_comp_kind ck = sc->uplink.kind;
+        if ((dk == FP_COMP_TOPK || dk == FP_COMP_RANDK || dk == FP_COMP_TOPK_QSGD) &&
+            !(ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD) &&
+            (L[K_COMP_K] || L[K_COMP_RATIO]))
+            ck = dk;
         char cname[64];
         fp_comp_name(&sc->uplink, cname, sizeof cname);
         if (L[K_COMP_K] && ck != FP_COMP_TOPK && ck != FP_COMP_RANDK && ck != FP_COMP_TOPK_QSGD)
@@ -809,16 +922,22 @@ static int fp__validate(struct fp__parse *p)
         char why[256];
         if (fp_algo_comp_misfit(sc->algorithm, FP_UPLINK, &sc->uplink, why, sizeof why))
             return fp__fail(p, line, "%s", why);
+        sc->downlink.ratio = sc->uplink.ratio;
+        sc->downlink.count = sc->uplink.count;
+        if (fp_algo_comp_misfit(sc->algorithm, FP_DOWNLINK, &sc->downlink, why, sizeof why))
+            return fp__fail(p, L[K_COMP_DOWNLINK] ? L[K_COMP_DOWNLINK] : line, "%s", why);
     }
 
     if (sc->dataset != FP_DATA_FMNIST)
         sc->partition = FP_PART_NATURAL;
     if (!L[K_DATA_DIM])
-        sc->dim = sc->dataset == FP_DATA_SYNTHETIC   ? 60
-                  : sc->dataset == FP_DATA_QUADRATIC ? 10
-                  : sc->dataset == FP_DATA_LSQ       ? 20
-                                                     : 784;
-    if (sc->dataset == FP_DATA_LSQ && !L[K_DATA_ROWS])
+        sc->dim = sc->dataset == FP_DATA_SYNTHETIC    ? 60
+                  : sc->dataset == FP_DATA_QUADRATIC  ? 10
+                  : sc->dataset == FP_DATA_LSQ        ? 20
+                  : sc->dataset == FP_DATA_BILINEAR   ? 50
+                  : sc->dataset == FP_DATA_ROBUST_LSQ ? 20
+                                                      : 784;
+    if ((sc->dataset == FP_DATA_LSQ || sc->dataset == FP_DATA_ROBUST_LSQ) && !L[K_DATA_ROWS])
         sc->lsq_rows = 2 * sc->dim;
     if (sc->dataset == FP_DATA_FMNIST)
         sc->dim = 784;
@@ -1005,6 +1124,11 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     if (sc->dataset == FP_DATA_LSQ)
         FP__ADD("dim = %u\nrows = %u\nsmooth_ratio = %s\n", sc->dim, sc->lsq_rows,
                 fp__g(g1, sc->lsq_ratio));
+    if (sc->dataset == FP_DATA_ROBUST_LSQ)
+        FP__ADD("rows = %u\n", sc->lsq_rows);
+    if (fp_dataset_is_vi(sc->dataset))
+        FP__ADD("dim = %u\nheterogeneity = %s\nlambda = %s\n", sc->dim, fp__g(g1, sc->bil_hetero),
+                fp__g(g2, sc->bil_lambda));
     FP__ADD("\n[model]\nkind = %s\n", fp_model_name(sc->model));
     if (sc->model == FP_MODEL_MLP)
         FP__ADD("hidden = %u\n", sc->hidden);
@@ -1012,7 +1136,15 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
         FP__ADD("init = %s\n", sc->init_path);
     FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\n", fp_algo_name(sc->algorithm),
             sc->local_steps, sc->batch);
-    if (!fp_algo_is_ef(sc->algorithm))
+    if (fp_algo_is_vi(sc->algorithm)) {
+        FP__ADD("step = %s\n", fp__g(g1, sc->step));
+        if (sc->algorithm == FP_ALGO_MASHA1 || sc->algorithm == FP_ALGO_MASHA2) {
+            if (isnan(sc->tau))
+                FP__ADD("tau = auto\n");
+            else
+                FP__ADD("tau = %s\n", fp__g(g1, sc->tau));
+        }
+    } else if (!fp_algo_is_ef(sc->algorithm))
         FP__ADD("lr_local = %s\nlr_global = %s\n", fp__g(g1, sc->lr_local),
                 fp__g(g2, sc->lr_global));
     else if (isnan(sc->step))
@@ -1058,6 +1190,19 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
             FP__ADD("k = %llu\n", (unsigned long long)sc->uplink.count);
         else if (ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD)
             FP__ADD("ratio = %s\n", fp__g(g1, sc->uplink.ratio));
+        /* only for the methods that compress the broadcast: every other
+         * scenario keeps its canonical text */
+        if (fp_algo_is_vi(sc->algorithm)) {
+            const enum fp_comp_kind dk = sc->downlink.kind;
+            FP__ADD("downlink = %s\n", fp_comp_name(&sc->downlink, cname, sizeof cname));
+            if (!(ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD) &&
+                (dk == FP_COMP_TOPK || dk == FP_COMP_RANDK || dk == FP_COMP_TOPK_QSGD)) {
+                if (sc->uplink.count)
+                    FP__ADD("k = %llu\n", (unsigned long long)sc->uplink.count);
+                else
+                    FP__ADD("ratio = %s\n", fp__g(g1, sc->uplink.ratio));
+            }
+        }
     }
 #undef FP__ADD
     if (n < 0 || (size_t)n >= cap) {
@@ -1080,6 +1225,10 @@ const char *fp_algo_name(enum fp_algo_kind a)
     case FP_ALGO_EF21W: return "ef21-w";
     case FP_ALGO_ECONTROL: return "econtrol";
     case FP_ALGO_EF14: return "ef14";
+    case FP_ALGO_EG: return "eg";
+    case FP_ALGO_EG_NAIVE: return "eg-naive";
+    case FP_ALGO_MASHA1: return "masha1";
+    case FP_ALGO_MASHA2: return "masha2";
     }
     return "?";
 }
@@ -1105,6 +1254,8 @@ const char *fp_dataset_name(enum fp_dataset_kind d)
     case FP_DATA_SYNTHETIC: return "synthetic";
     case FP_DATA_QUADRATIC: return "quadratic";
     case FP_DATA_LSQ: return "lsq";
+    case FP_DATA_BILINEAR: return "bilinear";
+    case FP_DATA_ROBUST_LSQ: return "robust-lsq";
     }
     return "?";
 }

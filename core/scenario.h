@@ -23,8 +23,17 @@ enum fp_dataset_kind {
     FP_DATA_FMNIST = 1,
     FP_DATA_SYNTHETIC,
     FP_DATA_QUADRATIC,
-    FP_DATA_LSQ /* distributed least squares with unequal L_i (workloads/lsq.c) */
+    FP_DATA_LSQ,       /* distributed least squares with unequal L_i (workloads/lsq.c) */
+    FP_DATA_BILINEAR,  /* distributed bilinear saddle point, an operator F_m (workloads/bilinear.c)
+                        */
+    FP_DATA_ROBUST_LSQ /* least squares against a penalised adversarial shift (bilinear.c) */
 };
+
+/* The saddle-point datasets: grad() is an operator F_m, for the VI methods. */
+static inline int fp_dataset_is_vi(enum fp_dataset_kind d)
+{
+    return d == FP_DATA_BILINEAR || d == FP_DATA_ROBUST_LSQ;
+}
 enum fp_partition_kind {
     FP_PART_IID = 1,
     FP_PART_SHARDS,    /* each client holds `shards` classes */
@@ -43,7 +52,12 @@ enum fp_algo_kind {
     FP_ALGO_EF21,     /* EF21: compressed gradient differences, one gradient per round */
     FP_ALGO_EF21W,    /* EF21-W: EF21 weighted by the clients' smoothness constants */
     FP_ALGO_ECONTROL, /* EControl: EF21 with error control of strength eta */
-    FP_ALGO_EF14      /* classic error feedback on the gradient step (baseline) */
+    FP_ALGO_EF14,     /* classic error feedback on the gradient step (baseline) */
+    /* Variational inequalities (algorithms/vi.c): an operator, not a gradient */
+    FP_ALGO_EG,       /* distributed extragradient, uncompressed (baseline) */
+    FP_ALGO_EG_NAIVE, /* extragradient compressing what EG sends (baseline: stalls) */
+    FP_ALGO_MASHA1,   /* [BRDRG22] MASHA1: unbiased compressors */
+    FP_ALGO_MASHA2    /* [BRDRG22] MASHA2: contractive compressors with error feedback */
 };
 
 /* The error-feedback family above: one gradient per round (local_steps =
@@ -51,6 +65,13 @@ enum fp_algo_kind {
 static inline int fp_algo_is_ef(enum fp_algo_kind a)
 {
     return a >= FP_ALGO_EF21 && a <= FP_ALGO_EF14;
+}
+
+/* The variational-inequality methods above: the workload's grad() is the
+ * operator F_m, a step `[algorithm] step`, every client in every round. */
+static inline int fp_algo_is_vi(enum fp_algo_kind a)
+{
+    return a >= FP_ALGO_EG && a <= FP_ALGO_MASHA2;
 }
 
 enum fp_comp_kind {
@@ -95,6 +116,8 @@ struct fp_scenario {
     double quad_noise; /* stddev of gradient noise for quadratic, 0 = exact */
     uint32_t lsq_rows; /* lsq: rows (examples) per client, m */
     double lsq_ratio;  /* lsq: L_max / L_min, the clients' smoothness spread (>= 1) */
+    double bil_hetero; /* bilinear: the devices' spread around the common problem (>= 0) */
+    double bil_lambda; /* bilinear: the regulariser lambda (> 0: strongly monotone) */
 
     /* [model] */
     enum fp_model_kind model;
@@ -112,9 +135,13 @@ struct fp_scenario {
     double step;          /* EF family: gamma; NaN = theory (docs/algorithms.md) */
     double step_scale;    /* EF family, step = theory: gamma = step_scale x theory */
     double eta;           /* EControl's feedback strength; NaN = auto, alpha/400 */
+    double tau; /* MASHA: 1 - tau = refresh probability; NaN = auto (docs/algorithms.md) */
 
     /* [compressor] the uplink compressor */
     struct fp_comp_spec uplink;
+    /* [compressor] downlink: the broadcast's compressor (VI methods only;
+     * identity otherwise), sharing the uplink's ratio or k */
+    struct fp_comp_spec downlink;
 
     /* [participation] */
     uint32_t sample; /* S clients per round, uniform without replacement */

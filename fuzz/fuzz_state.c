@@ -19,11 +19,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > 1 << 16)
         return 0;
     /* bytes 0-3 keep the algorithms the corpus was made for; 4-7 the EF
-     * family (g in the server blob, h_i / e_i in the client's) */
+     * family (g in the server blob, h_i / e_i in the client's); 8-11 the
+     * VI methods (w, F(w), e_s, the pending aggregate; a client's z, w,
+     * F(w), F_m(w), e_m) */
     static const enum fp_algo_kind kinds[] = {FP_ALGO_FEDAVG,   FP_ALGO_SCAFFOLD, FP_ALGO_FEDEF,
                                               FP_ALGO_SCAFCOM,  FP_ALGO_EF21,     FP_ALGO_EF21W,
-                                              FP_ALGO_ECONTROL, FP_ALGO_EF14};
-    struct fp_algo_params p = {.kind = kinds[data[0] % 8],
+                                              FP_ALGO_ECONTROL, FP_ALGO_EF14,     FP_ALGO_EG,
+                                              FP_ALGO_EG_NAIVE, FP_ALGO_MASHA1,   FP_ALGO_MASHA2};
+    struct fp_algo_params p = {.kind = kinds[data[0] % 12],
                                .d = 3,
                                .N = 4,
                                .K = 1,

@@ -60,6 +60,10 @@ int fp_quadratic_create_view(struct fp_workload **out, const struct fp_scenario 
  * objective only, as for the quadratic. */
 int fp_lsq_create_view(struct fp_workload **out, const struct fp_scenario *sc,
                        enum fp_workload_holds holds, uint32_t client, struct fp_error *err);
+/* The distributed bilinear saddle point (bilinear.c): grad() is the
+ * operator F_m; every device, one, or the solution z* only. */
+int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *sc,
+                            enum fp_workload_holds holds, uint32_t client, struct fp_error *err);
 
 /* Aborts, naming the client, when grad() is asked for a client w does not
  * hold / evaluate() of a workload without a test set: the driver should

@@ -60,6 +60,8 @@ static int fp__check_scenario(const struct fp_scenario *sc, struct fp_error *err
         return 0;
     case FP_DATA_QUADRATIC:
     case FP_DATA_LSQ:
+    case FP_DATA_BILINEAR:
+    case FP_DATA_ROBUST_LSQ:
         if (sc->model != FP_MODEL_QUADRATIC)
             return fp_error_set(err, FP_EINVAL,
                                 "[model] kind = %s does not apply to dataset %s (it is its own "
@@ -104,6 +106,8 @@ int fp_workload_create(struct fp_workload **out, const struct fp_scenario *sc, s
             return rc;
         return fp_classif_create(out, sc->model, sc->hidden, &train, &test, &part, err);
     case FP_DATA_LSQ: return fp_lsq_create_view(out, sc, FP_HOLDS_ALL, 0, err);
+    case FP_DATA_BILINEAR:
+    case FP_DATA_ROBUST_LSQ: return fp_bilinear_create_view(out, sc, FP_HOLDS_ALL, 0, err);
     default: /* FP_DATA_QUADRATIC: fp__check_scenario knows no other */
         return fp_quadratic_create(out, sc, err);
     }
@@ -230,6 +234,8 @@ int fp_workload_create_client(struct fp_workload **out, const struct fp_scenario
         free(sizes);
         return rc;
     case FP_DATA_LSQ: return fp_lsq_create_view(out, sc, FP_HOLDS_CLIENT, client, err);
+    case FP_DATA_BILINEAR:
+    case FP_DATA_ROBUST_LSQ: return fp_bilinear_create_view(out, sc, FP_HOLDS_CLIENT, client, err);
     default: /* quadratic: fp__check_scenario knows no other kind */
         return fp_quadratic_create_view(out, sc, FP_HOLDS_CLIENT, client, err);
     }
@@ -395,6 +401,8 @@ int fp_workload_create_test(struct fp_workload **out, const struct fp_scenario *
         free(sizes);
         return rc;
     case FP_DATA_LSQ: return fp_lsq_create_view(out, sc, FP_HOLDS_TEST, 0, err);
+    case FP_DATA_BILINEAR:
+    case FP_DATA_ROBUST_LSQ: return fp_bilinear_create_view(out, sc, FP_HOLDS_TEST, 0, err);
     default: return fp_quadratic_create_view(out, sc, FP_HOLDS_TEST, 0, err);
     }
 }

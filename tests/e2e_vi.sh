@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# End-to-end test of the variational-inequality methods (EG, eg-naive,
+# MASHA1, MASHA2) on the bilinear workload, with the real binary: exact
+# uplink and downlink bytes, the same bytes at 1 and 2 threads, kill -9 then
+# --resume ending with the model of a run never stopped, and a coordinator
+# with client daemons ending with the simulator's model and metrics.
+set -uo pipefail
+FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
+T=$(mktemp -d /tmp/fp_e2e_vi_XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/e2e_lib.sh"
+
+cat >"$T/vi.ini" <<'INI'
+[run]
+name = vi
+seed = 3
+rounds = 12
+eval_every = 4
+[data]
+dataset = bilinear
+clients = 6
+dim = 20
+heterogeneity = 0.5
+lambda = 0.5
+[algorithm]
+name = eg
+step = 0.2
+INI
+sha() { sed -n 's/^model sha256 //p' "$1"; }
+sums() { sqlite3 "$1" "select sum(uplink_bytes) || ' ' || sum(downlink_bytes) from rounds where run_id=1"; }
+
+# 1. exact bytes, d = 40 (dense 160 bytes). EG: two dense exchanges each
+#    way per round. MASHA2 with top-4 (min(64*4, 32*4 + 40) = 168 bits = 21
+#    bytes) both ways and tau = 0 (a refresh every round): up 21 + 160, down
+#    160 + 21 per client and round, plus round 1's dense z_0 / F_m(z_0).
+"$FP" sim "$T/vi.ini" --store "$T/eg.db" --quiet >"$T/eg.out" 2>"$T/eg.err"
+check "eg: completes" "[ $? -eq 0 ] && grep -q 'completed: 12/12 rounds, eg bilinear' '$T/eg.out'"
+check "eg: uplink and downlink bytes = 23040 each" "[ \"\$(sums '$T/eg.db')\" = '23040 23040' ]"
+M2=(--set algorithm.name=masha2 --set compressor.name=topk --set compressor.downlink=topk
+    --set compressor.k=4)
+"$FP" sim "$T/vi.ini" "${M2[@]}" --set algorithm.tau=0 --store "$T/m2.db" --quiet >"$T/m2.out" 2>&1
+check "masha2, tau = 0: uplink and downlink bytes = 13992 each" \
+  "[ \"\$(sums '$T/m2.db')\" = '13992 13992' ]"
+for a in eg-naive masha1; do
+  "$FP" sim "$T/vi.ini" --set algorithm.name=$a --set compressor.name=randk \
+    --set compressor.downlink=randk --set compressor.ratio=0.25 --set algorithm.step=0.05 \
+    --store "$T/$a.db" --quiet >"$T/$a.out" 2>&1
+  check "$a (rand-k both ways): completes" "grep -q 'completed: 12/12 rounds, $a bilinear' '$T/$a.out'"
+done
+
+# 2. the same bytes at 1 and 2 threads (rand-k masks and the coin from keyed streams)
+P=(--set algorithm.name=masha1 --set compressor.name=randk --set compressor.downlink=randk
+   --set compressor.ratio=0.25 --set run.rounds=60)
+"$FP" sim "$T/vi.ini" "${P[@]}" --store "$T/t1.db" --threads 1 --quiet >"$T/t1.out" 2>&1
+"$FP" sim "$T/vi.ini" "${P[@]}" --store "$T/t2.db" --threads 2 --quiet >"$T/t2.out" 2>&1
+check "masha1: the same model at 1 and 2 threads" \
+  "[ -n \"\$(sha '$T/t1.out')\" ] && [ \"\$(sha '$T/t1.out')\" = \"\$(sha '$T/t2.out')\" ]"
+check "... and the same metrics and bytes" \
+  "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
+"$FP" sim "$T/vi.ini" "${P[@]}" --set participation.sample=4 --store "$T/pp.db" >/dev/null 2>"$T/pp.err"
+check "masha1 with sample < clients is refused, saying why" \
+  "[ $? -ne 0 ] && grep -q 'every client in every round' '$T/pp.err'"
+
+# 3. kill -9 mid-run, then --resume: the same model bytes as a run never
+#    stopped (the state holds z, w, F(w), e_s and every device's z, w, F(w),
+#    F_m(w), e_m)
+R=(--set run.rounds=4000 --set run.eval_every=500 --set run.checkpoint_every=7
+   --set data.clients=20 --set data.dim=150 --set algorithm.step=0.1 "${M2[@]}" --set compressor.k=30)
+"$FP" sim "$T/vi.ini" "${R[@]}" --store "$T/res.db" --quiet --model-out "$T/full.f32" >/dev/null 2>&1
+"$FP" sim "$T/vi.ini" "${R[@]}" --store "$T/res.db" --threads 1 >/dev/null 2>"$T/kerr" &
+pid=$!
+for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
+kill -9 $pid
+wait $pid 2>/dev/null
+if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
+  "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
+  check "--resume: completes with the same model bytes as the run never stopped" \
+    "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
+  check "--resume: the same metrics and bytes in every round" \
+    "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=2')\" ]"
+elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
+  skip "kill -9: the run finished before it was killed (machine too fast); nothing to resume"
+else
+  bad "kill -9: run 2 was neither running when killed nor completed"
+fi
+
+# 4. the daemons: a coordinator and 4 clients over loopback, MASHA2 with
+#    compressed broadcasts and coins, end with the simulator's model and metrics
+N=4
+CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
+: >"$T/clients.pub"
+for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
+"$FP" sim "$T/vi.ini" "${M2[@]}" --set data.clients=$N --set run.rounds=20 --dry-run >"$T/d.ini"
+timeout 60 "$FP" coordinator --scenario "$T/d.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  --allow "$T/clients.pub" --store "$T/daemon.db" --ready "$T/port" --deadline 30 --wait 30 \
+  >"$T/coord.out" 2>"$T/coord.err" &
+cpid=$!
+PIDS+=("$cpid")
+for _ in $(seq 400); do [ -s "$T/port" ] && break; kill -0 $cpid 2>/dev/null || break; sleep 0.05; done
+if [ -s "$T/port" ]; then
+  for i in $(seq 0 $((N - 1))); do
+    mkdir -p "$T/st$i"
+    timeout 60 "$FP" client --connect "127.0.0.1:$(cat "$T/port")" --server-key "$CK" \
+      --key "$T/c$i.key" --state "$T/st$i" >"$T/c$i.out" 2>"$T/c$i.err" &
+    PIDS+=($!)
+  done
+  wait $cpid
+  check "daemons: the coordinator completes the masha2 run (exit 0)" "[ $? -eq 0 ]"
+  "$FP" sim "$T/d.ini" --store "$T/dsim.db" --quiet >"$T/dsim.out" 2>&1
+  check "daemons: the model's SHA-256 equals fedpress sim's" \
+    "[ -n \"\$(sha '$T/dsim.out')\" ] && [ \"\$(sha '$T/dsim.out')\" = \"\$(sha '$T/coord.out')\" ]"
+  check "daemons: every round's metrics and bytes equal the simulator's" \
+    "[ \"\$(\"$FP\" metrics 1 --store '$T/dsim.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/daemon.db' --format csv | cut -d, -f1-7)\" ]"
+  sha "$T/coord.out" | grep -q . || { tail -5 "$T/coord.err"; tail -3 "$T/c0.err"; }
+else
+  bad "daemons: coordinator listening"
+  cat "$T/coord.err"
+fi
+finish e2e-vi
