@@ -285,6 +285,7 @@ if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/
     got=$(sed -n 's/^model sha256 //p' "$T/fm.out")
     check "--data DIR (the coordinator's training pair, N = 1): the run completes with sim's model ($want)" \
       "[ $rc -eq 0 ] && [ $crc -eq 0 ] && [ -n '$want' ] && [ '$got' = '$want' ] && grep -q \"model sha256 $want\" '$T/own.out'"
+    replay_exact "--data DIR" 1 "$T/fm.db"
   else
     bad "--data DIR: coordinator listening"
   fi

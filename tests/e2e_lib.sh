@@ -26,3 +26,20 @@ ro_mount() {
 umount_all() {
   for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
 }
+
+# replay_exact LABEL RUN DB: `fedpress sim --replay RUN --store DB` must exit 0
+# and say 'exact' (every included upload's SHA-256, every round's metrics and
+# the final model). A final model hash alone can miss a wrong client state
+# (the quadratic scenarios converge to the same float32 minimiser from a
+# perturbed one); the replay cannot. Needs $FP. Prints the replay on failure.
+replay_exact() {
+  local out rc
+  out=$("$FP" sim --replay "$2" --store "$3" --quiet 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "^replay of run $2: exact"; then
+    ok "$1: sim --replay of run $2 is exact (every upload, round and the model)"
+  else
+    bad "$1: sim --replay of run $2 is exact (exit $rc)"
+    printf '%s\n' "$out" | tail -5
+  fi
+}

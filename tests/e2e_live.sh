@@ -150,6 +150,7 @@ if coord pre "$T/fedavg.ini" 127.0.0.1:0; then
     hs=$(sim_hash "$T/fedavg.ini" late)
     check "late: the final model equals fedpress sim's (${hs:0:16})" \
       "[ -n '$hs' ] && [ '$hs' = \"\$(hash_of '$T/late/coord.out')\" ]"
+    replay_exact late 1 "$T/late/db"
     ended=0
     for i in $(seq 0 $((N - 1))); do
       tail -1 "$T/late/c$i.err" | grep -q 'run 1 complete: final model' && ended=$((ended + 1))
@@ -183,6 +184,7 @@ if coord kill9 "$T/scaffold.ini" 127.0.0.1:0; then
   hs=$(sim_hash "$T/scaffold.ini" kill9)
   check "kill9: the final model equals fedpress sim's (${hs:0:16})" \
     "[ -n '$hs' ] && [ '$hs' = \"\$(hash_of '$T/kill9/coord.out')\" ]"
+  replay_exact kill9 1 "$T/kill9/db"
 else
   bad "kill9: coordinator listening"
 fi
@@ -206,6 +208,7 @@ if coord window "$T/scaffold.ini" 127.0.0.1:0; then
   hs=$(sim_hash "$T/scaffold.ini" window)
   check "window: the final model equals fedpress sim's (${hs:0:16})" \
     "[ -n '$hs' ] && [ '$hs' = \"\$(hash_of '$T/window/coord.out')\" ]"
+  replay_exact window 1 "$T/window/db"
 else
   bad "window: coordinator listening"
 fi

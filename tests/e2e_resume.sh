@@ -161,6 +161,7 @@ if start 3; then
   check "the same command again: the run completes (exit 0)" \
     "[ $crc -eq 0 ] && grep -q \"^run 1 'fedavg-quadratic' completed: $R/$R rounds\" '$T/coord3.out'"
   check "final model sha256 equals fedpress sim's ($want)" "[ -n '$want' ] && [ '$got' = '$want' ]"
+  replay_exact "killed twice, resumed" 1 "$T/runs.db"
   check "the store: one run, 'completed', with the model sha256" \
     "[ \"\$(q 'select count(*) from runs')\" = 1 ] && [ \"\$(q 'select status || model_sha256 from runs')\" = 'completed$want' ]"
   check "the store: every round 1..$R once, each with $S client rows" \
@@ -234,6 +235,7 @@ if start 13; then
   got=$(sed -n 's/^model sha256 //p' "$T/coord13.out")
   check "--resume 2 (no --scenario): run 2 continues from round 0 and completes with sim's model" \
     "[ $crc -eq 0 ] && grep -q 'continuing run 2 of .* after round 0\$' '$T/coord13.err' && [ -n '$want' ] && [ '$got' = '$want' ] && [ \"\$(q 'select count(*) from rounds where run_id = 2')\" = $R ]"
+  replay_exact "--resume 2" 2 "$T/runs.db"
 else
   bad "--resume 2: coordinator listening"
 fi
@@ -274,6 +276,7 @@ if start 11; then
       "[ $crc -eq 0 ] && grep -q \"continuing run 4 of .* after round $k\$\" '$T/coord12.err'"
     check "SCAFFOLD: with the clients' --state read back, the simulator's model ($want)" \
       "[ -n '$want' ] && [ '$got' = '$want' ] && ls '$T'/st0/*.state >/dev/null"
+    replay_exact "SCAFFOLD after SIGINT" 4 "$T/runs.db"
   else
     bad "SCAFFOLD: second start listening"
   fi
