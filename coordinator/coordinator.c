@@ -361,17 +361,23 @@ static void fp__handshake_late(uv_timer_t *t)
         fp__session_drop(s, "no admitted handshake before the handshake deadline");
 }
 
-/* The first round starts once every id that has a key is connected (an
- * id revoked with `ID -` is absent from the rounds it is sampled in);
- * 1 if it started now. */
-static int fp__first_round_if_all(struct fp__coord *co)
+/* The first round (of a new or a resumed run) starts. */
+static void fp__first_round(struct fp__coord *co)
 {
-    if (co->state != FP__WAITING || co->connected < co->o->allow->n_keyed)
-        return 0;
     uv_timer_stop(&co->timer);
     co->state = FP__ROUND;
     co->round = co->run.first_round - 1;
     fp__round_next(co);
+}
+
+/* The first round starts once every id that has a key is connected (an
+ * id revoked with `ID -` is absent from the rounds it is sampled in), or
+ * at --wait (fp__round_late); 1 if it started now. */
+static int fp__first_round_if_all(struct fp__coord *co)
+{
+    if (co->state != FP__WAITING || co->connected < co->o->allow->n_keyed)
+        return 0;
+    fp__first_round(co);
     return 1;
 }
 
@@ -507,11 +513,25 @@ static void fp__round_late(uv_timer_t *t)
 {
     struct fp__coord *co = t->data;
     if (co->state == FP__WAITING) {
+        /* --wait passed without every client: the round starts with those
+         * connected if they could make min_updates (its sample is the
+         * stream's whoever is connected; a sampled client not connected is
+         * absent, and min_updates and the retries judge the round as any
+         * other); fewer could never make a round. */
+        const uint32_t need = co->run.sc->min_updates;
+        if (co->connected >= need) {
+            fp__log(co,
+                    "%u of the %u clients in the allow-list connected within %.0f s (--wait): "
+                    "the first round starts; a sampled client not connected is absent",
+                    co->connected, co->o->allow->n_keyed, co->o->wait_s);
+            fp__first_round(co);
+            return;
+        }
         fp_error_set(&co->err, FP_EIO,
-                     "only %u of the %u clients in the allow-list connected within %.0f s; the "
-                     "first round needs them all in this version (check that every client runs "
-                     "and pins this coordinator's key)",
-                     co->connected, co->o->allow->n_keyed, co->o->wait_s);
+                     "only %u of the %u clients in the allow-list connected within %.0f s; a "
+                     "round needs [participation] min_updates = %u (check that every client "
+                     "runs and pins this coordinator's key)",
+                     co->connected, co->o->allow->n_keyed, co->o->wait_s, need);
         fp__fail(co, FP_EIO);
         return;
     }

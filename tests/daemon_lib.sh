@@ -1,0 +1,54 @@
+# tests/daemon_lib.sh — sourced (after e2e_lib.sh) by daemon end-to-end
+# scripts: keys and clients.pub, a coordinator on port 0 with a readiness
+# file, clients in the background, bounded waits. Needs FP, T and a PIDS
+# array (killed by the script's trap).
+
+# make_keys N: $T/coord.key (its public key in CK), $T/c0..c{N-1}.key and
+# $T/clients.pub with one 'ID PUBKEY' line each
+make_keys() {
+  CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
+  : >"$T/clients.pub"
+  for i in $(seq 0 $(($1 - 1))); do
+    echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
+  done
+}
+# coord_start DIR INI [ARGS]: a coordinator with its store DIR/db and output
+# in DIR/coord.{out,err}; CPID its pid, PORT its port (return 1 if it never
+# listened within 20 s)
+coord_start() {
+  local d=$1 ini=$2
+  shift 2
+  mkdir -p "$d"
+  rm -f "$d/port"
+  timeout 55 "$FP" coordinator --scenario "$ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+    --allow "$T/clients.pub" --store "$d/db" --ready "$d/port" "$@" \
+    >"$d/coord.out" 2>"$d/coord.err" &
+  CPID=$!
+  PIDS+=("$CPID")
+  PORT=
+  for _ in $(seq 400); do
+    [ -s "$d/port" ] && { PORT=$(cat "$d/port"); return 0; }
+    kill -0 "$CPID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+# client_start DIR I [ARGS]: client I to $PORT, state in DIR/stI, output in
+# DIR/cI.{out,err}; its pid in CL[I]
+declare -a CL
+client_start() {
+  local d=$1 i=$2
+  shift 2
+  mkdir -p "$d/st$i"
+  timeout 55 "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c$i.key" \
+    --state "$d/st$i" "$@" >>"$d/c$i.out" 2>>"$d/c$i.err" &
+  CL[$i]=$!
+  PIDS+=($!)
+}
+# wait_log FILE PATTERN: until FILE has PATTERN, at most 30 s
+wait_log() {
+  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+# q DB SQL: one query, read-only
+q() { sqlite3 -readonly "$1" "$2" 2>/dev/null; }

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# End-to-end checks from the second review of the daemons (issue 14):
+# 1. The first round when not every client comes: with 3 of 4 clients
+#    connected at --wait (min_updates 2), the first round starts; the
+#    sample is the simulator's stream (the daemon's sampled (round, client)
+#    pairs equal fedpress sim's), client 3 is 'absent' (not connected when
+#    sampled) from every round it is sampled in, and the run replays
+#    exactly. With fewer than min_updates connected at --wait the run
+#    fails, saying how many came and what a round needs.
+set -uo pipefail
+FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
+ROOT=${FP_SOURCE_ROOT:?}
+T=$(mktemp -d /tmp/fp_e2e_rev2_XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+. "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
+N=4
+make_keys $N
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set participation.sample=3 \
+  --set participation.min_updates=2 --set participation.wait_after_min=20 --set participation.deadline=20 --set run.rounds=8 \
+  --dry-run >"$T/part.ini"
+
+# ---- 1. the first round at --wait with 3 of 4 clients
+d="$T/first"
+if coord_start "$d" "$T/part.ini" --wait 6; then
+  for i in 0 1 2; do client_start "$d" "$i"; done
+  wait "$CPID"
+  crc=$?
+  ccrc=0
+  for i in 0 1 2; do wait "${CL[$i]}" || ccrc=1; done
+  check "first: --wait passed with 3 of 4 clients: the first round starts, said so" \
+    "grep -q '3 of the 4 clients in the allow-list connected within 6 s (--wait): the first round starts' '$d/coord.err'"
+  check "first: the run completes (exit 0), clients 0-2 too" "[ $crc -eq 0 ] && [ $ccrc -eq 0 ]"
+  [ $crc -eq 0 ] || tail -5 "$d/coord.err"
+  "$FP" sim "$T/part.ini" --store "$T/first/sim.db" --quiet >"$d/sim.out" 2>&1
+  n3=$(q "$d/sim.db" "select count(*) from client_rounds where client = 3")
+  check "first: the daemon sampled the simulator's (round, client) pairs (client 3 in $n3 rounds)" \
+    "[ '$n3' -ge 1 ] && [ \"\$(q '$d/db' 'select round, client from client_rounds order by 1, 2' | md5sum)\" = \"\$(q '$d/sim.db' 'select round, client from client_rounds order by 1, 2' | md5sum)\" ]"
+  check "first: client 3 is 'absent' (not connected when sampled) in each of its $n3 rounds, the others included" \
+    "[ \"\$(q '$d/db' \"select count(*) from client_rounds where client = 3 and status = 'absent' and reason like 'not connected when sampled%'\")\" = '$n3' ] && [ \"\$(q '$d/db' \"select count(*) from client_rounds where client <> 3 and status <> 'included'\")\" = 0 ]"
+  replay_exact first 1 "$d/db"
+else
+  bad "first: coordinator listening"
+fi
+
+# ---- 2. fewer than min_updates at --wait: the run fails, saying why
+d="$T/few"
+if coord_start "$d" "$T/part.ini" --wait 2; then
+  client_start "$d" 0
+  wait "$CPID"
+  crc=$?
+  check "few: 1 of 4 connected at --wait, min_updates 2: the run fails (exit 1), saying so" \
+    "[ $crc -eq 1 ] && grep -q 'only 1 of the 4 clients in the allow-list connected within 2 s; a round needs \[participation\] min_updates = 2' '$d/coord.err'"
+  check "few: the run is 'failed' in the store" "[ \"\$(q '$d/db' 'select status from runs')\" = failed ]"
+else
+  bad "few: coordinator listening"
+fi
+finish e2e_rev2
