@@ -178,7 +178,10 @@ static int fp__coord_pick(struct fp_store *store, const char *store_path, const 
         }
     } else if (or_start) {
         char status[16];
-        if (fp_store_find_run(store, canon, &id, status, sizeof status, &err)) {
+        /* the newest run of the scenario: unfinished, it is continued;
+         * completed, there is nothing to do (an older completed run never
+         * hides a newer one that was killed) */
+        if (fp_store_find_newest_run(store, canon, &id, status, sizeof status, &err)) {
             fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
             goto out;
         }

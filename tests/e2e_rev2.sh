@@ -7,6 +7,11 @@
 #    sampled) from every round it is sampled in, and the run replays
 #    exactly. With fewer than min_updates connected at --wait the run
 #    fails, saying how many came and what a round needs.
+# 2. --resume-or-start picks the newest run of the scenario: with run 1
+#    completed and run 2 of the same scenario started without the flag and
+#    killed (-9) while it waited for its clients, the flag continues run 2
+#    to its end (and the replay of run 2 is exact), instead of saying run 1
+#    is completed and leaving run 2 dead.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
@@ -60,5 +65,39 @@ if coord_start "$d" "$T/part.ini" --wait 2; then
   check "few: the run is 'failed' in the store" "[ \"\$(q '$d/db' 'select status from runs')\" = failed ]"
 else
   bad "few: coordinator listening"
+fi
+
+# ---- 3. --resume-or-start: the newest run of the scenario, not an older completed one
+d="$T/first"
+if [ "$(q "$d/db" 'select status from runs where id = 1')" = completed ]; then
+  # no timeout wrapper: the SIGKILL must reach the coordinator itself
+  "$FP" coordinator --scenario "$T/part.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+    --allow "$T/clients.pub" --store "$d/db" --ready "$d/port2" --wait 30 >/dev/null 2>"$d/run2.err" &
+  k=$!
+  PIDS+=("$k")
+  wait_log "$d/run2.err" 'listening on'
+  kill -9 "$k"
+  wait "$k" 2>/dev/null
+  check "newest: run 2 of the same scenario, killed while waiting, is left 'running'" \
+    "[ \"\$(q '$d/db' 'select status from runs where id = 2')\" = running ]"
+  rm -f "$d"/c*.err "$d"/c*.out
+  if coord_start "$d" "$T/part.ini" --wait 30 --resume-or-start; then
+    for i in 0 1 2 3; do client_start "$d" "$i"; done
+    wait "$CPID"
+    crc=$?
+    check "newest: --resume-or-start continues run 2 (not 'run 1 ... already completed') and completes it" \
+      "[ $crc -eq 0 ] && grep -q 'continuing run 2 of ' '$d/coord.err' && [ \"\$(q '$d/db' 'select status from runs where id = 2')\" = completed ]"
+    [ $crc -eq 0 ] || tail -3 "$d/coord.err"
+    replay_exact newest 2 "$d/db"
+    # and once run 2 is completed, the flag has nothing to do
+    "$FP" coordinator --scenario "$T/part.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+      --allow "$T/clients.pub" --store "$d/db" --resume-or-start >/dev/null 2>"$d/again.err"
+    check "newest: again, with run 2 completed: nothing to do (exit 0), no run 3" \
+      "[ $? -eq 0 ] && grep -q 'run 2 in .* is already completed: nothing to do' '$d/again.err' && [ \"\$(q '$d/db' 'select count(*) from runs')\" = 2 ]"
+  else
+    bad "newest: --resume-or-start listens to continue run 2 (it said: $(tail -1 "$d/coord.err"))"
+  fi
+else
+  bad "newest: run 1 completed first (section 1)"
 fi
 finish e2e_rev2
