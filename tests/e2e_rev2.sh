@@ -12,6 +12,11 @@
 #    killed (-9) while it waited for its clients, the flag continues run 2
 #    to its end (and the replay of run 2 is exact), instead of saying run 1
 #    is completed and leaving run 2 dead.
+# 3. A damaged client state is refused, never trained on: SCAFFOLD stopped
+#    with SIGINT (every client told, its c_i committed under --state), then
+#    one byte of a vector flipped in client 0's state file (the value stays
+#    finite: the algorithm's own checks pass it) and client 1's cut short;
+#    restarted, both exit 1 naming their file, and never connect.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
@@ -99,5 +104,49 @@ if [ "$(q "$d/db" 'select status from runs where id = 1')" = completed ]; then
   fi
 else
   bad "newest: run 1 completed first (section 1)"
+fi
+
+# ---- 4. a damaged --state file
+"$FP" sim "$ROOT/scenarios/scaffold-quadratic.ini" --set data.clients=$N --set participation.sample=$N \
+  --set participation.deadline=20 --set run.rounds=100000 --set run.eval_every=100000 \
+  --dry-run >"$T/scaffold.ini"
+d="$T/damaged"
+if coord_start "$d" "$T/scaffold.ini" --wait 30; then
+  for i in 0 1 2 3; do client_start "$d" "$i"; done
+  for _ in $(seq 600); do
+    [ "$(q "$d/db" 'select count(*) >= 3 from rounds')" = 1 ] && break
+    sleep 0.05
+  done
+  kill -INT "$CPID"
+  wait "$CPID"
+  crc=$?
+  for i in 0 1 2 3; do wait "${CL[$i]}"; done
+  s0=$(ls "$d"/st0/client-0-run-1-*.state 2>/dev/null)
+  s1=$(ls "$d"/st1/client-1-run-1-*.state 2>/dev/null)
+  check "damaged: SCAFFOLD stopped by SIGINT (exit 130), clients 0 and 1 hold a state file" \
+    "[ $crc -eq 130 ] && [ -s '$s0' ] && [ -s '$s1' ]"
+  if [ -s "$s0" ] && [ -s "$s1" ]; then
+    # one bit of a float near the file's end (before the checksum): finite still
+    python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-48] ^= 1; open(sys.argv[1], "wb").write(b)' "$s0"
+    truncate -s -7 "$s1"
+    rm -f "$d/port"
+    if coord_start "$d" "$T/scaffold.ini" --wait 30 --resume-or-start; then
+      for i in 0 1; do
+        timeout 30 "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c$i.key" \
+          --state "$d/st$i" --reconnect-for 0 >/dev/null 2>"$d/bad$i.err"
+        echo $? >"$d/bad$i.rc"
+      done
+      check "damaged: a flipped bit in client 0's state: exit 1, naming the file and the checksum" \
+        "[ \"\$(cat '$d/bad0.rc')\" = 1 ] && grep -q \"$s0: a damaged client state (its checksum does not match its bytes): refusing to train on it\" '$d/bad0.err'"
+      check "damaged: client 1's state cut short: exit 1, naming the file and its size" \
+        "[ \"\$(cat '$d/bad1.rc')\" = 1 ] && grep -q \"$s1: a damaged client state ([0-9]* bytes, expected [0-9]*)\" '$d/bad1.err'"
+      kill "$CPID" 2>/dev/null
+      wait "$CPID" 2>/dev/null
+    else
+      bad "damaged: the coordinator continues run 1"
+    fi
+  fi
+else
+  bad "damaged: coordinator listening"
 fi
 finish e2e_rev2
