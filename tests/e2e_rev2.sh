@@ -17,12 +17,20 @@
 #    one byte of a vector flipped in client 0's state file (the value stays
 #    finite: the algorithm's own checks pass it) and client 1's cut short;
 #    restarted, both exit 1 naming their file, and never connect.
+# 4. The per-address cap over IPv6 counts a /64, not one address (a host
+#    picks a new source address in its /64 per connection): in a network
+#    namespace (root; skipped otherwise), 30 silent connections from 30
+#    addresses of one /64 leave 8 open (--max-pending-per-address 8 of
+#    --max-pending 16), and do not close an honest handshake from another
+#    /64 opened before them (the total cap alone would close it, the oldest).
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_rev2_XXXXXX)
 PIDS=()
+NS=
 cleanup() {
+  [ -z "$NS" ] || ip netns del "$NS" 2>/dev/null
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   [ -n "${KEEP:-}" ] || rm -rf "$T"
@@ -148,5 +156,34 @@ if coord_start "$d" "$T/scaffold.ini" --wait 30; then
   fi
 else
   bad "damaged: coordinator listening"
+fi
+
+# ---- 5. the per-address cap over IPv6: a /64
+if [ "$(id -u)" -ne 0 ]; then
+  skip "ipv6 cap: network namespaces need root"
+elif ! ip netns add "fpv6$$" 2>"$T/ns.err"; then
+  skip "ipv6 cap: cannot make a network namespace: $(head -1 "$T/ns.err")"
+else
+  NS="fpv6$$"
+  ip -n "$NS" link set lo up
+  ip -n "$NS" -6 addr add fd00:fe::1/64 dev lo nodad
+  ip -n "$NS" -6 addr add fd00:ff::1/64 dev lo nodad
+  for i in $(seq 1 30); do ip -n "$NS" -6 addr add "fd00:fe::a:$(printf '%x' "$i")/64" dev lo nodad; done
+  d="$T/v6"
+  mkdir -p "$d"
+  ip netns exec "$NS" timeout 55 "$FP" coordinator --scenario "$T/part.ini" --listen '[fd00:fe::1]:0' \
+    --key "$T/coord.key" --allow "$T/clients.pub" --store "$d/db" --ready "$d/port" --wait 50 \
+    --max-pending 16 >/dev/null 2>"$d/coord.err" &
+  PIDS+=($!)
+  for _ in $(seq 400); do [ -s "$d/port" ] && break; sleep 0.05; done
+  if [ -s "$d/port" ]; then
+    ip netns exec "$NS" python3 "$ROOT/tests/flood.py" burst6 fd00:fe::a: fd00:ff::1 fd00:fe::1 \
+      "$(cat "$d/port")" 30 8 >"$d/burst.out" 2>&1
+    check "ipv6 cap: 30 connections from 30 addresses of one /64 leave 8 open, the other /64's open ($(tail -1 "$d/burst.out"))" \
+      "grep -q '^open 8, fd00:ff::1 open' '$d/burst.out' && [ \$(grep -c 'too many connections in their handshake from this address' '$d/coord.err') -eq 22 ]"
+  else
+    bad "ipv6 cap: the coordinator listens on [fd00:fe::1]"
+    tail -3 "$d/coord.err"
+  fi
 fi
 finish e2e_rev2
