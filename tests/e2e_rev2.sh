@@ -23,6 +23,10 @@
 #    addresses of one /64 leave 8 open (--max-pending-per-address 8 of
 #    --max-pending 16), and do not close an honest handshake from another
 #    /64 opened before them (the total cap alone would close it, the oldest).
+# 5. A peer holding a key that answers its broadcast with heartbeats in a
+#    tight loop instead of an upload (tests/attack_peer.py hbflood) holds no
+#    round: it is 'late' in its first round, never included, and the others
+#    complete the run, which replays exactly.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
@@ -185,5 +189,31 @@ else
     bad "ipv6 cap: the coordinator listens on [fd00:fe::1]"
     tail -3 "$d/coord.err"
   fi
+fi
+
+# ---- 6. heartbeats instead of an upload
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set participation.sample=$N \
+  --set participation.min_updates=3 --set participation.wait_after_min=1 --set participation.deadline=4 \
+  --set run.rounds=4 --dry-run >"$T/hb.ini"
+d="$T/hb"
+if coord_start "$d" "$T/hb.ini" --wait 30; then
+  for i in 0 1 2; do client_start "$d" "$i"; done
+  /usr/bin/python3 "$ROOT/tests/attack_peer.py" hbflood "$PORT" "$CK" "$T/c3.key" 6 >"$d/peer.out" 2>&1
+  prc=$?
+  wait "$CPID"
+  crc=$?
+  if [ $prc -eq 77 ]; then
+    skip "hbflood: $(head -1 "$d/peer.out")"
+  else
+    k=$(sed -n 's/^sent \([0-9]*\) heartbeats.*/\1/p' "$d/peer.out")
+    check "hbflood: the peer sent heartbeats instead of its upload (${k:-0})" "[ '${k:-0}' -ge 1000 ]"
+    check "hbflood: the run completes (exit 0) without it: late in round 1, never included" \
+      "[ $crc -eq 0 ] && [ \"\$(q '$d/db' \"select status from client_rounds where round = 1 and client = 3\")\" = late ] && [ \"\$(q '$d/db' \"select count(*) from client_rounds where client = 3 and status = 'included'\")\" = 0 ]"
+    check "hbflood: clients 0-2 included in all 4 rounds" \
+      "[ \"\$(q '$d/db' \"select count(*) from client_rounds where client < 3 and status = 'included'\")\" = 12 ]"
+    replay_exact hbflood 1 "$d/db"
+  fi
+else
+  bad "hbflood: coordinator listening"
 fi
 finish e2e_rev2
