@@ -12,15 +12,16 @@ make_keys() {
     echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
   done
 }
-# coord_start DIR INI [ARGS]: a coordinator with its store DIR/db and output
-# in DIR/coord.{out,err}; CPID its pid, PORT its port (return 1 if it never
-# listened within 20 s)
+# coord_start DIR INI [ARGS]: a coordinator on $LISTEN (default
+# 127.0.0.1:0) with its store DIR/db and output in DIR/coord.{out,err};
+# CPID its pid (timeout's, which passes INT and TERM on), PORT its port
+# (return 1 if it never listened within 20 s)
 coord_start() {
   local d=$1 ini=$2
   shift 2
   mkdir -p "$d"
   rm -f "$d/port"
-  timeout 55 "$FP" coordinator --scenario "$ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+  timeout 55 "$FP" coordinator --scenario "$ini" --listen "${LISTEN:-127.0.0.1:0}" --key "$T/coord.key" \
     --allow "$T/clients.pub" --store "$d/db" --ready "$d/port" "$@" \
     >"$d/coord.out" 2>"$d/coord.err" &
   CPID=$!
@@ -33,14 +34,15 @@ coord_start() {
   done
   return 1
 }
-# client_start DIR I [ARGS]: client I to $PORT, state in DIR/stI, output in
-# DIR/cI.{out,err}; its pid in CL[I]
+# client_start DIR I [ARGS]: client I to $PORT, state in DIR/stI, output
+# appended to DIR/cI.{out,err}; its pid in CL[I] (its own, not a wrapper's:
+# SIGKILL and SIGSTOP must reach it; the script's trap ends it)
 declare -a CL
 client_start() {
   local d=$1 i=$2
   shift 2
   mkdir -p "$d/st$i"
-  timeout 55 "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c$i.key" \
+  "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c$i.key" \
     --state "$d/st$i" "$@" >>"$d/c$i.out" 2>>"$d/c$i.err" &
   CL[$i]=$!
   PIDS+=($!)
