@@ -47,6 +47,16 @@ client_start() {
   CL[$i]=$!
   PIDS+=($!)
 }
+# wait_port FILE PID: the port in a coordinator's --ready FILE once it is
+# written (at most 20 s); 1 at once if PID died first
+wait_port() {
+  for _ in $(seq 400); do
+    [ -s "$1" ] && { cat "$1"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
 # wait_log FILE PATTERN: until FILE has PATTERN, at most 30 s
 wait_log() {
   for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done

@@ -28,6 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
@@ -41,14 +42,6 @@ pub() {
   printf '%s\n' "# id key" "$@" >"$T/clients.pub.tmp" && mv "$T/clients.pub.tmp" "$T/clients.pub"
 }
 
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 # wait_log FILE PATTERN [N]: until FILE has N (default 1) lines matching, at most 20 s
 wait_log() {
   for _ in $(seq 400); do

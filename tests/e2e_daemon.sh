@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
 
 # keys: the coordinator's, one per client (ids 0..3), and an intruder's
@@ -39,15 +40,6 @@ INTRUDER=$("$FP" keygen --out "$T/intruder.key")
 check "keys made (coordinator, $N clients, intruder)" \
   "[ \${#CK} -eq 64 ] && [ \${#INTRUDER} -eq 64 ] && [ \$(grep -c '^[0-9]' '$T/clients.pub') -eq $N ]"
 
-# waits for the coordinator's ready file (its listening port), at most 20 s
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 
 # run NAME SCENARIO: coordinator + N clients; sim of the same scenario; compare.
 run_pair() {

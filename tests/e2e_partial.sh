@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 
@@ -35,14 +36,6 @@ for i in $(seq 0 $((N - 1))); do
   echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
 done
 
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 # wait_log FILE PATTERN: at most 20 s
 wait_log() {
   for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done

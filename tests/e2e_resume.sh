@@ -40,6 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=3 S=2 R=3000 k1=0
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
@@ -59,14 +60,6 @@ want=$(sed -n 's/^model sha256 //p' "$T/sim.out")
 COORD=("$FP" coordinator --scenario "$T/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key"
   --allow "$T/clients.pub" --store "$T/runs.db" --resume-or-start --wait 30)
 
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 # wait_for SQL: until the query prints 1, at most 20 s
 wait_for() {
   for _ in $(seq 400); do [ "$(q "$1")" = 1 ] && return 0; sleep 0.05; done
