@@ -30,6 +30,7 @@
 #include "../core/scenario.h"
 #include "../net/channel.h"
 #include "../net/conversation.h"
+#include "../net/peer.h"
 #include "../workloads/workload.h"
 
 struct fp__client {
@@ -921,18 +922,66 @@ static void fp__connect(struct fp__client *c)
     }
 }
 
+/* One process per key and state directory: an OFD lock on
+ * DIR/.client-FINGERPRINT.lock (the file holds the holder's pid, for the
+ * message). A second process with the same key and --state would replace
+ * the first's session and write the same state files under it (its
+ * prepared file renamed or deleted by the other): it is refused before it
+ * connects, and the first goes on. The fd (returned in *fd) holds the lock
+ * until the process ends. */
+static int fp__lock_state(const struct fp_client_options *o, int *fd, struct fp_error *err)
+{
+    uint8_t pub[FP_NOISE_KEY];
+    char fpr[FP_PEER_FPR], path[4096];
+    crypto_scalarmult_base(pub, o->key);
+    fp_peer_fingerprint(pub, fpr);
+    snprintf(path, sizeof path, "%s/.client-%s.lock", o->state_dir, fpr);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return fp_error_set(err, FP_EIO, "%s: %s", path, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(*fd, F_OFD_SETLK, &fl)) {
+        char pid[24] = "";
+        ssize_t n = pread(*fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(*fd);
+        *fd = -1;
+        return fp_error_set(err, FP_EIO,
+                            "another fedpress client (pid %s) runs with this key and --state "
+                            "%s (%s): run one process per key and state directory (a second "
+                            "one would replace the first's session and write the same state "
+                            "files)",
+                            pid[0] ? pid : "?", o->state_dir, path);
+    }
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    /* the pid is only for a second process's message: the lock holds
+     * without it */
+    if (!ftruncate(*fd, 0))
+        (void)!pwrite(*fd, pid, (size_t)n, 0);
+    return 0;
+}
+
 int fp_client_run(const struct fp_client_options *o, struct fp_client_result *res,
                   struct fp_error *err)
 {
     memset(res, 0, sizeof *res);
+    int lock_fd = -1;
+    int lrc = fp__lock_state(o, &lock_fd, err);
+    if (lrc)
+        return lrc;
     struct fp__client *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        close(lock_fd);
         return fp_error_set(err, FP_ENOMEM, "out of memory");
+    }
     c->o = o;
     c->res = res;
     int rc = uv_loop_init(&c->loop);
     if (rc) {
         free(c);
+        close(lock_fd);
         return fp_error_set(err, FP_EIO, "cannot start the event loop: %s", uv_strerror(rc));
     }
     uv_timer_init(&c->loop, &c->timer);
@@ -962,5 +1011,6 @@ int fp_client_run(const struct fp_client_options *o, struct fp_client_result *re
     free(c->up);
     sodium_memzero(c->rbuf, sizeof c->rbuf);
     free(c);
+    close(lock_fd);
     return rc;
 }

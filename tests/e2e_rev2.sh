@@ -27,6 +27,10 @@
 #    tight loop instead of an upload (tests/attack_peer.py hbflood) holds no
 #    round: it is 'late' in its first round, never included, and the others
 #    complete the run, which replays exactly.
+# 6. One client process per key and --state: a second `fedpress client`
+#    with client 1's key and state directory, started while the first runs,
+#    exits 1 before connecting, naming the first's pid; the first is never
+#    replaced and stays in every round.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
@@ -215,5 +219,33 @@ if coord_start "$d" "$T/hb.ini" --wait 30; then
   fi
 else
   bad "hbflood: coordinator listening"
+fi
+
+# ---- 7. a second process with the same key and --state
+d="$T/twice"
+if coord_start "$d" "$T/scaffold.ini" --wait 30; then
+  for i in 0 1 2 3; do client_start "$d" "$i"; done
+  for _ in $(seq 600); do
+    [ "$(q "$d/db" 'select count(*) >= 2 from rounds')" = 1 ] && break
+    sleep 0.05
+  done
+  timeout 30 "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c1.key" \
+    --state "$d/st1" >/dev/null 2>"$d/second.err"
+  src=$?
+  at=$(q "$d/db" 'select count(*) from rounds')
+  for _ in $(seq 600); do
+    [ "$(q "$d/db" "select count(*) >= $at + 2 from rounds")" = 1 ] && break
+    sleep 0.05
+  done
+  kill -INT "$CPID"
+  wait "$CPID"
+  crc=$?
+  check "twice: the second process exits 1 before connecting, naming the first's pid" \
+    "[ $src -eq 1 ] && grep -q \"another fedpress client (pid ${CL[1]}) runs with this key and --state\" '$d/second.err'"
+  check "twice: the first is never replaced and is included in every round (the run stopped by SIGINT, exit 130)" \
+    "[ $crc -eq 130 ] && ! grep -q 'replaced by a new connection' '$d/coord.err' && [ \"\$(q '$d/db' \"select count(*) from client_rounds where client = 1 and status = 'included'\")\" = \"\$(q '$d/db' 'select count(*) from rounds')\" ]"
+  for i in 0 1 2 3; do wait "${CL[$i]}"; done
+else
+  bad "twice: coordinator listening"
 fi
 finish e2e_rev2
