@@ -44,13 +44,16 @@ static const char fp__coord_usage[] =
     "  --store PATH      the SQLite run store (default runs.db)\n"
     "  --deadline S      a round's deadline from its broadcast; overrides the scenario's\n"
     "                    [participation] deadline (one of the two is required)\n"
-    "  --wait S          how long the first round waits for all N clients (default 600)\n"
+    "  --wait S          how long the first round waits for all N clients (default 600);\n"
+    "                    then it starts with those connected if they are at least\n"
+    "                    min_updates (a sampled client not connected is absent), else\n"
+    "                    the run fails\n"
     "  --handshake-deadline S  a connection not admitted within S seconds is closed;\n"
     "                    so is one that does not read its last messages (default 10)\n"
     "  --max-pending N   connections still in their handshake at once; one more closes\n"
     "                    the oldest of them (default 64)\n"
-    "  --max-pending-per-address N  of them from one address; one more from it closes\n"
-    "                    that address's oldest (default 8)\n"
+    "  --max-pending-per-address N  of them from one address (IPv6: one /64); one more\n"
+    "                    from it closes that address's oldest (default 8)\n"
     "  --dead-peer S     an admitted client that sends nothing (not even a heartbeat) for\n"
     "                    S whole seconds is closed (default 30; clients are told S in the\n"
     "                    welcome and heartbeat at least every S/3 seconds)\n"
@@ -58,7 +61,7 @@ static const char fp__coord_usage[] =
     "                    is closed (default 30)\n"
     "  --ready FILE      write the port to FILE once listening (for scripts)\n"
     "  --quiet           no progress lines\n"
-    "In this version the first round starts when all N clients are connected; a round\n"
+    "The first round starts when all N clients are connected, or at --wait; a round\n"
     "closes when every sampled client answered, at the deadline, or min_updates uploads\n"
     "plus wait_after_min; below min_updates it is tried twice more, then the run fails\n"
     "(docs/daemons.md). A key that connects again replaces its old session; a client\n"
@@ -175,7 +178,10 @@ static int fp__coord_pick(struct fp_store *store, const char *store_path, const 
         }
     } else if (or_start) {
         char status[16];
-        if (fp_store_find_run(store, canon, &id, status, sizeof status, &err)) {
+        /* the newest run of the scenario: unfinished, it is continued;
+         * completed, there is nothing to do (an older completed run never
+         * hides a newer one that was killed) */
+        if (fp_store_find_newest_run(store, canon, &id, status, sizeof status, &err)) {
             fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
             goto out;
         }

@@ -30,6 +30,7 @@
 #include "../core/scenario.h"
 #include "../net/channel.h"
 #include "../net/conversation.h"
+#include "../net/peer.h"
 #include "../workloads/workload.h"
 
 struct fp__client {
@@ -340,9 +341,14 @@ static int fp__write_atomic(const char *path, const void *data, size_t len, stru
     return 0;
 }
 
+/* A state file is the round (4 bytes little-endian), the algorithm's
+ * client state, then the SHA-256 of both: the algorithm's own checks
+ * (header, size, finite values) cannot see a flipped bit in a vector, and
+ * a client must never train on a damaged state. */
+#define FP__STATE_SUM crypto_hash_sha256_BYTES
+
 /* Before the upload leaves: the state it commits if included, durably, as
- * DIR/...state.prepared (the round, 4 bytes little-endian, then the
- * algorithm's client state: the format of the state file it is renamed
+ * DIR/...state.prepared (in the format of the state file it is renamed
  * to), so a client killed after the coordinator included the upload
  * and before it heard so commits it when it starts again. */
 static int fp__prepare(struct fp__client *c, uint32_t round)
@@ -351,13 +357,14 @@ static int fp__prepare(struct fp__client *c, uint32_t round)
     c->prep_round = round;
     if (!n || !fp_algo_client_has_state(&c->pending))
         return 0;
-    uint8_t *blob = malloc(4 + n);
+    uint8_t *blob = malloc(4 + n + FP__STATE_SUM);
     if (!blob)
         return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
     for (int i = 0; i < 4; i++)
         blob[i] = (uint8_t)(round >> (8 * i));
     fp_algo_client_save(&c->p, c->id, &c->pending, blob + 4);
-    int rc = fp__write_atomic(c->prep_path, blob, 4 + n, &c->err);
+    crypto_hash_sha256(blob + 4 + n, blob, 4 + n);
+    int rc = fp__write_atomic(c->prep_path, blob, 4 + n + FP__STATE_SUM, &c->err);
     free(blob);
     return rc;
 }
@@ -393,9 +400,9 @@ static void fp__discard(struct fp__client *c)
     c->prep_loaded = 0;
 }
 
-/* A state file (the round it is for, 4 bytes little-endian, then the
- * algorithm's client state) into cs; *round its round, 0 if there is no
- * such file. */
+/* A state file (fp__prepare's format) into cs; *round its round, 0 if
+ * there is no such file. A damaged one (its size, its checksum, or what
+ * the algorithm checks) is refused, naming the file: never trained on. */
 static int fp__load(struct fp__client *c, const char *path, struct fp_client_state *cs,
                     uint32_t *round)
 {
@@ -406,13 +413,31 @@ static int fp__load(struct fp__client *c, const char *path, struct fp_client_sta
     FILE *f = fopen(path, "rb");
     if (!f)
         return errno == ENOENT ? 0 : fp_error_set(&c->err, FP_EIO, "%s: %s", path, strerror(errno));
-    uint8_t *blob = malloc(4 + n + 1);
-    size_t got = blob ? fread(blob, 1, 4 + n + 1, f) : 0;
+    const size_t want = 4 + n + FP__STATE_SUM;
+    uint8_t *blob = malloc(want + 1);
+    size_t got = blob ? fread(blob, 1, want + 1, f) : 0;
     fclose(f);
     if (!blob)
         return fp_error_set(&c->err, FP_ENOMEM, "out of memory for the client state");
-    int rc = got < 4 ? fp_error_set(&c->err, FP_EFORMAT, "%s: truncated", path)
-                     : fp_algo_client_load(&c->p, c->id, cs, blob + 4, got - 4, &c->err);
+    uint8_t sum[FP__STATE_SUM];
+    int rc = 0;
+    if (got == want)
+        crypto_hash_sha256(sum, blob, 4 + n);
+    if (got != want)
+        rc = fp_error_set(&c->err, FP_EFORMAT, "%zu bytes, expected %zu", got, want);
+    else if (sodium_memcmp(sum, blob + 4 + n, sizeof sum))
+        rc = fp_error_set(&c->err, FP_EFORMAT, "its checksum does not match its bytes");
+    else
+        rc = fp_algo_client_load(&c->p, c->id, cs, blob + 4, n, &c->err);
+    if (rc == FP_EFORMAT) {
+        char why[sizeof c->err.msg];
+        snprintf(why, sizeof why, "%s", c->err.msg);
+        fp_error_set(&c->err, FP_EFORMAT,
+                     "%s: a damaged client state (%s): refusing to train on it. Restore the "
+                     "file, or remove it to start this client's state over (the run then "
+                     "no longer matches the simulator)",
+                     path, why);
+    }
     if (!rc)
         *round = (uint32_t)blob[0] | (uint32_t)blob[1] << 8 | (uint32_t)blob[2] << 16 |
                  (uint32_t)blob[3] << 24;
@@ -897,18 +922,66 @@ static void fp__connect(struct fp__client *c)
     }
 }
 
+/* One process per key and state directory: an OFD lock on
+ * DIR/.client-FINGERPRINT.lock (the file holds the holder's pid, for the
+ * message). A second process with the same key and --state would replace
+ * the first's session and write the same state files under it (its
+ * prepared file renamed or deleted by the other): it is refused before it
+ * connects, and the first goes on. The fd (returned in *fd) holds the lock
+ * until the process ends. */
+static int fp__lock_state(const struct fp_client_options *o, int *fd, struct fp_error *err)
+{
+    uint8_t pub[FP_NOISE_KEY];
+    char fpr[FP_PEER_FPR], path[4096];
+    crypto_scalarmult_base(pub, o->key);
+    fp_peer_fingerprint(pub, fpr);
+    snprintf(path, sizeof path, "%s/.client-%s.lock", o->state_dir, fpr);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return fp_error_set(err, FP_EIO, "%s: %s", path, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(*fd, F_OFD_SETLK, &fl)) {
+        char pid[24] = "";
+        ssize_t n = pread(*fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(*fd);
+        *fd = -1;
+        return fp_error_set(err, FP_EIO,
+                            "another fedpress client (pid %s) runs with this key and --state "
+                            "%s (%s): run one process per key and state directory (a second "
+                            "one would replace the first's session and write the same state "
+                            "files)",
+                            pid[0] ? pid : "?", o->state_dir, path);
+    }
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    /* the pid is only for a second process's message: the lock holds
+     * without it */
+    if (!ftruncate(*fd, 0))
+        (void)!pwrite(*fd, pid, (size_t)n, 0);
+    return 0;
+}
+
 int fp_client_run(const struct fp_client_options *o, struct fp_client_result *res,
                   struct fp_error *err)
 {
     memset(res, 0, sizeof *res);
+    int lock_fd = -1;
+    int lrc = fp__lock_state(o, &lock_fd, err);
+    if (lrc)
+        return lrc;
     struct fp__client *c = calloc(1, sizeof *c);
-    if (!c)
+    if (!c) {
+        close(lock_fd);
         return fp_error_set(err, FP_ENOMEM, "out of memory");
+    }
     c->o = o;
     c->res = res;
     int rc = uv_loop_init(&c->loop);
     if (rc) {
         free(c);
+        close(lock_fd);
         return fp_error_set(err, FP_EIO, "cannot start the event loop: %s", uv_strerror(rc));
     }
     uv_timer_init(&c->loop, &c->timer);
@@ -938,5 +1011,6 @@ int fp_client_run(const struct fp_client_options *o, struct fp_client_result *re
     free(c->up);
     sodium_memzero(c->rbuf, sizeof c->rbuf);
     free(c);
+    close(lock_fd);
     return rc;
 }

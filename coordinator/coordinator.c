@@ -10,8 +10,10 @@
  */
 #include "coordinator.h"
 
+#include <arpa/inet.h>
 #include <malloc.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sodium.h>
@@ -64,6 +66,7 @@ struct fp__session {
     uint64_t last_rx, last_progress;
     size_t last_qs;
     char addr[64];
+    char group[INET6_ADDRSTRLEN + 4]; /* its per-address cap's group (fp__addr_group) */
     char fpr[FP_PEER_FPR];
     uint8_t report[FP_CONV_REPORT_LEN];
 };
@@ -361,17 +364,23 @@ static void fp__handshake_late(uv_timer_t *t)
         fp__session_drop(s, "no admitted handshake before the handshake deadline");
 }
 
-/* The first round starts once every id that has a key is connected (an
- * id revoked with `ID -` is absent from the rounds it is sampled in);
- * 1 if it started now. */
-static int fp__first_round_if_all(struct fp__coord *co)
+/* The first round (of a new or a resumed run) starts. */
+static void fp__first_round(struct fp__coord *co)
 {
-    if (co->state != FP__WAITING || co->connected < co->o->allow->n_keyed)
-        return 0;
     uv_timer_stop(&co->timer);
     co->state = FP__ROUND;
     co->round = co->run.first_round - 1;
     fp__round_next(co);
+}
+
+/* The first round starts once every id that has a key is connected (an
+ * id revoked with `ID -` is absent from the rounds it is sampled in), or
+ * at --wait (fp__round_late); 1 if it started now. */
+static int fp__first_round_if_all(struct fp__coord *co)
+{
+    if (co->state != FP__WAITING || co->connected < co->o->allow->n_keyed)
+        return 0;
+    fp__first_round(co);
     return 1;
 }
 
@@ -507,11 +516,25 @@ static void fp__round_late(uv_timer_t *t)
 {
     struct fp__coord *co = t->data;
     if (co->state == FP__WAITING) {
+        /* --wait passed without every client: the round starts with those
+         * connected if they could make min_updates (its sample is the
+         * stream's whoever is connected; a sampled client not connected is
+         * absent, and min_updates and the retries judge the round as any
+         * other); fewer could never make a round. */
+        const uint32_t need = co->run.sc->min_updates;
+        if (co->connected >= need) {
+            fp__log(co,
+                    "%u of the %u clients in the allow-list connected within %.0f s (--wait): "
+                    "the first round starts; a sampled client not connected is absent",
+                    co->connected, co->o->allow->n_keyed, co->o->wait_s);
+            fp__first_round(co);
+            return;
+        }
         fp_error_set(&co->err, FP_EIO,
-                     "only %u of the %u clients in the allow-list connected within %.0f s; the "
-                     "first round needs them all in this version (check that every client runs "
-                     "and pins this coordinator's key)",
-                     co->connected, co->o->allow->n_keyed, co->o->wait_s);
+                     "only %u of the %u clients in the allow-list connected within %.0f s; a "
+                     "round needs [participation] min_updates = %u (check that every client "
+                     "runs and pins this coordinator's key)",
+                     co->connected, co->o->allow->n_keyed, co->o->wait_s, need);
         fp__fail(co, FP_EIO);
         return;
     }
@@ -1112,18 +1135,35 @@ static void fp__read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
 struct fp__oldest {
     const struct fp__coord *co;
     const struct fp__session *skip;
-    const char *host; /* only connections from this address (NULL: any) */
-    size_t host_len;
-    unsigned count; /* the connections that match */
+    const char *group; /* only connections from this address group (NULL: any) */
+    unsigned count;    /* the connections that match */
     struct fp__session *best;
 };
 
-/* The length of an address's host part: "10.0.0.7:40112" and
- * "[::1]:40112" up to the port's colon. */
-static size_t fp__host_len(const char *addr)
+/* The group a peer's address counts in for the per-address cap: an IPv4
+ * address (also written as an IPv4-mapped IPv6 one, from a dual-stack
+ * listener), or an IPv6 address's /64. One host gets a /64 (SLAAC, and
+ * every provider's smallest allocation), so a cap per IPv6 address would
+ * hold one host to nothing: it picks a new source address per connection. */
+static void fp__addr_group(const struct sockaddr *sa, char *out, size_t cap)
 {
-    const char *c = strrchr(addr, ':');
-    return c ? (size_t)(c - addr) : strlen(addr);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+        snprintf(out, cap, "%s", ip);
+    } else if (sa->sa_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            inet_ntop(AF_INET, &a.s6_addr[12], ip, sizeof ip);
+            snprintf(out, cap, "%s", ip);
+        } else {
+            memset(&a.s6_addr[8], 0, 8);
+            inet_ntop(AF_INET6, &a, ip, sizeof ip);
+            snprintf(out, cap, "%s/64", ip);
+        }
+    } else {
+        snprintf(out, cap, "?");
+    }
 }
 
 static void fp__find_oldest(uv_handle_t *h, void *arg)
@@ -1133,7 +1173,7 @@ static void fp__find_oldest(uv_handle_t *h, void *arg)
     if (h->type != UV_TCP || uv_is_closing(h) || !s || (void *)s == (void *)s->co || s == o->skip ||
         s->stage != FP__HANDSHAKE)
         return;
-    if (o->host && (fp__host_len(s->addr) != o->host_len || memcmp(s->addr, o->host, o->host_len)))
+    if (o->group && strcmp(s->group, o->group))
         return;
     o->count++;
     if (!o->best || s->born < o->best->born)
@@ -1141,11 +1181,11 @@ static void fp__find_oldest(uv_handle_t *h, void *arg)
 }
 
 /* The oldest connection still in its handshake, other than skip (from the
- * address host[0..host_len) if host is not NULL); *count: how many. */
+ * address group `group` if it is not NULL); *count: how many. */
 static struct fp__session *fp__oldest_pending(struct fp__coord *co, const struct fp__session *skip,
-                                              const char *host, size_t host_len, unsigned *count)
+                                              const char *group, unsigned *count)
 {
-    struct fp__oldest o = {.co = co, .skip = skip, .host = host, .host_len = host_len};
+    struct fp__oldest o = {.co = co, .skip = skip, .group = group};
     uv_walk(&co->loop, fp__find_oldest, &o);
     if (count)
         *count = o.count;
@@ -1176,17 +1216,20 @@ static void fp__on_connection(uv_stream_t *server, int status)
     struct sockaddr_storage sa;
     int len = sizeof sa;
     snprintf(s->addr, sizeof s->addr, "?");
-    if (!uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&sa, &len))
+    snprintf(s->group, sizeof s->group, "?");
+    if (!uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&sa, &len)) {
         fp_peer_addr_name((struct sockaddr *)&sa, s->addr, sizeof s->addr);
+        fp__addr_group((struct sockaddr *)&sa, s->group, sizeof s->group);
+    }
     s->born = uv_now(&co->loop);
-    /* One address holds at most max_pending_per_address of them: a flood
-     * from one host closes its own oldest connections, so it cannot push
-     * the others' handshakes out through the total cap below. (No address
-     * can be over it while the total is not.) */
+    /* One address (an IPv6 /64: fp__addr_group) holds at most
+     * max_pending_per_address of them: a flood from one host closes its
+     * own oldest connections, so it cannot push the others' handshakes out
+     * through the total cap below. (No address can be over it while the
+     * total is not.) */
     if (co->o->max_pending_per_address && co->pending > co->o->max_pending_per_address) {
         unsigned same;
-        const size_t hl = fp__host_len(s->addr);
-        struct fp__session *old = fp__oldest_pending(co, s, s->addr, hl, &same);
+        struct fp__session *old = fp__oldest_pending(co, s, s->group, &same);
         if (old && same >= co->o->max_pending_per_address)
             fp__session_drop(old, "too many connections in their handshake from this address: "
                                   "its oldest one is closed");
@@ -1196,7 +1239,7 @@ static void fp__on_connection(uv_stream_t *server, int status)
          * round trip, so connections that sit silent (or trickle) fill the
          * slots; refusing the newcomer would let them lock every client
          * out until they time out, and open new ones. */
-        struct fp__session *old = fp__oldest_pending(co, s, NULL, 0, NULL);
+        struct fp__session *old = fp__oldest_pending(co, s, NULL, NULL);
         if (!old) {
             fp__session_drop(s, "too many connections in their handshake");
             return;

@@ -78,6 +78,7 @@ enum fp__stmt_id {
     ST_RUN_EXISTS,
     ST_LIST_CLIENTS,
     ST_FIND_RUN,
+    ST_FIND_NEWEST_RUN,
     ST_GET_RECORD,
     ST_LAST_INCLUDED,
     ST__COUNT
@@ -145,6 +146,8 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
     /* a completed run first, else the newest */
     [ST_FIND_RUN] = "SELECT id, status FROM runs WHERE scenario = ?1"
                     " ORDER BY status = 'completed' DESC, id DESC LIMIT 1",
+    [ST_FIND_NEWEST_RUN] =
+        "SELECT id, status FROM runs WHERE scenario = ?1 ORDER BY id DESC LIMIT 1",
     [ST_GET_RECORD] = "SELECT scenario, status, inputs, blas, model_sha256, rounds_done"
                       " FROM runs WHERE id = ?1",
     /* ?2 < 0: every client; else one client's rows */
@@ -1631,16 +1634,16 @@ int fp_store_last_included(struct fp_store *s, int64_t run_id, uint32_t n, uint3
                         fp__last_row, &c, err);
 }
 
-int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
-                      size_t status_len, struct fp_error *err)
+static int fp__find_run(struct fp_store *s, int which, const char *scenario, int64_t *run_id,
+                        char *status, size_t status_len, struct fp_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_FIND_RUN];
     int rc = 0, step;
     *run_id = 0;
     if (status_len)
         status[0] = '\0';
-    if ((rc = fp__need(s, ST_FIND_RUN, err)))
+    if ((rc = fp__need(s, which, err)))
         return rc;
+    sqlite3_stmt *st = s->st[which];
     if (sqlite3_bind_text(st, 1, scenario, -1, SQLITE_STATIC) != SQLITE_OK) {
         rc = fp__sqlerr(s, err, "binding the scenario text");
         goto out;
@@ -1657,6 +1660,18 @@ int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id,
 out:
     fp__done(st);
     return rc;
+}
+
+int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
+                      size_t status_len, struct fp_error *err)
+{
+    return fp__find_run(s, ST_FIND_RUN, scenario, run_id, status, status_len, err);
+}
+
+int fp_store_find_newest_run(struct fp_store *s, const char *scenario, int64_t *run_id,
+                             char *status, size_t status_len, struct fp_error *err)
+{
+    return fp__find_run(s, ST_FIND_NEWEST_RUN, scenario, run_id, status, status_len, err);
 }
 
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err)

@@ -255,6 +255,12 @@ int fp_store_last_included(struct fp_store *s, int64_t run_id, uint32_t n, uint3
  * if there is none. Its status ("completed", "running", ...) goes to status. */
 int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id, char *status,
                       size_t status_len, struct fp_error *err);
+/* The newest run (highest id) whose canonical scenario text is exactly
+ * `scenario`, whatever its status (the coordinator's --resume-or-start: a
+ * run of the scenario started after a completed one and then killed is
+ * the one to continue); *run_id = 0 if there is none. */
+int fp_store_find_newest_run(struct fp_store *s, const char *scenario, int64_t *run_id,
+                             char *status, size_t status_len, struct fp_error *err);
 /* FP_ENOTFOUND if the run does not exist. */
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err);
 

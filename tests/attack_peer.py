@@ -23,6 +23,8 @@ MODE (what the peer does; SECONDS bounds how long it holds on):
   many       open SECONDS connections that never speak; count the closes
   noread     complete the handshake, shrink the receive buffer, never read
              again; hold SECONDS
+  hbflood    on its broadcast, empty heartbeats in a tight loop instead of
+             its report and upload, for SECONDS; prints "sent K heartbeats"
 
 Prints "welcome RUN CLIENT", "broadcast ROUND PHASE LEN", then "closed
 after S s: REASON" (the coordinator's error message if one came) or
@@ -267,6 +269,17 @@ def main():
             p.sock.close()
             print(f"closed by us after {p.elapsed():.1f} s", flush=True)
             return 0
+        elif mode == "hbflood":
+            k, t0 = 0, time.monotonic()
+            try:
+                while time.monotonic() - t0 < hold:
+                    for _ in range(100):
+                        p.send(HEARTBEAT, 0, me, run, 0, b"")
+                    k += 100
+            except OSError as e:
+                print(f"sent {k} heartbeats; closed after {p.elapsed():.1f} s: {e}", flush=True)
+                return 0
+            print(f"sent {k} heartbeats in {time.monotonic() - t0:.1f} s", flush=True)
         elif mode == "trickle":
             rec = p.record(header(RESULT, phase, me, run, round_, 8) + loss)
             try:

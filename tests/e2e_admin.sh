@@ -28,6 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
@@ -41,14 +42,6 @@ pub() {
   printf '%s\n' "# id key" "$@" >"$T/clients.pub.tmp" && mv "$T/clients.pub.tmp" "$T/clients.pub"
 }
 
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 # wait_log FILE PATTERN [N]: until FILE has N (default 1) lines matching, at most 20 s
 wait_log() {
   for _ in $(seq 400); do
@@ -285,6 +278,7 @@ if mkidx "$T/cdata" 1 200 && mkdir -p "$T/own" && cp "$T"/cdata/train-* "$T/own/
     got=$(sed -n 's/^model sha256 //p' "$T/fm.out")
     check "--data DIR (the coordinator's training pair, N = 1): the run completes with sim's model ($want)" \
       "[ $rc -eq 0 ] && [ $crc -eq 0 ] && [ -n '$want' ] && [ '$got' = '$want' ] && grep -q \"model sha256 $want\" '$T/own.out'"
+    replay_exact "--data DIR" 1 "$T/fm.db"
   else
     bad "--data DIR: coordinator listening"
   fi

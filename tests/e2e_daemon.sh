@@ -28,6 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
 
 # keys: the coordinator's, one per client (ids 0..3), and an intruder's

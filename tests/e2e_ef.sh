@@ -120,6 +120,7 @@ if [ -s "$T/port" ]; then
   "$FP" sim "$T/d.ini" --store "$T/dsim.db" --quiet >"$T/dsim.out" 2>&1
   check "daemons: the model's SHA-256 equals fedpress sim's" \
     "[ -n \"\$(sha '$T/dsim.out')\" ] && [ \"\$(sha '$T/dsim.out')\" = \"\$(sha '$T/coord.out')\" ]"
+  replay_exact "daemons: ef21-w" 1 "$T/daemon.db"
   check "daemons: every round's metrics and bytes equal the simulator's" \
     "[ \"\$(\"$FP\" metrics 1 --store '$T/dsim.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/daemon.db' --format csv | cut -d, -f1-7)\" ]"
   check "daemons: each included client keeps its h_i under --state" \

@@ -130,6 +130,8 @@ if coord faults "$T/faults.ini" && [ -n "$PORT" ]; then
     "[ '$inc' = '1,0 1,1 2,0 2,1 3,0 3,1 ' ]"
   check "faults: the run is 'completed' in the store" \
     "\"$FP\" runs --store '$T/faults/db' --format csv | tail -1 | grep -q ',completed'"
+  # the partial round (2 refused, 3 absent) replays with its logged participation
+  replay_exact faults 1 "$T/faults/db"
 else
   bad "faults: coordinator listening"
 fi
@@ -172,6 +174,7 @@ if coord delay "$T/delay.ini" && [ -n "$PORT" ]; then
   hd=$(sed -n 's/^model sha256 //p' "$T/delay/coord.out")
   check "delay: 50 ms on every chunk of client 0: the model is fedpress sim's ($hs)" \
     "[ \${#hs} -eq 64 ] && [ '$hs' = '$hd' ]"
+  replay_exact delay 1 "$T/delay/db"
   if [ -n "$SLOW" ]; then
     wait "$SLOW"
     check "slowloris during the run: the peer sending a byte a second is closed at the handshake deadline (2 s)" \

@@ -37,8 +37,24 @@ wait_port() {
   done
   return 1
 }
-# wait_log FILE PATTERN: until FILE has a line matching PATTERN, at most 20 s
+# wait_log FILE PATTERN: until FILE has a line matching PATTERN, at most 30 s
 wait_log() {
-  for _ in $(seq 400); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
   return 1
+}
+# replay_exact LABEL RUN DB: `fedpress sim --replay RUN --store DB` must exit 0
+# and say 'exact' (every included upload's SHA-256, every round's metrics and
+# the final model). A final model hash alone can miss a wrong client state
+# (the quadratic scenarios converge to the same float32 minimiser from a
+# perturbed one); the replay cannot. Needs $FP. Prints the replay on failure.
+replay_exact() {
+  local out rc
+  out=$("$FP" sim --replay "$2" --store "$3" --quiet 2>&1)
+  rc=$?
+  if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q "^replay of run $2: exact"; then
+    ok "$1: sim --replay of run $2 is exact (every upload, round and the model)"
+  else
+    bad "$1: sim --replay of run $2 is exact (exit $rc)"
+    printf '%s\n' "$out" | tail -5
+  fi
 }

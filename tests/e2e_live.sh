@@ -41,15 +41,11 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
-q() { sqlite3 "$1" "$2" 2>/dev/null; }
 secs() { date +%s.%N; }
 
-CK=$("$FP" keygen --out "$T/coord.key")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do
-  echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
-done
+make_keys $N
 "$FP" keygen --out "$T/intruder.key" >/dev/null
 
 quad() { # quad OUT BASE [--set ...]: a 4-client scenario
@@ -69,40 +65,22 @@ check "scenarios made" "[ -s '$T/scaffold.ini' ] && [ -s '$T/big.ini' ]"
 
 # coord NAME INI LISTEN [ARGS]: a coordinator in $T/NAME; sets CPID, PORT
 coord() {
-  local d="$T/$1" ini=$2 listen=$3
+  local d="$T/$1" ini=$2 rc
+  LISTEN=$3
   shift 3
-  mkdir -p "$d"
-  rm -f "$d/port"
-  timeout 55 "$FP" coordinator --scenario "$ini" --listen "$listen" --key "$T/coord.key" \
-    --allow "$T/clients.pub" --store "$d/db" --ready "$d/port" --wait 40 "$@" \
-    >"$d/coord.out" 2>"$d/coord.err" &
-  CPID=$!
-  PIDS+=("$CPID")
-  PORT=
-  for _ in $(seq 400); do
-    [ -s "$d/port" ] && { PORT=$(cat "$d/port"); return 0; }
-    kill -0 "$CPID" 2>/dev/null || break
-    sleep 0.05
-  done
-  return 1
+  coord_start "$d" "$ini" --wait 40 "$@"
+  rc=$?
+  LISTEN=
+  return $rc
 }
 # client NAME I [ARGS]: client I in the background, its state in
-# $T/NAME/stI, its pid (not a wrapper's: signals must reach it) in CL[I]
-declare -a CL
+# $T/NAME/stI, its pid in CL[I]
 client() {
-  local d="$T/$1" i=$2
-  shift 2
-  mkdir -p "$d/st$i"
-  "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c$i.key" \
-    --state "$d/st$i" "$@" >>"$d/c$i.out" 2>>"$d/c$i.err" &
-  CL[$i]=$!
-  PIDS+=($!)
+  local d="$T/$1"
+  shift
+  client_start "$d" "$@"
 }
-# wait_for FILE PATTERN: at most 30 s
-wait_for() {
-  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
+wait_for() { wait_log "$1" "$2"; } # wait_for FILE PATTERN: at most 30 s
 # finish_run NAME: waits for the coordinator and clients 0..N-1; sets CRC
 # (the coordinator's exit) and CCRC (0 if every client exited 0)
 finish_run() {
@@ -150,6 +128,7 @@ if coord pre "$T/fedavg.ini" 127.0.0.1:0; then
     hs=$(sim_hash "$T/fedavg.ini" late)
     check "late: the final model equals fedpress sim's (${hs:0:16})" \
       "[ -n '$hs' ] && [ '$hs' = \"\$(hash_of '$T/late/coord.out')\" ]"
+    replay_exact late 1 "$T/late/db"
     ended=0
     for i in $(seq 0 $((N - 1))); do
       tail -1 "$T/late/c$i.err" | grep -q 'run 1 complete: final model' && ended=$((ended + 1))
@@ -183,6 +162,7 @@ if coord kill9 "$T/scaffold.ini" 127.0.0.1:0; then
   hs=$(sim_hash "$T/scaffold.ini" kill9)
   check "kill9: the final model equals fedpress sim's (${hs:0:16})" \
     "[ -n '$hs' ] && [ '$hs' = \"\$(hash_of '$T/kill9/coord.out')\" ]"
+  replay_exact kill9 1 "$T/kill9/db"
 else
   bad "kill9: coordinator listening"
 fi
@@ -206,6 +186,7 @@ if coord window "$T/scaffold.ini" 127.0.0.1:0; then
   hs=$(sim_hash "$T/scaffold.ini" window)
   check "window: the final model equals fedpress sim's (${hs:0:16})" \
     "[ -n '$hs' ] && [ '$hs' = \"\$(hash_of '$T/window/coord.out')\" ]"
+  replay_exact window 1 "$T/window/db"
 else
   bad "window: coordinator listening"
 fi

@@ -88,6 +88,7 @@ if [ -n "$PORT" ]; then
   hs=$(sed -n 's/^model sha256 //p' "$T/sim.out")
   hd=$(sed -n 's/^model sha256 //p' "$T/coord.out")
   check "the model across namespaces is fedpress sim's ($hs)" "[ \${#hs} -eq 64 ] && [ '$hs' = '$hd' ]"
+  replay_exact "across namespaces" 1 "$T/daemon.db"
 else
   bad "the coordinator listens on 10.231.0.1 in $NA"
   tail -5 "$T/coord.err"

@@ -28,6 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=4
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 

@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 # dump DB: the store's content, to show a replay changed nothing in it
 dump() { sqlite3 "$1" .dump 2>/dev/null | sha256sum; }

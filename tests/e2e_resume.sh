@@ -40,6 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 N=3 S=2 R=3000 k1=0
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
@@ -59,14 +60,6 @@ want=$(sed -n 's/^model sha256 //p' "$T/sim.out")
 COORD=("$FP" coordinator --scenario "$T/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key"
   --allow "$T/clients.pub" --store "$T/runs.db" --resume-or-start --wait 30)
 
-wait_port() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 # wait_for SQL: until the query prints 1, at most 20 s
 wait_for() {
   for _ in $(seq 400); do [ "$(q "$1")" = 1 ] && return 0; sleep 0.05; done
@@ -161,6 +154,7 @@ if start 3; then
   check "the same command again: the run completes (exit 0)" \
     "[ $crc -eq 0 ] && grep -q \"^run 1 'fedavg-quadratic' completed: $R/$R rounds\" '$T/coord3.out'"
   check "final model sha256 equals fedpress sim's ($want)" "[ -n '$want' ] && [ '$got' = '$want' ]"
+  replay_exact "killed twice, resumed" 1 "$T/runs.db"
   check "the store: one run, 'completed', with the model sha256" \
     "[ \"\$(q 'select count(*) from runs')\" = 1 ] && [ \"\$(q 'select status || model_sha256 from runs')\" = 'completed$want' ]"
   check "the store: every round 1..$R once, each with $S client rows" \
@@ -234,6 +228,7 @@ if start 13; then
   got=$(sed -n 's/^model sha256 //p' "$T/coord13.out")
   check "--resume 2 (no --scenario): run 2 continues from round 0 and completes with sim's model" \
     "[ $crc -eq 0 ] && grep -q 'continuing run 2 of .* after round 0\$' '$T/coord13.err' && [ -n '$want' ] && [ '$got' = '$want' ] && [ \"\$(q 'select count(*) from rounds where run_id = 2')\" = $R ]"
+  replay_exact "--resume 2" 2 "$T/runs.db"
 else
   bad "--resume 2: coordinator listening"
 fi
@@ -274,6 +269,7 @@ if start 11; then
       "[ $crc -eq 0 ] && grep -q \"continuing run 4 of .* after round $k\$\" '$T/coord12.err'"
     check "SCAFFOLD: with the clients' --state read back, the simulator's model ($want)" \
       "[ -n '$want' ] && [ '$got' = '$want' ] && ls '$T'/st0/*.state >/dev/null"
+    replay_exact "SCAFFOLD after SIGINT" 4 "$T/runs.db"
   else
     bad "SCAFFOLD: second start listening"
   fi

@@ -16,6 +16,11 @@ their handshake). Standard library only.
                               (at most 200 held; the oldest closed first)
                               until STOPFILE exists (at most 60 s); print
                               'opened K'
+  flood.py burst6 PREFIX HONEST DST PORT N CAP
+                              as burst, over IPv6 to [DST]:PORT: the first
+                              connection from HONEST, then N from PREFIX1,
+                              PREFIX2, ... PREFIXN (hex, one source
+                              address each, all in PREFIX's /64)
 """
 import os
 import select
@@ -24,10 +29,10 @@ import sys
 import time
 
 
-def connect(src, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def connect(src, port, dst="127.0.0.1"):
+    s = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_STREAM)
     s.bind((src, 0))
-    s.connect(("127.0.0.1", port))
+    s.connect((dst, port))
     return s
 
 
@@ -41,16 +46,16 @@ def closed_by_peer(s):
         return True
 
 
-def burst(src, port, n, cap):
-    first = connect("127.0.0.1", port)
-    socks = [connect(src, port) for _ in range(n)]
+def burst(src, port, n, cap, honest="127.0.0.1", dst="127.0.0.1"):
+    first = connect(honest, port, dst)
+    socks = [connect(src(i) if callable(src) else src, port, dst) for i in range(n)]
     t0 = time.monotonic()
     while True:
         k = sum(1 for s in socks if not closed_by_peer(s))
         if k <= cap or time.monotonic() - t0 > 20:
             break
         time.sleep(0.05)
-    print("open %d, 127.0.0.1 %s" % (k, "closed" if closed_by_peer(first) else "open"),
+    print("open %d, %s %s" % (k, honest, "closed" if closed_by_peer(first) else "open"),
           flush=True)
 
 
@@ -72,6 +77,11 @@ def steady(src, port, stop):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "burst6":
+        prefix, honest, dst = sys.argv[2], sys.argv[3], sys.argv[4]
+        burst(lambda i: "%s%x" % (prefix, i + 1), int(sys.argv[5]), int(sys.argv[6]),
+              int(sys.argv[7]), honest, dst)
+        sys.exit(0)
     mode, src, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "burst":
         burst(src, port, int(sys.argv[4]), int(sys.argv[5]))
