@@ -4,7 +4,9 @@
 # scenarios/vi and scenarios/ef21, shrunk to 4 clients, a tiny dimension and
 # a few rounds), a coordinator and 4 `fedpress client` processes on
 # 127.0.0.1 end with the model SHA-256 of `fedpress sim` of the same
-# scenario, and `fedpress sim --replay` of the coordinator's run says exact.
+# scenario, and `fedpress sim --replay` of the coordinator's run says exact;
+# and so does ef21 with a compressed broadcast (EF21-BC), whose downlink
+# bytes the coordinator's store counts exactly.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,4 +80,9 @@ EF=(--set data.dim=12 --set data.rows=24 --set algorithm.batch=24 --set run.roun
 for f in ef21 ef21w econtrol ef14; do
   daemon_run "$f" "$SRC/scenarios/ef21/$f-lsq.ini" "${EF[@]}"
 done
+# EF21-BC: top-2 of d = 12 down too, min(64*2, 32*2 + 12) = 76 bits = 10
+# bytes, after round 1's dense x^0 (48 bytes): 4 clients * (48 + 14 * 10)
+daemon_run ef21-bc "$SRC/scenarios/ef21/ef21-lsq.ini" "${EF[@]}" --set compressor.downlink=topk
+check "ef21-bc: the coordinator's store counts 752 downlink bytes" \
+  "[ \"\$(sqlite3 '$T/ef21-bc/coord.db' 'select sum(downlink_bytes) from rounds where run_id=1')\" = 752 ]"
 finish e2e-methods
