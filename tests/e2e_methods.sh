@@ -6,7 +6,8 @@
 # 127.0.0.1 end with the model SHA-256 of `fedpress sim` of the same
 # scenario, and `fedpress sim --replay` of the coordinator's run says exact;
 # and so does ef21 with a compressed broadcast (EF21-BC), whose downlink
-# bytes the coordinator's store counts exactly.
+# bytes the coordinator's store counts exactly, which the simulator runs
+# bit-identically at 1 and 2 threads and resumes after kill -9.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,4 +86,39 @@ done
 daemon_run ef21-bc "$SRC/scenarios/ef21/ef21-lsq.ini" "${EF[@]}" --set compressor.downlink=topk
 check "ef21-bc: the coordinator's store counts 752 downlink bytes" \
   "[ \"\$(sqlite3 '$T/ef21-bc/coord.db' 'select sum(downlink_bytes) from rounds where run_id=1')\" = 752 ]"
+
+# EF21-BC in the simulator: the same bytes at 1 and 2 threads, and kill -9
+# then --resume ending with the model of a run never stopped (the state
+# holds x, g, w and every client's h_i and w)
+B=(--set compressor.downlink=topk)
+"$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${B[@]}" --set run.rounds=300 --store "$T/t1.db" \
+  --threads 1 --quiet >"$T/t1.out" 2>&1
+"$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${B[@]}" --set run.rounds=300 --store "$T/t2.db" \
+  --threads 2 --quiet >"$T/t2.out" 2>&1
+check "ef21-bc: the same model at 1 and 2 threads" \
+  "[ -n \"\$(sha '$T/t1.out')\" ] && [ \"\$(sha '$T/t1.out')\" = \"\$(sha '$T/t2.out')\" ]"
+check "... and the same metrics and bytes" \
+  "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
+R=("${B[@]}" --set run.rounds=3000 --set run.eval_every=500 --set run.checkpoint_every=7
+   --set data.dim=100 --set data.rows=200 --set algorithm.batch=200 --set compressor.k=5)
+"$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${R[@]}" --store "$T/res.db" --quiet \
+  --model-out "$T/full.f32" >/dev/null 2>&1
+"$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${R[@]}" --store "$T/res.db" --threads 1 \
+  >/dev/null 2>"$T/kerr" &
+pid=$!
+PIDS+=("$pid")
+for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
+kill -9 $pid
+wait $pid 2>/dev/null
+if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
+  "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
+  check "ef21-bc: --resume after kill -9 ends with the model bytes of the run never stopped" \
+    "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
+  check "ef21-bc: --resume: the same metrics and bytes in every round" \
+    "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=2')\" ]"
+elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
+  skip "ef21-bc kill -9: the run finished before it was killed (machine too fast); nothing to resume"
+else
+  bad "ef21-bc kill -9: run 2 was neither running when killed nor completed"
+fi
 finish e2e-methods
