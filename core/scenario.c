@@ -781,6 +781,15 @@ static int fp__validate_ef(struct fp__parse *p)
                         "client left out would miss a broadcast it cannot get again; set sample "
                         "= %u or downlink = identity",
                         sc->sample, sc->clients, sc->clients);
+    if (sc->algorithm == FP_ALGO_EF21 && sc->downlink.kind != FP_COMP_IDENTITY &&
+        (sc->dropout > 0 || sc->straggler != FP_STRAGGLER_NONE || L[K_PART_MIN_UPDATES]))
+        return fp__fail(p,
+                        L[K_PART_DROPOUT]     ? L[K_PART_DROPOUT]
+                        : L[K_PART_STRAGGLER] ? L[K_PART_STRAGGLER]
+                                              : L[K_PART_MIN_UPDATES],
+                        "ef21 with a compressed [compressor] downlink (EF21-BC) needs every "
+                        "client's upload in every round: [participation] dropout, straggler "
+                        "and min_updates do not apply");
     return 0;
 }
 

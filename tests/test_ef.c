@@ -429,6 +429,7 @@ static void test_scenario_rules(void **state)
         {"compressor.downlink=randk", "algorithm.name=ef21"},
         {"compressor.downlink=topk", "algorithm.name=ef21-w"},
         {"compressor.downlink=topk", "algorithm.name=econtrol"},
+        {"compressor.downlink=topk", "participation.dropout=0.1"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         struct fp_scenario sc;
