@@ -19,7 +19,9 @@
  *            Theoretically Better, and Practically Faster Error Feedback",
  *            NeurIPS 2021, Algorithm 1 (Theorem 1 for the step).
  *   [FSR+21] Fatkhullin, Sokolov, Gorbunov, Li, Richtarik, "EF21 with Bells
- *            & Whistles", 2021: EF21-PP (partial participation), EF21-SGD.
+ *            & Whistles", 2021: EF21-PP (partial participation), EF21-SGD,
+ *            EF21-BC (the broadcast compressed, error feedback on the
+ *            clients' model estimate w; our reading, docs/algorithms.md).
  *   [RGB24]  Richtarik, Gasanov, Burlachenko, "Error Feedback Reloaded: From
  *            Quadratic to Arithmetic Mean of Smoothness Constants", ICLR
  *            2024: EF21-W.

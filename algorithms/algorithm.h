@@ -128,8 +128,9 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
 /* Sets p->up from an uplink spec and p->down to the algorithm's downlink
  * compressor (identity), for p->kind and p->d; FP_EINVAL with a message if
  * the uplink's class does not fit the algorithm (core/registry.h).
- * fp_algo_params_from calls it, then sets a VI method's downlink from
- * [compressor] downlink (vi.h). */
+ * fp_algo_params_from calls it, then sets a VI method's downlink, or
+ * EF21-BC's (ef21 with a compressed broadcast, p->bc), from [compressor]
+ * downlink (vi.h, algorithm.c). */
 int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
                                struct fp_error *err);
 
