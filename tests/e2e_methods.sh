@@ -16,7 +16,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
+  rm -rf "$T"
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
