@@ -19,7 +19,9 @@
  *            Theoretically Better, and Practically Faster Error Feedback",
  *            NeurIPS 2021, Algorithm 1 (Theorem 1 for the step).
  *   [FSR+21] Fatkhullin, Sokolov, Gorbunov, Li, Richtarik, "EF21 with Bells
- *            & Whistles", 2021: EF21-PP (partial participation), EF21-SGD.
+ *            & Whistles", 2021: EF21-PP (partial participation), EF21-SGD,
+ *            EF21-BC (the broadcast compressed, error feedback on the
+ *            clients' model estimate w; our reading, docs/algorithms.md).
  *   [RGB24]  Richtarik, Gasanov, Burlachenko, "Error Feedback Reloaded: From
  *            Quadratic to Arithmetic Mean of Smoothness Constants", ICLR
  *            2024: EF21-W.
@@ -347,6 +349,12 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
         p->alpha = isnan(sc->alpha) ? (float)(1.0 / (1.0 + omega)) : (float)sc->alpha;
     if (fp_algo_is_vi(p->kind))
         return fp_vi_params(p, sc, err);
+    if (p->kind == FP_ALGO_EF21 && sc->downlink.kind != FP_COMP_IDENTITY) {
+        /* EF21-BC: the broadcast compressed by [compressor] downlink */
+        if ((rc = fp_compressor_init(&p->down, &sc->downlink, p->d, err)))
+            return rc;
+        p->bc = 1;
+    }
     return fp_algo_is_ef(p->kind) ? fp__ef_params(p, sc, q, err) : 0;
 }
 
@@ -391,6 +399,21 @@ static const struct fp_compressor *fp__upc(const struct fp_algo_params *p, uint3
     return &p->up;
 }
 
+/* The broadcast's compressor and its workspace among down (dws) and
+ * dense (nws): EF21-BC's first broadcast is dense, so that every client
+ * starts from w = x^0 exactly (the paper's shared w^0 = x^0); every other
+ * broadcast of a single-exchange algorithm is encoded by down. */
+static const struct fp_compressor *fp__downc(const struct fp_algo_params *p, uint32_t round,
+                                             void *dws, void *nws, void **ws)
+{
+    if (p->bc && round == 1) {
+        *ws = nws;
+        return &p->dense;
+    }
+    *ws = dws;
+    return &p->down;
+}
+
 int fp_algo_has_control(const struct fp_algo_params *p)
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
@@ -424,7 +447,8 @@ size_t fp_algo_broadcast_bytes(const struct fp_algo_params *p, uint32_t round, u
 {
     if (fp_algo_is_vi(p->kind))
         return fp_vi_broadcast_bytes(p, round, phase);
-    return fp__broadcast_vectors(p) * fp_compressor_bytes(&p->down);
+    void *ws;
+    return fp__broadcast_vectors(p) * fp_compressor_bytes(fp__downc(p, round, NULL, NULL, &ws));
 }
 
 size_t fp_algo_upload_bytes(const struct fp_algo_params *p, uint32_t round, unsigned phase)
@@ -439,7 +463,9 @@ size_t fp_algo_broadcast_cap(const struct fp_algo_params *p)
 {
     if (fp_algo_is_vi(p->kind))
         return fp_vi_cap(p);
-    return FP_MSG_HEADER + fp_algo_broadcast_bytes(p, 1, 0);
+    /* round 1 is EF21-BC's dense one; every later round is alike */
+    const size_t first = fp_algo_broadcast_bytes(p, 1, 0), later = fp_algo_broadcast_bytes(p, 2, 0);
+    return FP_MSG_HEADER + (first > later ? first : later);
 }
 
 size_t fp_algo_upload_cap(const struct fp_algo_params *p)
@@ -472,8 +498,13 @@ int fp_server_init(struct fp_server *s, const struct fp_algo_params *p, struct f
         s->vbuf = malloc(fp_compressor_bytes(&p->down));
         s->vi_snap = malloc((1 + FP_VI_SERVER_VECTORS) * p->d * sizeof *s->vi_snap);
     }
+    if (p->bc) {
+        s->bw = calloc(p->d, sizeof *s->bw);
+        s->bwn = calloc(p->d, sizeof *s->bwn);
+    }
     if (!s->x || !s->sum || !s->dec || !s->cws || !s->dws || !s->nws ||
-        (fp__keeps_c(s->alg) && !s->c) || (vi && (!s->vi || !s->vbuf || !s->vi_snap))) {
+        (fp__keeps_c(s->alg) && !s->c) || (vi && (!s->vi || !s->vbuf || !s->vi_snap)) ||
+        (p->bc && (!s->bw || !s->bwn))) {
         fp_server_free(s);
         return fp_error_set(err, FP_ENOMEM, "out of memory for the server state (d = %zu)", p->d);
     }
@@ -489,7 +520,9 @@ void fp_server_free(struct fp_server *s)
     free(s->vi);
     free(s->vbuf);
     free(s->vi_snap);
-    s->vi = s->vi_snap = NULL;
+    free(s->bw);
+    free(s->bwn);
+    s->vi = s->vi_snap = s->bw = s->bwn = NULL;
     s->vbuf = NULL;
     if (s->cws)
         fp_compressor_ws_free(&s->p.up, s->cws);
@@ -546,7 +579,8 @@ void fp_client_state_free(struct fp_client_state *cs)
     free(cs->ci);
     free(cs->mem);
     free(cs->vi);
-    cs->ci = cs->mem = cs->vi = NULL;
+    free(cs->bw);
+    cs->ci = cs->mem = cs->vi = cs->bw = NULL;
 }
 
 /* ---- random streams of an exchange ----
@@ -578,7 +612,9 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
     if (bcast_len < FP_MSG_HEADER)
         return fp_error_set(err, FP_EFORMAT, "broadcast of %zu bytes, shorter than its header",
                             bcast_len);
-    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    void *dws;
+    const struct fp_compressor *dc = fp__downc(p, who->round, ws->dws, ws->nws, &dws);
+    const size_t vb = fp_compressor_bytes(dc), n = fp__broadcast_vectors(p);
     /* the exchange the client takes part in, to the byte count */
     const struct fp_msg_header expect = {.type = FP_MSG_BROADCAST,
                                          .phase = who->phase,
@@ -600,7 +636,7 @@ static int fp__client_receive(const struct fp_algo_params *p, const struct fp_ms
         /* the downlink's stream: keyed by the round, for no client */
         fp_rng drng;
         fp__down_rng(&drng, p, who->round, who->phase, v);
-        if (fp_compressor_decompress(&p->down, in + v * vb, vb, &drng, ws->dws, dst[v]))
+        if (fp_compressor_decompress(dc, in + v * vb, vb, &drng, dws, dst[v]))
             return fp_error_set(err, FP_EFORMAT, "round %u: the broadcast does not decode",
                                 who->round);
     }
@@ -690,6 +726,21 @@ int fp_algo_client_update(const struct fp_algo_params *p, const struct fp_msg_he
     if (rc)
         return rc;
     const float *x = ws->bx, *c = a->scaffold_family ? ws->bc : NULL;
+    if (p->bc) {
+        /* EF21-BC: w <- w + C_M(x - w), the broadcast (round 1: w = x^0,
+         * dense), summed as the server sums it; the gradient is taken at w */
+        if (who->round > 1 && !cs->bw)
+            return fp_error_set(err, FP_EFORMAT,
+                                "round %u: client %u holds no copy of the server's estimate w "
+                                "(it missed an earlier broadcast); ef21 with a compressed "
+                                "downlink has no resync message: start the run again",
+                                who->round, client);
+        if (!next->bw && !(next->bw = malloc(d * sizeof *next->bw)))
+            return fp_error_set(err, FP_ENOMEM, "out of memory");
+        for (size_t j = 0; j < d; j++)
+            next->bw[j] = who->round == 1 ? ws->bx[j] : cs->bw[j] + ws->bx[j];
+        x = next->bw;
+    }
     /* A never-sampled client holds zeros (c_i = e_i = v_i = 0), read from
      * ws->zero: its own state stays unallocated until a commit. */
     const struct fp_client_state cur = {.ci = cs->ci ? cs->ci : ws->zero,
@@ -732,6 +783,11 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
         cs->mem = next->mem;
         next->mem = t;
     }
+    if (p->bc) {
+        float *t = cs->bw;
+        cs->bw = next->bw;
+        next->bw = t;
+    }
     if (fp_algo_is_vi(p->kind)) {
         float *t = cs->vi;
         const uint64_t tag = cs->vi_tag;
@@ -748,18 +804,32 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     const struct fp_algo_params *p = &s->p;
     if (fp_algo_is_vi(p->kind))
         return fp_vi_server_broadcast(s, run, round, phase, out, cap, len);
-    const size_t vb = fp_compressor_bytes(&p->down), n = fp__broadcast_vectors(p);
+    void *dws;
+    const struct fp_compressor *dc = fp__downc(p, round, s->dws, s->nws, &dws);
+    const size_t vb = fp_compressor_bytes(dc), n = fp__broadcast_vectors(p);
     if (cap < FP_MSG_HEADER + fp_algo_broadcast_bytes(p, round, phase))
         return FP_EINVAL;
+    if (s->bc_lost)
+        return FP_EINVAL; /* a client missed the last round: its w is stale */
     const float *src[2] = {s->x, s->c};
+    if (p->bc && round > 1) {
+        /* EF21-BC: C_M(x - w) down; bwn = w + C_M(x - w), computed from w
+         * (not bwn), so a round broadcast again sends the same bytes */
+        for (size_t j = 0; j < p->d; j++)
+            s->dec[j] = s->x[j] - s->bw[j];
+        src[0] = s->dec;
+    }
     for (size_t v = 0; v < n; v++) {
         fp_rng drng;
         fp__down_rng(&drng, p, round, phase, v);
-        int rc = fp_compressor_compress(&p->down, src[v], &drng, s->dws,
-                                        out + FP_MSG_HEADER + v * vb, vb, NULL);
+        int rc = fp_compressor_compress(dc, src[v], &drng, dws, out + FP_MSG_HEADER + v * vb, vb,
+                                        p->bc ? s->bwn : NULL);
         if (rc)
             return FP_EFORMAT; /* the cap is checked: only a non-finite x or c is refused */
     }
+    if (p->bc && round > 1)
+        for (size_t j = 0; j < p->d; j++)
+            s->bwn[j] = s->bw[j] + s->bwn[j]; /* as every client sums it */
     const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
                                     .phase = (uint16_t)phase,
                                     .client = FP_MSG_ALL,
@@ -857,6 +927,15 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
         fp_vi_server_finish(s);
         return;
     }
+    if (s->p.bc) {
+        if (S != s->p.N) {
+            /* a client's upload is missing: it did not commit the w the
+             * others did; the run stops at the next broadcast */
+            s->bc_lost = 1;
+            return;
+        }
+        memcpy(s->bw, s->bwn, d * sizeof *s->bw);
+    }
     if (s->alg->grad_diff) {
         /* g^{t+1} = g^t + sum_S w_i c_i, then x^{t+2} = x^{t+1} - gamma
          * g^{t+1}, the point the next round broadcasts ([RSF21] Alg. 1;
@@ -917,15 +996,18 @@ void fp_algo_server_finish(struct fp_server *s, uint32_t S)
 #define FP__STATE_VERSION 1u
 #define FP__STATE_HEADER  32u
 
-enum { FP__ST_C = 1, FP__ST_CI = 2, FP__ST_MEM = 4, FP__ST_VI = 8 };
+enum { FP__ST_C = 1, FP__ST_CI = 2, FP__ST_MEM = 4, FP__ST_VI = 8, FP__ST_BW = 16 };
 
-static unsigned fp__state_flags(const struct fp_algorithm *a)
+static unsigned fp__state_flags(const struct fp_algo_params *p)
 {
+    const struct fp_algorithm *a = fp__lookup(p->kind);
     /* the VI methods: the server's w, F(w), e_s, pending aggregate after
      * x; a client's z, w, F(w), F_m(w), e_m (vi.h) */
-    if (fp_algo_is_vi((enum fp_algo_kind)(a - fp__algos)))
+    if (fp_algo_is_vi(p->kind))
         return FP__ST_VI;
-    return (fp__keeps_c(a) ? FP__ST_C | FP__ST_CI : 0) | (a->client_memory ? FP__ST_MEM : 0);
+    /* EF21-BC: w after c (server) and after h_i (client) */
+    return (fp__keeps_c(a) ? FP__ST_C | FP__ST_CI : 0) | (a->client_memory ? FP__ST_MEM : 0) |
+           (p->bc ? FP__ST_BW : 0);
 }
 
 static void fp__put32(uint8_t **p, uint32_t v)
@@ -979,44 +1061,47 @@ static void fp__get_header(const uint8_t *p, struct fp__hdr *h)
 static size_t fp__client_vectors(unsigned flags)
 {
     return ((flags & FP__ST_CI) != 0) + ((flags & FP__ST_MEM) != 0) +
-           ((flags & FP__ST_VI) ? FP_VI_CLIENT_VECTORS : 0);
+           ((flags & FP__ST_VI) ? FP_VI_CLIENT_VECTORS : 0) + ((flags & FP__ST_BW) != 0);
 }
 
 size_t fp_algo_server_state_bytes(const struct fp_algo_params *p)
 {
-    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    const unsigned flags = fp__state_flags(p);
     return FP__STATE_HEADER +
            p->d * sizeof(float) *
-               (1 + ((flags & FP__ST_C) != 0) + ((flags & FP__ST_VI) ? FP_VI_SERVER_VECTORS : 0));
+               (1 + ((flags & FP__ST_C) != 0) + ((flags & FP__ST_VI) ? FP_VI_SERVER_VECTORS : 0) +
+                ((flags & FP__ST_BW) != 0));
 }
 
 size_t fp_algo_client_state_bytes(const struct fp_algo_params *p)
 {
-    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    const unsigned flags = fp__state_flags(p);
     const size_t n = fp__client_vectors(flags);
     return n ? FP__STATE_HEADER + p->d * sizeof(float) * n : 0;
 }
 
 int fp_algo_client_has_state(const struct fp_client_state *cs)
 {
-    return cs->ci || cs->mem || cs->vi;
+    return cs->ci || cs->mem || cs->vi || cs->bw;
 }
 
 void fp_algo_server_save(const struct fp_server *s, uint8_t *out)
 {
-    const unsigned flags = fp__state_flags(s->alg);
+    const unsigned flags = fp__state_flags(&s->p);
     fp__put_header(&out, FP__SERVER_MAGIC, FP__STATE_VERSION, &s->p, flags, s->p.N, 0);
     fp__putv(&out, s->x, s->p.d);
     if (flags & FP__ST_C)
         fp__putv(&out, s->c, s->p.d);
     if (flags & FP__ST_VI)
         fp__putv(&out, s->vi, FP_VI_SERVER_VECTORS * s->p.d);
+    if (flags & FP__ST_BW)
+        fp__putv(&out, s->bw, s->p.d);
 }
 
 void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
                          const struct fp_client_state *cs, uint8_t *out)
 {
-    const unsigned flags = fp__state_flags(fp__lookup(p->kind));
+    const unsigned flags = fp__state_flags(p);
     fp__put_header(&out, FP__CLIENT_MAGIC, FP__STATE_VERSION, p, flags, client, 0);
     if (flags & FP__ST_CI)
         fp__putv(&out, cs->ci, p->d);
@@ -1024,6 +1109,8 @@ void fp_algo_client_save(const struct fp_algo_params *p, uint32_t client,
         fp__putv(&out, cs->mem, p->d);
     if (flags & FP__ST_VI)
         fp__putv(&out, cs->vi, FP_VI_CLIENT_VECTORS * p->d);
+    if (flags & FP__ST_BW)
+        fp__putv(&out, cs->bw, p->d);
 }
 
 /* Copies d finite floats from *p into a new (or given) vector. */
@@ -1058,7 +1145,7 @@ static int fp__check_header(const struct fp__hdr *h, const struct fp_algo_params
                             const char *what, struct fp_error *err)
 {
     const struct fp_algorithm *a = fp__lookup(p->kind);
-    if (h->kind != (uint32_t)p->kind || h->flags != fp__state_flags(a) || h->d != p->d)
+    if (h->kind != (uint32_t)p->kind || h->flags != fp__state_flags(p) || h->d != p->d)
         return fp_error_set(err, FP_EFORMAT,
                             "%s: made for algorithm %u with d = %llu; this run has %s with d = "
                             "%zu",
@@ -1099,6 +1186,8 @@ int fp_algo_server_load(struct fp_server *s, const void *blob, size_t len, struc
         rc = fp__getv(&p, s->p.d, &s->c);
     if (!rc && (h.flags & FP__ST_VI))
         rc = fp__getv(&p, FP_VI_SERVER_VECTORS * s->p.d, &s->vi);
+    if (!rc && (h.flags & FP__ST_BW))
+        rc = fp__getv(&p, s->p.d, &s->bw);
     return rc ? fp__vectors_error(rc, "server state", err) : 0;
 }
 
@@ -1127,7 +1216,7 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
         return fp__vectors_error(FP_EFORMAT, "client state", err);
     /* both vectors allocated before either is written: out of memory
      * leaves the client as it was too */
-    float *ci = cs->ci, *mem = cs->mem, *vi = cs->vi;
+    float *ci = cs->ci, *mem = cs->mem, *vi = cs->vi, *bw = cs->bw;
     if ((h.flags & FP__ST_CI) && !ci && !(ci = malloc(p->d * sizeof *ci)))
         return fp__vectors_error(FP_ENOMEM, "client state", err);
     if ((h.flags & FP__ST_MEM) && !mem && !(mem = malloc(p->d * sizeof *mem))) {
@@ -1142,9 +1231,15 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
             free(mem);
         return fp__vectors_error(FP_ENOMEM, "client state", err);
     }
+    if ((h.flags & FP__ST_BW) && !bw && !(bw = malloc(p->d * sizeof *bw))) {
+        if (ci != cs->ci)
+            free(ci);
+        return fp__vectors_error(FP_ENOMEM, "client state", err);
+    }
     cs->ci = ci;
     cs->mem = mem;
     cs->vi = vi;
+    cs->bw = bw;
     cs->vi_tag = 0;
     rc = 0;
     if (h.flags & FP__ST_CI)
@@ -1153,6 +1248,8 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
         rc = fp__getv(&q, p->d, &cs->mem);
     if (!rc && (h.flags & FP__ST_VI))
         rc = fp__getv(&q, FP_VI_CLIENT_VECTORS * p->d, &cs->vi);
+    if (!rc && (h.flags & FP__ST_BW))
+        rc = fp__getv(&q, p->d, &cs->bw);
     return rc ? fp__vectors_error(rc, "client state", err) : 0;
 }
 
@@ -1163,7 +1260,7 @@ static int fp__state_load_v1(struct fp_server *s, struct fp_client_state *cs, co
 {
     const uint8_t *p = blob;
     const size_t d = s->p.d, vb = d * sizeof(float);
-    const unsigned flags = fp__state_flags(s->alg);
+    const unsigned flags = fp__state_flags(&s->p);
     uint32_t h[4], N, n;
     uint64_t d64;
     if (len < FP__STATE_HEADER)
@@ -1221,7 +1318,7 @@ int fp_algo_state_save(const struct fp_server *s, const struct fp_client_state *
     uint8_t *b = malloc(FP__STATE_HEADER + sb + (size_t)n * cb), *p = b;
     if (!b)
         return FP_ENOMEM;
-    fp__put_header(&p, FP__STATE2_MAGIC, 2, &s->p, fp__state_flags(s->alg), s->p.N, n);
+    fp__put_header(&p, FP__STATE2_MAGIC, 2, &s->p, fp__state_flags(&s->p), s->p.N, n);
     fp_algo_server_save(s, p);
     p += sb;
     for (uint32_t i = 0; n && i < s->p.N; i++) {

@@ -44,13 +44,18 @@ struct fp_algo_params {
     float beta;  /* SCAFCOM: momentum */
     uint64_t seed;
     /* The error-feedback family (EF21, EF21-W, EControl, EF14): */
-    double gamma;              /* the step */
-    double eta;                /* EControl's feedback strength */
-    double kappa;              /* EF21-W: L_i = kappa^(i/(N-1)) (fp_lsq_law), the weights' source */
-    double Lsum;               /* EF21-W: sum_i L_i, in ascending i */
-    double tau;                /* MASHA: 1 - tau = the refresh probability (vi.c) */
-    struct fp_compressor up;   /* uplink; identity for the full-precision baselines */
-    struct fp_compressor down; /* downlink: the VI methods' [compressor] downlink, else identity */
+    double gamma;            /* the step */
+    double eta;              /* EControl's feedback strength */
+    double kappa;            /* EF21-W: L_i = kappa^(i/(N-1)) (fp_lsq_law), the weights' source */
+    double Lsum;             /* EF21-W: sum_i L_i, in ascending i */
+    double tau;              /* MASHA: 1 - tau = the refresh probability (vi.c) */
+    struct fp_compressor up; /* uplink; identity for the full-precision baselines */
+    struct fp_compressor
+        down; /* downlink: [compressor] downlink (VI methods, EF21-BC), else identity */
+    /* EF21-BC [FSR+21]: ef21 with a compressed broadcast ([compressor]
+     * downlink not identity); the server and every client keep w, the
+     * clients' estimate of x (algorithm.c) */
+    int bc;
     struct fp_compressor dense; /* identity: the EF21 family's first-round upload */
 };
 
@@ -84,6 +89,12 @@ struct fp_server {
     float *vi_snap;
     uint32_t vi_round, vi_added;
     int vi_lost;
+    /* EF21-BC: w (what every client holds of x) and, between a broadcast
+     * and its finish, w + C_M(x - w), committed by the finish; bc_lost: a
+     * finish without every client's upload, and the next broadcast fails
+     * (a client left out keeps its old w: no resync message exists) */
+    float *bw, *bwn;
+    int bc_lost;
 };
 
 /* Per-client state; each vector is NULL until the client is first sampled,
@@ -92,6 +103,7 @@ struct fp_client_state {
     float *ci;  /* control variate c_i (SCAFFOLD, SCALLION, SCAFCOM); EF21 family: h_i */
     float *mem; /* FedEF, EF14, EControl: error e_i; SCAFCOM: w_i = v_i - c_i (see algorithm.c) */
     float *vi;  /* the VI methods (vi.c): z, w, F(w), F_m(w), e_m [5d] */
+    float *bw;  /* EF21-BC: the client's copy of the server's estimate w */
     /* vi's exchange: round << 16 | (phase + 1), 0 when unknown (loaded).
      * A later phase of the same round continues from the state of the
      * phase before, committed (the simulator commits every exchange) or
@@ -116,8 +128,9 @@ int fp_algo_params_from(struct fp_algo_params *p, const struct fp_scenario *sc, 
 /* Sets p->up from an uplink spec and p->down to the algorithm's downlink
  * compressor (identity), for p->kind and p->d; FP_EINVAL with a message if
  * the uplink's class does not fit the algorithm (core/registry.h).
- * fp_algo_params_from calls it, then sets a VI method's downlink from
- * [compressor] downlink (vi.h). */
+ * fp_algo_params_from calls it, then sets a VI method's downlink, or
+ * EF21-BC's (ef21 with a compressed broadcast, p->bc), from [compressor]
+ * downlink (vi.h, algorithm.c). */
 int fp_algo_params_compressors(struct fp_algo_params *p, const struct fp_comp_spec *uplink,
                                struct fp_error *err);
 

@@ -67,11 +67,13 @@ int fp_algo_comp_misfit(enum fp_algo_kind a, enum fp_direction dir, const struct
         return 1;
     }
     if (dir == FP_DOWNLINK) {
-        /* the compressed-broadcast methods take the uplink's class rules
-         * for their downlink too; every other broadcasts identity */
+        /* the compressed-broadcast methods (and EF21-BC [FSR+21], whose
+         * error feedback on w assumes a contractive C_M, as EF21's uplink)
+         * take the uplink's class rules for their downlink too; every
+         * other broadcasts identity */
         if (ck == fp_algo_downlink(a).kind)
             return 0;
-        if (fp_algo_is_vi(a) && !fp__algos[a].full_precision)
+        if ((fp_algo_is_vi(a) && !fp__algos[a].full_precision) || a == FP_ALGO_EF21)
             return fp_algo_comp_misfit(a, FP_UPLINK, c, why, n);
         snprintf(why, n, "%s broadcasts with compressor identity only, not %s", fp_algo_name(a),
                  cname);

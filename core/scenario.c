@@ -770,6 +770,26 @@ static int fp__validate_ef(struct fp__parse *p)
                         "participation only (EF21 and EF21-W have a partial-participation "
                         "variant)",
                         sc->sample, sc->clients, a);
+    /* EF21-BC: every client holds the server's w and sums each broadcast
+     * into it; a client left out of a round would miss one for good (no
+     * resync message exists) */
+    if (sc->algorithm == FP_ALGO_EF21 && sc->downlink.kind != FP_COMP_IDENTITY && !p->sample_all &&
+        sc->sample != 0 && sc->sample < sc->clients)
+        return fp__fail(p, L[K_PART_SAMPLE],
+                        "[participation] sample = %u < clients = %u: ef21 with a compressed "
+                        "[compressor] downlink (EF21-BC) needs every client in every round: a "
+                        "client left out would miss a broadcast it cannot get again; set sample "
+                        "= %u or downlink = identity",
+                        sc->sample, sc->clients, sc->clients);
+    if (sc->algorithm == FP_ALGO_EF21 && sc->downlink.kind != FP_COMP_IDENTITY &&
+        (sc->dropout > 0 || sc->straggler != FP_STRAGGLER_NONE || L[K_PART_MIN_UPDATES]))
+        return fp__fail(p,
+                        L[K_PART_DROPOUT]     ? L[K_PART_DROPOUT]
+                        : L[K_PART_STRAGGLER] ? L[K_PART_STRAGGLER]
+                                              : L[K_PART_MIN_UPDATES],
+                        "ef21 with a compressed [compressor] downlink (EF21-BC) needs every "
+                        "client's upload in every round: [participation] dropout, straggler "
+                        "and min_updates do not apply");
     return 0;
 }
 
@@ -883,8 +903,9 @@ static int fp__validate(struct fp__parse *p)
         FP__ONLY_ALGO(K_ALGO_TAU,
                       sc->algorithm == FP_ALGO_MASHA1 || sc->algorithm == FP_ALGO_MASHA2,
                       "algorithms masha1 and masha2");
-        FP__ONLY_ALGO(K_COMP_DOWNLINK, fp_algo_is_vi(sc->algorithm),
-                      "algorithms eg-naive, masha1 and masha2 (every other broadcasts "
+        FP__ONLY_ALGO(K_COMP_DOWNLINK,
+                      fp_algo_is_vi(sc->algorithm) || sc->algorithm == FP_ALGO_EF21,
+                      "algorithms eg-naive, masha1, masha2 and ef21 (every other broadcasts "
                       "uncompressed)");
         FP__ONLY_ALGO(K_ALGO_STEP_SCALE, ef && isnan(sc->step),
                       "step = theory (algorithms ef21, ef21-w, econtrol and ef14)");
@@ -1192,7 +1213,8 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
             FP__ADD("ratio = %s\n", fp__g(g1, sc->uplink.ratio));
         /* only for the methods that compress the broadcast: every other
          * scenario keeps its canonical text */
-        if (fp_algo_is_vi(sc->algorithm)) {
+        if (fp_algo_is_vi(sc->algorithm) ||
+            (sc->algorithm == FP_ALGO_EF21 && sc->downlink.kind != FP_COMP_IDENTITY)) {
             const enum fp_comp_kind dk = sc->downlink.kind;
             FP__ADD("downlink = %s\n", fp_comp_name(&sc->downlink, cname, sizeof cname));
             if (!(ck == FP_COMP_TOPK || ck == FP_COMP_RANDK || ck == FP_COMP_TOPK_QSGD) &&

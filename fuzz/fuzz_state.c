@@ -21,12 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* bytes 0-3 keep the algorithms the corpus was made for; 4-7 the EF
      * family (g in the server blob, h_i / e_i in the client's); 8-11 the
      * VI methods (w, F(w), e_s, the pending aggregate; a client's z, w,
-     * F(w), F_m(w), e_m) */
-    static const enum fp_algo_kind kinds[] = {FP_ALGO_FEDAVG,   FP_ALGO_SCAFFOLD, FP_ALGO_FEDEF,
-                                              FP_ALGO_SCAFCOM,  FP_ALGO_EF21,     FP_ALGO_EF21W,
-                                              FP_ALGO_ECONTROL, FP_ALGO_EF14,     FP_ALGO_EG,
-                                              FP_ALGO_EG_NAIVE, FP_ALGO_MASHA1,   FP_ALGO_MASHA2};
-    struct fp_algo_params p = {.kind = kinds[data[0] % 12],
+     * F(w), F_m(w), e_m); 12 EF21-BC (ef21 with w after g, and a
+     * client's copy of w after h_i) */
+    static const enum fp_algo_kind kinds[] = {
+        FP_ALGO_FEDAVG, FP_ALGO_SCAFFOLD, FP_ALGO_FEDEF, FP_ALGO_SCAFCOM, FP_ALGO_EF21,
+        FP_ALGO_EF21W,  FP_ALGO_ECONTROL, FP_ALGO_EF14,  FP_ALGO_EG,      FP_ALGO_EG_NAIVE,
+        FP_ALGO_MASHA1, FP_ALGO_MASHA2,   FP_ALGO_EF21};
+    struct fp_algo_params p = {.kind = kinds[data[0] % 13],
+                               .bc = data[0] % 13 == 12,
                                .d = 3,
                                .N = 4,
                                .K = 1,

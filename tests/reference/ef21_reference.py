@@ -19,6 +19,9 @@ It prints the C arrays that tests/test_ef.c embeds (generated, then pasted).
 With --constants SEED N D ROWS RATIO K it prints instead L, L_AM, L_QM and
 the theory steps of EF21 and EF21-W (top-K of d = D) for that lsq scenario,
 as docs/results.md quotes them.
+With --bc it prints instead the arrays of EF21-BC ([FSR+21], ef21 with
+[compressor] downlink = topk): the server steps x, broadcasts
+C_M(x - w) and every party sets w += C_M(x - w); gradients are taken at w.
 """
 import math
 import os
@@ -32,6 +35,8 @@ from rng_reference import nxt, seed  # noqa: E402
 SEED, N, D, M, RATIO = 7, 3, 4, 6, 100.0
 ROUNDS, GAMMA, K = 8, 0.05, 1  # top-1 of d = 4: alpha = 1/4
 CONSTANTS = len(sys.argv) == 8 and sys.argv[1] == "--constants"
+BC = sys.argv[1:] == ["--bc"]
+KD = 2  # EF21-BC's downlink: top-2 of d = 4
 if CONSTANTS:
     SEED, N, D, M = (int(v) for v in sys.argv[2:6])
     RATIO, K = float(sys.argv[6]), int(sys.argv[7])
@@ -104,6 +109,25 @@ def ef21(weights, gamma=GAMMA, rounds=ROUNDS):
     return x
 
 
+def ef21_bc(gamma=GAMMA, rounds=ROUNDS, kd=KD):
+    """EF21-BC [FSR+21] in its own notation: x^{t+1} = x^t - gamma g^t;
+    w^{t+1} = w^t + C_M(x^{t+1} - w^t) (broadcast C_M(x^{t+1} - w^t));
+    c_i = C(grad f_i(w^{t+1}) - g_i^t), g_i += c_i, g += mean c_i.
+    w^0 = x^0 = 0 and g_i^0 = grad f_i(x^0) (fedpress's dense round 1)."""
+    x = np.zeros(D)
+    w = x.copy()
+    gi = [grad(i, w) for i in range(N)]
+    g = sum(gi) / N
+    x = x - gamma * g
+    for _ in range(rounds - 1):
+        w = w + topk(x - w, kd)
+        c = [topk(grad(i, w) - gi[i]) for i in range(N)]
+        gi = [gi[i] + c[i] for i in range(N)]
+        g = g + sum(c) / N
+        x = x - gamma * g
+    return x, w
+
+
 def econtrol(eta, gamma=GAMMA, rounds=ROUNDS):
     """[GIS24] as ALGORITHMS.md pins it: x+ = x - gamma mean h_i;
     Delta_i = C(eta e_i + g_i - h_i); e_i += g_i - h_i - Delta_i; h_i += Delta_i."""
@@ -145,6 +169,15 @@ if CONSTANTS:
     print(f"L = {L:.6g}, L_AM = {L_am:.6g}, L_QM = {L_qm:.6g}, max L_i = {max(L_i):.6g}")
     print(f"theory step: EF21 {theory_step(L_qm):.6g}, EF21-W {theory_step(L_am):.6g}")
     print(f"gap at x = 0: {gap(np.zeros(D)):.6g}")
+    sys.exit(0)
+if BC:
+    print(f"/* --bc: seed {SEED}, N {N}, d {D}, rows {M}, ratio {RATIO}; {ROUNDS} rounds, "
+          f"gamma {GAMMA}, top-{K} up, top-{KD} down */")
+    xb, wb = ef21_bc()
+    carr("ref_bc_x", xb)
+    carr("ref_bc_w", wb)
+    xb, wb = ef21_bc(gamma=theory_step(L_qm), rounds=30)
+    carr("ref_bc_theory", xb)
     sys.exit(0)
 print(f"/* seed {SEED}, N {N}, d {D}, rows {M}, ratio {RATIO}; {ROUNDS} rounds, gamma "
       f"{GAMMA}, top-{K}, eta {ETA} */")
