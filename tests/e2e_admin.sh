@@ -42,19 +42,6 @@ pub() {
   printf '%s\n' "# id key" "$@" >"$T/clients.pub.tmp" && mv "$T/clients.pub.tmp" "$T/clients.pub"
 }
 
-# wait_log FILE PATTERN [N]: until FILE has N (default 1) lines matching, at most 20 s
-wait_log() {
-  for _ in $(seq 400); do
-    [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ] && return 0
-    sleep 0.05
-  done
-  return 1
-}
-# wait_for SQL: until the query prints 1, at most 20 s
-wait_for() {
-  for _ in $(seq 400); do [ "$(q "$1")" = 1 ] && return 0; sleep 0.05; done
-  return 1
-}
 # client I: starts client I in the background; its pid in cl[I]
 client() {
   "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$1.key" \

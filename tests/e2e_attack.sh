@@ -93,14 +93,8 @@ client() {
     --state "$T/$1/st$2" >"$T/$1/c$2.out" 2>"$T/$1/c$2.err" &
   PIDS+=($!)
 }
-# waits (at most 20 s) for a line matching $2 in the coordinator's log $1
-wait_log() {
-  for _ in $(seq 400); do
-    grep -q "$2" "$T/$1/coord.err" && return 0
-    sleep 0.05
-  done
-  return 1
-}
+# clog NAME: that run's coordinator log
+clog() { echo "$T/$1/coord.err"; }
 secs() { date +%s.%N; }
 elapsed() { echo "$(secs) - $1" | bc; }
 
@@ -148,11 +142,11 @@ if coord kill9 "$T/run.ini"; then
     --state "$T/kill9/st2" >"$T/kill9/first.out" 2>"$T/kill9/first.err" &
   K=$!
   PIDS+=("$K")
-  if wait_log kill9 "client 2 .*admitted"; then
+  if wait_log "$(clog kill9)" "client 2 .*admitted"; then
     kill -9 "$K"
     wait "$K" 2>/dev/null
     check "kill -9 of client 2: the coordinator logs its disconnection" \
-      "wait_log kill9 'client 2 (key $FPR2, 127.0.0.1:[0-9]*) disconnected'"
+      "wait_log \"\$(clog kill9)\" 'client 2 (key $FPR2, 127.0.0.1:[0-9]*) disconnected'"
     for i in 0 1 2; do client kill9 "$i"; done
     wait "$CPID"
     check "client 2 started again is admitted and the run completes (exit 0)" "[ $? -eq 0 ]"

@@ -49,15 +49,6 @@ SC="$ROOT/scenarios/fedavg-quadratic.ini"
   --dry-run >"$T/delay.ini"
 check "scenarios made" "[ -s '$T/faults.ini' ] && [ -s '$T/delay.ini' ]"
 
-# waits (at most 20 s) for a non-empty file $1 while process $2 lives; prints it
-wait_file() {
-  for _ in $(seq 400); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
 # coord NAME INI: a coordinator in $T/NAME; sets CPID and PORT
 coord() {
   mkdir -p "$T/$1"
@@ -66,7 +57,7 @@ coord() {
     --handshake-deadline 2 >"$T/$1/coord.out" 2>"$T/$1/coord.err" &
   CPID=$!
   PIDS+=("$CPID")
-  PORT=$(wait_file "$T/$1/port" "$CPID")
+  PORT=$(wait_port "$T/$1/port" "$CPID")
 }
 # proxy NAME TAG ARGS...: a fault proxy to the coordinator; sets PPORT
 proxy() {
@@ -75,7 +66,7 @@ proxy() {
   "$PROXY" --to "$PORT" --ready "$d/proxy-$tag.port" "$@" 2>"$d/proxy-$tag.log" &
   local p=$!
   PIDS+=("$p")
-  PPORT=$(wait_file "$d/proxy-$tag.port" "$p")
+  PPORT=$(wait_port "$d/proxy-$tag.port" "$p")
 }
 # client NAME I PORT: an honest client I in the background; sets LAST
 client() {

@@ -37,9 +37,18 @@ wait_port() {
   done
   return 1
 }
-# wait_log FILE PATTERN: until FILE has a line matching PATTERN, at most 30 s
+# wait_log FILE PATTERN [N]: until FILE has N (default 1) lines matching
+# PATTERN, at most 30 s
 wait_log() {
-  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  for _ in $(seq 600); do
+    [ "$(grep -c -- "$2" "$1" 2>/dev/null)" -ge "${3:-1}" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+# wait_for SQL: until the script's own `q SQL` prints 1, at most 20 s
+wait_for() {
+  for _ in $(seq 400); do [ "$(q "$1")" = 1 ] && return 0; sleep 0.05; done
   return 1
 }
 # replay_exact LABEL RUN DB: `fedpress sim --replay RUN --store DB` must exit 0

@@ -60,11 +60,6 @@ want=$(sed -n 's/^model sha256 //p' "$T/sim.out")
 COORD=("$FP" coordinator --scenario "$T/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key"
   --allow "$T/clients.pub" --store "$T/runs.db" --resume-or-start --wait 30)
 
-# wait_for SQL: until the query prints 1, at most 20 s
-wait_for() {
-  for _ in $(seq 400); do [ "$(q "$1")" = 1 ] && return 0; sleep 0.05; done
-  return 1
-}
 
 # start K: the coordinator (stdout through a FIFO read by progress_reader)
 # and the N clients; sets cpid (the coordinator itself) and kids.
