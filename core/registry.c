@@ -73,6 +73,15 @@ int fp_algo_comp_misfit(enum fp_algo_kind a, enum fp_direction dir, const struct
          * other broadcasts identity */
         if (ck == fp_algo_downlink(a).kind)
             return 0;
+        if (a == FP_ALGO_EF21 && !(cls & FP_CLASS_CONTRACTIVE)) {
+            /* the uplink's advice (another algorithm) does not fit here */
+            snprintf(why, n,
+                     "ef21's compressed broadcast (EF21-BC) needs a contractive [compressor] "
+                     "downlink (identity, topk, sign, topk+qsgd:S); %s is unbiased but not "
+                     "contractive: set downlink = topk or sign",
+                     cname);
+            return 1;
+        }
         if ((fp_algo_is_vi(a) && !fp__algos[a].full_precision) || a == FP_ALGO_EF21)
             return fp_algo_comp_misfit(a, FP_UPLINK, c, why, n);
         snprintf(why, n, "%s broadcasts with compressor identity only, not %s", fp_algo_name(a),

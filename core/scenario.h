@@ -74,6 +74,16 @@ static inline int fp_algo_is_vi(enum fp_algo_kind a)
     return a >= FP_ALGO_EG && a <= FP_ALGO_MASHA2;
 }
 
+/* The key that sets an algorithm's step, for the advice of a diverged run:
+ * the EF family and the VI methods have no lr_local / lr_global. */
+static inline const char *fp_algo_step_key(enum fp_algo_kind a, int step_theory)
+{
+    if (fp_algo_is_ef(a) && step_theory)
+        return "[algorithm] step_scale";
+    return fp_algo_is_ef(a) || fp_algo_is_vi(a) ? "[algorithm] step"
+                                                : "[algorithm] lr_local or lr_global";
+}
+
 enum fp_comp_kind {
     FP_COMP_IDENTITY = 1,
     FP_COMP_TOPK,

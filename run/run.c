@@ -331,8 +331,8 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
     if (rc == FP_EFORMAT)
         return fp_error_set(err, FP_EFORMAT,
                             "round %u: the global model is not finite: training diverged (try a "
-                            "smaller [algorithm] lr_local or lr_global)",
-                            r->round);
+                            "smaller %s)",
+                            r->round, fp_algo_step_key(r->sc->algorithm, isnan(r->sc->step)));
     if (rc)
         return fp_error_set(err, rc, "round %u: the broadcast of phase %u failed: %s", r->round,
                             phase, fp_strerror(rc));

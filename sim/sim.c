@@ -10,6 +10,7 @@
  */
 #include "sim.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,8 +117,9 @@ static int fp__train_chunk(struct fp__sim *s, struct fp_error *err)
         if (wk->rc == FP_EFORMAT)
             return fp_error_set(err, wk->rc,
                                 "round %u: client %u's update is not finite: training diverged "
-                                "(try a smaller [algorithm] lr_local)",
-                                s->run.round, wk->failed_client);
+                                "(try a smaller %s)",
+                                s->run.round, wk->failed_client,
+                                fp_algo_step_key(s->run.sc->algorithm, isnan(s->run.sc->step)));
         if (wk->rc)
             return fp_error_set(err, wk->rc, "round %u: client %u's update failed: %s",
                                 s->run.round, wk->failed_client, wk->err.msg);

@@ -12,9 +12,9 @@ run $D/ef21-lsq.ini
 run $D/ef21w-lsq.ini
 run $D/econtrol-lsq.ini
 run $D/ef14-lsq.ini
-run $D/ef21-lsq.ini --set algorithm.step_scale=128 --set run.name=ef21-lsq-x128
-run $D/ef21w-lsq.ini --set algorithm.step_scale=64 --set run.name=ef21w-lsq-x64
-run $D/econtrol-lsq.ini --set algorithm.step_scale=64 --set algorithm.eta=0.05 --set run.name=econtrol-lsq-x64-eta0.05
+run $D/ef21-lsq.ini --set algorithm.step_scale=32 --set run.name=ef21-lsq-x32
+run $D/ef21w-lsq.ini --set algorithm.step_scale=16 --set run.name=ef21w-lsq-x16
+run $D/econtrol-lsq.ini --set algorithm.step_scale=16 --set algorithm.eta=0.05 --set run.name=econtrol-lsq-x16-eta0.05
 run $D/ef14-lsq.ini --set algorithm.step_scale=0.5 --set run.name=ef14-lsq-x0.5
 echo "| run | rounds to gap ≤ 1e-6 | uplink kB then | rounds to gap ≤ 1e-10 | uplink kB then | final gap (4000 rounds) | uplink kB total |"
 echo "|---|---:|---:|---:|---:|---:|---:|"

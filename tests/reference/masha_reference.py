@@ -13,7 +13,9 @@ z* comes from numpy.linalg.solve (LAPACK), not fedpress's elimination; the
 methods are the update rules in their own notation, from scratch in
 float64: the operator F_m(x, y) = (A_m y + a_m + lam x, -A_m^T x + b_m +
 lam y), MASHA's coin b_k = [U < 1 - tau] with U the first uniform of the
-stream (seed, k, 2^64 - 1 - 2^16, COMPRESS = 6). The C test compares with a
+stream (seed, k, 2^64 - 1 - 2^16, COMPRESS = 6); rand-k (MASHA1 both ways)
+as docs/compressors.md defines it, its masks from the streams
+docs/algorithms.md names. The C test compares with a
 relative tolerance (float32 there).
 
 Run: /usr/bin/python3 tests/reference/masha_reference.py [--robust]
@@ -119,15 +121,53 @@ def coin(k, tau):
     return uniform(s) < 1 - tau
 
 
-def topk(v, k=K):
+def topk(v, key=None, k=K):
     order = sorted(range(len(v)), key=lambda j: (-abs(v[j]), j))[:k]
     out = np.zeros_like(v)
     out[order] = v[order]
     return out
 
 
-def ident(v):
+def ident(v, key=None):
     return v
+
+
+def below(st, bound):
+    """Lemire's nearly-divisionless draw in [0, bound) (core/rng.c)."""
+    m = nxt(st) * bound
+    if m % 2**64 < bound:
+        t = (2**64 - bound) % bound
+        while m % 2**64 < t:
+            m = nxt(st) * bound
+    return m >> 64
+
+
+def randk(v, key, k=K):
+    """rand-k as docs/compressors.md defines it: Floyd's sampling of k of the
+    d indices from the stream `key`, the kept values scaled by d/k."""
+    st = seed(*key)
+    kept = set()
+    for j in range(len(v) - k, len(v)):
+        t = below(st, j + 1)
+        kept.add(j if t in kept else t)
+    out = np.zeros_like(v)
+    for j in kept:
+        out[j] = v[j] * (len(v) / k)
+    return out
+
+
+def phases(k):
+    """(EXTRA, UPDATE) phase numbers of round k: round 1 opens with INIT."""
+    return (1, 2) if k == 1 else (0, 1)
+
+
+# docs/algorithms.md, "the coin": the streams of MASHA's rand-k masks
+def up_key(k, m):
+    return (SEED, k, m | phases(k)[0] << 32, 6)
+
+
+def down_key(k):
+    return (SEED, k, NO_CLIENT - (phases(k)[1] << 8), 6)
 
 
 def eg(rounds=ROUNDS, gamma=GAMMA):
@@ -152,12 +192,12 @@ def masha(tau, up, down, feedback, rounds=ROUNDS, gamma=GAMMA):
         qs = []
         for m in range(M):
             v = F(m, zh) - Fmw[m] + (e[m] if feedback else 0)
-            q = up(v)
+            q = up(v, up_key(k, m))
             if feedback:
                 e[m] = v - q
             qs.append(q)
         s = sum(qs) / M + (es if feedback else 0)
-        g = down(s)
+        g = down(s, down_key(k))
         if feedback:
             es = s - g
         z = zbar - gamma * (Fw + g)
@@ -184,4 +224,5 @@ carr("ref_zstar", zstar)
 carr("ref_eg", eg())
 carr("ref_masha1", masha(TAU, ident, ident, False))
 carr("ref_masha2", masha(TAU, topk, topk, True))
+carr("ref_masha1_randk", masha(TAU, randk, randk, False))
 carr("ref_coins", [1.0 if coin(k, TAU) else 0.0 for k in range(1, ROUNDS + 1)])
