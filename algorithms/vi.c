@@ -67,6 +67,26 @@ static int fp__role(const struct fp_algo_params *p, uint32_t round, unsigned pha
     return r <= FP__VI_UPDATE ? (int)r : FP__VI_NONE;
 }
 
+/* omega of a compressor for MASHA's step: an unbiased one's variance
+ * constant; a contractive one's (||C(x) - x||^2 <= (1 - q)||x||^2) as the
+ * class C(delta) of [BRDRG22] with delta = 1/q, omega = delta - 1 (top-k:
+ * d/k - 1, the number rand-k of the same k has). */
+static double fp__vi_omega(const struct fp_compressor *c)
+{
+    double omega = 0, q = 1;
+    return fp_compressor_unbiased(c, &omega, &q) ? omega : 1 / q - 1;
+}
+
+static double fp__vi_theory_step(const struct fp_algo_params *p, double L, double Lt)
+{
+    if (!fp__masha(p)) /* EG and naive EG: gamma = 1/L, scaled by c */
+        return 1 / L;
+    /* docs/algorithms.md: gamma = sqrt(1 - tau)/L-hat,
+     * L-hat^2 = (1 + omega_s)(L^2 + omega_m L~^2 / M) */
+    const double ws = fp__vi_omega(&p->down), wm = fp__vi_omega(&p->up);
+    return sqrt(1 - p->tau) / sqrt((1 + ws) * (L * L + wm * Lt * Lt / p->N));
+}
+
 int fp_vi_params(struct fp_algo_params *p, const struct fp_scenario *sc, struct fp_error *err)
 {
     int rc = fp_compressor_init(&p->down, &sc->downlink, p->d, err);
@@ -79,6 +99,12 @@ int fp_vi_params(struct fp_algo_params *p, const struct fp_scenario *sc, struct 
     const double ratio =
         (double)fp_compressor_bytes(&p->up) / (double)fp_compressor_bytes(&p->dense);
     p->tau = !fp__masha(p) ? 0 : isnan(sc->tau) ? 1 - (ratio < 1 ? ratio : 1) : sc->tau;
+    if (isnan(sc->step)) {
+        double L, Lt;
+        if ((rc = fp_bilinear_lipschitz(sc, &L, &Lt, err)))
+            return rc;
+        p->gamma = sc->step_scale * fp__vi_theory_step(p, L, Lt);
+    }
     if (!(p->gamma > 0) || !(p->tau >= 0 && p->tau < 1))
         return fp_error_set(err, FP_EINVAL, "%s: step = %g must be > 0 and tau = %g in [0, 1)",
                             fp_algo_name(p->kind), p->gamma, p->tau);

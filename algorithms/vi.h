@@ -15,8 +15,8 @@
 #define FP_VI_CLIENT_VECTORS 5
 #define FP_VI_SERVER_VECTORS 4
 
-/* [algorithm] step and tau into p (tau = auto: 1 - the uplink's bytes /
- * the dense bytes) and the downlink compressor from the scenario. */
+/* [algorithm] step (theory: docs/algorithms.md) and tau into p (tau = auto: 1 - the uplink's bytes
+ * / the dense bytes) and the downlink compressor from the scenario. */
 int fp_vi_params(struct fp_algo_params *p, const struct fp_scenario *sc, struct fp_error *err);
 
 /* MASHA's coin of round `round`: 1 when the reference point w is refreshed

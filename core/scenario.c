@@ -813,11 +813,9 @@ static int fp__validate_vi(struct fp__parse *p)
                         vi ? a : fp_dataset_name(sc->dataset), a);
     if (!vi)
         return 0;
-    if (isnan(sc->step))
-        return fp__fail(p, L[K_ALGO_STEP] ? L[K_ALGO_STEP] : L[K_ALGO_NAME],
-                        "%s needs a numeric [algorithm] step (gamma; docs/algorithms.md gives "
-                        "the theory value)",
-                        a);
+    /* step = theory: c = 1/2 unless step_scale says (docs/algorithms.md) */
+    if (isnan(sc->step) && !L[K_ALGO_STEP_SCALE])
+        sc->step_scale = 0.5;
     if (L[K_ALGO_LOCAL_STEPS] && sc->local_steps != 1)
         return fp__fail(p, L[K_ALGO_LOCAL_STEPS],
                         "[algorithm] local_steps = %u: %s evaluates the operator, it takes no "
@@ -907,8 +905,9 @@ static int fp__validate(struct fp__parse *p)
                       fp_algo_is_vi(sc->algorithm) || sc->algorithm == FP_ALGO_EF21,
                       "algorithms eg-naive, masha1, masha2 and ef21 (every other broadcasts "
                       "uncompressed)");
-        FP__ONLY_ALGO(K_ALGO_STEP_SCALE, ef && isnan(sc->step),
-                      "step = theory (algorithms ef21, ef21-w, econtrol and ef14)");
+        FP__ONLY_ALGO(K_ALGO_STEP_SCALE, (ef || fp_algo_is_vi(sc->algorithm)) && isnan(sc->step),
+                      "step = theory (algorithms ef21, ef21-w, econtrol, ef14, eg, eg-naive, "
+                      "masha1 and masha2)");
         FP__ONLY_ALGO(K_ALGO_ETA, sc->algorithm == FP_ALGO_ECONTROL, "algorithm econtrol");
         int rc = fp__validate_ef(p);
         if (!rc)
@@ -1158,7 +1157,10 @@ char *fp_scenario_canonical(const struct fp_scenario *sc)
     FP__ADD("\n[algorithm]\nname = %s\nlocal_steps = %u\nbatch = %u\n", fp_algo_name(sc->algorithm),
             sc->local_steps, sc->batch);
     if (fp_algo_is_vi(sc->algorithm)) {
-        FP__ADD("step = %s\n", fp__g(g1, sc->step));
+        if (isnan(sc->step))
+            FP__ADD("step = theory\nstep_scale = %s\n", fp__g(g1, sc->step_scale));
+        else
+            FP__ADD("step = %s\n", fp__g(g1, sc->step));
         if (sc->algorithm == FP_ALGO_MASHA1 || sc->algorithm == FP_ALGO_MASHA2) {
             if (isnan(sc->tau))
                 FP__ADD("tau = auto\n");

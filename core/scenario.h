@@ -78,7 +78,7 @@ static inline int fp_algo_is_vi(enum fp_algo_kind a)
  * the EF family and the VI methods have no lr_local / lr_global. */
 static inline const char *fp_algo_step_key(enum fp_algo_kind a, int step_theory)
 {
-    if (fp_algo_is_ef(a) && step_theory)
+    if ((fp_algo_is_ef(a) || fp_algo_is_vi(a)) && step_theory)
         return "[algorithm] step_scale";
     return fp_algo_is_ef(a) || fp_algo_is_vi(a) ? "[algorithm] step"
                                                 : "[algorithm] lr_local or lr_global";
@@ -142,8 +142,8 @@ struct fp_scenario {
     double lr_global;     /* eta_g */
     double alpha;         /* SCALLION's control-variate step; NaN = auto, 1/(1 + omega) */
     double beta;          /* SCAFCOM's momentum */
-    double step;          /* EF family: gamma; NaN = theory (docs/algorithms.md) */
-    double step_scale;    /* EF family, step = theory: gamma = step_scale x theory */
+    double step;          /* EF family, VI methods: gamma; NaN = theory (docs/algorithms.md) */
+    double step_scale;    /* step = theory: gamma = step_scale x theory (VI: default 1/2) */
     double eta;           /* EControl's feedback strength; NaN = auto, alpha/400 */
     double tau; /* MASHA: 1 - tau = refresh probability; NaN = auto (docs/algorithms.md) */
 

@@ -540,6 +540,63 @@ static void test_robust_lsq(void **state)
     assert_non_null(strstr(err.msg, "1/rows"));
 }
 
+/* step = theory: gamma = c sqrt(1 - tau)/L-hat (EG: c/L), c = 1/2 by
+ * default, against tests/reference/masha_reference.py --constants, which
+ * takes L and L_m from F itself (float64); pasted from
+ *   --constants 7 10 20 0.5 0.5      (bilinear)
+ *   --constants 7 10 20 0.5 0.5 40   (robust-lsq, rows 40) */
+static void test_theory_step(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sets[8];
+        double want;
+    } c[] = {
+        {{"algorithm.name=masha1", "compressor.name=randk", "compressor.downlink=randk",
+          "compressor.ratio=0.1"},
+         0.017719007294045176},
+        {{"algorithm.name=masha2", "compressor.name=topk", "compressor.downlink=topk",
+          "compressor.ratio=0.1"},
+         0.020299673041109169},
+        {{"algorithm.name=eg"}, 0.25476774052098033},
+        {{"algorithm.name=masha1", "compressor.name=randk", "compressor.downlink=randk",
+          "compressor.ratio=0.1", "data.dataset=robust-lsq", "data.rows=40"},
+         0.012223625311619263},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        const char *sets[12] = {big[0], big[1], "algorithm.step=theory"};
+        size_t n = 3;
+        while (n - 3 < 8 && c[i].sets[n - 3])
+            sets[n] = c[i].sets[n - 3], n++;
+        struct world W;
+        world_init(&W, sets, n);
+        print_message("%s: theory step %.17g (reference %.17g)\n", sets[3], W.p.gamma, c[i].want);
+        assert_true(fabs(W.p.gamma - c[i].want) <= 1e-9 * c[i].want);
+        if (i < 3) { /* bilinear: converges at the theory step */
+            const uint32_t r = rounds_to(&W, 20000);
+            print_message("%s at the theory step: 1e-6 in %u rounds\n", sets[3], r);
+            assert_true(r > 0);
+        }
+        world_free(&W);
+    }
+    /* step_scale scales it; the canonical text says theory and reads back */
+    const char *half[] = {big[0], big[1], "algorithm.step=theory", "algorithm.step_scale=2"};
+    struct world W;
+    world_init(&W, half, 4);
+    assert_true(fabs(W.p.gamma - 2 * 2 * 0.25476774052098033) <= 1e-9);
+    char *text = fp_scenario_canonical(&W.sc);
+    assert_non_null(strstr(text, "step = theory\nstep_scale = 2\n"));
+    free(text);
+    world_free(&W);
+    /* a numeric step: its text as before, no step_scale */
+    world_init(&W, big, 2);
+    text = fp_scenario_canonical(&W.sc);
+    assert_non_null(strstr(text, "name = eg\nlocal_steps = 1\nbatch = 32\nstep = 0.2\n\n"));
+    assert_null(strstr(text, "step_scale"));
+    free(text);
+    world_free(&W);
+}
+
 static void expect_refused(const char *const *sets, size_t n, const char *needle)
 {
     struct fp_scenario sc;
@@ -561,8 +618,8 @@ static void test_scenario_rules(void **state)
     expect_refused(s3, 3, "contractive");
     const char *s4[] = {"algorithm.name=fedavg", "algorithm.step="};
     expect_refused(s4, 2, "bilinear");
-    const char *s5[] = {"algorithm.step=theory"};
-    expect_refused(s5, 1, "numeric");
+    const char *s5[] = {"algorithm.step_scale=0.5"}; /* with step = 0.2 */
+    expect_refused(s5, 1, "step = theory");
     const char *s6[] = {"compressor.downlink=topk"};
     expect_refused(s6, 1, "identity only");
     const char *s7[] = {"participation.dropout=0.1"};
@@ -599,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_round_retry),
         cmocka_unit_test(test_robust_lsq),
         cmocka_unit_test(test_scenario_rules),
+        cmocka_unit_test(test_theory_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,6 +235,49 @@ static void fp__robust_add(double *K, double *zs, const float *A, const float *b
     }
 }
 
+/* Adds device m's share (1/M) of the affine operator F(z) = K z - zs to
+ * (K, zs), without the lambda diagonal (fp__bil_add_diag, once): bilinear
+ * K = [lambda I, Abar; -Abar^T, lambda I], zs = -(abar, bbar). With M = 1
+ * and the diagonal, K is F_m's Jacobian, whose norm is L_m. */
+static void fp__bil_add(double *K, double *zs, int robust, const float *A, const float *a,
+                        const float *b, uint32_t n, uint32_t rows, uint32_t M)
+{
+    const uint32_t D = n + rows;
+    if (robust) {
+        fp__robust_add(K, zs, A, b, n, rows, M);
+        return;
+    }
+    for (uint32_t r = 0; r < n; r++) {
+        for (uint32_t c = 0; c < n; c++) {
+            const double t = (double)A[(size_t)r * n + c] / M;
+            K[(size_t)r * D + n + c] += t;   /* x rows: Abar y */
+            K[(size_t)(n + c) * D + r] -= t; /* y rows: -Abar^T x */
+        }
+        zs[r] -= (double)a[r] / M;
+        zs[n + r] -= (double)b[r] / M;
+    }
+}
+
+static void fp__bil_add_diag(double *K, int robust, double lambda, uint32_t n, uint32_t rows)
+{
+    const uint32_t D = n + rows;
+    for (uint32_t j = robust ? n : 0; j < D; j++) /* robust-lsq: lambda - 1/r on y */
+        K[(size_t)j * D + j] += robust ? lambda - 1.0 / rows : lambda;
+}
+
+/* ||K||_2 = sqrt(largest eigenvalue of K^T K), K: D x D (G: scratch). */
+static double fp__bil_norm(const double *K, double *G, uint32_t D)
+{
+    for (uint32_t i = 0; i < D; i++)
+        for (uint32_t j = i; j < D; j++) {
+            double t = 0;
+            for (uint32_t k = 0; k < D; k++)
+                t += K[(size_t)k * D + i] * K[(size_t)k * D + j];
+            G[(size_t)i * D + j] = G[(size_t)j * D + i] = t;
+        }
+    return sqrt(fp_lsq_max_eig(G, D));
+}
+
 int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *sc,
                             enum fp_workload_holds holds, uint32_t client, struct fp_error *err)
 {
@@ -300,22 +343,9 @@ int fp_bilinear_create_view(struct fp_workload **out, const struct fp_scenario *
                 b = q->b + (size_t)m * rows;
             } else
                 fp__bil_device(sc, m, B, a0, b0, G, u, v, A1, a1, b1);
-            if (robust) {
-                fp__robust_add(K, q->zs, A, b, n, rows, M);
-                continue;
-            }
-            for (uint32_t r = 0; r < n; r++) {
-                for (uint32_t c = 0; c < n; c++) {
-                    const double t = (double)A[(size_t)r * n + c] / M;
-                    K[(size_t)r * D + n + c] += t;   /* x rows: Abar y */
-                    K[(size_t)(n + c) * D + r] -= t; /* y rows: -Abar^T x */
-                }
-                q->zs[r] -= (double)a[r] / M;
-                q->zs[n + r] -= (double)b[r] / M;
-            }
+            fp__bil_add(K, q->zs, robust, A, a, b, n, rows, M);
         }
-        for (uint32_t j = robust ? n : 0; j < D; j++) /* robust-lsq: lambda - 1/r on y */
-            K[(size_t)j * D + j] += robust ? sc->bil_lambda - 1.0 / rows : sc->bil_lambda;
+        fp__bil_add_diag(K, robust, sc->bil_lambda, n, rows);
         if (fp__bil_solve(K, q->zs, D)) {
             rc = fp_error_set(err, FP_EINVAL,
                               "%s: the mean operator is singular (raise [data] lambda%s)", ds,
@@ -338,5 +368,50 @@ fail:
     if (q)
         fp__bil_destroy(&q->w);
     free(B), free(a0), free(b0), free(G), free(u), free(v), free(K), free(A1), free(a1), free(b1);
+    return rc;
+}
+
+/* F and every F_m are affine, so their Lipschitz constants are the
+ * spectral norms of their (constant) Jacobians: L = ||K||, L_m = ||K_m||
+ * with K_m built from device m's float32 data as the solve builds K
+ * (docs/algorithms.md derives the closed forms). Device by device, so a
+ * client can afford it: O(M D^3) time, 3 D^2 doubles. */
+int fp_bilinear_lipschitz(const struct fp_scenario *sc, double *L, double *Lt, struct fp_error *err)
+{
+    const int robust = sc->dataset == FP_DATA_ROBUST_LSQ;
+    const uint32_t n = sc->dim, M = sc->clients, rows = fp__bil_rows(sc), D = n + rows;
+    if (n == 0 || M == 0 || n > 2048 || rows == 0 || rows > 2048)
+        return fp_error_set(err, FP_EINVAL, "%s: [data] dim = %u and rows = %u must be 1 to 2048",
+                            fp_dataset_name(sc->dataset), n, rows);
+    const size_t DD = (size_t)D * D;
+    double *B = malloc((size_t)rows * n * sizeof *B), *a0 = malloc(n * sizeof *a0),
+           *b0 = malloc(rows * sizeof *b0), *G = malloc((size_t)rows * n * sizeof *G),
+           *u = malloc(n * sizeof *u), *v = malloc(rows * sizeof *v), *K = calloc(DD, sizeof *K),
+           *Km = malloc(DD * sizeof *Km), *S = malloc(DD * sizeof *S), *zs = calloc(D, sizeof *zs);
+    float *A = malloc((size_t)rows * n * sizeof *A), *a = malloc(n * sizeof *a),
+          *b = malloc(rows * sizeof *b);
+    int rc = 0;
+    if (!B || !a0 || !b0 || !G || !u || !v || !K || !Km || !S || !zs || !A || !a || !b) {
+        rc = fp_error_set(err, FP_ENOMEM, "out of memory for the %s step (%u x %u)",
+                          fp_dataset_name(sc->dataset), D, D);
+        goto out;
+    }
+    fp__bil_draw(sc->seed, FP_RNG_NO_CLIENT, rows, n, B, a0, b0);
+    double s2 = 0;
+    for (uint32_t m = 0; m < M; m++) {
+        fp__bil_device(sc, m, B, a0, b0, G, u, v, A, a, b);
+        fp__bil_add(K, zs, robust, A, a, b, n, rows, M);
+        memset(Km, 0, DD * sizeof *Km);
+        fp__bil_add(Km, zs, robust, A, a, b, n, rows, 1);
+        fp__bil_add_diag(Km, robust, sc->bil_lambda, n, rows);
+        const double Lm = fp__bil_norm(Km, S, D);
+        s2 += Lm * Lm;
+    }
+    fp__bil_add_diag(K, robust, sc->bil_lambda, n, rows);
+    *L = fp__bil_norm(K, S, D);
+    *Lt = sqrt(s2 / M);
+out:
+    free(B), free(a0), free(b0), free(G), free(u), free(v), free(K), free(Km), free(S), free(zs);
+    free(A), free(a), free(b);
     return rc;
 }

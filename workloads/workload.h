@@ -155,6 +155,11 @@ double fp_lsq_smoothness(const struct fp_scenario *sc, uint32_t client);
 /* L, the smoothness constant of f = (1/N) sum f_i: the largest eigenvalue
  * of (1/N) sum A_i^T A_i / m, from the scenario's data (generated again). */
 int fp_lsq_smoothness_of_f(const struct fp_scenario *sc, double *L, struct fp_error *err);
+/* bilinear and robust-lsq (bilinear.c): L, the Lipschitz constant of the
+ * mean operator F, and L~ = sqrt(mean_m L_m^2) of the devices' F_m, exactly
+ * (double, from the float32 data), for MASHA's theory step. */
+int fp_bilinear_lipschitz(const struct fp_scenario *sc, double *L, double *Lt,
+                          struct fp_error *err);
 /* For tests: L_i measured from the float32 data w holds (NaN if not held),
  * and the largest eigenvalue of a symmetric d x d matrix (destroyed). */
 double fp_lsq_client_L(const struct fp_workload *w, uint32_t client);

@@ -22,9 +22,13 @@ Run: /usr/bin/python3 tests/reference/masha_reference.py [--robust]
 (--robust: the robust-lsq workload instead, M 3, n 2, rows 4: z* from the
 operator's own Jacobian, which is exact since F is affine, and EG.)
 It prints the C arrays that tests/test_vi.c embeds (generated, then pasted).
-With --constants SEED M n H LAMBDA it prints instead L (of the mean
-operator), L~ = sqrt(mean L_m^2) and MASHA1's theory step for rand-k of 10 %
-both ways (docs/results.md).
+With --constants SEED M n H LAMBDA [ROWS] it prints instead L (of the mean
+operator), L~ = sqrt(mean L_m^2) and the theory steps (c = 1/2) of MASHA1
+(rand-k of 10 % both ways), MASHA2 (top-k of 10 % both ways) and EG, to 17
+digits (tests/test_vi.c pastes them; docs/results.md). With ROWS, for the
+robust-lsq workload. L and L_m are the spectral norms of the Jacobians,
+taken column by column from F itself (F is affine), not from the closed
+forms of docs/algorithms.md that the C code mirrors.
 """
 import math
 import os
@@ -40,10 +44,12 @@ ROBUST = len(sys.argv) == 2 and sys.argv[1] == "--robust"
 ROWS = 4
 if ROBUST:  # robust-lsq: M 3, n 2, rows 4; f_m = |A_m x - b_m - y|^2/(2 r) - lam/2 |y|^2
     n = 2
-CONSTANTS = len(sys.argv) == 7 and sys.argv[1] == "--constants"
-if CONSTANTS:  # --constants SEED M n H LAM: L, L~ and MASHA1's theory step
+CONSTANTS = len(sys.argv) in (7, 8) and sys.argv[1] == "--constants"
+if CONSTANTS:  # --constants SEED M n H LAM [ROWS]: L, L~ and the theory steps
     SEED, M, n = (int(v) for v in sys.argv[2:5])
     H, LAM = float(sys.argv[5]), float(sys.argv[6])
+    ROBUST = len(sys.argv) == 8
+    ROWS = int(sys.argv[7]) if ROBUST else ROWS
 ROUNDS, GAMMA, TAU, K = 12, 0.2, 0.5, 2  # top-2 of d = 6 for MASHA2
 NO_CLIENT = (1 << 64) - 1
 R = ROWS if ROBUST else n  # A_m's rows
@@ -98,21 +104,30 @@ if ROBUST:  # F is affine: K = the Jacobian, from F itself at the basis
     F0 = Fbar(np.zeros(D))
     Kr = np.column_stack([Fbar(np.eye(D)[j]) - F0 for j in range(D)])
     zstar = np.linalg.solve(Kr, -F0)
+if ROBUST and not CONSTANTS:
     print(f"/* robust-lsq: seed {SEED}, M {M}, n {n}, rows {R}, heterogeneity {H}, lambda {LAM}; "
           f"{ROUNDS} rounds, gamma {GAMMA} */")
 
 
 if CONSTANTS:
-    def Kof(Am):
-        return np.block([[LAM * np.eye(n), Am], [-Am.T, LAM * np.eye(n)]])
-    L = np.linalg.norm(Kmat, 2)
-    Lt = math.sqrt(sum(np.linalg.norm(Kof(Am), 2) ** 2 for Am in A) / M)
+    def jac(Fm):  # F_m is affine: its Jacobian column by column
+        F0 = Fm(np.zeros(D))
+        return np.column_stack([Fm(np.eye(D)[j]) - F0 for j in range(D)])
+    L = np.linalg.norm(jac(Fbar), 2)
+    Lt = math.sqrt(sum(np.linalg.norm(jac(lambda z, m=m: F(m, z)), 2) ** 2
+                       for m in range(M)) / M)
     k = max(1, int(0.1 * D))
-    omega, p = D / k - 1, (4 * k) / (4 * D)  # rand-k: 32 k bits of 32 d
+    omega = D / k - 1  # rand-k; top-k: delta = d/k, omega = delta - 1, the same
     Lhat = math.sqrt((1 + omega) * (L**2 + omega * Lt**2 / M))
-    print(f"L = {L:.6g}, L~ = {Lt:.6g}, |z*|^2 = {zstar @ zstar:.6g}")
-    print(f"MASHA1 theory step (c = 1/2, rand-k 10 %, p = {p:.3g}): {0.5 * math.sqrt(p) / Lhat:.6g}")
-    print(f"EG: 1/(2L) = {0.5 / L:.6g}")
+    p1 = (4 * k) / (4 * D)  # rand-k: 4k bytes of 4d
+    p2 = (8 * k if D >= 32 * k else -(-D // 8) + 4 * k) / (4 * D)  # top-k's bytes
+    p2 = min(p2, 1.0)
+    print(f"L = {L:.17g}")
+    print(f"L~ = {Lt:.17g}")
+    print(f"|z*|^2 = {zstar @ zstar:.6g}")
+    print(f"MASHA1 theory step (c = 1/2, rand-k 10 %, p = {p1:.6g}): {0.5 * math.sqrt(p1) / Lhat:.17g}")
+    print(f"MASHA2 theory step (c = 1/2, top-k 10 %, p = {p2:.6g}): {0.5 * math.sqrt(p2) / Lhat:.17g}")
+    print(f"EG: 1/(2L) = {0.5 / L:.17g}")
     sys.exit(0)
 
 
