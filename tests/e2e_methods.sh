@@ -75,6 +75,9 @@ VI=(--set data.dim=10 --set run.rounds=12 --set run.eval_every=4)
 for a in eg eg-naive masha1 masha2; do
   daemon_run "$a" "$SRC/scenarios/vi/$a.ini" "${VI[@]}"
 done
+# the step from the theory (L, L_m and omega computed by every party from the
+# scenario): the coordinator and each client must compute the same number
+daemon_run masha2-theory "$SRC/scenarios/vi/masha2.ini" "${VI[@]}" --set algorithm.step=theory
 # least squares in R^12, 24 rows per client, top-2
 EF=(--set data.dim=12 --set data.rows=24 --set algorithm.batch=24 --set run.rounds=15
     --set run.eval_every=5)
