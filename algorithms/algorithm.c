@@ -696,14 +696,7 @@ static int fp__client_send(const struct fp_algo_params *p, const struct fp_algor
                             client);
     if (a->client_after)
         a->client_after(p, ws->msg, ws->vhat, cur, next);
-    const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
-                                    .phase = who->phase,
-                                    .client = client,
-                                    .run = who->run,
-                                    .round = round,
-                                    .len = payload};
-    fp_msg_encode_header(&h, out);
-    *out_len = FP_MSG_HEADER + payload;
+    *out_len = fp_msg_seal(out, FP_MSG_UPLOAD, who->run, round, who->phase, client, payload);
     *train_loss = loss;
     return 0;
 }
@@ -830,14 +823,7 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     if (p->bc && round > 1)
         for (size_t j = 0; j < p->d; j++)
             s->bwn[j] = s->bw[j] + s->bwn[j]; /* as every client sums it */
-    const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
-                                    .phase = (uint16_t)phase,
-                                    .client = FP_MSG_ALL,
-                                    .run = run,
-                                    .round = round,
-                                    .len = n * vb};
-    fp_msg_encode_header(&h, out);
-    *len = FP_MSG_HEADER + n * vb;
+    *len = fp_msg_seal(out, FP_MSG_BROADCAST, run, round, (uint16_t)phase, FP_MSG_ALL, n * vb);
     s->run = run;
     s->round = round;
     s->phase = (uint16_t)phase;

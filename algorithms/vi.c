@@ -224,14 +224,7 @@ int fp_vi_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, un
         if (fp_compressor_compress(c, src, &r, ws, out + FP_MSG_HEADER, bytes, NULL))
             return FP_EFORMAT; /* only a non-finite vector is refused */
     }
-    const struct fp_msg_header h = {.type = FP_MSG_BROADCAST,
-                                    .phase = (uint16_t)phase,
-                                    .client = FP_MSG_ALL,
-                                    .run = run,
-                                    .round = round,
-                                    .len = bytes};
-    fp_msg_encode_header(&h, out);
-    *len = FP_MSG_HEADER + bytes;
+    *len = fp_msg_seal(out, FP_MSG_BROADCAST, run, round, (uint16_t)phase, FP_MSG_ALL, bytes);
     s->run = run;
     s->round = round;
     s->phase = (uint16_t)phase;
@@ -392,14 +385,7 @@ int fp_vi_client_update(const struct fp_algo_params *p, const struct fp_msg_head
             for (size_t j = 0; j < d; j++) /* [BRDRG22] MASHA2: e_m = v_m - C(v_m) */
                 em[j] = msg[j] - ws->vhat[j];
     }
-    const struct fp_msg_header h = {.type = FP_MSG_UPLOAD,
-                                    .phase = who->phase,
-                                    .client = client,
-                                    .run = who->run,
-                                    .round = round,
-                                    .len = payload};
-    fp_msg_encode_header(&h, out);
-    *out_len = FP_MSG_HEADER + payload;
+    *out_len = fp_msg_seal(out, FP_MSG_UPLOAD, who->run, round, who->phase, client, payload);
     *train_loss = loss;
     return 0;
 }

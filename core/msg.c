@@ -33,6 +33,15 @@ static uint64_t fp__get(const uint8_t *p, int n)
     return v;
 }
 
+size_t fp_msg_seal(uint8_t *out, enum fp_msg_type type, uint64_t run, uint32_t round,
+                   uint16_t phase, uint32_t client, uint64_t len)
+{
+    const struct fp_msg_header h = {
+        .type = type, .phase = phase, .client = client, .run = run, .round = round, .len = len};
+    fp_msg_encode_header(&h, out);
+    return FP_MSG_HEADER + (size_t)len;
+}
+
 void fp_msg_encode_header(const struct fp_msg_header *h, uint8_t out[FP_MSG_HEADER])
 {
     out[0] = FP_MSG_VERSION;

@@ -71,6 +71,11 @@ const char *fp_msg_type_name(unsigned type);
 
 /* Writes the 32 header bytes. */
 void fp_msg_encode_header(const struct fp_msg_header *h, uint8_t out[FP_MSG_HEADER]);
+/* The header of a message whose payload of len bytes follows it in out:
+ * encoded into out[0..FP_MSG_HEADER); returns the whole message's length.
+ * The one place the core's broadcasts and uploads get their header. */
+size_t fp_msg_seal(uint8_t *out, enum fp_msg_type type, uint64_t run, uint32_t round,
+                   uint16_t phase, uint32_t client, uint64_t len);
 
 /* Reads the 32 header bytes: FP_EFORMAT (with a message) for another
  * version, an unknown type or nonzero reserved bytes. */
