@@ -1276,16 +1276,12 @@ static void fp__on_signal(uv_signal_t *h, int signum)
 
 /* fp_allow_update's question: a client holds algorithm state once one of
  * its uploads was included, if the algorithm keeps any (SCAFFOLD's c_i,
- * FedEF's e_i ...); the store says which clients were. */
-struct fp__hup {
-    int stateful;
-    uint32_t *last; /* [N] fp_store_last_included */
-};
-
+ * FedEF's e_i ...). last_in says which were: filled from the store when a
+ * run is resumed, then by every round's commit. */
 static int fp__has_state(void *u, uint32_t id)
 {
-    const struct fp__hup *h = u;
-    return h->stateful && h->last[id] > 0;
+    const struct fp__coord *co = u;
+    return fp_algo_client_state_bytes(&co->run.p) > 0 && co->last_in[id] > 0;
 }
 
 /* SIGHUP: clients.pub is read again. A list that does not load, changes
@@ -1303,20 +1299,10 @@ static void fp__on_hup(uv_signal_t *h, int signum)
     if (!path || co->state == FP__DONE)
         return;
     const uint32_t N = cur->n;
-    struct fp__hup q = {.stateful = fp_algo_client_state_bytes(&co->run.p) > 0,
-                        .last = calloc(N, sizeof *q.last)};
     struct fp_error e = {0};
-    int rc = q.last ? fp_allow_load(&fresh, path, &e)
-                    : fp_error_set(&e, FP_ENOMEM, "out of memory re-reading %s", path);
-    if (!rc) {
-        if (q.stateful)
-            rc = fp_store_last_included(co->run.store, co->run.res.run_id, N, q.last, &e);
-        if (!rc)
-            rc = fp_allow_update(cur, &fresh, path, fp__has_state, &q, &e);
-        if (rc)
-            fp_allow_free(&fresh);
-    }
-    free(q.last);
+    int rc = fp_allow_load(&fresh, path, &e);
+    if (!rc && (rc = fp_allow_update(cur, &fresh, path, fp__has_state, co, &e)))
+        fp_allow_free(&fresh);
     if (rc) {
         fp__log(co, "SIGHUP: %s; the allow-list in use is kept", e.msg);
         return;
