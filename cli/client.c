@@ -14,6 +14,7 @@
 #include "../net/keyfile.h"
 #include "../net/peer.h"
 #include "../workloads/workload.h"
+#include "args.h"
 #include "daemons.h"
 
 static const char fp__client_usage[] =
@@ -44,26 +45,6 @@ static const char fp__client_usage[] =
     "                     up to S seconds without a welcome, then exit 1 (default 600;\n"
     "                     0: never reconnect)\n";
 
-static int fp__client_usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "fedpress client: %s%s\n(run 'fedpress client --help' for usage)\n", what, arg);
-    return 2;
-}
-
-/* An option's seconds in [lo, hi] into *out (left as is when v is NULL);
- * -1 if v is not such a number. */
-static int fp__client_seconds(const char *v, double lo, double hi, double *out)
-{
-    if (!v)
-        return 0;
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end || !(d >= lo && d <= hi))
-        return -1;
-    *out = d;
-    return 0;
-}
-
 int fp_cli_client(int argc, char **argv)
 {
     const char *connect = NULL, *server_key = NULL, *keyf = NULL, *state = NULL;
@@ -86,8 +67,9 @@ int fp_cli_client(int argc, char **argv)
             unsigned r = 0;
             if (sscanf(argv[++i], "%u:%7s", &r, kind) != 2 || !r ||
                 (strcmp(kind, "nan") && strcmp(kind, "short") && strcmp(kind, "dup")))
-                return fp__client_usage_error(
-                    "--test-bad-upload: ROUND:nan, ROUND:short or ROUND:dup, not ", argv[i]);
+                return fp_cli_usage_error(
+                    "client", "--test-bad-upload: ROUND:nan, ROUND:short or ROUND:dup, not ",
+                    argv[i]);
             test_bad_round = r;
             test_bad_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "short") ? 2 : 3;
             continue;
@@ -98,18 +80,17 @@ int fp_cli_client(int argc, char **argv)
             char *end;
             unsigned long ms = strtoul(argv[++i], &end, 10);
             if (*end || ms > 600000)
-                return fp__client_usage_error("--test-slow-train: milliseconds, not ", argv[i]);
+                return fp_cli_usage_error("client", "--test-slow-train: milliseconds, not ",
+                                          argv[i]);
             test_slow_ms = (unsigned)ms;
             continue;
         }
         if (!strcmp(a, "--test-die-after-upload") && i + 1 < argc) {
             /* TEST ONLY, not in --help: SIGKILL itself once that round's
              * upload is written (tests/e2e_live.sh) */
-            char *end;
-            unsigned long r = strtoul(argv[++i], &end, 10);
-            if (*end || !r || r > UINT32_MAX)
-                return fp__client_usage_error("--test-die-after-upload: a round, not ", argv[i]);
-            test_die_round = (uint32_t)r;
+            if (fp_cli_round(argv[++i], &test_die_round))
+                return fp_cli_usage_error("client", "--test-die-after-upload: a round, not ",
+                                          argv[i]);
             continue;
         }
         const char **dst = !strcmp(a, "--connect")            ? &connect
@@ -122,14 +103,14 @@ int fp_cli_client(int argc, char **argv)
                            : !strcmp(a, "--welcome-deadline") ? &welcome
                                                               : NULL;
         if (!dst)
-            return fp__client_usage_error("unknown argument ", a);
+            return fp_cli_usage_error("client", "unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
-            return fp__client_usage_error(a, " needs a value");
+            return fp_cli_usage_error("client", a, " needs a value");
         *dst = argv[++i];
     }
     if (!connect || !server_key || !keyf || !state)
-        return fp__client_usage_error("--connect, --server-key, --key and --state are required",
-                                      "");
+        return fp_cli_usage_error("client",
+                                  "--connect, --server-key, --key and --state are required", "");
     struct fp_error err = {0};
     const char *data_dir = strcmp(data, "partition") ? data : NULL;
     /* before connecting: a directory that cannot serve is said at once,
@@ -142,21 +123,21 @@ int fp_cli_client(int argc, char **argv)
     int port;
     uint8_t spub[FP_NOISE_KEY], key[FP_NOISE_KEY];
     if (fp_peer_hostport(connect, host, sizeof host, &port, &err))
-        return fp__client_usage_error("--connect: ", err.msg);
+        return fp_cli_usage_error("client", "--connect: ", err.msg);
     if (port == 0)
-        return fp__client_usage_error("--connect: ", "port 0 is not a port to connect to");
+        return fp_cli_usage_error("client", "--connect: ", "port 0 is not a port to connect to");
     if (fp_key_from_hex(server_key, spub))
-        return fp__client_usage_error("--server-key: not 64 hex digits: ", server_key);
+        return fp_cli_usage_error("client", "--server-key: not 64 hex digits: ", server_key);
     double welcome_s = 30, heartbeat_s = 5, reconnect_for = 600;
-    if (fp__client_seconds(welcome, 0.001, 86400, &welcome_s))
-        return fp__client_usage_error("--welcome-deadline: not a number of seconds in (0, 86400]: ",
-                                      welcome);
-    if (fp__client_seconds(heartbeat, 0.1, 3600, &heartbeat_s))
-        return fp__client_usage_error("--heartbeat: not a number of seconds in [0.1, 3600]: ",
-                                      heartbeat);
-    if (fp__client_seconds(reconnect, 0, 86400 * 7, &reconnect_for))
-        return fp__client_usage_error("--reconnect-for: not a number of seconds in [0, 604800]: ",
-                                      reconnect);
+    if (fp_cli_seconds(welcome, 0.001, 86400, &welcome_s))
+        return fp_cli_usage_error(
+            "client", "--welcome-deadline: not a number of seconds in (0, 86400]: ", welcome);
+    if (fp_cli_seconds(heartbeat, 0.1, 3600, &heartbeat_s))
+        return fp_cli_usage_error(
+            "client", "--heartbeat: not a number of seconds in [0.1, 3600]: ", heartbeat);
+    if (fp_cli_seconds(reconnect, 0, 86400 * 7, &reconnect_for))
+        return fp_cli_usage_error(
+            "client", "--reconnect-for: not a number of seconds in [0, 604800]: ", reconnect);
     struct stat st;
     if (stat(state, &st) || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "fedpress client: --state %s: %s (create the directory first)\n", state,

@@ -4,7 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
+#include <float.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "../core/format.h"
 #include "../net/keyfile.h"
 #include "../net/peer.h"
+#include "args.h"
 #include "daemons.h"
 #include "plot.h"
 
@@ -69,23 +70,6 @@ static const char fp__coord_usage[] =
     "back before the round closes.\n";
 
 static volatile sig_atomic_t fp__coord_stop;
-
-static int fp__coord_usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "fedpress coordinator: %s%s\n(run 'fedpress coordinator --help' for usage)\n",
-            what, arg);
-    return 2;
-}
-
-static int fp__seconds(const char *v, double *out)
-{
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end || !isfinite(d) || d <= 0 || d > 86400 * 7)
-        return -1;
-    *out = d;
-    return 0;
-}
 
 /* Which run the coordinator drives, decided before the loop starts. */
 struct fp__coord_run {
@@ -173,8 +157,8 @@ static int fp__coord_pick(struct fp_store *store, const char *store_path, const 
         id = strtoll(resume_arg, &end, 10);
         if (!isdigit((unsigned char)*resume_arg) || *end || errno || id < 1) {
             free(canon);
-            return fp__coord_usage_error("--resume needs a run id (see fedpress runs), not ",
-                                         resume_arg);
+            return fp_cli_usage_error(
+                "coordinator", "--resume needs a run id (see fedpress runs), not ", resume_arg);
         }
     } else if (or_start) {
         char status[16];
@@ -220,11 +204,9 @@ int fp_cli_coordinator(int argc, char **argv)
         if (!strcmp(a, "--test-die-after-commit") && i + 1 < argc) {
             /* TEST ONLY, not in --help: SIGKILL itself once that round is
              * committed, before its results go out (tests/e2e_resume.sh) */
-            char *end;
-            unsigned long r = strtoul(argv[++i], &end, 10);
-            if (*end || !r || r > UINT32_MAX)
-                return fp__coord_usage_error("--test-die-after-commit: a round, not ", argv[i]);
-            test_die_round = (uint32_t)r;
+            if (fp_cli_round(argv[++i], &test_die_round))
+                return fp_cli_usage_error("coordinator", "--test-die-after-commit: a round, not ",
+                                          argv[i]);
             continue;
         }
         const char **dst = !strcmp(a, "--scenario") ? &scenario
@@ -243,35 +225,37 @@ int fp_cli_coordinator(int argc, char **argv)
                                                                          : NULL;
         int is_count = count != NULL;
         if (!dst && !is_time && !is_count)
-            return fp__coord_usage_error("unknown argument ", a);
+            return fp_cli_usage_error("coordinator", "unknown argument ", a);
         if (i + 1 >= argc || !argv[i + 1][0])
-            return fp__coord_usage_error(a, " needs a value");
+            return fp_cli_usage_error("coordinator", a, " needs a value");
         const char *v = argv[++i];
         if (is_time) {
             double *t = !strcmp(a, "--deadline")      ? &deadline
                         : !strcmp(a, "--wait")        ? &wait
                         : !strcmp(a, "--write-stall") ? &stall
                                                       : &hs;
-            if (fp__seconds(v, t))
-                return fp__coord_usage_error(a, " needs a number of seconds (> 0)");
+            if (fp_cli_seconds(v, DBL_TRUE_MIN, 86400 * 7, t)) /* > 0, a week at most */
+                return fp_cli_usage_error("coordinator", a, " needs a number of seconds (> 0)");
         } else if (is_count) {
             /* --dead-peer travels in the welcome as 16 bits of seconds */
             const unsigned long max = !strcmp(a, "--dead-peer") ? 65535 : 1000000;
             char *end;
             *count = strtoul(v, &end, 10);
             if (end == v || *end || *v == '-' || *count < 1 || *count > max)
-                return fp__coord_usage_error(a, max == 65535
-                                                    ? " needs whole seconds from 1 to 65535"
-                                                    : " needs a count from 1 to 1000000");
+                return fp_cli_usage_error("coordinator", a,
+                                          max == 65535 ? " needs whole seconds from 1 to 65535"
+                                                       : " needs a count from 1 to 1000000");
         } else {
             *dst = v;
         }
     }
     if ((!scenario && !resume_arg) || !listen || !keyf || !allowf)
-        return fp__coord_usage_error(
-            "--scenario (or --resume RUN), --listen, --key and --allow are required", "");
+        return fp_cli_usage_error(
+            "coordinator", "--scenario (or --resume RUN), --listen, --key and --allow are required",
+            "");
     if (resume_arg && or_start)
-        return fp__coord_usage_error("--resume RUN and --resume-or-start: give one of them", "");
+        return fp_cli_usage_error("coordinator",
+                                  "--resume RUN and --resume-or-start: give one of them", "");
 
     /* SIGHUP re-reads clients.pub once the loop runs; until then it must
      * not kill a coordinator that a reload was sent to too early */
@@ -280,7 +264,7 @@ int fp_cli_coordinator(int argc, char **argv)
     char host[256];
     int port;
     if (fp_peer_hostport(listen, host, sizeof host, &port, &err))
-        return fp__coord_usage_error("--listen: ", err.msg);
+        return fp_cli_usage_error("coordinator", "--listen: ", err.msg);
     uint8_t key[FP_NOISE_KEY];
     struct fp_allow allow = {0};
     struct fp_store *store = NULL;

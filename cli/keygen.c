@@ -14,9 +14,9 @@
 
 #include "../core/error.h"
 #include "../net/keyfile.h"
+#include "args.h"
 
 #define FP_KEYGEN_EXIT_RUNTIME 1
-#define FP_KEYGEN_EXIT_USAGE   2
 
 static const char fp__keygen_usage[] =
     "usage: fedpress keygen --out FILE | --public FILE\n"
@@ -25,12 +25,6 @@ static const char fp__keygen_usage[] =
     "  --public FILE  print the public key of the secret key in FILE\n"
     "The public key is printed as one line of 64 hex digits. The key is for fedpress's\n"
     "Noise_XK channel only (docs/protocol.md); keep the secret key file private.\n";
-
-static int fp__keygen_usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "fedpress keygen: %s%s\n(run 'fedpress keygen --help' for usage)\n", what, arg);
-    return FP_KEYGEN_EXIT_USAGE;
-}
 
 int fp_cli_keygen(int argc, char **argv)
 {
@@ -44,15 +38,15 @@ int fp_cli_keygen(int argc, char **argv)
             return 0;
         }
         if (!dst)
-            return fp__keygen_usage_error("unknown argument ", argv[i]);
+            return fp_cli_usage_error("keygen", "unknown argument ", argv[i]);
         if (i + 1 >= argc || !argv[i + 1][0])
-            return fp__keygen_usage_error(argv[i], " needs a FILE");
+            return fp_cli_usage_error("keygen", argv[i], " needs a FILE");
         if (*dst)
-            return fp__keygen_usage_error(argv[i], " given twice");
+            return fp_cli_usage_error("keygen", argv[i], " given twice");
         *dst = argv[++i];
     }
     if (!out == !pub)
-        return fp__keygen_usage_error("give exactly one of --out FILE and --public FILE", "");
+        return fp_cli_usage_error("keygen", "give exactly one of --out FILE and --public FILE", "");
     struct fp_error err = {0};
     uint8_t key[FP_NOISE_KEY], pubkey[FP_NOISE_KEY];
     char hex[FP_KEY_HEX + 1];
