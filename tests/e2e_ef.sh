@@ -20,6 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 
 cat >"$T/ef.ini" <<'INI'
 [run]
@@ -41,7 +42,6 @@ step = theory
 name = topk
 k = 3
 INI
-sha() { sed -n 's/^model sha256 //p' "$1"; }
 store_sum() { sqlite3 "$1" "select sum(uplink_bytes) from rounds where run_id=1"; }
 
 # 1. every method runs; uplink bytes are exact: top-3 of d = 20 is
@@ -54,7 +54,7 @@ for a in ef21 ef21-w econtrol ef14; do
   check "$a: uplink bytes = $want" "[ \"\$(store_sum '$T/$a.db')\" = $want ]"
 done
 check "the four methods end at four different models" \
-  "[ \$(for a in ef21 ef21-w econtrol ef14; do sha '$T/'\$a.out; done | sort -u | grep -c .) -eq 4 ]"
+  "[ \$(for a in ef21 ef21-w econtrol ef14; do fp_sha '$T/'\$a.out; done | sort -u | grep -c .) -eq 4 ]"
 
 # 2. partial participation (EF21-PP) with stochastic gradients: the same
 #    bytes at 1 and 2 threads
@@ -62,7 +62,7 @@ P=(--set algorithm.name=ef21-w --set participation.sample=4 --set algorithm.batc
 "$FP" sim "$T/ef.ini" "${P[@]}" --store "$T/t1.db" --threads 1 --quiet >"$T/t1.out" 2>&1
 "$FP" sim "$T/ef.ini" "${P[@]}" --store "$T/t2.db" --threads 2 --quiet >"$T/t2.out" 2>&1
 check "ef21-w, sample 4 of 6, batch 7: the same model at 1 and 2 threads" \
-  "[ -n \"\$(sha '$T/t1.out')\" ] && [ \"\$(sha '$T/t1.out')\" = \"\$(sha '$T/t2.out')\" ]"
+  "[ -n \"\$(fp_sha '$T/t1.out')\" ] && [ \"\$(fp_sha '$T/t1.out')\" = \"\$(fp_sha '$T/t2.out')\" ]"
 check "... and the same metrics" \
   "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
 "$FP" sim "$T/ef.ini" --set algorithm.name=econtrol --set participation.sample=4 \
@@ -100,33 +100,8 @@ fi
 # 4. the daemons: a coordinator and 4 clients over loopback, EF21-W with
 #    partial participation, end with the simulator's model and metrics
 N=4
-CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
-"$FP" sim "$T/ef.ini" "${P[@]}" --set data.clients=$N --set participation.sample=3 --dry-run >"$T/d.ini"
-timeout 60 "$FP" coordinator --scenario "$T/d.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
-  --allow "$T/clients.pub" --store "$T/daemon.db" --ready "$T/port" --deadline 30 --wait 30 \
-  >"$T/coord.out" 2>"$T/coord.err" &
-cpid=$!
-for _ in $(seq 400); do [ -s "$T/port" ] && break; kill -0 $cpid 2>/dev/null || break; sleep 0.05; done
-if [ -s "$T/port" ]; then
-  for i in $(seq 0 $((N - 1))); do
-    mkdir -p "$T/st$i"
-    timeout 60 "$FP" client --connect "127.0.0.1:$(cat "$T/port")" --server-key "$CK" \
-      --key "$T/c$i.key" --state "$T/st$i" >"$T/c$i.out" 2>"$T/c$i.err" &
-  done
-  wait $cpid
-  check "daemons: the coordinator completes the ef21-w run (exit 0)" "[ $? -eq 0 ]"
-  "$FP" sim "$T/d.ini" --store "$T/dsim.db" --quiet >"$T/dsim.out" 2>&1
-  check "daemons: the model's SHA-256 equals fedpress sim's" \
-    "[ -n \"\$(sha '$T/dsim.out')\" ] && [ \"\$(sha '$T/dsim.out')\" = \"\$(sha '$T/coord.out')\" ]"
-  replay_exact "daemons: ef21-w" 1 "$T/daemon.db"
-  check "daemons: every round's metrics and bytes equal the simulator's" \
-    "[ \"\$(\"$FP\" metrics 1 --store '$T/dsim.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/daemon.db' --format csv | cut -d, -f1-7)\" ]"
-  check "daemons: each included client keeps its h_i under --state" \
-    "[ \$(ls '$T'/st*/client-*.state 2>/dev/null | wc -l) -ge 3 ]"
-else
-  bad "daemons: coordinator listening"
-  cat "$T/coord.err"
-fi
+make_keys $N
+daemon_run ef21-w "$T/ef.ini" "${P[@]}" --set participation.sample=3
+check "ef21-w: each included client keeps its h_i under --state" \
+  "[ \$(ls '$T'/ef21-w/st*/client-*.state 2>/dev/null | wc -l) -ge 3 ]"
 finish e2e-ef

@@ -20,54 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 
 N=4
-CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
-sha() { sed -n 's/^model sha256 //p' "$1"; }
-
-# daemon_run NAME INI [--set ...]: the scenario INI (with the --set
-# overrides) through a coordinator and N clients, then through the
-# simulator and the replay of the coordinator's run
-daemon_run() {
-  local name=$1 ini=$2 d="$T/$1"
-  shift 2
-  mkdir -p "$d"
-  if ! "$FP" sim "$ini" --set data.clients=$N "$@" --dry-run >"$d/s.ini" 2>"$d/dry.err"; then
-    bad "$name: the scenario is valid"
-    cat "$d/dry.err"
-    return
-  fi
-  timeout 60 "$FP" coordinator --scenario "$d/s.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
-    --allow "$T/clients.pub" --store "$d/coord.db" --ready "$d/port" --deadline 30 --wait 30 \
-    >"$d/coord.out" 2>"$d/coord.err" &
-  local cpid=$! port i cl=()
-  PIDS+=("$cpid")
-  if ! port=$(wait_port "$d/port" "$cpid"); then
-    bad "$name: coordinator listening"
-    tail -5 "$d/coord.err"
-    return
-  fi
-  for i in $(seq 0 $((N - 1))); do
-    mkdir -p "$d/st$i"
-    timeout 60 "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" \
-      --key "$T/c$i.key" --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
-    PIDS+=($!)
-    cl+=($!)
-  done
-  wait "$cpid"
-  check "$name: the coordinator completes the run (exit 0)" "[ $? -eq 0 ]"
-  for i in "${cl[@]}"; do wait "$i" 2>/dev/null; done
-  "$FP" sim "$d/s.ini" --store "$d/sim.db" --quiet >"$d/sim.out" 2>&1
-  check "$name: the coordinator's model SHA-256 equals fedpress sim's" \
-    "[ -n \"\$(sha '$d/sim.out')\" ] && [ \"\$(sha '$d/sim.out')\" = \"\$(sha '$d/coord.out')\" ]"
-  "$FP" sim --replay 1 --store "$d/coord.db" --quiet >"$d/rp.out" 2>"$d/rp.err"
-  check "$name: sim --replay of the coordinator's run is exact (exit 0)" \
-    "[ $? -eq 0 ] && grep -q '^replay of run 1: exact: ' '$d/rp.out'"
-  sha "$d/coord.out" | grep -q . || { tail -5 "$d/coord.err"; tail -3 "$d/c0.err"; }
-  grep -q 'exact' "$d/rp.out" || cat "$d/rp.out" "$d/rp.err"
-}
+make_keys $N
 
 # the bilinear problem in R^20 (dim = 10 per player); rand-k and top-k of
 # 10 % of d keep 2 coordinates each way
@@ -99,7 +55,7 @@ B=(--set compressor.downlink=topk)
 "$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${B[@]}" --set run.rounds=300 --store "$T/t2.db" \
   --threads 2 --quiet >"$T/t2.out" 2>&1
 check "ef21-bc: the same model at 1 and 2 threads" \
-  "[ -n \"\$(sha '$T/t1.out')\" ] && [ \"\$(sha '$T/t1.out')\" = \"\$(sha '$T/t2.out')\" ]"
+  "[ -n \"\$(fp_sha '$T/t1.out')\" ] && [ \"\$(fp_sha '$T/t1.out')\" = \"\$(fp_sha '$T/t2.out')\" ]"
 check "... and the same metrics and bytes" \
   "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
 R=("${B[@]}" --set run.rounds=3000 --set run.eval_every=500 --set run.checkpoint_every=7

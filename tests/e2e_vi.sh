@@ -15,6 +15,7 @@ cleanup() {
 }
 trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 
 cat >"$T/vi.ini" <<'INI'
 [run]
@@ -32,7 +33,6 @@ lambda = 0.5
 name = eg
 step = 0.2
 INI
-sha() { sed -n 's/^model sha256 //p' "$1"; }
 sums() { sqlite3 "$1" "select sum(uplink_bytes) || ' ' || sum(downlink_bytes) from rounds where run_id=1"; }
 
 # 1. exact bytes, d = 40 (dense 160 bytes). EG: two dense exchanges each
@@ -60,7 +60,7 @@ P=(--set algorithm.name=masha1 --set compressor.name=randk --set compressor.down
 "$FP" sim "$T/vi.ini" "${P[@]}" --store "$T/t1.db" --threads 1 --quiet >"$T/t1.out" 2>&1
 "$FP" sim "$T/vi.ini" "${P[@]}" --store "$T/t2.db" --threads 2 --quiet >"$T/t2.out" 2>&1
 check "masha1: the same model at 1 and 2 threads" \
-  "[ -n \"\$(sha '$T/t1.out')\" ] && [ \"\$(sha '$T/t1.out')\" = \"\$(sha '$T/t2.out')\" ]"
+  "[ -n \"\$(fp_sha '$T/t1.out')\" ] && [ \"\$(fp_sha '$T/t1.out')\" = \"\$(fp_sha '$T/t2.out')\" ]"
 check "... and the same metrics and bytes" \
   "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
 "$FP" sim "$T/vi.ini" "${P[@]}" --set participation.sample=4 --store "$T/pp.db" >/dev/null 2>"$T/pp.err"
@@ -93,33 +93,6 @@ fi
 # 4. the daemons: a coordinator and 4 clients over loopback, MASHA2 with
 #    compressed broadcasts and coins, end with the simulator's model and metrics
 N=4
-CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
-"$FP" sim "$T/vi.ini" "${M2[@]}" --set data.clients=$N --set run.rounds=20 --dry-run >"$T/d.ini"
-timeout 60 "$FP" coordinator --scenario "$T/d.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
-  --allow "$T/clients.pub" --store "$T/daemon.db" --ready "$T/port" --deadline 30 --wait 30 \
-  >"$T/coord.out" 2>"$T/coord.err" &
-cpid=$!
-PIDS+=("$cpid")
-for _ in $(seq 400); do [ -s "$T/port" ] && break; kill -0 $cpid 2>/dev/null || break; sleep 0.05; done
-if [ -s "$T/port" ]; then
-  for i in $(seq 0 $((N - 1))); do
-    mkdir -p "$T/st$i"
-    timeout 60 "$FP" client --connect "127.0.0.1:$(cat "$T/port")" --server-key "$CK" \
-      --key "$T/c$i.key" --state "$T/st$i" >"$T/c$i.out" 2>"$T/c$i.err" &
-    PIDS+=($!)
-  done
-  wait $cpid
-  check "daemons: the coordinator completes the masha2 run (exit 0)" "[ $? -eq 0 ]"
-  "$FP" sim "$T/d.ini" --store "$T/dsim.db" --quiet >"$T/dsim.out" 2>&1
-  check "daemons: the model's SHA-256 equals fedpress sim's" \
-    "[ -n \"\$(sha '$T/dsim.out')\" ] && [ \"\$(sha '$T/dsim.out')\" = \"\$(sha '$T/coord.out')\" ]"
-  check "daemons: every round's metrics and bytes equal the simulator's" \
-    "[ \"\$(\"$FP\" metrics 1 --store '$T/dsim.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/daemon.db' --format csv | cut -d, -f1-7)\" ]"
-  sha "$T/coord.out" | grep -q . || { tail -5 "$T/coord.err"; tail -3 "$T/c0.err"; }
-else
-  bad "daemons: coordinator listening"
-  cat "$T/coord.err"
-fi
+make_keys $N
+daemon_run masha2 "$T/vi.ini" "${M2[@]}" --set run.rounds=20
 finish e2e-vi
