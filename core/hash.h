@@ -4,7 +4,7 @@
  * Two implementations behind one API, chosen at run time: the x86 SHA
  * extensions (SHA-NI) where the CPU has them, libsodium's portable
  * crypto_hash_sha256 elsewhere. Same function, same bytes: only the speed
- * differs (~4x on a 636 KB model). net/noise.c keeps libsodium's for the
+ * differs (~5x on a 636 KB model here). net/noise.c keeps libsodium's for the
  * Noise protocol's hash (tiny inputs, the audited library).
  *
  * The state is a plain struct the caller owns (no allocation); one state
