@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "client/client.h"
+#include "core/hash.h"
 #include "net/noise.h"
 #include "net/peer.h"
 
@@ -71,7 +72,7 @@ static void fp__key(uint64_t seed, uint32_t i, uint8_t key[FP_NOISE_KEY])
         in[20 + b] = (uint8_t)(seed >> (8 * b));
     for (int b = 0; b < 4; b++)
         in[28 + b] = (uint8_t)(i >> (8 * b));
-    crypto_hash_sha256(key, in, sizeof in);
+    fp_sha256(in, sizeof in, key);
 }
 
 /* The client's log: its first line after the welcome is "run R: scenario

@@ -345,7 +345,7 @@ static int fp__write_atomic(const char *path, const void *data, size_t len, stru
  * client state, then the SHA-256 of both: the algorithm's own checks
  * (header, size, finite values) cannot see a flipped bit in a vector, and
  * a client must never train on a damaged state. */
-#define FP__STATE_SUM crypto_hash_sha256_BYTES
+#define FP__STATE_SUM FP_SHA256_BYTES
 
 /* Before the upload leaves: the state it commits if included, durably, as
  * DIR/...state.prepared (in the format of the state file it is renamed
@@ -363,7 +363,7 @@ static int fp__prepare(struct fp__client *c, uint32_t round)
     for (int i = 0; i < 4; i++)
         blob[i] = (uint8_t)(round >> (8 * i));
     fp_algo_client_save(&c->p, c->id, &c->pending, blob + 4);
-    crypto_hash_sha256(blob + 4 + n, blob, 4 + n);
+    fp_sha256(blob, 4 + n, blob + 4 + n);
     int rc = fp__write_atomic(c->prep_path, blob, 4 + n + FP__STATE_SUM, &c->err);
     free(blob);
     return rc;
@@ -422,7 +422,7 @@ static int fp__load(struct fp__client *c, const char *path, struct fp_client_sta
     uint8_t sum[FP__STATE_SUM];
     int rc = 0;
     if (got == want)
-        crypto_hash_sha256(sum, blob, 4 + n);
+        fp_sha256(blob, 4 + n, sum);
     if (got != want)
         rc = fp_error_set(&c->err, FP_EFORMAT, "%zu bytes, expected %zu", got, want);
     else if (sodium_memcmp(sum, blob + 4 + n, sizeof sum))

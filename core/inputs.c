@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hash.h"
+
 #define FP__HEX   64
 #define FP__PIECE ((size_t)1 << 17)
 
@@ -51,8 +53,8 @@ int fp_sha256_file(const char *path, char hex[65], struct fp_error *err)
         close(fd);
         return fp_error_set(err, FP_ENOMEM, "%s: out of memory for hashing it", path);
     }
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    struct fp_sha256 st;
+    fp_sha256_init(&st);
     int rc = 0;
     for (;;) {
         ssize_t got = read(fd, buf, FP__PIECE);
@@ -64,14 +66,14 @@ int fp_sha256_file(const char *path, char hex[65], struct fp_error *err)
         }
         if (got == 0)
             break;
-        crypto_hash_sha256_update(&st, buf, (unsigned long long)got);
+        fp_sha256_update(&st, buf, (size_t)got);
     }
     free(buf);
     close(fd);
     if (rc)
         return rc;
-    unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&st, h);
+    uint8_t h[FP_SHA256_BYTES];
+    fp_sha256_final(&st, h);
     sodium_bin2hex(hex, 65, h, sizeof h);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* tests/test_core.c — the small core modules: error table, SHA-256 hex, byte formatting. */
+/* tests/test_core.c — the small core modules: error table, byte formatting, the message
+ * header (SHA-256: tests/test_hash.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +10,6 @@
 
 #include "core/error.h"
 #include "core/format.h"
-#include "core/hash.h"
 #include "core/msg.h"
 
 static void test_strerror(void **state)
@@ -36,17 +36,6 @@ static void test_error_set(void **state)
     big[sizeof big - 1] = '\0';
     fp_error_set(&e, FP_EINVAL, "%s", big); /* truncated, never overflowing */
     assert_int_equal(strlen(e.msg), sizeof e.msg - 1);
-}
-
-/* FIPS 180-2 test vectors. */
-static void test_sha256(void **state)
-{
-    (void)state;
-    char hex[65];
-    fp_sha256_hex("abc", 3, hex);
-    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    fp_sha256_hex("", 0, hex);
-    assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 static void test_format_bytes(void **state)
@@ -133,8 +122,9 @@ static void test_msg_header(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror),   cmocka_unit_test(test_error_set),
-        cmocka_unit_test(test_sha256),     cmocka_unit_test(test_format_bytes),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_error_set),
+        cmocka_unit_test(test_format_bytes),
         cmocka_unit_test(test_msg_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "../core/hash.h"
+
 #define FP__IDX_IMAGES 0x00000803u
 #define FP__IDX_LABELS 0x00000801u
 
@@ -56,7 +58,7 @@ struct fp__src {
     uint64_t raw;   /* bytes read from the file so far */
     z_stream zs;    /* next_in / avail_in: the unread raw bytes in buf (both kinds) */
     unsigned char *buf;
-    crypto_hash_sha256_state sha;
+    struct fp_sha256 sha;
     char hex[65]; /* the file's SHA-256, set by fp__src_end */
 };
 
@@ -78,7 +80,7 @@ static int fp__src_more(struct fp__src *s, struct fp_error *err)
             return fp_error_set(err, FP_EIO, "%s: read error: %s", s->path, strerror(errno));
         if (got == 0)
             s->in_eof = 1;
-        crypto_hash_sha256_update(&s->sha, s->buf + s->zs.avail_in, (unsigned long long)got);
+        fp_sha256_update(&s->sha, s->buf + s->zs.avail_in, (size_t)got);
         s->zs.avail_in += (unsigned)got;
         s->raw += (uint64_t)got;
         return 0;
@@ -104,7 +106,7 @@ static int fp__src_open(struct fp__src *s, const char *path, struct fp_error *er
     if (!s->buf)
         return fp_error_set(err, FP_ENOMEM, "%s: out of memory for its read buffer", path);
     s->zs.next_in = s->buf;
-    crypto_hash_sha256_init(&s->sha);
+    fp_sha256_init(&s->sha);
     int rc;
     while (s->zs.avail_in < 2 && !s->in_eof)
         if ((rc = fp__src_more(s, err)))
@@ -269,8 +271,8 @@ static int fp__src_end(struct fp__src *s, struct fp_error *err)
         else if (zr != Z_OK && zr != Z_BUF_ERROR)
             return fp__src_zfail(s, zr, "the end of the file", err);
     }
-    unsigned char h[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&s->sha, h);
+    uint8_t h[FP_SHA256_BYTES];
+    fp_sha256_final(&s->sha, h);
     sodium_bin2hex(s->hex, sizeof s->hex, h, sizeof h);
     return 0;
 }
