@@ -16,7 +16,7 @@
 #     (docs/daemons.md), the run is 'failed' with the message it printed,
 #     the SQL of docs/deployment.md shows them as written, and
 #     --resume-or-start with every client answering completes the same run,
-#     the failed attempts kept.
+#     the failed attempts kept, and the run replays exactly.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
@@ -170,6 +170,7 @@ if [ -n "$PORT" ]; then
       "[ $crc -eq 0 ] && grep -q 'continuing run 1 of .*failed' '$d/coord.err' && [ \"\$(q '$db' \"SELECT count(*) || ' ' || status || ' ' || rounds_done || ' ' || coalesce(error, 'NULL') FROM runs\")\" = '1 completed 5 NULL' ]"
     check "coordinator: round 1 committed with clients 0, 1, 2 included; its three failed attempts kept" \
       "[ \"\$(q '$db' \"SELECT group_concat(client || status) FROM (SELECT client, status FROM client_rounds WHERE round = 1 ORDER BY client)\")\" = '0included,1included,2included,3absent' ] && [ \"\$(dump '$db')\" = \"\$want\" ]"
+    replay_exact "coordinator (failed attempts, then resumed)" 1 "$db"
   else
     bad "coordinator: the resumed coordinator listens"
   fi
