@@ -297,6 +297,19 @@ static uint32_t fp__attempt(struct fp_run *r, uint32_t attempt)
     return in;
 }
 
+/* The row of a sampled slot with no upload in the round (or in a failed
+ * attempt): no loss, no bytes, its status and why. */
+static void fp__slot_row(const struct fp_run *r, uint32_t slot, enum fp_client_status status,
+                         const char *why, struct fp_client_round *out)
+{
+    const uint32_t c = r->chosen[slot];
+    *out = (struct fp_client_round){.client = c,
+                                    .train_loss = NAN,
+                                    .examples = r->w->n_local ? r->w->n_local[c] : 0,
+                                    .status = status};
+    snprintf(out->reason, sizeof out->reason, "%s", why);
+}
+
 int fp_run_attempt_failed(struct fp_run *r, uint32_t attempt, uint32_t in,
                           const enum fp_client_status *status, const char (*why)[160], char *line,
                           size_t cap, struct fp_error *err)
@@ -305,11 +318,8 @@ int fp_run_attempt_failed(struct fp_run *r, uint32_t attempt, uint32_t in,
     const uint32_t S = sc->sample;
     /* every sampled client, in ascending id (r->chosen's order); r->others
      * is free until the round's commit */
-    for (uint32_t slot = 0; slot < S; slot++) {
-        r->others[slot] = (struct fp_client_round){
-            .client = r->chosen[slot], .train_loss = NAN, .status = status[slot]};
-        snprintf(r->others[slot].reason, sizeof r->others[slot].reason, "%s", why[slot]);
-    }
+    for (uint32_t slot = 0; slot < S; slot++)
+        fp__slot_row(r, slot, status[slot], why[slot], &r->others[slot]);
     const struct fp_attempt a = {.round = r->round,
                                  .attempt = attempt + 1,
                                  .uploads = in,
@@ -497,18 +507,9 @@ int fp_run_commit(struct fp_run *r, struct fp_error *err)
      * row.others itself keeps its own) */
     if (!row->others) {
         row->n_others = 0;
-        for (uint32_t slot = 0; slot < sc->sample; slot++) {
-            if (r->status[slot] == FP_CLIENT_INCLUDED)
-                continue;
-            const uint32_t c = r->chosen[slot];
-            r->others[row->n_others++] =
-                (struct fp_client_round){.client = c,
-                                         .train_loss = NAN,
-                                         .examples = r->w->n_local ? r->w->n_local[c] : 0,
-                                         .status = r->status[slot]};
-            snprintf(r->others[row->n_others - 1].reason, sizeof r->others->reason, "%s",
-                     r->why[slot]);
-        }
+        for (uint32_t slot = 0; slot < sc->sample; slot++)
+            if (r->status[slot] != FP_CLIENT_INCLUDED)
+                fp__slot_row(r, slot, r->status[slot], r->why[slot], &r->others[row->n_others++]);
         row->others = row->n_others ? r->others : NULL;
     }
     /* The whole state goes with the round every checkpoint_every rounds; a
