@@ -10,6 +10,7 @@
 #     count; the replay stays exact. A seed whose round fails three times:
 #     the run is 'failed' with stderr's message in runs.error, and
 #     --resume tries the round again, keeping the first three attempts;
+#     the readers (runs, metrics, --replay) read a version 5 store as it is;
 #  b. a coordinator whose client 2 trains past the deadline and whose
 #     client 3 never connects (no key): round 1's three attempts are stored
 #     with the statuses and reasons the coordinator's rules give
@@ -81,6 +82,16 @@ check "sim: the completed run has no error" \
 check "sim: the same attempts rows at --threads 2" \
   "[ -n \"\$(dump '$db')\" ] && [ \"\$(dump '$db')\" = \"\$(dump '$T/s4t.db')\" ]"
 replay_exact "sim" 1 "$db"
+# the readers on a version 5 store (before attempts): they read it as it
+# is and leave it at version 5
+cp "$db" "$T/v5.db"
+sqlite3 "$T/v5.db" 'drop table attempt_clients; drop table attempts; alter table runs drop column error; pragma user_version = 5;' 2>/dev/null
+"$FP" runs --store "$T/v5.db" --format csv >"$T/v5.runs" 2>&1
+"$FP" metrics 1 --store "$T/v5.db" --clients --format csv >"$T/v5.clients" 2>&1
+check "a version 5 store: runs and metrics --clients read it (50 client rows)" \
+  "tail -1 '$T/v5.runs' | grep -q ',completed' && [ \$(tail -n +2 '$T/v5.clients' | wc -l) = 50 ]"
+replay_exact "a version 5 store" 1 "$T/v5.db"
+check "a version 5 store: the readers left it at version 5" "[ \"\$(q '$T/v5.db' 'pragma user_version')\" = 5 ]"
 
 # seed 1: round 2 fails three times, and the run with it
 "$FP" sim "$T/drop.ini" --set run.seed=1 --store "$T/s1.db" >"$T/s1.out" 2>"$T/s1.err"
