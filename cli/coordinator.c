@@ -65,9 +65,10 @@ static const char fp__coord_usage[] =
     "The first round starts when all N clients are connected, or at --wait; a round\n"
     "closes when every sampled client answered, at the deadline, or min_updates uploads\n"
     "plus wait_after_min; below min_updates it is tried twice more, then the run fails\n"
-    "(docs/daemons.md). A key that connects again replaces its old session; a client\n"
-    "whose connection was lost keeps its slot in the open round, and rejoins it if it is\n"
-    "back before the round closes.\n";
+    "(docs/daemons.md); each failed attempt is stored as it closes, and the failure in\n"
+    "runs.error (docs/deployment.md). A key that connects again replaces its old\n"
+    "session; a client whose connection was lost keeps its slot in the open round, and\n"
+    "rejoins it if it is back before the round closes.\n";
 
 static volatile sig_atomic_t fp__coord_stop;
 

@@ -28,9 +28,6 @@
 #include "../net/peer.h"
 #include "../run/participation.h"
 
-/* A round below [participation] min_updates is tried this many more
- * times (the same sample, the same broadcast), then the run fails. */
-#define FP_COORD_RETRIES (FP_PART_ATTEMPTS - 1)
 /* threads that evaluate the test set (at most one per core) */
 #define FP__EVAL_THREADS 8
 
@@ -832,21 +829,20 @@ static void fp__exchange_end(struct fp__coord *co)
         }
     }
     if (in < sc->min_updates) {
-        char list[256];
-        fp_part_not_in(list, sizeof list, sc->sample, r->chosen, co->status,
-                       (const char(*)[160])co->why);
         for (uint32_t slot = 0; slot < sc->sample; slot++)
             if (co->status[slot] == FP_CLIENT_INCLUDED)
                 fp__tell(co, slot, 0);
-        if (co->attempt >= FP_COORD_RETRIES) {
-            fp_error_set(&co->err, FP_EIO, FP_PART_GIVE_UP, co->round, in, sc->min_updates,
-                         co->attempt + 1, list);
-            fp__fail(co, FP_EIO);
+        /* stored before the next attempt starts (or the run fails): a live
+         * run's failing round is in the store, not only in the log */
+        char line[1280];
+        int rc = fp_run_attempt_failed(r, co->attempt, in, co->status, (const char(*)[160])co->why,
+                                       line, sizeof line, &co->err);
+        if (rc) {
+            fp__fail(co, rc);
             return;
         }
         co->attempt++;
-        fp__log(co, FP_PART_RETRY, co->round, in, sc->min_updates, co->attempt + 1,
-                FP_COORD_RETRIES + 1, list);
+        fp__log(co, "%s", line);
         fp__round_start(co);
         return;
     }
@@ -914,7 +910,7 @@ static void fp__finish(struct fp__coord *co)
     int rc = fp_run_finish(r, &co->err);
     if (rc) {
         co->rc = rc;
-        fp_run_fail(r);
+        fp_run_fail(r, &co->err);
     }
     uint8_t done[FP_CONV_DONE_LEN];
     done[0] = r->res.interrupted ? FP_CONV_RUN_STOPPED : FP_CONV_RUN_DONE;
@@ -973,7 +969,7 @@ static void fp__fail(struct fp__coord *co, int rc)
         return;
     co->state = FP__DONE;
     co->rc = rc;
-    fp_run_fail(&co->run);
+    fp_run_fail(&co->run, &co->err);
     for (uint32_t id = 0; id < co->o->allow->n; id++)
         if (co->by_id[id]) {
             fp__send_error(co->by_id[id], co->err.msg);
@@ -1466,7 +1462,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
 
     if ((rc = fp_run_open(&co->run, sc, store, &co->ro, &co->err)) || (rc = fp__setup(co)) ||
         (rc = fp__listen(co))) {
-        fp_run_fail(&co->run);
+        fp_run_fail(&co->run, &co->err);
         if (co->listener.loop && !uv_is_closing((uv_handle_t *)&co->listener))
             uv_close((uv_handle_t *)&co->listener, NULL);
         uv_close((uv_handle_t *)&co->timer, NULL);

@@ -297,24 +297,64 @@ static uint32_t fp__attempt(struct fp_run *r, uint32_t attempt)
     return in;
 }
 
+/* The row of a sampled slot with no upload in the round (or in a failed
+ * attempt): no loss, no bytes, its status and why. */
+static void fp__slot_row(const struct fp_run *r, uint32_t slot, enum fp_client_status status,
+                         const char *why, struct fp_client_round *out)
+{
+    const uint32_t c = r->chosen[slot];
+    *out = (struct fp_client_round){.client = c,
+                                    .train_loss = NAN,
+                                    .examples = r->w->n_local ? r->w->n_local[c] : 0,
+                                    .status = status};
+    snprintf(out->reason, sizeof out->reason, "%s", why);
+}
+
+int fp_run_attempt_failed(struct fp_run *r, uint32_t attempt, uint32_t in,
+                          const enum fp_client_status *status, const char (*why)[160], char *line,
+                          size_t cap, struct fp_error *err)
+{
+    const struct fp_scenario *sc = r->sc;
+    const uint32_t S = sc->sample;
+    /* every sampled client, in ascending id (r->chosen's order); r->others
+     * is free until the round's commit */
+    for (uint32_t slot = 0; slot < S; slot++)
+        fp__slot_row(r, slot, status[slot], why[slot], &r->others[slot]);
+    const struct fp_attempt a = {.round = r->round,
+                                 .attempt = attempt + 1,
+                                 .uploads = in,
+                                 .min_updates = sc->min_updates,
+                                 .clients = r->others,
+                                 .n = S};
+    int rc = fp_store_put_attempt(r->store, r->res.run_id, &a, err);
+    if (rc)
+        return rc;
+    char list[1024];
+    fp_part_not_in(list, sizeof list, S, r->chosen, status, why);
+    if (attempt + 1 >= FP_PART_ATTEMPTS)
+        return fp_error_set(err, FP_EIO, FP_PART_GIVE_UP, r->round, in, sc->min_updates,
+                            attempt + 1, list);
+    snprintf(line, cap, FP_PART_RETRY, r->round, in, sc->min_updates, attempt + 2, FP_PART_ATTEMPTS,
+             list);
+    return 0;
+}
+
 int fp_run_simulate_participation(struct fp_run *r, struct fp_error *err)
 {
     const struct fp_scenario *sc = r->sc;
     if (!(sc->dropout > 0) && sc->straggler == FP_STRAGGLER_NONE)
         return 0; /* every slot answers at once: the round as before these keys */
-    char list[1024];
+    char line[1280];
     for (uint32_t attempt = 0;; attempt++) {
         const uint32_t in = fp__attempt(r, attempt);
         if (in >= sc->min_updates)
             return 0;
-        fp_part_not_in(list, sizeof list, sc->sample, r->chosen, r->status,
-                       (const char(*)[160])r->why);
-        if (attempt + 1 >= FP_PART_ATTEMPTS)
-            return fp_error_set(err, FP_EIO, FP_PART_GIVE_UP, r->round, in, sc->min_updates,
-                                attempt + 1, list);
+        int rc = fp_run_attempt_failed(r, attempt, in, r->status, (const char(*)[160])r->why, line,
+                                       sizeof line, err);
+        if (rc)
+            return rc;
         if (r->opt->progress && !ferror(r->opt->progress))
-            fprintf(r->opt->progress, "[%s] " FP_PART_RETRY "\n", sc->name, r->round, in,
-                    sc->min_updates, attempt + 2, FP_PART_ATTEMPTS, list);
+            fprintf(r->opt->progress, "[%s] %s\n", sc->name, line);
     }
 }
 
@@ -467,18 +507,9 @@ int fp_run_commit(struct fp_run *r, struct fp_error *err)
      * row.others itself keeps its own) */
     if (!row->others) {
         row->n_others = 0;
-        for (uint32_t slot = 0; slot < sc->sample; slot++) {
-            if (r->status[slot] == FP_CLIENT_INCLUDED)
-                continue;
-            const uint32_t c = r->chosen[slot];
-            r->others[row->n_others++] =
-                (struct fp_client_round){.client = c,
-                                         .train_loss = NAN,
-                                         .examples = r->w->n_local ? r->w->n_local[c] : 0,
-                                         .status = r->status[slot]};
-            snprintf(r->others[row->n_others - 1].reason, sizeof r->others->reason, "%s",
-                     r->why[slot]);
-        }
+        for (uint32_t slot = 0; slot < sc->sample; slot++)
+            if (r->status[slot] != FP_CLIENT_INCLUDED)
+                fp__slot_row(r, slot, r->status[slot], r->why[slot], &r->others[row->n_others++]);
         row->others = row->n_others ? r->others : NULL;
     }
     /* The whole state goes with the round every checkpoint_every rounds; a
@@ -558,7 +589,7 @@ int fp_run_finish(struct fp_run *r, struct fp_error *err)
         /* the store failed: the model file is then the only copy */
         if (model_out)
             (void)fp_run_write_model(model_out, x, d, &(struct fp_error){0});
-        fp_run_fail(r);
+        fp_run_fail(r, err);
         return rc;
     }
     res->stored_status = fp_run_status_name(fin);
@@ -576,13 +607,13 @@ int fp_run_finish(struct fp_run *r, struct fp_error *err)
     return 0;
 }
 
-void fp_run_fail(struct fp_run *r)
+void fp_run_fail(struct fp_run *r, const struct fp_error *why)
 {
     if (r->res.run_id < 0)
         return;
     struct fp_error e2;
-    if (fp_store_finish_run(r->store, r->res.run_id, FP_RUN_FAILED, NULL, 0, r->res.rounds_done,
-                            &e2) == 0)
+    if (fp_store_fail_run(r->store, r->res.run_id, r->res.rounds_done, why ? why->msg : NULL,
+                          &e2) == 0)
         r->res.stored_status = fp_run_status_name(FP_RUN_FAILED);
 }
 

@@ -153,6 +153,17 @@ void fp_run_round_begin(struct fp_run *r, uint32_t round);
  * straggler every slot answers at once and stays included. */
 int fp_run_simulate_participation(struct fp_run *r, struct fp_error *err);
 
+/* Attempt `attempt` (0-based) of the round closed with `in` uploads, below
+ * min_updates (both drivers): stores it with every sampled slot's
+ * status[S] (FP_CLIENT_INCLUDED: its upload came in time) and why[S], in
+ * its own transaction (fp_store_put_attempt); then 0 and the line to print
+ * (FP_PART_RETRY) in line[cap] if the round is tried again, or, after the
+ * last of FP_PART_ATTEMPTS, FP_EIO and FP_PART_GIVE_UP in err. A store
+ * error is returned as it is: the attempt must not go unrecorded. */
+int fp_run_attempt_failed(struct fp_run *r, uint32_t attempt, uint32_t in,
+                          const enum fp_client_status *status, const char (*why)[160], char *line,
+                          size_t cap, struct fp_error *err);
+
 /* Whether the round has exchange `phase` (the algorithm decides; phase 0
  * always): if so, its broadcast message is in r->bcast[0..r->bcast_len),
  * the same bytes for every participant, and the server waits for their
@@ -198,8 +209,9 @@ int fp_run_commit(struct fp_run *r, struct fp_error *err);
  * run's result. */
 int fp_run_finish(struct fp_run *r, struct fp_error *err);
 
-/* Marks a run that has an id as failed (a driver's error path). */
-void fp_run_fail(struct fp_run *r);
+/* Marks a run that has an id as failed (a driver's error path), with why
+ * (the message the driver prints; may be NULL) in runs.error. */
+void fp_run_fail(struct fp_run *r, const struct fp_error *why);
 
 void fp_run_close(struct fp_run *r);
 

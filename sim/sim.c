@@ -275,7 +275,7 @@ int fp_sim_run(const struct fp_scenario *sc, struct fp_store *store,
         rc = fp_run_commit(r, err);
     }
     if (rc)
-        fp_run_fail(r);
+        fp_run_fail(r, err);
     else
         rc = fp_run_finish(r, err);
     *res = r->res;

@@ -47,7 +47,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 _Static_assert(sizeof(float) == 4 && FLT_MANT_DIG == 24 && FLT_RADIX == 2,
                "store: model blobs are IEEE-754 binary32");
 
-#define FP_STORE_SCHEMA_VERSION 5
+#define FP_STORE_SCHEMA_VERSION 6
 /* A state checkpoint is stored in parts of at most this many bytes, so that
  * no value comes near SQLite's 1e9-byte limit. */
 #define FP__PART_BYTES ((size_t)1 << 28)
@@ -81,6 +81,8 @@ enum fp__stmt_id {
     ST_FIND_NEWEST_RUN,
     ST_GET_RECORD,
     ST_LAST_INCLUDED,
+    ST_INSERT_ATTEMPT,
+    ST_INSERT_ATTEMPT_CLIENT,
     ST__COUNT
 };
 
@@ -114,7 +116,7 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_FINISH_RUN] =
         "UPDATE runs SET status = ?2, finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),"
-        " model_sha256 = ?3 WHERE id = ?1 AND status = 'running'",
+        " model_sha256 = ?3, error = ?4 WHERE id = ?1 AND status = 'running'",
     /* REPLACE: finishing again (e.g. a resumed run) overwrites that round's model. */
     [ST_INSERT_CHECKPOINT] = "INSERT OR REPLACE INTO checkpoints(run_id, round, kind, data, sha256)"
                              " VALUES(?1, ?2, 'model', ?3, ?4)",
@@ -157,6 +159,11 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " FROM client_rounds WHERE run_id = ?1 AND (?2 < 0 OR client = ?2) ORDER BY round, client",
     [ST_LAST_INCLUDED] = "SELECT client, MAX(round) FROM client_rounds"
                          " WHERE run_id = ?1 AND status = 'included' GROUP BY client",
+    [ST_INSERT_ATTEMPT] =
+        "INSERT INTO attempts(run_id, round, attempt, closed_at, uploads, min_updates)"
+        " VALUES(?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4, ?5)",
+    [ST_INSERT_ATTEMPT_CLIENT] = "INSERT INTO attempt_clients(attempt_id, client, status, reason)"
+                                 " VALUES(?1, ?2, ?3, ?4)",
 };
 
 /* Before schema 5 every client_rounds row was an included upload. */
@@ -224,7 +231,40 @@ static const char *const fp__stmt_sql_v3[ST__COUNT] = {
     " CHECK(status IN ('included', 'late', 'absent', 'refused'));"                                 \
     "ALTER TABLE client_rounds ADD COLUMN reason TEXT;"
 
-/* Schema version 5. Executed only on a file whose user_version is 0, inside
+/* Schema version 6 added the attempts of a round that closed below
+ * [participation] min_updates (attempts, one row per failed attempt, and
+ * attempt_clients, every sampled client's status in it), each stored in its
+ * own transaction when it closes, so that a live run's failing rounds are
+ * in the store and not only on stderr; and runs.error, why a failed run
+ * failed. client_rounds keeps the committed attempt's rows only. An
+ * attempt's id orders attempts as they closed: a round tried again after a
+ * restart counts its attempts from 1 again. */
+#define FP__ATTEMPTS_SQL                                                                           \
+    "CREATE TABLE attempts("                                                                       \
+    " id INTEGER PRIMARY KEY,"                                                                     \
+    " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"                              \
+    " round INTEGER NOT NULL CHECK(round >= 1),"                                                   \
+    " attempt INTEGER NOT NULL CHECK(attempt >= 1),"                                               \
+    " closed_at TEXT NOT NULL,"                                                                    \
+    " uploads INTEGER NOT NULL,"                                                                   \
+    " min_updates INTEGER NOT NULL);"                                                              \
+    "CREATE INDEX attempts_by_round ON attempts(run_id, round);"                                   \
+    "CREATE TABLE attempt_clients("                                                                \
+    " attempt_id INTEGER NOT NULL REFERENCES attempts(id) ON DELETE CASCADE,"                      \
+    " client INTEGER NOT NULL,"                                                                    \
+    " status TEXT NOT NULL CHECK(status IN ('answered', 'late', 'absent', 'refused')),"            \
+    " reason TEXT,"                                                                                \
+    " PRIMARY KEY(attempt_id, client));"
+#define FP__V6_SQL "ALTER TABLE runs ADD COLUMN error TEXT;" FP__ATTEMPTS_SQL
+
+/* The steps from version v to v + 1, for v = 1 .. 5: an older file is
+ * upgraded by running them in order from its version, in the same
+ * IMMEDIATE transaction that sets user_version. */
+static const char *const fp__upgrade_sql[FP_STORE_SCHEMA_VERSION - 1] = {
+    FP__PARTS_SQL, FP__V3_SQL, FP__V4_SQL, FP__V5_SQL, FP__V6_SQL};
+#define FP__SET_VERSION "PRAGMA user_version = 6;"
+
+/* Schema version 6. Executed only on a file whose user_version is 0, inside
  * the same IMMEDIATE transaction that sets user_version, so two processes
  * opening a fresh file cannot both create it. Every column is documented in
  * docs/store.md; keep the two in step. */
@@ -253,7 +293,8 @@ static const char fp__schema_sql[] =
     " downlink_bytes INTEGER NOT NULL DEFAULT 0,"
     " model_sha256 TEXT CHECK(model_sha256 IS NULL OR length(model_sha256) = 64),"
     " inputs TEXT,"
-    " blas TEXT);"
+    " blas TEXT,"
+    " error TEXT);"
     "CREATE TABLE rounds("
     " run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
     " round INTEGER NOT NULL CHECK(round >= 1),"
@@ -289,7 +330,7 @@ static const char fp__schema_sql[] =
     /* Per-client questions across rounds ("how often was client 7 picked")
      * would otherwise scan the whole table. */
     "CREATE INDEX client_rounds_by_client ON client_rounds(run_id, client);" FP__PARTS_SQL
-    "PRAGMA user_version = 5;";
+        FP__ATTEMPTS_SQL FP__SET_VERSION;
 
 const char *fp_client_status_name(enum fp_client_status st)
 {
@@ -614,14 +655,14 @@ static int fp__ensure_schema(struct fp_store *s, struct fp_error *err)
             sqlite3_free(msg);
             goto fail;
         }
-    } else if (ver >= 1 && ver <= 4) {
+    } else if (ver >= 1 && ver < FP_STORE_SCHEMA_VERSION) {
         char *msg = NULL;
-        const char *sql = ver == 1 ? FP__PARTS_SQL FP__V3_SQL FP__V4_SQL FP__V5_SQL
-                              "PRAGMA user_version = 5;"
-                          : ver == 2 ? FP__V3_SQL FP__V4_SQL FP__V5_SQL "PRAGMA user_version = 5;"
-                          : ver == 3 ? FP__V4_SQL FP__V5_SQL "PRAGMA user_version = 5;"
-                                     : FP__V5_SQL "PRAGMA user_version = 5;";
-        if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        int step = SQLITE_OK;
+        for (int64_t v = ver; v <= FP_STORE_SCHEMA_VERSION && step == SQLITE_OK; v++)
+            step = sqlite3_exec(
+                s->db, v < FP_STORE_SCHEMA_VERSION ? fp__upgrade_sql[v - 1] : FP__SET_VERSION, NULL,
+                NULL, &msg);
+        if (step != SQLITE_OK) {
             rc = fp_error_set(err, FP_ESTORE,
                               "Run store %s: upgrading the schema from version %" PRId64
                               " failed: %s.",
@@ -759,10 +800,11 @@ static int fp__inspect(struct fp_store *s, struct fp_error *err)
         /* user_version is any program's to set (many do): a file that says
          * 1 to 3 but lacks the store's tables is another program's, and a
          * writer must not switch it to WAL or "upgrade" it. */
-        int64_t have = 0, want = s->version >= 2 ? 5 : 4;
+        int64_t have = 0, want = s->version >= 6 ? 7 : s->version >= 2 ? 5 : 4;
         rc = fp__pragma(s,
                         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
-                        " ('runs', 'rounds', 'client_rounds', 'checkpoints', 'checkpoint_parts')",
+                        " ('runs', 'rounds', 'client_rounds', 'checkpoints', 'checkpoint_parts',"
+                        " 'attempts', 'attempt_clients')",
                         &have, NULL, 0, err);
         if (rc)
             return rc;
@@ -772,7 +814,10 @@ static int fp__inspect(struct fp_store *s, struct fp_error *err)
                                 " but without the tables of a fedpress run store (runs, rounds, "
                                 "client_rounds, checkpoints%s): it is not a run store; refusing "
                                 "to touch it.",
-                                s->path, s->version, want == 5 ? ", checkpoint_parts" : "");
+                                s->path, s->version,
+                                want == 7   ? ", checkpoint_parts, attempts, attempt_clients"
+                                : want == 5 ? ", checkpoint_parts"
+                                            : "");
         return 0;
     }
     rc = fp__pragma(s, "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
@@ -1314,8 +1359,11 @@ fail:
     return rc;
 }
 
-int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
-                        const float *model, size_t d, uint32_t round_done, struct fp_error *err)
+/* fp_store_finish_run, and for a failed run the reason it failed (NULL:
+ * none given), in the same UPDATE. */
+static int fp__finish(struct fp_store *s, int64_t run_id, enum fp_run_status status,
+                      const float *model, size_t d, uint32_t round_done, const char *error,
+                      struct fp_error *err)
 {
     char hex[65];
     size_t nbytes = 0;
@@ -1344,6 +1392,8 @@ int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status s
     FP__BIND(sqlite3_bind_int64(st, 1, run_id));
     FP__BIND(sqlite3_bind_text(st, 2, fp_run_status_name(status), -1, SQLITE_STATIC));
     FP__BIND(model ? sqlite3_bind_text(st, 3, hex, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 3));
+    FP__BIND(error && *error ? sqlite3_bind_text(st, 4, error, -1, SQLITE_STATIC)
+                             : sqlite3_bind_null(st, 4));
     if (sqlite3_step(st) != SQLITE_DONE) {
         rc = fp__sqlerr(s, err, "updating the run's final status");
         goto fail;
@@ -1397,6 +1447,87 @@ fail:
         fp__done(st);
     fp__rollback(s, err);
     return rc;
+}
+
+int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
+                        const float *model, size_t d, uint32_t round_done, struct fp_error *err)
+{
+    return fp__finish(s, run_id, status, model, d, round_done, NULL, err);
+}
+
+int fp_store_fail_run(struct fp_store *s, int64_t run_id, uint32_t round_done, const char *error,
+                      struct fp_error *err)
+{
+    return fp__finish(s, run_id, FP_RUN_FAILED, NULL, 0, round_done, error, err);
+}
+
+/* The rows of a failed attempt, inside its transaction: the attempts row,
+ * then each sampled client's. */
+static int fp__insert_attempt(struct fp_store *s, int64_t run_id, const struct fp_attempt *a,
+                              struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_INSERT_ATTEMPT];
+    int rc;
+    FP__BIND(sqlite3_bind_int64(st, 1, run_id));
+    FP__BIND(sqlite3_bind_int64(st, 2, a->round));
+    FP__BIND(sqlite3_bind_int64(st, 3, a->attempt));
+    FP__BIND(sqlite3_bind_int64(st, 4, a->uploads));
+    FP__BIND(sqlite3_bind_int64(st, 5, a->min_updates));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = fp__sqlerr(s, err, "inserting the attempts row");
+        goto out;
+    }
+    const int64_t id = sqlite3_last_insert_rowid(s->db);
+    fp__done(st);
+    st = s->st[ST_INSERT_ATTEMPT_CLIENT];
+    for (uint32_t i = 0; i < a->n; i++) {
+        const struct fp_client_round *c = &a->clients[i];
+        /* nothing of a failed attempt is included: an upload that came
+         * in time merely answered */
+        const char *status =
+            c->status == FP_CLIENT_INCLUDED ? "answered" : fp_client_status_name(c->status);
+        FP__BIND(sqlite3_bind_int64(st, 1, id));
+        FP__BIND(sqlite3_bind_int64(st, 2, c->client));
+        FP__BIND(sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC));
+        FP__BIND(c->status != FP_CLIENT_INCLUDED && c->reason[0]
+                     ? sqlite3_bind_text(st, 4, c->reason, -1, SQLITE_TRANSIENT)
+                     : sqlite3_bind_null(st, 4));
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            char what[96];
+            snprintf(what, sizeof what, "inserting client %u of round %u's attempt %u", c->client,
+                     a->round, a->attempt);
+            rc = fp__sqlerr(s, err, what);
+            goto out;
+        }
+        fp__done(st);
+    }
+    return 0;
+bind_fail:
+    rc = fp__sqlerr(s, err, "binding an attempt's values");
+out:
+    fp__done(st);
+    return rc;
+}
+
+int fp_store_put_attempt(struct fp_store *s, int64_t run_id, const struct fp_attempt *a,
+                         struct fp_error *err)
+{
+    int rc;
+    assert(s);
+    if (!a || a->round < 1 || a->attempt < 1 || (a->n && !a->clients))
+        return fp_error_set(err, FP_EINVAL,
+                            "fp_store_put_attempt: the attempt must be non-NULL, its round and "
+                            "number counted from 1, and list its clients.");
+    if ((rc = fp__hold(s, run_id, err)) || (rc = fp__begin(s, err)))
+        return rc;
+    char what[64];
+    snprintf(what, sizeof what, "add an attempt of round %u", a->round);
+    if ((rc = fp__require_running(s, run_id, what, err)) ||
+        (rc = fp__insert_attempt(s, run_id, a, err)) || (rc = fp__commit(s, err))) {
+        fp__rollback(s, err);
+        return rc;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1893,10 +2024,16 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t
     static const char *const sql[] = {
         /* client_rounds go with their rounds (ON DELETE CASCADE) */
         "DELETE FROM rounds WHERE run_id = ?1 AND round > ?2",
+        /* the failed attempts of the rounds run again (a simulator's are
+         * stored again, the same); those of the round the run stopped or
+         * failed in stay: what happened to it before (attempt_clients go
+         * with their attempts) */
+        "DELETE FROM attempts WHERE run_id = ?1 AND round > ?2"
+        " AND round <= (SELECT rounds_done FROM runs WHERE id = ?1)",
         "DELETE FROM checkpoints WHERE run_id = ?1 AND round > ?2",
         "DELETE FROM checkpoints WHERE run_id = ?1 AND kind = 'model'",
         "UPDATE runs SET rounds_done = ?2, threads = ?3, status = 'running', finished_at = NULL,"
-        " model_sha256 = NULL,"
+        " model_sha256 = NULL, error = NULL,"
         " uplink_bytes = (SELECT coalesce(sum(uplink_bytes), 0) FROM rounds WHERE run_id = ?1),"
         " downlink_bytes = (SELECT coalesce(sum(downlink_bytes), 0) FROM rounds"
         "  WHERE run_id = ?1),"

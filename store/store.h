@@ -3,7 +3,8 @@
  *
  * One file holds many runs (WAL mode, so `fedpress runs` / sqlite3 can read
  * while a simulation writes). Tables: runs, rounds, client_rounds,
- * checkpoints; the schema is documented in docs/store.md. A round's metrics
+ * checkpoints, checkpoint_parts, attempts, attempt_clients; the schema is
+ * documented in docs/store.md. A round's metrics
  * (its `rounds` row and all its `client_rounds` rows) commit in one
  * transaction: after a crash the store holds the whole round or none of it.
  *
@@ -201,9 +202,11 @@ int fp_store_load_record(struct fp_store *s, int64_t run_id, struct fp_run_recor
 void fp_store_record_free(struct fp_run_record *r);
 
 /* One transaction: forgets everything of the run after `round` (rounds,
- * client_rounds, checkpoints, the final model), recomputes its totals from
- * the rounds that remain, and marks it 'running' again, now run by
- * `threads` worker threads. A completed run is refused (FP_ESTORE). */
+ * client_rounds, checkpoints, the final model, the failed attempts of the
+ * rounds it had committed after `round`), recomputes its totals from the
+ * rounds that remain, and marks it 'running' again, with no error, now run
+ * by `threads` worker threads. The failed attempts of rounds it never
+ * committed stay. A completed run is refused (FP_ESTORE). */
 int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t threads,
                     struct fp_error *err);
 
@@ -213,6 +216,32 @@ int fp_store_rewind(struct fp_store *s, int64_t run_id, uint32_t round, uint32_t
  * a 'running' run is finished: a final status is never changed (FP_ESTORE). */
 int fp_store_finish_run(struct fp_store *s, int64_t run_id, enum fp_run_status status,
                         const float *model, size_t d, uint32_t round_done, struct fp_error *err);
+
+/* fp_store_finish_run(FP_RUN_FAILED, no model) that also stores why the
+ * run failed (runs.error: the message the driver printed; NULL or "" stores
+ * NULL), so that the store says it, not only stderr. */
+int fp_store_fail_run(struct fp_store *s, int64_t run_id, uint32_t round_done, const char *error,
+                      struct fp_error *err);
+
+/* Schema 6: an attempt of a round that closed below [participation]
+ * min_updates, so its uploads were not aggregated and the round was tried
+ * again (or the run failed). clients[n]: every sampled client, ascending
+ * id, with its status in that attempt and why: FP_CLIENT_INCLUDED is
+ * stored as 'answered' (its upload came in time; nothing of a failed
+ * attempt is included), the others as in client_rounds. */
+struct fp_attempt {
+    uint32_t round;
+    uint32_t attempt; /* 1, 2, ... within the round (the driver's count) */
+    uint32_t uploads; /* uploads that came in time */
+    uint32_t min_updates;
+    const struct fp_client_round *clients; /* [n]: client, status, reason */
+    uint32_t n;
+};
+/* One transaction: the attempts row and its attempt_clients rows, with
+ * the time it closed. Only a 'running' run takes them (FP_ESTORE
+ * otherwise). */
+int fp_store_put_attempt(struct fp_store *s, int64_t run_id, const struct fp_attempt *a,
+                         struct fp_error *err);
 
 /* Listing and reading back (for `fedpress runs` / `fedpress metrics`). */
 struct fp_run_info {

@@ -12,7 +12,7 @@ q() { sqlite3 "$1" "$2" 2>/dev/null; }
 Q="$ROOT/scenarios/scaffold-quadratic.ini"
 
 "$FP" sim "$Q" --set run.rounds=3 --store "$T/a.db" --threads 1 --quiet >/dev/null 2>&1
-check "schema version 5" "[ \"\$(q '$T/a.db' 'pragma user_version')\" = 5 ]"
+check "schema version 6" "[ \"\$(q '$T/a.db' 'pragma user_version')\" = 6 ]"
 rows=$(q "$T/a.db" "select count(*) from client_rounds where run_id = 1")
 check "every client round has a 64-hex upload_sha256" \
   "[ -n '$rows' ] && [ '$rows' -gt 0 ] && [ \"\$(q '$T/a.db' \"select count(*) from client_rounds where run_id = 1 and upload_sha256 glob '$(printf '[0-9a-f]%.0s' $(seq 64))'\")\" = '$rows' ]"
@@ -46,13 +46,13 @@ check "metrics --clients csv: upload_sha256 column, the store's values" \
 # a version 3 store (no upload_sha256) is upgraded in place: old rows NULL,
 # the next run's rows hashed, the first run's results unchanged
 "$FP" sim "$Q" --set run.rounds=2 --store "$T/v3.db" --quiet >"$T/o1" 2>&1
-sqlite3 "$T/v3.db" 'alter table client_rounds drop column upload_sha256; alter table client_rounds drop column status; alter table client_rounds drop column reason; pragma user_version = 3;'
+sqlite3 "$T/v3.db" 'drop table attempt_clients; drop table attempts; alter table runs drop column error; alter table client_rounds drop column upload_sha256; alter table client_rounds drop column status; alter table client_rounds drop column reason; pragma user_version = 3;'
 "$FP" metrics 1 --store "$T/v3.db" --clients --format csv >"$T/v3.csv" 2>&1; rc=$?
 check "a reader lists a version 3 store's clients without upgrading it" \
   "[ $rc -eq 0 ] && [ \$(wc -l <'$T/v3.csv') -gt 1 ] && [ \"\$(q '$T/v3.db' 'pragma user_version')\" = 3 ]"
 "$FP" sim "$Q" --set run.rounds=2 --store "$T/v3.db" --quiet >"$T/o2" 2>&1; rc=$?
-check "a writer upgrades it to 5: old rows NULL, new rows hashed, same model" \
-  "[ $rc -eq 0 ] && [ \"\$(q '$T/v3.db' 'pragma user_version')\" = 5 ] && [ \"\$(q '$T/v3.db' 'select count(*) from client_rounds where run_id = 1 and upload_sha256 is not null')\" = 0 ] && [ \"\$(q '$T/v3.db' 'select count(*) from client_rounds where run_id = 2 and upload_sha256 is null')\" = 0 ] && [ \"\$(grep 'model sha256' '$T/o1')\" = \"\$(grep 'model sha256' '$T/o2')\" ]"
+check "a writer upgrades it to 6: old rows NULL, new rows hashed, same model" \
+  "[ $rc -eq 0 ] && [ \"\$(q '$T/v3.db' 'pragma user_version')\" = 6 ] && [ \"\$(q '$T/v3.db' 'select count(*) from client_rounds where run_id = 1 and upload_sha256 is not null')\" = 0 ] && [ \"\$(q '$T/v3.db' 'select count(*) from client_rounds where run_id = 2 and upload_sha256 is null')\" = 0 ] && [ \"\$(grep 'model sha256' '$T/o1')\" = \"\$(grep 'model sha256' '$T/o2')\" ]"
 
 # a model that overflows is refused by the broadcast's encoder, with the
 # reason (a guard: the message was the client's before broadcasts were encoded)

@@ -277,7 +277,7 @@ static void test_full_run_round_trip(void **state)
     char txt[200];
     q_text(f->db, "PRAGMA journal_mode", txt, sizeof txt);
     assert_string_equal(txt, "wal");
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 6);
     /* meta_a records neither inputs nor BLAS: both NULL, not "" */
     assert_int_equal(q_int(f->db, "SELECT inputs IS NULL AND blas IS NULL FROM runs"), 1);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 6);
@@ -474,7 +474,7 @@ static void test_newer_schema_refused(void **state)
     struct fx *f = *state;
     sqlite3 *h = NULL;
     assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "PRAGMA user_version = 7", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_close(h), SQLITE_OK);
 
     struct fp_store *s = NULL;
@@ -482,7 +482,7 @@ static void test_newer_schema_refused(void **state)
     assert_int_equal(fp_store_open(&s, f->db, &e), FP_ESTORE);
     assert_null(s);
     assert_non_null(strstr(e.msg, f->db));
-    assert_non_null(strstr(e.msg, "schema version 6"));
+    assert_non_null(strstr(e.msg, "schema version 7"));
 }
 
 struct client_rows {
@@ -532,8 +532,13 @@ static void test_list_client_rounds(void **state)
 
 /* What schema version 3 added to runs, taken away again: a file as
  * versions 1 and 2 wrote it. */
+/* What schema version 6 added (the failed attempts' tables, runs.error),
+ * taken away: a version 5 file. */
+#define V6_DROPPED                                                                                 \
+    "DROP TABLE attempt_clients; DROP TABLE attempts; ALTER TABLE runs DROP COLUMN error;"
 /* What schema version 5 added to client_rounds, taken away: a version 4 file. */
 #define V5_COLUMNS_DROPPED                                                                         \
+    V6_DROPPED                                                                                     \
     "ALTER TABLE client_rounds DROP COLUMN status; ALTER TABLE client_rounds DROP COLUMN reason;"
 #define V4_COLUMN_DROPPED "ALTER TABLE client_rounds DROP COLUMN upload_sha256;" V5_COLUMNS_DROPPED
 #define V3_COLUMNS_DROPPED                                                                         \
@@ -607,7 +612,7 @@ static void test_schema_2_upgraded(void **state)
                      0);
 
     s = open_ok(f->db);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 6);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('runs')"
                                   " WHERE name IN ('inputs', 'blas')"),
                      2);
@@ -705,7 +710,7 @@ static void test_schema_3_upgraded(void **state)
     assert_int_equal(q_int(f->db, "PRAGMA user_version"), 3);
 
     s = open_ok(f->db);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 6);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE upload_sha256 IS NULL"),
                      6);
     int64_t id2 = write_run_a(s);
@@ -748,7 +753,7 @@ static void test_schema_4_upgraded_and_statuses(void **state)
     assert_int_equal(q_int(f->db, "PRAGMA user_version"), 4);
 
     s = open_ok(f->db);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 6);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE status = 'included' "
                                   "AND reason IS NULL"),
                      6);
@@ -893,7 +898,7 @@ static void test_schema_1_upgraded(void **state)
 
     s = NULL;
     assert_int_equal(fp_store_open(&s, f->db, &e), 0);
-    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 6);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM checkpoint_parts"), 0);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM pragma_table_info('client_rounds')"
                                   " WHERE name = 'upload_sha256'"),
@@ -1721,6 +1726,168 @@ static void test_reader_on_old_schema(void **state)
     assert_int_equal(access(p, F_OK), -1);
 }
 
+/* A failed attempt of round `round`: clients 1 (its upload came in time),
+ * 4 (late) and 6 (absent), each with a reason (the answered one's is not
+ * stored: nothing of it needs one). */
+static int put_attempt(struct fp_store *s, int64_t id, uint32_t round, uint32_t attempt,
+                       struct fp_error *e)
+{
+    const struct fp_client_round c[3] = {
+        {.client = 1, .status = FP_CLIENT_INCLUDED, .reason = "ignored"},
+        {.client = 4, .status = FP_CLIENT_LATE, .reason = "no upload when the round closed"},
+        {.client = 6, .status = FP_CLIENT_ABSENT, .reason = "not connected when sampled"},
+    };
+    const struct fp_attempt a = {
+        .round = round, .attempt = attempt, .uploads = 1, .min_updates = 2, .clients = c, .n = 3};
+    return fp_store_put_attempt(s, id, &a, e);
+}
+
+/* Schema 6: a version 5 file (with runs, rounds and client rows) is read
+ * as it is by a reader and upgraded in place by a writer: the attempts
+ * tables appear, runs gains error (NULL for the runs it had), and every
+ * older row reads back the same. */
+static void test_schema_5_upgraded(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = write_run_a(s);
+    fp_store_close(s);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, V6_DROPPED "PRAGMA user_version = 5", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+
+    /* a reader reads it as it is, and changes nothing */
+    s = NULL;
+    assert_int_equal(fp_store_open_readonly(&s, f->db, &e), 0);
+    struct run_copy rc = {0};
+    assert_int_equal(fp_store_list_runs(s, collect_run, &rc, &e), 0);
+    assert_int_equal(rc.n, 1);
+    assert_string_equal(rc.status[0], "completed");
+    assert_string_equal(rc.sha[0], model_hex);
+    struct client_rows old = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id, -1, collect_client, &old, &e), 0);
+    assert_int_equal(old.n, 6);
+    assert_int_equal(put_attempt(s, id, 1, 1, &e), FP_EINVAL);
+    fp_store_close(s);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 5);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'attempt%'"),
+                     0);
+
+    s = open_ok(f->db);
+    assert_int_equal(q_int(f->db, "PRAGMA user_version"), 6);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND"
+                                  " name IN ('attempts', 'attempt_clients')"),
+                     2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM runs WHERE error IS NULL"), 1);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM rounds"), 3);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE status = 'included'"),
+                     6);
+    struct client_rows now = {0};
+    assert_int_equal(fp_store_list_client_rounds(s, id, -1, collect_client, &now, &e), 0);
+    assert_int_equal(now.n, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(now.round[i], old.round[i]);
+        assert_int_equal(now.c[i].client, old.c[i].client);
+        assert_int_equal(now.c[i].uplink_bytes, old.c[i].uplink_bytes);
+        assert_string_equal(now.c[i].upload_sha256, old.c[i].upload_sha256);
+    }
+    /* the upgraded file takes attempts */
+    int64_t id2 = -1;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id2, &e), 0);
+    assert_int_equal(put_attempt(s, id2, 1, 1, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempt_clients"), 3);
+    fp_store_close(s);
+}
+
+/* A failed attempt: its row and every sampled client's, in one
+ * transaction, kept apart from client_rounds; a failed run's reason in
+ * runs.error; a rewind forgets the attempts of the rounds it forgets that
+ * were committed, keeps those of a round never committed, and clears the
+ * error; deleting the run takes them all. */
+static void test_attempts_stored(void **state)
+{
+    struct fx *f = *state;
+    struct fp_store *s = open_ok(f->db);
+    struct fp_error e = {0};
+    int64_t id = -1;
+    char t[200];
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id, &e), 0);
+    commit_k(s, id, 1, 0, &e);
+    assert_int_equal(put_attempt(s, id, 2, 1, &e), 0);
+    assert_int_equal(put_attempt(s, id, 2, 2, &e), 0);
+    commit_k(s, id, 2, 0, &e);
+    assert_int_equal(put_attempt(s, id, 3, 1, &e), 0);
+
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempts"), 3);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempts WHERE run_id = 1 AND round = 2"
+                                  " AND uploads = 1 AND min_updates = 2"),
+                     2);
+    q_text(f->db,
+           "SELECT group_concat(client || ':' || status || ':' || coalesce(reason, 'NULL'), '|')"
+           " FROM (SELECT c.client, c.status, c.reason FROM attempts a JOIN attempt_clients c"
+           " ON c.attempt_id = a.id WHERE a.round = 2 AND a.attempt = 2 ORDER BY c.client)",
+           t, sizeof t);
+    assert_string_equal(t, "1:answered:NULL|4:late:no upload when the round closed|"
+                           "6:absent:not connected when sampled");
+    /* the time it closed, to the millisecond, UTC */
+    q_text(f->db, "SELECT closed_at FROM attempts WHERE id = 3", t, sizeof t);
+    assert_int_equal(strlen(t), 24);
+    assert_true(t[4] == '-' && t[10] == 'T' && t[19] == '.' && t[23] == 'Z');
+    /* client_rounds holds the committed rounds' rows only */
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds"), 2);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM client_rounds WHERE client != 1"), 0);
+
+    /* all or nothing: a client twice violates the key, and the attempts
+     * row goes too */
+    const struct fp_client_round twice[2] = {{.client = 5, .status = FP_CLIENT_LATE},
+                                             {.client = 5, .status = FP_CLIENT_LATE}};
+    const struct fp_attempt bad = {
+        .round = 3, .attempt = 2, .uploads = 0, .min_updates = 2, .clients = twice, .n = 2};
+    assert_int_equal(fp_store_put_attempt(s, id, &bad, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "client 5 of round 3's attempt 2"));
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempts"), 3);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempt_clients"), 9);
+    const struct fp_attempt zero = {.round = 3, .attempt = 0};
+    assert_int_equal(fp_store_put_attempt(s, id, &zero, &e), FP_EINVAL);
+
+    /* the failure and its reason */
+    assert_int_equal(fp_store_fail_run(s, id, 2, "round 3: only 1 of the 2 uploads", &e), 0);
+    q_text(f->db, "SELECT status || ': ' || error FROM runs WHERE id = 1", t, sizeof t);
+    assert_string_equal(t, "failed: round 3: only 1 of the 2 uploads");
+    /* a failed run takes no more attempts */
+    assert_int_equal(put_attempt(s, id, 3, 2, &e), FP_ESTORE);
+    assert_non_null(strstr(e.msg, "'failed'"));
+    /* a run finished otherwise has no error */
+    int64_t id2 = -1;
+    assert_int_equal(fp_store_begin_run(s, &meta_a, &id2, &e), 0);
+    assert_int_equal(fp_store_finish_run(s, id2, FP_RUN_FAILED, NULL, 0, 0, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT error IS NULL FROM runs WHERE id = 2"), 1);
+
+    /* resumed after round 1: round 2's attempts go (it is run again, and
+     * its attempts with it); round 3's, never committed, stay */
+    assert_int_equal(fp_store_rewind(s, id, 1, 1, &e), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempts WHERE round = 2"), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempts WHERE round = 3"), 1);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempt_clients"), 3);
+    q_text(f->db, "SELECT status || ' ' || coalesce(error, 'NULL') FROM runs WHERE id = 1", t,
+           sizeof t);
+    assert_string_equal(t, "running NULL");
+    fp_store_close(s);
+
+    /* deleting the run (foreign keys on) takes its attempts */
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(f->db, &h), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(h, "PRAGMA foreign_keys=ON; DELETE FROM runs WHERE id = 1", NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_close(h), SQLITE_OK);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempts"), 0);
+    assert_int_equal(q_int(f->db, "SELECT count(*) FROM attempt_clients"), 0);
+}
+
 static void test_status_names(void **state)
 {
     (void)state;
@@ -1765,6 +1932,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_database_with_user_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_regular_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reader_on_old_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_5_upgraded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attempts_stored, setup, teardown),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
