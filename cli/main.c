@@ -28,6 +28,7 @@
 #include "../sim/replay.h"
 #include "../sim/sim.h"
 #include "../store/store.h"
+#include "args.h"
 #include "daemons.h"
 #include "keygen.h"
 #include "plot.h"
@@ -243,33 +244,6 @@ static void fp__usage(FILE *f)
         fp__out_failed();
 }
 
-static int fp__usage_error(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "fedpress: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(run 'fedpress help' for usage)\n");
-    return FP_EXIT_USAGE;
-}
-
-/* "--opt value" or "--opt=value"; returns the value and advances *i, or NULL. */
-static const char *fp__optval(int argc, char **argv, int *i, const char *opt)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n))
-        return NULL;
-    if (argv[*i][n] == '=')
-        return argv[*i] + n + 1;
-    if (argv[*i][n] == '\0' && *i + 1 < argc)
-        return argv[++*i];
-    return NULL;
-}
-
-static int fp__is_opt(const char *arg, const char *opt)
-{
-    size_t n = strlen(opt);
-    return !strncmp(arg, opt, n) && (arg[n] == '\0' || arg[n] == '=');
-}
-
 int fp_cli_open_store(struct fp_store **st, const char *path, int mode)
 {
     struct fp_error err = {0};
@@ -329,20 +303,20 @@ static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp
             return -FP_EXIT_USAGE;
         }
         o->file = opt;
-    } else if (fp__is_opt(opt, "--set")) {
-        if (!(v = fp__optval(argc, argv, i, "--set")))
+    } else if (fp_cli_is_opt(opt, "--set")) {
+        if (!(v = fp_cli_optval(argc, argv, i, "--set")))
             goto missing;
         o->sets[o->nsets++] = v;
-    } else if (fp__is_opt(opt, "--threads")) {
+    } else if (fp_cli_is_opt(opt, "--threads")) {
         char *end;
-        if (!(v = fp__optval(argc, argv, i, "--threads")))
+        if (!(v = fp_cli_optval(argc, argv, i, "--threads")))
             goto missing;
         o->threads = strtoul(v, &end, 10);
         /* digits only: strtoul would take " 4", "+4" and "-1" (as ULONG_MAX) */
         if (!isdigit((unsigned char)*v) || *end != '\0' || o->threads < 1 || o->threads > 256)
-            return -fp__usage_error("--threads '%s': expected an integer in [1, 256]", v);
-    } else if (fp__is_opt(opt, "--store")) {
-        if (!(o->store_path = fp__optval(argc, argv, i, "--store")))
+            return -fp_cli_usage_errorf("--threads '%s': expected an integer in [1, 256]", v);
+    } else if (fp_cli_is_opt(opt, "--store")) {
+        if (!(o->store_path = fp_cli_optval(argc, argv, i, "--store")))
             goto missing;
     } else if (!strcmp(opt, "--quiet") || !strcmp(opt, "-q")) {
         o->quiet = 1;
@@ -441,7 +415,7 @@ static int64_t fp__run_id_arg(const char *arg, const char *opt)
     if (!isdigit((unsigned char)*arg) || *end != '\0' || errno || id < 1) {
         char what[64];
         snprintf(what, sizeof what, "sim: %s '%%s': expected a run id (see 'fedpress runs')", opt);
-        fp__usage_error(what, arg);
+        fp_cli_usage_errorf(what, arg);
         return -1;
     }
     return id;
@@ -487,17 +461,17 @@ static int fp__cmd_sim(int argc, char **argv)
         }
         if (took)
             continue;
-        if (fp__is_opt(argv[i], "--model-out")) {
-            if (!(model_out = fp__optval(argc, argv, &i, "--model-out")))
+        if (fp_cli_is_opt(argv[i], "--model-out")) {
+            if (!(model_out = fp_cli_optval(argc, argv, &i, "--model-out")))
                 goto missing;
-        } else if (fp__is_opt(argv[i], "--resume")) {
-            if (!(resume_arg = fp__optval(argc, argv, &i, "--resume")))
+        } else if (fp_cli_is_opt(argv[i], "--resume")) {
+            if (!(resume_arg = fp_cli_optval(argc, argv, &i, "--resume")))
                 goto missing;
-        } else if (fp__is_opt(argv[i], "--replay")) {
-            if (!(replay_arg = fp__optval(argc, argv, &i, "--replay")))
+        } else if (fp_cli_is_opt(argv[i], "--replay")) {
+            if (!(replay_arg = fp_cli_optval(argc, argv, &i, "--replay")))
                 goto missing;
         } else {
-            rc = fp__usage_error("sim: unknown option '%s'", argv[i]);
+            rc = fp_cli_usage_errorf("sim: unknown option '%s'", argv[i]);
             goto out;
         }
     }
@@ -507,28 +481,29 @@ static int fp__cmd_sim(int argc, char **argv)
     int quiet = o.quiet, dry_run = o.dry_run;
     if (replay_arg) {
         if (file || resume_arg || nsets || dry_run || model_out)
-            rc = fp__usage_error("sim: %s", "--replay runs the stored scenario as it was: no "
-                                            "scenario file, --resume, --set, --dry-run or "
-                                            "--model-out");
+            rc = fp_cli_usage_errorf("sim: %s", "--replay runs the stored scenario as it was: no "
+                                                "scenario file, --resume, --set, --dry-run or "
+                                                "--model-out");
         else
             rc = fp__replay(replay_arg, store_path, threads, quiet);
         goto out;
     }
     if (!file == !resume_arg) {
-        rc = fp__usage_error("sim: %s", file ? "give a scenario file or --resume RUN, not both"
-                                             : "no scenario file given (or --resume RUN)");
+        rc = fp_cli_usage_errorf("sim: %s", file ? "give a scenario file or --resume RUN, not both"
+                                                 : "no scenario file given (or --resume RUN)");
         goto out;
     }
     if (resume_arg && (nsets || dry_run)) {
-        rc = fp__usage_error("sim: %s", "--resume runs the stored scenario as it was: no --set, "
-                                        "no --dry-run");
+        rc =
+            fp_cli_usage_errorf("sim: %s", "--resume runs the stored scenario as it was: no --set, "
+                                           "no --dry-run");
         goto out;
     }
 
     struct fp_error err = {0};
     /* No output may land on the store: checked before anything is opened. */
     if (model_out && fp_store_check_output(store_path, model_out, &err)) {
-        rc = fp__usage_error("sim: --model-out: %s", err.msg);
+        rc = fp_cli_usage_errorf("sim: --model-out: %s", err.msg);
         goto out;
     }
     struct fp_scenario sc;
@@ -599,7 +574,7 @@ static int fp__cmd_sim(int argc, char **argv)
     fp_store_close(store);
     goto out;
 missing:
-    rc = fp__usage_error("sim: option '%s' needs a value", argv[argc - 1]);
+    rc = fp_cli_usage_errorf("sim: option '%s' needs a value", argv[argc - 1]);
 out:
     free(o.sets);
     return rc;
@@ -638,7 +613,7 @@ static int fp__parse_vary(const char *arg, struct fp__vary *v)
     const char *eq = strchr(arg, '=');
     const char *dot = strchr(arg, '.');
     if (!eq || !dot || dot > eq || dot == arg || dot + 1 == eq || eq[1] == '\0') {
-        fp__usage_error("sweep: --vary '%s': expected section.key=value1,value2,...", arg);
+        fp_cli_usage_errorf("sweep: --vary '%s': expected section.key=value1,value2,...", arg);
         return -1;
     }
     v->buf = strdup(arg);
@@ -658,7 +633,7 @@ static int fp__parse_vary(const char *arg, struct fp__vary *v)
         if (end)
             *end = '\0';
         if (*tok == '\0') {
-            fp__usage_error("sweep: --vary '%s': an empty value", arg);
+            fp_cli_usage_errorf("sweep: --vary '%s': an empty value", arg);
             return -1;
         }
         v->vals[v->n++] = tok;
@@ -856,32 +831,33 @@ static int fp__cmd_sweep(int argc, char **argv)
         }
         if (took)
             continue;
-        if (fp__is_opt(argv[i], "--vary")) {
-            if (!(v = fp__optval(argc, argv, &i, "--vary"))) {
-                rc = fp__usage_error("sweep: option '%s' needs a value", "--vary");
+        if (fp_cli_is_opt(argv[i], "--vary")) {
+            if (!(v = fp_cli_optval(argc, argv, &i, "--vary"))) {
+                rc = fp_cli_usage_errorf("sweep: option '%s' needs a value", "--vary");
                 goto out;
             }
             if (nv == 64) {
-                rc = fp__usage_error("sweep: more than %s --vary options", "64");
+                rc = fp_cli_usage_errorf("sweep: more than %s --vary options", "64");
                 goto out;
             }
             if (fp__parse_vary(v, &vs[nv++]))
                 goto out;
         } else {
-            rc = fp__usage_error("sweep: unknown option '%s'", argv[i]);
+            rc = fp_cli_usage_errorf("sweep: unknown option '%s'", argv[i]);
             goto out;
         }
     }
     const char *file = o.file;
     if (!file || !nv) {
-        rc = fp__usage_error("sweep: %s", !file ? "no scenario file given"
-                                                : "nothing to vary (give --vary section.key=a,b)");
+        rc = fp_cli_usage_errorf("sweep: %s",
+                                 !file ? "no scenario file given"
+                                       : "nothing to vary (give --vary section.key=a,b)");
         goto out;
     }
     for (size_t i = 0; i < nv; i++) {
         for (size_t j = 0; j < i; j++)
             if (!strcmp(vs[i].key, vs[j].key)) {
-                rc = fp__usage_error("sweep: %s is given to --vary twice", vs[i].key);
+                rc = fp_cli_usage_errorf("sweep: %s is given to --vary twice", vs[i].key);
                 goto out;
             }
         /* Each combination's --vary value is applied after the --set
@@ -889,9 +865,9 @@ static int fp__cmd_sweep(int argc, char **argv)
         size_t kl = strlen(vs[i].key);
         for (size_t j = 0; j < o.nsets; j++)
             if (!strncmp(o.sets[j], vs[i].key, kl) && o.sets[j][kl] == '=') {
-                rc = fp__usage_error("sweep: %s is given to both --set and --vary; give it to "
-                                     "one of them",
-                                     vs[i].key);
+                rc = fp_cli_usage_errorf("sweep: %s is given to both --set and --vary; give it to "
+                                         "one of them",
+                                         vs[i].key);
                 goto out;
             }
         if (total > FP__SWEEP_MAX / vs[i].n) {
@@ -1134,16 +1110,16 @@ static int fp__cmd_runs(int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fp__usage(stdout);
             return 0;
-        } else if (fp__is_opt(argv[i], "--store")) {
-            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
-                return fp__usage_error("runs: option '%s' needs a value", "--store");
-        } else if (fp__is_opt(argv[i], "--format")) {
-            if (!(v = fp__optval(argc, argv, &i, "--format")))
-                return fp__usage_error("runs: option '%s' needs a value", "--format");
+        } else if (fp_cli_is_opt(argv[i], "--store")) {
+            if (!(store_path = fp_cli_optval(argc, argv, &i, "--store")))
+                return fp_cli_usage_errorf("runs: option '%s' needs a value", "--store");
+        } else if (fp_cli_is_opt(argv[i], "--format")) {
+            if (!(v = fp_cli_optval(argc, argv, &i, "--format")))
+                return fp_cli_usage_errorf("runs: option '%s' needs a value", "--format");
             if (fp__parse_fmt(v, &c.fmt))
-                return fp__usage_error("runs: --format '%s': expected table, csv or json", v);
+                return fp_cli_usage_errorf("runs: --format '%s': expected table, csv or json", v);
         } else {
-            return fp__usage_error("runs: unexpected argument '%s'", argv[i]);
+            return fp_cli_usage_errorf("runs: unexpected argument '%s'", argv[i]);
         }
     }
     struct fp_store *store;
@@ -1332,41 +1308,43 @@ static int fp__cmd_metrics(int argc, char **argv)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fp__usage(stdout);
             return 0;
-        } else if (fp__is_opt(argv[i], "--store")) {
-            if (!(store_path = fp__optval(argc, argv, &i, "--store")))
-                return fp__usage_error("metrics: option '%s' needs a value", "--store");
-        } else if (fp__is_opt(argv[i], "--format")) {
-            if (!(v = fp__optval(argc, argv, &i, "--format")))
-                return fp__usage_error("metrics: option '%s' needs a value", "--format");
+        } else if (fp_cli_is_opt(argv[i], "--store")) {
+            if (!(store_path = fp_cli_optval(argc, argv, &i, "--store")))
+                return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--store");
+        } else if (fp_cli_is_opt(argv[i], "--format")) {
+            if (!(v = fp_cli_optval(argc, argv, &i, "--format")))
+                return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--format");
             if (fp__parse_fmt(v, &m.fmt))
-                return fp__usage_error("metrics: --format '%s': expected table, csv or json", v);
+                return fp_cli_usage_errorf("metrics: --format '%s': expected table, csv or json",
+                                           v);
         } else if (!strcmp(argv[i], "--clients")) {
             clients = 1;
-        } else if (fp__is_opt(argv[i], "--client")) {
-            if (!(v = fp__optval(argc, argv, &i, "--client")))
-                return fp__usage_error("metrics: option '%s' needs a value", "--client");
+        } else if (fp_cli_is_opt(argv[i], "--client")) {
+            if (!(v = fp_cli_optval(argc, argv, &i, "--client")))
+                return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--client");
             char *cend;
             errno = 0;
             client = strtoll(v, &cend, 10);
             if (!isdigit((unsigned char)*v) || *cend != '\0' || errno || client > UINT32_MAX)
-                return fp__usage_error("metrics: --client '%s': expected a client id (0, 1, ...)",
-                                       v);
+                return fp_cli_usage_errorf(
+                    "metrics: --client '%s': expected a client id (0, 1, ...)", v);
             clients = 1;
         } else if (argv[i][0] == '-') {
-            return fp__usage_error("metrics: unknown option '%s'", argv[i]);
+            return fp_cli_usage_errorf("metrics: unknown option '%s'", argv[i]);
         } else if (!run) {
             run = argv[i];
         } else {
-            return fp__usage_error("metrics: unexpected argument '%s'", argv[i]);
+            return fp_cli_usage_errorf("metrics: unexpected argument '%s'", argv[i]);
         }
     }
     if (!run)
-        return fp__usage_error("metrics: %s", "no run id given (see 'fedpress runs')");
+        return fp_cli_usage_errorf("metrics: %s", "no run id given (see 'fedpress runs')");
     char *end;
     errno = 0;
     long long id = strtoll(run, &end, 10);
     if (!isdigit((unsigned char)*run) || *end != '\0' || errno || id < 1)
-        return fp__usage_error("metrics: run '%s': expected a run id (see 'fedpress runs')", run);
+        return fp_cli_usage_errorf("metrics: run '%s': expected a run id (see 'fedpress runs')",
+                                   run);
 
     struct fp_store *store;
     if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
@@ -1488,7 +1466,7 @@ static int fp__main(int argc, char **argv)
         printf("fedpress 0.1.0\nBLAS: %s\n", fp_blas_describe());
         return 0;
     }
-    return fp__usage_error("unknown command '%s'", cmd);
+    return fp_cli_usage_errorf("unknown command '%s'", cmd);
 }
 
 int main(int argc, char **argv)
