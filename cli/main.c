@@ -5,7 +5,7 @@
  * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
  * 130 interrupted by a signal (the run is marked 'interrupted' in the store).
  * Output that cannot be written is a runtime error: every command's stdout
- * is flushed and checked once, in main (fp__finish_stdout), so a truncated
+ * is flushed and checked once, in main (fp_cli_finish_stdout), so a truncated
  * listing or CSV export never exits 0.
  */
 #include <ctype.h>
@@ -29,32 +29,12 @@
 #include "../sim/sim.h"
 #include "../store/store.h"
 #include "args.h"
+#include "cli.h"
 #include "daemons.h"
 #include "keygen.h"
 #include "plot.h"
 
-#define FP_EXIT_RUNTIME     1
-#define FP_EXIT_USAGE       2
-#define FP_EXIT_INTERRUPTED 130
-
 static volatile sig_atomic_t fp__stop;
-
-/* stdout's write error: its errno, once known, and whether a command has
- * already said what could not be written (main then only sets the exit
- * code). */
-static int fp__out_errno;
-static int fp__out_reported;
-
-/* 1 once stdout has failed: a listing stops early instead of formatting
- * rows nobody can read. Call right after a write, while errno is its. */
-static int fp__out_failed(void)
-{
-    if (!ferror(stdout))
-        return 0;
-    if (!fp__out_errno)
-        fp__out_errno = errno ? errno : EIO;
-    return 1;
-}
 
 /* A run is written by one process at a time: the store holds a lock on the
  * run for the handle that writes it (fp_store_lock_run; a new run is
@@ -241,7 +221,7 @@ static void fp__usage(FILE *f)
 {
     /* errno is the write's only right after it fails: keep it for main. */
     if ((fputs(fp__usage_run, f) == EOF || fputs(fp__usage_read, f) == EOF) && f == stdout)
-        fp__out_failed();
+        fp_cli_out_failed();
 }
 
 int fp_cli_open_store(struct fp_store **st, const char *path, int mode)
@@ -395,14 +375,12 @@ static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store
            acc, up, down, res->seconds, res->model_sha256);
     /* The run is in the store whatever happens to its summary: a summary
      * that cannot be written is said here (if stderr still works) and makes
-     * main's exit code 1 (fp__finish_stdout), never the run 'failed'. */
-    if ((fflush(stdout) != 0 || ferror(stdout)) && !fp__out_reported) {
-        fp__out_errno = fp__out_errno ? fp__out_errno : errno;
+     * main's exit code 1 (fp_cli_finish_stdout), never the run 'failed'. */
+    int e = fp_cli_out_flush_unreported();
+    if (e)
         fprintf(stderr, "fedpress: writing the summary to stdout: %s (run %lld is %s in %s)\n",
-                strerror(fp__out_errno ? fp__out_errno : EIO), (long long)res->run_id,
-                res->interrupted ? "interrupted" : "completed", store_path);
-        fp__out_reported = 1;
-    }
+                strerror(e), (long long)res->run_id, res->interrupted ? "interrupted" : "completed",
+                store_path);
     return res->interrupted ? FP_EXIT_INTERRUPTED : 0;
 }
 
@@ -580,20 +558,6 @@ out:
     return rc;
 }
 
-/* A run's final accuracy ("%.4f") and test loss ("%.6g"), "-" where none. */
-static void fp__run_numbers(const struct fp_run_info *r, char *acc, size_t na, char *loss,
-                            size_t nl)
-{
-    if (isnan(r->final_accuracy))
-        snprintf(acc, na, "-");
-    else
-        snprintf(acc, na, "%.4f", r->final_accuracy);
-    if (isnan(r->final_loss))
-        snprintf(loss, nl, "-");
-    else
-        snprintf(loss, nl, "%.6g", r->final_loss);
-}
-
 /* ---- sweep ---- */
 
 /* Up to this many runs in one sweep: a typo in a --vary list should not
@@ -682,7 +646,7 @@ static int fp__sweep_collect(void *u, const struct fp_run_info *r)
         struct fp__sweep_row *row = &l->rows[i];
         if (row->id != r->id)
             continue;
-        fp__run_numbers(r, row->acc, sizeof row->acc, row->loss, sizeof row->loss);
+        fp_cli_run_numbers(r, row->acc, sizeof row->acc, row->loss, sizeof row->loss);
         row->uplink = r->uplink_bytes;
         row->listed = 1;
     }
@@ -976,67 +940,10 @@ out:
     return rc;
 }
 
-/* ---- output formats (runs, metrics) ---- */
-
-enum fp__fmt { FMT_TABLE, FMT_CSV, FMT_JSON };
-struct fp__metrics_ctx {
-    enum fp__fmt fmt;
-    int first;
-};
-
-/* NaN (not evaluated) prints as empty (csv), null (json) or '-' (table). */
-static void fp__num(enum fp__fmt f, double v, const char *cfmt, int width)
-{
-    if (isnan(v)) {
-        if (f == FMT_JSON)
-            printf("null");
-        else if (f == FMT_TABLE)
-            printf("%*s", width, "-");
-        return;
-    }
-    if (f == FMT_TABLE)
-        printf("%*.*f", width, 6, v);
-    else
-        printf(cfmt, v);
-}
-
 /* ---- runs ---- */
 
-/* s as a JSON string (UTF-8 passes through; quotes, backslashes and control
- * characters are escaped). */
-static void fp__json_str(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
-}
-
-/* s as a CSV field: quoted, with quotes doubled, when it holds a comma, a
- * quote or a line break. */
-static void fp__csv_str(const char *s)
-{
-    if (!s || !strpbrk(s, ",\"\r\n")) {
-        fputs(s ? s : "", stdout);
-        return;
-    }
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"')
-            putchar('"');
-        putchar(*s);
-    }
-    putchar('"');
-}
-
 struct fp__runs_ctx {
-    enum fp__fmt fmt;
+    enum fp_cli_fmt fmt;
     int first;
     int width; /* of the name column (table) */
 };
@@ -1056,56 +963,42 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
     char acc[16], loss[24];
     const char *comp = r->compressor ? r->compressor : "-";
     switch (c->fmt) {
-    case FMT_TABLE:
-        fp__run_numbers(r, acc, sizeof acc, loss, sizeof loss);
+    case FP_FMT_TABLE:
+        fp_cli_run_numbers(r, acc, sizeof acc, loss, sizeof loss);
         printf("%5lld  %-*s  %-10s  %-12s  %5u/%-5u  %9s  %10s  %14llu  %s\n", (long long)r->id,
                c->width, r->name, r->algorithm, comp, r->rounds_done, r->rounds_planned, acc, loss,
                (unsigned long long)r->uplink_bytes, r->status);
         break;
-    case FMT_CSV:
+    case FP_FMT_CSV:
         printf("%lld,", (long long)r->id);
-        fp__csv_str(r->name);
+        fp_cli_csv_str(r->name);
         printf(",%s,%s,%u,%u,", r->algorithm, comp, r->rounds_done, r->rounds_planned);
-        fp__num(c->fmt, r->final_accuracy, "%.9g", 0);
+        fp_cli_num(c->fmt, r->final_accuracy, "%.9g", 0);
         putchar(',');
-        fp__num(c->fmt, r->final_loss, "%.9g", 0);
+        fp_cli_num(c->fmt, r->final_loss, "%.9g", 0);
         printf(",%llu,%s\n", (unsigned long long)r->uplink_bytes, r->status);
         break;
-    case FMT_JSON:
+    case FP_FMT_JSON:
         printf("%s\n  {\"id\": %lld, \"name\": ", c->first ? "" : ",", (long long)r->id);
-        fp__json_str(r->name);
+        fp_cli_json_str(r->name);
         printf(", \"algorithm\": \"%s\", \"compressor\": \"%s\", \"rounds_done\": %u, "
                "\"rounds_planned\": %u, \"final_accuracy\": ",
                r->algorithm, comp, r->rounds_done, r->rounds_planned);
-        fp__num(c->fmt, r->final_accuracy, "%.9g", 0);
+        fp_cli_num(c->fmt, r->final_accuracy, "%.9g", 0);
         printf(", \"final_loss\": ");
-        fp__num(c->fmt, r->final_loss, "%.9g", 0);
+        fp_cli_num(c->fmt, r->final_loss, "%.9g", 0);
         printf(", \"uplink_bytes\": %llu, \"status\": \"%s\"}", (unsigned long long)r->uplink_bytes,
                r->status);
         break;
     }
     c->first = 0;
-    return fp__out_failed(); /* 1: stop listing; main reports it */
-}
-
-/* "table", "csv" or "json" into *f; -1 if none of them. */
-static int fp__parse_fmt(const char *v, enum fp__fmt *f)
-{
-    if (!strcmp(v, "table"))
-        *f = FMT_TABLE;
-    else if (!strcmp(v, "csv"))
-        *f = FMT_CSV;
-    else if (!strcmp(v, "json"))
-        *f = FMT_JSON;
-    else
-        return -1;
-    return 0;
+    return fp_cli_out_failed(); /* 1: stop listing; main reports it */
 }
 
 static int fp__cmd_runs(int argc, char **argv)
 {
     const char *store_path = "runs.db", *v;
-    struct fp__runs_ctx c = {FMT_TABLE, 1, 4};
+    struct fp__runs_ctx c = {FP_FMT_TABLE, 1, 4};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fp__usage(stdout);
@@ -1116,7 +1009,7 @@ static int fp__cmd_runs(int argc, char **argv)
         } else if (fp_cli_is_opt(argv[i], "--format")) {
             if (!(v = fp_cli_optval(argc, argv, &i, "--format")))
                 return fp_cli_usage_errorf("runs: option '%s' needs a value", "--format");
-            if (fp__parse_fmt(v, &c.fmt))
+            if (fp_cli_parse_fmt(v, &c.fmt))
                 return fp_cli_usage_errorf("runs: --format '%s': expected table, csv or json", v);
         } else {
             return fp_cli_usage_errorf("runs: unexpected argument '%s'", argv[i]);
@@ -1127,13 +1020,13 @@ static int fp__cmd_runs(int argc, char **argv)
         return FP_EXIT_RUNTIME;
     struct fp_error err = {0};
     int rc = 0;
-    if (c.fmt == FMT_TABLE) {
+    if (c.fmt == FP_FMT_TABLE) {
         rc = fp_store_list_runs(store, fp__name_width, &c, &err);
         if (!rc)
             printf("%5s  %-*s  %-10s  %-12s  %11s  %9s  %10s  %14s  %s\n", "id", c.width, "name",
                    "algorithm", "compressor", "rounds", "final_acc", "final_loss", "uplink_bytes",
                    "status");
-    } else if (c.fmt == FMT_CSV) {
+    } else if (c.fmt == FP_FMT_CSV) {
         printf("id,name,algorithm,compressor,rounds_done,rounds_planned,final_accuracy,"
                "final_loss,uplink_bytes,status\n");
     } else {
@@ -1141,7 +1034,7 @@ static int fp__cmd_runs(int argc, char **argv)
     }
     if (!rc)
         rc = fp_store_list_runs(store, fp__print_run, &c, &err);
-    if (c.fmt == FMT_JSON)
+    if (c.fmt == FP_FMT_JSON)
         printf("%s]\n", c.first ? "" : "\n");
     if (rc)
         fprintf(stderr, "fedpress: %s\n", err.msg);
@@ -1151,37 +1044,42 @@ static int fp__cmd_runs(int argc, char **argv)
 
 /* ---- metrics ---- */
 
+struct fp__metrics_ctx {
+    enum fp_cli_fmt fmt;
+    int first;
+};
+
 static int fp__print_round(void *u, const struct fp_round *r)
 {
     struct fp__metrics_ctx *m = u;
     switch (m->fmt) {
-    case FMT_TABLE:
+    case FP_FMT_TABLE:
         printf("%6u  ", r->round);
-        fp__num(m->fmt, r->train_loss, "%.9g", 11);
+        fp_cli_num(m->fmt, r->train_loss, "%.9g", 11);
         printf("  ");
-        fp__num(m->fmt, r->test_loss, "%.9g", 11);
+        fp_cli_num(m->fmt, r->test_loss, "%.9g", 11);
         printf("  ");
-        fp__num(m->fmt, r->test_accuracy, "%.9g", 13);
+        fp_cli_num(m->fmt, r->test_accuracy, "%.9g", 13);
         printf("  %14llu  %14llu  %12u  %9.1f\n", (unsigned long long)r->uplink_bytes,
                (unsigned long long)r->downlink_bytes, r->participants, r->wall_ms);
         break;
-    case FMT_CSV:
+    case FP_FMT_CSV:
         printf("%u,", r->round);
-        fp__num(m->fmt, r->train_loss, "%.9g", 0);
+        fp_cli_num(m->fmt, r->train_loss, "%.9g", 0);
         printf(",");
-        fp__num(m->fmt, r->test_loss, "%.9g", 0);
+        fp_cli_num(m->fmt, r->test_loss, "%.9g", 0);
         printf(",");
-        fp__num(m->fmt, r->test_accuracy, "%.9g", 0);
+        fp_cli_num(m->fmt, r->test_accuracy, "%.9g", 0);
         printf(",%llu,%llu,%u,%.3f\n", (unsigned long long)r->uplink_bytes,
                (unsigned long long)r->downlink_bytes, r->participants, r->wall_ms);
         break;
-    case FMT_JSON:
+    case FP_FMT_JSON:
         printf("%s\n  {\"round\": %u, \"train_loss\": ", m->first ? "" : ",", r->round);
-        fp__num(m->fmt, r->train_loss, "%.9g", 0);
+        fp_cli_num(m->fmt, r->train_loss, "%.9g", 0);
         printf(", \"test_loss\": ");
-        fp__num(m->fmt, r->test_loss, "%.9g", 0);
+        fp_cli_num(m->fmt, r->test_loss, "%.9g", 0);
         printf(", \"test_accuracy\": ");
-        fp__num(m->fmt, r->test_accuracy, "%.9g", 0);
+        fp_cli_num(m->fmt, r->test_accuracy, "%.9g", 0);
         printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"participants\": %u, "
                "\"wall_ms\": %.3f}",
                (unsigned long long)r->uplink_bytes, (unsigned long long)r->downlink_bytes,
@@ -1189,33 +1087,33 @@ static int fp__print_round(void *u, const struct fp_round *r)
         break;
     }
     m->first = 0;
-    return fp__out_failed();
+    return fp_cli_out_failed();
 }
 
 static int fp__print_client(void *u, uint32_t round, const struct fp_client_round *c)
 {
     struct fp__metrics_ctx *m = u;
     switch (m->fmt) {
-    case FMT_TABLE:
+    case FP_FMT_TABLE:
         printf("%6u  %8u  ", round, c->client);
-        fp__num(m->fmt, c->train_loss, "%.9g", 11);
+        fp_cli_num(m->fmt, c->train_loss, "%.9g", 11);
         printf("  %14llu  %14llu  %9u  %-8s  %s\n", (unsigned long long)c->uplink_bytes,
                (unsigned long long)c->downlink_bytes, c->examples, fp_client_status_name(c->status),
                c->reason);
         break;
-    case FMT_CSV:
+    case FP_FMT_CSV:
         printf("%u,%u,", round, c->client);
-        fp__num(m->fmt, c->train_loss, "%.9g", 0);
+        fp_cli_num(m->fmt, c->train_loss, "%.9g", 0);
         printf(",%llu,%llu,%u,%s,%s,", (unsigned long long)c->uplink_bytes,
                (unsigned long long)c->downlink_bytes, c->examples, c->upload_sha256,
                fp_client_status_name(c->status));
-        fp__csv_str(c->reason);
+        fp_cli_csv_str(c->reason);
         printf("\n");
         break;
-    case FMT_JSON:
+    case FP_FMT_JSON:
         printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",", round,
                c->client);
-        fp__num(m->fmt, c->train_loss, "%.9g", 0);
+        fp_cli_num(m->fmt, c->train_loss, "%.9g", 0);
         printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u, "
                "\"upload_sha256\": ",
                (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,
@@ -1226,14 +1124,14 @@ static int fp__print_client(void *u, uint32_t round, const struct fp_client_roun
             printf("null");
         printf(", \"status\": \"%s\", \"reason\": ", fp_client_status_name(c->status));
         if (c->reason[0])
-            fp__json_str(c->reason);
+            fp_cli_json_str(c->reason);
         else
             printf("null");
         printf("}");
         break;
     }
     m->first = 0;
-    return fp__out_failed();
+    return fp_cli_out_failed();
 }
 
 static int fp__any_row(void *u, uint32_t round, const struct fp_client_round *c)
@@ -1300,7 +1198,7 @@ static int fp__check_client(struct fp_store *store, const char *store_path, long
 static int fp__cmd_metrics(int argc, char **argv)
 {
     const char *store_path = "runs.db", *run = NULL;
-    struct fp__metrics_ctx m = {FMT_TABLE, 1};
+    struct fp__metrics_ctx m = {FP_FMT_TABLE, 1};
     int clients = 0;
     long long client = -1;
     for (int i = 2; i < argc; i++) {
@@ -1314,7 +1212,7 @@ static int fp__cmd_metrics(int argc, char **argv)
         } else if (fp_cli_is_opt(argv[i], "--format")) {
             if (!(v = fp_cli_optval(argc, argv, &i, "--format")))
                 return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--format");
-            if (fp__parse_fmt(v, &m.fmt))
+            if (fp_cli_parse_fmt(v, &m.fmt))
                 return fp_cli_usage_errorf("metrics: --format '%s': expected table, csv or json",
                                            v);
         } else if (!strcmp(argv[i], "--clients")) {
@@ -1365,28 +1263,28 @@ static int fp__cmd_metrics(int argc, char **argv)
         return rc;
     }
     if (clients) {
-        if (m.fmt == FMT_TABLE)
+        if (m.fmt == FP_FMT_TABLE)
             printf("%6s  %8s  %11s  %14s  %14s  %9s  %-8s  %s\n", "round", "client", "train_loss",
                    "uplink_bytes", "downlink_bytes", "examples", "status", "reason");
-        else if (m.fmt == FMT_CSV)
+        else if (m.fmt == FP_FMT_CSV)
             printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples,upload_sha256,"
                    "status,reason\n");
         else
             printf("[");
         rc = fp_store_list_client_rounds(store, id, client, fp__print_client, &m, &err);
     } else {
-        if (m.fmt == FMT_TABLE)
+        if (m.fmt == FP_FMT_TABLE)
             printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss",
                    "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes", "participants",
                    "wall_ms");
-        else if (m.fmt == FMT_CSV)
+        else if (m.fmt == FP_FMT_CSV)
             printf("round,train_loss,test_loss,test_accuracy,uplink_bytes,downlink_bytes,"
                    "participants,wall_ms\n");
         else
             printf("[");
         rc = fp_store_list_rounds(store, id, fp__print_round, &m, &err);
     }
-    if (m.fmt == FMT_JSON)
+    if (m.fmt == FP_FMT_JSON)
         printf("%s]\n", m.first ? "" : "\n");
     if (rc)
         fprintf(stderr, "fedpress: %s\n", err.msg);
@@ -1406,25 +1304,6 @@ static void fp__hold_std_fds(void)
             if (got >= 0 && got != fd)
                 close(got); /* a lower one was free after all: leave it */
         }
-}
-
-/* The one check of stdout for every command: whatever is still buffered is
- * written, and an error at any point (a full disk, a closed descriptor, a
- * reader gone) turns exit 0 into 1 with a message. */
-static int fp__finish_stdout(int rc)
-{
-    int e = 0;
-    if (fflush(stdout) != 0)
-        e = errno;
-    if (ferror(stdout) && !e)
-        e = fp__out_errno ? fp__out_errno : EIO;
-    if (fclose(stdout) != 0 && !e)
-        e = errno;
-    if (!e)
-        return rc;
-    if (!fp__out_reported)
-        fprintf(stderr, "fedpress: writing to stdout: %s\n", strerror(e));
-    return rc == 0 ? FP_EXIT_RUNTIME : rc;
 }
 
 static int fp__main(int argc, char **argv)
@@ -1472,5 +1351,5 @@ static int fp__main(int argc, char **argv)
 int main(int argc, char **argv)
 {
     fp__hold_std_fds();
-    return fp__finish_stdout(fp__main(argc, argv));
+    return fp_cli_finish_stdout(fp__main(argc, argv));
 }

@@ -1,0 +1,56 @@
+/*
+ * cli/cli.h — what the command files of cli/ share, private to cli/: the
+ * exit codes, the commands main.c's table dispatches to, and the helpers
+ * more than one command uses. Option parsing is cli/args.h; plot, keygen
+ * and the daemons have their own headers (plot.h, keygen.h, daemons.h).
+ */
+#ifndef FP_CLI_H
+#define FP_CLI_H
+
+#include <stddef.h>
+
+/* Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage
+ * error, 130 interrupted by a signal. */
+#define FP_EXIT_RUNTIME     1
+#define FP_EXIT_USAGE       2
+#define FP_EXIT_INTERRUPTED 130
+
+/* ---- stdout and the output formats (cli/output.c) ---- */
+
+/* 1 once stdout has failed: a listing stops early instead of formatting
+ * rows nobody can read. Call right after a write, while errno is its. */
+int fp_cli_out_failed(void);
+
+/* Flushes stdout. 0 if all is written, or if a failure was already
+ * reported; otherwise the failure's errno, which the caller now reports in
+ * its own words (fp_cli_finish_stdout then only sets the exit code). */
+int fp_cli_out_flush_unreported(void);
+
+/* The one check of stdout for every command: whatever is still buffered is
+ * written, and an error at any point (a full disk, a closed descriptor, a
+ * reader gone) turns exit 0 into 1 with a message. Closes stdout; returns
+ * the exit code. */
+int fp_cli_finish_stdout(int rc);
+
+enum fp_cli_fmt { FP_FMT_TABLE, FP_FMT_CSV, FP_FMT_JSON };
+
+/* "table", "csv" or "json" into *f; -1 if none of them. */
+int fp_cli_parse_fmt(const char *v, enum fp_cli_fmt *f);
+
+/* v on stdout, with cfmt (csv, json) or in width columns (table). NaN (not
+ * evaluated) prints as empty (csv), null (json) or '-' (table). */
+void fp_cli_num(enum fp_cli_fmt f, double v, const char *cfmt, int width);
+
+/* s on stdout as a JSON string (UTF-8 passes through; quotes, backslashes
+ * and control characters are escaped). */
+void fp_cli_json_str(const char *s);
+
+/* s on stdout as a CSV field: quoted, with quotes doubled, when it holds a
+ * comma, a quote or a line break. */
+void fp_cli_csv_str(const char *s);
+
+struct fp_run_info;
+/* A run's final accuracy ("%.4f") and test loss ("%.6g"), "-" where none. */
+void fp_cli_run_numbers(const struct fp_run_info *r, char *acc, size_t na, char *loss, size_t nl);
+
+#endif
