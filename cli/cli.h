@@ -8,6 +8,7 @@
 #define FP_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage
  * error, 130 interrupted by a signal. */
@@ -52,5 +53,27 @@ void fp_cli_csv_str(const char *s);
 struct fp_run_info;
 /* A run's final accuracy ("%.4f") and test loss ("%.6g"), "-" where none. */
 void fp_cli_run_numbers(const struct fp_run_info *r, char *acc, size_t na, char *loss, size_t nl);
+
+/* ---- the run store (cli/store.c) ---- */
+
+struct fp_store;
+/* Opens the run store at path for a command, in one of three modes:
+ * CREATE (sim, sweep, coordinator: to write, created if missing), READ
+ * (runs, metrics, plot: read-only, it must exist: a typo in --store would
+ * otherwise show an empty list and leave a stray file, and a reader never
+ * changes the file) or WRITE (sim --resume: to write, it must exist).
+ * Prints the reason to stderr and returns -1 on failure. */
+#define FP_CLI_STORE_CREATE 0
+#define FP_CLI_STORE_READ   1
+#define FP_CLI_STORE_WRITE  2
+int fp_cli_open_store(struct fp_store **st, const char *path, int mode);
+
+/* A run is written by one process at a time: the store holds a lock on the
+ * run for the handle that writes it (fp_store_lock_run; a new run is
+ * locked by fp_store_begin_run). The lock is on the store file itself, so
+ * another path to the same file meets it, and the kernel drops it when the
+ * process dies, even by kill -9, so a crash never blocks a --resume.
+ * Returns 0, FP_STORE_HELD after saying who holds it, or an error. */
+int fp_cli_lock_run(struct fp_store *store, int64_t run_id);
 
 #endif

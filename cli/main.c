@@ -36,21 +36,6 @@
 
 static volatile sig_atomic_t fp__stop;
 
-/* A run is written by one process at a time: the store holds a lock on the
- * run for the handle that writes it (fp_store_lock_run; a new run is
- * locked by fp_store_begin_run). The lock is on the store file itself, so
- * another path to the same file meets it, and the kernel drops it when the
- * process dies, even by kill -9, so a crash never blocks a --resume.
- * Returns 0, FP_STORE_HELD after saying who holds it, or an error. */
-static int fp__lock_run(struct fp_store *store, int64_t run_id)
-{
-    struct fp_error err = {0};
-    int rc = fp_store_lock_run(store, run_id, &err);
-    if (rc)
-        fprintf(stderr, "fedpress: %s\n", err.msg);
-    return rc;
-}
-
 /* A resumed run is bit-identical to an uninterrupted one only with the same
  * BLAS library and kernels (docs/architecture.md, "BLAS kernels"); the store
  * keeps the ones the run began with (runs.blas). Different ones now (another
@@ -222,23 +207,6 @@ static void fp__usage(FILE *f)
     /* errno is the write's only right after it fails: keep it for main. */
     if ((fputs(fp__usage_run, f) == EOF || fputs(fp__usage_read, f) == EOF) && f == stdout)
         fp_cli_out_failed();
-}
-
-int fp_cli_open_store(struct fp_store **st, const char *path, int mode)
-{
-    struct fp_error err = {0};
-    if (mode != FP_CLI_STORE_CREATE && access(path, F_OK) != 0) {
-        fprintf(stderr, "fedpress: %s: no such run store (fedpress sim creates it; see --store)\n",
-                path);
-        return -1;
-    }
-    int rc = mode == FP_CLI_STORE_READ ? fp_store_open_readonly(st, path, &err)
-                                       : fp_store_open(st, path, &err);
-    if (rc) {
-        fprintf(stderr, "fedpress: %s\n", err.msg);
-        return -1;
-    }
-    return 0;
 }
 
 /* The options sim and sweep share. */
@@ -496,7 +464,7 @@ static int fp__cmd_sim(int argc, char **argv)
         if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_WRITE))
             goto out;
         /* Held from here to the end of the run (closing the store drops it). */
-        if (fp__lock_run(store, resume_id)) {
+        if (fp_cli_lock_run(store, resume_id)) {
             fp_store_close(store);
             goto out;
         }
@@ -724,7 +692,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
     if (id) {
         /* started before and not completed: resume it, unless another
          * process holds it */
-        int lrc = fp__lock_run(store, id);
+        int lrc = fp_cli_lock_run(store, id);
         if (lrc < 0) {
             row->how = "failed";
             return FP_EXIT_RUNTIME;

@@ -30,6 +30,7 @@
 
 #include "../core/error.h"
 #include "../store/store.h"
+#include "cli.h"
 
 #define FP_PLOT_EXIT_RUNTIME 1
 #define FP_PLOT_EXIT_USAGE   2
@@ -725,7 +726,7 @@ int fp_cli_plot(int argc, char **argv)
 
     rc = FP_PLOT_EXIT_RUNTIME;
     /* As for `runs` and `metrics`: a reading command never creates a store. */
-    if (fp_cli_open_store(&store, store_path, 1)) {
+    if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ)) {
         store = NULL;
         goto out;
     }
