@@ -8,6 +8,7 @@
 #define FP_CLI_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 /* Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage
@@ -15,6 +16,10 @@
 #define FP_EXIT_RUNTIME     1
 #define FP_EXIT_USAGE       2
 #define FP_EXIT_INTERRUPTED 130
+
+/* The usage of every command into f (cli/help.c). A failure to write it
+ * to stdout is left for fp_cli_finish_stdout to report. */
+void fp_cli_help(FILE *f);
 
 /* ---- stdout and the output formats (cli/output.c) ---- */
 
