@@ -7,6 +7,7 @@
 #ifndef FP_CLI_H
 #define FP_CLI_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
@@ -80,5 +81,55 @@ int fp_cli_open_store(struct fp_store **st, const char *path, int mode);
  * process dies, even by kill -9, so a crash never blocks a --resume.
  * Returns 0, FP_STORE_HELD after saying who holds it, or an error. */
 int fp_cli_lock_run(struct fp_store *store, int64_t run_id);
+
+/* ---- running a scenario: what sim and sweep share (cli/runner.c) ---- */
+
+/* Set by SIGINT, SIGTERM or SIGHUP once fp_cli_catch_stop_signals is in
+ * place: finish the round in progress, then stop. */
+extern volatile sig_atomic_t fp_cli_stop;
+
+/* SIGINT, SIGTERM and SIGHUP set fp_cli_stop (a second SIGINT or SIGTERM
+ * kills). */
+void fp_cli_catch_stop_signals(void);
+
+/* SIGPIPE and SIGXFSZ ignored: a write fails instead of killing a run. */
+void fp_cli_ignore_sigpipe(void);
+
+struct fp_resume;
+/* A warning on stderr if run id began with other BLAS kernels than this
+ * process has (r is its stored state). */
+void fp_cli_warn_resume_blas(const struct fp_resume *r, long long id);
+
+/* The options sim and sweep share. */
+struct fp_cli_run_opts {
+    const char *file;  /* the scenario file, NULL if none was given */
+    const char **sets; /* argc entries */
+    size_t nsets;
+    unsigned long threads;
+    const char *store_path;
+    int quiet, dry_run;
+};
+
+/* The defaults, with room for argc --set values (free o->sets); -1 out of
+ * memory. */
+int fp_cli_run_opts_init(struct fp_cli_run_opts *o, int argc);
+
+/* Takes argv[*i] if it is a shared option, --help or the scenario file:
+ * 1 taken, 0 not one of them (an option of the command's own, or unknown),
+ * FP_CLI_OPT_HELP after printing the usage (exit 0), or an exit code (< 0 as
+ * -code) after printing the usage error. */
+#define FP_CLI_OPT_HELP 2
+int fp_cli_run_opt(int argc, char **argv, int *i, const char *cmd, struct fp_cli_run_opts *o);
+
+struct fp_scenario;
+struct fp_run_result;
+/* Runs a loaded scenario into an open store: Ctrl-C handling, the header
+ * line, the simulation, the summary line; resume (NULL for a new run) is
+ * run resume_id's stored state.
+ * Returns the exit code: 0, FP_EXIT_INTERRUPTED or FP_EXIT_RUNTIME. */
+int fp_cli_run_scenario(const struct fp_scenario *sc, struct fp_store *store,
+                        const char *store_path, unsigned long threads, int quiet,
+                        const char *model_out, struct fp_resume *resume, int64_t resume_id,
+                        struct fp_run_result *res);
 
 #endif

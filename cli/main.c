@@ -34,225 +34,6 @@
 #include "keygen.h"
 #include "plot.h"
 
-static volatile sig_atomic_t fp__stop;
-
-/* A resumed run is bit-identical to an uninterrupted one only with the same
- * BLAS library and kernels (docs/architecture.md, "BLAS kernels"); the store
- * keeps the ones the run began with (runs.blas). Different ones now (another
- * machine, an OpenBLAS upgrade, fedpress's own choice of core, another
- * OPENBLAS_CORETYPE): say so, and how to pin the run's. */
-static void fp__warn_resume_blas(const struct fp_resume *r, long long id)
-{
-    const char *now = fp_blas_describe();
-    if (!r->blas || ferror(stderr))
-        return; /* not recorded (an older store): nothing to compare */
-    /* "OpenBLAS 0.3.21 SkylakeX (how it was chosen)": the part before " (" */
-    size_t a = strcspn(r->blas, "("), b = strcspn(now, "(");
-    while (a && r->blas[a - 1] == ' ')
-        a--;
-    while (b && now[b - 1] == ' ')
-        b--;
-    if (a == b && !strncmp(r->blas, now, a))
-        return;
-    char core[64] = "";
-    const char *w = strchr(r->blas, ' ');
-    if (w && (w = strchr(w + 1, ' ')))
-        snprintf(core, sizeof core, "%.*s", (int)strcspn(w + 1, " ("), w + 1);
-    fprintf(stderr,
-            "fedpress: warning: run %lld began with BLAS %.*s, this process runs %.*s: other "
-            "kernels round differently, so the resumed run may not end with the model it would "
-            "have ended with (docs/architecture.md, \"BLAS kernels\"); to keep its kernels, "
-            "resume with the same OpenBLAS and OPENBLAS_CORETYPE=%s\n",
-            id, (int)a, r->blas, (int)b, now, core[0] ? core : "?");
-}
-
-static void fp__on_signal(int sig)
-{
-    (void)sig;
-    fp__stop = 1;
-}
-
-/* SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session)
- * stop a run the same way: the round in progress is finished and committed,
- * the state saved, the run marked 'interrupted', exit 130. A second SIGINT or
- * SIGTERM kills at once (SA_RESETHAND); a second SIGHUP does not, because a
- * hangup often delivers two (the kernel to the terminal's foreground group,
- * the shell to its jobs) and the second must not kill the run before its
- * state is saved. A SIGHUP ignored from the start (nohup) stays ignored. */
-static void fp__catch_stop_signals(void)
-{
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fp__on_signal;
-    sa.sa_flags = (int)SA_RESETHAND;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sa.sa_flags = 0;
-    if (sigaction(SIGHUP, NULL, &old) == 0 && old.sa_handler != SIG_IGN)
-        sigaction(SIGHUP, &sa, NULL);
-}
-
-/* sim and sweep run for hours: a reader that goes away (`| head -1`) must
- * not kill them between two commits and leave the run 'running' with no
- * state. With SIGPIPE ignored a write to a closed pipe fails with EPIPE
- * instead: the progress lines stop (fp_sim_run drops them after the first
- * failure), the run goes on and commits, and the summary's failure makes the
- * exit code 1. An explicit `kill -PIPE` is then ignored too: SIGPIPE means
- * "your reader is gone", which a failed write tells us anyway; stop a run
- * with SIGINT, SIGTERM or SIGHUP. */
-static void fp__ignore_sigpipe(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    /* The same for a file-size limit (ulimit -f): SIGXFSZ would kill the run
-     * in the middle of a store write and leave it 'running' without a word;
-     * ignored, the write fails with EFBIG and the run stops with a message,
-     * as on a full disk. */
-    signal(SIGXFSZ, SIG_IGN);
-}
-
-/* The options sim and sweep share. */
-struct fp__run_opts {
-    const char *file;  /* the scenario file, NULL if none was given */
-    const char **sets; /* argc entries */
-    size_t nsets;
-    unsigned long threads;
-    const char *store_path;
-    int quiet, dry_run;
-};
-
-static int fp__run_opts_init(struct fp__run_opts *o, int argc)
-{
-    memset(o, 0, sizeof *o);
-    o->store_path = "runs.db";
-    /* Results do not depend on the thread count, so use every core. */
-    o->threads = uv_available_parallelism();
-    if (o->threads > 256)
-        o->threads = 256;
-    o->sets = calloc((size_t)argc + 1, sizeof *o->sets);
-    return o->sets ? 0 : -1;
-}
-
-/* Takes argv[*i] if it is a shared option, --help or the scenario file:
- * 1 taken, 0 not one of them (an option of the command's own, or unknown),
- * FP__OPT_HELP after printing the usage (exit 0), or an exit code (< 0 as
- * -code) after printing the usage error. */
-#define FP__OPT_HELP 2
-static int fp__run_opt(int argc, char **argv, int *i, const char *cmd, struct fp__run_opts *o)
-{
-    const char *v, *opt = argv[*i];
-    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-        fp_cli_help(stdout);
-        return FP__OPT_HELP;
-    } else if (opt[0] != '-') {
-        if (o->file) {
-            fprintf(stderr,
-                    "fedpress: %s: more than one scenario file given ('%s')\n"
-                    "(run 'fedpress help' for usage)\n",
-                    cmd, opt);
-            return -FP_EXIT_USAGE;
-        }
-        o->file = opt;
-    } else if (fp_cli_is_opt(opt, "--set")) {
-        if (!(v = fp_cli_optval(argc, argv, i, "--set")))
-            goto missing;
-        o->sets[o->nsets++] = v;
-    } else if (fp_cli_is_opt(opt, "--threads")) {
-        char *end;
-        if (!(v = fp_cli_optval(argc, argv, i, "--threads")))
-            goto missing;
-        o->threads = strtoul(v, &end, 10);
-        /* digits only: strtoul would take " 4", "+4" and "-1" (as ULONG_MAX) */
-        if (!isdigit((unsigned char)*v) || *end != '\0' || o->threads < 1 || o->threads > 256)
-            return -fp_cli_usage_errorf("--threads '%s': expected an integer in [1, 256]", v);
-    } else if (fp_cli_is_opt(opt, "--store")) {
-        if (!(o->store_path = fp_cli_optval(argc, argv, i, "--store")))
-            goto missing;
-    } else if (!strcmp(opt, "--quiet") || !strcmp(opt, "-q")) {
-        o->quiet = 1;
-    } else if (!strcmp(opt, "--dry-run")) {
-        o->dry_run = 1;
-    } else {
-        return 0;
-    }
-    return 1;
-missing:
-    fprintf(stderr, "fedpress: %s: option '%s' needs a value\n(run 'fedpress help' for usage)\n",
-            cmd, opt);
-    return -FP_EXIT_USAGE;
-}
-
-/* Runs a loaded scenario into an open store: Ctrl-C handling, the header
- * line, the simulation, the summary line.
- * Returns the exit code: 0, FP_EXIT_INTERRUPTED or FP_EXIT_RUNTIME. */
-static int fp__run_scenario(const struct fp_scenario *sc, struct fp_store *store,
-                            const char *store_path, unsigned long threads, int quiet,
-                            const char *model_out, struct fp_resume *resume, int64_t resume_id,
-                            struct fp_run_result *res)
-{
-    struct fp_error err = {0};
-    fp__catch_stop_signals();
-    /* stderr gone (a closed terminal, a reader gone): no more lines for it */
-    quiet = quiet || ferror(stderr);
-
-    struct fp_sim_options opt = {.threads = (unsigned)threads,
-                                 .progress = quiet ? NULL : stderr,
-                                 .stop = &fp__stop,
-                                 .model_out = model_out,
-                                 .resume = resume,
-                                 .resume_run = resume_id};
-    if (!quiet) {
-        char cname[64];
-        fprintf(stderr,
-                "[%s] %s (uplink %s) on %s: %u clients, %u per round, %u rounds, %lu thread%s, "
-                "store %s\n[%s] BLAS: %s\n",
-                sc->name, fp_algo_name(sc->algorithm),
-                fp_comp_name(&sc->uplink, cname, sizeof cname), fp_dataset_name(sc->dataset),
-                sc->clients, sc->sample, sc->rounds, threads, threads == 1 ? "" : "s", store_path,
-                sc->name, fp_blas_describe());
-    }
-    if (resume && !quiet)
-        fprintf(stderr, "[%s] resuming run %lld after round %u (its newest checkpoint)\n", sc->name,
-                (long long)resume_id, resume->state ? resume->round : 0u);
-    if (fp_sim_run(sc, store, &opt, res, &err)) {
-        fprintf(stderr, "fedpress: %s\n", err.msg);
-        /* An error after the run's final status was stored (writing
-         * --model-out) leaves the run as it ended; err says where its model is. */
-        if (res->run_id >= 0 && !res->stored_status)
-            fprintf(stderr,
-                    "fedpress: run %lld could not be marked 'failed' in %s: it stays 'running' "
-                    "there\n",
-                    (long long)res->run_id, store_path);
-        else if (res->run_id >= 0 && !strcmp(res->stored_status, "failed"))
-            fprintf(stderr, "fedpress: run %lld marked 'failed' in %s\n", (long long)res->run_id,
-                    store_path);
-        return FP_EXIT_RUNTIME;
-    }
-    char up[32], down[32], acc[96] = "";
-    fp_format_bytes(res->uplink_bytes, up, sizeof up);
-    fp_format_bytes(res->downlink_bytes, down, sizeof down);
-    if (!isnan(res->test_loss))
-        snprintf(acc, sizeof acc, ", test_loss %.6g", res->test_loss);
-    else
-        snprintf(acc, sizeof acc, ", not evaluated");
-    if (!isnan(res->test_accuracy))
-        snprintf(acc + strlen(acc), sizeof acc - strlen(acc), ", test_accuracy %.4f",
-                 res->test_accuracy);
-    printf("run %lld '%s' %s: %u/%u rounds, %s %s%s, uplink %s, downlink %s, %.1f s\n"
-           "model sha256 %s\n",
-           (long long)res->run_id, sc->name, res->interrupted ? "interrupted" : "completed",
-           res->rounds_done, sc->rounds, fp_algo_name(sc->algorithm), fp_dataset_name(sc->dataset),
-           acc, up, down, res->seconds, res->model_sha256);
-    /* The run is in the store whatever happens to its summary: a summary
-     * that cannot be written is said here (if stderr still works) and makes
-     * main's exit code 1 (fp_cli_finish_stdout), never the run 'failed'. */
-    int e = fp_cli_out_flush_unreported();
-    if (e)
-        fprintf(stderr, "fedpress: writing the summary to stdout: %s (run %lld is %s in %s)\n",
-                strerror(e), (long long)res->run_id, res->interrupted ? "interrupted" : "completed",
-                store_path);
-    return res->interrupted ? FP_EXIT_INTERRUPTED : 0;
-}
-
 /* A run id argument ("3"), or -1 after a usage error naming the option. */
 static int64_t fp__run_id_arg(const char *arg, const char *opt)
 {
@@ -277,12 +58,12 @@ static int fp__replay(const char *arg, const char *store_path, unsigned long thr
     struct fp_store *store;
     if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
         return FP_EXIT_RUNTIME;
-    fp__catch_stop_signals();
+    fp_cli_catch_stop_signals();
     quiet = quiet || ferror(stderr);
     const struct fp_replay_options ro = {.threads = (unsigned)threads,
                                          .progress = quiet ? NULL : stderr,
                                          .out = stdout,
-                                         .stop = &fp__stop};
+                                         .stop = &fp_cli_stop};
     struct fp_error err = {0};
     int rc = fp_sim_replay(store, id, &ro, &err);
     fp_store_close(store);
@@ -294,15 +75,15 @@ static int fp__replay(const char *arg, const char *store_path, unsigned long thr
 static int fp__cmd_sim(int argc, char **argv)
 {
     const char *model_out = NULL;
-    struct fp__run_opts o;
+    struct fp_cli_run_opts o;
     const char *resume_arg = NULL, *replay_arg = NULL;
     int rc = FP_EXIT_USAGE;
-    fp__ignore_sigpipe();
-    if (fp__run_opts_init(&o, argc))
+    fp_cli_ignore_sigpipe();
+    if (fp_cli_run_opts_init(&o, argc))
         return FP_EXIT_RUNTIME;
     for (int i = 2; i < argc; i++) {
-        int took = fp__run_opt(argc, argv, &i, "sim", &o);
-        if (took < 0 || took == FP__OPT_HELP) {
+        int took = fp_cli_run_opt(argc, argv, &i, "sim", &o);
+        if (took < 0 || took == FP_CLI_OPT_HELP) {
             rc = took < 0 ? -took : 0;
             goto out;
         }
@@ -381,7 +162,7 @@ static int fp__cmd_sim(int argc, char **argv)
             fp_store_close(store);
             goto out;
         }
-        fp__warn_resume_blas(&resume, (long long)resume_id);
+        fp_cli_warn_resume_blas(&resume, (long long)resume_id);
         char origin[64];
         snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)resume_id);
         lrc = fp_scenario_load_string(&sc, resume.scenario, origin, NULL, 0, &err);
@@ -415,8 +196,8 @@ static int fp__cmd_sim(int argc, char **argv)
         goto out;
     }
     struct fp_run_result res;
-    rc = fp__run_scenario(&sc, store, store_path, threads, quiet, model_out,
-                          resume_arg ? &resume : NULL, resume_id, &res);
+    rc = fp_cli_run_scenario(&sc, store, store_path, threads, quiet, model_out,
+                             resume_arg ? &resume : NULL, resume_id, &res);
     fp_store_resume_free(&resume);
     fp_store_close(store);
     goto out;
@@ -568,7 +349,7 @@ out:
 
 /* Runs (or resumes, or skips) one prepared combination. Returns the run's
  * exit code (0 also when skipped). */
-static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, size_t idx,
+static int fp__sweep_one(struct fp_store *store, const struct fp_cli_run_opts *o, size_t idx,
                          size_t total, struct fp__sweep_row *row)
 {
     struct fp_error err = {0};
@@ -619,7 +400,7 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
         if (!o->quiet && !ferror(stderr))
             fprintf(stderr, "[sweep] %zu/%zu %s: resuming run %lld (%s)\n", idx + 1, total,
                     row->name, (long long)id, status);
-        fp__warn_resume_blas(&resume, (long long)id);
+        fp_cli_warn_resume_blas(&resume, (long long)id);
     } else if (!o->quiet && !ferror(stderr)) {
         fprintf(stderr, "[sweep] %zu/%zu %s\n", idx + 1, total, row->name);
     }
@@ -628,8 +409,8 @@ static int fp__sweep_one(struct fp_store *store, const struct fp__run_opts *o, s
         row->how = "failed";
         goto out;
     }
-    rc = fp__run_scenario(&sc, store, o->store_path, o->threads, o->quiet, NULL,
-                          id ? &resume : NULL, id, &res);
+    rc = fp_cli_run_scenario(&sc, store, o->store_path, o->threads, o->quiet, NULL,
+                             id ? &resume : NULL, id, &res);
     if (res.run_id > 0)
         row->id = res.run_id;
     row->how = rc == 0                     ? (id ? "resumed" : "completed")
@@ -644,21 +425,21 @@ out:
 
 static int fp__cmd_sweep(int argc, char **argv)
 {
-    struct fp__run_opts o;
+    struct fp_cli_run_opts o;
     int rc = FP_EXIT_USAGE;
     struct fp__vary *vs = calloc((size_t)argc, sizeof *vs);
     struct fp__sweep_row *rows = NULL;
     struct fp_store *store = NULL;
     size_t nv = 0, total = 1;
-    fp__ignore_sigpipe();
-    if (fp__run_opts_init(&o, argc + 64) || !vs) {
+    fp_cli_ignore_sigpipe();
+    if (fp_cli_run_opts_init(&o, argc + 64) || !vs) {
         rc = FP_EXIT_RUNTIME;
         goto out;
     }
     for (int i = 2; i < argc; i++) {
         const char *v;
-        int took = fp__run_opt(argc, argv, &i, "sweep", &o);
-        if (took < 0 || took == FP__OPT_HELP) {
+        int took = fp_cli_run_opt(argc, argv, &i, "sweep", &o);
+        if (took < 0 || took == FP_CLI_OPT_HELP) {
             rc = took < 0 ? -took : 0;
             goto out;
         }
@@ -762,7 +543,7 @@ static int fp__cmd_sweep(int argc, char **argv)
     int failed = 0;
     rc = 0;
     for (size_t idx = 0; idx < total; idx++) {
-        if (fp__stop) { /* Ctrl-C between two runs */
+        if (fp_cli_stop) { /* Ctrl-C between two runs */
             rc = FP_EXIT_INTERRUPTED;
             break;
         }
