@@ -18,6 +18,11 @@
 #define FP_EXIT_USAGE       2
 #define FP_EXIT_INTERRUPTED 130
 
+/* ---- the commands main.c dispatches to; argv[1] is the command, the
+ * result is the exit code ---- */
+
+int fp_cli_sim(int argc, char **argv); /* cli/sim.c */
+
 /* The usage of every command into f (cli/help.c). A failure to write it
  * to stdout is left for fp_cli_finish_stdout to report. */
 void fp_cli_help(FILE *f);

@@ -5,7 +5,6 @@
  * store between its header and summary lines.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
