@@ -23,6 +23,7 @@
 
 int fp_cli_sim(int argc, char **argv);   /* cli/sim.c */
 int fp_cli_sweep(int argc, char **argv); /* cli/sweep.c */
+int fp_cli_runs(int argc, char **argv);  /* cli/runs.c */
 
 /* The usage of every command into f (cli/help.c). A failure to write it
  * to stdout is left for fp_cli_finish_stdout to report. */
