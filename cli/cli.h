@@ -21,9 +21,10 @@
 /* ---- the commands main.c dispatches to; argv[1] is the command, the
  * result is the exit code ---- */
 
-int fp_cli_sim(int argc, char **argv);   /* cli/sim.c */
-int fp_cli_sweep(int argc, char **argv); /* cli/sweep.c */
-int fp_cli_runs(int argc, char **argv);  /* cli/runs.c */
+int fp_cli_sim(int argc, char **argv);     /* cli/sim.c */
+int fp_cli_sweep(int argc, char **argv);   /* cli/sweep.c */
+int fp_cli_runs(int argc, char **argv);    /* cli/runs.c */
+int fp_cli_metrics(int argc, char **argv); /* cli/metrics.c */
 
 /* The usage of every command into f (cli/help.c). A failure to write it
  * to stdout is left for fp_cli_finish_stdout to report. */
