@@ -1,6 +1,8 @@
 /*
- * cli/main.c — the fedpress command: sim, sweep, runs, metrics, help,
- * version (plot is cli/plot.c, keygen cli/keygen.c).
+ * cli/main.c — the fedpress command: a table from the command's name to
+ * the file that runs it (cli/sim.c, sweep.c, runs.c, metrics.c, plot.c,
+ * keygen.c, coordinator.c, client.c; help and version here), and what every
+ * command gets before and after (stdout checked once at the end).
  *
  * Exit codes: 0 success, 1 runtime error (message on stderr), 2 usage error,
  * 130 interrupted by a signal (the run is marked 'interrupted' in the store).
@@ -8,26 +10,15 @@
  * is flushed and checked once, in main (fp_cli_finish_stdout), so a truncated
  * listing or CSV export never exits 0.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <math.h>
-#include <signal.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "../algorithms/qsgd.h"
 #include "../core/blas.h"
-#include "../core/error.h"
-#include "../core/format.h"
-#include "../core/scenario.h"
-#include "../sim/replay.h"
-#include "../sim/sim.h"
-#include "../store/store.h"
 #include "args.h"
 #include "cli.h"
 #include "daemons.h"
@@ -48,6 +39,42 @@ static void fp__hold_std_fds(void)
         }
 }
 
+static int fp__cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fp_cli_help(stdout);
+    return 0;
+}
+
+static int fp__cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("fedpress 0.1.0\nBLAS: %s\n", fp_blas_describe());
+    return 0;
+}
+
+/* argv[1] is the command's name; each returns the exit code. */
+static const struct fp__command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} fp__commands[] = {
+    {"sim", fp_cli_sim},
+    {"sweep", fp_cli_sweep},
+    {"runs", fp_cli_runs},
+    {"metrics", fp_cli_metrics},
+    {"plot", fp_cli_plot},
+    {"keygen", fp_cli_keygen},
+    {"coordinator", fp_cli_coordinator},
+    {"client", fp_cli_client},
+    {"help", fp__cmd_help},
+    {"--help", fp__cmd_help},
+    {"-h", fp__cmd_help},
+    {"version", fp__cmd_version},
+    {"--version", fp__cmd_version},
+};
+
 static int fp__main(int argc, char **argv)
 {
     /* Before anything else: may restart the process with better OpenBLAS kernels. */
@@ -62,32 +89,10 @@ static int fp__main(int argc, char **argv)
                 "fedpress: warning: FEDPRESS_SIMD=%s is not one of portable, avx2, avx512, "
                 "native; using native (%s)\n",
                 simd, fp_qsgd_isa_name(fp_qsgd_isa()));
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "sim"))
-        return fp_cli_sim(argc, argv);
-    if (!strcmp(cmd, "sweep"))
-        return fp_cli_sweep(argc, argv);
-    if (!strcmp(cmd, "runs"))
-        return fp_cli_runs(argc, argv);
-    if (!strcmp(cmd, "metrics"))
-        return fp_cli_metrics(argc, argv);
-    if (!strcmp(cmd, "plot"))
-        return fp_cli_plot(argc, argv);
-    if (!strcmp(cmd, "keygen"))
-        return fp_cli_keygen(argc, argv);
-    if (!strcmp(cmd, "coordinator"))
-        return fp_cli_coordinator(argc, argv);
-    if (!strcmp(cmd, "client"))
-        return fp_cli_client(argc, argv);
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        fp_cli_help(stdout);
-        return 0;
-    }
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
-        printf("fedpress 0.1.0\nBLAS: %s\n", fp_blas_describe());
-        return 0;
-    }
-    return fp_cli_usage_errorf("unknown command '%s'", cmd);
+    for (size_t k = 0; k < sizeof fp__commands / sizeof *fp__commands; k++)
+        if (!strcmp(argv[1], fp__commands[k].name))
+            return fp__commands[k].run(argc, argv);
+    return fp_cli_usage_errorf("unknown command '%s'", argv[1]);
 }
 
 int main(int argc, char **argv)
