@@ -3,6 +3,8 @@
  */
 #include "args.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,16 @@ int fp_cli_seconds(const char *v, double lo, double hi, double *out)
         return -1;
     *out = d;
     return 0;
+}
+
+int64_t fp_cli_run_id(const char *arg)
+{
+    char *end;
+    errno = 0;
+    long long id = strtoll(arg, &end, 10);
+    if (!isdigit((unsigned char)*arg) || *end != '\0' || errno || id < 1)
+        return -1;
+    return id;
 }
 
 int fp_cli_round(const char *v, uint32_t *out)

@@ -27,6 +27,9 @@ int fp_cli_is_opt(const char *arg, const char *opt);
  * -1 if v is not such a number (not finite, or outside the range). */
 int fp_cli_seconds(const char *v, double lo, double hi, double *out);
 
+/* A run id ("3": digits only, at least 1), or -1 if arg is not one. */
+int64_t fp_cli_run_id(const char *arg);
+
 /* A round number (1 to 2^32 - 1) into *out; -1 if v is not one. */
 int fp_cli_round(const char *v, uint32_t *out);
 

@@ -208,10 +208,8 @@ int fp_cli_metrics(int argc, char **argv)
     }
     if (!run)
         return fp_cli_usage_errorf("metrics: %s", "no run id given (see 'fedpress runs')");
-    char *end;
-    errno = 0;
-    long long id = strtoll(run, &end, 10);
-    if (!isdigit((unsigned char)*run) || *end != '\0' || errno || id < 1)
+    long long id = fp_cli_run_id(run);
+    if (id < 0)
         return fp_cli_usage_errorf("metrics: run '%s': expected a run id (see 'fedpress runs')",
                                    run);
 

@@ -3,8 +3,6 @@
  * --resume of a stopped run), its --dry-run, and --replay of a stored run
  * (sim/replay.c). The usage is cli/help.c's; docs/ has the rest.
  */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +18,8 @@
 /* A run id argument ("3"), or -1 after a usage error naming the option. */
 static int64_t fp__run_id_arg(const char *arg, const char *opt)
 {
-    char *end;
-    errno = 0;
-    long long id = strtoll(arg, &end, 10);
-    if (!isdigit((unsigned char)*arg) || *end != '\0' || errno || id < 1) {
+    int64_t id = fp_cli_run_id(arg);
+    if (id < 0) {
         char what[64];
         snprintf(what, sizeof what, "sim: %s '%%s': expected a run id (see 'fedpress runs')", opt);
         fp_cli_usage_errorf(what, arg);
