@@ -52,6 +52,13 @@ enum fp_cli_fmt { FP_FMT_TABLE, FP_FMT_CSV, FP_FMT_JSON };
 /* "table", "csv" or "json" into *f; -1 if none of them. */
 int fp_cli_parse_fmt(const char *v, enum fp_cli_fmt *f);
 
+/* Takes argv[*i] if it is --help or an option every listing command (runs,
+ * metrics) has: --store PATH, --format table|csv|json. Returns as
+ * fp_cli_run_opt does: 1 taken, 0 not one of them, FP_CLI_OPT_HELP after
+ * printing the usage, or -(exit code) after printing the usage error. */
+int fp_cli_list_opt(int argc, char **argv, int *i, const char *cmd, const char **store_path,
+                    enum fp_cli_fmt *fmt);
+
 /* v on stdout, with cfmt (csv, json) or in width columns (table). NaN (not
  * evaluated) prints as empty (csv), null (json) or '-' (table). */
 void fp_cli_num(enum fp_cli_fmt f, double v, const char *cfmt, int width);

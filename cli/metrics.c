@@ -174,19 +174,12 @@ int fp_cli_metrics(int argc, char **argv)
     long long client = -1;
     for (int i = 2; i < argc; i++) {
         const char *v;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fp_cli_help(stdout);
-            return 0;
-        } else if (fp_cli_is_opt(argv[i], "--store")) {
-            if (!(store_path = fp_cli_optval(argc, argv, &i, "--store")))
-                return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--store");
-        } else if (fp_cli_is_opt(argv[i], "--format")) {
-            if (!(v = fp_cli_optval(argc, argv, &i, "--format")))
-                return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--format");
-            if (fp_cli_parse_fmt(v, &m.fmt))
-                return fp_cli_usage_errorf("metrics: --format '%s': expected table, csv or json",
-                                           v);
-        } else if (!strcmp(argv[i], "--clients")) {
+        int took = fp_cli_list_opt(argc, argv, &i, "metrics", &store_path, &m.fmt);
+        if (took < 0 || took == FP_CLI_OPT_HELP)
+            return took < 0 ? -took : 0;
+        if (took)
+            continue;
+        if (!strcmp(argv[i], "--clients")) {
             clients = 1;
         } else if (fp_cli_is_opt(argv[i], "--client")) {
             if (!(v = fp_cli_optval(argc, argv, &i, "--client")))

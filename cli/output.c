@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../store/store.h"
+#include "args.h"
 #include "cli.h"
 
 /* stdout's write error: its errno, once known, and whether a command has
@@ -65,6 +66,34 @@ int fp_cli_parse_fmt(const char *v, enum fp_cli_fmt *f)
     else
         return -1;
     return 0;
+}
+
+int fp_cli_list_opt(int argc, char **argv, int *i, const char *cmd, const char **store_path,
+                    enum fp_cli_fmt *fmt)
+{
+    const char *opt = argv[*i], *name, *v;
+    char what[96];
+    if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
+        fp_cli_help(stdout);
+        return FP_CLI_OPT_HELP;
+    }
+    if (fp_cli_is_opt(opt, "--store"))
+        name = "--store";
+    else if (fp_cli_is_opt(opt, "--format"))
+        name = "--format";
+    else
+        return 0;
+    if (!(v = fp_cli_optval(argc, argv, i, name))) {
+        snprintf(what, sizeof what, "%s: option '%%s' needs a value", cmd);
+        return -fp_cli_usage_errorf(what, name);
+    }
+    if (!strcmp(name, "--store")) {
+        *store_path = v;
+    } else if (fp_cli_parse_fmt(v, fmt)) {
+        snprintf(what, sizeof what, "%s: --format '%%s': expected table, csv or json", cmd);
+        return -fp_cli_usage_errorf(what, v);
+    }
+    return 1;
 }
 
 void fp_cli_num(enum fp_cli_fmt f, double v, const char *cfmt, int width)

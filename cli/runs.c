@@ -65,23 +65,14 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
 
 int fp_cli_runs(int argc, char **argv)
 {
-    const char *store_path = "runs.db", *v;
+    const char *store_path = "runs.db";
     struct fp__runs_ctx c = {FP_FMT_TABLE, 1, 4};
     for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fp_cli_help(stdout);
-            return 0;
-        } else if (fp_cli_is_opt(argv[i], "--store")) {
-            if (!(store_path = fp_cli_optval(argc, argv, &i, "--store")))
-                return fp_cli_usage_errorf("runs: option '%s' needs a value", "--store");
-        } else if (fp_cli_is_opt(argv[i], "--format")) {
-            if (!(v = fp_cli_optval(argc, argv, &i, "--format")))
-                return fp_cli_usage_errorf("runs: option '%s' needs a value", "--format");
-            if (fp_cli_parse_fmt(v, &c.fmt))
-                return fp_cli_usage_errorf("runs: --format '%s': expected table, csv or json", v);
-        } else {
+        int took = fp_cli_list_opt(argc, argv, &i, "runs", &store_path, &c.fmt);
+        if (took < 0 || took == FP_CLI_OPT_HELP)
+            return took < 0 ? -took : 0;
+        if (!took)
             return fp_cli_usage_errorf("runs: unexpected argument '%s'", argv[i]);
-        }
     }
     struct fp_store *store;
     if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
