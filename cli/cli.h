@@ -136,6 +136,10 @@ int fp_cli_run_opts_init(struct fp_cli_run_opts *o, int argc);
 #define FP_CLI_OPT_HELP 2
 int fp_cli_run_opt(int argc, char **argv, int *i, const char *cmd, struct fp_cli_run_opts *o);
 
+/* The exit code for fp_scenario_load's error lrc: a bad scenario is a
+ * usage error (2); a file that cannot be read, or no memory, is not (1). */
+int fp_cli_scenario_exit(int lrc);
+
 struct fp_scenario;
 struct fp_run_result;
 /* Runs a loaded scenario into an open store: Ctrl-C handling, the header

@@ -97,6 +97,11 @@ void fp_cli_ignore_sigpipe(void)
     signal(SIGXFSZ, SIG_IGN);
 }
 
+int fp_cli_scenario_exit(int lrc)
+{
+    return lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
+}
+
 int fp_cli_run_opts_init(struct fp_cli_run_opts *o, int argc)
 {
     memset(o, 0, sizeof *o);

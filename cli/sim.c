@@ -154,8 +154,7 @@ int fp_cli_sim(int argc, char **argv)
             fp_store_close(store);
         }
         fprintf(stderr, "fedpress: %s\n", err.msg);
-        /* a bad scenario is a usage error; a file we cannot read is not */
-        rc = lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
+        rc = fp_cli_scenario_exit(lrc);
         goto out;
     }
     if (dry_run) {
