@@ -32,11 +32,8 @@ trap cleanup EXIT
 N=4
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-for i in 0 1 2 3 4 5; do
-  K[$i]=$("$FP" keygen --out "$T/c$i.key")
-  mkdir -p "$T/st$i"
-done
+make_keys 6 # clients.pub is then written by pub
+for i in 0 1 2 3 4 5; do mkdir -p "$T/st$i"; done
 # pub LINE...: clients.pub replaced atomically (as an editor's save does)
 pub() {
   printf '%s\n' "# id key" "$@" >"$T/clients.pub.tmp" && mv "$T/clients.pub.tmp" "$T/clients.pub"

@@ -34,6 +34,7 @@ ROOT=${FP_SOURCE_ROOT:?}
 PY=/usr/bin/python3
 PEER="$ROOT/tests/attack_peer.py"
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 if ! "$PY" -c 'import dissononce' 2>/dev/null; then
   echo "SKIP: python3-dissononce is not installed (apt-get install python3-dissononce)"
   exit 77
@@ -50,9 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-CK=$("$FP" keygen --out "$T/coord.key")
-: >"$T/clients.pub"
-for i in 0 1 2; do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
+make_keys 3
 FPR2=$(sed -n 's/^2 \(.\{16\}\).*/\1/p' "$T/clients.pub")
 SC="$ROOT/scenarios/fedavg-quadratic.ini"
 "$FP" sim "$SC" --set data.clients=3 --set participation.sample=3 --set run.rounds=2 \

@@ -32,11 +32,7 @@ trap cleanup EXIT
 N=4
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do
-  echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
-done
+make_keys $N
 
 
 # start NAME SCENARIO [client i's extra options...]: a coordinator and N

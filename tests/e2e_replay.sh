@@ -95,11 +95,7 @@ check "tampered: the replay stopped at that round (its last progress line is rou
 
 # ---- (b) a coordinator run with a late and an absent client ----
 N=4
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do
-  echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
-done
+make_keys $N
 # SCAFFOLD on the quadratic, N = S = 4: a round closes when all answered
 # (or left) or at the 1 s deadline; 1 upload suffices (client 0's, when
 # client 1's is refused, 2 is frozen and 3 is gone).
