@@ -27,10 +27,10 @@ umount_all() {
   for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
 }
 
-# wait_port FILE PID: the port a daemon wrote to its --ready FILE, at most
-# 20 s; fails at once if PID exits first.
+# wait_port FILE PID [SECONDS]: the port a daemon wrote to its --ready FILE,
+# at most SECONDS (default 20); fails at once if PID exits first.
 wait_port() {
-  for _ in $(seq 400); do
+  for _ in $(seq $((${3:-20} * 20))); do
     [ -s "$1" ] && { cat "$1"; return 0; }
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.05
