@@ -41,15 +41,7 @@ if ! "$PY" -c 'import dissononce' 2>/dev/null; then
 fi
 T=$(mktemp -d /tmp/fp_e2e_attack_XXXXXX)
 PIDS=()
-cleanup() {
-  # TERM, not KILL: timeout(1) passes TERM on to the process it runs
-  # only live jobs: a pid already waited for may be another test's process
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
+trap end_jobs EXIT
 
 make_keys 3
 FPR2=$(sed -n 's/^2 \(.\{16\}\).*/\1/p' "$T/clients.pub")

@@ -9,18 +9,9 @@
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_ef_XXXXXX)
-# Only this shell's live jobs (running or stopped): a pid already waited
-# for may belong to another process by now (pid_max is 32768 here and the
-# e2e tests run in parallel), and killing it stopped another test's run.
-cleanup() {
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 
 cat >"$T/ef.ini" <<'INI'
 [run]

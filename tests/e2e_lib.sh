@@ -14,6 +14,19 @@ finish() {
   exit 1
 }
 
+# end_jobs [SIG]: a daemon script's EXIT trap. Every live job of this shell
+# (running or stopped; a pid already waited for may belong to another
+# process by now: the e2e tests run in parallel) is continued and sent SIG
+# (default TERM, which timeout(1) passes on to the process it runs; KILL
+# where a coordinator must not first finish its round), then waited for;
+# $T is removed unless KEEP is set.
+end_jobs() {
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill -CONT "$p" 2>/dev/null; kill -"${1:-TERM}" "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+
 # ro_mount DIR: DIR bind-mounted read-only onto itself (root only); 0 if it
 # worked and DIR really refuses writes. umount_all undoes every one (call it
 # from the script's EXIT trap).

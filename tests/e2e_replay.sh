@@ -15,18 +15,9 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_replay_XXXXXX)
-# Only this shell's live jobs (running or stopped): a pid already waited
-# for may belong to another process by now (pid_max is 32768 here and the
-# e2e tests run in parallel), and killing it stopped another test's run.
-cleanup() {
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 # dump DB: the store's content, to show a replay changed nothing in it
 dump() { sqlite3 "$1" .dump 2>/dev/null | sha256sum; }
