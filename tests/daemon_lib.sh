@@ -2,7 +2,8 @@
 # wait_log it uses) by daemon end-to-end
 # scripts: keys and clients.pub, a coordinator on port 0 with a readiness
 # file, clients in the background, bounded waits. Needs FP, T and a PIDS
-# array (killed by the script's trap).
+# array (the pids it starts are added to it); the script's trap ends them
+# (end_jobs in e2e_lib.sh).
 
 # make_keys N: $T/coord.key (its public key in CK), $T/c0..c{N-1}.key (their
 # public keys in K[0..N-1]) and $T/clients.pub with one 'ID PUBKEY' line each

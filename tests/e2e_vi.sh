@@ -8,14 +8,9 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_vi_XXXXXX)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 
 cat >"$T/vi.ini" <<'INI'
 [run]
