@@ -136,6 +136,17 @@ int fp_cli_run_opts_init(struct fp_cli_run_opts *o, int argc);
 #define FP_CLI_OPT_HELP 2
 int fp_cli_run_opt(int argc, char **argv, int *i, const char *cmd, struct fp_cli_run_opts *o);
 
+/* What fp_cli_run_opt or fp_cli_list_opt returned, read: 1 if the command
+ * ends here (--help printed, or a usage error), with *rc its exit code;
+ * 0 if it goes on (took says whether argv[*i] was taken). */
+static inline int fp_cli_opt_ends(int took, int *rc)
+{
+    if (took >= 0 && took != FP_CLI_OPT_HELP)
+        return 0;
+    *rc = took < 0 ? -took : 0;
+    return 1;
+}
+
 /* The exit code for fp_scenario_load's error lrc: a bad scenario is a
  * usage error (2); a file that cannot be read, or no memory, is not (1). */
 int fp_cli_scenario_exit(int lrc);

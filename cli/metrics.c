@@ -174,9 +174,9 @@ int fp_cli_metrics(int argc, char **argv)
     long long client = -1;
     for (int i = 2; i < argc; i++) {
         const char *v;
-        int took = fp_cli_list_opt(argc, argv, &i, "metrics", &store_path, &m.fmt);
-        if (took < 0 || took == FP_CLI_OPT_HELP)
-            return took < 0 ? -took : 0;
+        int took = fp_cli_list_opt(argc, argv, &i, "metrics", &store_path, &m.fmt), rc;
+        if (fp_cli_opt_ends(took, &rc))
+            return rc;
         if (took)
             continue;
         if (!strcmp(argv[i], "--clients")) {

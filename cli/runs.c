@@ -68,9 +68,9 @@ int fp_cli_runs(int argc, char **argv)
     const char *store_path = "runs.db";
     struct fp__runs_ctx c = {FP_FMT_TABLE, 1, 4};
     for (int i = 2; i < argc; i++) {
-        int took = fp_cli_list_opt(argc, argv, &i, "runs", &store_path, &c.fmt);
-        if (took < 0 || took == FP_CLI_OPT_HELP)
-            return took < 0 ? -took : 0;
+        int took = fp_cli_list_opt(argc, argv, &i, "runs", &store_path, &c.fmt), rc;
+        if (fp_cli_opt_ends(took, &rc))
+            return rc;
         if (!took)
             return fp_cli_usage_errorf("runs: unexpected argument '%s'", argv[i]);
     }

@@ -62,10 +62,8 @@ int fp_cli_sim(int argc, char **argv)
         return FP_EXIT_RUNTIME;
     for (int i = 2; i < argc; i++) {
         int took = fp_cli_run_opt(argc, argv, &i, "sim", &o);
-        if (took < 0 || took == FP_CLI_OPT_HELP) {
-            rc = took < 0 ? -took : 0;
+        if (fp_cli_opt_ends(took, &rc))
             goto out;
-        }
         if (took)
             continue;
         if (fp_cli_is_opt(argv[i], "--model-out")) {

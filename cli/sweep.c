@@ -245,10 +245,8 @@ int fp_cli_sweep(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *v;
         int took = fp_cli_run_opt(argc, argv, &i, "sweep", &o);
-        if (took < 0 || took == FP_CLI_OPT_HELP) {
-            rc = took < 0 ? -took : 0;
+        if (fp_cli_opt_ends(took, &rc))
             goto out;
-        }
         if (took)
             continue;
         if (fp_cli_is_opt(argv[i], "--vary")) {
