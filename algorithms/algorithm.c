@@ -1204,24 +1204,13 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
      * leaves the client as it was too */
     float *ci = cs->ci, *mem = cs->mem, *vi = cs->vi, *bw = cs->bw;
     if ((h.flags & FP__ST_CI) && !ci && !(ci = malloc(p->d * sizeof *ci)))
-        return fp__vectors_error(FP_ENOMEM, "client state", err);
-    if ((h.flags & FP__ST_MEM) && !mem && !(mem = malloc(p->d * sizeof *mem))) {
-        if (ci != cs->ci)
-            free(ci);
-        return fp__vectors_error(FP_ENOMEM, "client state", err);
-    }
-    if ((h.flags & FP__ST_VI) && !vi && !(vi = malloc(FP_VI_CLIENT_VECTORS * p->d * sizeof *vi))) {
-        if (ci != cs->ci)
-            free(ci);
-        if (mem != cs->mem)
-            free(mem);
-        return fp__vectors_error(FP_ENOMEM, "client state", err);
-    }
-    if ((h.flags & FP__ST_BW) && !bw && !(bw = malloc(p->d * sizeof *bw))) {
-        if (ci != cs->ci)
-            free(ci);
-        return fp__vectors_error(FP_ENOMEM, "client state", err);
-    }
+        goto nomem;
+    if ((h.flags & FP__ST_MEM) && !mem && !(mem = malloc(p->d * sizeof *mem)))
+        goto nomem;
+    if ((h.flags & FP__ST_VI) && !vi && !(vi = malloc(FP_VI_CLIENT_VECTORS * p->d * sizeof *vi)))
+        goto nomem;
+    if ((h.flags & FP__ST_BW) && !bw && !(bw = malloc(p->d * sizeof *bw)))
+        goto nomem;
     cs->ci = ci;
     cs->mem = mem;
     cs->vi = vi;
@@ -1237,6 +1226,14 @@ int fp_algo_client_load(const struct fp_algo_params *p, uint32_t client, struct 
     if (!rc && (h.flags & FP__ST_BW))
         rc = fp__getv(&q, p->d, &cs->bw);
     return rc ? fp__vectors_error(rc, "client state", err) : 0;
+nomem: /* only what was allocated here: the client keeps its own vectors */
+    if (ci != cs->ci)
+        free(ci);
+    if (mem != cs->mem)
+        free(mem);
+    if (vi != cs->vi)
+        free(vi);
+    return fp__vectors_error(FP_ENOMEM, "client state", err);
 }
 
 /* The FPS1 checkpoint of fedpress before issue 13 (one blob for server and

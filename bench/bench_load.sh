@@ -20,6 +20,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FP=${FEDPRESS:-$ROOT/build/fedpress}
 LOAD=${LOAD_CLIENTS:-$(dirname "$FP")/bench/load_clients}
+. "$ROOT/tests/e2e_lib.sh" # wait_port
 CLIENTS="250 500 1000" DIMS="10 10000" ROUNDS=6 SAMPLE=100 KEEP=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -69,8 +70,8 @@ for d in $DIMS; do
       >"$w/coord.out" 2>"$w/coord.err" &
     cpid=$!
     PIDS+=("$cpid")
-    for _ in $(seq 1200); do [ -s "$w/port" ] || ! kill -0 $cpid 2>/dev/null && break; sleep 0.05; done
-    [ -s "$w/port" ] || die "the coordinator did not listen: $(tail -n 3 "$w/coord.err")"
+    port=$(wait_port "$w/port" $cpid 60) ||
+      die "the coordinator did not listen: $(tail -n 3 "$w/coord.err")"
     rss0=$(kb $cpid VmRSS)
     # the peak, read while the process still lives: VmHWM at the last
     # sample before it exits (the run's end takes a moment: the final
@@ -78,7 +79,7 @@ for d in $DIMS; do
     ( hwm=0; while kill -0 $cpid 2>/dev/null; do
         h=$(kb $cpid VmHWM); [ -n "$h" ] && hwm=$h; echo "$hwm" >"$w/hwm"; sleep 0.1; done ) &
     PIDS+=($!)
-    "$LOAD" run "127.0.0.1:$(cat "$w/port")" "$CK" "$n" --state "$w/state" >"$w/load.out" \
+    "$LOAD" run "127.0.0.1:$port" "$CK" "$n" --state "$w/state" >"$w/load.out" \
       2>"$w/load.err"
     lrc=$?
     wait $cpid

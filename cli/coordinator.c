@@ -17,7 +17,7 @@
 #include "../net/peer.h"
 #include "args.h"
 #include "daemons.h"
-#include "plot.h"
+#include "cli.h"
 
 static const char fp__coord_usage[] =
     "usage: fedpress coordinator --scenario FILE.ini --listen ADDR:PORT --key coord.key\n"

@@ -15,7 +15,6 @@
  */
 #include "plot.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -30,6 +29,8 @@
 
 #include "../core/error.h"
 #include "../store/store.h"
+#include "args.h"
+#include "cli.h"
 
 #define FP_PLOT_EXIT_RUNTIME 1
 #define FP_PLOT_EXIT_USAGE   2
@@ -102,22 +103,6 @@ static int fp__plot_usage_error(const char *fmt, const char *arg)
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n(run 'fedpress plot --help' for usage)\n");
     return FP_PLOT_EXIT_USAGE;
-}
-
-/* "--opt value" or "--opt=value": 1 if argv[*i] is opt, with *val set (NULL
- * when the value is missing) and *i advanced past a separate value. */
-static int fp__plot_opt(int argc, char **argv, int *i, const char *opt, const char **val)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) || (argv[*i][n] != '\0' && argv[*i][n] != '='))
-        return 0;
-    if (argv[*i][n] == '=')
-        *val = argv[*i] + n + 1;
-    else if (*i + 1 < argc)
-        *val = argv[++*i];
-    else
-        *val = NULL;
-    return 1;
 }
 
 static int fp__pick(const char *v, const char *const *names, size_t n)
@@ -628,12 +613,12 @@ int fp_cli_plot(int argc, char **argv)
             fputs(fp__plot_usage, stdout);
             rc = 0;
             goto out;
-        } else if (fp__plot_opt(argc, argv, &i, "--store", &v)) {
-            if (!(store_path = v))
+        } else if (fp_cli_is_opt(argv[i], "--store")) {
+            if (!(store_path = fp_cli_optval(argc, argv, &i, "--store")))
                 goto missing;
-        } else if (fp__plot_opt(argc, argv, &i, "--metric", &v)) {
+        } else if (fp_cli_is_opt(argv[i], "--metric")) {
             int k;
-            if (!v)
+            if (!(v = fp_cli_optval(argc, argv, &i, "--metric")))
                 goto missing;
             if ((k = fp__pick(v, fp__metric_names, 3)) < 0) {
                 fp__plot_usage_error("--metric '%s': expected test_accuracy, test_loss or "
@@ -642,21 +627,20 @@ int fp_cli_plot(int argc, char **argv)
                 goto out;
             }
             p.metric = (enum fp__metric)k;
-        } else if (fp__plot_opt(argc, argv, &i, "--x", &v)) {
+        } else if (fp_cli_is_opt(argv[i], "--x")) {
             int k;
-            if (!v)
+            if (!(v = fp_cli_optval(argc, argv, &i, "--x")))
                 goto missing;
             if ((k = fp__pick(v, fp__x_names, 3)) < 0) {
                 fp__plot_usage_error("--x '%s': expected round, uplink_bytes or downlink_bytes", v);
                 goto out;
             }
             p.xaxis = (enum fp__xaxis)k;
-        } else if (fp__plot_opt(argc, argv, &i, "--output", &v) ||
-                   fp__plot_opt(argc, argv, &i, "-o", &v)) {
-            if (!(out = v))
+        } else if (fp_cli_is_opt(argv[i], "--output") || fp_cli_is_opt(argv[i], "-o")) {
+            if (!(out = fp_cli_optval(argc, argv, &i, argv[i][1] == '-' ? "--output" : "-o")))
                 goto missing;
-        } else if (fp__plot_opt(argc, argv, &i, "--title", &v)) {
-            if (!(title = v))
+        } else if (fp_cli_is_opt(argv[i], "--title")) {
+            if (!(title = fp_cli_optval(argc, argv, &i, "--title")))
                 goto missing;
             long units = fp__plot_units(title);
             if (units < 0) {
@@ -680,10 +664,8 @@ int fp_cli_plot(int argc, char **argv)
             fp__plot_usage_error("unknown option '%s'", argv[i]);
             goto out;
         } else {
-            char *end;
-            errno = 0;
-            long long id = strtoll(argv[i], &end, 10);
-            if (!isdigit((unsigned char)argv[i][0]) || *end != '\0' || errno || id < 1) {
+            long long id = fp_cli_run_id(argv[i]);
+            if (id < 0) {
                 fp__plot_usage_error("run '%s': expected a run id (see 'fedpress runs')", argv[i]);
                 goto out;
             }
@@ -725,7 +707,7 @@ int fp_cli_plot(int argc, char **argv)
 
     rc = FP_PLOT_EXIT_RUNTIME;
     /* As for `runs` and `metrics`: a reading command never creates a store. */
-    if (fp_cli_open_store(&store, store_path, 1)) {
+    if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ)) {
         store = NULL;
         goto out;
     }

@@ -2,15 +2,18 @@
 # wait_log it uses) by daemon end-to-end
 # scripts: keys and clients.pub, a coordinator on port 0 with a readiness
 # file, clients in the background, bounded waits. Needs FP, T and a PIDS
-# array (killed by the script's trap).
+# array (the pids it starts are added to it); the script's trap ends them
+# (end_jobs in e2e_lib.sh).
 
-# make_keys N: $T/coord.key (its public key in CK), $T/c0..c{N-1}.key and
-# $T/clients.pub with one 'ID PUBKEY' line each
+# make_keys N: $T/coord.key (its public key in CK), $T/c0..c{N-1}.key (their
+# public keys in K[0..N-1]) and $T/clients.pub with one 'ID PUBKEY' line each
+declare -a K
 make_keys() {
   CK=$("$FP" keygen --out "$T/coord.key" 2>/dev/null)
   : >"$T/clients.pub"
   for i in $(seq 0 $(($1 - 1))); do
-    echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
+    K[$i]=$("$FP" keygen --out "$T/c$i.key")
+    echo "$i ${K[$i]}" >>"$T/clients.pub"
   done
 }
 # coord_start DIR INI [ARGS]: a coordinator on $LISTEN (default

@@ -19,24 +19,14 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_admin_XXXXXX)
-# Only live jobs: a pid already waited for may belong to another process by now.
-cleanup() {
-  local p
-  for p in $(jobs -p); do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap 'end_jobs KILL' EXIT
 N=4
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-for i in 0 1 2 3 4 5; do
-  K[$i]=$("$FP" keygen --out "$T/c$i.key")
-  mkdir -p "$T/st$i"
-done
+make_keys 6 # clients.pub is then written by pub
+for i in 0 1 2 3 4 5; do mkdir -p "$T/st$i"; done
 # pub LINE...: clients.pub replaced atomically (as an editor's save does)
 pub() {
   printf '%s\n' "# id key" "$@" >"$T/clients.pub.tmp" && mv "$T/clients.pub.tmp" "$T/clients.pub"

@@ -34,25 +34,16 @@ ROOT=${FP_SOURCE_ROOT:?}
 PY=/usr/bin/python3
 PEER="$ROOT/tests/attack_peer.py"
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 if ! "$PY" -c 'import dissononce' 2>/dev/null; then
   echo "SKIP: python3-dissononce is not installed (apt-get install python3-dissononce)"
   exit 77
 fi
 T=$(mktemp -d /tmp/fp_e2e_attack_XXXXXX)
 PIDS=()
-cleanup() {
-  # TERM, not KILL: timeout(1) passes TERM on to the process it runs
-  # only live jobs: a pid already waited for may be another test's process
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
+trap end_jobs EXIT
 
-CK=$("$FP" keygen --out "$T/coord.key")
-: >"$T/clients.pub"
-for i in 0 1 2; do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
+make_keys 3
 FPR2=$(sed -n 's/^2 \(.\{16\}\).*/\1/p' "$T/clients.pub")
 SC="$ROOT/scenarios/fedavg-quadratic.ini"
 "$FP" sim "$SC" --set data.clients=3 --set participation.sample=3 --set run.rounds=2 \

@@ -19,25 +19,14 @@ FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_daemon_XXXXXX)
 PIDS=()
-cleanup() {
-  # only live jobs: a pid already waited for may be another test's process
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 N=4
 
 # keys: the coordinator's, one per client (ids 0..3), and an intruder's
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-: >"$T/clients.pub"
-echo "# id public-key" >>"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do
-  echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
-done
+make_keys $N
+sed -i '1i # id public-key' "$T/clients.pub" # a comment line, which the coordinator skips
 INTRUDER=$("$FP" keygen --out "$T/intruder.key")
 check "keys made (coordinator, $N clients, intruder)" \
   "[ \${#CK} -eq 64 ] && [ \${#INTRUDER} -eq 64 ] && [ \$(grep -c '^[0-9]' '$T/clients.pub') -eq $N ]"

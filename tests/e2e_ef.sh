@@ -9,18 +9,9 @@
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_ef_XXXXXX)
-# Only this shell's live jobs (running or stopped): a pid already waited
-# for may belong to another process by now (pid_max is 32768 here and the
-# e2e tests run in parallel), and killing it stopped another test's run.
-cleanup() {
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 
 cat >"$T/ef.ini" <<'INI'
 [run]
@@ -75,27 +66,7 @@ check "econtrol with sample < clients is refused, saying why" \
 R=(--set run.rounds=3000 --set run.eval_every=500 --set run.checkpoint_every=7
    --set data.clients=20 --set data.dim=100 --set data.rows=400 --set algorithm.name=econtrol
    --set algorithm.eta=0.01 --set compressor.k=5)
-"$FP" sim "$T/ef.ini" "${R[@]}" --store "$T/res.db" --quiet --model-out "$T/full.f32" >/dev/null 2>&1
-"$FP" sim "$T/ef.ini" "${R[@]}" --store "$T/res.db" --threads 1 >/dev/null 2>"$T/kerr" &
-pid=$!
-for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
-kill -9 $pid
-wait $pid 2>/dev/null
-if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
-  check "kill -9: a state checkpoint of run 2 is stored" \
-    "[ \"\$(sqlite3 '$T/res.db' \"select count(*) from checkpoints where run_id=2 and kind='state'\")\" = 1 ]"
-  "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
-  check "--resume: completes with the same model bytes as the run never stopped" \
-    "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
-  check "--resume: the same metrics and bytes in every round" \
-    "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes from rounds where run_id=2')\" ]"
-  cmp -s "$T/full.f32" "$T/resumed.f32" ||
-    { cat "$T/rout"; sqlite3 "$T/res.db" "select id, status, rounds_done from runs"; }
-elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
-  skip "kill -9: the run finished before it was killed (machine too fast); nothing to resume"
-else
-  bad "kill -9: run 2 was neither running when killed nor completed"
-fi
+resume_after_kill ef "$T/ef.ini" "${R[@]}"
 
 # 4. the daemons: a coordinator and 4 clients over loopback, EF21-W with
 #    partial participation, end with the simulator's model and metrics

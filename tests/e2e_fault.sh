@@ -24,6 +24,7 @@ ROOT=${FP_SOURCE_ROOT:?}
 PROXY=${FP_BUILD_ROOT:?}/tests/faultproxy
 PY=/usr/bin/python3
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 [ -x "$PROXY" ] || { echo "SKIP: $PROXY is not built"; exit 77; }
 T=$(mktemp -d /tmp/fp_e2e_fault_XXXXXX)
 PIDS=()
@@ -34,9 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 N=4
-CK=$("$FP" keygen --out "$T/coord.key")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
+make_keys $N
 "$FP" keygen --out "$T/peer.key" >/dev/null
 # d = 4000: a 16 KB upload and broadcast, so the proxies' offsets below fall
 # inside them (the handshake, report and welcome are all smaller)

@@ -14,6 +14,19 @@ finish() {
   exit 1
 }
 
+# end_jobs [SIG]: a daemon script's EXIT trap. Every live job of this shell
+# (running or stopped; a pid already waited for may belong to another
+# process by now: the e2e tests run in parallel) is continued and sent SIG
+# (default TERM, which timeout(1) passes on to the process it runs; KILL
+# where a coordinator must not first finish its round), then waited for;
+# $T is removed unless KEEP is set.
+end_jobs() {
+  local p
+  for p in $(jobs -pr) $(jobs -ps); do kill -CONT "$p" 2>/dev/null; kill -"${1:-TERM}" "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "${KEEP:-}" ] || rm -rf "$T"
+}
+
 # ro_mount DIR: DIR bind-mounted read-only onto itself (root only); 0 if it
 # worked and DIR really refuses writes. umount_all undoes every one (call it
 # from the script's EXIT trap).
@@ -27,10 +40,10 @@ umount_all() {
   for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done
 }
 
-# wait_port FILE PID: the port a daemon wrote to its --ready FILE, at most
-# 20 s; fails at once if PID exits first.
+# wait_port FILE PID [SECONDS]: the port a daemon wrote to its --ready FILE,
+# at most SECONDS (default 20); fails at once if PID exits first.
 wait_port() {
-  for _ in $(seq 400); do
+  for _ in $(seq $((${3:-20} * 20))); do
     [ -s "$1" ] && { cat "$1"; return 0; }
     kill -0 "$2" 2>/dev/null || return 1
     sleep 0.05
@@ -65,5 +78,40 @@ replay_exact() {
   else
     bad "$1: sim --replay of run $2 is exact (exit $rc)"
     printf '%s\n' "$out" | tail -5
+  fi
+}
+
+# resume_after_kill LABEL INI [--set ...]: INI run to the end in $T/res.db
+# (run 1, its model in $T/full.f32), then again (run 2) killed with kill -9
+# once its progress line reaches round 100, then `sim --resume 2`: a state
+# checkpoint of run 2 was stored, and the resumed run ends with run 1's
+# model bytes and its metrics and bytes in every round. A run 2 that
+# completed before the kill is a skip (nothing to resume). LABEL begins
+# every check's name. Needs $FP and $T.
+resume_after_kill() {
+  local l=$1 ini=$2 pid rc q
+  shift 2
+  "$FP" sim "$ini" "$@" --store "$T/res.db" --quiet --model-out "$T/full.f32" >/dev/null 2>&1
+  "$FP" sim "$ini" "$@" --store "$T/res.db" --threads 1 >/dev/null 2>"$T/kerr" &
+  pid=$!
+  for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
+  kill -9 $pid
+  wait $pid 2>/dev/null
+  if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
+    check "$l: kill -9: a state checkpoint of run 2 is stored" \
+      "[ \"\$(sqlite3 '$T/res.db' \"select count(*) from checkpoints where run_id=2 and kind='state'\")\" = 1 ]"
+    "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
+    rc=$?
+    check "$l: --resume: completes with the same model bytes as the run never stopped" \
+      "[ $rc -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
+    q='select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id='
+    check "$l: --resume: the same metrics and bytes in every round" \
+      "[ \"\$(sqlite3 '$T/res.db' '${q}1')\" = \"\$(sqlite3 '$T/res.db' '${q}2')\" ]"
+    cmp -s "$T/full.f32" "$T/resumed.f32" ||
+      { cat "$T/rout"; sqlite3 "$T/res.db" "select id, status, rounds_done from runs"; }
+  elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
+    skip "$l: kill -9: the run finished before it was killed (machine too fast); nothing to resume"
+  else
+    bad "$l: kill -9: run 2 was neither running when killed nor completed"
   fi
 }

@@ -34,14 +34,9 @@ PY=/usr/bin/python3
 PEER="$ROOT/tests/attack_peer.py"
 T=$(mktemp -d /tmp/fp_e2e_live_XXXXXX)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 N=4
 secs() { date +%s.%N; }
 

@@ -13,14 +13,9 @@ FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 T=$(mktemp -d /tmp/fp_e2e_methods_XXXXXX)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 
 N=4
 make_keys $N
@@ -60,24 +55,5 @@ check "... and the same metrics and bytes" \
   "[ \"\$(\"$FP\" metrics 1 --store '$T/t1.db' --format csv | cut -d, -f1-7)\" = \"\$(\"$FP\" metrics 1 --store '$T/t2.db' --format csv | cut -d, -f1-7)\" ]"
 R=("${B[@]}" --set run.rounds=3000 --set run.eval_every=500 --set run.checkpoint_every=7
    --set data.dim=100 --set data.rows=200 --set algorithm.batch=200 --set compressor.k=5)
-"$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${R[@]}" --store "$T/res.db" --quiet \
-  --model-out "$T/full.f32" >/dev/null 2>&1
-"$FP" sim "$SRC/scenarios/ef21/ef21-lsq.ini" "${R[@]}" --store "$T/res.db" --threads 1 \
-  >/dev/null 2>"$T/kerr" &
-pid=$!
-PIDS+=("$pid")
-for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
-kill -9 $pid
-wait $pid 2>/dev/null
-if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
-  "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
-  check "ef21-bc: --resume after kill -9 ends with the model bytes of the run never stopped" \
-    "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
-  check "ef21-bc: --resume: the same metrics and bytes in every round" \
-    "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=2')\" ]"
-elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
-  skip "ef21-bc kill -9: the run finished before it was killed (machine too fast); nothing to resume"
-else
-  bad "ef21-bc kill -9: run 2 was neither running when killed nor completed"
-fi
+resume_after_kill ef21-bc "$SRC/scenarios/ef21/ef21-lsq.ini" "${R[@]}"
 finish e2e-methods

@@ -13,6 +13,7 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 . "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/daemon_lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: network namespaces need root"; exit 77; }
 command -v ip >/dev/null || { echo "SKIP: no 'ip' command (iproute2)"; exit 77; }
 T=$(mktemp -d /tmp/fp_e2e_netns_XXXXXX)
@@ -44,9 +45,7 @@ check "two namespaces joined by a veth pair (10.231.0.1 in $NA, 10.231.0.2 in $N
   "ip -n '$NA' -4 addr show '$VA' | grep -q 10.231.0.1 && ip -n '$NB' -4 addr show '$VB' | grep -q 10.231.0.2"
 
 N=3
-CK=$("$FP" keygen --out "$T/coord.key")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"; done
+make_keys $N
 "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set participation.sample=$N \
   --set run.rounds=4 --set run.eval_every=2 --set participation.deadline=30 --dry-run >"$T/run.ini"
 

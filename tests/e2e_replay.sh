@@ -15,18 +15,9 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_replay_XXXXXX)
-# Only this shell's live jobs (running or stopped): a pid already waited
-# for may belong to another process by now (pid_max is 32768 here and the
-# e2e tests run in parallel), and killing it stopped another test's run.
-cleanup() {
-  local p
-  for p in $(jobs -pr) $(jobs -ps); do kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 q() { sqlite3 "$1" "$2" 2>/dev/null; }
 # dump DB: the store's content, to show a replay changed nothing in it
 dump() { sqlite3 "$1" .dump 2>/dev/null | sha256sum; }
@@ -95,11 +86,7 @@ check "tampered: the replay stopped at that round (its last progress line is rou
 
 # ---- (b) a coordinator run with a late and an absent client ----
 N=4
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do
-  echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
-done
+make_keys $N
 # SCAFFOLD on the quadratic, N = S = 4: a round closes when all answered
 # (or left) or at the 1 s deadline; 1 upload suffices (client 0's, when
 # client 1's is refused, 2 is frozen and 3 is gone).

@@ -31,25 +31,14 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_resume_XXXXXX)
-# Only live jobs: a pid already waited for may belong to another process by now.
-cleanup() {
-  local p
-  for p in $(jobs -p); do kill -CONT "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap 'end_jobs KILL' EXIT
 N=3 S=2 R=3000 k1=0
 q() { sqlite3 "$T/runs.db" "$1" 2>/dev/null; }
 
-CK=$("$FP" keygen --out "$T/coord.key" 2>"$T/keygen.err")
-: >"$T/clients.pub"
-for i in $(seq 0 $((N - 1))); do
-  echo "$i $("$FP" keygen --out "$T/c$i.key")" >>"$T/clients.pub"
-  mkdir -p "$T/st$i"
-done
+make_keys $N
+for i in $(seq 0 $((N - 1))); do mkdir -p "$T/st$i"; done
 "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set participation.sample=$S \
   --set run.rounds=$R --set run.eval_every=500 --set participation.deadline=20 --dry-run >"$T/run.ini"
 "$FP" sim "$T/run.ini" --set run.seed=2 --dry-run >"$T/other.ini"

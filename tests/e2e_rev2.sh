@@ -37,15 +37,9 @@ ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_rev2_XXXXXX)
 PIDS=()
 NS=
-cleanup() {
-  [ -z "$NS" ] || ip netns del "$NS" 2>/dev/null
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap '[ -z "$NS" ] || ip netns del "$NS" 2>/dev/null; end_jobs' EXIT
 N=4
 make_keys $N
 "$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set participation.sample=3 \

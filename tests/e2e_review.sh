@@ -5,13 +5,8 @@ set -uo pipefail
 FP=$(readlink -f "${FEDPRESS:?FEDPRESS must point at the fedpress binary}")
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_review_XXXXXX)
-cleanup() {
-  umount_all
-  for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+trap 'umount_all; end_jobs KILL' EXIT
 Q="$ROOT/scenarios/fedavg-quadratic.ini"
 q() { sqlite3 "$@" 2>/dev/null; }
 

@@ -9,13 +9,8 @@ set -uo pipefail
 FP=$(readlink -f "${FEDPRESS:?FEDPRESS must point at the fedpress binary}")
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_store_XXXXXX)
-cleanup() {
-  umount_all
-  for p in $(jobs -p); do kill -9 "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
+trap 'umount_all; end_jobs KILL' EXIT
 Q="$ROOT/scenarios/fedavg-quadratic.ini"
 q() { sqlite3 "$@" 2>/dev/null; }
 # a run of many short rounds, to act on while it writes (quadratic: ~0.1 ms a round)

@@ -8,14 +8,9 @@ set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 T=$(mktemp -d /tmp/fp_e2e_vi_XXXXXX)
 PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 
 cat >"$T/vi.ini" <<'INI'
 [run]
@@ -72,23 +67,7 @@ check "masha1 with sample < clients is refused, saying why" \
 #    F_m(w), e_m)
 R=(--set run.rounds=4000 --set run.eval_every=500 --set run.checkpoint_every=7
    --set data.clients=20 --set data.dim=150 --set algorithm.step=0.1 "${M2[@]}" --set compressor.k=30)
-"$FP" sim "$T/vi.ini" "${R[@]}" --store "$T/res.db" --quiet --model-out "$T/full.f32" >/dev/null 2>&1
-"$FP" sim "$T/vi.ini" "${R[@]}" --store "$T/res.db" --threads 1 >/dev/null 2>"$T/kerr" &
-pid=$!
-for _ in $(seq 1000); do grep -q 'round 100/' "$T/kerr" 2>/dev/null && break; sleep 0.01; done
-kill -9 $pid
-wait $pid 2>/dev/null
-if [ "$(sqlite3 "$T/res.db" "select status from runs where id=2")" = running ]; then
-  "$FP" sim --resume 2 --store "$T/res.db" --model-out "$T/resumed.f32" >"$T/rout" 2>&1
-  check "--resume: completes with the same model bytes as the run never stopped" \
-    "[ $? -eq 0 ] && [ -s '$T/full.f32' ] && cmp -s '$T/full.f32' '$T/resumed.f32'"
-  check "--resume: the same metrics and bytes in every round" \
-    "[ \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=1')\" = \"\$(sqlite3 '$T/res.db' 'select round, train_loss, test_loss, uplink_bytes, downlink_bytes from rounds where run_id=2')\" ]"
-elif [ "$(sqlite3 "$T/res.db" "select status from runs where id=2" 2>/dev/null)" = completed ]; then
-  skip "kill -9: the run finished before it was killed (machine too fast); nothing to resume"
-else
-  bad "kill -9: run 2 was neither running when killed nor completed"
-fi
+resume_after_kill vi "$T/vi.ini" "${R[@]}"
 
 # 4. the daemons: a coordinator and 4 clients over loopback, MASHA2 with
 #    compressed broadcasts and coins, end with the simulator's model and metrics

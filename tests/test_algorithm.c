@@ -170,6 +170,16 @@ static void run_round(struct world *W, int r)
     fp_algo_server_finish(&W->s, nsel[r]);
 }
 
+/* Rounds 0, 1 and 2, checking after each that c = mean_i c_i (SCAFFOLD's
+ * invariant, which SCALLION and SCAFCOM keep too). */
+static void run_rounds_checking_c(struct world *W)
+{
+    for (int r = 0; r < 3; r++) {
+        run_round(W, r);
+        check_c_is_mean(W);
+    }
+}
+
 static void assert_close(const float *got, const double *want, size_t n, double rtol)
 {
     for (size_t j = 0; j < n; j++)
@@ -210,10 +220,7 @@ static void test_scaffold_halved_equals_two_vector(void **state)
     const double c05[DIM] = {3.2260771598668976, -0.24989013069303231, -1.8582375381808807};
     struct world W;
     world_init(&W, FP_ALGO_SCAFFOLD, 1.0f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     assert_close(W.s.x, x1, DIM, 1e-5);
     assert_close(W.s.c, c1, DIM, 1e-5);
     for (int i = 0; i < NC; i++)
@@ -221,10 +228,7 @@ static void test_scaffold_halved_equals_two_vector(void **state)
     world_free(&W);
 
     world_init(&W, FP_ALGO_SCAFFOLD, 0.5f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     assert_close(W.s.x, x05, DIM, 1e-5);
     assert_close(W.s.c, c05, DIM, 1e-5);
     world_free(&W);
@@ -568,19 +572,13 @@ static void test_compressed_match_reference(void **state)
     world_free(&W);
 
     world_init_c(&W, FP_ALGO_SCALLION, 1.0f, FP_COMP_IDENTITY, 1.0, 0.5f, 1.0f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     assert_close(W.s.x, sc_x, DIM, 1e-5);
     assert_close(W.s.c, sc_c, DIM, 1e-5);
     world_free(&W);
 
     world_init_c(&W, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_TOPK, 0.34, 1.0f, 0.5f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     assert_close(W.s.x, cm_x, DIM, 1e-5);
     assert_close(W.s.c, cm_c, DIM, 1e-5);
     world_free(&W);
@@ -592,22 +590,13 @@ static void test_control_variate_invariant_compressed(void **state)
     (void)state;
     struct world W;
     world_init_c(&W, FP_ALGO_SCALLION, 1.0f, FP_COMP_RANDK, 0.34, 0.25f, 1.0f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     world_free(&W);
     world_init_c(&W, FP_ALGO_SCALLION, 1.0f, FP_COMP_QSGD, 1.0, 0.5f, 1.0f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     world_free(&W);
     world_init_c(&W, FP_ALGO_SCAFCOM, 1.0f, FP_COMP_SIGN, 1.0, 1.0f, 0.3f);
-    for (int r = 0; r < 3; r++) {
-        run_round(&W, r);
-        check_c_is_mean(&W);
-    }
+    run_rounds_checking_c(&W);
     world_free(&W);
 }
 

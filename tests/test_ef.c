@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "test_close.h"
+
 #include "algorithms/algorithm.h"
 #include "core/scenario.h"
 #include "workloads/workload.h"
@@ -139,17 +141,6 @@ static void world_run(struct world *W, uint32_t rounds)
 {
     for (uint32_t r = 1; r <= rounds; r++)
         world_round(W, r, all, NC);
-}
-
-static void assert_close(const float *got, const double *want, size_t n, double rel)
-{
-    double scale = 0;
-    for (size_t j = 0; j < n; j++)
-        scale = fmax(scale, fabs(want[j]));
-    for (size_t j = 0; j < n; j++)
-        if (!(fabs(got[j] - want[j]) <= rel * scale))
-            fail_msg("[%zu]: %.9g, expected %.9g (tolerance %g x %g)", j, got[j], want[j], rel,
-                     scale);
 }
 
 static void assert_same_bits(const float *a, const float *b, size_t n)

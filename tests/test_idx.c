@@ -58,6 +58,16 @@ static void write_idx(const char *path, int gz, uint32_t magic, const uint32_t *
 
 static const unsigned char pixels[3 * 4] = {0, 255, 51, 102, 1, 2, 3, 4, 200, 100, 50, 25};
 
+/* The 16-byte header of write_good's images file, for tests that write
+ * its body themselves. */
+static void good_images_header(unsigned char h[16])
+{
+    be32(h, 0x803);
+    be32(h + 4, 3);
+    be32(h + 8, 2);
+    be32(h + 12, 2);
+}
+
 /* A good pair: 3 images of 2x2, labels 9 0 3. */
 static void write_good(int gz)
 {
@@ -369,10 +379,7 @@ static void test_gz_damage_without_trailer(void **state)
     (void)state;
     write_good(1);
     unsigned char h[16];
-    be32(h, 0x803);
-    be32(h + 4, 3);
-    be32(h + 8, 2);
-    be32(h + 12, 2);
+    good_images_header(h);
     gzFile f = gzopen(img_path, "wb0"); /* level 0: stored blocks */
     assert_non_null(f);
     assert_int_equal(gzwrite(f, h, 16), 16);
@@ -405,10 +412,7 @@ static void test_gz_members(void **state)
     (void)state;
     write_good(1);
     unsigned char h[16];
-    be32(h, 0x803);
-    be32(h + 4, 3);
-    be32(h + 8, 2);
-    be32(h + 12, 2);
+    good_images_header(h);
     gzFile f = gzopen(img_path, "wb");
     assert_non_null(f);
     assert_int_equal(gzwrite(f, h, 16), 16);

@@ -121,15 +121,19 @@ static double ref_loss(struct dims m, const double *p, const struct fp_dataset *
     return total / (double)nrows;
 }
 
-/* Central differences of ref_loss at the float params, in double. Checks
- * every coordinate: |g - fd| <= 2e-4 * max(|fd|, 1e-2) and the relative
- * error of the whole vector below 1e-4. */
-static void check_fd(struct dims m, const float *params, size_t d, const float *g,
-                     const struct fp_dataset *ds, const uint32_t *rows, size_t nrows)
+/* What grad() returned at the float params against the double reference:
+ * its loss within 1e-5 of ref_loss, and its gradient g against central
+ * differences of ref_loss, every coordinate |g - fd| <= 2e-4 *
+ * max(|fd|, 1e-2) and the relative error of the whole vector below 1e-4.
+ * Returns ref_loss. */
+static double check_fd(struct dims m, const float *params, size_t d, const float *g, double loss,
+                       const struct fp_dataset *ds, const uint32_t *rows, size_t nrows)
 {
-    double *p = malloc(d * sizeof *p);
+    double *p = calloc(d, sizeof *p);
     for (size_t i = 0; i < d; i++)
         p[i] = params[i];
+    const double want = ref_loss(m, p, ds, rows, nrows);
+    assert_true(fabs(loss - want) < 1e-5);
     double num = 0, den = 0;
     const double eps = 1e-6;
     for (size_t i = 0; i < d; i++) {
@@ -149,6 +153,7 @@ static void check_fd(struct dims m, const float *params, size_t d, const float *
     assert_true(den > 0);
     assert_true(sqrt(num / den) < 1e-4);
     free(p);
+    return want;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -274,14 +279,9 @@ static void check_fd_model(enum fp_model_kind kind, uint32_t hidden)
     double loss;
     w->ops->grad(w, ws, 1, p, 100, &r, g, &loss);
     uint32_t rows[8] = {5, 6, 7, 8, 9, 10, 11, 12};
-    double *pd = malloc(w->d * sizeof *pd);
-    for (size_t k = 0; k < w->d; k++)
-        pd[k] = p[k];
-    assert_true(fabs(loss - ref_loss(m, pd, &ds, rows, 8)) < 1e-5);
-    check_fd(m, p, w->d, g, &ds, rows, 8);
+    check_fd(m, p, w->d, g, loss, &ds, rows, 8);
     fp_workload_ws_free(w, ws);
     fp_workload_free(w);
-    free(pd);
     free(p);
     free(g);
     fp_dataset_free(&ds);
@@ -336,14 +336,9 @@ static void test_minibatch_subset(void **state)
             assert_int_not_equal(rows[i], rows[k]);
     /* The rng advanced by exactly those draws. */
     assert_memory_equal(&copy, &mb, sizeof copy);
-    double *pd = malloc(w->d * sizeof *pd);
-    for (size_t k = 0; k < w->d; k++)
-        pd[k] = p[k];
-    assert_true(fabs(loss - ref_loss(m, pd, &ds, rows, 7)) < 1e-5);
-    check_fd(m, p, w->d, g, &ds, rows, 7);
+    check_fd(m, p, w->d, g, loss, &ds, rows, 7);
     fp_workload_ws_free(w, ws);
     fp_workload_free(w);
-    free(pd);
     free(p);
     free(g);
     fp_dataset_free(&ds);
@@ -370,19 +365,13 @@ static void test_chunked_full_batch(void **state)
     uint32_t *rows = malloc(2500 * sizeof *rows);
     for (uint32_t i = 0; i < 2500; i++)
         rows[i] = i;
-    double *pd = malloc(w->d * sizeof *pd);
-    for (size_t k = 0; k < w->d; k++)
-        pd[k] = p[k];
-    double want = ref_loss(m, pd, &ds, rows, 2500);
-    assert_true(fabs(loss - want) < 1e-5);
-    check_fd(m, p, w->d, g, &ds, rows, 2500);
+    double want = check_fd(m, p, w->d, g, loss, &ds, rows, 2500);
     /* evaluate() chunks the test set (the same 2500) the same way. */
     w->ops->evaluate(w, ws, p, &loss, &acc);
     assert_true(fabs(loss - want) < 1e-5);
     fp_workload_ws_free(w, ws);
     fp_workload_free(w);
     free(rows);
-    free(pd);
     free(p);
     free(g);
     fp_dataset_free(&ds);

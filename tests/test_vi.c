@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "test_close.h"
+
 #include "algorithms/algorithm.h"
 #include "algorithms/vi.h"
 #include "core/scenario.h"
@@ -154,17 +156,6 @@ static double world_metric(struct world *W)
     double loss, acc;
     W->w->ops->evaluate(W->w, W->wws, W->s.x, &loss, &acc);
     return loss;
-}
-
-static void assert_close(const float *got, const double *want, size_t n, double rel)
-{
-    double scale = 0;
-    for (size_t j = 0; j < n; j++)
-        scale = fmax(scale, fabs(want[j]));
-    for (size_t j = 0; j < n; j++)
-        if (!(fabs(got[j] - want[j]) <= rel * scale))
-            fail_msg("[%zu]: %.9g, expected %.9g (tolerance %g x %g)", j, got[j], want[j], rel,
-                     scale);
 }
 
 static void test_zstar(void **state)

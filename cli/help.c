@@ -1,0 +1,107 @@
+/*
+ * cli/help.c — `fedpress help`: the usage of every command, which sim,
+ * sweep, runs and metrics print for --help too (plot, keygen and the
+ * daemons have their own, longer ones).
+ */
+#include <stdio.h>
+
+#include "cli.h"
+
+/* In two parts: ISO C caps a string literal at 4095 bytes. */
+static const char fp__usage_run[] =
+    "usage: fedpress <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  sim FILE.ini [--set section.key=value ...] [--threads N] [--store PATH]\n"
+    "               [--model-out PATH] [--quiet] [--dry-run]\n"
+    "      run the scenario in FILE.ini; --set overrides any key of the file (repeatable;\n"
+    "      section.key= with no value removes the key); --threads trains that many\n"
+    "      clients at once (default: every core; results are identical at any thread\n"
+    "      count); --store is the SQLite run store (default runs.db);\n"
+    "      --model-out writes the final model as raw little-endian float32 (its\n"
+    "      directory is checked before the first round; it may not be the store or\n"
+    "      one of its files; the store keeps the model too, as a checkpoint);\n"
+    "      --quiet drops the per-round progress lines (the summary stays);\n"
+    "      --dry-run checks the scenario and prints its effective configuration.\n"
+    "      A file that sets no key (empty, or only comments) is refused.\n"
+    "      Ctrl-C, SIGTERM or SIGHUP (a closed terminal) finishes and commits the round\n"
+    "      in progress, saves its state, marks the run 'interrupted' and exits 130; a\n"
+    "      second Ctrl-C or SIGTERM stops at once (the store keeps every committed\n"
+    "      round). A broken pipe never stops a run: progress lines that cannot be\n"
+    "      written are dropped, and a summary that cannot be written is exit 1 with\n"
+    "      the run completed in the store.\n"
+    "  sim --resume RUN [--store PATH] [--threads N] [--model-out PATH] [--quiet]\n"
+    "      continue an interrupted, failed or killed run from its newest checkpoint\n"
+    "      ([run] checkpoint_every, and always when SIGINT/SIGTERM/SIGHUP stops it); it\n"
+    "      ends with the same model as a run that was never stopped, or refuses (exit 1,\n"
+    "      store untouched) when a file the run read (dataset, [model] init) changed or\n"
+    "      is gone since it began.\n"
+    "  sim --replay RUN [--store PATH] [--threads N] [--quiet]\n"
+    "      re-execute stored run RUN (a sim or a coordinator run) from its logged\n"
+    "      scenario with its logged participation (who was included in each round),\n"
+    "      compare every included upload's SHA-256, every round's metrics and the final\n"
+    "      model with the log, and print the first divergence (round, client, likely\n"
+    "      cause) or that the replay is exact. The store is only read; the replay's\n"
+    "      rounds go to a temporary store, deleted at the end. Exit 0 exact, 1\n"
+    "      divergent (or an error), 2 usage.\n"
+    "  sweep FILE.ini --vary section.key=v1,v2,... [--vary ...] [--set section.key=value ...]\n"
+    "                [--store PATH] [--threads N] [--quiet] [--dry-run]\n"
+    "      run FILE.ini once for every combination of the --vary values (the last\n"
+    "      --vary changes fastest), each as run BASE-key=value-...; every combination is\n"
+    "      checked before the first runs. A combination whose exact scenario completed\n"
+    "      in the store before is not run again, one that was stopped is resumed from\n"
+    "      its checkpoint, one another process is running is left to it. Ends with a\n"
+    "      table of the runs; exit 1 if a run failed, 130 on Ctrl-C. --dry-run lists\n"
+    "      the combinations and which are done or started. A key may not be given\n"
+    "      to both --set and --vary.\n";
+static const char fp__usage_read[] =
+    "  runs [--store PATH] [--format table|csv|json]\n"
+    "      list the runs in the store: id, name, algorithm, compressor, rounds,\n"
+    "      final accuracy, final test loss, uplink bytes, status (runs, metrics and\n"
+    "      plot open the store read-only: it must exist, and they change nothing)\n"
+    "  metrics RUN [--store PATH] [--format table|csv|json] [--clients | --client ID]\n"
+    "      print the per-round metrics of run RUN (an id from `fedpress runs`); with\n"
+    "      --clients, every sampled client of every round instead (round, client,\n"
+    "      train_loss, uplink_bytes, downlink_bytes, examples, in csv and json\n"
+    "      upload_sha256, the SHA-256 of the upload's payload, then status: included,\n"
+    "      late, absent or refused, and the reason if not included); --client ID keeps\n"
+    "      the rounds client ID was sampled in: an ID outside the run's clients is an error\n"
+    "      (exit 1), one never sampled gets an empty table and a note on stderr\n"
+    "  plot RUN... [--store PATH] [--metric M] [--x X] [--logx] [--logy] [-o FILE]\n"
+    "              [--title TEXT]\n"
+    "      draw one curve per run into FILE (.svg, .png or .pdf; default plot.svg);\n"
+    "      M is test_accuracy (default), test_loss or train_loss; X is round (default),\n"
+    "      uplink_bytes or downlink_bytes (cumulative, in MB); see 'fedpress plot --help'\n"
+    "  keygen --out FILE | --public FILE\n"
+    "      write a new X25519 secret key for the Noise channel to FILE (mode 0600, never\n"
+    "      over an existing file) and print its public key (64 hex digits), or print\n"
+    "      the public key of FILE again; see docs/protocol.md\n"
+    "  coordinator --scenario FILE --listen ADDR:PORT --key FILE --allow clients.pub\n"
+    "              [--store PATH] [--resume-or-start | --resume RUN] [--deadline S] ...\n"
+    "  client --connect HOST:PORT --server-key PUBKEY --key FILE --state DIR\n"
+    "         [--data partition|DIR] ...\n"
+    "      the daemons of a run across machines, over the Noise channel: see\n"
+    "      'fedpress coordinator --help', 'fedpress client --help' and docs/daemons.md\n"
+    "  help       this text\n"
+    "  version    the version, and the BLAS library and kernels in use\n"
+    "\n"
+    "environment:\n"
+    "  FEDPRESS_SIMD=portable|avx2|avx512|native  cap the vector code QSGD uses (default\n"
+    "      native: the best this CPU runs); every choice gives the same bytes\n"
+    "  OPENBLAS_CORETYPE=NAME  the OpenBLAS kernels to use (e.g. SkylakeX, Haswell);\n"
+    "      always respected. Unset, fedpress restarts itself once with the best kernels\n"
+    "      for this CPU if OpenBLAS's own detection picked slower ones (results are\n"
+    "      bit-identical per kernel: docs/architecture.md)\n"
+    "  FEDPRESS_BLAS_AUTO=off  keep OpenBLAS's own choice of kernels\n"
+    "\n"
+    "Every command checks its output: one that cannot be written (a full disk, a\n"
+    "closed stdout) is exit 1 with 'fedpress: writing to stdout: ...'.\n"
+    "\n"
+    "Scenario keys, the store's schema and example sqlite3 queries: see docs/.\n";
+
+void fp_cli_help(FILE *f)
+{
+    /* errno is the write's only right after it fails: keep it for main. */
+    if ((fputs(fp__usage_run, f) == EOF || fputs(fp__usage_read, f) == EOF) && f == stdout)
+        fp_cli_out_failed();
+}

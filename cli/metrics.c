@@ -1,0 +1,255 @@
+/*
+ * cli/metrics.c — `fedpress metrics RUN`: a run's rounds, or with
+ * --clients / --client ID its sampled clients, as a table, CSV or JSON
+ * (cli/output.c). The store is opened read-only.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "../store/store.h"
+#include "args.h"
+#include "cli.h"
+
+struct fp__metrics_ctx {
+    enum fp_cli_fmt fmt;
+    int first;
+};
+
+static int fp__print_round(void *u, const struct fp_round *r)
+{
+    struct fp__metrics_ctx *m = u;
+    switch (m->fmt) {
+    case FP_FMT_TABLE:
+        printf("%6u  ", r->round);
+        fp_cli_num(m->fmt, r->train_loss, "%.9g", 11);
+        printf("  ");
+        fp_cli_num(m->fmt, r->test_loss, "%.9g", 11);
+        printf("  ");
+        fp_cli_num(m->fmt, r->test_accuracy, "%.9g", 13);
+        printf("  %14llu  %14llu  %12u  %9.1f\n", (unsigned long long)r->uplink_bytes,
+               (unsigned long long)r->downlink_bytes, r->participants, r->wall_ms);
+        break;
+    case FP_FMT_CSV:
+        printf("%u,", r->round);
+        fp_cli_num(m->fmt, r->train_loss, "%.9g", 0);
+        printf(",");
+        fp_cli_num(m->fmt, r->test_loss, "%.9g", 0);
+        printf(",");
+        fp_cli_num(m->fmt, r->test_accuracy, "%.9g", 0);
+        printf(",%llu,%llu,%u,%.3f\n", (unsigned long long)r->uplink_bytes,
+               (unsigned long long)r->downlink_bytes, r->participants, r->wall_ms);
+        break;
+    case FP_FMT_JSON:
+        printf("%s\n  {\"round\": %u, \"train_loss\": ", m->first ? "" : ",", r->round);
+        fp_cli_num(m->fmt, r->train_loss, "%.9g", 0);
+        printf(", \"test_loss\": ");
+        fp_cli_num(m->fmt, r->test_loss, "%.9g", 0);
+        printf(", \"test_accuracy\": ");
+        fp_cli_num(m->fmt, r->test_accuracy, "%.9g", 0);
+        printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"participants\": %u, "
+               "\"wall_ms\": %.3f}",
+               (unsigned long long)r->uplink_bytes, (unsigned long long)r->downlink_bytes,
+               r->participants, r->wall_ms);
+        break;
+    }
+    m->first = 0;
+    return fp_cli_out_failed();
+}
+
+static int fp__print_client(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    struct fp__metrics_ctx *m = u;
+    switch (m->fmt) {
+    case FP_FMT_TABLE:
+        printf("%6u  %8u  ", round, c->client);
+        fp_cli_num(m->fmt, c->train_loss, "%.9g", 11);
+        printf("  %14llu  %14llu  %9u  %-8s  %s\n", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples, fp_client_status_name(c->status),
+               c->reason);
+        break;
+    case FP_FMT_CSV:
+        printf("%u,%u,", round, c->client);
+        fp_cli_num(m->fmt, c->train_loss, "%.9g", 0);
+        printf(",%llu,%llu,%u,%s,%s,", (unsigned long long)c->uplink_bytes,
+               (unsigned long long)c->downlink_bytes, c->examples, c->upload_sha256,
+               fp_client_status_name(c->status));
+        fp_cli_csv_str(c->reason);
+        printf("\n");
+        break;
+    case FP_FMT_JSON:
+        printf("%s\n  {\"round\": %u, \"client\": %u, \"train_loss\": ", m->first ? "" : ",", round,
+               c->client);
+        fp_cli_num(m->fmt, c->train_loss, "%.9g", 0);
+        printf(", \"uplink_bytes\": %llu, \"downlink_bytes\": %llu, \"examples\": %u, "
+               "\"upload_sha256\": ",
+               (unsigned long long)c->uplink_bytes, (unsigned long long)c->downlink_bytes,
+               c->examples);
+        if (c->upload_sha256[0])
+            printf("\"%s\"", c->upload_sha256);
+        else
+            printf("null");
+        printf(", \"status\": \"%s\", \"reason\": ", fp_client_status_name(c->status));
+        if (c->reason[0])
+            fp_cli_json_str(c->reason);
+        else
+            printf("null");
+        printf("}");
+        break;
+    }
+    m->first = 0;
+    return fp_cli_out_failed();
+}
+
+static int fp__any_row(void *u, uint32_t round, const struct fp_client_round *c)
+{
+    (void)round;
+    (void)c;
+    *(int *)u = 1;
+    return 1; /* one is enough */
+}
+
+struct fp__run_lookup {
+    int64_t id;
+    int found;
+    uint32_t clients, rounds_done;
+    char name[64]; /* enough to recognise it in a message */
+};
+
+static int fp__find_run_info(void *u, const struct fp_run_info *r)
+{
+    struct fp__run_lookup *l = u;
+    if (r->id != l->id)
+        return 0;
+    l->found = 1;
+    l->clients = r->clients;
+    l->rounds_done = r->rounds_done;
+    snprintf(l->name, sizeof l->name, "%s", r->name);
+    return 1;
+}
+
+/* --client ID of a run ID never took part in: a client outside the run's
+ * 0 .. N-1 is an error (exit 1; an empty table would look like an answer);
+ * one inside it that was never sampled gets an empty table (a true answer,
+ * so a script going over every client keeps working) and a note on stderr
+ * saying why it is empty. Returns 0 or the exit code. */
+static int fp__check_client(struct fp_store *store, const char *store_path, long long id,
+                            long long client)
+{
+    struct fp_error err = {0};
+    int any = 0;
+    if (fp_store_list_client_rounds(store, id, client, fp__any_row, &any, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        return FP_EXIT_RUNTIME;
+    }
+    if (any)
+        return 0;
+    struct fp__run_lookup l = {.id = id};
+    if (fp_store_list_runs(store, fp__find_run_info, &l, &err)) {
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+        return FP_EXIT_RUNTIME;
+    }
+    if (l.clients && client >= l.clients) {
+        fprintf(stderr,
+                "fedpress: run %lld ('%s') in %s has clients 0 to %u: there is no client %lld\n",
+                id, l.name, store_path, l.clients - 1, client);
+        return FP_EXIT_RUNTIME;
+    }
+    fprintf(stderr,
+            "fedpress: note: client %lld of run %lld ('%s') took part in none of its %u stored "
+            "round%s (never sampled): the table is empty\n",
+            client, id, l.name, l.rounds_done, l.rounds_done == 1 ? "" : "s");
+    return 0;
+}
+
+int fp_cli_metrics(int argc, char **argv)
+{
+    const char *store_path = "runs.db", *run = NULL;
+    struct fp__metrics_ctx m = {FP_FMT_TABLE, 1};
+    int clients = 0;
+    long long client = -1;
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        int took = fp_cli_list_opt(argc, argv, &i, "metrics", &store_path, &m.fmt), rc;
+        if (fp_cli_opt_ends(took, &rc))
+            return rc;
+        if (took)
+            continue;
+        if (!strcmp(argv[i], "--clients")) {
+            clients = 1;
+        } else if (fp_cli_is_opt(argv[i], "--client")) {
+            if (!(v = fp_cli_optval(argc, argv, &i, "--client")))
+                return fp_cli_usage_errorf("metrics: option '%s' needs a value", "--client");
+            char *cend;
+            errno = 0;
+            client = strtoll(v, &cend, 10);
+            if (!isdigit((unsigned char)*v) || *cend != '\0' || errno || client > UINT32_MAX)
+                return fp_cli_usage_errorf(
+                    "metrics: --client '%s': expected a client id (0, 1, ...)", v);
+            clients = 1;
+        } else if (argv[i][0] == '-') {
+            return fp_cli_usage_errorf("metrics: unknown option '%s'", argv[i]);
+        } else if (!run) {
+            run = argv[i];
+        } else {
+            return fp_cli_usage_errorf("metrics: unexpected argument '%s'", argv[i]);
+        }
+    }
+    if (!run)
+        return fp_cli_usage_errorf("metrics: %s", "no run id given (see 'fedpress runs')");
+    long long id = fp_cli_run_id(run);
+    if (id < 0)
+        return fp_cli_usage_errorf("metrics: run '%s': expected a run id (see 'fedpress runs')",
+                                   run);
+
+    struct fp_store *store;
+    if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_READ))
+        return FP_EXIT_RUNTIME;
+    struct fp_error err = {0};
+    int rc = fp_store_run_exists(store, id, &err);
+    if (rc) {
+        if (rc == FP_ENOTFOUND)
+            fprintf(stderr, "fedpress: no run %lld in %s (see 'fedpress runs --store %s')\n", id,
+                    store_path, store_path);
+        else
+            fprintf(stderr, "fedpress: %s\n", err.msg);
+        fp_store_close(store);
+        return FP_EXIT_RUNTIME;
+    }
+    if (client >= 0 && (rc = fp__check_client(store, store_path, id, client))) {
+        fp_store_close(store);
+        return rc;
+    }
+    if (clients) {
+        if (m.fmt == FP_FMT_TABLE)
+            printf("%6s  %8s  %11s  %14s  %14s  %9s  %-8s  %s\n", "round", "client", "train_loss",
+                   "uplink_bytes", "downlink_bytes", "examples", "status", "reason");
+        else if (m.fmt == FP_FMT_CSV)
+            printf("round,client,train_loss,uplink_bytes,downlink_bytes,examples,upload_sha256,"
+                   "status,reason\n");
+        else
+            printf("[");
+        rc = fp_store_list_client_rounds(store, id, client, fp__print_client, &m, &err);
+    } else {
+        if (m.fmt == FP_FMT_TABLE)
+            printf("%6s  %11s  %11s  %13s  %14s  %14s  %12s  %9s\n", "round", "train_loss",
+                   "test_loss", "test_accuracy", "uplink_bytes", "downlink_bytes", "participants",
+                   "wall_ms");
+        else if (m.fmt == FP_FMT_CSV)
+            printf("round,train_loss,test_loss,test_accuracy,uplink_bytes,downlink_bytes,"
+                   "participants,wall_ms\n");
+        else
+            printf("[");
+        rc = fp_store_list_rounds(store, id, fp__print_round, &m, &err);
+    }
+    if (m.fmt == FP_FMT_JSON)
+        printf("%s]\n", m.first ? "" : "\n");
+    if (rc)
+        fprintf(stderr, "fedpress: %s\n", err.msg);
+    fp_store_close(store);
+    return rc ? FP_EXIT_RUNTIME : 0;
+}
