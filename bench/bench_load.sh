@@ -67,6 +67,7 @@ for d in $DIMS; do
     "$LOAD" pub "$n" >"$w/clients.pub" || die "load_clients pub"
     "$FP" coordinator --scenario "$w/run.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
       --allow "$w/clients.pub" --store "$w/daemon.db" --ready "$w/port" --wait 600 --quiet \
+      --max-pending-per-address 32 \
       >"$w/coord.out" 2>"$w/coord.err" &
     cpid=$!
     PIDS+=("$cpid")
@@ -79,7 +80,10 @@ for d in $DIMS; do
     ( hwm=0; while kill -0 $cpid 2>/dev/null; do
         h=$(kb $cpid VmHWM); [ -n "$h" ] && hwm=$h; echo "$hwm" >"$w/hwm"; sleep 0.1; done ) &
     PIDS+=($!)
-    "$LOAD" run "127.0.0.1:$port" "$CK" "$n" --state "$w/state" >"$w/load.out" \
+    # every load client comes from 127.0.0.1: the per-address cap of
+    # handshakes in flight (default 8, which closes the oldest, and
+    # load_clients does not reconnect) is raised to its window (32)
+    "$LOAD" run "127.0.0.1:$port" "$CK" "$n" --window 32 --state "$w/state" >"$w/load.out" \
       2>"$w/load.err"
     lrc=$?
     wait $cpid
