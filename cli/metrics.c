@@ -170,19 +170,21 @@ static int fp__count_attempt(void *u, const struct fp_attempt_info *a,
 
 /* The rounds and client listings hold committed rounds only: a run whose
  * rounds failed attempts before (or instead of) committing says so on
- * stderr, where it breaks no parser of the output. */
-static int fp__hint_attempts(struct fp_store *store, const char *store_path, long long id)
+ * stderr, where it breaks no parser of the output. The listing asked for
+ * is whole without it: a hint that cannot be read is a warning, not an
+ * exit 1. */
+static void fp__hint_attempts(struct fp_store *store, const char *store_path, long long id)
 {
     struct fp_error err = {0};
     struct fp__attempt_count n = {0};
     if (!fp_store_has_attempts(store))
-        return 0;
+        return;
     if (fp_store_list_attempts(store, id, fp__count_attempt, &n, &err)) {
-        fprintf(stderr, "fedpress: %s\n", err.msg);
-        return FP_EXIT_RUNTIME;
+        fprintf(stderr, "fedpress: warning: counting the run's failed attempts: %s\n", err.msg);
+        return;
     }
     if (!n.attempts)
-        return 0;
+        return;
     char where[48];
     if (n.rounds == 1)
         snprintf(where, sizeof where, "round %u", n.first);
@@ -193,7 +195,6 @@ static int fp__hint_attempts(struct fp_store *store, const char *store_path, lon
             "min_updates) in %s, not listed here: see 'fedpress metrics %lld --attempts "
             "--store %s'\n",
             id, n.attempts, n.attempts == 1 ? "" : "s", where, id, store_path);
-    return 0;
 }
 
 static int fp__any_row(void *u, uint32_t round, const struct fp_client_round *c)
@@ -320,7 +321,9 @@ static int fp__list_committed(struct fp_store *store, const char *store_path, lo
         rc = fp_store_list_rounds(store, id, fp__print_round, m, &err);
     }
     rc = fp__end_listing(m, rc, &err);
-    return rc ? rc : fp__hint_attempts(store, store_path, id);
+    if (!rc)
+        fp__hint_attempts(store, store_path, id);
+    return rc;
 }
 
 int fp_cli_metrics(int argc, char **argv)

@@ -129,6 +129,9 @@ sqlite3 "$T/bad.db" "UPDATE attempt_clients SET client = -1 WHERE rowid = (SELEC
 "$FP" metrics 1 --store "$T/bad.db" --attempts >/dev/null 2>"$T/e"; rc=$?
 check "metrics --attempts on an attempt_clients row with client -1: exit 1 naming the table, the round and the client" \
   "[ $rc -eq 1 ] && grep -q \"run 1 has a attempt_clients row with round '\$(q '$db' 'SELECT round FROM attempts WHERE id = 1')' and client '-1'\" '$T/e'"
+"$FP" metrics 1 --store "$T/bad.db" --format csv >"$T/bad.csv" 2>"$T/e"; rc=$?
+check "metrics (rounds) on that store: exit 0 and its 10 rounds; the hint a warning naming the row" \
+  "[ $rc -eq 0 ] && [ \$(wc -l <'$T/bad.csv') -eq 11 ] && grep -q \"^fedpress: warning: counting the run's failed attempts: .*attempt_clients row with round '.*' and client '-1'\" '$T/e'"
 "$FP" metrics 1 --store "$db" --attempts --clients >/dev/null 2>"$T/e"; rc=$?
 check "metrics --attempts with --clients: a usage error (exit 2) saying to give one" "[ $rc -eq 2 ] && grep -q -- '--attempts lists the failed attempts, --clients and --client the committed rounds: give one of them' '$T/e'"
 
