@@ -40,8 +40,9 @@ static int fp__print_run(void *u, const struct fp_run_info *r)
     struct fp__runs_ctx *c = u;
     char acc[16], loss[24], *error = NULL;
     const char *comp = r->compressor ? r->compressor : "-";
-    if (c->has_error && fp_store_run_error(c->store, r->id, &error, c->err))
-        return -1;
+    int rc = c->has_error ? fp_store_run_error(c->store, r->id, &error, c->err) : 0;
+    if (rc)
+        return rc; /* negative: fp_store_list_runs returns it, c->err says why */
     switch (c->fmt) {
     case FP_FMT_TABLE:
         fp_cli_run_numbers(r, acc, sizeof acc, loss, sizeof loss);
