@@ -7,6 +7,8 @@
 #  b. metrics RUN --attempts: every sampled client of every failed attempt,
 #     with its status and reason, in the three formats; the rounds and
 #     clients listings say on stderr (only) that a run has failed attempts;
+#     a damaged attempt_clients row is refused by --attempts and only a
+#     warning for the rounds listing;
 #  c. a version 5 store (before schema 6): runs and metrics read it as before,
 #     without the error column or key, --attempts lists nothing and says why,
 #     and the store stays at version 5;
