@@ -71,6 +71,10 @@ void fp_cli_json_str(const char *s);
  * comma, a quote or a line break. */
 void fp_cli_csv_str(const char *s);
 
+/* s on stdout on one line of a table: a line break or other control
+ * character prints as a space. */
+void fp_cli_line_str(const char *s);
+
 struct fp_run_info;
 /* A run's final accuracy ("%.4f") and test loss ("%.6g"), "-" where none. */
 void fp_cli_run_numbers(const struct fp_run_info *r, char *acc, size_t na, char *loss, size_t nl);

@@ -140,6 +140,12 @@ void fp_cli_csv_str(const char *s)
     putchar('"');
 }
 
+void fp_cli_line_str(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++)
+        putchar(*p < 0x20 || *p == 0x7f ? ' ' : *p);
+}
+
 void fp_cli_run_numbers(const struct fp_run_info *r, char *acc, size_t na, char *loss, size_t nl)
 {
     if (isnan(r->final_accuracy))

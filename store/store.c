@@ -83,6 +83,8 @@ enum fp__stmt_id {
     ST_LAST_INCLUDED,
     ST_INSERT_ATTEMPT,
     ST_INSERT_ATTEMPT_CLIENT,
+    ST_RUN_ERROR,
+    ST_LIST_ATTEMPTS,
     ST__COUNT
 };
 
@@ -164,6 +166,12 @@ static const char *const fp__stmt_sql[ST__COUNT] = {
         " VALUES(?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?4, ?5)",
     [ST_INSERT_ATTEMPT_CLIENT] = "INSERT INTO attempt_clients(attempt_id, client, status, reason)"
                                  " VALUES(?1, ?2, ?3, ?4)",
+    [ST_RUN_ERROR] = "SELECT error FROM runs WHERE id = ?1",
+    /* round and client first: fp__damaged_row names a bad row by them */
+    [ST_LIST_ATTEMPTS] =
+        "SELECT a.round, c.client, a.attempt, a.uploads, a.min_updates, a.closed_at, a.id,"
+        " c.status, c.reason FROM attempts AS a JOIN attempt_clients AS c ON c.attempt_id = a.id"
+        " WHERE a.run_id = ?1 ORDER BY a.id, c.client",
 };
 
 /* Before schema 5 every client_rounds row was an included upload. */
@@ -354,7 +362,7 @@ struct fp_store {
     sqlite3_stmt *st[ST__COUNT]; /* NULL in a reader where an older schema lacks a table */
     /* Set while a listing callback runs: re-entering the same listing would
      * reset the statement under the outer loop. */
-    bool listing_runs, listing_rounds, listing_clients;
+    bool listing_runs, listing_rounds, listing_clients, listing_attempts;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1651,15 +1659,17 @@ static int fp__damaged_row(const struct fp_store *s, int64_t run_id, sqlite3_stm
 {
     const int clients = strcmp(table, "rounds") != 0;
     const char *client = clients ? (const char *)sqlite3_column_text(st, 1) : NULL;
+    /* a failed attempt included nothing: its clients answered or not */
+    const char *first = strcmp(table, "attempt_clients") ? "included" : "answered";
     return fp_error_set(err, FP_ESTORE,
                         "Run store %s: run %lld has a %s row with round '%s'%s%s%s (a round is 1 "
-                        "to 2^32 - 1%s): the store was edited or is damaged; refusing to read it",
+                        "to 2^32 - 1%s%s%s): the store was edited or is damaged; refusing to read "
+                        "it",
                         s->path, (long long)run_id, table, (const char *)sqlite3_column_text(st, 0),
                         clients ? " and client '" : "", clients ? (client ? client : "NULL") : "",
                         clients ? "'" : "",
-                        clients ? ", a client 0 to 2^32 - 1, a status one of included, late, "
-                                  "absent, refused"
-                                : "");
+                        clients ? ", a client 0 to 2^32 - 1, a status one of " : "",
+                        clients ? first : "", clients ? ", late, absent, refused" : "");
 }
 
 static int fp__round_row(sqlite3_stmt *st, void *ctx)
@@ -1734,6 +1744,92 @@ int fp_store_list_client_rounds(struct fp_store *s, int64_t run_id, int64_t clie
     struct fp__clients_ctx c = {cb, u, s, run_id, err};
     return fp__list_run(s, ST_LIST_CLIENTS, run_id, &client, &s->listing_clients,
                         "fp_store_list_client_rounds", "listing client rounds", fp__client_row, &c,
+                        err);
+}
+
+int fp_store_has_attempts(const struct fp_store *s)
+{
+    return s->st[ST_LIST_ATTEMPTS] && s->st[ST_RUN_ERROR];
+}
+
+int fp_store_run_error(struct fp_store *s, int64_t run_id, char **error, struct fp_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_RUN_ERROR];
+    int rc = 0, step;
+    assert(s && error);
+    *error = NULL;
+    if ((rc = fp__need(s, ST_RUN_ERROR, err)))
+        return rc;
+    if (sqlite3_bind_int64(st, 1, run_id) != SQLITE_OK) {
+        rc = fp__sqlerr(s, err, "binding the run id");
+        goto out;
+    }
+    step = sqlite3_step(st);
+    if (step == SQLITE_DONE) {
+        rc = fp_error_set(err, FP_ENOTFOUND, "Run store %s has no run %" PRId64 ".", s->path,
+                          run_id);
+    } else if (step != SQLITE_ROW) {
+        rc = fp__sqlerr(s, err, "reading a run's error");
+    } else if (sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        if (!t || !(*error = strdup(t)))
+            rc = fp_error_set(err, FP_ENOMEM,
+                              "Out of memory reading run %lld's error from run store %s.",
+                              (long long)run_id, s->path);
+    }
+out:
+    fp__done(st);
+    return rc;
+}
+
+const char *fp_attempt_status_name(enum fp_client_status st)
+{
+    return st == FP_CLIENT_INCLUDED ? "answered" : fp_client_status_name(st);
+}
+
+struct fp__attempts_ctx {
+    int (*cb)(void *u, const struct fp_attempt_info *a, const struct fp_client_round *c);
+    void *u;
+    const struct fp_store *s;
+    int64_t run_id;
+    struct fp_error *err;
+};
+
+static int fp__attempt_row(sqlite3_stmt *st, void *ctx)
+{
+    struct fp__attempts_ctx *x = ctx;
+    struct fp_attempt_info a = {0};
+    struct fp_client_round c = {.train_loss = NAN};
+    int known = 0;
+    const char *status = (const char *)sqlite3_column_text(st, 7);
+    for (int k = FP_CLIENT_INCLUDED; k <= FP_CLIENT_REFUSED; k++)
+        if (status && !strcmp(status, fp_attempt_status_name((enum fp_client_status)k))) {
+            c.status = (enum fp_client_status)k;
+            known = 1;
+        }
+    if (!known || fp__column_u32(st, 0, 1, &a.round) || fp__column_u32(st, 1, 0, &c.client) ||
+        fp__column_u32(st, 2, 1, &a.attempt) || fp__column_u32(st, 3, 0, &a.uploads) ||
+        fp__column_u32(st, 4, 0, &a.min_updates))
+        return fp__damaged_row(x->s, x->run_id, st, "attempt_clients", x->err);
+    a.id = sqlite3_column_int64(st, 6);
+    if (!fp__col_text(st, 5, &a.closed_at))
+        return fp_error_set(x->err, FP_ENOMEM, "Out of memory reading run %lld from run store %s.",
+                            (long long)x->run_id, x->s->path);
+    const unsigned char *reason = sqlite3_column_text(st, 8);
+    if (reason)
+        snprintf(c.reason, sizeof c.reason, "%s", (const char *)reason);
+    return x->cb(x->u, &a, &c);
+}
+
+int fp_store_list_attempts(struct fp_store *s, int64_t run_id,
+                           int (*cb)(void *u, const struct fp_attempt_info *a,
+                                     const struct fp_client_round *c),
+                           void *u, struct fp_error *err)
+{
+    assert(s && cb);
+    struct fp__attempts_ctx c = {cb, u, s, run_id, err};
+    return fp__list_run(s, ST_LIST_ATTEMPTS, run_id, NULL, &s->listing_attempts,
+                        "fp_store_list_attempts", "listing failed attempts", fp__attempt_row, &c,
                         err);
 }
 

@@ -290,6 +290,37 @@ int fp_store_find_run(struct fp_store *s, const char *scenario, int64_t *run_id,
  * the one to continue); *run_id = 0 if there is none. */
 int fp_store_find_newest_run(struct fp_store *s, const char *scenario, int64_t *run_id,
                              char *status, size_t status_len, struct fp_error *err);
+/*
+ * Reading schema 6's failures back (`fedpress runs`, `fedpress metrics
+ * --attempts`). A reader of an older store has none of them:
+ * fp_store_has_attempts is 0 and the two functions below fail (FP_ESTORE,
+ * saying a writer upgrades it).
+ */
+/* 1 if the store has runs.error and the failed attempts (schema 6), else 0. */
+int fp_store_has_attempts(const struct fp_store *s);
+/* Why run_id failed (runs.error) into *error, malloc'd (the caller frees
+ * it), or NULL if the store holds no reason: the run has not failed, or
+ * failed without a message. FP_ENOTFOUND if the run does not exist. */
+int fp_store_run_error(struct fp_store *s, int64_t run_id, char **error, struct fp_error *err);
+/* One failed attempt as fp_store_list_attempts reads it (see fp_attempt;
+ * closed_at is borrowed from SQLite until the callback returns). */
+struct fp_attempt_info {
+    int64_t id; /* attempts.id: orders the attempts as they closed */
+    uint32_t round, attempt, uploads, min_updates;
+    char *closed_at; /* UTC, as runs.started_at */
+};
+/* Calls cb for every sampled client of every failed attempt of run_id,
+ * attempt by attempt as they closed, then by client id; c holds the
+ * client, its status (FP_CLIENT_INCLUDED: 'answered', see fp_attempt) and
+ * reason, nothing else (train_loss NaN, no bytes, no sha256). Stops early
+ * as fp_store_list_runs does; FP_ENOTFOUND if the run does not exist. */
+int fp_store_list_attempts(struct fp_store *s, int64_t run_id,
+                           int (*cb)(void *u, const struct fp_attempt_info *a,
+                                     const struct fp_client_round *c),
+                           void *u, struct fp_error *err);
+/* "answered" for FP_CLIENT_INCLUDED, else fp_client_status_name: the
+ * text of attempt_clients.status. */
+const char *fp_attempt_status_name(enum fp_client_status st);
 /* FP_ENOTFOUND if the run does not exist. */
 int fp_store_run_exists(struct fp_store *s, int64_t run_id, struct fp_error *err);
 
