@@ -89,6 +89,23 @@ check "its store is schema 6 with 8 client_rounds rows" \
   "[ \"\$(sqlite3 runs.db 'pragma user_version; select count(*) from client_rounds')\" = \"6
 8\" ]"
 [ $rc -eq 0 ] || tail -5 coord.err
+check "the completed run keeps its model checkpoint and no 'state' one (docs/store.md)" \
+  "[ \"\$(sqlite3 runs.db 'select group_concat(kind) from checkpoints where run_id = 1')\" = model ]"
+# deployment.md's clients.pub example is a file the coordinator loads: with
+# it, a 4-client scenario without a deadline fails on the deadline, after
+# the allow-list was read
+awk '/^### The allow-list: clients.pub/ { m = 1 } m && /^```/ { if (++f == 2) exit; next } f == 1' \
+  "$ROOT/docs/deployment.md" >example.pub
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=4 --set participation.sample=2 \
+  --dry-run >four.ini
+timeout -k 2 20 "$FP" coordinator --scenario four.ini --listen 127.0.0.1:0 --key coord.key \
+  --allow example.pub --store four.db >/dev/null 2>four.err
+check "docs/deployment.md's clients.pub example loads (4 ids; then the missing deadline is the error)" \
+  "[ \$(grep -c . example.pub) -ge 4 ] && grep -q 'has no round deadline' four.err"
+[ -s four.err ] && ! grep -q 'has no round deadline' four.err && cat four.err
+skey=$(sed -n 's/.*--server-key \([0-9a-f]\{64\}\).*/\1/p' "$T/exec")
+check "the client unit's --server-key is a key, not one of the clients' in the clients.pub example" \
+  "[ -n '$skey' ] && ! grep -q '$skey' example.pub"
 coord --resume-or-start >ros.out 2>ros.err
 rc=$?
 check "--resume-or-start on the completed run: exit 0, 'already completed: nothing to do'" \
