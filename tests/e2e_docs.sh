@@ -110,6 +110,11 @@ coord --resume-or-start >ros.out 2>ros.err
 rc=$?
 check "--resume-or-start on the completed run: exit 0, 'already completed: nothing to do'" \
   "[ $rc -eq 0 ] && grep -q 'run 1 in runs.db is already completed: nothing to do' ros.err"
+timeout -k 2 20 "$FP" coordinator --scenario run.ini --listen localhost:0 --key coord.key \
+  --allow clients.pub --store host.db >/dev/null 2>host.err
+rc=$?
+check "--listen takes an IP address: a host name is refused (docs/daemons.md, --help)" \
+  "[ $rc -ne 0 ] && grep -q 'not an IP address' host.err"
 coord --no-such-option >/dev/null 2>&1
 check "a bad option: exit 2 (RestartPreventExitStatus=2)" "[ $? -eq 2 ]"
 printf '[run]\nbogus = 1\n' >bad.ini
