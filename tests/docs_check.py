@@ -2,7 +2,7 @@
 """tests/docs_check.py — what the daemons' docs say about options, held
 against the commands' --help (tests/e2e_docs.sh runs it).
 
-    docs_check.py HELPDIR ROOT
+    docs_check.py HELPDIR ROOT [-v]   (-v: also every flag and default found)
 
 HELPDIR holds coordinator.txt, client.txt and keygen.txt (each command's
 --help) and all.txt (`fedpress help`: every other command's options).
@@ -83,12 +83,22 @@ def command_flags(text):
 
 
 def blocks_and_prose(path):
-    """(kind, text, lineno): fenced blocks joined, prose lines."""
+    """(kind, text, lineno): fenced blocks, and prose paragraphs with their
+    lines joined (a code span or a default may be cut by a line break); a
+    heading, a table row or a list item starts a paragraph of its own."""
     items, fence, buf, start = [], None, [], 0
+    para, pstart = [], 0
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
+
+    def flush():
+        if para:
+            items.append(("prose", " ".join(x.strip() for x in para), pstart))
+            para.clear()
+
     for i, line in enumerate(lines, 1):
         if line.startswith("```"):
+            flush()
             if fence is None:
                 fence, buf, start = line[3:].strip(), [], i + 1
             else:
@@ -97,8 +107,17 @@ def blocks_and_prose(path):
             continue
         if fence is not None:
             buf.append(line)
+        elif not line.strip():
+            flush()
         else:
-            items.append(("prose", line, i))
+            if re.match(r"^(#|\||- |\d+\. |<!--)", line) or line.startswith("    "):
+                flush()
+            if not para:
+                pstart = i
+            para.append(line)
+            if line.startswith("#") or line.startswith("|"):
+                flush()
+    flush()
     return items
 
 
