@@ -78,6 +78,13 @@ struct fp__write {
     uint8_t buf[];
 };
 
+/* A phase-0 upload's SHA-256 on libuv's thread pool (fp__on_upload). */
+struct fp__hash_job {
+    uv_work_t req;
+    struct fp__coord *co;
+    uint32_t slot;
+};
+
 struct fp__coord {
     uv_loop_t loop;
     uv_tcp_t listener;
@@ -108,8 +115,15 @@ struct fp__coord {
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
     uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
     char (*sha)[65];               /* [S] its payload's SHA-256, hashed as it came (phase 0) */
+    struct fp__hash_job *hjob;     /* [S] */
     char (*gone)[160];             /* [N] why a client's last connection was closed */
     uint64_t *gone_at;             /* [N] uv_now when its connection was lost, else 0 */
+    /* Hashes still running on the thread pool: they read up[] and write
+     * sha[], so an exchange that closes meanwhile (closed) waits for the
+     * last of them before it includes, retries or moves on (fp__hashed). */
+    unsigned hashing;
+    int closed;  /* this exchange closed: its statuses are decided */
+    uint32_t in; /* ... and this many uploads are in */
     /* [N] THE record of the last round in which each client's upload was
      * included (0: none), told to the client in its welcome so that a
      * restarted client commits or discards the state it prepared for that
@@ -162,6 +176,7 @@ static void fp__handshake_late(uv_timer_t *t);
 static void fp__fail(struct fp__coord *co, int rc);
 static void fp__round_next(struct fp__coord *co);
 static void fp__exchange_end(struct fp__coord *co);
+static void fp__exchange_finish(struct fp__coord *co);
 static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_status st,
                        const char *why);
 static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
@@ -556,7 +571,7 @@ static void fp__min_late(uv_timer_t *t)
 static void fp__exchange_check(struct fp__coord *co)
 {
     const struct fp_scenario *sc = co->run.sc;
-    if (co->beginning || co->state != FP__ROUND)
+    if (co->beginning || co->state != FP__ROUND || co->closed)
         return;
     if (co->answered + co->settled >= co->expected) {
         fp__exchange_end(co);
@@ -639,6 +654,7 @@ static int fp__exchange_begin(struct fp__coord *co)
     if (rc)
         return rc;
     co->answered = co->settled = co->expected = 0;
+    co->closed = 0;
     co->beginning = 1;
     co->close_why = FP_PART_WHY_ALL;
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
@@ -782,16 +798,15 @@ static int fp__round_commit(struct fp__coord *co)
 static void fp__round_start(struct fp__coord *co);
 
 /* The exchange closes (all in, the deadline, or min_updates and
- * wait_after_min): a participant that did not answer is late; below
- * min_updates the round is tried again, else its uploads are included in
- * ascending client id (slot order), then the next exchange or the round's
- * end. */
+ * wait_after_min): a participant that did not answer is late, what came
+ * is in; then fp__exchange_finish, now or when the last hash is done. */
 static void fp__exchange_end(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
     const struct fp_scenario *sc = r->sc;
-    if (co->state != FP__ROUND)
+    if (co->state != FP__ROUND || co->closed)
         return;
+    co->closed = 1;
     uv_timer_stop(&co->timer);
     uv_timer_stop(&co->min_timer);
     uint32_t in = 0;
@@ -831,6 +846,22 @@ static void fp__exchange_end(struct fp__coord *co)
             s->slot = -1;
         }
     }
+    co->in = in;
+    if (!co->hashing)
+        fp__exchange_finish(co);
+}
+
+/* The closed exchange, once its uploads' hashes are done: below
+ * min_updates the round is tried again, else its uploads are included in
+ * ascending client id (slot order), then the next exchange or the round's
+ * end. */
+static void fp__exchange_finish(struct fp__coord *co)
+{
+    struct fp_run *r = &co->run;
+    const struct fp_scenario *sc = r->sc;
+    const uint32_t in = co->in;
+    if (co->state != FP__ROUND)
+        return;
     if (in < sc->min_updates) {
         char list[256];
         fp_part_not_in(list, sizeof list, sc->sample, r->chosen, co->status,
@@ -1018,6 +1049,26 @@ static void fp__on_report(struct fp__session *s)
     fp_chan_expect(s->ch, &want, co->upload_cap - FP_MSG_HEADER, co->up[s->slot] + FP_MSG_HEADER);
 }
 
+/* On the thread pool: the buffers it reads and writes are the slot's,
+ * which nothing else touches until the exchange is finished. */
+static void fp__hash_work(uv_work_t *req)
+{
+    const struct fp__hash_job *j = req->data;
+    struct fp__coord *co = j->co;
+    fp_sha256_hex(co->up[j->slot] + FP_MSG_HEADER, co->upload_len[j->slot] - FP_MSG_HEADER,
+                  co->sha[j->slot]);
+}
+
+/* On the loop: a closed exchange waited for the last hash. */
+static void fp__hashed(uv_work_t *req, int status)
+{
+    const struct fp__hash_job *j = req->data;
+    struct fp__coord *co = j->co;
+    (void)status; /* never cancelled: the loop runs until every job is back */
+    if (!--co->hashing && co->closed)
+        fp__exchange_finish(co);
+}
+
 static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
 {
     struct fp__coord *co = s->co;
@@ -1039,15 +1090,27 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
         fp__send(s, &rh, &v);
         return;
     }
-    uint8_t *msg = co->up[s->slot];
-    fp_msg_encode_header(h, msg);
-    co->upload_len[s->slot] = FP_MSG_HEADER + (size_t)h->len;
-    co->have[s->slot] = 1;
+    const uint32_t slot = (uint32_t)s->slot;
+    fp_msg_encode_header(h, co->up[slot]);
+    co->upload_len[slot] = FP_MSG_HEADER + (size_t)h->len;
+    co->have[slot] = 1;
     /* Hashed now, while the others still train, rather than one after the
      * other when the exchange ends (20 MLP uploads took ~30 ms of the
-     * round's critical path there; the simulator hashes on its workers). */
-    if (co->phase == 0)
-        fp_sha256_hex(msg + FP_MSG_HEADER, (size_t)h->len, co->sha[s->slot]);
+     * round's critical path there; the simulator hashes on its workers),
+     * and on the thread pool, so that the loop goes on reading, decrypting
+     * and sending meanwhile and the uploads that come together are hashed
+     * on every core. Inline if the pool refuses the job. */
+    if (co->phase == 0) {
+        struct fp__hash_job *j = &co->hjob[slot];
+        j->co = co;
+        j->slot = slot;
+        j->req.data = j;
+        co->hashing++;
+        if (uv_queue_work(&co->loop, &j->req, fp__hash_work, fp__hashed)) {
+            co->hashing--;
+            fp__hash_work(&j->req);
+        }
+    }
     s->answered = 1;
     /* Nothing more is expected from this client until the next broadcast:
      * the channel has no expectation, so only its heartbeats (which keep
@@ -1376,6 +1439,7 @@ static int fp__setup(struct fp__coord *co)
     co->last_in = calloc(co->o->allow->n, sizeof *co->last_in); /* 0: none included */
     co->why = calloc(S, sizeof *co->why);
     co->sha = calloc(S, sizeof *co->sha);
+    co->hjob = calloc(S, sizeof *co->hjob);
     co->upload_len = calloc(S, sizeof *co->upload_len);
     co->loss = calloc(S, sizeof *co->loss);
     co->by_id = calloc(co->o->allow->n, sizeof *co->by_id);
@@ -1387,8 +1451,8 @@ static int fp__setup(struct fp__coord *co)
     for (unsigned t = 0; co->wws && t < co->nwws; t++)
         if (!(co->wws[t] = fp_workload_ws_new(r->w)))
             return fp_error_set(&co->err, FP_ENOMEM, "out of memory for evaluation");
-    if (!co->up || !co->status || !co->why || !co->sha || !co->have || !co->gone || !co->last_in ||
-        !co->upload_len || !co->loss || !co->by_id || !co->wws)
+    if (!co->up || !co->status || !co->why || !co->sha || !co->hjob || !co->have || !co->gone ||
+        !co->last_in || !co->upload_len || !co->loss || !co->by_id || !co->wws)
         return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                             co->upload_cap);
     /* two whole messages (a broadcast and a result) and the error record */
@@ -1511,6 +1575,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     free(co->last_in);
     free(co->why);
     free(co->sha);
+    free(co->hjob);
     free(co->upload_len);
     free(co->loss);
     free(co->by_id);
