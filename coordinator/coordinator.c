@@ -1096,6 +1096,15 @@ static void fp__hash_work(uv_work_t *req)
                   co->sha[j->slot]);
 }
 
+/* On the thread pool. */
+static void fp__hash_pool(uv_work_t *req)
+{
+    const struct fp__hash_job *j = req->data;
+    if (j->co->o->test_slow_hash_s > 0) /* TEST ONLY: fp_coord_options.test_slow_hash_s */
+        uv_sleep((unsigned)(j->co->o->test_slow_hash_s * 1e3));
+    fp__hash_work(req);
+}
+
 /* On the loop, once a hash is done: the upload can be added; a closed
  * exchange that waited for its last hash finishes. */
 static void fp__hashed(uv_work_t *req, int status)
@@ -1152,7 +1161,7 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
     j->slot = slot;
     j->req.data = j;
     const int last = co->answered + co->settled + 1 >= co->expected;
-    if (co->phase > 0 || last || uv_queue_work(&co->loop, &j->req, fp__hash_work, fp__hashed)) {
+    if (co->phase > 0 || last || uv_queue_work(&co->loop, &j->req, fp__hash_pool, fp__hashed)) {
         if (co->phase == 0)
             fp__hash_work(&j->req);
         co->have[slot] = FP__HASHED;
