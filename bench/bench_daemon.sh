@@ -58,10 +58,11 @@ while [ $# -gt 0 ]; do
 done
 N=20
 if [ -n "$KEEP" ]; then T=$KEEP; mkdir -p "$T"; else T=$(mktemp -d /tmp/fp_bench_daemon_XXXXXX); fi
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  # only live jobs: a pid already waited for may be another process's now
+  local p
+  for p in $(jobs -pr); do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "$KEEP" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -167,20 +168,20 @@ run_daemon() { # DIR [INI]
   # A subshell starts the coordinator and waits for it, then writes its
   # `times`: the coordinator's CPU (every thread), measured by the kernel
   # when it is reaped, with nothing watching it meanwhile. (A TERM from
-  # cleanup is passed on to the coordinator.)
+  # cleanup kills the coordinator: a TERM would have it finish its round,
+  # which waits for clients that are gone until the deadline.)
   (
     "$FP" coordinator --scenario "$ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
       --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 120 \
       --quiet >"$d/coord.out" 2>"$d/coord.err" &
     c=$!
-    trap 'kill $c 2>/dev/null; exit 143' TERM
+    trap 'kill -KILL $c 2>/dev/null; exit 143' TERM
     wait $c
     rc=$?
     times >"$d/coord.times"
     exit $rc
   ) &
   local cpid=$!
-  PIDS+=("$cpid")
   local port
   port=$(wait_port "$d/port" "$cpid") || die "the coordinator did not listen: $(cat "$d/coord.err")"
   local cpids=()
@@ -189,7 +190,6 @@ run_daemon() { # DIR [INI]
     "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
       --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
     cpids+=($!)
-    PIDS+=($!)
   done
   wait "$cpid" || die "the coordinator failed: $(tail -5 "$d/coord.err")"
   for p in "${cpids[@]}"; do wait "$p" || die "a client failed: $(cat "$d"/c*.err | tail -5)"; done
