@@ -33,6 +33,10 @@
 #define FP_COORD_RETRIES (FP_PART_ATTEMPTS - 1)
 /* threads that evaluate the test set (at most one per core) */
 #define FP__EVAL_THREADS 8
+/* An upload smaller than this is hashed on the loop: hashing it (~80 µs at
+ * libsodium's 0.4 GB/s) costs about what handing it to a thread and back
+ * does (bench/bench_load.sh's d = 10 rounds are a hundred 40-byte uploads). */
+#define FP__HASH_POOL_MIN (32u << 10)
 
 enum fp__stage { FP__HANDSHAKE, FP__ADMITTED, FP__CLOSING };
 /* A slot's upload in this exchange (fp__coord.have) */
@@ -1153,15 +1157,18 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
      * and on the thread pool, so that the loop goes on reading, decrypting
      * and sending meanwhile and uploads that come together are hashed on
      * every core; then added in slot order (fp__add_ready). On the loop
-     * instead: a later phase's upload (only phase 0's is hashed), the
-     * exchange's last one (the loop has nothing else to do then: no
-     * hand-over to a thread and back), or if the pool refuses the job. */
+     * instead: a later phase's upload (only phase 0's is hashed), a small
+     * one (FP__HASH_POOL_MIN), the exchange's last one (the loop has
+     * nothing else to do then: no hand-over to a thread and back), or if
+     * the pool refuses the job. */
     struct fp__hash_job *j = &co->hjob[slot];
     j->co = co;
     j->slot = slot;
     j->req.data = j;
-    const int last = co->answered + co->settled + 1 >= co->expected;
-    if (co->phase > 0 || last || uv_queue_work(&co->loop, &j->req, fp__hash_pool, fp__hashed)) {
+    const int inline_hash =
+        co->answered + co->settled + 1 >= co->expected || h->len < FP__HASH_POOL_MIN;
+    if (co->phase > 0 || inline_hash ||
+        uv_queue_work(&co->loop, &j->req, fp__hash_pool, fp__hashed)) {
         if (co->phase == 0)
             fp__hash_work(&j->req);
         co->have[slot] = FP__HASHED;

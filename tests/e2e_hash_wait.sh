@@ -6,7 +6,8 @@
 #
 # A coordinator whose pool hashes take 2 s longer (--test-slow-hash, test
 # only) and 3 clients, client 2 training 2.5 s longer every round, on the
-# quadratic with a 1 s deadline and min_updates 2: round 1 closes at its
+# quadratic (d = 20,000: 80 KB uploads, large enough to be hashed on the
+# pool) with a 1 s deadline and min_updates 2: round 1 closes at its
 # deadline with the hashes of clients 0 and 1 still running (later rounds
 # close when every slot is settled, with a hash running). Checks that the
 # run completes, that round 1 includes 0 and 1 and has 2 late, that it
@@ -30,7 +31,7 @@ trap cleanup EXIT
 N=3
 make_keys $N
 
-"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N \
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set data.dim=20000 \
   --set participation.sample=$N --set run.rounds=3 --set run.eval_every=1 \
   --set participation.deadline=1 --set participation.min_updates=2 \
   --set participation.wait_after_min=60 --dry-run >"$T/s.ini" 2>"$T/dry.err"
