@@ -33,6 +33,11 @@
 # "CPU s" is the CPU time (user + sys) of every process of that run, set-up
 # included; two runs of different lengths (--rounds 5 and 45) give the CPU
 # cost of one round by difference (docs/performance.md).
+# CPU times come from the shell's `times` builtin (getrusage of the reaped
+# children, to the millisecond) once a run has ended: nothing polls while
+# the drivers run, so the benchmark costs neither driver any CPU. The
+# coordinator runs in a subshell of its own that starts it and waits, so
+# that subshell's `times` is the coordinator's CPU alone.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 FP=${FEDPRESS:-$ROOT/build/fedpress}
@@ -53,10 +58,11 @@ while [ $# -gt 0 ]; do
 done
 N=20
 if [ -n "$KEEP" ]; then T=$KEEP; mkdir -p "$T"; else T=$(mktemp -d /tmp/fp_bench_daemon_XXXXXX); fi
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  # only live jobs: a pid already waited for may be another process's now
+  local p
+  for p in $(jobs -pr); do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
   [ -n "$KEEP" ] || rm -rf "$T"
 }
 trap cleanup EXIT
@@ -92,18 +98,40 @@ for i in $(seq 0 $((N - 1))); do
   echo "$i $("$FP" keygen --public "$T/c$i.key")" >>"$T/clients.pub"
 done
 
-# busy jiffies of the whole machine, and our children's CPU ticks
+# busy jiffies of the whole machine
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
-ourcpu() { # user+sys of this shell's reaped children, in clock ticks (/proc/PID/stat 16, 17)
-  awk '{ sub(/^.*\) /, ""); print $14 + $15 }' /proc/$$/stat
-}
 HZ=$(getconf CLK_TCK)
 t_now() { date +%s.%N; }
-others() { # B0 C0 W0: cores kept busy by other processes since then
-  local b1 c1 w1
-  b1=$(busy) c1=$(ourcpu) w1=$(t_now)
-  awk -v b="$(($b1 - $1))" -v c="$(($c1 - $2))" -v w="$(echo "$w1 - $3" | bc -l)" -v hz="$HZ" \
-    'BEGIN { o = (b - c) / hz / w; if (o < 0) o = 0; printf "%.2f", o }'
+# "XmY.ZZZs" (as `times` prints it) -> milliseconds, in MS
+tms() {
+  local m=${1%%m*} r=${1#*m} f
+  r=${r%s}
+  f=${r#*.}000
+  MS=$((10#$m * 60000 + 10#${r%.*} * 1000 + 10#${f:0:3}))
+}
+# CPU time (user + sys) in ms, in MS, of the reaped children of the shell
+# whose `times` output is in file $1 (its second line)
+times_ms() {
+  local u s
+  { read -r _ _ && read -r u s; } <"$1" || { MS=0; return; }
+  tms "$u"
+  local a=$MS
+  tms "$s"
+  MS=$((a + MS))
+}
+# our reaped children's CPU in ms, in MS: builtins only, no process started
+ourcpu() {
+  times >"$T/.times"
+  times_ms "$T/.times"
+}
+# B0 W0 C: cores kept busy by other processes since busy() was B0 and the
+# time W0, C ms of CPU being ours (ourcpu must run in this shell, never in
+# a $(...) subshell: a subshell's `times` starts from zero)
+others() {
+  local b1 w1
+  b1=$(busy) w1=$(t_now)
+  awk -v b="$(($b1 - $1))" -v c="$3" -v w="$(echo "$w1 - $2" | bc -l)" -v hz="$HZ" \
+    'BEGIN { o = (b / hz - c / 1e3) / w; if (o < 0) o = 0; printf "%.2f", o }'
 }
 
 # round stats from a store: "mean median first" of wall_ms (metrics csv
@@ -134,25 +162,26 @@ run_sim() { # DIR [INI]
     2>"$d/sim.err" || die "sim failed: $(cat "$d/sim.err")"
 }
 
-# the CPU ticks (user + sys, every thread) of process $1 until it ends, into $2
-cpu_watch() {
-  while [ -r "/proc/$1/stat" ]; do
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" >"$2.tmp" 2>/dev/null &&
-      [ -s "$2.tmp" ] && mv "$2.tmp" "$2"
-    sleep 0.05
-  done
-}
-
 run_daemon() { # DIR [INI]
   local d=$1 ini=${2:-$T/run.ini}
   mkdir -p "$d"
-  "$FP" coordinator --scenario "$ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
-    --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 120 \
-    --quiet >"$d/coord.out" 2>"$d/coord.err" &
+  # A subshell starts the coordinator and waits for it, then writes its
+  # `times`: the coordinator's CPU (every thread), measured by the kernel
+  # when it is reaped, with nothing watching it meanwhile. (A TERM from
+  # cleanup kills the coordinator: a TERM would have it finish its round,
+  # which waits for clients that are gone until the deadline.)
+  (
+    "$FP" coordinator --scenario "$ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
+      --allow "$T/clients.pub" --store "$d/daemon.db" --ready "$d/port" --wait 120 \
+      --quiet >"$d/coord.out" 2>"$d/coord.err" &
+    c=$!
+    trap 'kill -KILL $c 2>/dev/null; exit 143' TERM
+    wait $c
+    rc=$?
+    times >"$d/coord.times"
+    exit $rc
+  ) &
   local cpid=$!
-  PIDS+=("$cpid")
-  cpu_watch "$cpid" "$d/coord.ticks" &
-  PIDS+=($!)
   local port
   port=$(wait_port "$d/port" "$cpid") || die "the coordinator did not listen: $(cat "$d/coord.err")"
   local cpids=()
@@ -161,7 +190,6 @@ run_daemon() { # DIR [INI]
     "$FP" client --connect "127.0.0.1:$port" --server-key "$CK" --key "$T/c$i.key" \
       --state "$d/st$i" >"$d/c$i.out" 2>"$d/c$i.err" &
     cpids+=($!)
-    PIDS+=($!)
   done
   wait "$cpid" || die "the coordinator failed: $(tail -5 "$d/coord.err")"
   for p in "${cpids[@]}"; do wait "$p" || die "a client failed: $(cat "$d"/c*.err | tail -5)"; done
@@ -173,31 +201,41 @@ sums=$(mktemp -p "$T")
 for k in $(seq 1 "$REPS"); do
   for drv in $ONLY; do
     d="$T/$drv$k"
-    b0=$(busy) c0=$(ourcpu) w0=$(t_now)
+    b0=$(busy) w0=$(t_now)
+    ourcpu
+    c0=$MS
     "run_$drv" "$d"
-    o=$(others "$b0" "$c0" "$w0")
+    ourcpu
+    cpu=$((MS - c0))
+    o=$(others "$b0" "$w0" "$cpu")
     if [ $drv = sim ]; then db=$d/sim.db out=$d/sim.out; else db=$d/daemon.db out=$d/coord.out; fi
     read -r mean med first < <(round_ms "$db")
     sha=$(sed -n 's/^model sha256 //p' "$out")
-    cpu=$(awk -v c="$(($(ourcpu) - c0))" -v hz="$HZ" 'BEGIN { printf "%.2f", c / hz }')
-    printf "%-4s %-7s %10s %10s %10s %8s %8s %s\n" "$k" "$drv" "$mean" "$med" "$first" "$cpu" "$o" "$sha"
+    printf "%-4s %-7s %10s %10s %10s %8s %8s %s\n" "$k" "$drv" "$mean" "$med" "$first" \
+      "$(awk -v c="$cpu" 'BEGIN { printf "%.2f", c / 1e3 }')" "$o" "$sha"
     echo "$drv $mean $med $sha $k $o" >>"$sums"
-    echo "$drv $cpu $(cat "$d/coord.ticks" 2>/dev/null || echo 0)" >>"$sums.cpu"
+    times_ms "$d/coord.times" 2>/dev/null
+    echo "$drv $cpu $MS" >>"$sums.cpu"
   done
 done
 if [ -n "$CPU" ]; then
   for drv in $ONLY; do
     d="$T/${drv}5"
-    c0=$(ourcpu)
+    ourcpu
+    c0=$MS
     "run_$drv" "$d" "$T/run5.ini"
-    echo "$drv $(awk -v c="$(($(ourcpu) - c0))" -v hz="$HZ" 'BEGIN { printf "%.2f", c / hz }') $(cat "$d/coord.ticks" 2>/dev/null || echo 0)" >>"$sums.cpu5"
+    ourcpu
+    cpu=$((MS - c0))
+    times_ms "$d/coord.times" 2>/dev/null
+    echo "$drv $cpu $MS" >>"$sums.cpu5"
   done
-  awk -v R="$ROUNDS" -v hz="$HZ" '
+  # CPU ms: every process of the run, and the coordinator's
+  awk -v R="$ROUNDS" '
     FNR == NR { c5[$1] = $2; k5[$1] = $3; next }
     { n[$1]++; c[$1] += $2; k[$1] += $3 }
     END {
-      for (d in n) { per[d] = (c[d] / n[d] - c5[d]) / (R - 5) * 1e3
-                     kper[d] = (k[d] / n[d] - k5[d]) / hz / (R - 5) * 1e3 }
+      for (d in n) { per[d] = (c[d] / n[d] - c5[d]) / (R - 5)
+                     kper[d] = (k[d] / n[d] - k5[d]) / (R - 5) }
       printf "CPU per round (R = %d minus 5 rounds): sim %.1f ms; daemon %.1f ms (coordinator %.1f, 20 clients %.1f): daemon / sim = %.3f\n",
         R, per["sim"], per["daemon"], kper["daemon"], per["daemon"] - kper["daemon"], per["daemon"] / per["sim"]
     }' "$sums.cpu5" "$sums.cpu"

@@ -190,6 +190,7 @@ int fp_cli_coordinator(int argc, char **argv)
     unsigned long max_pending = 64, max_per_addr = 8, dead_peer = 30;
     int quiet = 0, or_start = 0;
     uint32_t test_die_round = 0;
+    double test_slow_hash = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -208,6 +209,14 @@ int fp_cli_coordinator(int argc, char **argv)
              * committed, before its results go out (tests/e2e_resume.sh) */
             if (fp_cli_round(argv[++i], &test_die_round))
                 return fp_cli_usage_error("coordinator", "--test-die-after-commit: a round, not ",
+                                          argv[i]);
+            continue;
+        }
+        if (!strcmp(a, "--test-slow-hash") && i + 1 < argc) {
+            /* TEST ONLY, not in --help: each upload hashed on the thread
+             * pool takes SECONDS longer (tests/e2e_hash_wait.sh) */
+            if (fp_cli_seconds(argv[++i], 0, 60, &test_slow_hash))
+                return fp_cli_usage_error("coordinator", "--test-slow-hash: seconds, not ",
                                           argv[i]);
             continue;
         }
@@ -289,6 +298,7 @@ int fp_cli_coordinator(int argc, char **argv)
                                        .port = port,
                                        .ready_file = ready,
                                        .test_die_round = test_die_round,
+                                       .test_slow_hash_s = test_slow_hash,
                                        .key = key,
                                        .allow = &allow,
                                        .allow_path = allowf,

@@ -30,8 +30,20 @@
 
 /* threads that evaluate the test set (at most one per core) */
 #define FP__EVAL_THREADS 8
+/* An upload smaller than this is hashed on the loop: hashing it (~80 µs at
+ * libsodium's 0.4 GB/s) costs about what handing it to a thread and back
+ * does (bench/bench_load.sh's d = 10 rounds are a hundred 40-byte uploads). */
+#define FP__HASH_POOL_MIN (32u << 10)
 
 enum fp__stage { FP__HANDSHAKE, FP__ADMITTED, FP__CLOSING };
+/* A slot's upload in this exchange (fp__coord.have) */
+enum fp__have {
+    FP__NONE = 0, /* not in */
+    FP__IN,       /* in up[slot], its hash on the thread pool */
+    FP__HASHED,   /* ready for fp_run_include */
+    FP__ADDED,    /* included in the aggregate */
+    FP__BAD,      /* fp_run_include refused it (why[slot]): refused when the exchange ends */
+};
 enum fp__cstate { FP__WAITING, FP__ROUND, FP__DONE };
 
 struct fp__coord;
@@ -75,6 +87,13 @@ struct fp__write {
     uint8_t buf[];
 };
 
+/* A phase-0 upload's SHA-256 on libuv's thread pool (fp__on_upload). */
+struct fp__hash_job {
+    uv_work_t req;
+    struct fp__coord *co;
+    uint32_t slot;
+};
+
 struct fp__coord {
     uv_loop_t loop;
     uv_tcp_t listener;
@@ -103,10 +122,24 @@ struct fp__coord {
     enum fp_client_status *status; /* [S] */
     char (*why)[160];              /* [S] */
     uint8_t **up;                  /* [S] each slot's whole upload message, upload_cap bytes */
-    uint8_t *have;                 /* [S] the slot's upload is in up[slot] */
+    uint8_t *have;                 /* [S] enum fp__have: the slot's upload is in up[slot] */
     char (*sha)[65];               /* [S] its payload's SHA-256, hashed as it came (phase 0) */
+    struct fp__hash_job *hjob;     /* [S] */
     char (*gone)[160];             /* [N] why a client's last connection was closed */
     uint64_t *gone_at;             /* [N] uv_now when its connection was lost, else 0 */
+    /* Hashes still running on the thread pool: they read up[] and write
+     * sha[], so an exchange that closes meanwhile (closed) waits for the
+     * last of them before it includes, retries or moves on (fp__hashed). */
+    unsigned hashing;
+    int closed;  /* this exchange closed: its statuses are decided */
+    uint32_t in; /* ... and this many uploads are in */
+    /* The slots before this one are settled or added to the aggregate:
+     * uploads are added in ascending slot order as soon as the next one is
+     * hashed (fp__add_ready), while later ones are still coming, rather
+     * than all after the last one (~5 ms of the round's tail for 20 MLP
+     * uploads). A round tried again re-broadcasts, which empties the
+     * aggregate, so adding early changes nothing. */
+    uint32_t next_add;
     /* [N] THE record of the last round in which each client's upload was
      * included (0: none), told to the client in its welcome so that a
      * restarted client commits or discards the state it prepared for that
@@ -159,6 +192,7 @@ static void fp__handshake_late(uv_timer_t *t);
 static void fp__fail(struct fp__coord *co, int rc);
 static void fp__round_next(struct fp__coord *co);
 static void fp__exchange_end(struct fp__coord *co);
+static void fp__exchange_finish(struct fp__coord *co);
 static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_status st,
                        const char *why);
 static void fp__alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
@@ -553,7 +587,7 @@ static void fp__min_late(uv_timer_t *t)
 static void fp__exchange_check(struct fp__coord *co)
 {
     const struct fp_scenario *sc = co->run.sc;
-    if (co->beginning || co->state != FP__ROUND)
+    if (co->beginning || co->state != FP__ROUND || co->closed)
         return;
     if (co->answered + co->settled >= co->expected) {
         fp__exchange_end(co);
@@ -636,6 +670,8 @@ static int fp__exchange_begin(struct fp__coord *co)
     if (rc)
         return rc;
     co->answered = co->settled = co->expected = 0;
+    co->closed = 0;
+    co->next_add = 0;
     co->beginning = 1;
     co->close_why = FP_PART_WHY_ALL;
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
@@ -643,7 +679,7 @@ static int fp__exchange_begin(struct fp__coord *co)
         struct fp__session *s = co->by_id[id];
         co->status[slot] = FP_CLIENT_INCLUDED; /* until settled otherwise */
         co->why[slot][0] = '\0';
-        co->have[slot] = 0;
+        co->have[slot] = FP__NONE;
         co->expected++;
         if (!s && co->gone_at[id] &&
             uv_now(&co->loop) - co->gone_at[id] < (uint64_t)(co->deadline_s * 1e3))
@@ -778,17 +814,45 @@ static int fp__round_commit(struct fp__coord *co)
 
 static void fp__round_start(struct fp__coord *co);
 
+/* Adds the hashed uploads that come next in slot order to the aggregate
+ * (fp__coord.next_add); a slot still waiting for its upload stops it. One
+ * the core refuses is marked FP__BAD, with why, and counts as in until the
+ * exchange ends, as it did when every upload was added then. -1 if the run
+ * failed. */
+static int fp__add_ready(struct fp__coord *co)
+{
+    struct fp_run *r = &co->run;
+    for (; co->state == FP__ROUND && co->next_add < r->sc->sample; co->next_add++) {
+        const uint32_t slot = co->next_add;
+        if (co->status[slot] != FP_CLIENT_INCLUDED)
+            continue; /* settled: it stays out */
+        if (co->have[slot] != FP__HASHED)
+            break;
+        int rc = fp_run_include(r, slot, co->up[slot], co->upload_len[slot], co->loss[slot],
+                                co->phase == 0 ? co->sha[slot] : NULL, &co->err);
+        if (rc == FP_EFORMAT) {
+            co->have[slot] = FP__BAD;
+            snprintf(co->why[slot], sizeof co->why[slot], "%.159s", co->err.msg);
+        } else if (rc) {
+            fp__fail(co, rc);
+            return -1;
+        } else {
+            co->have[slot] = FP__ADDED;
+        }
+    }
+    return co->state == FP__ROUND ? 0 : -1;
+}
+
 /* The exchange closes (all in, the deadline, or min_updates and
- * wait_after_min): a participant that did not answer is late; below
- * min_updates the round is tried again, else its uploads are included in
- * ascending client id (slot order), then the next exchange or the round's
- * end. */
+ * wait_after_min): a participant that did not answer is late, what came
+ * is in; then fp__exchange_finish, now or when the last hash is done. */
 static void fp__exchange_end(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
     const struct fp_scenario *sc = r->sc;
-    if (co->state != FP__ROUND)
+    if (co->state != FP__ROUND || co->closed)
         return;
+    co->closed = 1;
     uv_timer_stop(&co->timer);
     uv_timer_stop(&co->min_timer);
     uint32_t in = 0;
@@ -828,6 +892,22 @@ static void fp__exchange_end(struct fp__coord *co)
             s->slot = -1;
         }
     }
+    co->in = in;
+    if (!co->hashing)
+        fp__exchange_finish(co);
+}
+
+/* The closed exchange, once its uploads' hashes are done: below
+ * min_updates the round is tried again, else its uploads are included in
+ * ascending client id (slot order), then the next exchange or the round's
+ * end. */
+static void fp__exchange_finish(struct fp__coord *co)
+{
+    struct fp_run *r = &co->run;
+    const struct fp_scenario *sc = r->sc;
+    const uint32_t in = co->in;
+    if (co->state != FP__ROUND)
+        return;
     if (in < sc->min_updates) {
         for (uint32_t slot = 0; slot < sc->sample; slot++)
             if (co->status[slot] == FP_CLIENT_INCLUDED)
@@ -846,28 +926,20 @@ static void fp__exchange_end(struct fp__coord *co)
         fp__round_start(co);
         return;
     }
+    if (fp__add_ready(co))
+        return;
     for (uint32_t slot = 0; slot < sc->sample; slot++) {
-        if (co->status[slot] != FP_CLIENT_INCLUDED)
+        if (co->status[slot] != FP_CLIENT_INCLUDED || co->have[slot] != FP__BAD)
             continue;
-        int rc = fp_run_include(r, slot, co->up[slot], co->upload_len[slot], co->loss[slot],
-                                co->phase == 0 ? co->sha[slot] : NULL, &co->err);
-        if (rc == FP_EFORMAT) {
-            /* The core refused it (wrong size, not finite, not canonical):
-             * never aggregated; the server's state is unchanged and the
-             * round goes on with the others. */
-            char who[160];
-            struct fp__session *s = co->by_id[r->chosen[slot]];
-            co->status[slot] = FP_CLIENT_REFUSED;
-            snprintf(co->why[slot], sizeof co->why[slot], "%.159s", co->err.msg);
-            if (s)
-                fp__log(co, "round %u: %s's upload refused: %s", co->round,
-                        fp__who(s, who, sizeof who), co->err.msg);
-            continue;
-        }
-        if (rc) {
-            fp__fail(co, rc);
-            return;
-        }
+        /* The core refused it (wrong size, not finite, not canonical):
+         * never aggregated; the server's state is unchanged and the round
+         * goes on with the others. */
+        char who[160];
+        struct fp__session *s = co->by_id[r->chosen[slot]];
+        co->status[slot] = FP_CLIENT_REFUSED;
+        if (s)
+            fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who),
+                    co->why[slot]);
     }
     fp_run_phase_end(r);
     int rc = fp_run_phase_begin(r, ++co->phase, &co->err);
@@ -1014,6 +1086,42 @@ static void fp__on_report(struct fp__session *s)
     fp_chan_expect(s->ch, &want, co->upload_cap - FP_MSG_HEADER, co->up[s->slot] + FP_MSG_HEADER);
 }
 
+/* On the thread pool (or the loop): the buffers it reads and writes are
+ * the slot's, which nothing else touches until the exchange is finished. */
+static void fp__hash_work(uv_work_t *req)
+{
+    const struct fp__hash_job *j = req->data;
+    struct fp__coord *co = j->co;
+    fp_sha256_hex(co->up[j->slot] + FP_MSG_HEADER, co->upload_len[j->slot] - FP_MSG_HEADER,
+                  co->sha[j->slot]);
+}
+
+/* On the thread pool. */
+static void fp__hash_pool(uv_work_t *req)
+{
+    const struct fp__hash_job *j = req->data;
+    if (j->co->o->test_slow_hash_s > 0) /* TEST ONLY: fp_coord_options.test_slow_hash_s */
+        uv_sleep((unsigned)(j->co->o->test_slow_hash_s * 1e3));
+    fp__hash_work(req);
+}
+
+/* On the loop, once a hash is done: the upload can be added; a closed
+ * exchange that waited for its last hash finishes. */
+static void fp__hashed(uv_work_t *req, int status)
+{
+    const struct fp__hash_job *j = req->data;
+    struct fp__coord *co = j->co;
+    (void)status; /* never cancelled: the loop runs until every job is back */
+    co->hashing--;
+    if (co->state != FP__ROUND)
+        return;
+    co->have[j->slot] = FP__HASHED;
+    if (!co->closed)
+        (void)fp__add_ready(co);
+    else if (!co->hashing)
+        fp__exchange_finish(co);
+}
+
 static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
 {
     struct fp__coord *co = s->co;
@@ -1035,15 +1143,36 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
         fp__send(s, &rh, &v);
         return;
     }
-    uint8_t *msg = co->up[s->slot];
-    fp_msg_encode_header(h, msg);
-    co->upload_len[s->slot] = FP_MSG_HEADER + (size_t)h->len;
-    co->have[s->slot] = 1;
+    const uint32_t slot = (uint32_t)s->slot;
+    fp_msg_encode_header(h, co->up[slot]);
+    co->upload_len[slot] = FP_MSG_HEADER + (size_t)h->len;
+    co->have[slot] = FP__IN;
     /* Hashed now, while the others still train, rather than one after the
      * other when the exchange ends (20 MLP uploads took ~30 ms of the
-     * round's critical path there; the simulator hashes on its workers). */
-    if (co->phase == 0)
-        fp_sha256_hex(msg + FP_MSG_HEADER, (size_t)h->len, co->sha[s->slot]);
+     * round's critical path there; the simulator hashes on its workers),
+     * and on the thread pool, so that the loop goes on reading, decrypting
+     * and sending meanwhile and uploads that come together are hashed on
+     * every core; then added in slot order (fp__add_ready). On the loop
+     * instead: a later phase's upload (only phase 0's is hashed), a small
+     * one (FP__HASH_POOL_MIN), the exchange's last one (the loop has
+     * nothing else to do then: no hand-over to a thread and back), or if
+     * the pool refuses the job. */
+    struct fp__hash_job *j = &co->hjob[slot];
+    j->co = co;
+    j->slot = slot;
+    j->req.data = j;
+    const int inline_hash =
+        co->answered + co->settled + 1 >= co->expected || h->len < FP__HASH_POOL_MIN;
+    if (co->phase > 0 || inline_hash ||
+        uv_queue_work(&co->loop, &j->req, fp__hash_pool, fp__hashed)) {
+        if (co->phase == 0)
+            fp__hash_work(&j->req);
+        co->have[slot] = FP__HASHED;
+        if (fp__add_ready(co))
+            return;
+    } else {
+        co->hashing++;
+    }
     s->answered = 1;
     /* Nothing more is expected from this client until the next broadcast:
      * the channel has no expectation, so only its heartbeats (which keep
@@ -1372,6 +1501,7 @@ static int fp__setup(struct fp__coord *co)
     co->last_in = calloc(co->o->allow->n, sizeof *co->last_in); /* 0: none included */
     co->why = calloc(S, sizeof *co->why);
     co->sha = calloc(S, sizeof *co->sha);
+    co->hjob = calloc(S, sizeof *co->hjob);
     co->upload_len = calloc(S, sizeof *co->upload_len);
     co->loss = calloc(S, sizeof *co->loss);
     co->by_id = calloc(co->o->allow->n, sizeof *co->by_id);
@@ -1383,8 +1513,8 @@ static int fp__setup(struct fp__coord *co)
     for (unsigned t = 0; co->wws && t < co->nwws; t++)
         if (!(co->wws[t] = fp_workload_ws_new(r->w)))
             return fp_error_set(&co->err, FP_ENOMEM, "out of memory for evaluation");
-    if (!co->up || !co->status || !co->why || !co->sha || !co->have || !co->gone || !co->last_in ||
-        !co->upload_len || !co->loss || !co->by_id || !co->wws)
+    if (!co->up || !co->status || !co->why || !co->sha || !co->hjob || !co->have || !co->gone ||
+        !co->last_in || !co->upload_len || !co->loss || !co->by_id || !co->wws)
         return fp_error_set(&co->err, FP_ENOMEM, "out of memory for %u uploads of %zu bytes", S,
                             co->upload_cap);
     /* two whole messages (a broadcast and a result) and the error record */
@@ -1507,6 +1637,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
     free(co->last_in);
     free(co->why);
     free(co->sha);
+    free(co->hjob);
     free(co->upload_len);
     free(co->loss);
     free(co->by_id);

@@ -44,6 +44,10 @@ struct fp_coord_options {
      * window a resumed run's welcome (each client's last included round)
      * closes */
     uint32_t test_die_round;
+    /* TEST ONLY (`--test-slow-hash SECONDS`): each upload hashed on the
+     * thread pool takes this much longer, so that an exchange closes while
+     * hashes run (tests/e2e_hash_wait.sh). 0: never. */
+    double test_slow_hash_s;
     const uint8_t *key; /* the coordinator's secret key [FP_NOISE_KEY] */
     /* the allow-list in use; on SIGHUP the coordinator re-reads allow_path
      * and, if the new list may replace it (fp_allow_update), replaces its

@@ -188,7 +188,10 @@ attack wronground 'result for round 2, expected round 1'
 attack otherid 'result for client 3, expected client 2'
 attack nanloss 'reported a training loss that is not finite'
 attack nan 'malformed upload from client 2 in round 1|not finite'
-attack dup 'a upload message where a result was expected'
+# the duplicate is refused as unexpected: after the round ended (the next
+# round waits for a result) or before (nothing waits for an upload), as the
+# coordinator's hashing of the last uploads decides
+attack dup 'a upload message (where a result was expected|from the client that nothing waits for)'
 attack garbage 'record 1 from the client does not authenticate'
 attack midmsg 'closed the connection in the middle of a record'
 attack errempty 'sent an error: ; connection closed'
