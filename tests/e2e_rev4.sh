@@ -21,7 +21,12 @@
 #    replay exact;
 #  - term: SIGTERM in round 1 (its hashes run after it): the coordinator finishes
 #    round 1 (it waits for the hashes), stores the run as stopped and
-#    exits 130; replay exact.
+#    exits 130; replay exact;
+#  - killed (the store's failed attempts, schema 6): the coordinator is
+#    killed (SIGKILL) once round 1's first attempt, below min_updates, is
+#    stored and before the round commits: the run is still 'running' with
+#    that attempt; --resume-or-start completes it, keeps the attempt (its
+#    'late' client named), runs.error stays NULL; replay exact.
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
@@ -139,6 +144,46 @@ if start term "$T/long.ini"; then
   replay_exact term 1 "$T/term/db"
 else
   bad "term: the coordinator listens"
+fi
+
+# ---- killed: SIGKILL between a failed attempt and the round's commit
+# (deadline 1 s; client 2 trains 4 s, so attempt 1 closes without it; the
+# others train 0.7 s, so attempts 2 and 3 take that long: the kill lands
+# between attempt 1's row and the round's end, whatever the load)
+"$FP" sim "$ROOT/scenarios/fedavg-quadratic.ini" --set data.clients=$N --set participation.sample=$N \
+  --set run.rounds=2 --set participation.deadline=1 --dry-run >"$T/kill.ini"
+d="$T/killed"
+if coord_start "$d" "$T/kill.ini" --wait 40; then
+  client_start "$d" 0 --test-slow-train 700
+  client_start "$d" 1 --test-slow-train 700
+  client_start "$d" 2 --test-slow-train 4000
+  for _ in $(seq 400); do
+    [ "$(q "$d/db" 'select count(*) from attempts')" = 1 ] && break
+    sleep 0.05
+  done
+  # coord_start's pid is timeout(1)'s: the coordinator is its child
+  kill -KILL $(pgrep -P "$CPID") "$CPID" 2>/dev/null
+  for i in 0 1 2; do kill -KILL "${CL[$i]}" 2>/dev/null; done
+  wait 2>/dev/null
+  rs=$(q "$d/db" "select status || ':' || rounds_done || ':' || coalesce(error, '-') from runs where id = 1")
+  at=$(q "$d/db" "select round || ':' || attempt || ':' || uploads from attempts")
+  check "killed: after the kill the run is running with no round and attempt 1 of round 1 stored (run $rs, attempts $at)" \
+    "[ '$rs' = 'running:0:-' ] && [ '$at' = '1:1:2' ]"
+  rm -f "$d/port"
+  coord_start "$d" "$T/kill.ini" --wait 40 --resume-or-start
+  for i in 0 1 2; do client_start "$d" $i; done
+  wait "$CPID"
+  crc=$?
+  rs=$(q "$d/db" "select status || ':' || rounds_done || ':' || coalesce(error, '-') from runs where id = 1")
+  check "killed: --resume-or-start completes the run (exit $crc, run $rs)" \
+    "[ $crc -eq 0 ] && [ '$rs' = 'completed:2:-' ] && [ \"\$(q '$d/db' 'select count(*) from runs')\" = 1 ]"
+  at=$(q "$d/db" "select a.round || ':' || a.attempt || ':' || c.client || ':' || c.status from attempts a join attempt_clients c on c.attempt_id = a.id order by a.id, c.client" | tr '\n' ' ')
+  check "killed: the stored attempt is kept, client 2 late in it (got: $at)" \
+    "[ '$at' = '1:1:0:answered 1:1:1:answered 1:1:2:late ' ]"
+  check "killed: round 1 includes every client" "[ \"\$(status killed 1)\" = '0:included 1:included 2:included' ]"
+  replay_exact killed 1 "$d/db"
+else
+  bad "killed: the coordinator listens"
 fi
 
 finish e2e_rev4
