@@ -2,7 +2,9 @@
  * (libsodium's, SHA-NI; the latter skipped on a CPU without it): the FIPS
  * 180-4 example vectors (NIST's published digests), then every length
  * 0..300 and thousands of random lengths and split points against
- * libsodium's one-shot crypto_hash_sha256 called directly. */
+ * libsodium's one-shot crypto_hash_sha256 called directly, and a message
+ * of more than 2^29 bytes (a bit length past 32 bits) against its streaming
+ * one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -171,6 +173,37 @@ static void test_random_vs_libsodium(void **state)
     free(data);
 }
 
+/* A message of 2^29 + 77 bytes: its length in bits, 2^32 + 616, needs the
+ * high half of FIPS 180-4's 64-bit length field (a 32-bit bit count would
+ * wrap). Fed as 13 bytes, then 1 MiB pieces (so every piece meets a
+ * partly filled block), then the rest, against libsodium's streaming
+ * crypto_hash_sha256 fed the same pieces. */
+static void test_long_message(void **state)
+{
+    const enum fp_sha256_impl impl = fp__impl(state);
+    const size_t piece = (size_t)1 << 20, total = ((size_t)1 << 29) + 77;
+    uint8_t *data = malloc(piece);
+    assert_non_null(data);
+    uint64_t x = 7;
+    for (size_t i = 0; i < piece; i++)
+        data[i] = (uint8_t)fp__next(&x);
+    struct fp_sha256 s;
+    crypto_hash_sha256_state ref;
+    fp_sha256_init_impl(&s, impl);
+    crypto_hash_sha256_init(&ref);
+    for (size_t at = 0; at < total;) {
+        const size_t n = at == 0 ? 13 : total - at < piece ? total - at : piece;
+        fp_sha256_update(&s, data, n);
+        crypto_hash_sha256_update(&ref, data, n);
+        at += n;
+    }
+    uint8_t want[FP_SHA256_BYTES], got[FP_SHA256_BYTES];
+    fp_sha256_final(&s, got);
+    crypto_hash_sha256_final(&ref, want);
+    assert_memory_equal(got, want, sizeof want);
+    free(data);
+}
+
 /* The run-time choice: SHA-NI wherever it runs, and the one-shot and hex
  * forms agree with the streaming one. */
 static void test_default(void **state)
@@ -202,8 +235,11 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        FP__BOTH(test_nist_vectors),         FP__BOTH(test_million_a),
-        FP__BOTH(test_lengths_vs_libsodium), FP__BOTH(test_random_vs_libsodium),
+        FP__BOTH(test_nist_vectors),
+        FP__BOTH(test_million_a),
+        FP__BOTH(test_lengths_vs_libsodium),
+        FP__BOTH(test_random_vs_libsodium),
+        FP__ON(test_long_message, "SHA-NI", fp__ni),
         cmocka_unit_test(test_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
