@@ -897,20 +897,43 @@ static void fp__exchange_end(struct fp__coord *co)
         fp__exchange_finish(co);
 }
 
-/* The closed exchange, once its uploads' hashes are done: below
- * min_updates the round is tried again, else its uploads are included in
- * ascending client id (slot order), then the next exchange or the round's
- * end. */
+/* The closed exchange, once its uploads' hashes are done: its uploads
+ * are included in ascending client id (slot order; those not yet added),
+ * the ones the core refuses marked refused; then, below min_updates valid
+ * uploads, the round is tried again (what was added is dropped with the
+ * new broadcast), else the next exchange or the round's end. A refused
+ * upload never counts toward min_updates: the minimum is of updates
+ * aggregated, not of messages received. */
 static void fp__exchange_finish(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
     const struct fp_scenario *sc = r->sc;
-    const uint32_t in = co->in;
     if (co->state != FP__ROUND)
         return;
+    if (fp__add_ready(co))
+        return;
+    uint32_t in = 0;
+    for (uint32_t slot = 0; slot < sc->sample; slot++) {
+        if (co->status[slot] != FP_CLIENT_INCLUDED)
+            continue;
+        if (co->have[slot] != FP__BAD) {
+            in++;
+            continue;
+        }
+        /* The core refused it (wrong size, not finite, not canonical):
+         * never aggregated; the server's state is unchanged and the round
+         * goes on with the others. */
+        char who[160];
+        struct fp__session *s = co->by_id[r->chosen[slot]];
+        co->status[slot] = FP_CLIENT_REFUSED;
+        if (s)
+            fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who),
+                    co->why[slot]);
+    }
+    co->in = in;
     if (in < sc->min_updates) {
         for (uint32_t slot = 0; slot < sc->sample; slot++)
-            if (co->status[slot] == FP_CLIENT_INCLUDED)
+            if (co->status[slot] == FP_CLIENT_INCLUDED || co->status[slot] == FP_CLIENT_REFUSED)
                 fp__tell(co, slot, 0);
         /* stored before the next attempt starts (or the run fails): a live
          * run's failing round is in the store, not only in the log */
@@ -925,21 +948,6 @@ static void fp__exchange_finish(struct fp__coord *co)
         fp__log(co, "%s", line);
         fp__round_start(co);
         return;
-    }
-    if (fp__add_ready(co))
-        return;
-    for (uint32_t slot = 0; slot < sc->sample; slot++) {
-        if (co->status[slot] != FP_CLIENT_INCLUDED || co->have[slot] != FP__BAD)
-            continue;
-        /* The core refused it (wrong size, not finite, not canonical):
-         * never aggregated; the server's state is unchanged and the round
-         * goes on with the others. */
-        char who[160];
-        struct fp__session *s = co->by_id[r->chosen[slot]];
-        co->status[slot] = FP_CLIENT_REFUSED;
-        if (s)
-            fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who),
-                    co->why[slot]);
     }
     fp_run_phase_end(r);
     int rc = fp_run_phase_begin(r, ++co->phase, &co->err);
