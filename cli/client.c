@@ -21,7 +21,8 @@ static const char fp__client_usage[] =
     "usage: fedpress client --connect HOST:PORT --server-key PUBKEY --key c.key --state DIR\n"
     "                       [--data partition|DIR] [--welcome-deadline S] [--heartbeat S]\n"
     "                       [--reconnect-for S]\n"
-    "  --connect H:P      the coordinator\n"
+    "  --connect H:P      the coordinator (a host name is looked up at each connection;\n"
+    "                     one that does not resolve is retried as --reconnect-for says)\n"
     "  --server-key HEX   the coordinator's public key (64 hex digits, as fedpress keygen\n"
     "                     printed it), pinned: a server without its secret key fails the\n"
     "                     handshake before this client reveals anything\n"
@@ -40,10 +41,11 @@ static const char fp__client_usage[] =
     "  --heartbeat S      send a heartbeat at least every S seconds, also while training\n"
     "                     (default 5; never less often than a third of the coordinator's\n"
     "                     dead-peer timeout, which the welcome tells)\n"
-    "  --reconnect-for S  when the coordinator is unreachable or the connection is lost,\n"
-    "                     connect again (waits of 0.5 s doubling up to 30 s, jittered) for\n"
-    "                     up to S seconds without a welcome, then exit 1 (default 600;\n"
-    "                     0: never reconnect)\n";
+    "  --reconnect-for S  when the coordinator is unreachable (refused, its name not\n"
+    "                     resolving) or the connection is lost, connect again (waits of\n"
+    "                     0.5 s doubling up to 30 s, jittered, the last one cut to end at\n"
+    "                     S) for up to S seconds without a welcome, then exit 1\n"
+    "                     (default 600; 0: never reconnect)\n";
 
 int fp_cli_client(int argc, char **argv)
 {

@@ -134,34 +134,23 @@ static int fp__coord_load_run(struct fp_store *store, const char *store_path, in
 
 /* A new run, run --resume RUN, or (--resume-or-start) the unfinished run
  * of exactly this scenario: the store is searched by the scenario's
- * canonical text, so a changed scenario (any key, the seed, N) is a new
+ * canonical text `canon` (of the --scenario file, loaded by the caller;
+ * NULL: none given), so a changed scenario (any key, the seed, N) is a new
  * run, never a continued one; changed input files are refused by run/'s
  * check of their SHA-256. 0, or an exit code. */
 static int fp__coord_pick(struct fp_store *store, const char *store_path, const char *scenario,
-                          const char *resume_arg, int or_start, struct fp__coord_run *cr)
+                          const char *canon, const char *resume_arg, int or_start,
+                          struct fp__coord_run *cr)
 {
     struct fp_error err = {0};
-    char *canon = NULL;
-    int rc = 1;
-    if (scenario) {
-        int lrc = fp_scenario_load(&cr->sc, scenario, NULL, 0, &err);
-        if (lrc) {
-            fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
-            return lrc == FP_EIO || lrc == FP_ENOMEM ? 1 : 2;
-        }
-        if (!(canon = fp_scenario_canonical(&cr->sc)))
-            return 1;
-    }
     int64_t id = 0;
     if (resume_arg) {
         char *end;
         errno = 0;
         id = strtoll(resume_arg, &end, 10);
-        if (!isdigit((unsigned char)*resume_arg) || *end || errno || id < 1) {
-            free(canon);
+        if (!isdigit((unsigned char)*resume_arg) || *end || errno || id < 1)
             return fp_cli_usage_error(
                 "coordinator", "--resume needs a run id (see fedpress runs), not ", resume_arg);
-        }
     } else if (or_start) {
         char status[16];
         /* the newest run of the scenario: unfinished, it is continued;
@@ -169,17 +158,36 @@ static int fp__coord_pick(struct fp_store *store, const char *store_path, const 
          * hides a newer one that was killed) */
         if (fp_store_find_newest_run(store, canon, &id, status, sizeof status, &err)) {
             fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
-            goto out;
+            return 1;
         }
         if (!id)
             fprintf(stderr,
                     "fedpress coordinator: %s holds no run of this scenario: starting one\n",
                     store_path);
     }
-    rc = id ? fp__coord_load_run(store, store_path, id, canon, scenario, or_start, cr) : 0;
-out:
-    free(canon);
-    return rc;
+    return id ? fp__coord_load_run(store, store_path, id, canon, scenario, or_start, cr) : 0;
+}
+
+/* The exit code for a file that did not load (fp_*_load's code): 1 if it
+ * could not be read (it may be there at the next start: a mount, a
+ * deployment under way), 2 if its content is wrong, a configuration error
+ * that no restart mends (systemd's RestartPreventExitStatus=2,
+ * docs/deployment.md). */
+static int fp__coord_load_exit(int rc)
+{
+    return rc == FP_EIO || rc == FP_ENOMEM ? 1 : 2;
+}
+
+/* The scenario against the allow-list and the deadline (fp_coord_check):
+ * 0, or the message and exit 2, before a run is stored. */
+static int fp__coord_check(const struct fp_scenario *sc, const char *origin,
+                           const struct fp_allow *allow, const char *allowf, double deadline)
+{
+    struct fp_error err = {0};
+    if (!fp_coord_check(sc, allow, deadline, &err))
+        return 0;
+    fprintf(stderr, "fedpress coordinator: %s with --allow %s: %s\n", origin, allowf, err.msg);
+    return 2;
 }
 
 int fp_cli_coordinator(int argc, char **argv)
@@ -274,22 +282,39 @@ int fp_cli_coordinator(int argc, char **argv)
     struct fp_error err = {0};
     char host[256];
     int port;
+    /* Everything a restart cannot mend is refused here, exit 2, before the
+     * store is opened: no run is begun for it (docs/deployment.md) */
     if (fp_peer_hostport(listen, host, sizeof host, &port, &err))
         return fp_cli_usage_error("coordinator", "--listen: ", err.msg);
+    if (fp_coord_check_listen(host, port, &err))
+        return fp_cli_usage_error("coordinator", err.msg, "");
     uint8_t key[FP_NOISE_KEY];
     struct fp_allow allow = {0};
     struct fp_store *store = NULL;
     struct fp__coord_run cr = {0};
-    int exit_code = 1;
-    if (fp_keyfile_read(keyf, key, &err) || fp_allow_load(&allow, allowf, &err)) {
+    char *canon = NULL;
+    int exit_code, lrc;
+    if ((lrc = fp_keyfile_read(keyf, key, &err)) || (lrc = fp_allow_load(&allow, allowf, &err)) ||
+        (scenario && (lrc = fp_scenario_load(&cr.sc, scenario, NULL, 0, &err)))) {
         fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
+        exit_code = fp__coord_load_exit(lrc);
         goto out;
     }
+    exit_code = 1;
+    if (scenario && ((exit_code = fp__coord_check(&cr.sc, scenario, &allow, allowf, deadline)) ||
+                     !(canon = fp_scenario_canonical(&cr.sc))))
+        goto out;
     if (fp_cli_open_store(&store, store_path, FP_CLI_STORE_CREATE))
         goto out;
     /* Held from here to the end of the run (closing the store drops it). */
-    if ((exit_code = fp__coord_pick(store, store_path, scenario, resume_arg, or_start, &cr)) ||
+    if ((exit_code =
+             fp__coord_pick(store, store_path, scenario, canon, resume_arg, or_start, &cr)) ||
         cr.done)
+        goto out;
+    /* --resume without --scenario: the stored one, checked now */
+    char origin[64];
+    snprintf(origin, sizeof origin, "run %lld's stored scenario", (long long)cr.id);
+    if (!scenario && (exit_code = fp__coord_check(&cr.sc, origin, &allow, allowf, deadline)))
         goto out;
     exit_code = 1;
     const struct fp_scenario *sc = &cr.sc;
@@ -330,6 +355,7 @@ int fp_cli_coordinator(int argc, char **argv)
            res.rounds_done, sc->rounds, up, down, res.model_sha256);
     exit_code = res.interrupted ? 130 : 0;
 out:
+    free(canon);
     sodium_memzero(key, sizeof key);
     fp_allow_free(&allow);
     fp_store_resume_free(&cr.resume);

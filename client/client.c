@@ -37,10 +37,11 @@ struct fp__client {
     uv_loop_t loop;
     uv_tcp_t tcp;
     uv_connect_t conn;
-    uv_timer_t timer; /* the welcome deadline; then the wait for a failed write's reason */
-    uv_timer_t retry; /* the backoff before the next connection */
-    uv_timer_t hb;    /* heartbeats */
-    uv_work_t work;   /* training, on libuv's thread pool */
+    uv_getaddrinfo_t gai; /* the lookup of --connect's host, on libuv's thread pool */
+    uv_timer_t timer;     /* the welcome deadline; then the wait for a failed write's reason */
+    uv_timer_t retry;     /* the backoff before the next connection */
+    uv_timer_t hb;        /* heartbeats */
+    uv_work_t work;       /* training, on libuv's thread pool */
     const struct fp_client_options *o;
     struct fp_chan *ch;
     /* this connection */
@@ -151,13 +152,14 @@ static void fp__next(struct fp__client *c)
         return;
     }
     const uint64_t now = uv_now(&c->loop);
-    const double waited = (double)(now - c->lost_at) / 1e3;
-    if (!(c->o->reconnect_for > 0) || waited >= c->o->reconnect_for) {
+    const uint64_t waited = now - c->lost_at;
+    const uint64_t bound = (uint64_t)(c->o->reconnect_for * 1e3);
+    if (!(c->o->reconnect_for > 0) || waited >= bound) {
         if (c->o->reconnect_for > 0) {
             char last[sizeof c->err.msg];
             snprintf(last, sizeof last, "%s", c->err.msg);
             fp_error_set(&c->err, FP_EIO, "%s; gave up reconnecting after %.0f s (--reconnect-for)",
-                         last, waited);
+                         last, (double)waited / 1e3);
         }
         if (!c->rc)
             c->rc = FP_EIO;
@@ -169,8 +171,14 @@ static void fp__next(struct fp__client *c)
         d = (uint64_t)FP_CLIENT_BACKOFF_BASE_MS << c->attempt;
     d = d / 2 + randombytes_uniform((uint32_t)(d / 2 + 1));
     c->attempt++;
-    fp__log(c, "%s; connecting again in %.1f s (attempt %u)", c->err.msg, (double)d / 1e3,
-            c->attempt + 1);
+    /* The last wait ends when --reconnect-for does: that attempt is the
+     * last one, and a failure gives up then, not up to a whole wait later
+     * (the timer counts from `now`, as `waited` does). */
+    const int last = d >= bound - waited;
+    if (last)
+        d = bound - waited;
+    fp__log(c, "%s; connecting again in %.1f s (attempt %u%s)", c->err.msg, (double)d / 1e3,
+            c->attempt + 1, last ? ", the last one: --reconnect-for ends then" : "");
     uv_timer_start(&c->retry, fp__retry_now, d, 0);
 }
 
@@ -883,7 +891,41 @@ static void fp__welcome_late(uv_timer_t *t)
     fp__fail(c, FP_EIO);
 }
 
-/* A new connection with a new channel (the handshake starts over). */
+/* The host's address is known (or not): connect to its first one. A
+ * lookup that fails is a transient loss like a refused connection (retried
+ * within --reconnect-for), also at the first attempt: a name that does not
+ * resolve yet (the coordinator's machine or its DNS record not up, a
+ * resolver not reachable during a restart) cannot be told from a typo, and
+ * the client is made to wait for a coordinator that is not there yet; the
+ * first failure is logged at once, so a typo shows in the first line. */
+static void fp__resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+    struct fp__client *c = req->data;
+    if (status < 0) {
+        fp_error_set(&c->err, FP_EIO, "--connect %s:%d: cannot look up the host name: %s",
+                     c->o->host, c->o->port, uv_strerror(status));
+        fp__lost(c);
+        return;
+    }
+    uv_tcp_init(&c->loop, &c->tcp);
+    c->tcp_open = 1;
+    c->tcp.data = c;
+    c->conn.data = c;
+    uv_timer_start(&c->timer, fp__welcome_late,
+                   (uint64_t)((c->o->welcome_s > 0 ? c->o->welcome_s : 30.0) * 1e3), 0);
+    int rc = uv_tcp_connect(&c->conn, &c->tcp, ai->ai_addr, fp__connected);
+    uv_freeaddrinfo(ai);
+    if (rc) {
+        fp_error_set(&c->err, FP_EIO, "cannot connect to %s:%d: %s", c->o->host, c->o->port,
+                     uv_strerror(rc));
+        fp__lost(c);
+    }
+}
+
+/* A new connection with a new channel (the handshake starts over), after
+ * the host's lookup, which runs on libuv's thread pool so that a slow
+ * resolver never stops the loop. The welcome deadline starts at the
+ * connection: a lookup is bounded by the resolver's own timeouts. */
 static void fp__connect(struct fp__client *c)
 {
     char port[16];
@@ -898,26 +940,12 @@ static void fp__connect(struct fp__client *c)
         fp__fail(c, FP_ENOMEM);
         return;
     }
-    uv_getaddrinfo_t gai;
     const struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int rc = uv_getaddrinfo(&c->loop, &gai, NULL, c->o->host, port, &hints); /* synchronous */
+    c->gai.data = c;
+    int rc = uv_getaddrinfo(&c->loop, &c->gai, fp__resolved, c->o->host, port, &hints);
     if (rc) {
-        fp_error_set(&c->err, FP_EIO, "--connect %s:%d: %s", c->o->host, c->o->port,
-                     uv_strerror(rc));
-        fp__fail(c, FP_EIO);
-        return;
-    }
-    uv_tcp_init(&c->loop, &c->tcp);
-    c->tcp_open = 1;
-    c->tcp.data = c;
-    c->conn.data = c;
-    uv_timer_start(&c->timer, fp__welcome_late,
-                   (uint64_t)((c->o->welcome_s > 0 ? c->o->welcome_s : 30.0) * 1e3), 0);
-    rc = uv_tcp_connect(&c->conn, &c->tcp, gai.addrinfo->ai_addr, fp__connected);
-    uv_freeaddrinfo(gai.addrinfo);
-    if (rc) {
-        fp_error_set(&c->err, FP_EIO, "cannot connect to %s:%d: %s", c->o->host, c->o->port,
-                     uv_strerror(rc));
+        fp_error_set(&c->err, FP_EIO, "--connect %s:%d: cannot start the host name's lookup: %s",
+                     c->o->host, c->o->port, uv_strerror(rc));
         fp__lost(c);
     }
 }

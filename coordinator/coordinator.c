@@ -1395,15 +1395,22 @@ static void fp__on_connection(uv_stream_t *server, int status)
 static void fp__on_signal(uv_signal_t *h, int signum)
 {
     struct fp__coord *co = h->data;
-    (void)signum;
-    /* run/ finishes the round in progress, then stops (fp_run_next) */
-    if (co->state == FP__WAITING) {
-        fp_error_set(&co->err, FP_EINTR, "interrupted before the first round");
-        fp__fail(co, FP_EINTR);
+    if (co->state == FP__DONE)
         return;
-    }
     if (co->o->stop)
         *co->o->stop = 1;
+    if (co->state == FP__WAITING) {
+        /* No round is under way: the run stops now, 'interrupted' like a
+         * stop after a round (exit 130, a clean stop for systemd's
+         * SuccessExitStatus=130, and --resume-or-start continues it after
+         * its last committed round); the clients already connected are
+         * told it stopped. */
+        fp__log(co, "%s before the first round: the run stops now",
+                signum == SIGINT ? "SIGINT" : "SIGTERM");
+        fp__finish(co);
+        return;
+    }
+    /* run/ finishes the round in progress, then stops (fp_run_next) */
     fp__log(co, "stopping after the round in progress");
 }
 
@@ -1460,15 +1467,33 @@ static void fp__on_hup(uv_signal_t *h, int signum)
     fp__first_round_if_all(co);
 }
 
+/* --listen's host as a socket address: an IPv4 or IPv6 address, never a
+ * host name (a name may stand for several addresses, or for another one
+ * after a restart; which one a coordinator listens on must be plain). */
+static int fp__listen_addr(const char *host, int port, struct sockaddr_storage *sa,
+                           struct fp_error *err)
+{
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)sa) &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)sa))
+        return fp_error_set(err, FP_EINVAL,
+                            "--listen %s: not an IP address (use 0.0.0.0 for every IPv4 "
+                            "interface, [::] for IPv6, or one address of this machine)",
+                            host);
+    return 0;
+}
+
+int fp_coord_check_listen(const char *host, int port, struct fp_error *err)
+{
+    struct sockaddr_storage sa;
+    return fp__listen_addr(host, port, &sa, err);
+}
+
 static int fp__listen(struct fp__coord *co)
 {
     const struct fp_coord_options *o = co->o;
     struct sockaddr_storage sa;
-    if (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)&sa) &&
-        uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)&sa))
-        return fp_error_set(&co->err, FP_EINVAL,
-                            "--listen %s: not an IP address (use 0.0.0.0 for every interface)",
-                            o->host);
+    if (fp__listen_addr(o->host, o->port, &sa, &co->err))
+        return FP_EINVAL;
     uv_tcp_init(&co->loop, &co->listener);
     co->listener.data = co;
     int rc = uv_tcp_bind(&co->listener, (struct sockaddr *)&sa, 0);
@@ -1545,18 +1570,27 @@ void fp_coord_tune_malloc(void)
 #endif
 }
 
-int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
-                 const struct fp_coord_options *o, struct fp_run_result *res, struct fp_error *err)
+int fp_coord_check(const struct fp_scenario *sc, const struct fp_allow *allow, double deadline_s,
+                   struct fp_error *err)
 {
-    if (o->allow->n != sc->clients)
+    if (allow->n != sc->clients)
         return fp_error_set(err, FP_EINVAL,
                             "the allow-list has %u clients but the scenario has [data] clients "
                             "= %u: give every client id 0 to %u a key",
-                            o->allow->n, sc->clients, sc->clients - 1);
-    if (!(o->deadline_s > 0) && !(sc->deadline > 0))
+                            allow->n, sc->clients, sc->clients - 1);
+    if (!(deadline_s > 0) && !(sc->deadline > 0))
         return fp_error_set(err, FP_EINVAL,
                             "the scenario has no round deadline: add [participation] deadline = "
                             "SECONDS (or give --deadline SECONDS)");
+    return 0;
+}
+
+int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
+                 const struct fp_coord_options *o, struct fp_run_result *res, struct fp_error *err)
+{
+    int rc = fp_coord_check(sc, o->allow, o->deadline_s, err);
+    if (rc)
+        return rc;
     fp_coord_tune_malloc();
     struct fp__coord *co = calloc(1, sizeof *co);
     if (!co)
@@ -1572,7 +1606,7 @@ int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
                                      .resume_run = o->resume_run,
                                      /* a kill -9 loses no committed round */
                                      .checkpoint_every = 1};
-    int rc = uv_loop_init(&co->loop);
+    rc = uv_loop_init(&co->loop);
     if (rc) {
         free(co);
         return fp_error_set(err, FP_EIO, "cannot start the event loop: %s", uv_strerror(rc));

@@ -81,9 +81,22 @@ struct fp_coord_options {
  * broadcast's time, bench/bench_net). Process-wide; fp_coord_run calls it. */
 void fp_coord_tune_malloc(void);
 
+/* What fp_coord_run refuses before a run is begun, for a caller to check
+ * before it opens a store: the allow-list's N is the scenario's [data]
+ * clients, and a round deadline is given (deadline_s > 0, or the
+ * scenario's). 0 or FP_EINVAL with err set. */
+int fp_coord_check(const struct fp_scenario *sc, const struct fp_allow *allow, double deadline_s,
+                   struct fp_error *err);
+
+/* 0 if host (--listen's, without brackets) is an IPv4 or IPv6 address,
+ * else FP_EINVAL with err set: a host name is refused. */
+int fp_coord_check_listen(const char *host, int port, struct fp_error *err);
+
 /* Runs the scenario to its end (or a stop, or a failure). 0 with *res
  * filled, or a negative code with err set; a run that got an id is marked
- * failed in the store. */
+ * failed in the store. SIGINT / SIGTERM end the run 'interrupted'
+ * (res->interrupted): after the round in progress, or at once while it
+ * still waits for its clients before the first round. */
 int fp_coord_run(const struct fp_scenario *sc, struct fp_store *store,
                  const struct fp_coord_options *o, struct fp_run_result *res, struct fp_error *err);
 

@@ -152,7 +152,7 @@ printf '0 %s\n2 %s\n' "$CK" "$INTRUDER" >"$T/gap.pub"
 "$FP" coordinator --scenario "$T/fedavg.ini" --listen 127.0.0.1:0 --key "$T/coord.key" \
   --allow "$T/gap.pub" --store "$T/gap.db" >/dev/null 2>"$T/gap.err"
 check "an allow-list with a gap in its ids is refused, naming the file and line" \
-  "[ $? -eq 1 ] && grep -q 'gap.pub:2: client id 2, but the file lists 2 clients' '$T/gap.err'"
+  "[ $? -eq 2 ] && grep -q 'gap.pub:2: client id 2, but the file lists 2 clients' '$T/gap.err'"
 
 # Caps and timers: with --max-pending 1, a silent connection holds the one
 # unauthenticated place, so a second is closed at once; the silent one is
