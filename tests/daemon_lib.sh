@@ -34,14 +34,18 @@ coord_start() {
 }
 # client_start DIR I [ARGS]: client I to $PORT, state in DIR/stI, output
 # appended to DIR/cI.{out,err}; its pid in CL[I] (its own, not a wrapper's:
-# SIGKILL and SIGSTOP must reach it; the script's trap ends it)
+# SIGKILL and SIGSTOP must reach it; the script's trap ends it). Unless
+# ARGS say otherwise it reconnects for at most 90 s, not the default 600:
+# a coordinator that died (coord_start's timeout on a loaded machine) ends
+# a script that waits for its clients within that, not at meson's timeout.
 declare -a CL
 client_start() {
-  local d=$1 i=$2
+  local d=$1 i=$2 rf=(--reconnect-for 90)
   shift 2
   mkdir -p "$d/st$i"
+  case " $* " in *" --reconnect-for "*) rf=() ;; esac
   "$FP" client --connect "127.0.0.1:$PORT" --server-key "$CK" --key "$T/c$i.key" \
-    --state "$d/st$i" "$@" >>"$d/c$i.out" 2>>"$d/c$i.err" &
+    --state "$d/st$i" "${rf[@]}" "$@" >>"$d/c$i.out" 2>>"$d/c$i.err" &
   CL[$i]=$!
   PIDS+=($!)
 }
