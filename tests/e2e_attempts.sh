@@ -23,15 +23,9 @@ FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_attempts_XXXXXX)
 PIDS=()
-cleanup() {
-  local p
-  for p in $(jobs -pr); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 
 # The retry lines a store's attempts rows say, in the words of the progress
 # line and the coordinator's log (FP_PART_RETRY, run/participation.h): one

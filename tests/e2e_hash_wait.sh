@@ -19,15 +19,9 @@ FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
 ROOT=${FP_SOURCE_ROOT:?}
 T=$(mktemp -d /tmp/fp_e2e_hash_wait_XXXXXX)
 PIDS=()
-cleanup() {
-  local p
-  for p in $(jobs -pr); do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  [ -n "${KEEP:-}" ] || rm -rf "$T"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/daemon_lib.sh"
+trap end_jobs EXIT
 N=3
 make_keys $N
 
