@@ -833,8 +833,11 @@ int fp_algo_server_broadcast(struct fp_server *s, uint64_t run, uint32_t round, 
     return 0;
 }
 
-int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
-                       struct fp_error *err)
+/* The checks every upload passes before it is decoded (fp_algo_server_add
+ * and fp_algo_server_check): an exchange in progress, and a header that
+ * names it, the client it came from, and the payload's length. */
+static int fp__upload_header_ok(const struct fp_server *s, uint32_t client, const uint8_t *msg,
+                                size_t len, struct fp_error *err)
 {
     const size_t want = fp_algo_upload_bytes(&s->p, s->round, s->phase);
     if (!s->open)
@@ -842,11 +845,6 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
                             "upload refused from client %u: no exchange in progress (round %u's "
                             "was finished)",
                             client, s->round);
-    if ((int64_t)client <= s->last_client)
-        return fp_error_set(err, FP_EINVAL,
-                            "upload refused from client %u in round %u: client %lld's was added "
-                            "already, and uploads are added once each in ascending client id",
-                            client, s->round, (long long)s->last_client);
     /* The header first: an upload is decoded only under the key it names,
      * and that must be the exchange in progress and the client it came
      * from, so an upload replayed into another round or phase, or offered
@@ -873,22 +871,56 @@ int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg,
     if (rc)
         return fp_error_set(err, FP_EFORMAT, "upload refused from client %u in round %u: %s",
                             client, s->round, why.msg);
+    return 0;
+}
+
+/* Decodes a (header-checked) non-VI upload into s->dec. */
+static int fp__upload_decode(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                             struct fp_error *err)
+{
+    fp_rng crng;
+    fp__client_rng(&crng, &s->p, s->round, client, s->phase, FP_RNG_COMPRESS);
+    void *cws;
+    const struct fp_compressor *up = fp__upc(&s->p, s->round, s->cws, s->nws, &cws);
+    int rc =
+        fp_compressor_decompress(up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, cws, s->dec);
+    if (rc)
+        return fp_error_set(err, rc,
+                            "malformed upload from client %u in round %u: %zu bytes (expected "
+                            "%zu) or not a valid encoding",
+                            client, s->round, len - FP_MSG_HEADER,
+                            fp_algo_upload_bytes(&s->p, s->round, s->phase));
+    return 0;
+}
+
+int fp_algo_server_check(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                         struct fp_error *err)
+{
+    int rc = fp__upload_header_ok(s, client, msg, len, err);
+    if (rc || fp_algo_is_vi(s->p.kind))
+        return rc;
+    return fp__upload_decode(s, client, msg, len, err);
+}
+
+int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                       struct fp_error *err)
+{
+    if (s->open && (int64_t)client <= s->last_client)
+        return fp_error_set(err, FP_EINVAL,
+                            "upload refused from client %u in round %u: client %lld's was added "
+                            "already, and uploads are added once each in ascending client id",
+                            client, s->round, (long long)s->last_client);
+    int rc = fp__upload_header_ok(s, client, msg, len, err);
+    if (rc)
+        return rc;
     if (fp_algo_is_vi(s->p.kind)) {
         if ((rc = fp_vi_server_add(s, client, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, err)))
             return rc;
         s->last_client = client;
         return 0;
     }
-    fp_rng crng;
-    fp__client_rng(&crng, &s->p, s->round, client, s->phase, FP_RNG_COMPRESS);
-    void *cws;
-    const struct fp_compressor *up = fp__upc(&s->p, s->round, s->cws, s->nws, &cws);
-    rc = fp_compressor_decompress(up, msg + FP_MSG_HEADER, len - FP_MSG_HEADER, &crng, cws, s->dec);
-    if (rc)
-        return fp_error_set(err, rc,
-                            "malformed upload from client %u in round %u: %zu bytes (expected "
-                            "%zu) or not a valid encoding",
-                            client, s->round, len - FP_MSG_HEADER, want);
+    if ((rc = fp__upload_decode(s, client, msg, len, err)))
+        return rc;
     if (s->alg->grad_diff) {
         /* g += sum_S w_i c_i ([RSF21] Alg. 1 line 8, [RGB24] for w_i) */
         double wi;

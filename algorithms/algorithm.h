@@ -235,6 +235,14 @@ void fp_algo_client_commit(const struct fp_algo_params *p, struct fp_client_stat
  * server state unchanged. */
 int fp_algo_server_add(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
                        struct fp_error *err);
+/* Checks client `client`'s upload message for the exchange in progress
+ * as fp_algo_server_add would (header, size, decoding: FP_EFORMAT with
+ * the same reason) without adding it, in any order: a driver that learns
+ * of a malformed upload when it arrives, not when its turn to be added
+ * comes. Uses the server's decode buffer; the state is unchanged. (VI
+ * methods: the header and size only.) */
+int fp_algo_server_check(struct fp_server *s, uint32_t client, const uint8_t *msg, size_t len,
+                         struct fp_error *err);
 /* Ends the exchange: applies the aggregate of the `included` uploads
  * added, once: a second call does nothing, and no upload is added after it
  * (FP_EINVAL) until the next broadcast. */

@@ -609,7 +609,7 @@ static void fp__settle(struct fp__coord *co, uint32_t slot, enum fp_client_statu
     if (co->status[slot] != FP_CLIENT_INCLUDED)
         return; /* settled already */
     co->status[slot] = st;
-    snprintf(co->why[slot], sizeof co->why[slot], "%s", why);
+    snprintf(co->why[slot], sizeof co->why[slot], "%.159s", why);
     co->settled++;
     fp__exchange_check(co);
 }
@@ -1154,6 +1154,26 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
     const uint32_t slot = (uint32_t)s->slot;
     fp_msg_encode_header(h, co->up[slot]);
     co->upload_len[slot] = FP_MSG_HEADER + (size_t)h->len;
+    s->answered = 1;
+    if (co->run.sc->min_updates < co->expected) {
+        /* An upload the core will refuse must not count toward
+         * min_updates when it comes (the round could close on it, then
+         * fall short): decoded once here where the minimum can close the
+         * round before every slot answered (with min_updates = all of
+         * them it cannot, and fp__add_ready's verdict is soon enough). */
+        int rc = fp_run_check(&co->run, slot, co->up[slot], co->upload_len[slot], &co->err);
+        if (rc == FP_EFORMAT) {
+            char who[160];
+            fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who),
+                    co->err.msg);
+            fp__settle(co, slot, FP_CLIENT_REFUSED, co->err.msg);
+            return;
+        }
+        if (rc) {
+            fp__fail(co, rc);
+            return;
+        }
+    }
     co->have[slot] = FP__IN;
     /* Hashed now, while the others still train, rather than one after the
      * other when the exchange ends (20 MLP uploads took ~30 ms of the
@@ -1181,7 +1201,6 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
     } else {
         co->hashing++;
     }
-    s->answered = 1;
     /* Nothing more is expected from this client until the next broadcast:
      * the channel has no expectation, so only its heartbeats (which keep
      * the dead-peer timer quiet) or an error get through; anything else

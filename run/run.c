@@ -379,6 +379,14 @@ int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err)
     return 1;
 }
 
+int fp_run_check(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
+                 struct fp_error *err)
+{
+    if (slot >= r->sc->sample)
+        return fp_error_set(err, FP_EINVAL, "round %u: no participant %u", r->round, slot);
+    return fp_algo_server_check(&r->server, r->chosen[slot], upload, len, err);
+}
+
 int fp_run_include(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
                    double train_loss, const char *upload_sha256, struct fp_error *err)
 {

@@ -170,6 +170,12 @@ int fp_run_attempt_failed(struct fp_run *r, uint32_t attempt, uint32_t in,
  * uploads. */
 int fp_run_phase_begin(struct fp_run *r, unsigned phase, struct fp_error *err);
 
+/* Checks participant `slot`'s upload message as fp_run_include would
+ * (FP_EFORMAT, with the reason, if the core would refuse it), without
+ * including it and in any order (fp_algo_server_check). */
+int fp_run_check(struct fp_run *r, uint32_t slot, const uint8_t *upload, size_t len,
+                 struct fp_error *err);
+
 /* Includes the upload message of participant `slot` (r->chosen[slot]):
  * checked, decoded and added to the aggregate, then its metrics recorded
  * (payload bytes, both ways, and the SHA-256 of the phase-0 upload's

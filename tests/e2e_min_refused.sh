@@ -79,4 +79,32 @@ if coord_start "$d" "$T/min2.ini" --wait 30 && [ -n "$PORT" ]; then
 else
   bad "min 2: the coordinator listens"
 fi
+# 3. min_updates = 2, wait_after_min = 0: a round closes the moment its
+# second valid upload comes. Client 2 trains 0.8 s longer and client 1
+# sends a NaN in round 1, so client 1's NaN comes second in round 1:
+# refused when it comes, it does not close the round, which waits for
+# client 2 and commits with 0 and 2. (When the refusal came only as the
+# exchange closed, round 1 closed on 0 and 1's uploads, fell short of 2
+# valid ones, and every attempt failed so: client 2, late, was absent from
+# the retries.) Later rounds close on 0 and 1.
+"$FP" sim "$T/min2.ini" --set participation.wait_after_min=0 --dry-run >"$T/now.ini"
+d="$T/now"
+if coord_start "$d" "$T/now.ini" --wait 30 && [ -n "$PORT" ]; then
+  client_start "$d" 0
+  client_start "$d" 1 --test-bad-upload 1:nan
+  client_start "$d" 2 --test-slow-train 800
+  wait "$CPID"
+  rc=$?
+  check "wait 0: the coordinator completes the run (exit 0; got $rc)" "[ $rc -eq 0 ]"
+  st=$(q "$d/db" "select group_concat(client || ':' || status, ' ') from (select client, status from client_rounds where run_id = 1 and round = 1 order by client)")
+  check "wait 0: round 1 waits for client 2 and includes 0 and 2, refuses 1 (got: $st)" \
+    "[ '$st' = '0:included 1:refused 2:included' ]"
+  check "wait 0: no failed attempt" "[ \"\$(q '$d/db' 'select count(*) from attempts')\" = 0 ]"
+  check "wait 0: the refusal is logged when the upload comes, naming client 1" \
+    "grep -q \"round 1: client 1 (key [0-9a-f]*, 127.0.0.1:[0-9]*)'s upload refused: malformed upload\" '$d/coord.err'"
+  check "wait 0: sim --replay of the run is exact" \
+    "'$FP' sim --replay 1 --store '$d/db' --quiet 2>&1 | grep -q '^replay of run 1: exact'"
+else
+  bad "wait 0: the coordinator listens"
+fi
 finish e2e_min_refused
