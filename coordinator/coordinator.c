@@ -306,8 +306,14 @@ static void fp__written(uv_write_t *req, int status)
     s->queued -= w->len;
     s->last_progress = uv_now(&s->co->loop);
     free(w);
-    if (status < 0 && status != UV_ECANCELED)
+    if (status < 0 && status != UV_ECANCELED) {
+        /* the peer or the network ended it (EPIPE, ECONNRESET, ...): lost,
+         * as when the read side notices first, so its slot is held open
+         * for a reconnection; which side notices first is a race */
+        if (!s->ending)
+            s->lost = 1;
         fp__session_drop(s, uv_strerror(status));
+    }
 }
 
 static struct fp__write *fp__write_new(struct fp__session *s, size_t cap)
@@ -339,6 +345,8 @@ static int fp__write_go(struct fp__session *s, struct fp__write *w, size_t len)
     int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, fp__written);
     if (rc) {
         free(w);
+        if (!s->ending) /* as in fp__written */
+            s->lost = 1;
         fp__session_drop(s, uv_strerror(rc));
         return -1;
     }
