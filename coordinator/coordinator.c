@@ -310,8 +310,14 @@ static void fp__written(uv_write_t *req, int status)
     s->queued -= w->len;
     s->last_progress = uv_now(&s->co->loop);
     free(w);
-    if (status < 0 && status != UV_ECANCELED)
+    if (status < 0 && status != UV_ECANCELED) {
+        /* The peer's end of the connection is gone (broken pipe, reset):
+         * lost like an end the read sees, which a write to a client that
+         * died can come before; its slot is held open for it to reconnect
+         * (fp__session_close, fp__exchange_begin), not settled absent. */
+        s->lost = 1;
         fp__session_drop(s, uv_strerror(status));
+    }
 }
 
 static struct fp__write *fp__write_new(struct fp__session *s, size_t cap)
