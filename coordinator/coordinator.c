@@ -140,6 +140,10 @@ struct fp__coord {
      * uploads). A round tried again re-broadcasts, which empties the
      * aggregate, so adding early changes nothing. */
     uint32_t next_add;
+    /* Uploads of this exchange the core refused already (FP__BAD): they
+     * never count toward min_updates, in the closing rule
+     * (fp__exchange_check) as at the exchange's end. */
+    uint32_t bad;
     /* [N] THE record of the last round in which each client's upload was
      * included (0: none), told to the client in its welcome so that a
      * restarted client commits or discards the state it prepared for that
@@ -591,7 +595,9 @@ static void fp__min_late(uv_timer_t *t)
 
 /* The exchange closes when every slot sent the broadcast answered or was
  * settled otherwise (left, refused); min_updates uploads start
- * wait_after_min. */
+ * wait_after_min, not counting those the core refused already: a round
+ * closed on a refused upload would fail (fp__exchange_finish) while the
+ * clients that could still make its minimum are given no time. */
 static void fp__exchange_check(struct fp__coord *co)
 {
     const struct fp_scenario *sc = co->run.sc;
@@ -601,7 +607,15 @@ static void fp__exchange_check(struct fp__coord *co)
         fp__exchange_end(co);
         return;
     }
-    if (co->answered >= sc->min_updates && !uv_is_active((uv_handle_t *)&co->min_timer)) {
+    /* every upload that is in was answered (co->bad <= co->answered) */
+    const uint32_t valid = co->answered - co->bad;
+    if (valid < sc->min_updates) {
+        /* a wait_after_min started on an upload refused since waits again
+         * for min_updates valid ones */
+        uv_timer_stop(&co->min_timer);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)&co->min_timer)) {
         if (sc->wait_after_min <= 0) {
             co->close_why = FP_PART_WHY_MIN;
             fp__exchange_end(co);
@@ -679,7 +693,7 @@ static int fp__exchange_begin(struct fp__coord *co)
         return rc;
     co->answered = co->settled = co->expected = 0;
     co->closed = 0;
-    co->next_add = 0;
+    co->next_add = co->bad = 0;
     co->beginning = 1;
     co->close_why = FP_PART_WHY_ALL;
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
@@ -824,9 +838,9 @@ static void fp__round_start(struct fp__coord *co);
 
 /* Adds the hashed uploads that come next in slot order to the aggregate
  * (fp__coord.next_add); a slot still waiting for its upload stops it. One
- * the core refuses is marked FP__BAD, with why, and counts as in until the
- * exchange ends, as it did when every upload was added then. -1 if the run
- * failed. */
+ * the core refuses is marked FP__BAD, with why (fp__coord.bad: it no
+ * longer counts toward min_updates), and is refused when the exchange
+ * ends. -1 if the run failed. */
 static int fp__add_ready(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
@@ -841,6 +855,7 @@ static int fp__add_ready(struct fp__coord *co)
         if (rc == FP_EFORMAT) {
             co->have[slot] = FP__BAD;
             snprintf(co->why[slot], sizeof co->why[slot], "%.159s", co->err.msg);
+            co->bad++;
         } else if (rc) {
             fp__fail(co, rc);
             return -1;
@@ -1132,9 +1147,10 @@ static void fp__hashed(uv_work_t *req, int status)
     if (co->state != FP__ROUND)
         return;
     co->have[j->slot] = FP__HASHED;
-    if (!co->closed)
-        (void)fp__add_ready(co);
-    else if (!co->hashing)
+    if (!co->closed) {
+        if (!fp__add_ready(co))
+            fp__exchange_check(co); /* one refused now no longer counts */
+    } else if (!co->hashing)
         fp__exchange_finish(co);
 }
 

@@ -12,8 +12,8 @@
 # min_updates was 3. A second run with min_updates = 2 commits round 2
 # with the other two (the refusal alone does not fail a round that has its
 # minimum), and `sim --replay` of it is exact. wait_after_min = 60 keeps
-# every round open until all three answered (with 0, a round closes the
-# moment min_updates uploads have come, before they are checked, and a
+# every round open until all three answered (with 0, a round can close the
+# moment min_updates uploads have come, before each is checked, and a
 # refused one among them fails that attempt: docs/daemons.md).
 set -uo pipefail
 FP=${FEDPRESS:?FEDPRESS must point at the fedpress binary}
