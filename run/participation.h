@@ -33,7 +33,7 @@
 #include "../store/store.h"
 
 /* A round is tried at most this many times (the coordinator's bound). */
-#define FP_PART_ATTEMPTS 3
+#define FP_PART_ATTEMPTS 3u
 
 /* What closed an exchange: the coordinator's words, stored in each late
  * client's reason ("no upload when the round closed (<why>)"). */
