@@ -140,10 +140,6 @@ struct fp__coord {
      * uploads). A round tried again re-broadcasts, which empties the
      * aggregate, so adding early changes nothing. */
     uint32_t next_add;
-    /* Uploads of this exchange the core refused already (FP__BAD): they
-     * never count toward min_updates, in the closing rule
-     * (fp__exchange_check) as at the exchange's end. */
-    uint32_t bad;
     /* [N] THE record of the last round in which each client's upload was
      * included (0: none), told to the client in its welcome so that a
      * restarted client commits or discards the state it prepared for that
@@ -595,9 +591,9 @@ static void fp__min_late(uv_timer_t *t)
 
 /* The exchange closes when every slot sent the broadcast answered or was
  * settled otherwise (left, refused); min_updates uploads start
- * wait_after_min, not counting those the core refused already: a round
- * closed on a refused upload would fail (fp__exchange_finish) while the
- * clients that could still make its minimum are given no time. */
+ * wait_after_min. An upload the core refuses never counts as answered:
+ * where min_updates can close the exchange early it is checked when it
+ * comes (fp__on_upload) and settled refused. */
 static void fp__exchange_check(struct fp__coord *co)
 {
     const struct fp_scenario *sc = co->run.sc;
@@ -607,15 +603,7 @@ static void fp__exchange_check(struct fp__coord *co)
         fp__exchange_end(co);
         return;
     }
-    /* every upload that is in was answered (co->bad <= co->answered) */
-    const uint32_t valid = co->answered - co->bad;
-    if (valid < sc->min_updates) {
-        /* a wait_after_min started on an upload refused since waits again
-         * for min_updates valid ones */
-        uv_timer_stop(&co->min_timer);
-        return;
-    }
-    if (!uv_is_active((uv_handle_t *)&co->min_timer)) {
+    if (co->answered >= sc->min_updates && !uv_is_active((uv_handle_t *)&co->min_timer)) {
         if (sc->wait_after_min <= 0) {
             co->close_why = FP_PART_WHY_MIN;
             fp__exchange_end(co);
@@ -693,7 +681,7 @@ static int fp__exchange_begin(struct fp__coord *co)
         return rc;
     co->answered = co->settled = co->expected = 0;
     co->closed = 0;
-    co->next_add = co->bad = 0;
+    co->next_add = 0;
     co->beginning = 1;
     co->close_why = FP_PART_WHY_ALL;
     for (uint32_t slot = 0; slot < r->sc->sample; slot++) {
@@ -836,11 +824,20 @@ static int fp__round_commit(struct fp__coord *co)
 
 static void fp__round_start(struct fp__coord *co);
 
+/* The log line of an upload the core refused (when it came, or as the
+ * exchange closed). */
+static void fp__log_refused(struct fp__coord *co, struct fp__session *s, const char *why)
+{
+    char who[160];
+    fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who), why);
+}
+
 /* Adds the hashed uploads that come next in slot order to the aggregate
  * (fp__coord.next_add); a slot still waiting for its upload stops it. One
- * the core refuses is marked FP__BAD, with why (fp__coord.bad: it no
- * longer counts toward min_updates), and is refused when the exchange
- * ends. -1 if the run failed. */
+ * the core refuses is marked FP__BAD, with why, and is refused when the
+ * exchange ends (only where min_updates is all of the sample, which no
+ * early close depends on: elsewhere fp__on_upload refused it already).
+ * -1 if the run failed. */
 static int fp__add_ready(struct fp__coord *co)
 {
     struct fp_run *r = &co->run;
@@ -855,7 +852,6 @@ static int fp__add_ready(struct fp__coord *co)
         if (rc == FP_EFORMAT) {
             co->have[slot] = FP__BAD;
             snprintf(co->why[slot], sizeof co->why[slot], "%.159s", co->err.msg);
-            co->bad++;
         } else if (rc) {
             fp__fail(co, rc);
             return -1;
@@ -946,12 +942,10 @@ static void fp__exchange_finish(struct fp__coord *co)
         /* The core refused it (wrong size, not finite, not canonical):
          * never aggregated; the server's state is unchanged and the round
          * goes on with the others. */
-        char who[160];
         struct fp__session *s = co->by_id[r->chosen[slot]];
         co->status[slot] = FP_CLIENT_REFUSED;
         if (s)
-            fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who),
-                    co->why[slot]);
+            fp__log_refused(co, s, co->why[slot]);
     }
     co->in = in;
     if (in < sc->min_updates) {
@@ -1147,10 +1141,9 @@ static void fp__hashed(uv_work_t *req, int status)
     if (co->state != FP__ROUND)
         return;
     co->have[j->slot] = FP__HASHED;
-    if (!co->closed) {
-        if (!fp__add_ready(co))
-            fp__exchange_check(co); /* one refused now no longer counts */
-    } else if (!co->hashing)
+    if (!co->closed)
+        (void)fp__add_ready(co);
+    else if (!co->hashing)
         fp__exchange_finish(co);
 }
 
@@ -1187,9 +1180,7 @@ static void fp__on_upload(struct fp__session *s, const struct fp_msg_header *h)
          * them it cannot, and fp__add_ready's verdict is soon enough). */
         int rc = fp_run_check(&co->run, slot, co->up[slot], co->upload_len[slot], &co->err);
         if (rc == FP_EFORMAT) {
-            char who[160];
-            fp__log(co, "round %u: %s's upload refused: %s", co->round, fp__who(s, who, sizeof who),
-                    co->err.msg);
+            fp__log_refused(co, s, co->err.msg);
             fp__settle(co, slot, FP_CLIENT_REFUSED, co->err.msg);
             return;
         }

@@ -5,12 +5,13 @@
 # finished.
 #
 # 3 clients, S = 3, min_updates = 2, wait_after_min = 0 (the round closes
-# the moment min_updates uploads are in), the quadratic (uploads of a few
-# bytes: each is decoded and added the moment it comes, in slot order).
+# the moment min_updates uploads are in), the quadratic. With min_updates
+# below the sample each upload is checked when it comes (the coordinator's
+# fp_run_check), whatever slot it is in.
 # Client 0 sends a NaN upload in every attempt of round 1, client 1 a
 # valid one at once, client 2 a valid one 3 s later (--test-slow-train).
-# Client 0's upload is refused as soon as it is added (slot 0 comes
-# first), so only client 1's counts until client 2's comes: the round
+# Client 0's upload is refused when it comes, so only client 1's counts
+# until client 2's comes: the round
 # closes then with 2 valid uploads and commits them. Before, the refused
 # upload counted toward the closing rule: the round closed with clients 0
 # and 1, found one valid upload of the 2 it needs, and failed; each of the
@@ -19,11 +20,10 @@
 #
 # rewait: S = 5, min_updates = 3, wait_after_min = 5: clients 1 and 2 send
 # NaN uploads and client 3 a valid one at once, client 0 a valid one after
-# 2 s, client 4 after 8 s. The first three start wait_after_min (none can
-# be decoded before client 0's, slot 0); client 0's lets them be decoded:
-# two are refused, 2 valid uploads of 3 are left, and wait_after_min waits
-# again for a third valid one, which client 4 brings: the round commits 0,
-# 3 and 4. Before, the wait started by the refused uploads closed the round
+# 2 s, client 4 after 8 s. The two NaN uploads are refused when they come
+# (though slot 0's upload is not in yet), so wait_after_min starts only
+# with 3 valid uploads, client 4's the third: the round commits 0, 3 and
+# 4. Before, the refused uploads started the wait, which closed the round
 # at 5 s without client 4, the attempt failed, and so did the run.
 #
 # epipe: a client that dies right after its round-2 upload, while the
