@@ -151,9 +151,13 @@ static inline int fp_cli_opt_ends(int took, int *rc)
     return 1;
 }
 
-/* The exit code for fp_scenario_load's error lrc: a bad scenario is a
- * usage error (2); a file that cannot be read, or no memory, is not (1). */
-int fp_cli_scenario_exit(int lrc);
+/* The exit code for a file that did not load (fp_scenario_load's,
+ * fp_allow_load's, fp_keyfile_read's error lrc): a file whose content is
+ * wrong is a usage error (2), a configuration error no restart mends
+ * (systemd's RestartPreventExitStatus=2, docs/deployment.md); one that
+ * cannot be read (it may be there at the next start: a mount, a
+ * deployment under way), or no memory, is not (1). */
+int fp_cli_load_exit(int lrc);
 
 struct fp_scenario;
 struct fp_run_result;

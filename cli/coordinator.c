@@ -168,16 +168,6 @@ static int fp__coord_pick(struct fp_store *store, const char *store_path, const 
     return id ? fp__coord_load_run(store, store_path, id, canon, scenario, or_start, cr) : 0;
 }
 
-/* The exit code for a file that did not load (fp_*_load's code): 1 if it
- * could not be read (it may be there at the next start: a mount, a
- * deployment under way), 2 if its content is wrong, a configuration error
- * that no restart mends (systemd's RestartPreventExitStatus=2,
- * docs/deployment.md). */
-static int fp__coord_load_exit(int rc)
-{
-    return rc == FP_EIO || rc == FP_ENOMEM ? 1 : 2;
-}
-
 /* The scenario against the allow-list and the deadline (fp_coord_check):
  * 0, or the message and exit 2, before a run is stored. */
 static int fp__coord_check(const struct fp_scenario *sc, const char *origin,
@@ -297,7 +287,7 @@ int fp_cli_coordinator(int argc, char **argv)
     if ((lrc = fp_keyfile_read(keyf, key, &err)) || (lrc = fp_allow_load(&allow, allowf, &err)) ||
         (scenario && (lrc = fp_scenario_load(&cr.sc, scenario, NULL, 0, &err)))) {
         fprintf(stderr, "fedpress coordinator: %s\n", err.msg);
-        exit_code = fp__coord_load_exit(lrc);
+        exit_code = fp_cli_load_exit(lrc);
         goto out;
     }
     exit_code = 1;

@@ -97,7 +97,7 @@ void fp_cli_ignore_sigpipe(void)
     signal(SIGXFSZ, SIG_IGN);
 }
 
-int fp_cli_scenario_exit(int lrc)
+int fp_cli_load_exit(int lrc)
 {
     return lrc == FP_EIO || lrc == FP_ENOMEM ? FP_EXIT_RUNTIME : FP_EXIT_USAGE;
 }

@@ -152,7 +152,7 @@ int fp_cli_sim(int argc, char **argv)
             fp_store_close(store);
         }
         fprintf(stderr, "fedpress: %s\n", err.msg);
-        rc = fp_cli_scenario_exit(lrc);
+        rc = fp_cli_load_exit(lrc);
         goto out;
     }
     if (dry_run) {

@@ -139,7 +139,7 @@ static int fp__sweep_prepare(const char *file, const char **sets, size_t nsets,
     int lrc = fp_scenario_load(&sc, file, sets, k, &err);
     if (lrc) {
         fprintf(stderr, "fedpress: sweep: %s: %s\n", name, err.msg);
-        rc = fp_cli_scenario_exit(lrc);
+        rc = fp_cli_load_exit(lrc);
         goto out;
     }
     if (!(row->canon = fp_scenario_canonical(&sc)) || !(row->name = strdup(name))) {
@@ -302,7 +302,7 @@ int fp_cli_sweep(int argc, char **argv)
     int lrc = fp_scenario_load(&sc, file, o.sets, o.nsets, &err);
     if (lrc) {
         fprintf(stderr, "fedpress: %s\n", err.msg);
-        rc = fp_cli_scenario_exit(lrc);
+        rc = fp_cli_load_exit(lrc);
         goto out;
     }
     char base[sizeof sc.name];
